@@ -1,0 +1,3 @@
+from fastpacs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Turning exceptions into Orthanc's error answers.
+
+Orthanc answers most errors with a JSON body (``HttpError``, ``HttpStatus``,
+``Message``, ``Method``, ``OrthancError``, ``OrthancStatus``, ``Uri`` and,
+when there is one, ``Details``), and a few with an empty body (see
+:class:`fastpacs.errors.BareHttpError`). A wrong method is an empty 405 with
+an ``Allow`` header. Nothing escapes as a traceback.
+"""
+
+import logging
+from http import HTTPStatus
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+
+from fastpacs.errors import BareHttpError, ErrorCode, OrthancError, describe
+
+logger = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder(order="sorted")
+_LITESTAR_STATUS_TO_ORTHANC = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    404: ErrorCode.UNKNOWN_RESOURCE,
+    413: ErrorCode.BAD_REQUEST,
+}
+
+
+def error_body(request: Request, code: ErrorCode, http_status: int, details: str | None) -> bytes:
+    body = {
+        "HttpError": HTTPStatus(http_status).phrase,
+        "HttpStatus": http_status,
+        "Message": describe(code),
+        "Method": request.method,
+        "OrthancError": describe(code),
+        "OrthancStatus": int(code),
+        "Uri": request.url.path,
+    }
+    if details:
+        body["Details"] = details
+    return _encoder.encode(body)
+
+
+def _describe_errors(request: Request) -> bool:
+    return request.app.state.config.http_describe_errors
+
+
+def orthanc_error_response(request: Request, error: OrthancError) -> Response[bytes]:
+    if not _describe_errors(request):
+        return Response(b"", status_code=error.http_status, media_type="application/json")
+    body = error_body(request, error.code, error.http_status, error.details)
+    return Response(body, status_code=error.http_status, media_type="application/json")
+
+
+def bare_error_response(_request: Request, error: BareHttpError) -> Response[bytes]:
+    return Response(b"", status_code=error.http_status, headers=error.headers, media_type="text/plain")
+
+
+def not_found_response(request: Request, _error: NotFoundException) -> Response[bytes]:
+    return orthanc_error_response(request, OrthancError(ErrorCode.UNKNOWN_RESOURCE))
+
+
+def method_not_allowed_response(_request: Request, error: MethodNotAllowedException) -> Response[bytes]:
+    allowed = (error.headers or {}).get("allow", "")
+    methods = [method.strip() for method in allowed.split(",") if method.strip() not in ("", "OPTIONS")]
+    order = ["GET", "POST", "PUT", "DELETE"]
+    methods.sort(key=lambda method: order.index(method) if method in order else len(order))
+    return Response(b"", status_code=405, headers={"Allow": ",".join(methods)}, media_type="text/plain")
+
+
+def http_exception_response(request: Request, error: HTTPException) -> Response[bytes]:
+    code = _LITESTAR_STATUS_TO_ORTHANC.get(error.status_code, ErrorCode.BAD_REQUEST)
+    return orthanc_error_response(request, OrthancError(code, error.detail, http_status=error.status_code))
+
+
+def internal_error_response(request: Request, error: Exception) -> Response[bytes]:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return orthanc_error_response(
+        request,
+        OrthancError(ErrorCode.INTERNAL_ERROR, "An unhandled exception was generated inside the HTTP server"),
+    )
+
+
+EXCEPTION_HANDLERS = {
+    OrthancError: orthanc_error_response,
+    BareHttpError: bare_error_response,
+    NotFoundException: not_found_response,
+    MethodNotAllowedException: method_not_allowed_response,
+    HTTPException: http_exception_response,
+    Exception: internal_error_response,
+}

@@ -1,0 +1,68 @@
+"""Uploads (POST /instances) and the stored file of an instance."""
+
+import asyncio
+
+from litestar import Request, Response, get, post
+
+from fastpacs.api.responses import json_response, unknown_resource
+from fastpacs.dicom.ids import Level, format_id, parse_id
+from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.index.updates import IngestOutcome
+from fastpacs.services.ingest import Origin
+from fastpacs.services.registry import Services
+from fastpacs.services.resources import resource_path
+
+
+def upload_answer(outcome: IngestOutcome) -> dict[str, str]:
+    """Orthanc's answer to one stored instance."""
+    patient, study, series, instance = outcome.ids
+    return {
+        "ID": format_id(instance),
+        "ParentPatient": format_id(patient),
+        "ParentSeries": format_id(series),
+        "ParentStudy": format_id(study),
+        "Path": resource_path(Level.INSTANCE, instance),
+        "Status": outcome.status,
+    }
+
+
+async def _uploaded_files(request: Request) -> list[bytes]:
+    """The files of the body: the body itself, or each part of a multipart/form-data body."""
+    if request.content_type[0] == "multipart/form-data":
+        form = await request.form()
+        files = [await part.read() for _, part in form.multi_items() if hasattr(part, "read")]
+        if not files:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "No file in the multipart body")
+        return files
+    return [await request.body()]
+
+
+@post("/instances", name="instances-upload", status_code=200)
+async def upload_instances(request: Request, services: Services) -> Response[bytes]:
+    origin = Origin(kind="RestApi", remote_ip=request.client.host if request.client else "")
+    answers = []
+    files = await _uploaded_files(request)
+    for data in files:
+        outcome = await services.ingest.ingest_upload(data, origin)
+        if isinstance(outcome, list):
+            answers.extend(upload_answer(item) for item in outcome)
+        else:
+            answers.append(upload_answer(outcome))
+    if len(files) == 1 and not isinstance(outcome, list):
+        return json_response(answers[0])
+    return json_response(answers)
+
+
+@get("/instances/{resource_id:str}/file", name="instances-file")
+async def instance_file(resource_id: str, services: Services) -> Response[bytes]:
+    rid = parse_id(resource_id)
+    found = None if rid is None else services.resources.instance_blob_digest(rid)
+    if found is None:
+        raise unknown_resource()
+    digest, file_uuid = found
+    data = await asyncio.to_thread(services.storage.read, digest)
+    return Response(
+        data,
+        media_type="application/dicom",
+        headers={"Content-Disposition": f'filename="{file_uuid}.dcm"'},
+    )

@@ -1,0 +1,62 @@
+"""/patients, /studies, /series, /instances: listings, single resources, relatives, deletion.
+
+The four levels share the same routes; :func:`resource_router` builds the
+router of one level.
+"""
+
+from litestar import Request, Response, Router, delete, get
+from litestar.handlers import HTTPRouteHandler
+
+from fastpacs.api.responses import flag, json_response, paging, route_id
+from fastpacs.dicom.ids import Level
+from fastpacs.errors import BareHttpError
+from fastpacs.services.registry import Services
+
+
+def _relative_segment(level: Level, relative: Level) -> str:
+    """``/studies/{id}/patient`` names an ancestor in the singular, descendants in the plural."""
+    return relative.type_name.lower() if relative < level else relative.plural
+
+
+def _relatives_handler(level: Level, relative: Level) -> HTTPRouteHandler:
+    segment = _relative_segment(level, relative)
+
+    @get(f"/{{resource_id:str}}/{segment}", name=f"{level.plural}-{segment}")
+    async def relatives(resource_id: str, services: Services) -> Response[bytes]:
+        answer = services.resources.related(level, route_id(resource_id), relative)
+        if answer is None:
+            raise BareHttpError(404)
+        return json_response(answer)
+
+    return relatives
+
+
+def resource_router(level: Level) -> Router:
+    """Listing, GET, DELETE and relatives of one level."""
+
+    @get("/", name=f"{level.plural}-list")
+    async def list_resources(request: Request, services: Services) -> Response[bytes]:
+        since, limit = paging(request)
+        if flag(request, "expand"):
+            return json_response(services.resources.list_expanded(level, since, limit))
+        return json_response(services.resources.list_ids(level, since, limit))
+
+    @get("/{resource_id:str}", name=f"{level.plural}-get")
+    async def get_resource(resource_id: str, services: Services) -> Response[bytes]:
+        answer = services.resources.get(level, route_id(resource_id))
+        if answer is None:
+            raise BareHttpError(404)
+        return json_response(answer)
+
+    @delete("/{resource_id:str}", name=f"{level.plural}-delete", status_code=200)
+    async def delete_resource(resource_id: str, services: Services) -> Response[bytes]:
+        try:
+            remaining = await services.deletes.delete(level, route_id(resource_id))
+        except KeyError:
+            raise BareHttpError(404) from None
+        return json_response({"RemainingAncestor": remaining})
+
+    relatives = [_relatives_handler(level, relative) for relative in Level if relative != level]
+    return Router(
+        path=f"/{level.plural}", route_handlers=[list_resources, get_resource, delete_resource, *relatives]
+    )

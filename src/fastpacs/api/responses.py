@@ -1,0 +1,70 @@
+"""Answer helpers shared by the controllers: JSON and plain text as Orthanc sends them."""
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+
+from fastpacs.dicom.ids import RawId, parse_id
+from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
+
+JSON_MEDIA_TYPE = "application/json; charset=utf-8"
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def json_response(content: Any, status_code: int = 200) -> Response[bytes]:
+    """JSON with sorted keys, as Orthanc writes it (compact rather than indented)."""
+    return Response(_encoder.encode(content), media_type=JSON_MEDIA_TYPE, status_code=status_code)
+
+
+def text_response(content: str | bytes = b"", status_code: int = 200) -> Response[bytes]:
+    body = content.encode() if isinstance(content, str) else content
+    return Response(body, media_type="text/plain", status_code=status_code)
+
+
+def empty_ok() -> Response[bytes]:
+    """Orthanc's answer to a PUT or DELETE with nothing to say: 200, text/plain, no body."""
+    return text_response(b"")
+
+
+def flag(request: Request, name: str) -> bool:
+    """Orthanc tests boolean query arguments for presence: ``?expand`` and ``?expand=false`` both set it."""
+    return name in request.query_params
+
+
+def paging(request: Request) -> tuple[int, int]:
+    """``since`` and ``limit`` (both or neither, as Orthanc requires); ``(0, 0)`` when absent."""
+    since = request.query_params.get("since")
+    limit = request.query_params.get("limit")
+    if since is None and limit is None:
+        return 0, 0
+    uri = request.url.path.rstrip("/") + "/"
+    if since is None:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f'Missing "since" argument for GET request against: {uri}')
+    if limit is None:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f'Missing "limit" argument for GET request against: {uri}')
+    return parse_count(since), parse_count(limit)
+
+
+def parse_count(text: str) -> int:
+    """A non-negative integer argument; Orthanc's "Bad type for a parameter" otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE, "Syntax error in some user-supplied data")
+    return value
+
+
+def route_id(public_id: str) -> RawId:
+    """The raw form of the ID a route is about; unparsable, it is an unknown resource (empty 404)."""
+    rid = parse_id(public_id)
+    if rid is None:
+        raise BareHttpError(404)
+    return rid
+
+
+def unknown_resource() -> OrthancError:
+    """Orthanc's JSON 404 for an unknown ID below a resource route (``/instances/{unknown}/file``)."""
+    return OrthancError(ErrorCode.UNKNOWN_RESOURCE)

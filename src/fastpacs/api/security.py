@@ -1,0 +1,64 @@
+"""Access control in front of every route: RemoteAccessAllowed and HTTP Basic authentication.
+
+As in Orthanc: with ``RemoteAccessAllowed`` false only loopback clients are
+served; with authentication on, every request needs the credentials of one
+of ``RegisteredUsers``.
+"""
+
+import base64
+import binascii
+import hmac
+import ipaddress
+
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from fastpacs.config import Config
+
+REALM = "Orthanc Secure Area"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _credentials_valid(header: bytes | None, users: dict[str, str]) -> bool:
+    if header is None or not header.startswith(b"Basic "):
+        return False
+    try:
+        username, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    expected = users.get(username)
+    return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+
+class AccessControl:
+    """ASGI middleware; a no-op pass-through when the configuration asks for no control."""
+
+    def __init__(self, app: ASGIApp, config: Config):
+        self.app = app
+        self.remote_allowed = config.remote_access_allowed
+        self.users = config.registered_users if config.authentication_required else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            client = scope.get("client")
+            if not self.remote_allowed and not (client and _is_loopback(client[0])):
+                await _answer(send, 403, [])
+                return
+            if self.users is not None:
+                header = dict(scope["headers"]).get(b"authorization")
+                if not _credentials_valid(header, self.users):
+                    await _answer(send, 401, [(b"www-authenticate", f'Basic realm="{REALM}"'.encode())])
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [*headers, (b"content-length", b"0")]}
+    )
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,116 @@
+"""The Litestar application and its lifespan: start and stop of every component.
+
+Start-up order: storage and index, start-up repair, index writer, worker
+pool, services, stability monitor. Shutdown runs in reverse.
+"""
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from fastpacs.api.errors import EXCEPTION_HANDLERS
+from fastpacs.api.instances import instance_file, upload_instances
+from fastpacs.api.resources import resource_router
+from fastpacs.api.security import AccessControl
+from fastpacs.api.system import changes, clear_changes, statistics, system
+from fastpacs.api.tools import lookup
+from fastpacs.config import Config, decode_config, load_config
+from fastpacs.dicom.ids import Level
+from fastpacs.index.database import Database
+from fastpacs.index.writer import IndexWriter
+from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.changes import ChangeService, StabilityMonitor
+from fastpacs.services.consistency import repair_storage
+from fastpacs.services.delete import DeleteService
+from fastpacs.services.ingest import IngestService
+from fastpacs.services.registry import Services
+from fastpacs.services.resources import ResourceService
+from fastpacs.storage.blobs import BlobStore
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENVIRONMENT_VARIABLE = "FASTPACS_CONFIG_JSON"
+"""How ``fastpacs serve`` hands the validated configuration to the server process."""
+
+MEGABYTE = 1024 * 1024
+
+
+async def start_services(config: Config) -> Services:
+    storage = BlobStore(config.storage_path)
+    database = Database(config.index_path, config.index_map_size)
+    await asyncio.to_thread(repair_storage, database, storage)
+    writer = IndexWriter(database, storage)
+    writer.start()
+    pool = WorkerPool(config.worker_processes, str(config.storage_path))
+    await asyncio.to_thread(pool.warm_up)
+    services = Services(
+        config=config,
+        database=database,
+        storage=storage,
+        writer=writer,
+        pool=pool,
+        ingest=IngestService(pool, writer, config.default_encoding, config.maximum_upload_size * MEGABYTE),
+        resources=ResourceService(database),
+        deletes=DeleteService(writer),
+        changes=ChangeService(database, writer),
+        stability=StabilityMonitor(database, writer, config.stable_age),
+    )
+    services.stability.start()
+    logger.info("fastpacs started: %d worker processes", pool.processes)
+    return services
+
+
+async def stop_services(services: Services) -> None:
+    await services.stability.stop()
+    await asyncio.to_thread(services.pool.close)
+    await asyncio.to_thread(services.writer.stop)
+    services.database.close()
+
+
+def _provide_services(state: State) -> Services:
+    return state.services
+
+
+def create_app(config: Config | None = None) -> Litestar:
+    """The application; without ``config``, the one ``fastpacs serve`` put in the environment."""
+    if config is None:
+        encoded = os.environ.get(CONFIG_ENVIRONMENT_VARIABLE)
+        config = decode_config(encoded.encode()) if encoded else load_config(None)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = await start_services(config)
+        try:
+            yield
+        finally:
+            await stop_services(app.state.services)
+
+    def access_control(app):
+        return AccessControl(app, config)
+
+    return Litestar(
+        route_handlers=[
+            *(resource_router(level) for level in Level),
+            upload_instances,
+            instance_file,
+            system,
+            statistics,
+            changes,
+            clear_changes,
+            lookup,
+        ],
+        dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        middleware=[access_control],
+        state=State({"config": config}),
+        request_max_body_size=config.maximum_upload_size * MEGABYTE,
+        openapi_config=None,
+        debug=False,
+    )

@@ -1,0 +1,56 @@
+"""The ``fastpacs`` command: ``fastpacs serve [--config FILE]``."""
+
+import argparse
+import logging
+import os
+import sys
+
+from granian import Granian
+from granian.constants import Interfaces, Loops
+
+from fastpacs import ORTHANC_API_VERSION, __version__
+from fastpacs.app import CONFIG_ENVIRONMENT_VARIABLE
+from fastpacs.config import ConfigurationError, encode_config, load_config
+
+logger = logging.getLogger("fastpacs")
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    try:
+        config = load_config(arguments.config)
+    except ConfigurationError as error:
+        print(f"fastpacs: {error}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(config.log_level.upper())
+    os.environ[CONFIG_ENVIRONMENT_VARIABLE] = encode_config(config).decode()
+    address = "0.0.0.0" if config.remote_access_allowed else "127.0.0.1"
+    logger.info(
+        "fastpacs %s (Orthanc API %s) on http://%s:%d",
+        __version__,
+        ORTHANC_API_VERSION,
+        address,
+        config.http_port,
+    )
+    Granian(
+        "fastpacs.app:create_app",
+        factory=True,
+        address=address,
+        port=config.http_port,
+        interface=Interfaces.ASGI,
+        loop=Loops.uvloop,
+        workers=1,
+        log_access=False,
+    ).serve()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastpacs", description="DICOM server with Orthanc's REST API")
+    parser.add_argument("--version", action="version", version=f"fastpacs {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="configuration file or folder (Orthanc's JSON format)")
+    serve.set_defaults(handler=_serve)
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return arguments.handler(arguments)

@@ -1,0 +1,309 @@
+"""Configuration in Orthanc's format: JSON with comments, Orthanc's option names.
+
+A configuration is a file, or a folder whose ``*.json`` files are merged in
+name order (as Orthanc does). Options can also be overridden through the
+environment: ``FASTPACS__HTTP_PORT=8043`` sets ``HttpPort``; the value is read
+as JSON when it parses, as a plain string otherwise.
+
+Options Orthanc knows but fastpacs does not implement are accepted with a
+warning; options nobody knows are warned about too. A value of the wrong type
+is a start-up error naming the option.
+"""
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+logger = logging.getLogger(__name__)
+
+ENVIRONMENT_PREFIX = "FASTPACS__"
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot be used; the message says which option and why."""
+
+
+class DicomModality(msgspec.Struct, rename="pascal", forbid_unknown_fields=False):
+    """A remote DICOM node, in the object form of ``DicomModalities``."""
+
+    aet: str = msgspec.field(name="AET")
+    host: str
+    port: int
+    manufacturer: str = "Generic"
+    timeout: int = 0
+    allow_echo: bool = True
+    allow_find: bool = True
+    allow_find_worklist: bool = True
+    allow_get: bool = True
+    allow_move: bool = True
+    allow_store: bool = True
+    allow_n_action: bool = msgspec.field(name="AllowNAction", default=True)
+    allow_event_report: bool = True
+    allow_transcoding: bool = True
+    use_dicom_tls: bool = msgspec.field(name="UseDicomTls", default=False)
+    local_aet: str = msgspec.field(name="LocalAet", default="")
+
+
+class OrthancPeer(msgspec.Struct, rename="pascal", forbid_unknown_fields=False):
+    """A remote Orthanc-compatible server, in the object form of ``OrthancPeers``."""
+
+    url: str
+    username: str | None = None
+    password: str | None = None
+    http_headers: dict[str, str] = msgspec.field(default_factory=dict)
+    certificate_file: str | None = None
+    certificate_key_file: str | None = None
+    certificate_key_password: str | None = None
+    timeout: int = 0
+    pkcs11: bool = False
+
+
+class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_only=True):
+    """Every option fastpacs reads, with Orthanc 1.10.1's defaults where Orthanc has the option."""
+
+    name: str = "fastpacs"
+    storage_directory: str = "fastpacs-storage"
+    index_directory: str = "fastpacs-storage"
+
+    http_server_enabled: bool = True
+    http_port: int = 8042
+    http_describe_errors: bool = True
+    http_compression_enabled: bool = True
+    remote_access_allowed: bool = False
+    authentication_enabled: bool | None = None
+    registered_users: dict[str, str] = msgspec.field(default_factory=dict)
+    ssl_enabled: bool = False
+
+    dicom_server_enabled: bool = True
+    dicom_aet: str = "ORTHANC"
+    dicom_port: int = 4242
+    dicom_check_called_aet: bool = False
+    dicom_always_allow_echo: bool = True
+    dicom_always_allow_store: bool = True
+    dicom_check_modality_host: bool = False
+    dicom_scp_timeout: int = 30
+    dicom_modalities: dict[str, DicomModality | list[Any]] = msgspec.field(default_factory=dict)
+    dicom_modalities_in_database: bool = False
+    orthanc_peers: dict[str, OrthancPeer | list[Any]] = msgspec.field(default_factory=dict)
+    orthanc_peers_in_database: bool = False
+
+    default_encoding: str = "Latin1"
+    stable_age: int = 60
+    strict_aet_comparison: bool = False
+    log_exported_resources: bool = False
+    overwrite_instances: bool = False
+    case_sensitive_pn: bool = msgspec.field(name="CaseSensitivePN", default=False)
+    limit_find_results: int = 0
+    limit_find_instances: int = 0
+    concurrent_jobs: int = 2
+    jobs_history_size: int = 10
+    save_jobs: bool = True
+    metrics_enabled: bool = True
+    execute_lua_enabled: bool = False
+    lua_scripts: list[str] = msgspec.field(default_factory=list)
+    user_metadata: dict[str, int] = msgspec.field(default_factory=dict)
+    user_content_type: dict[str, int | list[Any]] = msgspec.field(default_factory=dict)
+    check_revisions: bool = False
+    maximum_storage_size: int = 0
+    maximum_patient_count: int = 0
+
+    # fastpacs's own options (Orthanc has no equivalent).
+    worker_processes: int = 0
+    """Processes in the worker pool; 0 means one per CPU core."""
+    maximum_upload_size: int = 4096
+    """Largest accepted request body, in MB."""
+    index_map_size: int = 64
+    """Size reserved for the LMDB index, in GB (sparse: only what is used takes disk space)."""
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.http_port < 65536:
+            raise ValueError(f"HttpPort must be between 1 and 65535, not {self.http_port}")
+        if not 0 < self.dicom_port < 65536:
+            raise ValueError(f"DicomPort must be between 1 and 65535, not {self.dicom_port}")
+        if not 0 < len(self.dicom_aet) <= 16:
+            raise ValueError(f"DicomAet must have 1 to 16 characters, not {self.dicom_aet!r}")
+        if self.stable_age < 0:
+            raise ValueError("StableAge cannot be negative")
+        if self.concurrent_jobs < 0:
+            raise ValueError("ConcurrentJobs cannot be negative")
+        if self.worker_processes < 0:
+            raise ValueError("WorkerProcesses cannot be negative")
+        if self.maximum_upload_size <= 0:
+            raise ValueError("MaximumUploadSize must be positive")
+
+    @property
+    def authentication_required(self) -> bool:
+        """Orthanc's rule: authentication is on when asked for, or by default with remote access."""
+        if self.authentication_enabled is None:
+            return self.remote_access_allowed
+        return self.authentication_enabled
+
+    @property
+    def storage_path(self) -> Path:
+        return Path(self.storage_directory)
+
+    @property
+    def index_path(self) -> Path:
+        return Path(self.index_directory)
+
+
+KNOWN_OPTIONS = frozenset(field.encode_name for field in msgspec.structs.fields(Config))
+
+# Orthanc 1.10.1 options that fastpacs accepts and ignores (warned about once).
+IGNORED_ORTHANC_OPTIONS = frozenset(
+    {
+        "StorageCompression",
+        "Plugins",
+        "HttpVerbose",
+        "HttpTimeout",
+        "HttpsVerifyPeers",
+        "HttpsCACertificates",
+        "HttpProxy",
+        "HttpThreadsCount",
+        "HttpRequestTimeout",
+        "KeepAlive",
+        "KeepAliveTimeout",
+        "TcpNoDelay",
+        "SslCertificate",
+        "SslMinimumProtocolVersion",
+        "SslVerifyPeers",
+        "SslTrustedClientCertificates",
+        "SslCiphersAccepted",
+        "DicomTlsEnabled",
+        "DicomTlsCertificate",
+        "DicomTlsPrivateKey",
+        "DicomTlsTrustedCertificates",
+        "DicomTlsRemoteCertificateRequired",
+        "DicomAssociationCloseDelay",
+        "DicomScuTimeout",
+        "DicomScuPreferredTransferSyntax",
+        "DicomThreadsCount",
+        "UnknownSopClassAccepted",
+        "AcceptedTransferSyntaxes",
+        "DeflatedTransferSyntaxAccepted",
+        "JpegTransferSyntaxAccepted",
+        "Jpeg2000TransferSyntaxAccepted",
+        "JpegLosslessTransferSyntaxAccepted",
+        "JpipTransferSyntaxAccepted",
+        "Mpeg2TransferSyntaxAccepted",
+        "RleTransferSyntaxAccepted",
+        "Mpeg4TransferSyntaxAccepted",
+        "H265TransferSyntaxAccepted",
+        "StoreMD5ForAttachments",
+        "QueryRetrieveSize",
+        "LoadPrivateDictionary",
+        "Dictionary",
+        "SynchronousCMove",
+        "MediaArchiveSize",
+        "StorageAccessOnFind",
+        "DefaultPrivateCreator",
+        "StorageCommitmentReportsSize",
+        "TranscodeDicomProtocol",
+        "BuiltinDecoderTranscoderOrder",
+        "IngestTranscoding",
+        "IngestTranscodingOfUncompressed",
+        "IngestTranscodingOfCompressed",
+        "DicomLossyTranscodingQuality",
+        "SyncStorageArea",
+        "MallocArenaMax",
+        "DeidentifyLogs",
+        "DeidentifyLogsDicomVersion",
+        "MaximumStorageMode",
+        "MaximumStorageCacheSize",
+        "DatabaseServerIdentifier",
+        "LimitJobs",
+        "StoreDicom",
+        "DicomEchoChecksFind",
+        "ExtraMainDicomTags",
+        "Warnings",
+        "ZipLoaderThreads",
+        "DicomWeb",
+        "Worklists",
+        "Serve",
+        "OrthancExplorerEnabled",
+        "WebDav",
+        "Gdcm",
+        "Transfers",
+        "PostgreSQL",
+        "MySQL",
+        "Odbc",
+    }
+)
+
+_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
+
+
+def strip_comments(text: str) -> str:
+    """Remove ``//`` and ``/* */`` comments outside JSON strings, as Orthanc's parser allows."""
+    return _COMMENT_OR_STRING.sub(lambda m: m.group(0) if m.group(0).startswith('"') else "", text)
+
+
+def _read_json_with_comments(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(strip_comments(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"cannot read the configuration file {path}: {error}") from error
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"{path} must contain a JSON object")
+    return document
+
+
+def _environment_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """``FASTPACS__HTTP_PORT`` → ``{"HttpPort": ...}``, matching option names case-insensitively."""
+    by_folded_name = {name.replace("_", "").lower(): name for name in KNOWN_OPTIONS}
+    overrides: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENVIRONMENT_PREFIX):
+            continue
+        folded = key.removeprefix(ENVIRONMENT_PREFIX).replace("_", "").lower()
+        name = by_folded_name.get(folded)
+        if name is None:
+            logger.warning("ignoring environment variable %s: no such option", key)
+            continue
+        try:
+            overrides[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[name] = raw
+    return overrides
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read a configuration file or folder, apply environment overrides, validate."""
+    document: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if path.is_dir():
+            for part in sorted(path.glob("*.json")):
+                document.update(_read_json_with_comments(part))
+        elif path.exists():
+            document = _read_json_with_comments(path)
+        else:
+            raise ConfigurationError(f"configuration file not found: {path}")
+    document.update(_environment_overrides(dict(os.environ if environ is None else environ)))
+
+    for name in sorted(document.keys() - KNOWN_OPTIONS):
+        if name in IGNORED_ORTHANC_OPTIONS:
+            logger.warning("configuration option %r is not supported by fastpacs and is ignored", name)
+        else:
+            logger.warning("unknown configuration option %r is ignored", name)
+    try:
+        return msgspec.convert(document, Config, strict=True)
+    except msgspec.ValidationError as error:
+        raise ConfigurationError(f"invalid configuration: {error}") from error
+
+
+def encode_config(config: Config) -> bytes:
+    """The configuration as JSON, to hand it to the server process."""
+    return msgspec.json.encode(config)
+
+
+def decode_config(data: bytes) -> Config:
+    return msgspec.json.decode(data, type=Config)

@@ -1,0 +1,1 @@
+"""Pure functions on DICOM data: identifiers, main tags, value formatting, parsing."""

@@ -1,0 +1,108 @@
+"""Element values as Orthanc writes them in JSON: one string per element.
+
+Orthanc renders every non-binary value as text: strings decoded from the
+file's character set with trailing padding removed, binary numbers in
+decimal (floating point like C's ``%.17g``), attribute tags as ``gggg,eeee``,
+multiple values joined by a backslash. Binary VRs have no text form, and
+strings longer than :data:`MAX_STRING_LENGTH` bytes are "too long".
+
+The functions work on the raw value bytes, so that the result depends on
+the file alone and not on how a parser chose to convert the value.
+"""
+
+import struct
+from collections.abc import Sequence
+
+from pydicom.charset import convert_encodings, decode_bytes
+
+MAX_STRING_LENGTH = 256
+"""Longest value Orthanc shows; longer ones are ``TooLong``."""
+
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "ox", "xs", "ob or ow"})
+TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+"""VRs whose bytes are in the character set named by SpecificCharacterSet."""
+
+_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "UV": "Q", "SV": "q", "FL": "f", "FD": "d"}
+_TEXT_DELIMITERS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
+_PERSON_NAME_DELIMITERS = {0x5C, 0x5E, 0x3D}
+
+DEFAULT_ENCODINGS = {
+    # Orthanc's names for DefaultEncoding → DICOM defined terms of SpecificCharacterSet.
+    "Ascii": "ISO_IR 6",
+    "Utf8": "ISO_IR 192",
+    "Latin1": "ISO_IR 100",
+    "Latin2": "ISO_IR 101",
+    "Latin3": "ISO_IR 109",
+    "Latin4": "ISO_IR 110",
+    "Latin5": "ISO_IR 148",
+    "Cyrillic": "ISO_IR 144",
+    "Arabic": "ISO_IR 127",
+    "Greek": "ISO_IR 126",
+    "Hebrew": "ISO_IR 138",
+    "Thai": "ISO_IR 166",
+    "Japanese": "ISO_IR 13",
+    "Chinese": "GB18030",
+    "JapaneseKanji": "ISO 2022 IR 87",
+    "Korean": "ISO 2022 IR 149",
+    "SimplifiedChinese": "ISO 2022 IR 58",
+}
+
+
+class TooLong:
+    """Marker for a value longer than :data:`MAX_STRING_LENGTH`."""
+
+
+TOO_LONG = TooLong()
+
+
+def python_encodings(specific_character_set: str | Sequence[str] | None, default: str) -> list[str]:
+    """Python codecs for a SpecificCharacterSet value; ``default`` (a DICOM term) when absent."""
+    if not specific_character_set:
+        specific_character_set = default
+    if isinstance(specific_character_set, str):
+        terms: list[str] = [term.strip() for term in specific_character_set.split("\\")]
+    else:
+        terms = [term.strip() for term in specific_character_set]
+    if not terms[0]:
+        terms[0] = default
+    return convert_encodings(terms)
+
+
+def _strip(text: str) -> str:
+    return text.rstrip(" \x00")
+
+
+def format_value(
+    raw: bytes | None, vr: str, encodings: list[str], little_endian: bool = True
+) -> str | TooLong | None:
+    """Orthanc's text for one element value, ``None`` for binary VRs, or :data:`TOO_LONG`."""
+    if vr in BINARY_VRS or vr == "SQ":
+        return None
+    if not raw:
+        return ""
+    if len(raw) > MAX_STRING_LENGTH:
+        return TOO_LONG
+    if vr in TEXT_VRS:
+        delimiters = _PERSON_NAME_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
+        return _strip(decode_bytes(raw, encodings, delimiters))
+    number_format = _NUMBER_FORMATS.get(vr)
+    if number_format is not None:
+        return _format_numbers(raw, number_format, little_endian)
+    if vr == "AT":
+        return _format_tags(raw, little_endian)
+    return _strip(raw.decode("latin-1"))
+
+
+def _format_numbers(raw: bytes, code: str, little_endian: bool) -> str:
+    size = struct.calcsize(code)
+    count = len(raw) // size
+    numbers = struct.unpack(("<" if little_endian else ">") + code * count, raw[: count * size])
+    if code in "fd":
+        return "\\".join(f"{number:.17g}" for number in numbers)
+    return "\\".join(str(number) for number in numbers)
+
+
+def _format_tags(raw: bytes, little_endian: bool) -> str:
+    count = len(raw) // 4
+    words = struct.unpack(("<" if little_endian else ">") + "H" * (count * 2), raw[: count * 4])
+    return "\\".join(f"{words[i]:04x},{words[i + 1]:04x}" for i in range(0, len(words), 2))

@@ -1,0 +1,251 @@
+"""Write operations on the index, each run inside the writer's transaction.
+
+Every function here takes an :class:`IndexUpdate` (a view on the write
+transaction) and leaves the index consistent: counters, links, the change
+log and blob references move together. None of them touches the file
+system except to check that a blob exists; unreferenced blobs are reported
+through :attr:`IndexUpdate.released_blobs` and removed by the writer once
+the transaction is committed.
+"""
+
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from fastpacs.dicom.ids import Level, RawId, resource_ids
+from fastpacs.dicom.parse import InstanceSummary
+from fastpacs.index.schema import (
+    UNSTABLE_DECODER,
+    Change,
+    Counter,
+    Resource,
+    Unstable,
+    encode,
+    fold_identifier,
+    pack_u64,
+)
+from fastpacs.index.view import IndexView, SeriesStatus
+from fastpacs.storage.blobs import StoredBlob
+
+NEW_CHANGES = ("NewPatient", "NewStudy", "NewSeries", "NewInstance")
+STABLE_CHANGES = ("StablePatient", "StableStudy", "StableSeries")
+
+
+def orthanc_timestamp(moment: float) -> str:
+    """``YYYYMMDDTHHMMSS`` in local time, Orthanc's format for LastUpdate and change dates."""
+    return time.strftime("%Y%m%dT%H%M%S", time.localtime(moment))
+
+
+class BlobMissingError(Exception):
+    """A blob the operation should reference was removed meanwhile; store it again and retry."""
+
+
+class IngestOutcome(msgspec.Struct, array_like=True):
+    """What adding an instance did."""
+
+    status: str
+    """``Success`` or ``AlreadyStored``."""
+    ids: tuple[RawId, RawId, RawId, RawId]
+
+
+class IndexUpdate(IndexView):
+    """A view on the write transaction, with the primitives the operations share."""
+
+    def __init__(self, txn, dbs, blob_exists: Callable[[bytes], bool]):
+        super().__init__(txn, dbs)
+        self.blob_exists = blob_exists
+        self.released_blobs: set[bytes] = set()
+
+    def add_counter(self, name: bytes, delta: int) -> int:
+        value = self.counter(name) + delta
+        self.txn.put(name, pack_u64(value), db=self.dbs["counters"])
+        return value
+
+    def log_change(self, change_type: str, level: Level, rid: RawId, moment: float) -> None:
+        seq = self.add_counter(Counter.LAST_CHANGE, 1)
+        change = Change(
+            change_type=change_type, level=int(level), resource=rid, date=orthanc_timestamp(moment)
+        )
+        self.txn.put(pack_u64(seq), encode(change), db=self.dbs["changes"], append=True)
+        self.txn.put(rid, pack_u64(seq), db=self.dbs["changes_by_resource"])
+
+    def reference_blob(self, blob: StoredBlob) -> None:
+        references = self.blob_references(blob.digest)
+        if references == 0:
+            if not self.blob_exists(blob.digest):
+                raise BlobMissingError(blob.digest.hex())
+            self.add_counter(Counter.DISK_SIZE, blob.size)
+        self.txn.put(blob.digest, pack_u64(references + 1), db=self.dbs["blobs"])
+        self.add_counter(Counter.UNCOMPRESSED_SIZE, blob.size)
+
+    def release_blob(self, blob: StoredBlob) -> None:
+        references = self.blob_references(blob.digest) - 1
+        if references <= 0:
+            self.txn.delete(blob.digest, db=self.dbs["blobs"])
+            self.add_counter(Counter.DISK_SIZE, -blob.size)
+            self.released_blobs.add(blob.digest)
+        else:
+            self.txn.put(blob.digest, pack_u64(references), db=self.dbs["blobs"])
+        self.add_counter(Counter.UNCOMPRESSED_SIZE, -blob.size)
+
+    def touch(self, level: Level, rid: RawId, moment: float) -> None:
+        """Record a new instance below a resource: LastUpdate, and unstable for StableAge."""
+        self.txn.put(rid, orthanc_timestamp(moment).encode(), db=self.dbs["updated"])
+        self.txn.put(rid, encode(Unstable(level=int(level), last_update=moment)), db=self.dbs["unstable"])
+
+    def create(self, level: Level, rid: RawId, record: Resource) -> None:
+        self.txn.put(rid, encode(record), db=self.dbs["resources"])
+        seq = pack_u64(record.seq)
+        self.txn.put(bytes([level]) + seq, rid, db=self.dbs["levels"])
+        if record.parent is not None:
+            self.txn.put(record.parent, seq + rid, db=self.dbs["children"])
+        identifier = self.identifier_of(record)
+        self.txn.put(fold_identifier(identifier), bytes([level]) + rid, db=self.dbs["identifiers"])
+        self.add_counter(Counter.count_of(level), 1)
+
+    def destroy(self, rid: RawId, record: Resource) -> None:
+        """Remove one resource's own entries (not its children's)."""
+        level = Level(record.level)
+        seq = pack_u64(record.seq)
+        self.txn.delete(rid, db=self.dbs["resources"])
+        self.txn.delete(bytes([level]) + seq, db=self.dbs["levels"])
+        if record.parent is not None:
+            self.txn.delete(record.parent, seq + rid, db=self.dbs["children"])
+        identifier = self.identifier_of(record)
+        self.txn.delete(fold_identifier(identifier), bytes([level]) + rid, db=self.dbs["identifiers"])
+        self.txn.delete(rid, db=self.dbs["updated"])
+        self.txn.delete(rid, db=self.dbs["unstable"])
+        for key in self._metadata_keys(rid):
+            self.txn.delete(key, db=self.dbs["metadata"])
+        self._forget_changes(rid)
+        if record.blob is not None:
+            self.release_blob(record.blob)
+        self.add_counter(Counter.count_of(level), -1)
+
+    def _metadata_keys(self, rid: RawId) -> list[bytes]:
+        cursor = self.txn.cursor(db=self.dbs["metadata"])
+        keys: list[bytes] = []
+        if cursor.set_range(rid):
+            for key in cursor.iternext(values=False):
+                if key[: len(rid)] != rid:
+                    break
+                keys.append(key)
+        return keys
+
+    def _forget_changes(self, rid: RawId) -> None:
+        cursor = self.txn.cursor(db=self.dbs["changes_by_resource"])
+        if not cursor.set_key(rid):
+            return
+        sequences = list(cursor.iternext_dup())
+        for seq in sequences:
+            self.txn.delete(seq, db=self.dbs["changes"])
+        self.txn.delete(rid, db=self.dbs["changes_by_resource"])
+
+    def set_metadata(self, rid: RawId, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self.txn.put(rid + name.encode(), value.encode(), db=self.dbs["metadata"])
+
+
+def add_instance(
+    update: IndexUpdate, summary: InstanceSummary, blob: StoredBlob, metadata: dict[str, str], moment: float
+) -> IngestOutcome:
+    """Index a new instance and whatever ancestors it creates; ``AlreadyStored`` if it exists."""
+    ids = resource_ids(summary.identifiers)
+    if update.resource(ids[Level.INSTANCE]) is not None:
+        if update.blob_references(blob.digest) == 0:
+            update.released_blobs.add(blob.digest)
+        return IngestOutcome(status="AlreadyStored", ids=ids)
+
+    update.reference_blob(blob)
+    created: list[Level] = []
+    for level in Level:
+        rid = ids[level]
+        parent = ids[level - 1] if level > Level.PATIENT else None
+        if level < Level.INSTANCE and update.resource(rid) is not None:
+            continue
+        seq = update.add_counter(Counter.NEXT_SEQ, 1)
+        is_instance = level == Level.INSTANCE
+        record = Resource(
+            level=int(level),
+            seq=seq,
+            parent=parent,
+            main_tags=summary.main_tags[level],
+            blob=blob if is_instance else None,
+            index_in_series=summary.index_in_series if is_instance else None,
+            expected_instances=summary.expected_instances if level == Level.SERIES else None,
+        )
+        update.create(level, rid, record)
+        created.append(level)
+
+    instance_metadata = dict(metadata)
+    instance_metadata["TransferSyntax"] = summary.transfer_syntax
+    instance_metadata["SopClassUid"] = summary.sop_class_uid
+    if summary.index_in_series is not None:
+        instance_metadata["IndexInSeries"] = str(summary.index_in_series)
+    update.set_metadata(ids[Level.INSTANCE], instance_metadata)
+
+    for level in (Level.SERIES, Level.STUDY, Level.PATIENT):
+        update.touch(level, ids[level], moment)
+    for level in reversed(created):
+        update.log_change(NEW_CHANGES[level], level, ids[level], moment)
+
+    series = update.resource(ids[Level.SERIES])
+    if (
+        series is not None
+        and series.expected_instances is not None
+        and update.series_status(series, ids[Level.SERIES]) == SeriesStatus.COMPLETE
+    ):
+        update.log_change("CompletedSeries", Level.SERIES, ids[Level.SERIES], moment)
+    return IngestOutcome(status="Success", ids=ids)
+
+
+def delete_resource(update: IndexUpdate, level: Level, rid: RawId) -> tuple[Level, RawId] | None:
+    """Delete a resource, its descendants and the ancestors left empty.
+
+    Returns the nearest ancestor that remains (Orthanc's RemainingAncestor), if any.
+    """
+    record = update.resource_at(rid, level)
+    if record is None:
+        raise KeyError(rid)
+    _delete_subtree(update, rid, record)
+    parent = record.parent
+    parent_level = level - 1
+    while parent is not None:
+        if update.has_children(parent):
+            return Level(parent_level), parent
+        parent_record = update.resource(parent)
+        assert parent_record is not None
+        update.destroy(parent, parent_record)
+        parent = parent_record.parent
+        parent_level -= 1
+    return None
+
+
+def _delete_subtree(update: IndexUpdate, rid: RawId, record: Resource) -> None:
+    for child in update.children(rid):
+        child_record = update.resource(child)
+        if child_record is not None:
+            _delete_subtree(update, child, child_record)
+    update.destroy(rid, record)
+
+
+def log_stable_resources(update: IndexUpdate, now: float, stable_age: float) -> int:
+    """Log Stable* changes for resources untouched for ``stable_age`` seconds; return how many."""
+    cursor = update.txn.cursor(db=update.dbs["unstable"])
+    expired: list[tuple[float, RawId, int]] = []
+    for rid, value in cursor:
+        entry = UNSTABLE_DECODER.decode(value)
+        if entry.last_update + stable_age <= now:
+            expired.append((entry.last_update, rid, entry.level))
+    expired.sort(key=lambda item: (item[0], -item[2]))
+    for _, rid, level in expired:
+        update.txn.delete(rid, db=update.dbs["unstable"])
+        update.log_change(STABLE_CHANGES[level], Level(level), rid, now)
+    return len(expired)
+
+
+def clear_changes(update: IndexUpdate) -> None:
+    """Empty the change log; numbering continues after the last sequence number."""
+    update.txn.drop(update.dbs["changes"], delete=False)
+    update.txn.drop(update.dbs["changes_by_resource"], delete=False)

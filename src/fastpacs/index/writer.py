@@ -1,0 +1,146 @@
+"""The index writer: one thread, one write transaction per batch (group commit).
+
+LMDB allows one writer at a time, and every commit costs an fsync. The
+writer takes every operation queued while the previous commit was running
+and applies them all in one transaction, each in a nested transaction of
+its own so that a failing operation is rolled back alone. Callers await
+their operation's result; it is delivered only after the commit is
+durable. Blobs released by a batch are removed from storage after the
+commit, by this same thread, so that no operation can reference a blob
+while it is being removed.
+"""
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import lmdb
+
+from fastpacs.index.database import Database
+from fastpacs.index.updates import IndexUpdate
+from fastpacs.storage.blobs import BlobStore
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Operation = Callable[[IndexUpdate], Any]
+
+MAX_BATCH = 512
+
+
+class _Request:
+    __slots__ = ("future", "loop", "operation")
+
+    def __init__(self, operation: Operation, loop: asyncio.AbstractEventLoop, future: asyncio.Future):
+        self.operation = operation
+        self.loop = loop
+        self.future = future
+
+
+def _deliver(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class IndexWriter:
+    """Runs write operations on the index from any coroutine, batching their commits."""
+
+    def __init__(self, database: Database, storage: BlobStore):
+        self.database = database
+        self.storage = storage
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
+        self.batches = 0
+        self.operations = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the queued operations, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    async def run(self, operation: Callable[[IndexUpdate], T]) -> T:
+        """Apply one operation in the next batch; return its result once committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Request(operation, loop, future))
+        return await future
+
+    def run_now(self, operation: Callable[[IndexUpdate], T]) -> T:
+        """Apply one operation in its own transaction, from a thread that is not the event loop."""
+        with self.database.env.begin(write=True) as txn:
+            update = IndexUpdate(txn, self.database.dbs, self._blob_exists)
+            result = operation(update)
+            released = self._still_released(update)
+        self._remove_blobs(released)
+        return result
+
+    def _blob_exists(self, digest: bytes) -> bool:
+        return self.storage.path_of(digest).exists()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    request = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if request is None:
+                    stopping = True
+                    break
+                batch.append(request)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Request]) -> None:
+        env, dbs = self.database.env, self.database.dbs
+        outcomes: list[tuple[_Request, Any, BaseException | None]] = []
+        released: set[bytes] = set()
+        try:
+            with env.begin(write=True) as txn:
+                for request in batch:
+                    nested = env.begin(write=True, parent=txn)
+                    update = IndexUpdate(nested, dbs, self._blob_exists)
+                    try:
+                        result = request.operation(update)
+                    except Exception as error:  # noqa: BLE001 - handed to the awaiting caller, which re-raises it
+                        nested.abort()
+                        outcomes.append((request, None, error))
+                        continue
+                    nested.commit()
+                    released |= update.released_blobs
+                    outcomes.append((request, result, None))
+                if released:
+                    released = self._still_released(IndexUpdate(txn, dbs, self._blob_exists), released)
+        except lmdb.Error as error:
+            logger.exception("index commit failed")
+            outcomes = [(request, None, error) for request in batch]
+            released = set()
+        self.batches += 1
+        self.operations += len(batch)
+        self._remove_blobs(released)
+        for request, result, error in outcomes:
+            request.loop.call_soon_threadsafe(_deliver, request.future, result, error)
+
+    @staticmethod
+    def _still_released(update: IndexUpdate, candidates: set[bytes] | None = None) -> set[bytes]:
+        """Of the blobs released, those that no operation of the batch referenced again."""
+        candidates = update.released_blobs if candidates is None else candidates
+        return {digest for digest in candidates if update.blob_references(digest) == 0}
+
+    def _remove_blobs(self, digests: set[bytes]) -> None:
+        for digest in digests:
+            self.storage.remove(digest)

@@ -1,0 +1,81 @@
+"""The functions that run inside the worker processes.
+
+Each worker holds its own :class:`BlobStore` on the shared storage folder,
+set up once by :func:`initialize`. Tasks take and return plain bytes and
+msgspec structs, never pydicom objects, so that little crosses the process
+boundary.
+"""
+
+import io
+import zipfile
+from pathlib import Path
+
+import msgspec
+
+from fastpacs.dicom.parse import InstanceSummary, summarize
+from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.storage.blobs import BlobStore, StoredBlob
+
+_storage: BlobStore | None = None
+
+ZIP_SIGNATURE = b"PK\x03\x04"
+DICOM_MAGIC_OFFSET = 128
+
+
+class ParsedFile(msgspec.Struct, array_like=True):
+    """A file checked, summarized and durably stored, ready to be indexed."""
+
+    summary: InstanceSummary
+    blob: StoredBlob
+
+
+def initialize(storage_root: str) -> None:
+    """Worker start-up: open the storage (and, later, warm the Numba kernels)."""
+    global _storage  # noqa: PLW0603 - the worker's one storage handle, set once at start
+    _storage = BlobStore(Path(storage_root))
+
+
+def _store(data: bytes) -> StoredBlob:
+    assert _storage is not None, "worker not initialized"
+    return _storage.put(data)
+
+
+def is_zip(data: bytes) -> bool:
+    """A ZIP archive, not a DICOM file whose preamble happens to start like one."""
+    return data.startswith(ZIP_SIGNATURE) and data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] != b"DICM"
+
+
+def parse_and_store(data: bytes, default_encoding: str) -> ParsedFile:
+    """Check and summarize one DICOM file, then store its bytes."""
+    summary = summarize(data, default_encoding)
+    return ParsedFile(summary=summary, blob=_store(data))
+
+
+def store(data: bytes) -> StoredBlob:
+    """Store bytes again (when the index found their blob removed meanwhile)."""
+    return _store(data)
+
+
+def parse_and_store_zip(data: bytes, default_encoding: str, max_expanded_size: int) -> list[ParsedFile]:
+    """Every DICOM file of a ZIP archive, stored; other entries are skipped, as Orthanc does."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as error:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Invalid ZIP archive") from error
+    expanded = sum(entry.file_size for entry in archive.infolist())
+    if expanded > max_expanded_size:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "The ZIP archive expands beyond the maximum upload size")
+    parsed = []
+    for entry in archive.infolist():
+        if entry.is_dir():
+            continue
+        try:
+            content = archive.read(entry)
+        except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError):
+            continue
+        try:
+            summary = summarize(content, default_encoding)
+        except OrthancError:
+            continue
+        parsed.append(ParsedFile(summary=summary, blob=_store(content)))
+    return parsed

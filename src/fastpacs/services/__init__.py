@@ -1,0 +1,1 @@
+"""The use cases of fastpacs, shared by the REST API and the DICOM network services."""

@@ -1,0 +1,90 @@
+"""The change log (/changes) and the stability monitor that adds Stable* events to it."""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from fastpacs.dicom.ids import Level, format_id
+from fastpacs.index.database import Database
+from fastpacs.index.schema import UNSTABLE_DECODER, Counter
+from fastpacs.index.updates import clear_changes, log_stable_resources
+from fastpacs.index.writer import IndexWriter
+from fastpacs.services.resources import resource_path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 100
+STABILITY_CHECK_INTERVAL = 1.0
+
+
+class ChangeService:
+    def __init__(self, database: Database, writer: IndexWriter):
+        self.database = database
+        self.writer = writer
+
+    def changes(self, since: int, limit: int, last_only: bool) -> dict[str, Any]:
+        """Orthanc's ``{"Changes": [...], "Done": ..., "Last": ...}``."""
+        with self.database.read() as view:
+            if last_only:
+                newest = view.last_change()
+                entries = [] if newest is None else [newest]
+                done = True
+            else:
+                entries = list(view.changes(since, limit + 1))
+                done = limit > 0 and len(entries) <= limit
+                entries = entries[:limit]
+            last = entries[-1][0] if entries else view.counter(Counter.LAST_CHANGE)
+        return {
+            "Changes": [
+                {
+                    "ChangeType": change.change_type,
+                    "Date": change.date,
+                    "ID": format_id(change.resource),
+                    "Path": resource_path(Level(change.level), change.resource),
+                    "ResourceType": Level(change.level).type_name,
+                    "Seq": seq,
+                }
+                for seq, change in entries
+            ],
+            "Done": done,
+            "Last": last,
+        }
+
+    async def clear(self) -> None:
+        await self.writer.run(clear_changes)
+
+
+class StabilityMonitor:
+    """Logs StableSeries/StableStudy/StablePatient once a resource has had no new instance for StableAge."""
+
+    def __init__(self, database: Database, writer: IndexWriter, stable_age: int):
+        self.database = database
+        self.writer = writer
+        self.stable_age = stable_age
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stability-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _anything_due(self, now: float) -> bool:
+        with self.database.read() as view:
+            cursor = view.txn.cursor(db=view.dbs["unstable"])
+            return any(
+                UNSTABLE_DECODER.decode(value).last_update + self.stable_age <= now
+                for value in cursor.iternext(keys=False)
+            )
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(STABILITY_CHECK_INTERVAL)
+            now = time.time()
+            if self._anything_due(now):
+                await self.writer.run(
+                    lambda update, now=now: log_stable_resources(update, now, self.stable_age)
+                )

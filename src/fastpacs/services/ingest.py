@@ -1,0 +1,81 @@
+"""The ingest pipeline: one path from bytes to an indexed instance, for every producer.
+
+bytes → check and summarize in the worker pool (header only) → blob written
+durably by the worker → index operation in the next group commit → answer.
+REST uploads, C-STORE, and the outputs of modify/anonymize/merge/split and
+create-dicom all come through :meth:`IngestService.ingest`.
+"""
+
+import time
+
+import msgspec
+
+from fastpacs.index.updates import BlobMissingError, IngestOutcome, add_instance, orthanc_timestamp
+from fastpacs.index.writer import IndexWriter
+from fastpacs.pool import tasks
+from fastpacs.pool.pool import WorkerPool
+
+MAX_BLOB_RETRIES = 3
+
+
+class Origin(msgspec.Struct, kw_only=True):
+    """Where an instance came from; becomes the instance's system metadata."""
+
+    kind: str = "RestApi"
+    """Orthanc's ``Origin``: ``RestApi``, ``DicomProtocol``, ``Plugins``, ``Lua``."""
+    remote_ip: str = ""
+    remote_aet: str = ""
+    called_aet: str = ""
+    http_username: str = ""
+
+    def metadata(self, moment: float) -> dict[str, str]:
+        values = {
+            "Origin": self.kind,
+            "ReceptionDate": orthanc_timestamp(moment),
+            "RemoteAET": self.remote_aet,
+            "RemoteIP": self.remote_ip,
+            "HttpUsername": self.http_username,
+        }
+        if self.called_aet:
+            values["CalledAET"] = self.called_aet
+        return values
+
+
+class IngestService:
+    """Stores DICOM files: the single entry point of new instances."""
+
+    def __init__(self, pool: WorkerPool, writer: IndexWriter, default_encoding: str, max_upload_size: int):
+        self.pool = pool
+        self.writer = writer
+        self.default_encoding = default_encoding
+        self.max_upload_size = max_upload_size
+
+    async def ingest(self, data: bytes, origin: Origin) -> IngestOutcome:
+        """Store one DICOM file; ``OrthancError`` if it is not acceptable."""
+        parsed = await self.pool.run(tasks.parse_and_store, data, self.default_encoding)
+        return await self._index(parsed, data, origin)
+
+    async def ingest_upload(self, data: bytes, origin: Origin) -> IngestOutcome | list[IngestOutcome]:
+        """A POST /instances body: one DICOM file, or a ZIP archive of them."""
+        if not tasks.is_zip(data):
+            return await self.ingest(data, origin)
+        parsed_files = await self.pool.run(
+            tasks.parse_and_store_zip, data, self.default_encoding, self.max_upload_size
+        )
+        return [await self._index(parsed, None, origin) for parsed in parsed_files]
+
+    async def _index(self, parsed: tasks.ParsedFile, data: bytes | None, origin: Origin) -> IngestOutcome:
+        moment = time.time()
+        metadata = origin.metadata(moment)
+        blob = parsed.blob
+        for _ in range(MAX_BLOB_RETRIES):
+            try:
+                return await self.writer.run(
+                    lambda update, blob=blob: add_instance(update, parsed.summary, blob, metadata, moment)
+                )
+            except BlobMissingError:
+                # The blob was removed by a concurrent delete between its write and this commit.
+                if data is None:
+                    raise
+                blob = await self.pool.run(tasks.store, data)
+        raise BlobMissingError(blob.digest.hex())

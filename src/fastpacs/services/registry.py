@@ -1,0 +1,27 @@
+"""The services of one running server, created at start-up and handed to the controllers."""
+
+from dataclasses import dataclass
+
+from fastpacs.config import Config
+from fastpacs.index.database import Database
+from fastpacs.index.writer import IndexWriter
+from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.changes import ChangeService, StabilityMonitor
+from fastpacs.services.delete import DeleteService
+from fastpacs.services.ingest import IngestService
+from fastpacs.services.resources import ResourceService
+from fastpacs.storage.blobs import BlobStore
+
+
+@dataclass
+class Services:
+    config: Config
+    database: Database
+    storage: BlobStore
+    writer: IndexWriter
+    pool: WorkerPool
+    ingest: IngestService
+    resources: ResourceService
+    deletes: DeleteService
+    changes: ChangeService
+    stability: StabilityMonitor

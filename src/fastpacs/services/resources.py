@@ -1,0 +1,132 @@
+"""Resources as Orthanc shows them: the JSON of patients, studies, series and instances.
+
+Everything is read from the index in one snapshot; no file is opened.
+"""
+
+from typing import Any
+
+from fastpacs.dicom.ids import Level, RawId, format_id
+from fastpacs.index.database import Database
+from fastpacs.index.schema import Counter, Resource
+from fastpacs.index.view import IndexView
+
+ResourceJson = dict[str, Any]
+MEGABYTE = 1024 * 1024
+
+_CHILD_LIST_KEYS = {Level.PATIENT: "Studies", Level.STUDY: "Series", Level.SERIES: "Instances"}
+_PARENT_KEYS = {Level.STUDY: "ParentPatient", Level.SERIES: "ParentStudy", Level.INSTANCE: "ParentSeries"}
+
+
+def resource_path(level: Level, rid: RawId) -> str:
+    return f"/{level.plural}/{format_id(rid)}"
+
+
+def resource_json(view: IndexView, rid: RawId, record: Resource) -> ResourceJson:
+    """The object Orthanc answers for ``GET /{level}/{id}``."""
+    level = Level(record.level)
+    answer: ResourceJson = {
+        "ID": format_id(rid),
+        "MainDicomTags": record.main_tags,
+        "Type": level.type_name,
+    }
+    if record.parent is not None:
+        answer[_PARENT_KEYS[level]] = format_id(record.parent)
+    if level == Level.INSTANCE:
+        assert record.blob is not None
+        answer["FileSize"] = record.blob.size
+        answer["FileUuid"] = record.blob.uuid
+        answer["IndexInSeries"] = record.index_in_series
+    else:
+        answer[_CHILD_LIST_KEYS[level]] = [format_id(child) for child in view.children(rid)]
+        answer["IsStable"] = view.is_stable(rid)
+        answer["LastUpdate"] = view.last_update(rid)
+    if level == Level.STUDY and record.parent is not None:
+        patient = view.resource(record.parent)
+        answer["PatientMainDicomTags"] = patient.main_tags if patient is not None else {}
+    if level == Level.SERIES:
+        answer["ExpectedNumberOfInstances"] = record.expected_instances
+        answer["Status"] = view.series_status(record, rid).value
+    return answer
+
+
+class ResourceService:
+    """Read access to resources: single objects, listings, children, parents."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def get(self, level: Level, rid: RawId) -> ResourceJson | None:
+        with self.database.read() as view:
+            record = view.resource_at(rid, level)
+            return None if record is None else resource_json(view, rid, record)
+
+    def exists(self, level: Level, rid: RawId) -> bool:
+        with self.database.read() as view:
+            return view.resource_at(rid, level) is not None
+
+    def list_ids(self, level: Level, since: int, limit: int) -> list[str]:
+        with self.database.read() as view:
+            return [format_id(rid) for rid in view.list_level(level, since, limit)]
+
+    def list_expanded(self, level: Level, since: int, limit: int) -> list[ResourceJson]:
+        with self.database.read() as view:
+            answers = []
+            for rid in view.list_level(level, since, limit):
+                record = view.resource(rid)
+                if record is not None:
+                    answers.append(resource_json(view, rid, record))
+            return answers
+
+    def related(self, level: Level, rid: RawId, target: Level) -> list[ResourceJson] | ResourceJson | None:
+        """Descendants at a lower level (a list) or the ancestor at a higher one (an object).
+
+        ``None`` when the resource does not exist at ``level``.
+        """
+        with self.database.read() as view:
+            if view.resource_at(rid, level) is None:
+                return None
+            if target < level:
+                ancestor = view.ancestor(rid, level, target)
+                record = view.resource(ancestor)
+                assert record is not None
+                return resource_json(view, ancestor, record)
+            answers = []
+            for child in view.descendants(rid, level, target):
+                record = view.resource(child)
+                if record is not None:
+                    answers.append(resource_json(view, child, record))
+            return answers
+
+    def instance_blob_digest(self, rid: RawId) -> tuple[bytes, str] | None:
+        """The blob digest and FileUuid of an instance's DICOM file."""
+        with self.database.read() as view:
+            record = view.resource_at(rid, Level.INSTANCE)
+            if record is None or record.blob is None:
+                return None
+            return record.blob.digest, record.blob.uuid
+
+    def statistics(self) -> dict[str, Any]:
+        """GET /statistics: counts per level and stored sizes (sizes as strings, as Orthanc has them)."""
+        with self.database.read() as view:
+            disk = view.counter(Counter.DISK_SIZE)
+            uncompressed = view.counter(Counter.UNCOMPRESSED_SIZE)
+            counts = {level: view.count(level) for level in Level}
+        return {
+            "CountInstances": counts[Level.INSTANCE],
+            "CountPatients": counts[Level.PATIENT],
+            "CountSeries": counts[Level.SERIES],
+            "CountStudies": counts[Level.STUDY],
+            "TotalDiskSize": str(disk),
+            "TotalDiskSizeMB": disk // MEGABYTE,
+            "TotalUncompressedSize": str(uncompressed),
+            "TotalUncompressedSizeMB": uncompressed // MEGABYTE,
+        }
+
+    def lookup(self, identifier: str) -> list[ResourceJson]:
+        """POST /tools/lookup: resources whose PatientID or UID equals the text."""
+        with self.database.read() as view:
+            found = sorted(view.lookup(identifier))
+        return [
+            {"ID": format_id(rid), "Path": resource_path(level, rid), "Type": level.type_name}
+            for level, rid in found
+        ]

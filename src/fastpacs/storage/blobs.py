@@ -1,0 +1,106 @@
+"""A content-addressed blob store: a file's SHA-256 names it.
+
+Layout: ``<root>/<aa>/<bb>/<sha256 hex>`` where ``aa`` and ``bb`` are the
+first two bytes of the digest, plus ``<root>/tmp/`` for files being written.
+A blob is written to a temporary file, fsynced, renamed into place and its
+directory fsynced, so that once :meth:`BlobStore.put` returns the bytes
+survive a crash. Identical bytes are stored once; a blob is never rewritten.
+
+The store knows nothing of references: the index counts them and tells the
+store when a blob can go. It is safe to use from several processes.
+"""
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import msgspec
+
+TEMPORARY_FOLDER = "tmp"
+
+
+class StoredBlob(msgspec.Struct, array_like=True, frozen=True):
+    """Where a blob is and what it holds."""
+
+    digest: bytes
+    """SHA-256 of the content (32 bytes)."""
+    size: int
+
+    @property
+    def uuid(self) -> str:
+        """A stable UUID derived from the digest, shown as Orthanc's ``FileUuid``."""
+        return str(uuid.UUID(bytes=self.digest[:16], version=4))
+
+
+class BlobStore:
+    """Files under one root folder, named by their SHA-256."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.temporary = root / TEMPORARY_FOLDER
+        self.temporary.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, digest: bytes) -> Path:
+        text = digest.hex()
+        return self.root / text[0:2] / text[2:4] / text
+
+    def put(self, data: bytes) -> StoredBlob:
+        """Store bytes durably (if not already there) and return their address."""
+        digest = hashlib.sha256(data).digest()
+        blob = StoredBlob(digest=digest, size=len(data))
+        final = self.path_of(digest)
+        if final.exists():
+            return blob
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.temporary / f"{digest.hex()}.{os.getpid()}.{uuid.uuid4().hex}"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(descriptor, view)
+                view = view[written:]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, final)
+        _fsync_directory(final.parent)
+        return blob
+
+    def read(self, digest: bytes) -> bytes:
+        """The content of a blob; ``FileNotFoundError`` if it is not stored."""
+        return self.path_of(digest).read_bytes()
+
+    def remove(self, digest: bytes) -> None:
+        """Forget a blob (the caller made sure nothing refers to it any more)."""
+        self.path_of(digest).unlink(missing_ok=True)
+
+    def digests(self) -> list[tuple[bytes, float]]:
+        """Every stored blob with its modification time (for the start-up consistency check)."""
+        found: list[tuple[bytes, float]] = []
+        for first in self.root.iterdir():
+            if len(first.name) != 2 or not first.is_dir():
+                continue
+            for second in first.iterdir():
+                for entry in os.scandir(second):
+                    try:
+                        found.append((bytes.fromhex(entry.name), entry.stat().st_mtime))
+                    except ValueError:
+                        continue
+        return found
+
+    def remove_temporary_files(self) -> int:
+        """Delete files left half-written by a crash; return how many there were."""
+        count = 0
+        for entry in os.scandir(self.temporary):
+            os.unlink(entry.path)
+            count += 1
+        return count
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
