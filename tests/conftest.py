@@ -10,7 +10,7 @@ from pydicom.data import get_testdata_file
 from fastpacs.testing import ServerProcess, fastpacs_server
 
 
-def testdata_path(name: str) -> Path:
+def pydicom_file(name: str) -> Path:
     """A file of pydicom's own test data (shipped with pydicom, never downloaded)."""
     path = get_testdata_file(name, download=False)
     assert path is not None, f"pydicom test file {name} is missing"
