@@ -1,16 +1,21 @@
-"""Reading an uploaded file: check it is a whole DICOM file, and summarize what the index needs.
+"""Reading an uploaded file: check it is whole DICOM, and summarize what the index needs.
 
-Runs in the worker pool. pydicom reads leniently (a truncated file silently
-loses its tail), while Orthanc refuses files that end early, so the
-declared length of every top-level element is checked against the data.
+Runs in the worker pool. The file is parsed once; its full tag JSON (see
+:mod:`fastpacs.dicom.tags`) is built from the raw element bytes, and
+everything else the index stores (identifiers, main tags, index in series)
+is read from that JSON, so that every view of an instance agrees.
+
+pydicom reads leniently (a truncated file silently loses its tail) while
+Orthanc refuses files that end early, so the declared length of every
+top-level element is checked against the data.
 """
 
 import io
 import warnings
+import zlib
 
 import msgspec
 import pydicom.config
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -18,7 +23,8 @@ from pydicom.filereader import dcmread
 
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.main_tags import MAIN_TAGS, MainTags
-from fastpacs.dicom.values import DEFAULT_ENCODINGS, format_value, python_encodings
+from fastpacs.dicom.tags import SPECIFIC_CHARACTER_SET, TagJson, TagWalker, shorten, simplify, tag_key
+from fastpacs.dicom.values import DEFAULT_ENCODINGS, python_encodings
 from fastpacs.errors import ErrorCode, OrthancError
 
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
@@ -42,13 +48,32 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+TAGS_COMPRESSION_LEVEL = 1
 
-_SPECIFIC_CHARACTER_SET = 0x00080005
 _SOP_CLASS_UID = 0x00080016
 _INSTANCE_NUMBER = 0x00200013
 _IMAGE_INDEX = 0x00541330
 _CARDIAC_NUMBER_OF_IMAGES = 0x00181090
 _IDENTIFIER_TAGS = (0x00100020, 0x0020000D, 0x0020000E, 0x00080018)
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+class StoredTags(msgspec.Struct, array_like=True):
+    """The tag JSON of an instance in Orthanc's forms, computed once at ingest.
+
+    The three forms of the dataset are zlib-compressed JSON (they are read far
+    more often than written, and a CT's full form is ~25 KB raw, ~4 KB
+    compressed); the file meta group is kept in full form only.
+    """
+
+    full: bytes
+    simplified: bytes
+    short: bytes
+    header: bytes
+    default_encoding: str | None
+    """The DefaultEncoding the strings were decoded with, when the file has no
+    SpecificCharacterSet and contains non-ASCII text (``None`` otherwise): such
+    tags are decoded again if DefaultEncoding changes."""
 
 
 class InstanceSummary(msgspec.Struct, array_like=True):
@@ -63,6 +88,7 @@ class InstanceSummary(msgspec.Struct, array_like=True):
     """CardiacNumberOfImages, which makes Orthanc track the completeness of the series."""
     transfer_syntax: str
     sop_class_uid: str
+    tags: StoredTags
 
 
 def bad_file(data: bytes) -> OrthancError:
@@ -113,38 +139,17 @@ def transfer_syntax_of(dataset: Dataset) -> str:
     return EXPLICIT_VR_LITTLE_ENDIAN if little_endian else EXPLICIT_VR_BIG_ENDIAN
 
 
-class ElementReader:
-    """Orthanc's text for top-level elements of one dataset, read from their raw bytes."""
+def tag_walker(dataset: Dataset, default_encoding: str) -> TagWalker:
+    """A walker decoding strings with the dataset's SpecificCharacterSet, or Orthanc's DefaultEncoding."""
+    default_character_set = DEFAULT_ENCODINGS.get(default_encoding, "ISO_IR 100")
+    little_endian = dataset.original_encoding[1] is not False
+    return TagWalker(python_encodings(None, default_character_set), little_endian, default_character_set)
 
-    def __init__(self, dataset: Dataset, default_encoding: str):
-        self.dataset = dataset
-        self.little_endian = dataset.original_encoding[1] is not False
-        charset = self.raw_text(_SPECIFIC_CHARACTER_SET, "CS")
-        self.encodings = python_encodings(
-            charset or None, DEFAULT_ENCODINGS.get(default_encoding, "ISO_IR 100")
-        )
 
-    def raw_text(self, tag: int, vr: str) -> str | None:
-        """A value of an ASCII VR without any charset handling (used for SpecificCharacterSet)."""
-        if tag not in self.dataset:
-            return None
-        raw = self.dataset.get_item(tag).value
-        return raw.decode("latin-1").rstrip(" \x00") if isinstance(raw, bytes) else str(raw or "")
-
-    def text(self, tag: int) -> str | None:
-        """Orthanc's string for the element, or ``None`` when absent, binary or too long."""
-        if tag not in self.dataset:
-            return None
-        element = self.dataset.get_item(tag)
-        if isinstance(element, RawDataElement):
-            vr = element.VR or dictionary_VR(tag)
-            raw = element.value
-        else:  # pydicom already converted it (the meta group, or SpecificCharacterSet)
-            vr, raw = element.VR, element.value
-            if not isinstance(raw, bytes):
-                return str(raw) if raw is not None else ""
-        value = format_value(raw, vr, self.encodings, self.little_endian)
-        return value if isinstance(value, str) else None
+def string_value(full: TagJson, tag: int) -> str | None:
+    """The text of a top-level element of a full form; ``None`` if absent, binary or too long."""
+    entry = full.get(tag_key(tag))
+    return entry["Value"] if entry is not None and entry["Type"] == "String" else None
 
 
 def _parse_int(text: str | None) -> int | None:
@@ -157,44 +162,60 @@ def _parse_int(text: str | None) -> int | None:
 
 
 def summarize(data: bytes, default_encoding: str) -> InstanceSummary:
-    """Check an uploaded file and compute its index summary (IDs, main tags, metadata)."""
+    """Check an uploaded file and compute its index summary (IDs, main tags, tag JSON)."""
     dataset = read_dataset(data)
-    reader = ElementReader(dataset, default_encoding)
     try:
-        return _summarize(dataset, reader)
+        walker = tag_walker(dataset, default_encoding)
+        full = walker.full(dataset)
+        meta = getattr(dataset, "file_meta", None)
+        header = walker.full(meta) if meta is not None else {}
     except PARSER_ERRORS as error:
         raise bad_file(data) from error
 
-
-def _summarize(dataset: Dataset, reader: ElementReader) -> InstanceSummary:
     identifiers = []
     for level, tag in zip(Level, _IDENTIFIER_TAGS, strict=True):
-        value = reader.text(tag)
+        value = string_value(full, tag)
         if value is None:
-            if level == Level.PATIENT:
-                value = ""
-            else:
+            if level != Level.PATIENT:
                 raise OrthancError(ErrorCode.INEXISTENT_TAG)
+            value = ""
         elif not value and level != Level.PATIENT:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Empty {level.identifier_keyword}")
         identifiers.append(value)
 
     main_tags = tuple(
-        {keyword: value for tag, keyword in MAIN_TAGS[level] if (value := reader.text(tag)) is not None}
+        {
+            keyword: value
+            for tag, keyword in MAIN_TAGS[level]
+            if (value := string_value(full, tag)) is not None
+        }
         for level in Level
     )
-    index_in_series = _parse_int(reader.text(_INSTANCE_NUMBER))
+    index_in_series = _parse_int(string_value(full, _INSTANCE_NUMBER))
     if index_in_series is None:
-        index_in_series = _parse_int(reader.text(_IMAGE_INDEX))
-    sop_class_uid = reader.text(_SOP_CLASS_UID)
+        index_in_series = _parse_int(string_value(full, _IMAGE_INDEX))
+    sop_class_uid = string_value(full, _SOP_CLASS_UID)
     if sop_class_uid is None:
-        meta = getattr(dataset, "file_meta", None)
-        sop_class_uid = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+        sop_class_uid = string_value(header, 0x00020002) or ""
     return InstanceSummary(
         identifiers=(identifiers[0], identifiers[1], identifiers[2], identifiers[3]),
         main_tags=main_tags,  # type: ignore[arg-type]
         index_in_series=index_in_series,
-        expected_instances=_parse_int(reader.text(_CARDIAC_NUMBER_OF_IMAGES)),
+        expected_instances=_parse_int(string_value(full, _CARDIAC_NUMBER_OF_IMAGES)),
         transfer_syntax=transfer_syntax_of(dataset),
         sop_class_uid=sop_class_uid,
+        tags=store_tags(full, header, SPECIFIC_CHARACTER_SET in dataset, default_encoding),
+    )
+
+
+def store_tags(full: TagJson, header: TagJson, has_character_set: bool, default_encoding: str) -> StoredTags:
+    """Encode and compress the tag JSON forms of an instance (see :class:`StoredTags`)."""
+    full_json = _encoder.encode(full)
+    depends_on_default = not has_character_set and not full_json.isascii()
+    return StoredTags(
+        full=zlib.compress(full_json, TAGS_COMPRESSION_LEVEL),
+        simplified=zlib.compress(_encoder.encode(simplify(full)), TAGS_COMPRESSION_LEVEL),
+        short=zlib.compress(_encoder.encode(shorten(full)), TAGS_COMPRESSION_LEVEL),
+        header=_encoder.encode(header),
+        default_encoding=default_encoding if depends_on_default else None,
     )

@@ -18,7 +18,7 @@ from pydicom.charset import convert_encodings, decode_bytes
 MAX_STRING_LENGTH = 256
 """Longest value Orthanc shows; longer ones are ``TooLong``."""
 
-BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "ox", "xs", "ob or ow"})
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"})
 TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
 """VRs whose bytes are in the character set named by SpecificCharacterSet."""
 
@@ -94,7 +94,7 @@ def format_value(
 
 
 def _format_numbers(raw: bytes, code: str, little_endian: bool) -> str:
-    size = struct.calcsize(code)
+    size = struct.calcsize("<" + code)
     count = len(raw) // size
     numbers = struct.unpack(("<" if little_endian else ">") + code * count, raw[: count * size])
     if code in "fd":

@@ -14,6 +14,7 @@ identifiers            folded identifier (PatientID, UIDs)    level byte + id (d
 updated                id                                     LastUpdate text (patients/studies/series)
 unstable               id                                     :class:`Unstable` (not yet stable)
 metadata               id + name                              value (UTF-8)
+tags                   instance id                            :class:`StoredTags` (tag JSON, 3 forms)
 changes                change seq                             :class:`Change`
 changes_by_resource    id                                     change seq (dupsort)
 blobs                  SHA-256                                reference count
@@ -35,6 +36,7 @@ DATABASES: dict[str, dict[str, bool]] = {
     "updated": {},
     "unstable": {},
     "metadata": {},
+    "tags": {},
     "changes": {},
     "changes_by_resource": {"dupsort": True, "dupfixed": True},
     "blobs": {},

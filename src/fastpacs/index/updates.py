@@ -116,6 +116,7 @@ class IndexUpdate(IndexView):
         self.txn.delete(fold_identifier(identifier), bytes([level]) + rid, db=self.dbs["identifiers"])
         self.txn.delete(rid, db=self.dbs["updated"])
         self.txn.delete(rid, db=self.dbs["unstable"])
+        self.txn.delete(rid, db=self.dbs["tags"])
         for key in self._metadata_keys(rid):
             self.txn.delete(key, db=self.dbs["metadata"])
         self._forget_changes(rid)
@@ -184,6 +185,7 @@ def add_instance(
     if summary.index_in_series is not None:
         instance_metadata["IndexInSeries"] = str(summary.index_in_series)
     update.set_metadata(ids[Level.INSTANCE], instance_metadata)
+    update.txn.put(ids[Level.INSTANCE], encode(summary.tags), db=update.dbs["tags"])
 
     for level in (Level.SERIES, Level.STUDY, Level.PATIENT):
         update.touch(level, ids[level], moment)

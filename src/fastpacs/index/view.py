@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from enum import StrEnum
 
 import lmdb
+import msgspec
 
 from fastpacs.dicom.ids import Level, RawId
+from fastpacs.dicom.parse import StoredTags
 from fastpacs.index.schema import (
     CHANGE_DECODER,
     RESOURCE_DECODER,
@@ -23,6 +25,7 @@ from fastpacs.index.schema import (
     unpack_u64,
 )
 
+STORED_TAGS_DECODER = msgspec.msgpack.Decoder(StoredTags)
 SEQ_SIZE = 8
 ID_SIZE = 20
 
@@ -125,6 +128,11 @@ class IndexView:
     def metadata_value(self, rid: RawId, name: str) -> str | None:
         value = self.txn.get(rid + name.encode(), db=self.dbs["metadata"])
         return None if value is None else value.decode()
+
+    def stored_tags(self, rid: RawId) -> StoredTags | None:
+        """The tag JSON of an instance, as computed at ingest."""
+        value = self.txn.get(rid, db=self.dbs["tags"])
+        return None if value is None else STORED_TAGS_DECODER.decode(value)
 
     def blob_references(self, digest: bytes) -> int:
         value = self.txn.get(digest, db=self.dbs["blobs"])

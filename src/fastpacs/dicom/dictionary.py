@@ -1,0 +1,107 @@
+"""Names and VRs of DICOM attributes, as Orthanc writes them in JSON.
+
+Orthanc names attributes with DCMTK's data dictionary: public keywords
+(``RETIRED_`` prefixed when retired), ACR-NEMA names, and vendor private
+names keyed by private creator. The same data, extracted by
+``scripts/build_dictionary.py``, ships as ``dcmtk_dictionary.json.gz``.
+Private creator elements are named ``PrivateCreator``; attributes no
+dictionary knows are ``Unknown Tag & Data``.
+"""
+
+import gzip
+import json
+from functools import cache, lru_cache
+from importlib import resources
+from typing import Any
+
+from fastpacs.dicom.main_tags import MAIN_TAGS
+
+UNKNOWN_NAME = "Unknown Tag & Data"
+PRIVATE_CREATOR_NAME = "PrivateCreator"
+Entry = tuple[str, str]
+"""(name, VR)."""
+
+
+def is_private(tag: int) -> bool:
+    return bool((tag >> 16) & 1)
+
+
+def is_private_creator(tag: int) -> bool:
+    return is_private(tag) and 0x0010 <= (tag & 0xFFFF) <= 0x00FF
+
+
+def private_creator_tag(tag: int) -> int:
+    """The tag of the creator element that reserves the block of a private element."""
+    return (tag & 0xFFFF0000) | ((tag >> 8) & 0xFF)
+
+
+@cache
+def _dictionary() -> dict[str, Any]:
+    data = resources.files("fastpacs.dicom").joinpath("dcmtk_dictionary.json.gz").read_bytes()
+    return json.loads(gzip.decompress(data))
+
+
+def _group_matches(group: int, low: int, high: int, parity: str) -> bool:
+    if not low <= group <= high:
+        return False
+    return parity == "u" or (parity == "o") == bool(group & 1)
+
+
+@cache
+def _main_tag_names() -> dict[int, str]:
+    """Orthanc names its main DICOM tags itself (``OtherPatientIDs``, retired in DCMTK's dictionary)."""
+    return {tag: keyword for tags in MAIN_TAGS.values() for tag, keyword in tags}
+
+
+@lru_cache(maxsize=16384)
+def public_entry(tag: int) -> Entry | None:
+    dictionary = _dictionary()
+    found = dictionary["public"].get(f"{tag:08x}")
+    main_name = _main_tag_names().get(tag)
+    if main_name is not None:
+        return main_name, found[1] if found else "UN"
+    if found:
+        return found[0], found[1]
+    group, element = tag >> 16, tag & 0xFFFF
+    for group_low, group_high, parity, element_low, element_high, name, vr in dictionary["public_ranges"]:
+        if _group_matches(group, group_low, group_high, parity) and element_low <= element <= element_high:
+            return name, vr
+    return None
+
+
+@lru_cache(maxsize=16384)
+def private_entry(tag: int, creator: str) -> Entry | None:
+    dictionary = _dictionary()
+    group, element = tag >> 16, tag & 0xFFFF
+    for key_element in (element, element & 0xFF):
+        found = dictionary["private"].get(f"{group:04x}|{creator}|{key_element:04x}")
+        if found:
+            return found[0], found[1]
+    for group_low, group_high, parity, entry_creator, entry_element, name, vr in dictionary["private_ranges"]:
+        if (
+            entry_creator == creator
+            and _group_matches(group, group_low, group_high, parity)
+            and entry_element in (element, element & 0xFF)
+        ):
+            return name, vr
+    return None
+
+
+def _entry(tag: int, creator: str | None) -> Entry | None:
+    if not is_private(tag):
+        return public_entry(tag)
+    if is_private_creator(tag):
+        return PRIVATE_CREATOR_NAME, "LO"
+    return private_entry(tag, creator) if creator else None
+
+
+def attribute_name(tag: int, creator: str | None) -> str:
+    """Orthanc's ``Name`` of an attribute (``creator``: the private creator of its block)."""
+    entry = _entry(tag, creator)
+    return entry[0] if entry else UNKNOWN_NAME
+
+
+def dictionary_vr(tag: int, creator: str | None) -> str:
+    """The VR to read an implicit-VR element with; ``UN`` when no dictionary knows it."""
+    entry = _entry(tag, creator)
+    return entry[1] if entry and entry[1] != "NONE" else "UN"
