@@ -14,6 +14,16 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from fastpacs.api.content import (
+    get_default_encoding,
+    instance_content,
+    instance_content_root,
+    instance_header,
+    instance_pdf,
+    instance_simplified_tags,
+    instance_tags,
+    set_default_encoding,
+)
 from fastpacs.api.errors import EXCEPTION_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.resources import resource_router
@@ -27,7 +37,9 @@ from fastpacs.index.writer import IndexWriter
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.changes import ChangeService, StabilityMonitor
 from fastpacs.services.consistency import repair_storage
+from fastpacs.services.content import ContentService
 from fastpacs.services.delete import DeleteService
+from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.registry import Services
 from fastpacs.services.resources import ResourceService
@@ -49,17 +61,20 @@ async def start_services(config: Config) -> Services:
     writer.start()
     pool = WorkerPool(config.worker_processes, str(config.storage_path))
     await asyncio.to_thread(pool.warm_up)
+    default_encoding = DefaultEncoding(config.default_encoding)
     services = Services(
         config=config,
         database=database,
         storage=storage,
         writer=writer,
         pool=pool,
-        ingest=IngestService(pool, writer, config.default_encoding, config.maximum_upload_size * MEGABYTE),
+        ingest=IngestService(pool, writer, default_encoding, config.maximum_upload_size * MEGABYTE),
         resources=ResourceService(database),
         deletes=DeleteService(writer),
         changes=ChangeService(database, writer),
         stability=StabilityMonitor(database, writer, config.stable_age),
+        default_encoding=default_encoding,
+        content=ContentService(database, pool, default_encoding),
     )
     services.stability.start()
     logger.info("fastpacs started: %d worker processes", pool.processes)
@@ -104,6 +119,14 @@ def create_app(config: Config | None = None) -> Litestar:
             changes,
             clear_changes,
             lookup,
+            instance_tags,
+            instance_simplified_tags,
+            instance_header,
+            instance_content_root,
+            instance_content,
+            instance_pdf,
+            get_default_encoding,
+            set_default_encoding,
         ],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,

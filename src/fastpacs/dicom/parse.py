@@ -146,6 +146,14 @@ def tag_walker(dataset: Dataset, default_encoding: str) -> TagWalker:
     return TagWalker(python_encodings(None, default_character_set), little_endian, default_character_set)
 
 
+def file_meta_tags(walker: TagWalker, meta: Dataset | None) -> TagJson:
+    """The file meta group in full form; Orthanc leaves out its binary elements
+    (FileMetaInformationVersion)."""
+    if meta is None:
+        return {}
+    return {key: entry for key, entry in walker.full(meta).items() if entry["Type"] != "Null"}
+
+
 def string_value(full: TagJson, tag: int) -> str | None:
     """The text of a top-level element of a full form; ``None`` if absent, binary or too long."""
     entry = full.get(tag_key(tag))
@@ -168,7 +176,7 @@ def summarize(data: bytes, default_encoding: str) -> InstanceSummary:
         walker = tag_walker(dataset, default_encoding)
         full = walker.full(dataset)
         meta = getattr(dataset, "file_meta", None)
-        header = walker.full(meta) if meta is not None else {}
+        header = file_meta_tags(walker, meta)
     except PARSER_ERRORS as error:
         raise bad_file(data) from error
 

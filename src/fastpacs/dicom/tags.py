@@ -40,6 +40,8 @@ class TagWalker:
         self.encodings = encodings
         self.little_endian = little_endian
         self.default_character_set = default_character_set
+        self.ignore_length: frozenset[int] = frozenset()
+        """Tags whose long values are given in full instead of ``TooLong``."""
 
     def full(self, dataset: Dataset, encodings: list[str] | None = None) -> TagJson:
         encodings = encodings or self.encodings
@@ -82,18 +84,18 @@ class TagWalker:
         if creator is not None:
             entry["PrivateCreator"] = creator
         vr = element.VR if element.VR else dictionary_vr(tag, creator)
-        if vr == "SQ" or not isinstance(element, RawDataElement) and element.VR == "SQ":
+        if vr == "SQ":
             items = dataset[tag].value or []
             entry["Type"] = "Sequence"
             entry["Value"] = [self.full(item, encodings) for item in items]
             return entry
         raw = element.value if isinstance(element, RawDataElement) else _converted_bytes(element)
-        if vr == "US or SS" or vr == "US or SS or OW":
+        if vr == "US or SS":
             vr = "SS" if self._pixel_representation(dataset) == 1 else "US"
         if raw is None and not isinstance(element, RawDataElement):
             entry["Type"], entry["Value"] = "String", _converted_text(element)
             return entry
-        text = format_value(raw, vr, encodings, self.little_endian)
+        text = format_value(raw, vr, encodings, self.little_endian, limit=tag not in self.ignore_length)
         if text is None:
             entry["Type"], entry["Value"] = "Null", None
         elif text is TOO_LONG:

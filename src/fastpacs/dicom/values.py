@@ -3,7 +3,8 @@
 Orthanc renders every non-binary value as text: strings decoded from the
 file's character set with trailing padding removed, binary numbers in
 decimal (floating point like C's ``%.17g``), attribute tags as ``gggg,eeee``,
-multiple values joined by a backslash. Binary VRs have no text form, and
+multiple values joined by a backslash (attribute tags excepted: Orthanc shows
+the first one only). Binary VRs have no text form, and
 strings longer than :data:`MAX_STRING_LENGTH` bytes are "too long".
 
 The functions work on the raw value bytes, so that the result depends on
@@ -73,14 +74,17 @@ def _strip(text: str) -> str:
 
 
 def format_value(
-    raw: bytes | None, vr: str, encodings: list[str], little_endian: bool = True
+    raw: bytes | None, vr: str, encodings: list[str], little_endian: bool = True, limit: bool = True
 ) -> str | TooLong | None:
-    """Orthanc's text for one element value, ``None`` for binary VRs, or :data:`TOO_LONG`."""
+    """Orthanc's text for one element value, ``None`` for binary VRs, or :data:`TOO_LONG`.
+
+    ``limit=False`` gives long values in full (Orthanc's ``?ignore-length``).
+    """
     if vr in BINARY_VRS or vr == "SQ":
         return None
     if not raw:
         return ""
-    if len(raw) > MAX_STRING_LENGTH:
+    if limit and len(raw) > MAX_STRING_LENGTH:
         return TOO_LONG
     if vr in TEXT_VRS:
         delimiters = _PERSON_NAME_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
@@ -103,6 +107,8 @@ def _format_numbers(raw: bytes, code: str, little_endian: bool) -> str:
 
 
 def _format_tags(raw: bytes, little_endian: bool) -> str:
-    count = len(raw) // 4
-    words = struct.unpack(("<" if little_endian else ">") + "H" * (count * 2), raw[: count * 4])
-    return "\\".join(f"{words[i]:04x},{words[i + 1]:04x}" for i in range(0, len(words), 2))
+    """An AT value; Orthanc shows its first attribute tag only."""
+    if len(raw) < 4:
+        return ""
+    group, element = struct.unpack(("<" if little_endian else ">") + "HH", raw[:4])
+    return f"{group:04x},{element:04x}"

@@ -40,6 +40,12 @@ def _store(data: bytes) -> StoredBlob:
     return _storage.put(data)
 
 
+def read_blob(digest: bytes) -> bytes:
+    """The content of a stored blob, read by the worker itself (only the digest crosses processes)."""
+    assert _storage is not None, "worker not initialized"
+    return _storage.read(digest)
+
+
 def is_zip(data: bytes) -> bool:
     """A ZIP archive, not a DICOM file whose preamble happens to start like one."""
     return data.startswith(ZIP_SIGNATURE) and data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] != b"DICM"

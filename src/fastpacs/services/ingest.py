@@ -14,6 +14,7 @@ from fastpacs.index.updates import BlobMissingError, IngestOutcome, add_instance
 from fastpacs.index.writer import IndexWriter
 from fastpacs.pool import tasks
 from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.encoding import DefaultEncoding
 
 MAX_BLOB_RETRIES = 3
 
@@ -44,7 +45,9 @@ class Origin(msgspec.Struct, kw_only=True):
 class IngestService:
     """Stores DICOM files: the single entry point of new instances."""
 
-    def __init__(self, pool: WorkerPool, writer: IndexWriter, default_encoding: str, max_upload_size: int):
+    def __init__(
+        self, pool: WorkerPool, writer: IndexWriter, default_encoding: DefaultEncoding, max_upload_size: int
+    ):
         self.pool = pool
         self.writer = writer
         self.default_encoding = default_encoding
@@ -52,7 +55,7 @@ class IngestService:
 
     async def ingest(self, data: bytes, origin: Origin) -> IngestOutcome:
         """Store one DICOM file; ``OrthancError`` if it is not acceptable."""
-        parsed = await self.pool.run(tasks.parse_and_store, data, self.default_encoding)
+        parsed = await self.pool.run(tasks.parse_and_store, data, self.default_encoding.name)
         return await self._index(parsed, data, origin)
 
     async def ingest_upload(self, data: bytes, origin: Origin) -> IngestOutcome | list[IngestOutcome]:
@@ -60,7 +63,7 @@ class IngestService:
         if not tasks.is_zip(data):
             return await self.ingest(data, origin)
         parsed_files = await self.pool.run(
-            tasks.parse_and_store_zip, data, self.default_encoding, self.max_upload_size
+            tasks.parse_and_store_zip, data, self.default_encoding.name, self.max_upload_size
         )
         return [await self._index(parsed, None, origin) for parsed in parsed_files]
 

@@ -7,7 +7,9 @@ from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.changes import ChangeService, StabilityMonitor
+from fastpacs.services.content import ContentService
 from fastpacs.services.delete import DeleteService
+from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.resources import ResourceService
 from fastpacs.storage.blobs import BlobStore
@@ -25,3 +27,5 @@ class Services:
     deletes: DeleteService
     changes: ChangeService
     stability: StabilityMonitor
+    default_encoding: DefaultEncoding
+    content: ContentService

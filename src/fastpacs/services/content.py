@@ -1,0 +1,94 @@
+"""The content views of an instance: /tags in its three forms, /header, /content paths, /pdf.
+
+Tags and header come from the JSON stored at ingest, so a request reads
+neither file nor parser. Files are read (in the worker pool) only for raw
+values under /content, the embedded PDF, ``?ignore-length``, and files
+whose strings depend on a DefaultEncoding that changed since ingest.
+"""
+
+import zlib
+from enum import StrEnum
+
+import msgspec
+
+from fastpacs.dicom.content import ContentAnswer
+from fastpacs.dicom.ids import Level, RawId
+from fastpacs.dicom.parse import StoredTags
+from fastpacs.dicom.tags import shorten, simplify
+from fastpacs.index.database import Database
+from fastpacs.pool import content as content_tasks
+from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.encoding import DefaultEncoding
+
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+class TagForm(StrEnum):
+    FULL = "full"
+    SIMPLIFIED = "simplified"
+    SHORT = "short"
+
+
+class ContentService:
+    def __init__(self, database: Database, pool: WorkerPool, default_encoding: DefaultEncoding):
+        self.database = database
+        self.pool = pool
+        self.default_encoding = default_encoding
+
+    def _stored(self, rid: RawId) -> tuple[StoredTags, bytes] | None:
+        with self.database.read() as view:
+            record = view.resource_at(rid, Level.INSTANCE)
+            if record is None or record.blob is None:
+                return None
+            tags = view.stored_tags(rid)
+        return (tags, record.blob.digest) if tags is not None else None
+
+    async def _current_tags(self, rid: RawId, ignore_length: frozenset[int]) -> StoredTags | None:
+        stored = self._stored(rid)
+        if stored is None:
+            return None
+        tags, digest = stored
+        encoding = self.default_encoding.name
+        if ignore_length or (tags.default_encoding is not None and tags.default_encoding != encoding):
+            return await self.pool.run(content_tasks.tags_of, digest, encoding, ignore_length)
+        return tags
+
+    async def tags(
+        self, rid: RawId, form: TagForm, ignore_length: frozenset[int] = frozenset()
+    ) -> bytes | None:
+        """The tag JSON of an instance (bytes ready to send), ``None`` if there is no such instance."""
+        tags = await self._current_tags(rid, ignore_length)
+        if tags is None:
+            return None
+        compressed = {TagForm.FULL: tags.full, TagForm.SIMPLIFIED: tags.simplified, TagForm.SHORT: tags.short}
+        return zlib.decompress(compressed[form])
+
+    def header(self, rid: RawId, form: TagForm) -> bytes | None:
+        """The file meta group (0002,xxxx) in the given form."""
+        stored = self._stored(rid)
+        if stored is None:
+            return None
+        header = stored[0].header
+        if form == TagForm.FULL:
+            return header
+        full = msgspec.json.decode(header)
+        return _encoder.encode(simplify(full) if form == TagForm.SIMPLIFIED else shorten(full))
+
+    async def content(self, rid: RawId, path: list[str]) -> ContentAnswer | None:
+        stored = self._stored(rid)
+        if stored is None:
+            return None
+        return await self.pool.run(content_tasks.content_at, stored[1], path)
+
+    async def pdf(self, rid: RawId) -> bytes | None:
+        """The embedded PDF of an Encapsulated PDF instance; ``None`` for any other instance."""
+        with self.database.read() as view:
+            record = view.resource_at(rid, Level.INSTANCE)
+            if record is None or record.blob is None:
+                return None
+            is_pdf = view.metadata_value(rid, "SopClassUid") == ENCAPSULATED_PDF
+            digest = record.blob.digest
+        if not is_pdf:
+            return None
+        return await self.pool.run(content_tasks.pdf_of, digest)
