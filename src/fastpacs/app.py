@@ -29,7 +29,7 @@ from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl
 from fastpacs.api.system import changes, clear_changes, statistics, system
-from fastpacs.api.tools import lookup
+from fastpacs.api.tools import create_dicom, lookup
 from fastpacs.config import Config, decode_config, load_config
 from fastpacs.dicom.ids import Level
 from fastpacs.index.database import Database
@@ -38,6 +38,7 @@ from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.changes import ChangeService, StabilityMonitor
 from fastpacs.services.consistency import repair_storage
 from fastpacs.services.content import ContentService
+from fastpacs.services.create import CreateService
 from fastpacs.services.delete import DeleteService
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService
@@ -62,19 +63,21 @@ async def start_services(config: Config) -> Services:
     pool = WorkerPool(config.worker_processes, str(config.storage_path))
     await asyncio.to_thread(pool.warm_up)
     default_encoding = DefaultEncoding(config.default_encoding)
+    ingest = IngestService(pool, writer, default_encoding, config.maximum_upload_size * MEGABYTE)
     services = Services(
         config=config,
         database=database,
         storage=storage,
         writer=writer,
         pool=pool,
-        ingest=IngestService(pool, writer, default_encoding, config.maximum_upload_size * MEGABYTE),
+        ingest=ingest,
         resources=ResourceService(database),
         deletes=DeleteService(writer),
         changes=ChangeService(database, writer),
         stability=StabilityMonitor(database, writer, config.stable_age),
         default_encoding=default_encoding,
         content=ContentService(database, pool, default_encoding),
+        creator=CreateService(database, pool, ingest, default_encoding),
     )
     services.stability.start()
     logger.info("fastpacs started: %d worker processes", pool.processes)
@@ -119,6 +122,7 @@ def create_app(config: Config | None = None) -> Litestar:
             changes,
             clear_changes,
             lookup,
+            create_dicom,
             instance_tags,
             instance_simplified_tags,
             instance_header,

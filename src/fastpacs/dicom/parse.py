@@ -48,6 +48,11 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
+_REFUSED_WARNINGS = (
+    "Expected explicit VR, but found implicit VR",
+    "Expected implicit VR, but found explicit VR",
+)
 TAGS_COMPRESSION_LEVEL = 1
 
 _SOP_CLASS_UID = 0x00080016
@@ -100,19 +105,28 @@ def bad_file(data: bytes) -> OrthancError:
 
 
 def read_dataset(data: bytes) -> Dataset:
-    """Parse a Part-10 file or a bare dataset; :class:`OrthancError` if it is not whole DICOM."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    """Parse a Part-10 file or a bare dataset; :class:`OrthancError` if it is not whole DICOM.
+
+    Refused like Orthanc refuses them: files that end early, and files whose
+    elements are not encoded as their transfer syntax declares (pydicom would
+    guess and go on).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             dataset = dcmread(io.BytesIO(data), force=True)
         except PARSER_ERRORS as error:
             raise bad_file(data) from error
-    if not _is_complete(dataset, len(data)):
+    if any(str(warning.message).startswith(_REFUSED_WARNINGS) for warning in caught):
+        raise bad_file(data)
+    deflated = transfer_syntax_of(dataset) == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+    # Positions in a deflated file are in the inflated stream; zlib reports truncation itself.
+    if not _is_complete(dataset, None if deflated else len(data)):
         raise bad_file(data)
     return dataset
 
 
-def _is_complete(dataset: Dataset, size: int) -> bool:
+def _is_complete(dataset: Dataset, size: int | None) -> bool:
     """True when the dataset has content and no element claims bytes beyond the end of the data."""
     has_content = False
     for tag in dataset.keys():  # noqa: SIM118 - iterating a Dataset would convert every element
@@ -120,7 +134,8 @@ def _is_complete(dataset: Dataset, size: int) -> bool:
         if tag >> 16 >= 0x0008:
             has_content = True
         if (
-            isinstance(element, RawDataElement)
+            size is not None
+            and isinstance(element, RawDataElement)
             and element.length != UNDEFINED_LENGTH
             and element.value_tell + element.length > size
         ):

@@ -20,7 +20,7 @@ from fastpacs.dicom.dictionary import (
     is_private_creator,
     private_creator_tag,
 )
-from fastpacs.dicom.values import TOO_LONG, format_value, python_encodings
+from fastpacs.dicom.values import STRING_VRS, TOO_LONG, format_value, python_encodings
 
 TagJson = dict[str, Any]
 
@@ -62,7 +62,9 @@ class TagWalker:
         value = dataset.get_item(tag).value
         if isinstance(value, bytes):
             return value.decode("latin-1").rstrip(" \x00")
-        return "\\".join(value) if isinstance(value, list) else str(value or "")
+        if isinstance(value, str) or value is None:
+            return value or ""
+        return "\\".join(str(item) for item in value)  # pydicom's MultiValue
 
     def _creator(self, dataset: Dataset, tag: int, encodings: list[str]) -> str | None:
         creator_tag = private_creator_tag(tag)
@@ -95,7 +97,13 @@ class TagWalker:
         if raw is None and not isinstance(element, RawDataElement):
             entry["Type"], entry["Value"] = "String", _converted_text(element)
             return entry
-        text = format_value(raw, vr, encodings, self.little_endian, limit=tag not in self.ignore_length)
+        strip = True
+        if vr == "UN" and not is_private(tag) and dictionary_vr(tag, None) in STRING_VRS:
+            # Orthanc reads a UN element of a known text attribute as text, padding included.
+            vr, strip = dictionary_vr(tag, None), False
+        text = format_value(
+            raw, vr, encodings, self.little_endian, limit=tag not in self.ignore_length, strip=strip
+        )
         if text is None:
             entry["Type"], entry["Value"] = "Null", None
         elif text is TOO_LONG:

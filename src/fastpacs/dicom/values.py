@@ -21,6 +21,7 @@ MAX_STRING_LENGTH = 256
 
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"})
 TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+STRING_VRS = TEXT_VRS | frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
 """VRs whose bytes are in the character set named by SpecificCharacterSet."""
 
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "UV": "Q", "SV": "q", "FL": "f", "FD": "d"}
@@ -65,7 +66,8 @@ def python_encodings(specific_character_set: str | Sequence[str] | None, default
     else:
         terms = [term.strip() for term in specific_character_set]
     if not terms[0]:
-        terms[0] = default
+        # An empty first value with code extensions after it is the default repertoire (ASCII).
+        terms[0] = "ISO 2022 IR 6" if len(terms) > 1 else default
     return convert_encodings(terms)
 
 
@@ -73,13 +75,25 @@ def _strip(text: str) -> str:
     return text.rstrip(" \x00")
 
 
+def _keep(text: str) -> str:
+    return text
+
+
 def format_value(
-    raw: bytes | None, vr: str, encodings: list[str], little_endian: bool = True, limit: bool = True
+    raw: bytes | None,
+    vr: str,
+    encodings: list[str],
+    little_endian: bool = True,
+    *,
+    limit: bool = True,
+    strip: bool = True,
 ) -> str | TooLong | None:
     """Orthanc's text for one element value, ``None`` for binary VRs, or :data:`TOO_LONG`.
 
-    ``limit=False`` gives long values in full (Orthanc's ``?ignore-length``).
+    ``limit=False`` gives long values in full (Orthanc's ``?ignore-length``);
+    ``strip=False`` keeps the padding (Orthanc does for text read from UN elements).
     """
+    finish = _strip if strip else _keep
     if vr in BINARY_VRS or vr == "SQ":
         return None
     if not raw:
@@ -88,13 +102,13 @@ def format_value(
         return TOO_LONG
     if vr in TEXT_VRS:
         delimiters = _PERSON_NAME_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
-        return _strip(decode_bytes(raw, encodings, delimiters))
+        return finish(decode_bytes(raw, encodings, delimiters))
     number_format = _NUMBER_FORMATS.get(vr)
     if number_format is not None:
         return _format_numbers(raw, number_format, little_endian)
     if vr == "AT":
         return _format_tags(raw, little_endian)
-    return _strip(raw.decode("latin-1"))
+    return finish(raw.decode("latin-1"))
 
 
 def _format_numbers(raw: bytes, code: str, little_endian: bool) -> str:

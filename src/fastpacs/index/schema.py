@@ -71,6 +71,9 @@ class Resource(msgspec.Struct, array_like=True, omit_defaults=True):
     index_in_series: int | None = None
     expected_instances: int | None = None
     """CardiacNumberOfImages of the first instance (series only)."""
+    patient_tags: dict[str, str] | None = None
+    """Patient main tags of the study's first instance (studies only): Orthanc's
+    PatientMainDicomTags, which may differ from the patient's when studies share a PatientID."""
 
 
 class Change(msgspec.Struct, array_like=True):

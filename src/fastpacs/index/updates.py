@@ -175,6 +175,7 @@ def add_instance(
             blob=blob if is_instance else None,
             index_in_series=summary.index_in_series if is_instance else None,
             expected_instances=summary.expected_instances if level == Level.SERIES else None,
+            patient_tags=summary.main_tags[Level.PATIENT] if level == Level.STUDY else None,
         )
         update.create(level, rid, record)
         created.append(level)

@@ -8,6 +8,7 @@ from fastpacs.index.writer import IndexWriter
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.changes import ChangeService, StabilityMonitor
 from fastpacs.services.content import ContentService
+from fastpacs.services.create import CreateService
 from fastpacs.services.delete import DeleteService
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService
@@ -29,3 +30,4 @@ class Services:
     stability: StabilityMonitor
     default_encoding: DefaultEncoding
     content: ContentService
+    creator: CreateService

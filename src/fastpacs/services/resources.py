@@ -40,9 +40,8 @@ def resource_json(view: IndexView, rid: RawId, record: Resource) -> ResourceJson
         answer[_CHILD_LIST_KEYS[level]] = [format_id(child) for child in view.children(rid)]
         answer["IsStable"] = view.is_stable(rid)
         answer["LastUpdate"] = view.last_update(rid)
-    if level == Level.STUDY and record.parent is not None:
-        patient = view.resource(record.parent)
-        answer["PatientMainDicomTags"] = patient.main_tags if patient is not None else {}
+    if level == Level.STUDY:
+        answer["PatientMainDicomTags"] = record.patient_tags or {}
     if level == Level.SERIES:
         answer["ExpectedNumberOfInstances"] = record.expected_instances
         answer["Status"] = view.series_status(record, rid).value
