@@ -25,6 +25,7 @@ from fastpacs.api.content import (
     set_default_encoding,
 )
 from fastpacs.api.errors import EXCEPTION_HANDLERS
+from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl
@@ -32,6 +33,8 @@ from fastpacs.api.system import changes, clear_changes, statistics, system
 from fastpacs.api.tools import create_dicom, lookup
 from fastpacs.config import Config, decode_config, load_config
 from fastpacs.dicom.ids import Level
+from fastpacs.imaging.cache import RenderedCache
+from fastpacs.imaging.warmup import prepare_kernel_cache
 from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
 from fastpacs.pool.pool import WorkerPool
@@ -41,6 +44,7 @@ from fastpacs.services.content import ContentService
 from fastpacs.services.create import CreateService
 from fastpacs.services.delete import DeleteService
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.images import RENDERED_CACHE_BYTES, ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.registry import Services
 from fastpacs.services.resources import ResourceService
@@ -60,6 +64,7 @@ async def start_services(config: Config) -> Services:
     await asyncio.to_thread(repair_storage, database, storage)
     writer = IndexWriter(database, storage)
     writer.start()
+    await asyncio.to_thread(prepare_kernel_cache)  # before the pool: workers load the compiled kernels
     pool = WorkerPool(config.worker_processes, str(config.storage_path))
     await asyncio.to_thread(pool.warm_up)
     default_encoding = DefaultEncoding(config.default_encoding)
@@ -78,6 +83,7 @@ async def start_services(config: Config) -> Services:
         default_encoding=default_encoding,
         content=ContentService(database, pool, default_encoding),
         creator=CreateService(database, pool, ingest, default_encoding),
+        images=ImageService(database, pool, RenderedCache(RENDERED_CACHE_BYTES)),
     )
     services.stability.start()
     logger.info("fastpacs started: %d worker processes", pool.processes)
@@ -131,6 +137,7 @@ def create_app(config: Config | None = None) -> Litestar:
             instance_pdf,
             get_default_encoding,
             set_default_encoding,
+            *IMAGE_HANDLERS,
         ],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,

@@ -11,6 +11,7 @@ from fastpacs.services.content import ContentService
 from fastpacs.services.create import CreateService
 from fastpacs.services.delete import DeleteService
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.images import ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.resources import ResourceService
 from fastpacs.storage.blobs import BlobStore
@@ -31,3 +32,4 @@ class Services:
     default_encoding: DefaultEncoding
     content: ContentService
     creator: CreateService
+    images: ImageService

@@ -1,0 +1,67 @@
+"""Compiling the Numba kernels before any request needs them.
+
+At start-up the server compiles every kernel signature once, in a
+throw-away process, into a disk cache (``NUMBA_CACHE_DIR``, set here to a
+folder fastpacs owns unless the environment sets it). Each worker then
+loads the compiled code from that cache when it starts: compiling from
+several processes at once would race on the cache files, and compiling in
+the server process would load LLVM there for nothing.
+"""
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+CACHE_ENVIRONMENT_VARIABLE = "NUMBA_CACHE_DIR"
+GRAY_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
+"""Stored grayscale pixel types the kernels are compiled for."""
+CLAMPED_TYPES = (np.uint8, np.uint16, np.int16)
+"""Target types of ``image-uint8``, ``image-uint16`` and ``image-int16``."""
+
+
+def default_cache_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fastpacs" / "numba"
+
+
+def configure_cache_folder() -> Path:
+    """Point Numba's cache at fastpacs's folder (before Numba is imported by this process or its children)."""
+    folder = Path(os.environ.setdefault(CACHE_ENVIRONMENT_VARIABLE, str(default_cache_folder())))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def compile_kernels() -> None:
+    """Run every kernel once per signature, which compiles it or loads it from the cache."""
+    from fastpacs.imaging import kernels  # noqa: PLC0415 - Numba must see NUMBA_CACHE_DIR first
+
+    for gray in GRAY_TYPES:
+        values = np.zeros(4, gray)
+        kernels.min_max(values)
+        kernels.stretch_to_uint8(values, 0, 1, False)
+        kernels.rescale_to_float32(values, 1.0, 0.0)
+        kernels.palette_to_rgb(values, np.zeros((1, 3), np.uint8), 0)
+        for target in CLAMPED_TYPES:
+            kernels.clip_into(values, np.empty(4, target), 0, 1)
+    kernels.ybr_full_to_rgb(np.zeros(3, np.uint8))
+    kernels.png_up_filter(np.zeros((2, 2), np.uint8))
+
+
+def compiled_signatures() -> dict[str, int]:
+    """How many signatures each kernel holds in this process (compiled or loaded)."""
+    from fastpacs.imaging import kernels  # noqa: PLC0415
+
+    names = ("min_max", "stretch_to_uint8", "clip_into", "rescale_to_float32", "ybr_full_to_rgb")
+    names += ("palette_to_rgb", "png_up_filter")
+    return {name: len(getattr(kernels, name).signatures) for name in names}
+
+
+def prepare_kernel_cache() -> Path:
+    """Fill the kernel cache from one child process; the worker pool must start after this."""
+    folder = configure_cache_folder()
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as executor:
+        executor.submit(compile_kernels).result()
+    return folder

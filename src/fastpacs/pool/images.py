@@ -1,0 +1,114 @@
+"""Worker-side pixel work: read the stored file, decode one frame, render, encode.
+
+Only the blob digest and a few parameters cross the process boundary; the
+answer comes back as encoded bytes. Each worker keeps its last parsed files
+(bounded in bytes), so that walking through the frames of a multi-frame
+instance parses it once. Errors are :class:`fastpacs.imaging.decode.ImagingError`
+subclasses; the service turns them into Orthanc's answers.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+from isal import igzip
+from pydicom.dataset import Dataset
+
+from fastpacs.dicom.parse import read_dataset
+from fastpacs.imaging import kernels
+from fastpacs.imaging.decode import ImageDescription, ImagingError, decode_frame, describe, raw_frame
+from fastpacs.imaging.encode import ImageFormat, encode_image
+from fastpacs.imaging.matlab import matlab_text
+from fastpacs.imaging.npy import npy_file, npz_file
+from fastpacs.imaging.render import Operation, render
+from fastpacs.pool.tasks import read_blob
+
+PARSED_FILES_BUDGET = 256 * 1024 * 1024
+"""Bytes of parsed files a worker keeps for the next requests."""
+GZIP_LEVEL = 1
+
+
+class _ParsedFiles:
+    """The most recently used parsed files of this worker, by digest."""
+
+    def __init__(self, maximum_bytes: int):
+        self.maximum_bytes = maximum_bytes
+        self.size = 0
+        self._entries: OrderedDict[bytes, tuple[Dataset, ImageDescription | None, int]] = OrderedDict()
+
+    def get(self, digest: bytes) -> tuple[Dataset, ImageDescription | None]:
+        entry = self._entries.get(digest)
+        if entry is not None:
+            self._entries.move_to_end(digest)
+            return entry[0], entry[1]
+        data = read_blob(digest)
+        dataset = read_dataset(data)
+        try:
+            description = describe(dataset)
+        except ImagingError:  # remembered as "no image"; raised again by _pixels()
+            description = None
+        self._entries[digest] = (dataset, description, len(data))
+        self.size += len(data)
+        while self.size > self.maximum_bytes and len(self._entries) > 1:
+            _, (_, _, evicted) = self._entries.popitem(last=False)
+            self.size -= evicted
+        return dataset, description
+
+
+_parsed = _ParsedFiles(PARSED_FILES_BUDGET)
+
+
+def _pixels(digest: bytes) -> tuple[Dataset, ImageDescription]:
+    dataset, description = _parsed.get(digest)
+    if description is None:
+        describe(dataset)  # raises the reason there is no image
+    assert description is not None
+    return dataset, description
+
+
+def render_frame(
+    digest: bytes, index: int, operation: Operation, image_format: ImageFormat, quality: int
+) -> bytes:
+    """``/preview``, ``/image-uint8``, ``/image-uint16``, ``/image-int16`` of one frame, encoded."""
+    dataset, description = _pixels(digest)
+    frame = decode_frame(dataset, description, index)
+    return encode_image(render(frame, operation), image_format, quality)
+
+
+def frame_bytes(digest: bytes, index: int, compress: bool) -> tuple[bytes, str]:
+    """``/frames/{i}/raw`` (the stored bytes and their content type), or ``raw.gz``."""
+    dataset, description = _pixels(digest)
+    data, media_type = raw_frame(dataset, description, index)
+    if compress:
+        return igzip.compress(data, GZIP_LEVEL), "application/gzip"
+    return data, media_type
+
+
+def frame_matlab(digest: bytes, index: int) -> bytes:
+    dataset, description = _pixels(digest)
+    return matlab_text(decode_frame(dataset, description, index).pixels)
+
+
+def _numpy_frame(dataset: Dataset, description: ImageDescription, index: int, rescale: bool) -> np.ndarray:
+    """One frame as ``(rows, columns, channels)``: colour as uint8, grayscale rescaled (float32) or not."""
+    pixels = decode_frame(dataset, description, index).pixels
+    if pixels.ndim == 3:
+        return pixels
+    if rescale:
+        flat = kernels.rescale_to_float32(
+            pixels.reshape(-1), description.rescale_slope, description.rescale_intercept
+        )
+        pixels = flat.reshape(pixels.shape)
+    return pixels[:, :, np.newaxis]
+
+
+def frames_numpy(digest: bytes, index: int | None, rescale: bool, compress: bool) -> bytes:
+    """``/numpy`` of one frame (``index``) or of every frame (``None``, with a leading frame axis)."""
+    dataset, description = _pixels(digest)
+    if index is not None:
+        array = _numpy_frame(dataset, description, index, rescale)
+    else:
+        array = np.stack(
+            [_numpy_frame(dataset, description, i, rescale) for i in range(description.number_of_frames)]
+        )
+    npy = npy_file(array)
+    return npz_file(npy) if compress else npy

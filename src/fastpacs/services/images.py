@@ -1,0 +1,112 @@
+"""Pixel endpoints: frames of an instance decoded, rendered and encoded in the worker pool.
+
+The event loop only looks up the stored file's digest, checks the cache
+of rendered answers and awaits the worker. Failures become Orthanc's
+answers, which differ by endpoint: image renderings answer an empty 415
+for anything they cannot do (no pixels, undecodable, colour asked as
+grayscale, frame out of range); ``matlab``, ``numpy`` and ``raw`` answer
+500 "Not implemented" for pixels they cannot give and 400 "Parameter out
+of range" for a bad frame index.
+"""
+
+from fastpacs.dicom.ids import Level, RawId
+from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
+from fastpacs.imaging.cache import RenderedCache
+from fastpacs.imaging.decode import (
+    FrameOutOfRangeError,
+    ImagingError,
+    InvalidFrameCountError,
+    UndecodableImageError,
+    number_of_frames,
+)
+from fastpacs.imaging.encode import ImageFormat
+from fastpacs.imaging.render import Operation
+from fastpacs.index.database import Database
+from fastpacs.pool import images as work
+from fastpacs.pool.pool import WorkerPool
+
+RENDERED_CACHE_BYTES = 64 * 1024 * 1024
+
+UNSUPPORTED_MEDIA_TYPE = 415
+
+
+def _not_decodable(
+    error: ImagingError, bad_frame_count: ErrorCode = ErrorCode.BAD_FILE_FORMAT
+) -> OrthancError:
+    """The answer of ``matlab``/``numpy``/``raw`` to pixels they cannot give."""
+    if isinstance(error, FrameOutOfRangeError):
+        return OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+    if isinstance(error, InvalidFrameCountError):
+        return OrthancError(bad_frame_count)
+    details = str(error) if isinstance(error, UndecodableImageError) and str(error) else None
+    return OrthancError(ErrorCode.NOT_IMPLEMENTED, details)
+
+
+class ImageService:
+    def __init__(self, database: Database, pool: WorkerPool, cache: RenderedCache):
+        self.database = database
+        self.pool = pool
+        self.cache = cache
+
+    def number_of_frames(self, rid: RawId) -> int:
+        """Frames of an instance, from its indexed NumberOfFrames."""
+        with self.database.read() as view:
+            record = view.resource_at(rid, Level.INSTANCE)
+        if record is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+        try:
+            return number_of_frames(record.main_tags.get("NumberOfFrames"))
+        except InvalidFrameCountError:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
+
+    def _digest(self, rid: RawId) -> bytes | None:
+        with self.database.read() as view:
+            record = view.resource_at(rid, Level.INSTANCE)
+        return None if record is None or record.blob is None else record.blob.digest
+
+    def _known_digest(self, rid: RawId) -> bytes:
+        digest = self._digest(rid)
+        if digest is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+        return digest
+
+    async def image(
+        self, rid: RawId, frame: int, operation: Operation, image_format: ImageFormat, quality: int
+    ) -> bytes:
+        """A rendered frame (``preview``, ``image-*``); an unknown instance is an empty 404."""
+        digest = self._digest(rid)
+        if digest is None:
+            raise BareHttpError(404)
+        key = (digest, frame, operation, image_format, quality)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached[0]
+        try:
+            body = await self.pool.run(work.render_frame, digest, frame, operation, image_format, quality)
+        except ImagingError:
+            raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
+        self.cache.put(key, body, image_format.value)
+        return body
+
+    async def raw(self, rid: RawId, frame: int, compress: bool) -> tuple[bytes, str]:
+        """``/frames/{i}/raw`` and ``raw.gz``: the body and its content type."""
+        digest = self._known_digest(rid)
+        try:
+            return await self.pool.run(work.frame_bytes, digest, frame, compress)
+        except ImagingError as error:
+            raise _not_decodable(error) from None
+
+    async def matlab(self, rid: RawId, frame: int) -> bytes:
+        digest = self._known_digest(rid)
+        try:
+            return await self.pool.run(work.frame_matlab, digest, frame)
+        except ImagingError as error:
+            raise _not_decodable(error, bad_frame_count=ErrorCode.NOT_IMPLEMENTED) from None
+
+    async def numpy(self, rid: RawId, frame: int | None, rescale: bool, compress: bool) -> bytes:
+        """``.npy`` of one frame, or of all frames when ``frame`` is ``None``."""
+        digest = self._known_digest(rid)
+        try:
+            return await self.pool.run(work.frames_numpy, digest, frame, rescale, compress)
+        except ImagingError as error:
+            raise _not_decodable(error) from None
