@@ -1,0 +1,151 @@
+"""An asyncio HTTP load client for the workloads wrk cannot drive (uploads, long downloads).
+
+``concurrency`` coroutines share one httpx connection pool on a uvloop event
+loop; each takes the next request from the workload's source, sends it,
+streams the answer (counting bytes without keeping them) and records the
+latency of every success. A request is a success when the server answers
+2xx; anything else, including a refused connection or a time-out, is an
+error and never counts as throughput.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import uvloop
+
+from benchmarks.stats import RunResult, latencies_result
+
+REQUEST_TIMEOUT = 120.0
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    body: bytes | None = field(default=None, repr=False)
+    headers: dict[str, str] = field(default_factory=dict)
+    units: int = 1
+    """How many of the workload's operations one success counts for (instances of a study...)."""
+
+
+@dataclass
+class Answer:
+    """What a successful request gave back, for the workloads that need it (IDs to delete...)."""
+
+    request: Request
+    body: bytes = field(repr=False)
+
+
+RequestSource = Callable[[], Request | None]
+"""Gives the next request, or ``None`` when there is nothing left to send."""
+
+
+@dataclass
+class _Tally:
+    latencies: list[float] = field(default_factory=list)
+    operations: int = 0
+    errors: int = 0
+    transferred: int = 0
+    error_sample: str = ""
+    answers: list[Answer] = field(default_factory=list)
+
+    def error(self, description: str) -> None:
+        self.errors += 1
+        if not self.error_sample:
+            self.error_sample = description[:300]
+
+
+async def _send(client: httpx.AsyncClient, request: Request, tally: _Tally, keep: bool) -> None:
+    started = time.perf_counter()
+    received = 0
+    chunks: list[bytes] = []
+    try:
+        async with client.stream(
+            request.method, request.path, content=request.body, headers=request.headers
+        ) as response:
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if keep or response.status_code >= 300:
+                    chunks.append(chunk)
+    except httpx.HTTPError as failure:
+        tally.error(f"{request.method} {request.path}: {type(failure).__name__} {failure}")
+        return
+    if response.status_code >= 300:
+        body = b"".join(chunks)[:200]
+        tally.error(f"{request.method} {request.path}: HTTP {response.status_code} {body!r}")
+        return
+    tally.latencies.append(time.perf_counter() - started)
+    tally.operations += request.units
+    tally.transferred += received + len(request.body or b"")
+    if keep:
+        tally.answers.append(Answer(request, b"".join(chunks)))
+
+
+async def _load(
+    base_url: str, source: RequestSource, concurrency: int, duration: float | None, keep_answers: bool
+) -> tuple[_Tally, float]:
+    tally = _Tally()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # identity: count and keep the bytes as the server sends them to any client, as wrk sees them.
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT, headers={"Accept-Encoding": "identity"}
+    ) as client:
+        started = time.perf_counter()
+        deadline = started + duration if duration is not None else None
+
+        async def worker() -> None:
+            while deadline is None or time.perf_counter() < deadline:
+                request = source()
+                if request is None:
+                    return
+                await _send(client, request, tally, keep_answers)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return tally, elapsed
+
+
+def run_requests(
+    base_url: str,
+    source: RequestSource,
+    concurrency: int,
+    duration: float | None = None,
+    keep_answers: bool = False,
+) -> tuple[RunResult, list[Answer]]:
+    """Send requests until ``duration`` seconds have passed or the source runs dry.
+
+    Requests started before the deadline finish and count. With ``keep_answers``
+    the bodies of successful answers are returned too.
+    """
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        tally, elapsed = runner.run(_load(base_url, source, concurrency, duration, keep_answers))
+    result = latencies_result(
+        tally.latencies,
+        operations=tally.operations,
+        errors=tally.errors,
+        elapsed=elapsed,
+        transferred=tally.transferred,
+        error_sample=tally.error_sample,
+    )
+    return result, tally.answers
+
+
+def requests_from(requests: list[Request]) -> RequestSource:
+    """A source that sends each of ``requests`` once."""
+    remaining = iter(requests)
+    return lambda: next(remaining, None)
+
+
+def cycling(requests: list[Request]) -> RequestSource:
+    """A source that goes round ``requests`` for as long as it is asked."""
+    position = -1
+
+    def next_request() -> Request:
+        nonlocal position
+        position = (position + 1) % len(requests)
+        return requests[position]
+
+    return next_request

@@ -1,0 +1,143 @@
+"""CPU and memory of the server's whole process tree, and CPU of the benchmark client.
+
+fastpacs runs as several processes (Granian's parent, its worker, the
+spawned pool processes and their resource tracker), so one PID says little.
+``fastpacs.testing`` starts every server in a new session, and every process
+it spawns stays in that session: the monitor reads ``/proc/*/stat`` of every
+process whose session is the server's, a few times a second, and keeps
+
+- the resident memory summed over the tree, and its peak;
+- the CPU ticks of every process ever seen, so that a window's CPU time
+  counts processes that started or ended inside it.
+"""
+
+import contextlib
+import os
+import resource
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    pid: int
+    session: int
+    start_time: int
+    cpu_ticks: int
+    rss_pages: int
+
+
+def read_process(pid: int) -> ProcessSample | None:
+    """One process's line of ``/proc/PID/stat``; ``None`` if it has exited meanwhile."""
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
+    fields = text[text.rindex(")") + 2 :].split()
+    # Fields from 3 on (man 5 proc): state, ppid, pgrp, session... utime=14, stime=15, starttime=22, rss=24.
+    return ProcessSample(
+        pid=pid,
+        session=int(fields[3]),
+        start_time=int(fields[19]),
+        cpu_ticks=int(fields[11]) + int(fields[12]),
+        rss_pages=int(fields[21]),
+    )
+
+
+def session_processes(session: int) -> list[ProcessSample]:
+    samples = []
+    for entry in os.listdir(PROC):
+        if entry.isdigit():
+            sample = read_process(int(entry))
+            if sample is not None and sample.session == session:
+                samples.append(sample)
+    return samples
+
+
+@dataclass(frozen=True)
+class Window:
+    """The monitor's state when a measured window opened."""
+
+    cpu_ticks: dict[tuple[int, int], int]
+
+
+class ProcessTreeMonitor:
+    """Samples the processes of one session in a background thread until stopped."""
+
+    def __init__(self, session: int, interval: float = 0.1):
+        self.session = session
+        self.interval = interval
+        self.lifetime_peak_rss = 0
+        self._window_peak_rss = 0
+        self._cpu_ticks: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="process-tree-monitor", daemon=True)
+
+    def start(self) -> "ProcessTreeMonitor":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> int:
+        """Read the tree now; returns its resident memory in bytes."""
+        processes = session_processes(self.session)
+        rss = sum(process.rss_pages for process in processes) * PAGE_SIZE
+        with self._lock:
+            for process in processes:
+                self._cpu_ticks[(process.pid, process.start_time)] = process.cpu_ticks
+            self._window_peak_rss = max(self._window_peak_rss, rss)
+            self.lifetime_peak_rss = max(self.lifetime_peak_rss, rss)
+        return rss
+
+    def open_window(self) -> Window:
+        rss = self.sample()
+        with self._lock:
+            self._window_peak_rss = rss
+            return Window(dict(self._cpu_ticks))
+
+    def close_window(self, window: Window) -> tuple[float, int]:
+        """CPU seconds used by the tree since ``window`` opened, and the peak memory meanwhile."""
+        self.sample()
+        with self._lock:
+            ticks = sum(now - window.cpu_ticks.get(key, 0) for key, now in self._cpu_ticks.items())
+            return ticks / CLOCK_TICKS, self._window_peak_rss
+
+
+def client_cpu_seconds() -> float:
+    """CPU used so far by this process and by the tools it ran and waited for (wrk, storescu)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+@contextlib.contextmanager
+def measured(monitor: ProcessTreeMonitor):
+    """Measure the block: yields a dict filled, on exit, with elapsed, server and client CPU, peak RSS."""
+    figures: dict[str, float] = {}
+    window = monitor.open_window()
+    client_before = client_cpu_seconds()
+    started = time.perf_counter()
+    try:
+        yield figures
+    finally:
+        figures["elapsed"] = time.perf_counter() - started
+        figures["client_cpu"] = client_cpu_seconds() - client_before
+        figures["server_cpu"], figures["server_peak_rss"] = monitor.close_window(window)

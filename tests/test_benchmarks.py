@@ -1,0 +1,216 @@
+"""The benchmark suite's own parts: corpus generator, statistics, wrk summary, process monitor."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from benchmarks import corpus as corpus_module
+from benchmarks.corpus import CorpusSpec, ensure_corpus, ensure_scale_set, generation_token, variant
+from benchmarks.http_client import Request
+from benchmarks.procstats import ProcessTreeMonitor, read_process
+from benchmarks.stats import RunResult, percentile, ratio, summarize
+from benchmarks.wrk import request_line, result_from_summary
+from pydicom.uid import JPEGBaseline8Bit, JPEGLosslessSV1, RLELossless
+
+TINY = CorpusSpec(
+    patients=2, ct_slices=2, ct_rle_slices=1, mr_slices=2, mr_jpeg_lossless_slices=1, xa_runs=1, xa_frames=3
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> corpus_module.Corpus:
+    return ensure_corpus(TINY, tmp_path_factory.mktemp("cache"))
+
+
+def test_corpus_is_deterministic(tiny_corpus, tmp_path: Path):
+    again = ensure_corpus(TINY, tmp_path)
+    assert again.directory != tiny_corpus.directory
+    assert again.files == tiny_corpus.files
+    for file in tiny_corpus.files:
+        assert again.read(file) == tiny_corpus.read(file), file.path
+
+
+def test_corpus_is_reused_from_the_cache(tiny_corpus):
+    first = tiny_corpus.files[0]
+    marker = tiny_corpus.directory / first.path
+    before = marker.stat().st_mtime_ns
+    assert ensure_corpus(TINY, tiny_corpus.directory.parent).files == tiny_corpus.files
+    assert marker.stat().st_mtime_ns == before
+
+
+def test_corpus_shape(tiny_corpus):
+    kinds = [file.kind for file in tiny_corpus.files]
+    assert kinds.count("ct") == 2 * 2 and kinds.count("ct-rle") == 2 * 1
+    assert kinds.count("mr") == 2 * 2 and kinds.count("mr-jpeg-lossless") == 2 * 1
+    assert kinds.count("xa-jpeg-baseline") == 2
+    assert len({file.sop_uid for file in tiny_corpus.files}) == len(tiny_corpus.files)
+    assert len({file.study_uid for file in tiny_corpus.files}) == 2 * 3
+    assert len({file.patient_id for file in tiny_corpus.files}) == 2
+
+
+EXPECTED = {
+    # kind: (transfer syntax, frames, rows, dtype)
+    "ct": (pydicom.uid.ExplicitVRLittleEndian, 1, 512, np.int16),
+    "ct-rle": (RLELossless, 1, 512, np.int16),
+    "mr": (pydicom.uid.ExplicitVRLittleEndian, 1, 256, np.uint16),
+    "mr-jpeg-lossless": (JPEGLosslessSV1, 1, 256, np.uint16),
+    "xa-jpeg-baseline": (JPEGBaseline8Bit, 3, 512, np.uint8),
+}
+
+
+def test_corpus_files_are_valid_dicom_with_decodable_pixels(tiny_corpus):
+    for file in tiny_corpus.files:
+        ds = pydicom.dcmread(tiny_corpus.directory / file.path)
+        syntax, frames, rows, dtype = EXPECTED[file.kind]
+        assert ds.file_meta.TransferSyntaxUID == syntax == file.transfer_syntax
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == file.sop_uid
+        assert ds.StudyInstanceUID == file.study_uid and ds.PatientID == file.patient_id
+        assert str(ds.PatientName) == file.patient_name
+        pixels = ds.pixel_array
+        assert pixels.dtype == dtype
+        assert pixels.shape == ((frames, rows, rows) if frames > 1 else (rows, rows))
+        assert pixels.std() > 10, "the image has content, not a flat field"
+        if file.kind.startswith("ct"):
+            assert ds.PixelRepresentation == 1 and pixels.min() < 0 < pixels.max()
+
+
+@pytest.mark.parametrize(
+    ("kind", "decompressor"),
+    [
+        ("ct-rle", "dcmdrle"),
+        ("mr-jpeg-lossless", "dcmdjpeg"),
+        ("xa-jpeg-baseline", "dcmdjpeg"),
+    ],
+)
+def test_compressed_files_decode_alike_in_dcmtk_and_pydicom(tiny_corpus, tmp_path: Path, kind, decompressor):
+    """Two independent decoders agree: the encoded files are standard, not just readable by pydicom."""
+    source = tiny_corpus.directory / tiny_corpus.of_kind(kind)[0].path
+    subprocess.run([decompressor, str(source), str(tmp_path / "plain.dcm")], check=True)
+    plain = pydicom.dcmread(tmp_path / "plain.dcm")
+    assert not plain.file_meta.TransferSyntaxUID.is_compressed
+    decoded = pydicom.dcmread(source).pixel_array
+    if kind == "xa-jpeg-baseline":  # lossy: decoders may round differently (IDCT)
+        assert np.abs(plain.pixel_array.astype(int) - decoded).max() <= 2
+    else:
+        assert np.array_equal(plain.pixel_array, decoded)
+
+
+def test_variant_gives_a_new_valid_instance(tiny_corpus):
+    file = tiny_corpus.of_kind("ct")[0]
+    original = tiny_corpus.read(file)
+    changed = variant(original, 42)
+    assert len(changed) == len(original) and changed != original
+    assert variant(original, 0) == original
+    ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(changed))
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+        value = ds[keyword].value
+        assert value.startswith(generation_token(42).decode()), keyword
+        assert len(value) <= 64 and pydicom.uid.UID(value).is_valid
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID != file.sop_uid
+    assert np.array_equal(ds.pixel_array, pydicom.dcmread(tiny_corpus.directory / file.path).pixel_array)
+    with pytest.raises(ValueError):
+        generation_token(corpus_module.LAST_VARIANT + 1)
+
+
+def test_scale_set_hierarchy(tmp_path: Path):
+    instances = ensure_scale_set(45, cache=tmp_path)
+    assert len(instances) == 45 and len({instance.sop_uid for instance in instances}) == 45
+    assert len({instance.patient_id for instance in instances}) == 2  # 40 instances per patient
+    ds = pydicom.dcmread(instances[-1].path)
+    assert ds.SOPInstanceUID == instances[-1].sop_uid and ds.PatientID == instances[-1].patient_id
+    assert ensure_scale_set(45, cache=tmp_path) == instances
+
+
+def test_percentile_matches_numpy():
+    rng = np.random.default_rng(3)
+    values = list(rng.exponential(size=101))
+    for fraction in (0, 0.5, 0.9, 0.99, 1):
+        assert percentile(values, fraction) == pytest.approx(np.percentile(values, fraction * 100))
+    assert percentile([5.0], 0.99) == 5.0
+    with pytest.raises(ValueError):
+        percentile([], 0.5)
+
+
+def _run(operations: int, errors: int = 0, elapsed: float = 2.0, **more) -> RunResult:
+    return RunResult(operations=operations, errors=errors, elapsed=elapsed, **more)
+
+
+def test_summary_takes_medians_and_never_counts_errors_as_throughput():
+    runs = [
+        _run(100, p50=0.010, transferred=10_000_000, server_cpu=1.0, server_peak_rss=100),
+        _run(300, errors=2, p50=0.030, transferred=30_000_000, server_cpu=3.0, server_peak_rss=300),
+        _run(
+            200,
+            p50=0.020,
+            transferred=20_000_000,
+            server_cpu=2.0,
+            server_peak_rss=200,
+            error_sample="HTTP 503",
+        ),
+    ]
+    summary = summarize(runs)
+    assert summary.per_second == 100  # median of 50, 150, 100
+    assert summary.megabytes_per_second == 10
+    assert summary.p50 == 0.020
+    assert summary.errors == 2
+    assert summary.server_cpu_percent == 100
+    assert summary.server_peak_rss == 300
+    assert summary.notes == ["HTTP 503"]
+
+    failing = summarize([_run(0, errors=50), _run(0, errors=70)])
+    assert failing.per_second is None and failing.errors == 120 and not failing.available
+    assert ratio(summary, failing) is None
+    assert ratio(summary, summarize([_run(50)])) == 4
+
+
+def test_wrk_summary_counts_status_and_socket_errors_as_errors():
+    result = result_from_summary(
+        {
+            "requests": 1000,
+            "duration_us": 2_000_000,
+            "bytes": 100_000,
+            "connect": 0,
+            "read": 1,
+            "write": 0,
+            "status": 200,
+            "timeout": 3,
+            "p50_us": 1500,
+            "p99_us": 9000,
+        }
+    )
+    assert result.operations == 800 and result.errors == 204
+    assert result.per_second == 400
+    assert result.transferred == 80_000
+    assert (result.p50, result.p99) == (0.0015, 0.009)
+
+
+def test_wrk_request_lines():
+    assert request_line(Request("GET", "/instances/a/tags?simplify")) == "GET\t/instances/a/tags?simplify"
+    assert (
+        request_line(Request("POST", "/tools/find", b'{"Level":"Study"}'))
+        == 'POST\t/tools/find\t{"Level":"Study"}'
+    )
+    with pytest.raises(ValueError):
+        request_line(Request("POST", "/tools/find", b'{\n"Level":"Study"}'))
+
+
+def test_monitor_measures_the_cpu_of_a_whole_session():
+    """A child that burns CPU in a grandchild process: both are counted, and the memory of both."""
+    burn = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"],
+        start_new_session=True,
+    )
+    monitor = ProcessTreeMonitor(parent.pid, interval=0.02).start()
+    window = monitor.open_window()
+    parent.wait()
+    cpu, peak = monitor.close_window(window)
+    monitor.stop()
+    assert cpu >= 0.35
+    assert peak > 10_000_000  # two Python interpreters
+    own = read_process(os.getpid())
+    assert own is not None and own.pid == os.getpid()
