@@ -32,12 +32,12 @@ def flag(request: Request, name: str) -> bool:
     return name in request.query_params
 
 
-def paging(request: Request) -> tuple[int, int]:
-    """``since`` and ``limit`` (both or neither, as Orthanc requires); ``(0, 0)`` when absent."""
+def paging(request: Request) -> tuple[int, int | None]:
+    """``since`` and ``limit`` (both or neither, as Orthanc requires); ``(0, None)`` when absent."""
     since = request.query_params.get("since")
     limit = request.query_params.get("limit")
     if since is None and limit is None:
-        return 0, 0
+        return 0, None
     uri = request.url.path.rstrip("/") + "/"
     if since is None:
         raise OrthancError(ErrorCode.BAD_REQUEST, f'Missing "since" argument for GET request against: {uri}')

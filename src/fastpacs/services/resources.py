@@ -48,6 +48,26 @@ def resource_json(view: IndexView, rid: RawId, record: Resource) -> ResourceJson
     return answer
 
 
+def _page(view: IndexView, level: Level, since: int, limit: int | None) -> list[RawId]:
+    if limit == 0:
+        return []
+    return view.list_level(level, since, limit or 0)
+
+
+def _descendants(view: IndexView, rid: RawId, level: Level, target: Level) -> list[RawId]:
+    """The resources of level ``target`` below ``rid``, in the order Orthanc lists them.
+
+    At each step down, Orthanc puts the children of the last parent first
+    (each parent's children in insertion order): a patient's series are listed
+    from its last study to its first, its instances from the last series of
+    that order to the first.
+    """
+    current = [rid]
+    for _ in range(level, target):
+        current = [child for parent in reversed(current) for child in view.children(parent)]
+    return current
+
+
 class ResourceService:
     """Read access to resources: single objects, listings, children, parents."""
 
@@ -63,14 +83,15 @@ class ResourceService:
         with self.database.read() as view:
             return view.resource_at(rid, level) is not None
 
-    def list_ids(self, level: Level, since: int, limit: int) -> list[str]:
+    def list_ids(self, level: Level, since: int, limit: int | None) -> list[str]:
+        """IDs of a level in insertion order; ``limit`` None means all, 0 means none (as in Orthanc)."""
         with self.database.read() as view:
-            return [format_id(rid) for rid in view.list_level(level, since, limit)]
+            return [format_id(rid) for rid in _page(view, level, since, limit)]
 
-    def list_expanded(self, level: Level, since: int, limit: int) -> list[ResourceJson]:
+    def list_expanded(self, level: Level, since: int, limit: int | None) -> list[ResourceJson]:
         with self.database.read() as view:
             answers = []
-            for rid in view.list_level(level, since, limit):
+            for rid in _page(view, level, since, limit):
                 record = view.resource(rid)
                 if record is not None:
                     answers.append(resource_json(view, rid, record))
@@ -90,7 +111,7 @@ class ResourceService:
                 assert record is not None
                 return resource_json(view, ancestor, record)
             answers = []
-            for child in view.descendants(rid, level, target):
+            for child in _descendants(view, rid, level, target):
                 record = view.resource(child)
                 if record is not None:
                     answers.append(resource_json(view, child, record))
@@ -122,7 +143,9 @@ class ResourceService:
         }
 
     def lookup(self, identifier: str) -> list[ResourceJson]:
-        """POST /tools/lookup: resources whose PatientID or UID equals the text."""
+        """POST /tools/lookup: resources whose PatientID or UID equals the text; an empty text finds none."""
+        if not identifier.strip():
+            return []
         with self.database.read() as view:
             found = sorted(view.lookup(identifier))
         return [
