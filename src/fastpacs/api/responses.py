@@ -19,7 +19,8 @@ def json_response(content: Any, status_code: int = 200) -> Response[bytes]:
 
 def text_response(content: str | bytes = b"", status_code: int = 200) -> Response[bytes]:
     body = content.encode() if isinstance(content, str) else content
-    return Response(body, media_type="text/plain", status_code=status_code)
+    # Orthanc labels plain values "text/plain" without a charset (the framework would add one).
+    return Response(body, headers={"content-type": "text/plain"}, status_code=status_code)
 
 
 def empty_ok() -> Response[bytes]:

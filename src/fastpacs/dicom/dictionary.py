@@ -87,7 +87,15 @@ def private_entry(tag: int, creator: str) -> Entry | None:
     return None
 
 
+GENERIC_GROUP_LENGTH = ("GenericGroupLength", "UL")
+PRIVATE_GROUP_LENGTH = ("PrivateGroupLength", "UL")
+_NAMED_GROUP_LENGTHS = (0x0000, 0x0002)
+"""Groups whose length element has a name of its own (command, file meta)."""
+
+
 def _entry(tag: int, creator: str | None) -> Entry | None:
+    if tag & 0xFFFF == 0 and tag >> 16 not in _NAMED_GROUP_LENGTHS:
+        return PRIVATE_GROUP_LENGTH if is_private(tag) else GENERIC_GROUP_LENGTH
     if not is_private(tag):
         return public_entry(tag)
     if is_private_creator(tag):

@@ -80,7 +80,7 @@ class TagWalker:
     def _element(self, dataset: Dataset, tag: int, encodings: list[str]) -> TagJson:
         element = dataset.get_item(tag)
         creator = None
-        if is_private(tag) and not is_private_creator(tag):
+        if is_private(tag) and not is_private_creator(tag) and tag & 0xFFFF:
             creator = self._creator(dataset, tag, encodings)
         entry: TagJson = {"Name": attribute_name(tag, creator)}
         if creator is not None:
@@ -98,7 +98,11 @@ class TagWalker:
             entry["Type"], entry["Value"] = "String", _converted_text(element)
             return entry
         strip = True
-        if vr == "UN" and not is_private(tag) and dictionary_vr(tag, None) in STRING_VRS:
+        if (
+            vr == "UN"
+            and (creator is None or is_private_creator(tag))
+            and dictionary_vr(tag, None) in STRING_VRS
+        ):
             # Orthanc reads a UN element of a known text attribute as text, padding included.
             vr, strip = dictionary_vr(tag, None), False
         text = format_value(
@@ -128,13 +132,14 @@ def _converted_bytes(element: Any) -> bytes | None:
 
 
 def _converted_text(element: Any) -> str:
-    """Orthanc's text for an element pydicom converted to Python values (file meta group)."""
+    """Orthanc's text for an element pydicom converted to Python values (file meta group,
+    SpecificCharacterSet)."""
     value = element.value
     if value is None:
         return ""
-    if isinstance(value, list | tuple):
-        return "\\".join(str(item) for item in value)
-    return str(value).rstrip(" \x00")
+    if isinstance(value, str | int | float):
+        return str(value).rstrip(" \x00")
+    return "\\".join(str(item) for item in value)  # pydicom's MultiValue
 
 
 def simplify(full: TagJson) -> TagJson:

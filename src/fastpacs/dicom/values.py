@@ -76,7 +76,8 @@ def _strip(text: str) -> str:
 
 
 def _keep(text: str) -> str:
-    return text
+    """Padding spaces kept, NUL bytes dropped."""
+    return text.rstrip("\x00")
 
 
 def format_value(
@@ -91,7 +92,7 @@ def format_value(
     """Orthanc's text for one element value, ``None`` for binary VRs, or :data:`TOO_LONG`.
 
     ``limit=False`` gives long values in full (Orthanc's ``?ignore-length``);
-    ``strip=False`` keeps the padding (Orthanc does for text read from UN elements).
+    ``strip=False`` keeps padding spaces (Orthanc does for text read from UN elements).
     """
     finish = _strip if strip else _keep
     if vr in BINARY_VRS or vr == "SQ":
