@@ -39,11 +39,13 @@ CONTENT_PATHS = {
     "SC_rgb_jpeg_dcmtk.dcm": ("/7fe0-0010", "/7fe0-0010/0", "/7fe0-0010/1", "/7fe0-0010/2"),
 }
 PDF = (
-    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
     b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 100 100]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 )
 PNG_4X3 = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAADCAAAAACRn/EaAAAAF0lEQVR4nGNk4OLiYtTg4uJi0eDimg0ABUsBQufg/uYAAAAASUVORK5CYII="
+    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAADCAAAAACRn/EaAAAAF0lEQVR4nGNk4OLiYtTg4uJi0eDimg0ABUsB"
+    "Qufg/uYAAAAASUVORK5CYII="
 )
 
 
