@@ -34,12 +34,10 @@ FRAME_OPERATIONS = [
 ]
 """What ``/instances/{id}/frames/{i}`` lists (Orthanc lists it for any instance and index)."""
 
-_OFFERED_FORMATS = {
-    Operation.PREVIEW: (ImageFormat.PNG, ImageFormat.PAM, ImageFormat.JPEG),
-    Operation.UINT8: (ImageFormat.PNG, ImageFormat.PAM, ImageFormat.JPEG),
-    Operation.UINT16: (ImageFormat.PNG, ImageFormat.PAM),
-    Operation.INT16: (ImageFormat.PNG, ImageFormat.PAM),
-}
+OFFERED_FORMATS = (ImageFormat.PNG, ImageFormat.PAM, ImageFormat.JPEG)
+"""In Orthanc's order: wildcards mean PNG."""
+_EIGHT_BIT_OPERATIONS = (Operation.PREVIEW, Operation.UINT8)
+"""The only ones JPEG can carry; JPEG negotiated for the others is an empty 404."""
 _WILDCARD_LEVELS = {"*/*": 0, "image/*": 1}
 _EXACT_LEVEL = 2
 _FRAME_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
@@ -49,7 +47,7 @@ _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 UNSUPPORTED_MEDIA_TYPE = 415
 
 
-def negotiate(accept: str | None, offered: tuple[ImageFormat, ...]) -> ImageFormat:
+def negotiate(accept: str | None, offered: tuple[ImageFormat, ...] = OFFERED_FORMATS) -> ImageFormat:
     """The format to answer in, by Orthanc's rules; an empty 404 if none is acceptable."""
     if accept is None:
         return offered[0]
@@ -106,7 +104,9 @@ def frame_index(text: str) -> int:
 
 
 async def _image(request: Request, services: Services, resource_id: str, frame: int, operation: Operation):
-    image_format = negotiate(request.headers.get("accept"), _OFFERED_FORMATS[operation])
+    image_format = negotiate(request.headers.get("accept"))
+    if image_format == ImageFormat.JPEG and operation not in _EIGHT_BIT_OPERATIONS:
+        raise BareHttpError(404)
     quality = jpeg_quality(request)
     rid = parse_id(resource_id)
     if rid is None:

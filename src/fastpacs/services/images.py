@@ -22,6 +22,7 @@ from fastpacs.imaging.decode import (
 from fastpacs.imaging.encode import ImageFormat
 from fastpacs.imaging.render import Operation
 from fastpacs.index.database import Database
+from fastpacs.index.schema import Resource
 from fastpacs.pool import images as work
 from fastpacs.pool.pool import WorkerPool
 
@@ -48,10 +49,13 @@ class ImageService:
         self.pool = pool
         self.cache = cache
 
+    def _instance(self, rid: RawId) -> Resource | None:
+        with self.database.read() as view:
+            return view.resource_at(rid, Level.INSTANCE)
+
     def number_of_frames(self, rid: RawId) -> int:
         """Frames of an instance, from its indexed NumberOfFrames."""
-        with self.database.read() as view:
-            record = view.resource_at(rid, Level.INSTANCE)
+        record = self._instance(rid)
         if record is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         try:
@@ -59,30 +63,34 @@ class ImageService:
         except InvalidFrameCountError:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
 
-    def _digest(self, rid: RawId) -> bytes | None:
-        with self.database.read() as view:
-            record = view.resource_at(rid, Level.INSTANCE)
-        return None if record is None or record.blob is None else record.blob.digest
-
     def _known_digest(self, rid: RawId) -> bytes:
-        digest = self._digest(rid)
-        if digest is None:
+        record = self._instance(rid)
+        if record is None or record.blob is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        return digest
+        return record.blob.digest
 
     async def image(
         self, rid: RawId, frame: int, operation: Operation, image_format: ImageFormat, quality: int
     ) -> bytes:
-        """A rendered frame (``preview``, ``image-*``); an unknown instance is an empty 404."""
-        digest = self._digest(rid)
-        if digest is None:
+        """A rendered frame (``preview``, ``image-*``); an unknown instance is an empty 404.
+
+        A frame beyond the last is an empty 415, or 404 for a single-frame instance (as Orthanc).
+        """
+        record = self._instance(rid)
+        if record is None or record.blob is None:
             raise BareHttpError(404)
-        key = (digest, frame, operation, image_format, quality)
+        try:
+            count = number_of_frames(record.main_tags.get("NumberOfFrames"))
+        except InvalidFrameCountError:
+            raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
+        if frame >= count:
+            raise BareHttpError(404 if count == 1 else UNSUPPORTED_MEDIA_TYPE)
+        key = (record.blob.digest, frame, operation, image_format, quality)
         cached = self.cache.get(key)
         if cached is not None:
             return cached[0]
         try:
-            body = await self.pool.run(work.render_frame, digest, frame, operation, image_format, quality)
+            body = await self.pool.run(work.render_frame, *key)
         except ImagingError:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         self.cache.put(key, body, image_format.value)
