@@ -25,6 +25,7 @@ from fastpacs.api.content import (
     set_default_encoding,
 )
 from fastpacs.api.errors import EXCEPTION_HANDLERS
+from fastpacs.api.find import find
 from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.resources import resource_router
@@ -44,6 +45,7 @@ from fastpacs.services.content import ContentService
 from fastpacs.services.create import CreateService
 from fastpacs.services.delete import DeleteService
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.find import FindService
 from fastpacs.services.images import RENDERED_CACHE_BYTES, ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.registry import Services
@@ -84,6 +86,7 @@ async def start_services(config: Config) -> Services:
         content=ContentService(database, pool, default_encoding),
         creator=CreateService(database, pool, ingest, default_encoding),
         images=ImageService(database, pool, RenderedCache(RENDERED_CACHE_BYTES)),
+        find=FindService(database),
     )
     services.stability.start()
     logger.info("fastpacs started: %d worker processes", pool.processes)
@@ -138,6 +141,7 @@ def create_app(config: Config | None = None) -> Litestar:
             get_default_encoding,
             set_default_encoding,
             *IMAGE_HANDLERS,
+            find,
         ],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,

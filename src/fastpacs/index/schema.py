@@ -19,6 +19,8 @@ changes                change seq                             :class:`Change`
 changes_by_resource    id                                     change seq (dupsort)
 blobs                  SHA-256                                reference count
 counters               name                                   8-byte integer
+find_values            level + tag + value key                id (dupsort; /tools/find, see index.find)
+find_ids               level byte + id                        empty (non-instance levels, in ID order)
 =====================  =====================================  ==========================================
 """
 
@@ -41,6 +43,8 @@ DATABASES: dict[str, dict[str, bool]] = {
     "changes_by_resource": {"dupsort": True, "dupfixed": True},
     "blobs": {},
     "counters": {},
+    "find_values": {"dupsort": True, "dupfixed": True},
+    "find_ids": {},
 }
 
 SCHEMA_VERSION = 1

@@ -15,6 +15,7 @@ import msgspec
 
 from fastpacs.dicom.ids import Level, RawId, resource_ids
 from fastpacs.dicom.parse import InstanceSummary
+from fastpacs.index.find import index_resource, unindex_resource
 from fastpacs.index.schema import (
     UNSTABLE_DECODER,
     Change,
@@ -102,6 +103,7 @@ class IndexUpdate(IndexView):
             self.txn.put(record.parent, seq + rid, db=self.dbs["children"])
         identifier = self.identifier_of(record)
         self.txn.put(fold_identifier(identifier), bytes([level]) + rid, db=self.dbs["identifiers"])
+        index_resource(self.txn, self.dbs, level, rid, record)
         self.add_counter(Counter.count_of(level), 1)
 
     def destroy(self, rid: RawId, record: Resource) -> None:
@@ -114,6 +116,7 @@ class IndexUpdate(IndexView):
             self.txn.delete(record.parent, seq + rid, db=self.dbs["children"])
         identifier = self.identifier_of(record)
         self.txn.delete(fold_identifier(identifier), bytes([level]) + rid, db=self.dbs["identifiers"])
+        unindex_resource(self.txn, self.dbs, level, rid, record)
         self.txn.delete(rid, db=self.dbs["updated"])
         self.txn.delete(rid, db=self.dbs["unstable"])
         self.txn.delete(rid, db=self.dbs["tags"])

@@ -11,6 +11,7 @@ from fastpacs.services.content import ContentService
 from fastpacs.services.create import CreateService
 from fastpacs.services.delete import DeleteService
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.find import FindService
 from fastpacs.services.images import ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.resources import ResourceService
@@ -33,3 +34,4 @@ class Services:
     content: ContentService
     creator: CreateService
     images: ImageService
+    find: FindService

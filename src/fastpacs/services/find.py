@@ -1,0 +1,210 @@
+"""POST /tools/find: the request as Orthanc 1.10.1 reads it, and its answer from the index.
+
+The request is checked in Orthanc's order, with Orthanc's error codes and
+texts: the body must be a JSON object, ``Level`` a string, ``Query``
+present, ``CaseSensitive`` a Boolean, ``Limit`` and ``Since`` 32-bit
+non-negative integers; then the level is parsed, then the members of
+``Query`` in sorted order. A member whose value is ``""`` is no constraint
+at all (it matches resources without the tag too); any other value becomes
+a constraint the way Orthanc builds one from the text:
+
+- ``a-b``, ``a-``, ``-b`` on a date or time (DA, DT, TM): a range;
+- ``a\\b``: a list of values, each compared whole (no wildcards in a list);
+- ``*`` and ``?``: wildcards, allowed on text VRs only (400 otherwise);
+- anything else: equality.
+
+Query keys are DCMTK's attribute names (``PatientName``,
+``RETIRED_OtherPatientIDs``) or tags (``0010,0010``, ``00100010``). The
+matching rules themselves and the plan live in :mod:`fastpacs.index.find`.
+
+A query runs on the event loop while it stays cheap (index lookups and a
+few hundred candidates); beyond that it is run again in a thread, with its
+own read transaction.
+"""
+
+import asyncio
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from fastpacs.dicom.dictionary import _dictionary, dictionary_vr
+from fastpacs.dicom.ids import Level, format_id
+from fastpacs.dicom.tags import tag_key
+from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.index.database import Database
+from fastpacs.index.find import Constraint, FindExecution, FindQuery, Kind, WorkLimitError
+from fastpacs.services.resources import ResourceJson, resource_json
+
+WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+"""VRs on which DICOM (PS3.4 C.2.2.2.4) and Orthanc allow wildcard matching."""
+RANGE_VRS = frozenset({"DA", "DT", "TM"})
+
+INLINE_WORK = 3000
+"""Work (≈ µs, see index.find) a query may take on the event loop before it moves to a thread."""
+WORK_PER_EXPANDED = 40
+
+INT32 = range(-(2**31), 2**31)
+INT64_MAX = 2**63 - 1
+UNHANDLED = "An unhandled exception was generated inside the HTTP server"
+
+_LEVEL_ALIASES = {"image": Level.INSTANCE, "images": Level.INSTANCE}
+_EIGHT_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]{8}")
+_SCANF_TAG = re.compile(r"\s*[+-]?(?:0[xX])?([0-9A-Fa-f]+),\s*[+-]?(?:0[xX])?([0-9A-Fa-f]+)")
+"""DCMTK reads ``gggg,eeee`` with ``sscanf("%x,%x")``: leading text is enough (``0010,0020 `` works)."""
+
+
+@dataclass
+class FindRequest:
+    query: FindQuery
+    expand: bool
+
+
+def _bad_request(details: str) -> OrthancError:
+    return OrthancError(ErrorCode.BAD_REQUEST, details)
+
+
+def parse_find_request(body: bytes) -> FindRequest:
+    """Read a POST /tools/find body; :class:`OrthancError` as Orthanc answers a bad one."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        document = None
+    if not isinstance(document, dict):
+        raise _bad_request("The body must contain a JSON object")
+    level_name = document.get("Level")
+    if not isinstance(level_name, str):
+        raise _bad_request('Field "Level" is missing, or should be a string')
+    if "Query" not in document:
+        raise _bad_request('Field "Query" is missing, or should be a JSON object')
+    case_sensitive = document.get("CaseSensitive", False)
+    if not isinstance(case_sensitive, bool):
+        raise _bad_request('Field "CaseSensitive" should be a Boolean')
+    limit = _count_field(document, "Limit")
+    since = _count_field(document, "Since")
+    expand = _json_bool(document.get("Expand"))
+    level = parse_level(level_name)
+    query = document["Query"]
+    if query is None:
+        query = {}
+    if not isinstance(query, dict):
+        raise OrthancError(ErrorCode.INTERNAL_ERROR, UNHANDLED)
+    constraints = []
+    for key in sorted(query):
+        text = query[key]
+        if not isinstance(text, str):
+            raise _bad_request(f'Tag "{key}" should be associated with a string')
+        if text:  # an empty value is universal matching: no constraint
+            constraint = make_constraint(parse_tag(key), text, case_sensitive)
+            if constraint is not None:
+                constraints.append(constraint)
+    return FindRequest(FindQuery(level, constraints, since, limit), expand)
+
+
+def _count_field(document: dict[str, Any], name: str) -> int:
+    """``Limit`` or ``Since``: absent is 0; Orthanc's three kinds of refusal otherwise."""
+    if name not in document:
+        return 0
+    value = document[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise _bad_request(f'Field "{name}" should be an integer')
+    if value not in INT32:
+        raise OrthancError(ErrorCode.INTERNAL_ERROR, UNHANDLED)
+    if value < 0:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f'Field "{name}" should be a positive integer')
+    return value
+
+
+def _json_bool(value: Any) -> bool:
+    """``Expand`` is read as JsonCpp's ``asBool()``: null, Booleans and numbers convert, the rest fails."""
+    if value is None or isinstance(value, bool | int | float):
+        return bool(value)
+    raise OrthancError(ErrorCode.INTERNAL_ERROR, UNHANDLED)
+
+
+def parse_level(name: str) -> Level:
+    try:
+        return _LEVEL_ALIASES.get(name.lower()) or Level.from_name(name)
+    except KeyError:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
+
+
+@cache
+def _tags_by_name() -> dict[str, int]:
+    """DCMTK's attribute names (public dictionary, then repeating groups) → tag."""
+    dictionary = _dictionary()
+    names: dict[str, int] = {}
+    for tag, (name, _vr) in dictionary["public"].items():
+        names.setdefault(name, int(tag, 16))
+    for group_low, _high, _parity, element_low, _element_high, name, _vr in dictionary["public_ranges"]:
+        names.setdefault(name, (group_low << 16) | element_low)
+    return names
+
+
+def parse_tag(text: str) -> int:
+    """A tag named as Orthanc accepts it; ``OrthancError(UNKNOWN_DICOM_TAG)`` otherwise."""
+    if _EIGHT_HEX_DIGITS.fullmatch(text):
+        return int(text, 16)
+    scanned = _SCANF_TAG.match(text)
+    if scanned is not None:
+        return ((int(scanned[1], 16) & 0xFFFF) << 16) | (int(scanned[2], 16) & 0xFFFF)
+    tag = _tags_by_name().get(text)
+    if tag is None:
+        raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG)
+    return tag
+
+
+def _no_wildcards_allowed(tag: int) -> OrthancError:
+    return OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Wildcards are not allowed on tag {tag_key(tag)}")
+
+
+def _has_wildcard(text: str) -> bool:
+    return "*" in text or "?" in text
+
+
+def make_constraint(tag: int, text: str, case_sensitive: bool) -> Constraint | None:
+    """The constraint Orthanc makes of a non-empty query value (``None``: a range open at both ends)."""
+    vr = dictionary_vr(tag, None)
+    if vr in RANGE_VRS and "-" in text:
+        lower, _, upper = text.partition("-")
+        if _has_wildcard(text):
+            raise _no_wildcards_allowed(tag)
+        return Constraint(tag, Kind.RANGE, (lower, upper), case_sensitive) if lower or upper else None
+    if "\\" in text:
+        return Constraint(tag, Kind.LIST, tuple(text.split("\\")), case_sensitive)
+    if _has_wildcard(text):
+        if vr not in WILDCARD_VRS:
+            raise _no_wildcards_allowed(tag)
+        return Constraint(tag, Kind.WILDCARD, (text,), case_sensitive)
+    return Constraint(tag, Kind.EQUAL, (text,), case_sensitive)
+
+
+class FindService:
+    """Runs find queries on snapshots of the index."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    async def find(self, request: FindRequest) -> list[str] | list[ResourceJson]:
+        """IDs (or, with Expand, the resources' JSON) of the resources matching the request."""
+        try:
+            return self._answer(request, INLINE_WORK)
+        except WorkLimitError:
+            return await asyncio.to_thread(self._answer, request, None)
+
+    def _answer(self, request: FindRequest, max_work: float | None) -> list[str] | list[ResourceJson]:
+        with self.database.read() as view:
+            execution = FindExecution(view, request.query, max_work)
+            found = execution.run()
+            if not request.expand:
+                return [format_id(rid) for rid in found]
+            if max_work is not None and execution.work + WORK_PER_EXPANDED * len(found) > max_work:
+                raise WorkLimitError
+            answers = []
+            for rid in found:
+                record = execution.record(rid)
+                assert record is not None
+                answers.append(resource_json(view, rid, record))
+            return answers
