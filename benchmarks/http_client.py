@@ -29,6 +29,8 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     units: int = 1
     """How many of the workload's operations one success counts for (instances of a study...)."""
+    label: str = ""
+    """What the request is about, for whoever reads its answer (the corpus file it uploads...)."""
 
 
 @dataclass

@@ -1,0 +1,411 @@
+"""Run the benchmark suite: ``python -m benchmarks.run [options]`` (see ``--help`` and benchmarks/README.md).
+
+For each server in turn (fastpacs, the reference Orthanc, and for the C-STORE
+workloads Orthanc started with TCP_NODELAY=1), one at a time and each with
+fresh storage:
+
+1. start it, upload the corpus (the seed), run the read then the write
+   workloads, stop it;
+2. start it again empty, load the scale set, run the scale workloads, stop it.
+
+Every workload gets a warm-up and ``--runs`` measured runs of ``--duration``
+seconds; the table shows the median of each figure. A server that answers a
+workload with errors only is reported n/a for it, never stops the suite; a
+server that dies is restarted (and re-seeded) for the next workload.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from benchmarks import report
+from benchmarks.corpus import DEFAULT_CACHE, Corpus, CorpusSpec, ensure_corpus, ensure_scale_set
+from benchmarks.http_client import Request, requests_from, run_requests
+from benchmarks.procstats import ProcessTreeMonitor, measured
+from benchmarks.report import Row
+from benchmarks.stats import RunResult, Summary, summarize
+from benchmarks.workloads import (
+    DICOM_UPLOAD,
+    SCALE_LOAD,
+    WORKLOADS,
+    Context,
+    Phase,
+    Plan,
+    ScaleSet,
+    Seeded,
+    SeededInstance,
+    Settings,
+    UnavailableError,
+    Variants,
+    Workload,
+    select,
+)
+from fastpacs.testing import ServerProcess, fastpacs_server, orthanc_server
+
+RESULTS = Path(__file__).with_name("results")
+SEED_CONCURRENCY = 4
+SCALE_LOAD_CONCURRENCY = 16
+
+SERVERS: dict[str, Callable[[Path, dict], ServerProcess]] = {
+    "fastpacs": fastpacs_server,
+    "orthanc": orthanc_server,
+    "orthanc-nodelay": lambda directory, options: orthanc_server(directory, options, tcp_nodelay=True),
+}
+REFERENCE, TUNED_REFERENCE = "orthanc", "orthanc-nodelay"
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def servers_for(workload: Workload) -> tuple[str, ...]:
+    return ("fastpacs", REFERENCE, TUNED_REFERENCE) if workload.tuned_reference else ("fastpacs", REFERENCE)
+
+
+def needs_seed(workload: Workload) -> bool:
+    return workload.phase == Phase.READ or workload.name == "anonymize-study"
+
+
+class RunningServer:
+    """One server under test: fresh folder, process-tree monitor, restart after a crash."""
+
+    def __init__(self, name: str, options: dict, keep: bool):
+        self.name = name
+        self.options = options
+        self.keep = keep
+        self.server: ServerProcess | None = None
+        self.monitor: ProcessTreeMonitor | None = None
+        self.directory: Path | None = None
+        self.lifetime_peak_rss = 0
+        self.version = ""
+
+    def start(self) -> ServerProcess:
+        self.directory = Path(tempfile.mkdtemp(prefix=f"fastpacs-bench-{self.name}-"))
+        self.server = SERVERS[self.name](self.directory, self.options).start()
+        self.monitor = ProcessTreeMonitor(self.server.process.pid).start()
+        self.version = httpx.get(f"{self.server.base_url}/system", timeout=10).json().get("Version", "")
+        return self.server
+
+    def alive(self) -> bool:
+        return self.server is not None and self.server.process.poll() is None
+
+    def stop(self) -> str:
+        """Stop the server; returns the tail of its log if it had died."""
+        tail = ""
+        if self.server is not None:
+            if not self.alive():
+                tail = self.server.log_tail(15)
+            self.server.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.lifetime_peak_rss = max(self.lifetime_peak_rss, self.monitor.lifetime_peak_rss)
+        if self.directory is not None and not self.keep:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        self.server = self.monitor = self.directory = None
+        return tail
+
+
+@contextmanager
+def running(name: str, options: dict, keep: bool, record: dict) -> Iterator[RunningServer]:
+    server = RunningServer(name, options, keep)
+    log(f"starting {name}")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        entry = record.setdefault(name, {})
+        entry["version"] = server.version
+        entry["peak_rss"] = max(entry.get("peak_rss", 0), server.lifetime_peak_rss)
+
+
+def _measure_once(monitor: ProcessTreeMonitor, action: Callable[[], RunResult]) -> RunResult:
+    with measured(monitor) as window:
+        result = action()
+    return replace(
+        result,
+        server_cpu=window["server_cpu"],
+        client_cpu=window["client_cpu"],
+        server_peak_rss=window["server_peak_rss"],
+    )
+
+
+def seed(server: RunningServer, corpus: Corpus) -> tuple[Seeded, RunResult]:
+    """Upload the whole corpus; the answers give each file's instance, series, study and patient IDs."""
+    requests = [
+        Request("POST", "/instances", corpus.read(file), DICOM_UPLOAD, label=file.path)
+        for file in corpus.files
+    ]
+    by_path = {file.path: file for file in corpus.files}
+    answers = []
+
+    def upload() -> RunResult:
+        result, kept = run_requests(
+            server.server.base_url, requests_from(requests), SEED_CONCURRENCY, keep_answers=True
+        )
+        answers.extend(kept)
+        return result
+
+    result = _measure_once(server.monitor, upload)
+    seeded = Seeded()
+    for answer in answers:
+        ids = json.loads(answer.body)
+        seeded.instances.append(
+            SeededInstance(
+                file=by_path[answer.request.label],
+                id=ids["ID"],
+                series=ids["ParentSeries"],
+                study=ids["ParentStudy"],
+                patient=ids["ParentPatient"],
+            )
+        )
+    seeded.instances.sort(key=lambda instance: instance.file.path)
+    return seeded, result
+
+
+def load_scale(server: RunningServer, count: int, cache: Path) -> tuple[ScaleSet, RunResult]:
+    """Load the scale set through POST /instances with 16 clients (reported as the ``scale-load`` row)."""
+    instances = ensure_scale_set(count, cache=cache)
+    scale = ScaleSet(
+        files=[Path(instance.path) for instance in instances],
+        sop_uids=[instance.sop_uid for instance in instances],
+        patient_ids=sorted({instance.patient_id for instance in instances}),
+    )
+    requests = (Request("POST", "/instances", path.read_bytes(), DICOM_UPLOAD) for path in scale.files)
+    result = _measure_once(
+        server.monitor,
+        lambda: run_requests(server.server.base_url, lambda: next(requests, None), SCALE_LOAD_CONCURRENCY)[0],
+    )
+    return scale, result
+
+
+def measure(plan: Plan, settings: Settings, monitor: ProcessTreeMonitor) -> tuple[Summary, list[RunResult]]:
+    """Warm-up, then the measured runs; a warm-up without a success makes the workload n/a."""
+    warm = plan.warm_up(settings.warmup)
+    if not warm.operations:
+        summary = summarize(
+            [], notes=[f"n/a: {warm.error_sample or 'no operation succeeded in the warm-up'}"]
+        )
+        summary.errors = warm.errors
+        return summary, []
+    runs = []
+    for _ in range(settings.runs):
+        plan.before_run()
+        runs.append(_measure_once(monitor, lambda: plan.run(settings.duration)))
+        plan.after_run()
+    summary = summarize(runs)
+    if summary.errors and not any(run.error_sample for run in runs):
+        summary.notes.append(f"{summary.errors} errors under load (wrk does not say which)")
+    return summary, runs
+
+
+def run_workload(workload: Workload, context: Context, server: RunningServer, settings: Settings) -> Row:
+    reference = TUNED_REFERENCE if workload.tuned_reference else REFERENCE
+    row = Row(
+        workload.name, server.name, workload.unit, summarize([]), goal=workload.goal, reference=reference
+    )
+    try:
+        plan = workload.build(context)
+        row.summary, row.runs = measure(plan, settings, server.monitor)
+    except UnavailableError as reason:
+        row.summary.notes.append(f"n/a: {reason}")
+    except Exception as failure:  # noqa: BLE001 - one workload's failure is reported, the suite goes on
+        row.summary.notes.append(f"n/a: the benchmark failed: {type(failure).__name__}: {failure}"[:400])
+    if not server.alive():
+        row.summary.notes.append(f"the server died during this workload: {server.server.log_tail(5)}"[:600])
+    per_second = row.summary.per_second
+    figure = f"{per_second:,.1f} {workload.unit}/s" if per_second else "n/a"
+    log(f"{server.name} {workload.name}: {figure}, {row.summary.errors} errors")
+    return row
+
+
+def _restart_if_dead(server: RunningServer, context: Context, corpus: Corpus, seeded: bool) -> None:
+    if server.alive():
+        return
+    log(f"{server.name} died; restarting it with fresh storage")
+    server.stop()
+    context.server = server.start()
+    context.variants = Variants()
+    if seeded:
+        context.seeded, _ = seed(server, corpus)
+
+
+def run_server(
+    name: str,
+    workloads: list[Workload],
+    corpus: Corpus,
+    *,
+    arguments,
+    settings: Settings,
+    servers_record: dict,
+) -> list[Row]:
+    rows: list[Row] = []
+    options = dict(arguments.option.get(name, {}))
+    main = sorted((w for w in workloads if w.phase != Phase.SCALE), key=lambda w: w.phase)
+    if main:
+        with running(name, options, arguments.keep, servers_record) as server:
+            context = Context(server.server, corpus, settings, Variants())
+            wants_seed = any(needs_seed(workload) for workload in main)
+            if wants_seed:
+                size = corpus.total_size / 1e6
+                log(f"{name}: uploading the corpus ({len(corpus.files)} files, {size:.0f} MB)")
+                context.seeded, seeding = seed(server, corpus)
+                log(
+                    f"{name}: seed stored {seeding.operations} files, {seeding.errors} errors, "
+                    f"{seeding.per_second or 0:.0f}/s"
+                )
+                servers_record.setdefault(name, {})["seed"] = asdict(seeding)
+            for workload in main:
+                _restart_if_dead(server, context, corpus, wants_seed)
+                rows.append(run_workload(workload, context, server, settings))
+    scale = [w for w in workloads if w.phase == Phase.SCALE]
+    if scale:
+        with running(name, options, arguments.keep, servers_record) as server:
+            context = Context(server.server, corpus, settings, Variants())
+            log(f"{name}: loading {settings.scale_instances} small instances")
+            context.scale, loading = load_scale(server, settings.scale_instances, arguments.cache)
+            load_row = Row(SCALE_LOAD, name, "inst", summarize([loading]), [loading])
+            rows.append(load_row)
+            log(f"{name} {SCALE_LOAD}: {loading.per_second or 0:,.1f} inst/s, {loading.errors} errors")
+            for workload in scale:
+                if not server.alive():
+                    break
+                rows.append(run_workload(workload, context, server, settings))
+    return rows
+
+
+def order_rows(rows: list[Row]) -> list[Row]:
+    """Suite order (issue order), with the scale load before the scale workloads, servers in start order."""
+    names = [workload.name for workload in WORKLOADS]
+    names.insert(next(i for i, workload in enumerate(WORKLOADS) if workload.phase == Phase.SCALE), SCALE_LOAD)
+    servers = list(SERVERS)
+    return sorted(rows, key=lambda row: (names.index(row.workload), servers.index(row.server)))
+
+
+def _option(text: str) -> tuple[str, str, object]:
+    """``fastpacs:WorkerProcesses=2`` → ("fastpacs", "WorkerProcesses", 2); the value is JSON or a string."""
+    server, _, assignment = text.partition(":")
+    key, _, value = assignment.partition("=")
+    if server not in SERVERS or not key:
+        raise argparse.ArgumentTypeError(f"expected SERVER:Option=VALUE with SERVER in {', '.join(SERVERS)}")
+    try:
+        return server, key, json.loads(value)
+    except json.JSONDecodeError:
+        return server, key, value
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__.split("\n", 1)[1].strip(),
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    parser.add_argument(
+        "-w", "--workloads", default="*", help="comma-separated names or patterns (default: all)"
+    )
+    parser.add_argument(
+        "-s", "--servers", default=",".join(SERVERS), help=f"comma-separated, from {', '.join(SERVERS)}"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=Settings.runs, help="measured runs per workload (median shown)"
+    )
+    parser.add_argument("--duration", type=float, default=Settings.duration, help="seconds per measured run")
+    parser.add_argument(
+        "--warmup", type=float, default=Settings.warmup, help="seconds of warm-up per workload"
+    )
+    parser.add_argument(
+        "--patients", type=int, default=CorpusSpec.patients, help="corpus size (3 studies each)"
+    )
+    parser.add_argument(
+        "--scale-instances", type=int, default=Settings.scale_instances, help="size of the scale test's set"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 run of 1 s, 2000 scale instances: a smoke test"
+    )
+    parser.add_argument(
+        "--option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="SERVER:Option=VALUE",
+        help="extra configuration option for one server, e.g. fastpacs:WorkerProcesses=2",
+    )
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the corpus is generated")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON records")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' storage folders")
+    parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+    arguments = parser.parse_args(argv)
+    options: dict[str, dict] = {}
+    for server, key, value in arguments.option:
+        options.setdefault(server, {})[key] = value
+    arguments.option = options
+    if arguments.quick:
+        arguments.runs, arguments.duration, arguments.warmup, arguments.scale_instances = 1, 1, 1, 2000
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.list:
+        for workload in WORKLOADS:
+            print(f"{workload.name:22} {workload.description}")
+        return 0
+    workloads = select(arguments.workloads.split(","))
+    servers = [name.strip() for name in arguments.servers.split(",")]
+    unknown = [name for name in servers if name not in SERVERS]
+    if unknown:
+        raise SystemExit(f"unknown server {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
+    settings = Settings(
+        duration=arguments.duration,
+        warmup=arguments.warmup,
+        runs=arguments.runs,
+        scale_instances=arguments.scale_instances,
+    )
+    started = time.monotonic()
+    info = report.machine()
+    log("preparing the corpus (generated once, then read from the cache)")
+    corpus = ensure_corpus(CorpusSpec(patients=arguments.patients), arguments.cache)
+    rows: list[Row] = []
+    servers_record: dict = {}
+    for name in servers:
+        mine = [workload for workload in workloads if name in servers_for(workload)]
+        rows.extend(
+            run_server(
+                name, mine, corpus, arguments=arguments, settings=settings, servers_record=servers_record
+            )
+        )
+    rows = order_rows(rows)
+    recorded_settings = {
+        "runs": settings.runs,
+        "duration_s": settings.duration,
+        "warmup_s": settings.warmup,
+        "corpus_files": len(corpus.files),
+        "corpus_mb": round(corpus.total_size / 1e6),
+        "scale_instances": settings.scale_instances,
+        "wall_clock_s": round(time.monotonic() - started),
+    }
+    print(report.header(info, recorded_settings))
+    print()
+    print(report.table(rows))
+    peaks = ", ".join(f"{name} {entry['peak_rss'] / 1e6:.0f} MB" for name, entry in servers_record.items())
+    print(f"\npeak RSS over each server's whole life: {peaks}")
+    if notes := report.notes(rows):
+        print(f"\nnotes:\n{notes}")
+    path = arguments.results / f"{datetime.now():%Y%m%d-%H%M%S}-{info['commit'] or 'nocommit'}.json"
+    report.write_json(path, info, recorded_settings, servers_record, rows)
+    print(f"\nrecorded in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
