@@ -1,0 +1,314 @@
+"""The pixel pipeline: kernels and encoders on their own, then the endpoints of a running server.
+
+The expected images are computed here from pydicom's own decoding, with
+the rules of ORTHANC-BEHAVIOUR.md §7 written out in NumPy; the comparison
+with the real Orthanc is in tests/differential/test_images_vs_orthanc.py.
+"""
+
+import asyncio
+import gzip
+import io
+import json
+import os
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.pixels import convert_color_space, pixel_array
+from pydicom.uid import generate_uid
+
+from fastpacs.api.images import negotiate
+from fastpacs.errors import BareHttpError
+from fastpacs.imaging import kernels
+from fastpacs.imaging.cache import RenderedCache
+from fastpacs.imaging.encode import ImageFormat, encode_pam
+from fastpacs.imaging.npy import npy_file
+from fastpacs.imaging.png import encode_png
+from fastpacs.imaging.warmup import CACHE_ENVIRONMENT_VARIABLE, compiled_signatures, prepare_kernel_cache
+from fastpacs.pool.pool import WorkerPool
+from tests.conftest import pydicom_file
+
+# ---------------------------------------------------------------- the rules, in NumPy
+
+
+def stretched(values: np.ndarray, invert: bool = False) -> np.ndarray:
+    """Orthanc's preview of grayscale: min..max to 0..255 in float32, rounded half up."""
+    values = values.astype(np.int64)
+    low, high = values.min(), values.max()
+    if low == high:
+        return np.full(values.shape, 255 if invert else 0, np.uint8)
+    scale = np.float32(255.0) / np.float32(high - low)
+    levels = np.floor((values.astype(np.float32) - np.float32(low)) * scale + np.float32(0.5)).astype(
+        np.uint8
+    )
+    return 255 - levels if invert else levels
+
+
+def decoded(body: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(body)))
+
+
+# ---------------------------------------------------------------- kernels and encoders
+
+
+def test_stretch_kernel_follows_orthanc_rounding() -> None:
+    values = np.random.default_rng(1).integers(-2000, 3000, 5000).astype(np.int16)
+    low, high = kernels.min_max(values)
+    assert (low, high) == (values.min(), values.max())
+    assert np.array_equal(kernels.stretch_to_uint8(values, low, high, False), stretched(values))
+    assert np.array_equal(kernels.stretch_to_uint8(values, low, high, True), stretched(values, invert=True))
+    constant = np.full(10, 7, np.uint16)
+    assert set(kernels.stretch_to_uint8(constant, 7, 7, False)) == {0}
+
+
+def test_clip_kernel_clamps_to_the_target_type() -> None:
+    values = np.array([-40000, -5, 0, 200, 300, 70000], np.int32)
+    assert kernels.clip_into(values, np.empty(6, np.uint8), 0, 255).tolist() == [0, 0, 0, 200, 255, 255]
+    assert kernels.clip_into(values, np.empty(6, np.int16), -32768, 32767).tolist() == [
+        -32768, -5, 0, 200, 300, 32767,
+    ]  # fmt: skip
+
+
+def test_ybr_kernel_matches_pydicom() -> None:
+    ybr = np.random.default_rng(2).integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    expected = convert_color_space(ybr.copy(), "YBR_FULL", "RGB")
+    actual = kernels.ybr_full_to_rgb(ybr.copy().reshape(-1)).reshape(ybr.shape)
+    assert np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_rescale_kernel_floors_in_single_precision() -> None:
+    values = np.array([-210, 90, 1994], np.int16)
+    expected = np.floor(values.astype(np.float32) * np.float32(0.37) + np.float32(-3.3))
+    assert np.array_equal(kernels.rescale_to_float32(values, 0.37, -3.3), expected)
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.random.default_rng(3).integers(0, 256, (37, 53)).astype(np.uint8),
+        np.random.default_rng(4).integers(0, 65536, (20, 30)).astype(np.uint16),
+        np.random.default_rng(5).integers(0, 256, (9, 7, 3)).astype(np.uint8),
+    ],
+    ids=["gray8", "gray16", "rgb"],
+)
+def test_png_round_trip(pixels: np.ndarray) -> None:
+    assert np.array_equal(decoded(encode_png(pixels)), pixels)
+
+
+def test_png_of_int16_carries_the_twos_complement_bits() -> None:
+    pixels = np.array([[-1, 0, 1, -32768]], np.int16)
+    assert decoded(encode_png(pixels)).tolist() == [[65535, 0, 1, 32768]]
+
+
+def test_pam_header_and_big_endian_samples() -> None:
+    body = encode_pam(np.array([[1, 256]], np.uint16))
+    assert (
+        body == b"P7\nWIDTH 2\nHEIGHT 1\nDEPTH 1\nMAXVAL 65535\nTUPLTYPE GRAYSCALE\nENDHDR\n\x00\x01\x01\x00"
+    )
+
+
+def test_npy_has_orthancs_header_and_loads() -> None:
+    array = np.arange(128 * 128, dtype=np.float32).reshape(1, 128, 128, 1)
+    body = npy_file(array)
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 128,128,1), }"
+    assert body[10 : 10 + len(header)] == header and len(body) == 128 + array.nbytes
+    assert np.array_equal(np.load(io.BytesIO(body)), array)
+
+
+def test_rendered_cache_stays_within_its_budget() -> None:
+    cache = RenderedCache(maximum_bytes=10)
+    cache.put("a", b"12345", "image/png")
+    cache.put("b", b"12345", "image/png")
+    assert cache.get("a") is not None  # "a" is now the most recently used
+    cache.put("c", b"123", "image/png")
+    assert cache.get("b") is None and cache.get("a") is not None and cache.size == 8
+    cache.put("huge", b"x" * 11, "image/png")
+    assert cache.get("huge") is None and len(cache) == 2
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (None, ImageFormat.PNG),
+        ("*/*", ImageFormat.PNG),
+        ("image/*", ImageFormat.PNG),
+        ("image/jpeg", ImageFormat.JPEG),
+        ("image/x-portable-arbitrarymap, image/png", ImageFormat.PAM),
+        ("image/jpeg;q=0.9, image/png", ImageFormat.PNG),
+        ("image/jpeg;q=0.9, */*", ImageFormat.JPEG),  # an exact type beats a wildcard whatever q says
+        ("image/png;q=0, image/jpeg;q=0", ImageFormat.PNG),
+        ("text/html, image/*", ImageFormat.PNG),
+    ],
+)
+def test_accept_negotiation(accept: str | None, expected: ImageFormat) -> None:
+    assert negotiate(accept) == expected
+
+
+@pytest.mark.parametrize(("accept", "status"), [("text/html", 404), ("", 404), ("image/png;q=x", 415)])
+def test_unacceptable_accept(accept: str, status: int) -> None:
+    with pytest.raises(BareHttpError) as raised:
+        negotiate(accept)
+    assert raised.value.http_status == status
+
+
+def test_kernels_are_compiled_when_the_pool_starts(tmp_path: Path) -> None:
+    """Every kernel signature is in each worker right after start-up: no request compiles."""
+    folder = prepare_kernel_cache()
+    assert any(folder.rglob("*.nbi")), f"no Numba index files in {folder}"
+    assert str(folder) == os.environ[CACHE_ENVIRONMENT_VARIABLE]
+    pool = WorkerPool(1, str(tmp_path))
+    try:
+        pool.warm_up()
+        signatures = asyncio.run(pool.run(compiled_signatures))
+    finally:
+        pool.close()
+    assert signatures == {
+        "min_max": 6,
+        "stretch_to_uint8": 6,
+        "clip_into": 18,
+        "rescale_to_float32": 6,
+        "ybr_full_to_rgb": 1,
+        "palette_to_rgb": 6,
+        "png_up_filter": 1,
+    }
+
+
+# ---------------------------------------------------------------- the endpoints
+
+
+def _signed_ct() -> bytes:
+    """CT_small with signed stored values -1072..991 (as the capture's derived file)."""
+    dataset = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    dataset.PixelData = (dataset.pixel_array.astype(np.int16) - 1200).tobytes()
+    dataset.RescaleIntercept = 0
+    dataset.SOPInstanceUID = generate_uid()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def stored(server) -> dict[str, str]:
+    names = [
+        "CT_small.dcm",
+        "rtdose.dcm",
+        "SC_rgb_rle_2frame.dcm",
+        "dicomdirtests/77654033/CR1/6154",
+        "JPEG2000.dcm",
+        "SC_rgb_dcmtk_+eb+cy+np.dcm",
+        "examples_palette.dcm",
+        "rtplan.dcm",
+    ]
+    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        ids = {
+            name: http.post("/instances", content=pydicom_file(name).read_bytes()).json()["ID"]
+            for name in names
+        }
+        ids["signed"] = http.post("/instances", content=_signed_ct()).json()["ID"]
+    return ids
+
+
+def test_frame_listings(client: httpx.Client, stored: dict[str, str]) -> None:
+    assert client.get(f"/instances/{stored['CT_small.dcm']}/frames").json() == [0]
+    assert client.get(f"/instances/{stored['rtdose.dcm']}/frames").json() == list(range(15))
+    assert client.get(f"/instances/{stored['rtplan.dcm']}/frames").json() == [0]
+    operations = client.get(f"/instances/{stored['CT_small.dcm']}/frames/0").json()
+    assert operations == sorted(operations) and "preview" in operations and "raw.gz" in operations
+    unknown = client.get("/instances/0000000a-00000000-00000000-00000000-00000000/frames")
+    assert unknown.status_code == 404 and unknown.json()["OrthancStatus"] == 17
+
+
+def test_grayscale_renderings(client: httpx.Client, stored: dict[str, str]) -> None:
+    stored_values = pixel_array(pydicom_file("CT_small.dcm"))
+    base = f"/instances/{stored['CT_small.dcm']}"
+    preview = client.get(f"{base}/preview")
+    assert preview.headers["content-type"] == "image/png"
+    assert np.array_equal(decoded(preview.content), stretched(stored_values))
+    assert np.array_equal(
+        decoded(client.get(f"{base}/frames/0/image-uint8").content), np.clip(stored_values, 0, 255)
+    )
+    assert np.array_equal(decoded(client.get(f"{base}/image-uint16").content), stored_values)
+    jpeg = client.get(f"{base}/preview", headers={"Accept": "image/jpeg"})
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert np.abs(decoded(jpeg.content).astype(int) - stretched(stored_values)).mean() < 2
+
+
+def test_signed_values(client: httpx.Client, stored: dict[str, str]) -> None:
+    values = pixel_array(pydicom_file("CT_small.dcm")).astype(np.int16) - 1200
+    base = f"/instances/{stored['signed']}"
+    assert np.array_equal(decoded(client.get(f"{base}/image-uint16").content), np.clip(values, 0, None))
+    assert np.array_equal(decoded(client.get(f"{base}/image-int16").content), values.view(np.uint16))
+    assert np.array_equal(decoded(client.get(f"{base}/preview").content), stretched(values))
+    matlab = client.get(f"{base}/matlab")
+    assert matlab.headers["content-type"] == "text/plain"
+    assert matlab.text.startswith(f"double([ {values[0, 0]} {values[0, 1]} ") and " ; " in matlab.text
+    rescaled = np.load(io.BytesIO(client.get(f"{base}/numpy").content))
+    assert rescaled.shape == (1, 128, 128, 1) and rescaled.dtype == np.float32
+    raw = np.load(io.BytesIO(client.get(f"{base}/frames/0/numpy", params={"rescale": "0"}).content))
+    assert raw.shape == (128, 128, 1) and np.array_equal(raw[:, :, 0], values)
+
+
+def test_monochrome1_preview_is_inverted(client: httpx.Client, stored: dict[str, str]) -> None:
+    values = pixel_array(pydicom_file("dicomdirtests/77654033/CR1/6154"))
+    preview = decoded(client.get(f"/instances/{stored['dicomdirtests/77654033/CR1/6154']}/preview").content)
+    assert np.array_equal(preview, stretched(values, invert=True))
+
+
+def test_color_renderings(client: httpx.Client, stored: dict[str, str]) -> None:
+    for name in ("SC_rgb_dcmtk_+eb+cy+np.dcm", "examples_palette.dcm"):
+        expected = pixel_array(pydicom_file(name))  # YBR_FULL_422 JPEG converted, palette applied
+        if name == "examples_palette.dcm":
+            dataset = pydicom.dcmread(pydicom_file(name))
+            expected = (pydicom.pixels.apply_color_lut(expected, dataset) >> 8).astype(np.uint8)
+        preview = decoded(client.get(f"/instances/{stored[name]}/preview").content)
+        assert preview.shape == expected.shape
+        assert np.abs(preview.astype(int) - expected.astype(int)).max() <= 3, name
+        assert client.get(f"/instances/{stored[name]}/image-uint8").status_code == 415
+    second = decoded(client.get(f"/instances/{stored['SC_rgb_rle_2frame.dcm']}/frames/1/preview").content)
+    assert np.array_equal(second, pixel_array(pydicom_file("SC_rgb_rle_2frame.dcm"), index=1))
+
+
+def test_jpeg2000_is_decoded(client: httpx.Client, stored: dict[str, str]) -> None:
+    """An advantage over Orthanc 1.10.1, which answers 415."""
+    values = pixel_array(pydicom_file("JPEG2000.dcm"))
+    base = f"/instances/{stored['JPEG2000.dcm']}"
+    assert np.array_equal(decoded(client.get(f"{base}/preview").content), stretched(values))
+    raw = client.get(f"{base}/frames/0/raw")
+    assert raw.headers["content-type"] == "image/jp2"
+    assert gzip.decompress(client.get(f"{base}/frames/0/raw.gz").content) == raw.content
+
+
+def test_multi_frame_32_bit(client: httpx.Client, stored: dict[str, str]) -> None:
+    values = pixel_array(pydicom_file("rtdose.dcm"), index=7)
+    base = f"/instances/{stored['rtdose.dcm']}"
+    assert np.array_equal(decoded(client.get(f"{base}/frames/7/preview").content), stretched(values))
+    assert client.get(f"{base}/frames/7/raw").content == values.astype("<u4").tobytes()
+    every = np.load(io.BytesIO(client.get(f"{base}/numpy", params={"compress": "1"}).content))["arr_0"]
+    assert every.shape == (15, 10, 10, 1)
+
+
+def test_error_answers(client: httpx.Client, stored: dict[str, str]) -> None:
+    ct, dose, rgb = stored["CT_small.dcm"], stored["rtdose.dcm"], stored["SC_rgb_rle_2frame.dcm"]
+    expectations = [
+        (f"/instances/{ct}/frames/abc/preview", {}, 404),
+        (f"/instances/{ct}/frames/1/preview", {}, 404),  # single frame: 404
+        (f"/instances/{rgb}/frames/2/preview", {}, 415),  # multi-frame: 415
+        (f"/instances/{dose}/frames/15/image-uint8", {}, 415),
+        (f"/instances/{ct}/frames/1/raw", {}, 400),
+        (f"/instances/{ct}/preview?quality=0", {}, 415),
+        (f"/instances/{ct}/preview", {"Accept": "text/html"}, 404),
+        (f"/instances/{ct}/image-int16", {"Accept": "image/jpeg"}, 404),
+        (f"/instances/{ct}/numpy?rescale=abc", {}, 400),
+        (f"/instances/{stored['rtplan.dcm']}/preview", {}, 415),
+        (f"/instances/{stored['rtplan.dcm']}/matlab", {}, 500),
+        (f"/instances/{stored['rtplan.dcm']}/frames/0/raw", {}, 500),
+        ("/instances/0000000a-00000000-00000000-00000000-00000000/preview", {}, 404),
+    ]
+    for path, headers, status in expectations:
+        answer = client.get(path, headers=headers)
+        assert answer.status_code == status, path
+        if status == 500:
+            assert json.loads(answer.content)["OrthancStatus"] == 2
