@@ -14,6 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 CACHE_ENVIRONMENT_VARIABLE = "NUMBA_CACHE_DIR"
 GRAY_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
@@ -48,6 +50,34 @@ def compile_kernels() -> None:
             kernels.clip_into(values, np.empty(4, target), 0, 1)
     kernels.ybr_full_to_rgb(np.zeros(3, np.uint8))
     kernels.png_up_filter(np.zeros((2, 2), np.uint8))
+
+
+def _tiny_ct() -> Dataset:
+    """A 4×4 signed 16-bit image, built in memory, to run the whole decode-render-encode path."""
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.Rows = dataset.Columns = 4
+    dataset.SamplesPerPixel = 1
+    dataset.BitsAllocated = dataset.BitsStored = 16
+    dataset.HighBit = 15
+    dataset.PixelRepresentation = 1
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.PixelData = np.arange(-8, 8, dtype="<i2").tobytes()
+    return dataset
+
+
+def warm_worker() -> None:
+    """A worker's start-up: load the kernels and import every module a rendering touches."""
+    from fastpacs.imaging.decode import decode_frame, describe  # noqa: PLC0415
+    from fastpacs.imaging.encode import ImageFormat, encode_image  # noqa: PLC0415
+    from fastpacs.imaging.render import Operation, render  # noqa: PLC0415
+
+    compile_kernels()
+    dataset = _tiny_ct()
+    frame = decode_frame(dataset, describe(dataset), 0)
+    for image_format in ImageFormat:
+        encode_image(render(frame, Operation.PREVIEW), image_format)
 
 
 def compiled_signatures() -> dict[str, int]:

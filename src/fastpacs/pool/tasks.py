@@ -14,7 +14,7 @@ import msgspec
 
 from fastpacs.dicom.parse import InstanceSummary, summarize
 from fastpacs.errors import ErrorCode, OrthancError
-from fastpacs.imaging.warmup import compile_kernels
+from fastpacs.imaging.warmup import warm_worker
 from fastpacs.storage.blobs import BlobStore, StoredBlob
 
 _storage: BlobStore | None = None
@@ -34,7 +34,7 @@ def initialize(storage_root: str) -> None:
     """Worker start-up: open the storage (and, later, warm the Numba kernels)."""
     global _storage  # noqa: PLW0603 - the worker's one storage handle, set once at start
     _storage = BlobStore(Path(storage_root))
-    compile_kernels()  # loads the kernels prepare_kernel_cache() compiled: no request compiles
+    warm_worker()  # loads the kernels prepare_kernel_cache() compiled: no request compiles
 
 
 def _store(data: bytes) -> StoredBlob:
