@@ -28,6 +28,7 @@ from fastpacs.api.errors import EXCEPTION_HANDLERS
 from fastpacs.api.find import find
 from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
+from fastpacs.api.metadata import metadata_handlers
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl
 from fastpacs.api.system import changes, clear_changes, statistics, system
@@ -48,6 +49,7 @@ from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.find import FindService
 from fastpacs.services.images import RENDERED_CACHE_BYTES, ImageService
 from fastpacs.services.ingest import IngestService
+from fastpacs.services.metadata import MetadataService
 from fastpacs.services.registry import Services
 from fastpacs.services.resources import ResourceService
 from fastpacs.storage.blobs import BlobStore
@@ -85,6 +87,7 @@ async def start_services(config: Config) -> Services:
         default_encoding=default_encoding,
         content=ContentService(database, pool, default_encoding),
         creator=CreateService(database, pool, ingest, default_encoding),
+        metadata=MetadataService(database, writer, config.user_metadata, config.check_revisions),
         images=ImageService(database, pool, RenderedCache(RENDERED_CACHE_BYTES)),
         find=FindService(database),
     )
@@ -124,6 +127,7 @@ def create_app(config: Config | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             *(resource_router(level) for level in Level),
+            *(handler for level in Level for handler in metadata_handlers(level)),
             upload_instances,
             instance_file,
             system,
@@ -143,7 +147,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *IMAGE_HANDLERS,
             find,
         ],
-        dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
+        dependencies={"services": Provide(_provide_services, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         middleware=[access_control],

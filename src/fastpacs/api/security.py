@@ -9,6 +9,7 @@ import base64
 import binascii
 import hmac
 import ipaddress
+from functools import lru_cache
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -17,6 +18,7 @@ from fastpacs.config import Config
 REALM = "Orthanc Secure Area"
 
 
+@lru_cache(maxsize=1024)
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -59,6 +59,7 @@ _SOP_CLASS_UID = 0x00080016
 _INSTANCE_NUMBER = 0x00200013
 _IMAGE_INDEX = 0x00541330
 _CARDIAC_NUMBER_OF_IMAGES = 0x00181090
+_PIXEL_DATA = 0x7FE00010
 _IDENTIFIER_TAGS = (0x00100020, 0x0020000D, 0x0020000E, 0x00080018)
 _encoder = msgspec.json.Encoder(order="sorted")
 
@@ -94,6 +95,8 @@ class InstanceSummary(msgspec.Struct, array_like=True):
     transfer_syntax: str
     sop_class_uid: str
     tags: StoredTags
+    pixel_data_offset: int | None = None
+    """Position of the PixelData element in the file (Orthanc's PixelDataOffset metadata)."""
 
 
 def bad_file(data: bytes) -> OrthancError:
@@ -169,6 +172,17 @@ def file_meta_tags(walker: TagWalker, meta: Dataset | None) -> TagJson:
     return {key: entry for key, entry in walker.full(meta).items() if entry["Type"] != "Null"}
 
 
+def pixel_data_offset(dataset: Dataset) -> int | None:
+    """Where the PixelData element starts in the file (not known for deflated files)."""
+    if _PIXEL_DATA not in dataset or transfer_syntax_of(dataset) == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return None
+    element = dataset.get_item(_PIXEL_DATA)
+    if not isinstance(element, RawDataElement):
+        return None
+    header_size = 8 if element.is_implicit_VR else 12  # tag, (VR, reserved,) length
+    return element.value_tell - header_size
+
+
 def string_value(full: TagJson, tag: int) -> str | None:
     """The text of a top-level element of a full form; ``None`` if absent, binary or too long."""
     entry = full.get(tag_key(tag))
@@ -228,6 +242,7 @@ def summarize(data: bytes, default_encoding: str) -> InstanceSummary:
         transfer_syntax=transfer_syntax_of(dataset),
         sop_class_uid=sop_class_uid,
         tags=store_tags(full, header, SPECIFIC_CHARACTER_SET in dataset, default_encoding),
+        pixel_data_offset=pixel_data_offset(dataset),
     )
 
 

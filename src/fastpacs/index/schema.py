@@ -13,12 +13,13 @@ levels                 level byte + seq                       id (every resource
 identifiers            folded identifier (PatientID, UIDs)    level byte + id (dupsort, /tools/lookup)
 updated                id                                     LastUpdate text (patients/studies/series)
 unstable               id                                     :class:`Unstable` (not yet stable)
-metadata               id + name                              value (UTF-8)
+metadata               id + 2-byte metadata type              :class:`MetadataValue` (see index.metadata)
 tags                   instance id                            :class:`StoredTags` (tag JSON, 3 forms)
 changes                change seq                             :class:`Change`
 changes_by_resource    id                                     change seq (dupsort)
 blobs                  SHA-256                                reference count
 counters               name                                   8-byte integer
+jobs                   job ID (UUID text)                     JobRecord (fastpacs.jobs.persistence)
 find_values            level + tag + value key                id (dupsort; /tools/find, see index.find)
 find_ids               level byte + id                        empty (non-instance levels, in ID order)
 =====================  =====================================  ==========================================
@@ -43,6 +44,7 @@ DATABASES: dict[str, dict[str, bool]] = {
     "changes_by_resource": {"dupsort": True, "dupfixed": True},
     "blobs": {},
     "counters": {},
+    "jobs": {},
     "find_values": {"dupsort": True, "dupfixed": True},
     "find_ids": {},
 }

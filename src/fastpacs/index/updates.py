@@ -16,6 +16,7 @@ import msgspec
 from fastpacs.dicom.ids import Level, RawId, resource_ids
 from fastpacs.dicom.parse import InstanceSummary
 from fastpacs.index.find import index_resource, unindex_resource
+from fastpacs.index.metadata import SYSTEM_METADATA, MetadataValue, metadata_key
 from fastpacs.index.schema import (
     UNSTABLE_DECODER,
     Change,
@@ -147,8 +148,20 @@ class IndexUpdate(IndexView):
         self.txn.delete(rid, db=self.dbs["changes_by_resource"])
 
     def set_metadata(self, rid: RawId, values: dict[str, str]) -> None:
+        """Set system metadata, by Orthanc name (``TransferSyntax``...)."""
         for name, value in values.items():
-            self.txn.put(rid + name.encode(), value.encode(), db=self.dbs["metadata"])
+            self.put_metadata(rid, SYSTEM_METADATA[name], value)
+
+    def put_metadata(self, rid: RawId, kind: int, value: str) -> int:
+        """Set one metadata entry; return its new revision."""
+        previous = self.metadata_value(rid, kind)
+        revision = 1 if previous is None else previous.revision + 1
+        entry = MetadataValue(value=value, revision=revision)
+        self.txn.put(metadata_key(rid, kind), encode(entry), db=self.dbs["metadata"])
+        return revision
+
+    def delete_metadata(self, rid: RawId, kind: int) -> bool:
+        return self.txn.delete(metadata_key(rid, kind), db=self.dbs["metadata"])
 
 
 def add_instance(
@@ -188,7 +201,13 @@ def add_instance(
     instance_metadata["SopClassUid"] = summary.sop_class_uid
     if summary.index_in_series is not None:
         instance_metadata["IndexInSeries"] = str(summary.index_in_series)
+    if summary.pixel_data_offset is not None:
+        instance_metadata["PixelDataOffset"] = str(summary.pixel_data_offset)
     update.set_metadata(ids[Level.INSTANCE], instance_metadata)
+    remote_aet = metadata.get("RemoteAET", "")
+    series_aet = update.metadata_value(ids[Level.SERIES], SYSTEM_METADATA["RemoteAET"])
+    if series_aet is None or series_aet.value != remote_aet:
+        update.set_metadata(ids[Level.SERIES], {"RemoteAET": remote_aet})
     update.txn.put(ids[Level.INSTANCE], encode(summary.tags), db=update.dbs["tags"])
 
     for level in (Level.SERIES, Level.STUDY, Level.PATIENT):
@@ -204,6 +223,46 @@ def add_instance(
     ):
         update.log_change("CompletedSeries", Level.SERIES, ids[Level.SERIES], moment)
     return IngestOutcome(status="Success", ids=ids)
+
+
+def update_metadata(
+    update: IndexUpdate,
+    level: Level,
+    rid: RawId,
+    kind: int,
+    value: str | None,
+    *,
+    expected_revision: int | None,
+) -> int | None:
+    """Set (or, with ``value`` None, delete) one metadata entry and log ``UpdatedMetadata``.
+
+    ``expected_revision`` (the client's If-Match) must match the current revision
+    when given; returns the new revision (``None`` after a deletion). ``KeyError``
+    if the resource does not exist, :class:`MissingMetadataError` if the entry to
+    delete does not.
+    """
+    if update.resource_at(rid, level) is None:
+        raise KeyError(rid)
+    current = update.metadata_value(rid, kind)
+    if expected_revision is not None and (current is None or current.revision != expected_revision):
+        raise RevisionMismatchError(current.revision if current else None)
+    if value is None:
+        if current is None:
+            raise MissingMetadataError(kind)
+        update.delete_metadata(rid, kind)
+        revision = None
+    else:
+        revision = update.put_metadata(rid, kind, value)
+    update.log_change("UpdatedMetadata", level, rid, time.time())
+    return revision
+
+
+class RevisionMismatchError(Exception):
+    """The If-Match revision is not the current one."""
+
+
+class MissingMetadataError(Exception):
+    """The metadata entry to delete is not set."""
 
 
 def delete_resource(update: IndexUpdate, level: Level, rid: RawId) -> tuple[Level, RawId] | None:

@@ -14,6 +14,7 @@ import msgspec
 
 from fastpacs.dicom.ids import Level, RawId
 from fastpacs.dicom.parse import StoredTags
+from fastpacs.index.metadata import METADATA_DECODER, MetadataValue, metadata_key, metadata_kind
 from fastpacs.index.schema import (
     CHANGE_DECODER,
     RESOURCE_DECODER,
@@ -114,20 +115,21 @@ class IndexView:
     def is_stable(self, rid: RawId) -> bool:
         return self.txn.get(rid, db=self.dbs["unstable"]) is None
 
-    def metadata(self, rid: RawId) -> dict[str, str]:
+    def metadata(self, rid: RawId) -> dict[int, MetadataValue]:
+        """Metadata type → value of a resource, in type order (LastUpdate is kept apart)."""
         cursor = self.txn.cursor(db=self.dbs["metadata"])
-        found: dict[str, str] = {}
+        found: dict[int, MetadataValue] = {}
         if not cursor.set_range(rid):
             return found
         for key, value in cursor:
             if key[:ID_SIZE] != rid:
                 break
-            found[key[ID_SIZE:].decode()] = value.decode()
+            found[metadata_kind(key)] = METADATA_DECODER.decode(value)
         return found
 
-    def metadata_value(self, rid: RawId, name: str) -> str | None:
-        value = self.txn.get(rid + name.encode(), db=self.dbs["metadata"])
-        return None if value is None else value.decode()
+    def metadata_value(self, rid: RawId, kind: int) -> MetadataValue | None:
+        value = self.txn.get(metadata_key(rid, kind), db=self.dbs["metadata"])
+        return None if value is None else METADATA_DECODER.decode(value)
 
     def stored_tags(self, rid: RawId) -> StoredTags | None:
         """The tag JSON of an instance, as computed at ingest."""

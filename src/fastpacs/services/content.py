@@ -16,6 +16,7 @@ from fastpacs.dicom.ids import Level, RawId
 from fastpacs.dicom.parse import StoredTags
 from fastpacs.dicom.tags import shorten, simplify
 from fastpacs.index.database import Database
+from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.pool import content as content_tasks
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
@@ -87,7 +88,8 @@ class ContentService:
             record = view.resource_at(rid, Level.INSTANCE)
             if record is None or record.blob is None:
                 return None
-            is_pdf = view.metadata_value(rid, "SopClassUid") == ENCAPSULATED_PDF
+            sop_class = view.metadata_value(rid, SYSTEM_METADATA["SopClassUid"])
+            is_pdf = sop_class is not None and sop_class.value == ENCAPSULATED_PDF
             digest = record.blob.digest
         if not is_pdf:
             return None

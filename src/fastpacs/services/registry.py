@@ -14,6 +14,7 @@ from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.find import FindService
 from fastpacs.services.images import ImageService
 from fastpacs.services.ingest import IngestService
+from fastpacs.services.metadata import MetadataService
 from fastpacs.services.resources import ResourceService
 from fastpacs.storage.blobs import BlobStore
 
@@ -35,3 +36,4 @@ class Services:
     creator: CreateService
     images: ImageService
     find: FindService
+    metadata: MetadataService
