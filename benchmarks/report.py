@@ -52,6 +52,8 @@ def _ratio_cell(row: Row, rows: list[Row]) -> str:
     )
     if candidate is None:
         return ""
+    if candidate.unit != row.unit:
+        return "n/a"  # measured differently (the bulk loader against REST ingest)
     value = ratio(candidate.summary, row.summary)
     text = "n/a" if value is None else f"{value:.2f}×"
     if row.goal is not None and row.server == row.reference:

@@ -22,17 +22,18 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from benchmarks import report
-from benchmarks.corpus import DEFAULT_CACHE, Corpus, CorpusSpec, ensure_corpus, ensure_scale_set
+from benchmarks.corpus import DEFAULT_CACHE, Corpus, CorpusSpec, ensure_corpus
 from benchmarks.http_client import Request, requests_from, run_requests
 from benchmarks.procstats import ProcessTreeMonitor, measured
 from benchmarks.report import Row
+from benchmarks.scale import ScaleSet, scale_set
 from benchmarks.stats import RunResult, Summary, summarize
 from benchmarks.workloads import (
     DICOM_UPLOAD,
@@ -41,7 +42,6 @@ from benchmarks.workloads import (
     Context,
     Phase,
     Plan,
-    ScaleSet,
     Seeded,
     SeededInstance,
     Settings,
@@ -76,6 +76,31 @@ def needs_seed(workload: Workload) -> bool:
     return workload.phase == Phase.READ or workload.name == "anonymize-study"
 
 
+@dataclass
+class Suite:
+    """What every server's runs share."""
+
+    corpus: Corpus
+    settings: Settings
+    cache: Path
+    keep: bool
+    options: dict[str, dict]
+    servers_record: dict = field(default_factory=dict)
+    """Per server: version, seed result, peak RSS over its whole life (for the JSON record)."""
+    _scale: ScaleSet | None = None
+
+    def scale_set(self) -> ScaleSet:
+        """The scale test's data, made (or read from the cache) on first use."""
+        if self._scale is None:
+            log("preparing the scale set")
+            self._scale = scale_set(self.settings.scale_instances, self.cache)
+        return self._scale
+
+
+class ServerStartError(Exception):
+    """The server exited during start-up or never answered."""
+
+
 class RunningServer:
     """One server under test: fresh folder, process-tree monitor, restart after a crash."""
 
@@ -88,10 +113,19 @@ class RunningServer:
         self.directory: Path | None = None
         self.lifetime_peak_rss = 0
         self.version = ""
+        self.preloaded: RunResult | None = None
 
-    def start(self) -> ServerProcess:
+    def start(self, prepare: Callable[[Path], RunResult] | None = None) -> ServerProcess:
+        """Start in a fresh folder, which ``prepare`` may fill first (a bulk-loaded index)."""
         self.directory = Path(tempfile.mkdtemp(prefix=f"fastpacs-bench-{self.name}-"))
-        self.server = SERVERS[self.name](self.directory, self.options).start()
+        if prepare is not None:
+            self.preloaded = prepare(self.directory)
+        self.server = SERVERS[self.name](self.directory, self.options)
+        try:
+            self.server.start()
+        except RuntimeError as failure:  # it exited or never answered: the message holds its log
+            self.stop()
+            raise ServerStartError(str(failure)[-500:]) from failure
         self.monitor = ProcessTreeMonitor(self.server.process.pid).start()
         self.version = httpx.get(f"{self.server.base_url}/system", timeout=10).json().get("Version", "")
         return self.server
@@ -116,15 +150,17 @@ class RunningServer:
 
 
 @contextmanager
-def running(name: str, options: dict, keep: bool, record: dict) -> Iterator[RunningServer]:
-    server = RunningServer(name, options, keep)
+def running(
+    name: str, suite: Suite, prepare: Callable[[Path], RunResult] | None = None
+) -> Iterator[RunningServer]:
+    server = RunningServer(name, suite.options.get(name, {}), suite.keep)
     log(f"starting {name}")
-    server.start()
+    server.start(prepare)
     try:
         yield server
     finally:
         server.stop()
-        entry = record.setdefault(name, {})
+        entry = suite.servers_record.setdefault(name, {})
         entry["version"] = server.version
         entry["peak_rss"] = max(entry.get("peak_rss", 0), server.lifetime_peak_rss)
 
@@ -173,20 +209,13 @@ def seed(server: RunningServer, corpus: Corpus) -> tuple[Seeded, RunResult]:
     return seeded, result
 
 
-def load_scale(server: RunningServer, count: int, cache: Path) -> tuple[ScaleSet, RunResult]:
-    """Load the scale set through POST /instances with 16 clients (reported as the ``scale-load`` row)."""
-    instances = ensure_scale_set(count, cache=cache)
-    scale = ScaleSet(
-        files=[Path(instance.path) for instance in instances],
-        sop_uids=[instance.sop_uid for instance in instances],
-        patient_ids=sorted({instance.patient_id for instance in instances}),
-    )
-    requests = (Request("POST", "/instances", path.read_bytes(), DICOM_UPLOAD) for path in scale.files)
-    result = _measure_once(
+def load_scale(server: RunningServer, scale: ScaleSet) -> RunResult:
+    """Upload the scale set through POST /instances with 16 clients (reported as the ``scale-load`` row)."""
+    requests = (Request("POST", "/instances", payload, DICOM_UPLOAD) for payload in scale.payloads)
+    return _measure_once(
         server.monitor,
         lambda: run_requests(server.server.base_url, lambda: next(requests, None), SCALE_LOAD_CONCURRENCY)[0],
     )
-    return scale, result
 
 
 def measure(plan: Plan, settings: Settings, monitor: ProcessTreeMonitor) -> tuple[Summary, list[RunResult]]:
@@ -229,7 +258,7 @@ def run_workload(workload: Workload, context: Context, server: RunningServer, se
     return row
 
 
-def _restart_if_dead(server: RunningServer, context: Context, corpus: Corpus, seeded: bool) -> None:
+def _restart_if_dead(server: RunningServer, context: Context, suite: Suite, seeded: bool) -> None:
     if server.alive():
         return
     log(f"{server.name} died; restarting it with fresh storage")
@@ -237,50 +266,76 @@ def _restart_if_dead(server: RunningServer, context: Context, corpus: Corpus, se
     context.server = server.start()
     context.variants = Variants()
     if seeded:
-        context.seeded, _ = seed(server, corpus)
+        context.seeded, _ = seed(server, suite.corpus)
 
 
-def run_server(
-    name: str,
-    workloads: list[Workload],
-    corpus: Corpus,
-    *,
-    arguments,
-    settings: Settings,
-    servers_record: dict,
-) -> list[Row]:
+def _run_main(server: RunningServer, workloads: list[Workload], suite: Suite, rows: list[Row]) -> None:
+    """The read then write workloads, on a server seeded with the corpus if any of them needs it."""
+    corpus = suite.corpus
+    context = Context(server.server, corpus, suite.settings, Variants())
+    wants_seed = any(needs_seed(workload) for workload in workloads)
+    if wants_seed:
+        size = corpus.total_size / 1e6
+        log(f"{server.name}: uploading the corpus ({len(corpus.files)} files, {size:.0f} MB)")
+        context.seeded, seeding = seed(server, corpus)
+        log(f"{server.name}: seed stored {seeding.operations} files, {seeding.errors} errors")
+        suite.servers_record.setdefault(server.name, {})["seed"] = asdict(seeding)
+    for workload in sorted(workloads, key=lambda workload: workload.phase):
+        _restart_if_dead(server, context, suite, wants_seed)
+        rows.append(run_workload(workload, context, server, suite.settings))
+
+
+def _run_scale(server: RunningServer, workloads: list[Workload], suite: Suite, rows: list[Row]) -> None:
+    """The scale load (reported as its own row), then the scale workloads."""
+    scale = suite.scale_set()
+    context = Context(server.server, suite.corpus, suite.settings, Variants(), scale=scale)
+    if server.preloaded is not None:
+        loading = server.preloaded
+        note = "written offline by benchmarks/bulk_index.py before the server started: not REST ingest"
+        rows.append(Row(SCALE_LOAD, server.name, "bulk", summarize([loading], notes=[note]), [loading]))
+    else:
+        log(f"{server.name}: loading {scale.count} small instances ({scale.origin}) through POST /instances")
+        loading = load_scale(server, scale)
+        rows.append(Row(SCALE_LOAD, server.name, "inst", summarize([loading]), [loading]))
+    log(f"{server.name} {SCALE_LOAD}: {loading.per_second or 0:,.1f} inst/s, {loading.errors} errors")
+    for workload in workloads:
+        if server.alive():
+            rows.append(run_workload(workload, context, server, suite.settings))
+
+
+def _unavailable_row(workload: Workload, server: str, note: str) -> Row:
+    reference = TUNED_REFERENCE if workload.tuned_reference else REFERENCE
+    return Row(
+        workload.name,
+        server,
+        workload.unit,
+        summarize([], notes=[note]),
+        goal=workload.goal,
+        reference=reference,
+    )
+
+
+def run_server(name: str, workloads: list[Workload], suite: Suite) -> list[Row]:
+    """Every workload of one server; if the server cannot start, its workloads are n/a."""
     rows: list[Row] = []
-    options = dict(arguments.option.get(name, {}))
-    main = sorted((w for w in workloads if w.phase != Phase.SCALE), key=lambda w: w.phase)
-    if main:
-        with running(name, options, arguments.keep, servers_record) as server:
-            context = Context(server.server, corpus, settings, Variants())
-            wants_seed = any(needs_seed(workload) for workload in main)
-            if wants_seed:
-                size = corpus.total_size / 1e6
-                log(f"{name}: uploading the corpus ({len(corpus.files)} files, {size:.0f} MB)")
-                context.seeded, seeding = seed(server, corpus)
-                log(
-                    f"{name}: seed stored {seeding.operations} files, {seeding.errors} errors, "
-                    f"{seeding.per_second or 0:.0f}/s"
-                )
-                servers_record.setdefault(name, {})["seed"] = asdict(seeding)
-            for workload in main:
-                _restart_if_dead(server, context, corpus, wants_seed)
-                rows.append(run_workload(workload, context, server, settings))
-    scale = [w for w in workloads if w.phase == Phase.SCALE]
-    if scale:
-        with running(name, options, arguments.keep, servers_record) as server:
-            context = Context(server.server, corpus, settings, Variants())
-            log(f"{name}: loading {settings.scale_instances} small instances")
-            context.scale, loading = load_scale(server, settings.scale_instances, arguments.cache)
-            load_row = Row(SCALE_LOAD, name, "inst", summarize([loading]), [loading])
-            rows.append(load_row)
-            log(f"{name} {SCALE_LOAD}: {loading.per_second or 0:,.1f} inst/s, {loading.errors} errors")
-            for workload in scale:
-                if not server.alive():
-                    break
-                rows.append(run_workload(workload, context, server, settings))
+    phases = [
+        ([workload for workload in workloads if workload.phase != Phase.SCALE], _run_main),
+        ([workload for workload in workloads if workload.phase == Phase.SCALE], _run_scale),
+    ]
+    for phase_workloads, body in phases:
+        if not phase_workloads:
+            continue
+        prepare = None
+        if body is _run_scale and name == "fastpacs":
+            prepare = suite.scale_set().preload  # the bulk loader, when there is one
+        try:
+            with running(name, suite, prepare) as server:
+                body(server, phase_workloads, suite, rows)
+        except ServerStartError as failure:
+            log(f"{name} could not start: {failure}")
+            done = {row.workload for row in rows}
+            note = f"n/a: the server could not start: {failure}"[:600]
+            rows.extend(_unavailable_row(w, name, note) for w in phase_workloads if w.name not in done)
     return rows
 
 
@@ -375,15 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     info = report.machine()
     log("preparing the corpus (generated once, then read from the cache)")
     corpus = ensure_corpus(CorpusSpec(patients=arguments.patients), arguments.cache)
+    suite = Suite(corpus, settings, arguments.cache, arguments.keep, arguments.option)
     rows: list[Row] = []
-    servers_record: dict = {}
     for name in servers:
-        mine = [workload for workload in workloads if name in servers_for(workload)]
-        rows.extend(
-            run_server(
-                name, mine, corpus, arguments=arguments, settings=settings, servers_record=servers_record
-            )
-        )
+        rows.extend(run_server(name, [w for w in workloads if name in servers_for(w)], suite))
     rows = order_rows(rows)
     recorded_settings = {
         "runs": settings.runs,
@@ -397,12 +447,14 @@ def main(argv: list[str] | None = None) -> int:
     print(report.header(info, recorded_settings))
     print()
     print(report.table(rows))
-    peaks = ", ".join(f"{name} {entry['peak_rss'] / 1e6:.0f} MB" for name, entry in servers_record.items())
+    peaks = ", ".join(
+        f"{name} {entry['peak_rss'] / 1e6:.0f} MB" for name, entry in suite.servers_record.items()
+    )
     print(f"\npeak RSS over each server's whole life: {peaks}")
     if notes := report.notes(rows):
         print(f"\nnotes:\n{notes}")
     path = arguments.results / f"{datetime.now():%Y%m%d-%H%M%S}-{info['commit'] or 'nocommit'}.json"
-    report.write_json(path, info, recorded_settings, servers_record, rows)
+    report.write_json(path, info, recorded_settings, suite.servers_record, rows)
     print(f"\nrecorded in {path}")
     return 0
 

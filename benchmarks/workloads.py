@@ -29,6 +29,7 @@ from benchmarks import wrk
 from benchmarks.corpus import Corpus, CorpusFile, variant
 from benchmarks.dicom_senders import send_with_pynetdicom, send_with_storescu
 from benchmarks.http_client import Answer, Request, RequestSource, cycling, requests_from, run_requests
+from benchmarks.scale import ScaleSet
 from benchmarks.stats import RunResult
 from fastpacs.testing import ServerProcess
 
@@ -110,15 +111,6 @@ class Seeded:
         ]
 
 
-@dataclass(frozen=True)
-class ScaleSet:
-    """The tiny instances of the scale test, as loaded into one server."""
-
-    files: list[Path]
-    sop_uids: list[str]
-    patient_ids: list[str]
-
-
 @dataclass
 class Context:
     """Everything a plan may need about the server it runs against."""
@@ -165,17 +157,32 @@ class Plan:
 class WrkPlan(Plan):
     """Requests cycled by wrk; the warm-up first sends one request with httpx to see any error."""
 
-    def __init__(self, server: ServerProcess, requests: list[Request], connections: int):
+    def __init__(
+        self,
+        server: ServerProcess,
+        requests: list[Request],
+        connections: int,
+        check: Callable[[bytes], str | None] | None = None,
+    ):
+        """``check`` looks at the answer to the first request and says what is wrong with it, if anything."""
         if not requests:
             raise UnavailableError("nothing to request")
         self.base_url = server.base_url
         self.requests = requests
         self.connections = connections
+        self.check = check
 
     def warm_up(self, seconds: float) -> RunResult:
-        probe, _ = run_requests(self.base_url, requests_from(self.requests[:1]), 1)
+        probe, answers = run_requests(self.base_url, requests_from(self.requests[:1]), 1, keep_answers=True)
         if probe.errors:
             return probe
+        if self.check is not None and (problem := self.check(answers[0].body)):
+            return RunResult(
+                operations=0,
+                errors=1,
+                elapsed=probe.elapsed,
+                error_sample=f"wrong answer to {self.requests[0].path}: {problem}",
+            )
         return super().warm_up(seconds)
 
     def run(self, seconds: float) -> RunResult:
@@ -197,6 +204,19 @@ class HttpPlan(Plan):
         self.concurrency = concurrency
         self.cleanup = cleanup
         self._answers: list[Answer] = []
+
+    def warm_up(self, seconds: float) -> RunResult:
+        """One request alone first: if it fails, that error is the answer, without a flood of copies."""
+        first = self.source()
+        if first is None:
+            raise UnavailableError("nothing to send")
+        probe, self._answers = run_requests(
+            self.base_url, requests_from([first]), 1, keep_answers=self.cleanup is not None
+        )
+        self.after_run()
+        if probe.errors:
+            return probe
+        return super().warm_up(seconds)
 
     def run(self, seconds: float) -> RunResult:
         result, self._answers = run_requests(
@@ -315,9 +335,23 @@ def _instance_gets(suffix: str, connections: int) -> Callable[[Context], Plan]:
 def _find(level: str, queries: Callable[[list[CorpusFile]], list[dict]]) -> Callable[[Context], Plan]:
     def build(context: Context) -> Plan:
         files = [instance.file for instance in context.require_seed().instances]
-        return WrkPlan(context.server, [_find_request(level, query) for query in queries(files)], 16)
+        return _find_plan(context.server, level, queries(files), 16)
 
     return build
+
+
+def _finds_something(body: bytes) -> str | None:
+    """A find built from stored data must match: an empty answer would be measured as fast, not as wrong."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return f"not JSON: {body[:100]!r}"
+    return None if isinstance(answer, list) and answer else f"expected matches, got {body[:100]!r}"
+
+
+def _find_plan(server: ServerProcess, level: str, queries: list[dict], connections: int) -> WrkPlan:
+    requests = [_find_request(level, query) for query in queries]
+    return WrkPlan(server, requests, connections, check=_finds_something)
 
 
 def _find_request(level: str, query: dict) -> Request:
@@ -380,14 +414,14 @@ def _scale_find_instance(context: Context) -> Plan:
     uids = context.require_scale().sop_uids
     stride = max(1, len(uids) // 997)  # spread the queries over the whole set
     queries = [{"SOPInstanceUID": uid} for uid in uids[::stride]]
-    return WrkPlan(context.server, [_find_request("Instance", query) for query in queries], 1)
+    return _find_plan(context.server, "Instance", queries, 1)
 
 
 def _scale_find_study(context: Context) -> Plan:
     patients = context.require_scale().patient_ids
     stride = max(1, len(patients) // 499)
     queries = [{"PatientID": patient} for patient in patients[::stride]]
-    return WrkPlan(context.server, [_find_request("Study", query) for query in queries], 1)
+    return _find_plan(context.server, "Study", queries, 1)
 
 
 def _scale_list_studies(context: Context) -> Plan:
@@ -396,7 +430,7 @@ def _scale_list_studies(context: Context) -> Plan:
 
 
 def _scale_list_instances(context: Context) -> Plan:
-    count = len(context.require_scale().files)
+    count = context.require_scale().count
     pages = [
         Request("GET", f"/instances?limit=100&since={since}")
         for since in range(0, count, max(100, count // 50))
