@@ -36,7 +36,7 @@ _config.STORE_SEND_CHUNKED_DATASET = True
 logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
 
-def _no_delay(event: evt.Event) -> None:
+def set_tcp_nodelay(event: evt.Event) -> None:
     event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
@@ -80,7 +80,9 @@ def _association(
     ae.maximum_pdu_size = 0
     for sop_class, syntax in sorted(contexts):
         ae.add_requested_context(sop_class, syntax)
-    association = ae.associate(host, port, ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
+    association = ae.associate(
+        host, port, ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
+    )
     if not association.is_established:
         tally.failure(len(files), f"association with {called_aet}@{host}:{port} not established")
         return

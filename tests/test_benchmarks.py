@@ -1,6 +1,7 @@
 """The benchmark suite's own parts: corpus generator, statistics, wrk summary, process monitor."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +11,16 @@ import pydicom
 import pytest
 from benchmarks import corpus as corpus_module
 from benchmarks.corpus import CorpusSpec, ensure_corpus, ensure_scale_set, generation_token, variant
+from benchmarks.dicom_senders import set_tcp_nodelay
 from benchmarks.http_client import Request
 from benchmarks.procstats import ProcessTreeMonitor, read_process
 from benchmarks.stats import RunResult, percentile, ratio, summarize
 from benchmarks.wrk import request_line, result_from_summary
 from pydicom.uid import JPEGBaseline8Bit, JPEGLosslessSV1, RLELossless
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+
+from fastpacs.testing import free_port
 
 TINY = CorpusSpec(
     patients=2, ct_slices=2, ct_rle_slices=1, mr_slices=2, mr_jpeg_lossless_slices=1, xa_runs=1, xa_frames=3
@@ -214,3 +220,22 @@ def test_monitor_measures_the_cpu_of_a_whole_session():
     assert peak > 10_000_000  # two Python interpreters
     own = read_process(os.getpid())
     assert own is not None and own.pid == os.getpid()
+
+
+def test_pynetdicom_sender_sockets_have_tcp_nodelay():
+    """Nagle's algorithm on the client would throttle every server alike: the sender turns it off."""
+    scp = AE()
+    scp.add_supported_context(Verification)
+    server = scp.start_server(("127.0.0.1", free_port()), block=False)
+    try:
+        requestor = AE()
+        requestor.add_requested_context(Verification)
+        association = requestor.associate(
+            *server.server_address, evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
+        )
+        assert association.is_established
+        raw_socket = association.dul.socket.socket
+        assert raw_socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        association.release()
+    finally:
+        server.shutdown()
