@@ -29,9 +29,11 @@ from fastpacs.api.find import find
 from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.metadata import metadata_handlers
+from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metrics_enabled
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl
 from fastpacs.api.system import changes, clear_changes, statistics, system
+from fastpacs.api.timing import RequestTiming
 from fastpacs.api.tools import create_dicom, lookup
 from fastpacs.config import Config, decode_config, load_config
 from fastpacs.dicom.ids import Level
@@ -39,6 +41,8 @@ from fastpacs.imaging.cache import RenderedCache
 from fastpacs.imaging.warmup import prepare_kernel_cache
 from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
+from fastpacs.logs import configure_logging
+from fastpacs.metrics import ServerMetrics
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.changes import ChangeService, StabilityMonitor
 from fastpacs.services.consistency import repair_storage
@@ -53,6 +57,7 @@ from fastpacs.services.metadata import MetadataService
 from fastpacs.services.registry import Services
 from fastpacs.services.resources import ResourceService
 from fastpacs.storage.blobs import BlobStore
+from fastpacs.storage.lock import StoreLock
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +66,27 @@ CONFIG_ENVIRONMENT_VARIABLE = "FASTPACS_CONFIG_JSON"
 
 MEGABYTE = 1024 * 1024
 
+STORE_LOCK_WAIT = 10.0
+"""Seconds a starting server waits for the store lock (a killed predecessor may still be exiting)."""
 
-async def start_services(config: Config) -> Services:
+
+async def start_services(
+    config: Config, metrics: ServerMetrics | None = None, lock_wait: float = STORE_LOCK_WAIT
+) -> Services:
+    """Open the store (locked against other processes) and start every component."""
+    store_lock = StoreLock(config.index_path, config.storage_path)
+    await asyncio.to_thread(store_lock.acquire, lock_wait)
+    metrics = metrics or ServerMetrics(config.metrics_enabled)
     storage = BlobStore(config.storage_path)
     database = Database(config.index_path, config.index_map_size)
     await asyncio.to_thread(repair_storage, database, storage)
-    writer = IndexWriter(database, storage)
+    writer = IndexWriter(database, storage, metrics)
     writer.start()
     await asyncio.to_thread(prepare_kernel_cache)  # before the pool: workers load the compiled kernels
     pool = WorkerPool(config.worker_processes, str(config.storage_path))
     await asyncio.to_thread(pool.warm_up)
     default_encoding = DefaultEncoding(config.default_encoding)
-    ingest = IngestService(pool, writer, default_encoding, config.maximum_upload_size * MEGABYTE)
+    ingest = IngestService(pool, writer, default_encoding, config.maximum_upload_size * MEGABYTE, metrics)
     services = Services(
         config=config,
         database=database,
@@ -90,7 +104,10 @@ async def start_services(config: Config) -> Services:
         metadata=MetadataService(database, writer, config.user_metadata, config.check_revisions),
         images=ImageService(database, pool, RenderedCache(RENDERED_CACHE_BYTES)),
         find=FindService(database),
+        metrics=metrics,
+        store_lock=store_lock,
     )
+    metrics.watch(database, pool, services.images.cache)
     services.stability.start()
     logger.info("fastpacs started: %d worker processes", pool.processes)
     return services
@@ -101,6 +118,7 @@ async def stop_services(services: Services) -> None:
     await asyncio.to_thread(services.pool.close)
     await asyncio.to_thread(services.writer.stop)
     services.database.close()
+    services.store_lock.release()
 
 
 def _provide_services(state: State) -> Services:
@@ -112,10 +130,12 @@ def create_app(config: Config | None = None) -> Litestar:
     if config is None:
         encoded = os.environ.get(CONFIG_ENVIRONMENT_VARIABLE)
         config = decode_config(encoded.encode()) if encoded else load_config(None)
+    configure_logging(config.log_level)
+    metrics = ServerMetrics(config.metrics_enabled)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.services = await start_services(config)
+        app.state.services = await start_services(config, metrics)
         try:
             yield
         finally:
@@ -123,6 +143,9 @@ def create_app(config: Config | None = None) -> Litestar:
 
     def access_control(app):
         return AccessControl(app, config)
+
+    def request_timing(app):
+        return RequestTiming(app, metrics)
 
     return Litestar(
         route_handlers=[
@@ -146,11 +169,14 @@ def create_app(config: Config | None = None) -> Litestar:
             set_default_encoding,
             *IMAGE_HANDLERS,
             find,
+            metrics_prometheus,
+            metrics_enabled,
+            set_metrics_enabled,
         ],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[access_control],
+        middleware=[request_timing, access_control],
         state=State({"config": config}),
         request_max_body_size=config.maximum_upload_size * MEGABYTE,
         openapi_config=None,

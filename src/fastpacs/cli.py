@@ -5,12 +5,15 @@ import logging
 import os
 import sys
 
+import msgspec
 from granian import Granian
 from granian.constants import Interfaces, Loops
+from granian.log import LogLevels
 
 from fastpacs import ORTHANC_API_VERSION, __version__
 from fastpacs.app import CONFIG_ENVIRONMENT_VARIABLE
 from fastpacs.config import ConfigurationError, encode_config, load_config
+from fastpacs.logs import LEVELS, configure_logging, parse_level
 
 logger = logging.getLogger("fastpacs")
 
@@ -21,7 +24,15 @@ def _serve(arguments: argparse.Namespace) -> int:
     except ConfigurationError as error:
         print(f"fastpacs: {error}", file=sys.stderr)
         return 2
-    logging.getLogger().setLevel(config.log_level.upper())
+    if arguments.log_level is not None:
+        config = msgspec.structs.replace(config, log_level=arguments.log_level)
+    try:
+        level = parse_level(config.log_level)
+    except ValueError as error:
+        print(f"fastpacs: {error}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level)
+    logging.getLogger().setLevel(level)
     os.environ[CONFIG_ENVIRONMENT_VARIABLE] = encode_config(config).decode()
     address = "0.0.0.0" if config.remote_access_allowed else "127.0.0.1"
     logger.info(
@@ -40,6 +51,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         loop=Loops.uvloop,
         workers=1,
         log_access=False,
+        log_level=LogLevels(logging.getLevelName(level).lower()),
     ).serve()
     return 0
 
@@ -50,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server")
     serve.add_argument("--config", help="configuration file or folder (Orthanc's JSON format)")
+    serve.add_argument("--log-level", choices=LEVELS, help="overrides the LogLevel option")
     serve.set_defaults(handler=_serve)
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ import lmdb
 
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IndexUpdate
+from fastpacs.metrics import DISABLED_METRICS, ServerMetrics
 from fastpacs.storage.blobs import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -52,9 +54,10 @@ def _deliver(future: asyncio.Future, result: Any, error: BaseException | None) -
 class IndexWriter:
     """Runs write operations on the index from any coroutine, batching their commits."""
 
-    def __init__(self, database: Database, storage: BlobStore):
+    def __init__(self, database: Database, storage: BlobStore, metrics: ServerMetrics = DISABLED_METRICS):
         self.database = database
         self.storage = storage
+        self.metrics = metrics
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
         self.batches = 0
@@ -109,6 +112,7 @@ class IndexWriter:
         env, dbs = self.database.env, self.database.dbs
         outcomes: list[tuple[_Request, Any, BaseException | None]] = []
         released: set[bytes] = set()
+        started = time.perf_counter()
         try:
             with env.begin(write=True) as txn:
                 for request in batch:
@@ -131,6 +135,7 @@ class IndexWriter:
             released = set()
         self.batches += 1
         self.operations += len(batch)
+        self.metrics.observe_index_commit(len(batch), time.perf_counter() - started)
         self._remove_blobs(released)
         for request, result, error in outcomes:
             request.loop.call_soon_threadsafe(_deliver, request.future, result, error)
@@ -143,4 +148,6 @@ class IndexWriter:
 
     def _remove_blobs(self, digests: set[bytes]) -> None:
         for digest in digests:
+            started = time.perf_counter()
             self.storage.remove(digest)
+            self.metrics.observe_storage_remove(time.perf_counter() - started)

@@ -7,6 +7,7 @@ boundary.
 """
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class ParsedFile(msgspec.Struct, array_like=True):
 
     summary: InstanceSummary
     blob: StoredBlob
+    store_seconds: float = 0.0
+    """Time the worker took to store the bytes (for the storage metrics)."""
 
 
 def initialize(storage_root: str) -> None:
@@ -56,7 +59,9 @@ def is_zip(data: bytes) -> bool:
 def parse_and_store(data: bytes, default_encoding: str) -> ParsedFile:
     """Check and summarize one DICOM file, then store its bytes."""
     summary = summarize(data, default_encoding)
-    return ParsedFile(summary=summary, blob=_store(data))
+    started = time.perf_counter()
+    blob = _store(data)
+    return ParsedFile(summary=summary, blob=blob, store_seconds=time.perf_counter() - started)
 
 
 def store(data: bytes) -> StoredBlob:
@@ -85,5 +90,7 @@ def parse_and_store_zip(data: bytes, default_encoding: str, max_expanded_size: i
             summary = summarize(content, default_encoding)
         except OrthancError:
             continue
-        parsed.append(ParsedFile(summary=summary, blob=_store(content)))
+        started = time.perf_counter()
+        blob = _store(content)
+        parsed.append(ParsedFile(summary=summary, blob=blob, store_seconds=time.perf_counter() - started))
     return parsed

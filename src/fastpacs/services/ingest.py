@@ -10,8 +10,10 @@ import time
 
 import msgspec
 
+from fastpacs.errors import OrthancError
 from fastpacs.index.updates import BlobMissingError, IngestOutcome, add_instance, orthanc_timestamp
 from fastpacs.index.writer import IndexWriter
+from fastpacs.metrics import DISABLED_METRICS, ServerMetrics
 from fastpacs.pool import tasks
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
@@ -46,17 +48,31 @@ class IngestService:
     """Stores DICOM files: the single entry point of new instances."""
 
     def __init__(
-        self, pool: WorkerPool, writer: IndexWriter, default_encoding: DefaultEncoding, max_upload_size: int
+        self,
+        pool: WorkerPool,
+        writer: IndexWriter,
+        default_encoding: DefaultEncoding,
+        max_upload_size: int,
+        metrics: ServerMetrics = DISABLED_METRICS,
     ):
         self.pool = pool
         self.writer = writer
         self.default_encoding = default_encoding
         self.max_upload_size = max_upload_size
+        self.metrics = metrics
 
     async def ingest(self, data: bytes, origin: Origin) -> IngestOutcome:
         """Store one DICOM file; ``OrthancError`` if it is not acceptable."""
-        parsed = await self.pool.run(tasks.parse_and_store, data, self.default_encoding.name)
-        return await self._index(parsed, data, origin)
+        started = time.perf_counter()
+        try:
+            parsed = await self.pool.run(tasks.parse_and_store, data, self.default_encoding.name)
+        except OrthancError:
+            self.metrics.observe_rejected(len(data))
+            raise
+        outcome = await self._index(parsed, data, origin)
+        seconds = time.perf_counter() - started
+        self.metrics.observe_ingest(outcome.status, len(data), seconds, parsed.store_seconds)
+        return outcome
 
     async def ingest_upload(self, data: bytes, origin: Origin) -> IngestOutcome | list[IngestOutcome]:
         """A POST /instances body: one DICOM file, or a ZIP archive of them."""
@@ -65,7 +81,10 @@ class IngestService:
         parsed_files = await self.pool.run(
             tasks.parse_and_store_zip, data, self.default_encoding.name, self.max_upload_size
         )
-        return [await self._index(parsed, None, origin) for parsed in parsed_files]
+        outcomes = [await self._index(parsed, None, origin) for parsed in parsed_files]
+        for parsed, outcome in zip(parsed_files, outcomes, strict=True):
+            self.metrics.observe_ingest(outcome.status, parsed.blob.size, None, parsed.store_seconds)
+        return outcomes
 
     async def _index(self, parsed: tasks.ParsedFile, data: bytes | None, origin: Origin) -> IngestOutcome:
         moment = time.time()

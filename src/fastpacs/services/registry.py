@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from fastpacs.config import Config
 from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
+from fastpacs.metrics import ServerMetrics
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.changes import ChangeService, StabilityMonitor
 from fastpacs.services.content import ContentService
@@ -17,6 +18,7 @@ from fastpacs.services.ingest import IngestService
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.resources import ResourceService
 from fastpacs.storage.blobs import BlobStore
+from fastpacs.storage.lock import StoreLock
 
 
 @dataclass
@@ -37,3 +39,5 @@ class Services:
     images: ImageService
     find: FindService
     metadata: MetadataService
+    metrics: ServerMetrics
+    store_lock: StoreLock

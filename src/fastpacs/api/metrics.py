@@ -1,0 +1,30 @@
+"""/tools/metrics-prometheus and /tools/metrics (is collection on, switch it)."""
+
+from litestar import Request, Response, get, put
+
+from fastpacs.api.responses import empty_ok, text_response
+from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.metrics import PROMETHEUS_TEXT
+from fastpacs.services.registry import Services
+
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+"""The bodies PUT /tools/metrics accepts once trimmed (Orthanc is case-sensitive here)."""
+
+
+@get("/tools/metrics-prometheus", name="tools-metrics-prometheus")
+async def metrics_prometheus(services: Services) -> Response[bytes]:
+    return Response(services.metrics.exposition(), headers={"content-type": PROMETHEUS_TEXT})
+
+
+@get("/tools/metrics", name="tools-metrics")
+async def metrics_enabled(services: Services) -> Response[bytes]:
+    return text_response("1" if services.metrics.enabled else "0")
+
+
+@put("/tools/metrics", name="tools-metrics-set", status_code=200)
+async def set_metrics_enabled(request: Request, services: Services) -> Response[bytes]:
+    enabled = _BOOLEANS.get((await request.body()).decode("utf-8", errors="replace").strip())
+    if enabled is None:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
+    services.metrics.enabled = enabled
+    return empty_ok()
