@@ -7,8 +7,8 @@ router of one level.
 from litestar import Request, Response, Router, delete, get
 from litestar.handlers import HTTPRouteHandler
 
-from fastpacs.api.responses import flag, json_response, paging, route_id
-from fastpacs.dicom.ids import Level
+from fastpacs.api.responses import flag, json_response, paging, route_id, unknown_resource
+from fastpacs.dicom.ids import Level, parse_id
 from fastpacs.errors import BareHttpError
 from fastpacs.services.registry import Services
 
@@ -23,9 +23,10 @@ def _relatives_handler(level: Level, relative: Level) -> HTTPRouteHandler:
 
     @get(f"/{{resource_id:str}}/{segment}", name=f"{level.plural}-{segment}")
     async def relatives(resource_id: str, services: Services) -> Response[bytes]:
-        answer = services.resources.related(level, route_id(resource_id), relative)
+        rid = parse_id(resource_id)
+        answer = None if rid is None else services.resources.related(level, rid, relative)
         if answer is None:
-            raise BareHttpError(404)
+            raise unknown_resource()  # JSON 404, as for every route below an unknown resource
         return json_response(answer)
 
     return relatives

@@ -1,5 +1,6 @@
 """Answer helpers shared by the controllers: JSON and plain text as Orthanc sends them."""
 
+import re
 from typing import Any
 
 import msgspec
@@ -10,6 +11,7 @@ from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
 
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 _encoder = msgspec.json.Encoder(order="sorted")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def json_response(content: Any, status_code: int = 200) -> Response[bytes]:
@@ -47,13 +49,15 @@ def paging(request: Request) -> tuple[int, int | None]:
     return parse_count(since), parse_count(limit)
 
 
+def parse_integer(text: str) -> int | None:
+    """An integer written as Orthanc reads one (digits with an optional sign, nothing else), or None."""
+    return int(text) if _INTEGER.fullmatch(text) else None
+
+
 def parse_count(text: str) -> int:
     """A non-negative integer argument; Orthanc's "Bad type for a parameter" otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
+    value = parse_integer(text)
+    if value is None or value < 0:
         raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE, "Syntax error in some user-supplied data")
     return value
 

@@ -3,7 +3,7 @@
 from litestar import Request, Response, delete, get
 
 from fastpacs import ORTHANC_API_VERSION, __version__
-from fastpacs.api.responses import empty_ok, flag, json_response
+from fastpacs.api.responses import empty_ok, flag, json_response, parse_integer
 from fastpacs.services.changes import DEFAULT_LIMIT
 from fastpacs.services.registry import Services
 
@@ -42,9 +42,7 @@ async def statistics(services: Services) -> Response[bytes]:
 
 @get("/changes", name="changes")
 async def changes(request: Request, services: Services) -> Response[bytes]:
-    arguments = request.query_params
-    since = _lenient_count(arguments.get("since"), 0)
-    limit = _lenient_count(arguments.get("limit"), DEFAULT_LIMIT)
+    since, limit = _since_and_limit(request.query_params.get("since"), request.query_params.get("limit"))
     return json_response(services.changes.changes(since, limit, flag(request, "last")))
 
 
@@ -54,11 +52,14 @@ async def clear_changes(services: Services) -> Response[bytes]:
     return empty_ok()
 
 
-def _lenient_count(text: str | None, default: int) -> int:
-    """/changes ignores a malformed number instead of failing, as Orthanc does."""
-    if text is None:
-        return default
-    try:
-        return max(0, int(text))
-    except ValueError:
-        return default
+def _since_and_limit(since_text: str | None, limit_text: str | None) -> tuple[int, int]:
+    """/changes reads ``since`` then ``limit`` and keeps the defaults from the first malformed one.
+
+    As in Orthanc, a malformed number is not an error: ``?limit=many`` keeps the
+    default limit, and ``?since=x&limit=2`` ignores both.
+    """
+    since = 0 if since_text is None else parse_integer(since_text)
+    if since is None:
+        return 0, DEFAULT_LIMIT
+    limit = DEFAULT_LIMIT if limit_text is None else parse_integer(limit_text)
+    return max(0, since), DEFAULT_LIMIT if limit is None else max(0, limit)
