@@ -27,10 +27,11 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("*", "*[8f9fa05b-2e546f2f-5862b5b8-b0a6d482-33abb909].MainDicomTags.Image*Patient"): (
         "Instance of J2K_pixelrep_mismatch.dcm: the same '¥' delimiter as its series above."
     ),
-    ("* negative since", "*"): (
-        "since=-1: Orthanc hands the negative offset to SQLite and answers 200 with an arbitrary "
-        "pair of resources; fastpacs refuses it as Orthanc refuses any other malformed number "
-        "(400 'Bad type for a parameter')."
+    ("* negative *", "*"): (
+        "Negative since/limit: Orthanc passes a negative offset to SQLite (200 with an arbitrary pair "
+        "of resources) and wraps a negative limit to 2^32-1, which overflows ('/changes?limit=-1' → no "
+        "change but Done true; '/patients?limit=-1' → everything). fastpacs refuses them in listings "
+        "as any other malformed number (400 'Bad type for a parameter') and reads them as 0 in /changes."
     ),
     ("*", "*[d5b45f0e-8c2ade11-739bcb86-d0e5a860-9af1fbb4].MainDicomTags.PatientName"): (
         "Patient of chrH32.dcm (ISO 2022 IR 13 + IR 87): Orthanc loses the kanji "
@@ -39,6 +40,23 @@ ALLOWED: dict[tuple[str, str], str] = {
     ),
     ("*", "*[4c6178a8-c4ac4bfc-603cf65a-329e3698-8187a067].PatientMainDicomTags.PatientName"): (
         "Study of chrH32.dcm: the same PatientName as its patient above."
+    ),
+    ("* with plus sign", "*"): (
+        "Query-string decoding: Orthanc neither percent-decodes query arguments nor reads '+' as a "
+        "space ('limit=%2B3' and even 'limit=%33' are malformed for it, 'limit=+3' is 3); fastpacs "
+        "decodes them as HTTP clients encode them (httpx sends '+' as %2B and a space as '+')."
+    ),
+    ("* with a space", "*"): ("Query-string decoding, as in the entry above."),
+    ("wrong-level ID * relatives", "*"): (
+        "A child list or parent asked of an ID of another level: Orthanc answers inconsistently "
+        "(/patients/{study}/studies → 200 [], /studies/{series}/series → 200 [], "
+        "/series/{instance}/instances → 400 'Bad type for a parameter', /instances/{patient}/patient "
+        "→ empty 404); fastpacs answers 404 'Unknown resource' as for any unknown ID below a route."
+    ),
+    ("upload multipart", "*"): (
+        "Orthanc stores every part of a multipart/form-data upload but answers 200 with an empty body "
+        "(no Content-Type); fastpacs answers the list of upload results, as for a ZIP. The stored "
+        "resources are compared right after."
     ),
     ("system", "$.FastpacsVersion"): (
         "fastpacs adds its own version to /system (Version stays 1.10.1, the API level it implements)."
@@ -60,6 +78,21 @@ ALLOWED.update({
 })
 
 KNOWN_BUGS: dict[tuple[str, str], str] = {
+    ("upper-case ID *", "*"): (
+        "upper-case IDs accepted — GET /patients/FA558BCE-... answers the patient; Orthanc only knows "
+        "the lower-case form (empty 404). parse_id should accept only the canonical 8-8-8-8-8 "
+        "lower-case form (dicom/ids)."
+    ),
+    ("upload a broken ZIP", "$.Details"): (
+        "ZIP error text — Orthanc's Details is 'Cannot open ZIP archive from memory buffer', "
+        "fastpacs's 'Invalid ZIP archive' (pool/tasks)."
+    ),
+    ("upload an empty ZIP", "*"): (
+        "empty ZIP parsed as DICOM — a 22-byte empty archive (it starts with PK\\x05\\x06, not "
+        "PK\\x03\\x04) is parsed as a dataset and refused with 404 'Inexistent tag'; Orthanc answers "
+        "400 'Bad file format', Details 'Cannot open ZIP archive from memory buffer' (pool/tasks, "
+        "dicom/parse)."
+    ),
     ("*rtdose_rle*", "*"): (
         "UN-encoded UIDs hashed with their NUL padding — rtdose_rle.dcm and rtdose_rle_1frame.dcm "
         "write every element as UN. Orthanc strips the trailing NUL of the UN SOPInstanceUID "
@@ -68,3 +101,4 @@ KNOWN_BUGS: dict[tuple[str, str], str] = {
         "(→ 9ed76d9a-6f3e41d1-6446e5dc-ab64bd38-9e2ab712) (dicom/parse, dicom/values)."
     ),
 }
+

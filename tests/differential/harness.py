@@ -129,10 +129,12 @@ def normalize(document: Any, ports: dict[int, str]) -> Any:
     return document
 
 
-def _element_label(item: Any, index: int) -> str:
-    if isinstance(item, dict) and isinstance(item.get("ID"), str):
-        return f"[{item['ID']}]"
-    return f"[{index}]"
+def _resource_ids(items: list) -> list[str] | None:
+    """The IDs of a list of objects, when each has a distinct ``ID`` (resources, not changes)."""
+    ids = [item.get("ID") if isinstance(item, dict) else None for item in items]
+    if all(isinstance(resource_id, str) for resource_id in ids) and len(set(ids)) == len(ids):
+        return ids
+    return None
 
 
 def json_differences(orthanc: Any, fastpacs: Any, path: str = "$") -> Iterator[Difference]:
@@ -144,19 +146,16 @@ def json_differences(orthanc: Any, fastpacs: Any, path: str = "$") -> Iterator[D
             )
         return
     if isinstance(orthanc, list) and isinstance(fastpacs, list):
-        labels_o = [_element_label(item, i) for i, item in enumerate(orthanc)]
-        labels_f = [_element_label(item, i) for i, item in enumerate(fastpacs)]
-        if labels_o != labels_f and all(label[1:-1].isdigit() for label in labels_o + labels_f):
+        ids_orthanc, ids_fastpacs = _resource_ids(orthanc), _resource_ids(fastpacs)
+        if ids_orthanc is None or ids_fastpacs is None:
             yield from _positional_differences(orthanc, fastpacs, path)
             return
-        if labels_o != labels_f:
-            yield Difference(
-                f"{path}<IDs>", [label[1:-1] for label in labels_o], [label[1:-1] for label in labels_f]
-            )
-        by_label_f = dict(zip(labels_f, fastpacs, strict=True))
-        for label, item in zip(labels_o, orthanc, strict=True):
-            if label in by_label_f:
-                yield from json_differences(item, by_label_f[label], f"{path}{label}")
+        if ids_orthanc != ids_fastpacs:
+            yield Difference(f"{path}<IDs>", ids_orthanc, ids_fastpacs)
+        fastpacs_by_id = dict(zip(ids_fastpacs, fastpacs, strict=True))
+        for resource_id, item in zip(ids_orthanc, orthanc, strict=True):
+            if resource_id in fastpacs_by_id:
+                yield from json_differences(item, fastpacs_by_id[resource_id], f"{path}[{resource_id}]")
         return
     if orthanc != fastpacs or type(orthanc) is not type(fastpacs):
         yield Difference(path, orthanc, fastpacs)
@@ -183,7 +182,7 @@ def answer_differences(
             found.append(Difference(f"{prefix}:{name}", left, right))
     if orthanc.is_json and fastpacs.is_json:
         left, right = normalize(orthanc.json, ports[0]), normalize(fastpacs.json, ports[1])
-        root = "$" + _element_label(left, 0) if isinstance(left, dict) and "ID" in left else "$"
+        root = f"$[{left['ID']}]" if isinstance(left, dict) and isinstance(left.get("ID"), str) else "$"
         found.extend(json_differences(left, right, root))
     elif orthanc.content != fastpacs.content:
         found.append(Difference("body", orthanc.content[:200], fastpacs.content[:200]))

@@ -52,6 +52,10 @@ def listing_calls() -> Iterator[Call]:
         yield get(f"{level} non-numeric since", f"/{level}", since="abc", limit="2")
         yield get(f"{level} non-numeric limit", f"/{level}", since="0", limit="two")
         yield get(f"{level} negative since", f"/{level}", since="-1", limit="2")
+        yield get(f"{level} negative limit", f"/{level}", since="1", limit="-1")
+        yield get(f"{level} since with plus sign", f"/{level}", since="+1", limit="2")
+        yield get(f"{level} since with a space", f"/{level}", since=" 1", limit="2")
+        yield get(f"{level} decimal since", f"/{level}", since="1.5", limit="2")
 
 
 @pytest.mark.parametrize("call", list(listing_calls()), ids=str)
