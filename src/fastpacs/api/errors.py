@@ -14,6 +14,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
+from fastpacs.api.security import AccessPolicy
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError, describe
 
 logger = logging.getLogger(__name__)
@@ -57,11 +58,26 @@ def bare_error_response(_request: Request, error: BareHttpError) -> Response[byt
     return Response(b"", status_code=error.http_status, headers=error.headers, media_type="text/plain")
 
 
+def _refused(request: Request) -> Response[bytes] | None:
+    """The access-control answer to a request the router refused before any middleware ran."""
+    refusal = AccessPolicy(request.app.state.config).refusal(request.scope)
+    if refusal is None:
+        return None
+    status, headers = refusal
+    return Response(b"", status_code=status, headers=headers)
+
+
 def not_found_response(request: Request, _error: NotFoundException) -> Response[bytes]:
+    refused = _refused(request)
+    if refused is not None:
+        return refused
     return orthanc_error_response(request, OrthancError(ErrorCode.UNKNOWN_RESOURCE))
 
 
-def method_not_allowed_response(_request: Request, error: MethodNotAllowedException) -> Response[bytes]:
+def method_not_allowed_response(request: Request, error: MethodNotAllowedException) -> Response[bytes]:
+    refused = _refused(request)
+    if refused is not None:
+        return refused
     allowed = (error.headers or {}).get("allow", "")
     methods = [method.strip() for method in allowed.split(",") if method.strip() not in ("", "OPTIONS")]
     order = ["GET", "POST", "PUT", "DELETE"]

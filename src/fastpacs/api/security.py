@@ -37,30 +37,47 @@ def _credentials_valid(header: bytes | None, users: dict[str, str]) -> bool:
     return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
 
 
-class AccessControl:
-    """ASGI middleware; a no-op pass-through when the configuration asks for no control."""
+class AccessPolicy:
+    """Who is served, from ``RemoteAccessAllowed`` and ``RegisteredUsers``."""
 
-    def __init__(self, app: ASGIApp, config: Config):
-        self.app = app
+    def __init__(self, config: Config):
         self.remote_allowed = config.remote_access_allowed
         self.users = config.registered_users if config.authentication_required else None
 
+    def refusal(self, scope: Scope) -> tuple[int, dict[str, str]] | None:
+        """The status and headers that refuse this HTTP request, or ``None`` to serve it."""
+        client = scope.get("client")
+        if not self.remote_allowed and not (client and _is_loopback(client[0])):
+            return 403, {}
+        if self.users is not None:
+            header = dict(scope["headers"]).get(b"authorization")
+            if not _credentials_valid(header, self.users):
+                return 401, {"WWW-Authenticate": f'Basic realm="{REALM}"'}
+        return None
+
+
+class AccessControl:
+    """ASGI middleware applying the :class:`AccessPolicy` to every routed request.
+
+    Requests the router answers itself (unknown route, wrong method) never reach
+    a middleware: the error handlers of ``api/errors.py`` apply the policy to them.
+    """
+
+    def __init__(self, app: ASGIApp, config: Config):
+        self.app = app
+        self.policy = AccessPolicy(config)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            client = scope.get("client")
-            if not self.remote_allowed and not (client and _is_loopback(client[0])):
-                await _answer(send, 403, [])
+            refusal = self.policy.refusal(scope)
+            if refusal is not None:
+                await _answer(send, *refusal)
                 return
-            if self.users is not None:
-                header = dict(scope["headers"]).get(b"authorization")
-                if not _credentials_valid(header, self.users):
-                    await _answer(send, 401, [(b"www-authenticate", f'Basic realm="{REALM}"'.encode())])
-                    return
         await self.app(scope, receive, send)
 
 
-async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [*headers, (b"content-length", b"0")]}
-    )
+async def _answer(send: Send, status: int, headers: dict[str, str]) -> None:
+    encoded = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    encoded.append((b"content-length", b"0"))
+    await send({"type": "http.response.start", "status": status, "headers": encoded})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
