@@ -29,6 +29,7 @@ from fastpacs.api.find import find
 from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.metadata import metadata_handlers
+from fastpacs.api.modify import MODIFY_HANDLERS
 from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metrics_enabled
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl
@@ -54,6 +55,7 @@ from fastpacs.services.find import FindService
 from fastpacs.services.images import RENDERED_CACHE_BYTES, ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.metadata import MetadataService
+from fastpacs.services.modify import ModifyService
 from fastpacs.services.registry import Services
 from fastpacs.services.resources import ResourceService
 from fastpacs.storage.blobs import BlobStore
@@ -104,6 +106,7 @@ async def start_services(
         metadata=MetadataService(database, writer, config.user_metadata, config.check_revisions),
         images=ImageService(database, pool, RenderedCache(RENDERED_CACHE_BYTES)),
         find=FindService(database),
+        modify=ModifyService(database, writer, pool, ingest, default_encoding),
         metrics=metrics,
         store_lock=store_lock,
     )
@@ -169,6 +172,7 @@ def create_app(config: Config | None = None) -> Litestar:
             set_default_encoding,
             *IMAGE_HANDLERS,
             find,
+            *MODIFY_HANDLERS,
             metrics_prometheus,
             metrics_enabled,
             set_metrics_enabled,

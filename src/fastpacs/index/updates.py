@@ -314,3 +314,12 @@ def clear_changes(update: IndexUpdate) -> None:
     """Empty the change log; numbering continues after the last sequence number."""
     update.txn.drop(update.dbs["changes"], delete=False)
     update.txn.drop(update.dbs["changes_by_resource"], delete=False)
+
+
+ANONYMIZATION_SEQUENCE = b"anonymization_sequence"
+"""Orthanc's global AnonymizationSequence: the N of the generated PatientName ``AnonymizedN``."""
+
+
+def next_anonymization_number(update: IndexUpdate) -> int:
+    """The next number of a generated PatientName (1, 2, ... across the server's life)."""
+    return update.add_counter(ANONYMIZATION_SEQUENCE, 1)

@@ -16,6 +16,7 @@ from fastpacs.services.find import FindService
 from fastpacs.services.images import ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.metadata import MetadataService
+from fastpacs.services.modify import ModifyService
 from fastpacs.services.resources import ResourceService
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.storage.lock import StoreLock
@@ -38,6 +39,7 @@ class Services:
     creator: CreateService
     images: ImageService
     find: FindService
+    modify: ModifyService
     metadata: MetadataService
     metrics: ServerMetrics
     store_lock: StoreLock

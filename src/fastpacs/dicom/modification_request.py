@@ -1,0 +1,382 @@
+"""Reading the bodies of /modify, /anonymize, /split and /merge into a :class:`Modification`.
+
+Runs in the server process, before any instance is touched: tag names and
+paths are resolved, Orthanc's rules about the DICOM identifiers enforced
+(``Force``, the level checks) and every replacement value cast to the VR
+of its attribute, so that a bad request gets its 400 (or Orthanc's 500 for
+an unknown tag name) at once. The errors, their codes and texts are those
+of Orthanc 1.10.1.
+"""
+
+import base64
+import binascii
+import os
+import re
+from typing import Any
+
+import msgspec
+from pydicom.datadict import dictionary_VR
+
+from fastpacs.dicom.anonymization import Action, profile
+from fastpacs.dicom.dictionary import parse_tag
+from fastpacs.dicom.dictionary import attribute_name, is_private
+from fastpacs.dicom.ids import Level
+from fastpacs.dicom.modification import (
+    IDENTIFIER_TAGS,
+    PATIENT_ID,
+    PATIENT_NAME,
+    STUDY_INSTANCE_UID,
+    Modification,
+    Replacement,
+    TagPath,
+    Value,
+    cast_text,
+    out_of_range,
+)
+from fastpacs.errors import ErrorCode, OrthancError
+
+UID_KEY_SIZE = 32
+PATIENT_IDENTITY_REMOVED = 0x00120062
+DEIDENTIFICATION_METHOD = 0x00120063
+DATABASE_KEYS = frozenset({PATIENT_ID, *IDENTIFIER_TAGS.values()})
+"""The attributes Orthanc's index is keyed on: changing them needs ``Force``."""
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_PATH_STEP = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<index>\*|\d+)\]$")
+_DATA_URI = re.compile(r"^data:[^,;]*;base64,", re.ASCII)
+
+PATIENT_MODULE = (
+    # Orthanc's "Patient Module Attributes" (PS3.3 2011, Table C.7-1, with the Issuer of Patient ID macro).
+    0x00100010, 0x00100020, 0x00100030, 0x00100040, 0x00081120, 0x00100032, 0x00101000, 0x00101002,
+    0x00101001, 0x00102160, 0x00104000, 0x00102201, 0x00102202, 0x00102292, 0x00102293, 0x00102294,
+    0x00102297, 0x00102298, 0x00102299, 0x00120062, 0x00120063, 0x00120064, 0x00100021, 0x00100024,
+)  # fmt: skip
+STUDY_MODULE = (
+    # Orthanc's "General Study Module Attributes" (PS3.3 2011, Table C.7-3).
+    0x0020000D, 0x00080020, 0x00080030, 0x00080090, 0x00080096, 0x00200010, 0x00080050, 0x00080051,
+    0x00081030, 0x00081048, 0x00081049, 0x00081060, 0x00081062, 0x00321034, 0x00081110, 0x00081032,
+    0x00401012,
+)  # fmt: skip
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """The JSON object of a request body; Orthanc's "Bad file format" for anything else."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from error
+    if not isinstance(document, dict):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    return document
+
+
+def boolean_member(request: dict[str, Any], name: str, default: bool) -> bool:
+    value = request.get(name, default)
+    if not isinstance(value, bool):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f'Member "{name}" should be a Boolean value')
+    return value
+
+
+def string_member(request: dict[str, Any], name: str) -> str | None:
+    value = request.get(name)
+    if value is not None and not isinstance(value, str):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"String value expected in field: {name}")
+    return value
+
+
+def parse_path(name: str) -> TagPath:
+    """``PatientName``, ``0010,0010``, ``0010-0010`` or ``Seq[0].Other[*].Tag``."""
+    *prefix, final = name.split(".")
+    steps = []
+    for step in prefix:
+        match = _PATH_STEP.match(step)
+        if match is None:
+            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG)
+        index = match["index"]
+        steps.append((parse_tag(match["name"]), None if index == "*" else int(index)))
+    return TagPath(tag=parse_tag(final), steps=tuple(steps))
+
+
+def dictionary_vr_of(tag: int) -> str:
+    """The VR to write a public attribute with; empty for a private one (the file decides)."""
+    if is_private(tag):
+        return ""
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    return vr.split(" or ")[0]
+
+
+def cast_value(tag: int, vr: str, value: Any) -> Value:
+    """A JSON value of ``Replace`` as a value of the attribute's VR (see :data:`Value`)."""
+    if value is None:
+        return None
+    if vr == "SQ" or (not vr and isinstance(value, list)):
+        if isinstance(value, str):
+            raise out_of_range(tag, value)
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise _bad_type(tag)
+        return tuple(
+            tuple(_replacement(parse_path(name), item_value) for name, item_value in item.items())
+            for item in value
+        )
+    if not isinstance(value, str):
+        raise _bad_type(tag)
+    if _DATA_URI.match(value):
+        try:
+            return base64.b64decode(value.partition(",")[2], validate=True)
+        except binascii.Error:
+            pass
+    if vr in _BINARY_VRS:
+        return value.encode()
+    return cast_text(tag, vr, value) if vr else value
+
+
+def _bad_type(tag: int) -> OrthancError:
+    return OrthancError(
+        ErrorCode.BAD_PARAMETER_TYPE, f"Bad Parameter type for tag {tag >> 16:04x},{tag & 0xFFFF:04x}"
+    )
+
+
+def _replacement(path: TagPath, value: Any) -> Replacement:
+    vr = dictionary_vr_of(path.tag)
+    return Replacement(path=path, vr=vr, value=cast_value(path.tag, vr, value))
+
+
+class _Builder:
+    """Orthanc's DicomModification while a request is read: the sets each option changes."""
+
+    def __init__(self, level: Level, anonymization: bool):
+        self.level = level
+        self.anonymization = anonymization
+        self.clearings: set[int] = set()
+        self.removals: set[int] = set()
+        self.uid_tags: set[int] = set()
+        self.replacements: dict[TagPath, Replacement] = {}
+        self.path_removals: list[TagPath] = []
+        self.kept_paths: list[TagPath] = []
+        self.kept_identifiers: set[int] = set()
+        self.private_tags_kept: set[int] = set()
+        self.remove_private_tags = False
+        self.remove_repeating_groups = False
+        self.orthanc_anonymization = False
+        """Whether the result is still the plain profile (DeidentificationMethod is then written)."""
+        self.private_creator = ""
+
+    def _forget(self, tag: int) -> None:
+        self.clearings.discard(tag)
+        self.removals.discard(tag)
+        self.uid_tags.discard(tag)
+        self.private_tags_kept.discard(tag)
+        self.replacements.pop(TagPath(tag=tag), None)
+
+    def remove(self, path: TagPath) -> None:
+        self.orthanc_anonymization = False
+        if path.steps:
+            self.path_removals.append(path)
+            return
+        self._forget(path.tag)
+        self.removals.add(path.tag)
+
+    def replace(self, path: TagPath, replacement: Replacement) -> None:
+        if path.steps:
+            self.replacements[path] = replacement
+            return
+        self._forget(path.tag)
+        self.replacements[path] = replacement
+
+    def keep(self, path: TagPath) -> None:
+        self.orthanc_anonymization = False
+        if path.steps:
+            self.kept_paths.append(path)
+            return
+        self._forget(path.tag)
+        if path.tag in IDENTIFIER_TAGS.values():
+            self.kept_identifiers.add(path.tag)
+        elif is_private(path.tag):
+            self.private_tags_kept.add(path.tag)
+        if dictionary_vr_of(path.tag) in ("SQ", ""):
+            self.kept_paths.append(path)
+
+    def read_options(self, request: dict[str, Any], force: bool) -> None:
+        """``Remove``, ``Replace``, ``Keep`` and ``PrivateCreator``, in Orthanc's order."""
+        removals = _list_of_tags(request, "Remove")
+        replacements = request.get("Replace", {})
+        if not isinstance(replacements, dict):
+            raise OrthancError(ErrorCode.BAD_REQUEST)
+        kept = _list_of_tags(request, "Keep")
+        self.private_creator = string_member(request, "PrivateCreator") or ""
+        for name in removals:
+            path = _checked_path(name, "removed", force)
+            self.remove(path)
+        for name in sorted(replacements):
+            path = _checked_path(name, "replaced", force)
+            self.orthanc_anonymization = False
+            self.replace(path, _replacement(path, replacements[name]))
+        for name in kept:
+            self.keep(_checked_path(name, "kept", force))
+
+    def is_replaced(self, tag: int) -> bool:
+        return TagPath(tag=tag) in self.replacements
+
+    def build(self, uid_key: bytes) -> Modification:
+        return Modification(
+            level=self.level,
+            uid_key=uid_key,
+            anonymization=self.anonymization,
+            remove_private_tags=self.remove_private_tags,
+            private_tags_kept=frozenset(self.private_tags_kept),
+            clearings=frozenset(self.clearings),
+            removals=frozenset(self.removals),
+            uid_tags=frozenset(self.uid_tags),
+            remove_repeating_groups=self.remove_repeating_groups,
+            replacements=tuple(self.replacements.values()),
+            path_removals=tuple(self.path_removals),
+            kept_paths=tuple(self.kept_paths),
+            kept_identifiers=frozenset(self.kept_identifiers),
+            private_creator=self.private_creator,
+        )
+
+
+def _list_of_tags(request: dict[str, Any], name: str) -> list[str]:
+    value = request.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise OrthancError(ErrorCode.BAD_REQUEST)
+    return value
+
+
+def _checked_path(name: str, operation: str, force: bool) -> TagPath:
+    path = parse_path(name)
+    if not path.steps and not force and path.tag in DATABASE_KEYS:
+        raise OrthancError(
+            ErrorCode.BAD_REQUEST,
+            f'Marking tag "{name}" as to be {operation} requires the "Force" option to be set to true',
+        )
+    return path
+
+
+def _forbid_identifier_removal(builder: _Builder) -> None:
+    if builder.removals & DATABASE_KEYS:
+        raise OrthancError(ErrorCode.BAD_REQUEST)
+
+
+_LEVEL_CHECKS = (
+    (Level.STUDY, PATIENT_ID, "When modifying a study, the parent PatientID cannot be manually modified"),
+    (Level.SERIES, PATIENT_ID, "When modifying a series, the parent PatientID cannot be manually modified"),
+    (
+        Level.SERIES,
+        STUDY_INSTANCE_UID,
+        "When modifying a series, the parent StudyInstanceUID cannot be manually modified",
+    ),
+)
+
+
+def modification_level(builder: _Builder) -> Level:
+    """The level of an instance's modification, from the identifiers it replaces (as Orthanc)."""
+    for level, tag in ((Level.PATIENT, PATIENT_ID), *IDENTIFIER_TAGS.items()):
+        if level < Level.INSTANCE and builder.is_replaced(tag):
+            return level
+    return Level.INSTANCE
+
+
+def parse_modify_request(request: dict[str, Any], level: Level | None) -> Modification:
+    """A /modify body; ``level`` is the resource's (``None`` for an instance: deduced from it)."""
+    force = boolean_member(request, "Force", False)
+    builder = _Builder(level or Level.INSTANCE, anonymization=False)
+    builder.remove_private_tags = boolean_member(request, "RemovePrivateTags", False)
+    builder.read_options(request, force)
+    _forbid_identifier_removal(builder)
+    if level is None:
+        builder.level = modification_level(builder)
+    elif level == Level.PATIENT and not builder.is_replaced(PATIENT_ID):
+        raise OrthancError(
+            ErrorCode.BAD_REQUEST, "When modifying a patient, her PatientID is required to be modified"
+        )
+    for checked_level, tag, message in _LEVEL_CHECKS:
+        if level == checked_level and builder.is_replaced(tag):
+            raise OrthancError(ErrorCode.BAD_REQUEST, message)
+    return builder.build(os.urandom(UID_KEY_SIZE))
+
+
+class AnonymizationRequest(msgspec.Struct, frozen=True):
+    modification: Modification
+    needs_patient_name: bool
+    """Neither replaced, kept nor removed: the server gives it a generated name (``AnonymizedN``)."""
+
+
+def parse_anonymize_request(request: dict[str, Any]) -> AnonymizationRequest:
+    """An /anonymize body: the basic profile of ``DicomVersion``, then the request's own options."""
+    force = boolean_member(request, "Force", False)
+    version = request.get("DicomVersion")
+    if version is not None and not isinstance(version, str):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    chosen = profile(version)
+    builder = _Builder(Level.PATIENT, anonymization=True)
+    builder.clearings = set(chosen.tags(Action.EMPTY))
+    builder.removals = set(chosen.tags(Action.REMOVE))
+    builder.uid_tags = set(chosen.tags(Action.NEW_UID)) | {PATIENT_ID, PATIENT_NAME}
+    builder.remove_repeating_groups = chosen.removes_repeating_groups
+    builder.remove_private_tags = True
+    builder.orthanc_anonymization = True
+    builder.replace(
+        TagPath(tag=PATIENT_IDENTITY_REMOVED), Replacement(TagPath(tag=PATIENT_IDENTITY_REMOVED), "CS", "YES")
+    )
+    if boolean_member(request, "KeepPrivateTags", False):
+        builder.remove_private_tags = False
+        builder.orthanc_anonymization = False
+    builder.read_options(request, force)
+    _forbid_identifier_removal(builder)
+    needs_patient_name = PATIENT_NAME in builder.uid_tags
+    builder.uid_tags.discard(PATIENT_NAME)
+    if builder.orthanc_anonymization:
+        method = TagPath(tag=DEIDENTIFICATION_METHOD)
+        builder.replace(method, Replacement(method, "LO", chosen.deidentification_method))
+    return AnonymizationRequest(builder.build(os.urandom(UID_KEY_SIZE)), needs_patient_name)
+
+
+def with_patient_name(modification: Modification, name: str) -> Modification:
+    """The modification writing ``name`` as PatientName (the generated ``AnonymizedN``)."""
+    path = TagPath(tag=PATIENT_NAME)
+    return msgspec.structs.replace(
+        modification, replacements=(*modification.replacements, Replacement(path, "PN", name))
+    )
+
+
+def split_modification(target_study_uid: str, replace: dict[str, str], remove: list[str]) -> Modification:
+    """What /studies/{id}/split does to each instance moved: the new study's UID, new series and
+    instance UIDs, and the patient/study module attributes the request replaces or removes."""
+    builder = _Builder(Level.SERIES, anonymization=False)
+    allowed = (set(PATIENT_MODULE) | set(STUDY_MODULE)) - {STUDY_INSTANCE_UID}
+    for name in remove:
+        builder.remove(_module_path(name, allowed))
+    for name, value in replace.items():
+        path = _module_path(name, allowed)
+        builder.replace(path, _replacement(path, value))
+    study = TagPath(tag=STUDY_INSTANCE_UID)
+    builder.replace(study, Replacement(study, "UI", target_study_uid))
+    return builder.build(os.urandom(UID_KEY_SIZE))
+
+
+def _module_path(name: str, allowed: set[int]) -> TagPath:
+    tag = parse_tag(name)
+    if tag not in allowed:
+        raise OrthancError(
+            ErrorCode.PARAMETER_OUT_OF_RANGE,
+            "Cannot modify the following tag while splitting a study (not in the patient/study modules): "
+            f"{attribute_name(tag, None)} ({tag >> 16:04x},{tag & 0xFFFF:04x})",
+        )
+    return TagPath(tag=tag)
+
+
+def merge_modification(target_values: dict[int, str]) -> Modification:
+    """What /studies/{id}/merge does to each instance merged: the target study's patient and
+    study module attributes (``target_values``: those of one of its instances; the others are
+    removed), new series and instance UIDs."""
+    builder = _Builder(Level.SERIES, anonymization=False)
+    for tag in (*PATIENT_MODULE, *STUDY_MODULE):
+        path = TagPath(tag=tag)
+        if tag in target_values:
+            builder.replace(path, _replacement(path, target_values[tag]))
+        else:
+            builder.remove(path)
+    return builder.build(os.urandom(UID_KEY_SIZE))
