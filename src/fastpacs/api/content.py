@@ -3,7 +3,7 @@
 from litestar import HttpMethod, Request, Response, get, route
 
 from fastpacs.api.responses import JSON_MEDIA_TYPE, flag, json_response, text_response, unknown_resource
-from fastpacs.dicom.content import parse_tag
+from fastpacs.dicom.dictionary import parse_tag
 from fastpacs.dicom.ids import RawId, parse_id
 from fastpacs.errors import BareHttpError
 from fastpacs.services.content import TagForm

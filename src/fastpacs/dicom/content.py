@@ -8,15 +8,14 @@ stored, padding included.
 """
 
 import msgspec
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
 from pydicom.sequence import Sequence
 
-from fastpacs.dicom.dictionary import dictionary_vr
+from fastpacs.dicom.dictionary import dictionary_vr, parse_tag
 from fastpacs.dicom.parse import read_dataset
-from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
+from fastpacs.errors import BareHttpError
 
 PIXEL_DATA = 0x7FE00010
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -27,20 +26,6 @@ class ContentAnswer(msgspec.Struct, array_like=True):
 
     listing: list[str] | None = None
     raw: bytes | None = None
-
-
-def parse_tag(text: str) -> int:
-    """``0010-0010``, ``0010,0010`` or ``PatientName``; Orthanc's "Unknown DICOM tag" otherwise."""
-    compact = text.replace("-", "").replace(",", "")
-    if len(compact) == 8:
-        try:
-            return int(compact, 16)
-        except ValueError:
-            pass
-    tag = tag_for_keyword(text)
-    if tag is None:
-        raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG)
-    return tag
 
 
 def _listing_of_dataset(dataset: Dataset) -> list[str]:

@@ -18,12 +18,12 @@ from typing import Any
 import msgspec
 import numpy
 from PIL import Image, UnidentifiedImageError
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from fastpacs.dicom.dictionary import is_private, is_private_creator, private_entry
+from fastpacs.dicom.dictionary import is_private, is_private_creator, parse_tag, private_entry
 from fastpacs.dicom.values import DEFAULT_ENCODINGS
 from fastpacs.errors import ErrorCode, OrthancError
 
@@ -41,20 +41,6 @@ class CreateRequest(msgspec.Struct, rename="pascal", forbid_unknown_fields=False
     parent: str | None = None
     private_creator: str | None = None
     force: bool = False
-
-
-def parse_tag_name(name: str) -> int:
-    """``PatientName`` or ``0010,0010`` / ``0010-0010``; Orthanc's "Unknown DICOM tag" otherwise."""
-    compact = name.replace(",", "").replace("-", "")
-    if len(compact) == 8:
-        try:
-            return int(compact, 16)
-        except ValueError:
-            pass
-    tag = tag_for_keyword(name)
-    if tag is None:
-        raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG)
-    return tag
 
 
 def decode_data_uri(text: str) -> tuple[str, bytes]:
@@ -75,7 +61,7 @@ class DatasetBuilder:
         self.private_creator = private_creator
 
     def put(self, dataset: Dataset, name: str, value: Any) -> None:
-        tag = parse_tag_name(name)
+        tag = parse_tag(name)
         if is_private(tag) and not is_private_creator(tag):
             self._put_private(dataset, tag, value)
             return

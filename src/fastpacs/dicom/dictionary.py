@@ -10,11 +10,13 @@ dictionary knows are ``Unknown Tag & Data``.
 
 import gzip
 import json
+import re
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
 from fastpacs.dicom.main_tags import MAIN_TAGS
+from fastpacs.errors import ErrorCode, OrthancError
 
 UNKNOWN_NAME = "Unknown Tag & Data"
 PRIVATE_CREATOR_NAME = "PrivateCreator"
@@ -113,3 +115,33 @@ def dictionary_vr(tag: int, creator: str | None) -> str:
     """The VR to read an implicit-VR element with; ``UN`` when no dictionary knows it."""
     entry = _entry(tag, creator)
     return entry[1] if entry and entry[1] != "NONE" else "UN"
+
+
+_EIGHT_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]{8}")
+_SCANF_TAG = re.compile(r"\s*[+-]?(?:0[xX])?([0-9A-Fa-f]+)[,-]\s*[+-]?(?:0[xX])?([0-9A-Fa-f]+)")
+
+
+@cache
+def _tags_by_name() -> dict[str, int]:
+    """DCMTK's attribute names (public dictionary, then repeating groups) → tag."""
+    dictionary = _dictionary()
+    names: dict[str, int] = {}
+    for tag, (name, _vr) in dictionary["public"].items():
+        names.setdefault(name, int(tag, 16))
+    for group_low, _high, _parity, element_low, _element_high, name, _vr in dictionary["public_ranges"]:
+        names.setdefault(name, (group_low << 16) | element_low)
+    return names
+
+
+def parse_tag(text: str) -> int:
+    """A tag written as Orthanc accepts one everywhere (``00100010``, ``0010,0010``,
+    ``0010-0010``, DCMTK's name ``PatientName``); Orthanc's "Unknown DICOM tag" otherwise."""
+    if _EIGHT_HEX_DIGITS.fullmatch(text):
+        return int(text, 16)
+    scanned = _SCANF_TAG.match(text)
+    if scanned is not None:
+        return ((int(scanned[1], 16) & 0xFFFF) << 16) | (int(scanned[2], 16) & 0xFFFF)
+    tag = _tags_by_name().get(text)
+    if tag is None:
+        raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG)
+    return tag

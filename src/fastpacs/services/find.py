@@ -23,14 +23,12 @@ own read transaction.
 """
 
 import asyncio
-import re
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import msgspec
 
-from fastpacs.dicom.dictionary import _dictionary, dictionary_vr
+from fastpacs.dicom.dictionary import dictionary_vr, parse_tag
 from fastpacs.dicom.ids import Level, format_id
 from fastpacs.dicom.tags import tag_key
 from fastpacs.errors import ErrorCode, OrthancError
@@ -51,8 +49,6 @@ INT64_MAX = 2**63 - 1
 UNHANDLED = "An unhandled exception was generated inside the HTTP server"
 
 _LEVEL_ALIASES = {"image": Level.INSTANCE, "images": Level.INSTANCE}
-_EIGHT_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]{8}")
-_SCANF_TAG = re.compile(r"\s*[+-]?(?:0[xX])?([0-9A-Fa-f]+),\s*[+-]?(?:0[xX])?([0-9A-Fa-f]+)")
 """DCMTK reads ``gggg,eeee`` with ``sscanf("%x,%x")``: leading text is enough (``0010,0020 `` works)."""
 
 
@@ -129,31 +125,6 @@ def parse_level(name: str) -> Level:
         return _LEVEL_ALIASES.get(name.lower()) or Level.from_name(name)
     except KeyError:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from None
-
-
-@cache
-def _tags_by_name() -> dict[str, int]:
-    """DCMTK's attribute names (public dictionary, then repeating groups) → tag."""
-    dictionary = _dictionary()
-    names: dict[str, int] = {}
-    for tag, (name, _vr) in dictionary["public"].items():
-        names.setdefault(name, int(tag, 16))
-    for group_low, _high, _parity, element_low, _element_high, name, _vr in dictionary["public_ranges"]:
-        names.setdefault(name, (group_low << 16) | element_low)
-    return names
-
-
-def parse_tag(text: str) -> int:
-    """A tag named as Orthanc accepts it; ``OrthancError(UNKNOWN_DICOM_TAG)`` otherwise."""
-    if _EIGHT_HEX_DIGITS.fullmatch(text):
-        return int(text, 16)
-    scanned = _SCANF_TAG.match(text)
-    if scanned is not None:
-        return ((int(scanned[1], 16) & 0xFFFF) << 16) | (int(scanned[2], 16) & 0xFFFF)
-    tag = _tags_by_name().get(text)
-    if tag is None:
-        raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG)
-    return tag
 
 
 def _no_wildcards_allowed(tag: int) -> OrthancError:
