@@ -14,6 +14,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from fastpacs.api.attachments import attachment_handlers
 from fastpacs.api.content import (
     get_default_encoding,
     instance_content,
@@ -31,6 +32,7 @@ from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.metadata import metadata_handlers
 from fastpacs.api.modify import MODIFY_HANDLERS
 from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metrics_enabled
+from fastpacs.api.resource_helpers import RESOURCE_HELPER_HANDLERS
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl
 from fastpacs.api.system import changes, clear_changes, statistics, system
@@ -45,6 +47,7 @@ from fastpacs.index.writer import IndexWriter
 from fastpacs.logs import configure_logging
 from fastpacs.metrics import ServerMetrics
 from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.attachments import AttachmentService
 from fastpacs.services.changes import ChangeService, StabilityMonitor
 from fastpacs.services.consistency import repair_storage
 from fastpacs.services.content import ContentService
@@ -56,8 +59,12 @@ from fastpacs.services.images import RENDERED_CACHE_BYTES, ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modify import ModifyService
+from fastpacs.services.protection import ProtectionService
 from fastpacs.services.registry import Services
+from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
+from fastpacs.services.slices import SliceService
+from fastpacs.services.statistics import StatisticsService
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.storage.lock import StoreLock
 
@@ -106,6 +113,13 @@ async def start_services(
         metadata=MetadataService(database, writer, config.user_metadata, config.check_revisions),
         images=ImageService(database, pool, RenderedCache(RENDERED_CACHE_BYTES)),
         find=FindService(database),
+        attachments=AttachmentService(
+            database, writer, storage, config.user_content_type, config.check_revisions
+        ),
+        statistics=StatisticsService(database),
+        protection=ProtectionService(database, writer),
+        slices=SliceService(database),
+        resource_tags=ResourceTagsService(database, pool, default_encoding),
         modify=ModifyService(database, writer, pool, ingest, default_encoding),
         metrics=metrics,
         store_lock=store_lock,
@@ -154,6 +168,8 @@ def create_app(config: Config | None = None) -> Litestar:
         route_handlers=[
             *(resource_router(level) for level in Level),
             *(handler for level in Level for handler in metadata_handlers(level)),
+            *(handler for level in Level for handler in attachment_handlers(level)),
+            *RESOURCE_HELPER_HANDLERS,
             upload_instances,
             instance_file,
             system,

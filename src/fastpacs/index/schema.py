@@ -22,6 +22,8 @@ counters               name                                   8-byte integer
 jobs                   job ID (UUID text)                     JobRecord (fastpacs.jobs.persistence)
 find_values            level + tag + value key                id (dupsort; /tools/find, see index.find)
 find_ids               level byte + id                        empty (non-instance levels, in ID order)
+attachments            id + 2-byte content type               :class:`Attachment` (see index.attachments)
+protected              patient id                             empty (patient protected from recycling)
 =====================  =====================================  ==========================================
 """
 
@@ -47,6 +49,8 @@ DATABASES: dict[str, dict[str, bool]] = {
     "jobs": {},
     "find_values": {"dupsort": True, "dupfixed": True},
     "find_ids": {},
+    "attachments": {},
+    "protected": {},
 }
 
 SCHEMA_VERSION = 1

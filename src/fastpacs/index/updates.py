@@ -15,6 +15,14 @@ import msgspec
 
 from fastpacs.dicom.ids import Level, RawId, resource_ids
 from fastpacs.dicom.parse import InstanceSummary
+from fastpacs.index.attachments import (
+    ATTACHMENT_DECODER,
+    DICOM,
+    Attachment,
+    attachment_key,
+    etag,
+    stored_attachments,
+)
 from fastpacs.index.find import index_resource, unindex_resource
 from fastpacs.index.metadata import SYSTEM_METADATA, MetadataValue, metadata_key
 from fastpacs.index.schema import (
@@ -126,6 +134,8 @@ class IndexUpdate(IndexView):
         self._forget_changes(rid)
         if record.blob is not None:
             self.release_blob(record.blob)
+        forget_attachments(self, rid)
+        self.txn.delete(rid, db=self.dbs["protected"])
         self.add_counter(Counter.count_of(level), -1)
 
     def _metadata_keys(self, rid: RawId) -> list[bytes]:
@@ -314,6 +324,104 @@ def clear_changes(update: IndexUpdate) -> None:
     """Empty the change log; numbering continues after the last sequence number."""
     update.txn.drop(update.dbs["changes"], delete=False)
     update.txn.drop(update.dbs["changes_by_resource"], delete=False)
+
+
+class MissingAttachmentError(Exception):
+    """The attachment to delete is not there."""
+
+
+def put_attachment(
+    update: IndexUpdate,
+    level: Level,
+    rid: RawId,
+    kind: int,
+    attachment: Attachment,
+    *,
+    if_match: str | None,
+    check_revisions: bool,
+) -> Attachment:
+    """Add or replace a user attachment and log ``UpdatedAttachment``; return what is stored.
+
+    Replacing needs ``if_match`` (the current ETag) when given or when
+    ``check_revisions`` is on. ``KeyError`` if the resource does not exist,
+    :class:`BlobMissingError` if the attachment's blob was removed meanwhile.
+    """
+    if update.resource_at(rid, level) is None:
+        raise KeyError(rid)
+    key = attachment_key(rid, kind)
+    value = update.txn.get(key, db=update.dbs["attachments"])
+    current = None if value is None else ATTACHMENT_DECODER.decode(value)
+    needs_match = if_match is not None or check_revisions
+    if current is not None and needs_match and not _etag_matches(current, if_match):
+        raise RevisionMismatchError(current.revision)
+    update.reference_blob(attachment.blob)
+    if current is not None:
+        update.release_blob(current.blob)
+        attachment = msgspec.structs.replace(attachment, revision=current.revision + 1)
+    update.txn.put(key, encode(attachment), db=update.dbs["attachments"])
+    update.log_change("UpdatedAttachment", level, rid, time.time())
+    return attachment
+
+
+def _etag_matches(attachment: Attachment, if_match: str | None) -> bool:
+    return if_match is not None and attachment.md5 is not None and etag(attachment) == if_match
+
+
+def delete_attachment(
+    update: IndexUpdate, level: Level, rid: RawId, kind: int, *, if_match: str | None
+) -> None:
+    """Remove a user attachment and log ``UpdatedAttachment``.
+
+    ``KeyError`` if the resource does not exist, :class:`MissingAttachmentError`
+    if the attachment does not, :class:`RevisionMismatchError` if ``if_match``
+    is given and is not its ETag.
+    """
+    if update.resource_at(rid, level) is None:
+        raise KeyError(rid)
+    key = attachment_key(rid, kind)
+    value = update.txn.get(key, db=update.dbs["attachments"])
+    if value is None:
+        raise MissingAttachmentError(kind)
+    current = ATTACHMENT_DECODER.decode(value)
+    if if_match is not None and not _etag_matches(current, if_match):
+        raise RevisionMismatchError(current.revision)
+    update.txn.delete(key, db=update.dbs["attachments"])
+    update.release_blob(current.blob)
+    update.log_change("UpdatedAttachment", level, rid, time.time())
+
+
+def remember_md5(update: IndexUpdate, rid: RawId, kind: int, blob: StoredBlob, md5: bytes) -> None:
+    """Cache the MD5 computed for an attachment, if the attachment still holds that blob."""
+    key = attachment_key(rid, kind)
+    if kind == DICOM:
+        record = update.resource(rid)
+        if record is not None and record.blob is not None and record.blob.digest == blob.digest:
+            update.txn.put(key, encode(Attachment(blob=record.blob, md5=md5)), db=update.dbs["attachments"])
+        return
+    value = update.txn.get(key, db=update.dbs["attachments"])
+    if value is not None:
+        current = ATTACHMENT_DECODER.decode(value)
+        if current.blob.digest == blob.digest and current.md5 is None:
+            current.md5 = md5
+            update.txn.put(key, encode(current), db=update.dbs["attachments"])
+
+
+def forget_attachments(update: IndexUpdate, rid: RawId) -> None:
+    """Remove the attachment entries of a resource being destroyed, releasing user attachments' blobs."""
+    for kind, attachment in stored_attachments(update.txn, update.dbs, rid).items():
+        update.txn.delete(attachment_key(rid, kind), db=update.dbs["attachments"])
+        if kind != DICOM:
+            update.release_blob(attachment.blob)
+
+
+def set_protected(update: IndexUpdate, rid: RawId, protected: bool) -> None:
+    """Protect a patient from recycling (or lift the protection); ``KeyError`` if no such patient."""
+    if update.resource_at(rid, Level.PATIENT) is None:
+        raise KeyError(rid)
+    if protected:
+        update.txn.put(rid, b"", db=update.dbs["protected"])
+    else:
+        update.txn.delete(rid, db=update.dbs["protected"])
 
 
 ANONYMIZATION_SEQUENCE = b"anonymization_sequence"

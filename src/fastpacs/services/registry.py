@@ -7,6 +7,7 @@ from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
 from fastpacs.metrics import ServerMetrics
 from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.attachments import AttachmentService
 from fastpacs.services.changes import ChangeService, StabilityMonitor
 from fastpacs.services.content import ContentService
 from fastpacs.services.create import CreateService
@@ -17,7 +18,11 @@ from fastpacs.services.images import ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modify import ModifyService
+from fastpacs.services.protection import ProtectionService
+from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
+from fastpacs.services.slices import SliceService
+from fastpacs.services.statistics import StatisticsService
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.storage.lock import StoreLock
 
@@ -41,5 +46,10 @@ class Services:
     find: FindService
     modify: ModifyService
     metadata: MetadataService
+    attachments: AttachmentService
+    statistics: StatisticsService
+    protection: ProtectionService
+    resource_tags: ResourceTagsService
+    slices: SliceService
     metrics: ServerMetrics
     store_lock: StoreLock

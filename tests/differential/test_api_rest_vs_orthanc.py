@@ -1,0 +1,348 @@
+"""The rest of the REST API compared with the reference Orthanc: attachments, helpers, tools, HTTP."""
+
+import io
+
+import pydicom
+import pytest
+from pydicom.datadict import DicomDictionary
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian
+
+from tests.differential.data import test_file
+from tests.differential.harness import Call, ServerPair, get
+
+pytestmark = pytest.mark.reference
+
+FILES = ("CT_small.dcm", "MR_small.dcm", "SC_rgb_rle_2frame.dcm", "rtdose.dcm", "liver_1frame.dcm")
+LEVELS = (("patients", "ParentPatient"), ("studies", "ParentStudy"), ("series", "ParentSeries"))
+ATTACHMENT_VIEWS = (
+    "",
+    "/data",
+    "/compressed-data",
+    "/size",
+    "/compressed-size",
+    "/md5",
+    "/compressed-md5",
+    "/is-compressed",
+    "/info",
+)
+ETAG = ("content-type", "etag")
+
+
+@pytest.fixture(scope="module")
+def stored(pair: ServerPair) -> dict[str, dict[str, str]]:
+    """Upload the test files to both servers; file name → Orthanc's upload answer."""
+    answers = {}
+    for name in FILES:
+        data = test_file(name).read_bytes()
+        pair.fastpacs_client.post("/instances", content=data)
+        answers[name] = pair.orthanc_client.post("/instances", content=data).json()
+    pair.wait_until_stable()
+    return answers
+
+
+def test_dicom_attachment(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    check = pair.checker()
+    for name, answer in stored.items():
+        base = f"/instances/{answer['ID']}/attachments"
+        check.compare(get(f"attachments {name}", base))
+        check.compare(get(f"attachments {name} full", base, full=""))
+        for view in ATTACHMENT_VIEWS:
+            check.compare(
+                Call(f"attachment {name} dicom{view}", "GET", f"{base}/dicom{view}", compared_headers=ETAG)
+            )
+        check.compare(Call(f"attachment {name} verify-md5", "POST", f"{base}/dicom/verify-md5"))
+    ct = f"/instances/{stored['CT_small.dcm']['ID']}/attachments"
+    check.compare_all(
+        [
+            get("attachment by number", f"{ct}/1/size"),
+            get("attachment unknown name", f"{ct}/nosuch"),
+            get("attachment absent", f"{ct}/1025"),
+            get("attachment unknown operation", f"{ct}/dicom/nosuch"),
+            get("attachment uuid", f"{ct}/dicom/uuid"),
+            get("attachment verify-md5 with GET", f"{ct}/dicom/verify-md5"),
+            Call("attachment POST on size", "POST", f"{ct}/dicom/size"),
+            Call("attachment compress", "POST", f"{ct}/dicom/compress"),
+            Call("attachment uncompress", "POST", f"{ct}/dicom/uncompress"),
+            Call("attachment put dicom", "PUT", f"{ct}/dicom", body=b"x"),
+            Call("attachment put system number", "PUT", f"{ct}/2", body=b"x"),
+            Call("attachment put beyond user range", "PUT", f"{ct}/70000", body=b"x"),
+            Call("attachment delete dicom", "DELETE", f"{ct}/dicom"),
+            Call("attachment put unknown name", "PUT", f"{ct}/nosuch", body=b"x"),
+            get("attachments unknown instance", "/instances/nonexistent/attachments"),
+            get("attachment unknown instance", "/instances/nonexistent/attachments/dicom/size"),
+        ]
+    )
+    for level, key in LEVELS:
+        resource = stored["CT_small.dcm"][key]
+        check.compare(get(f"attachments {level}", f"/{level}/{resource}/attachments"))
+        check.compare(get(f"attachment {level} dicom", f"/{level}/{resource}/attachments/dicom"))
+    check.verdict()
+
+
+def test_user_attachments(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    check = pair.checker()
+    mr = stored["MR_small.dcm"]
+    last = {
+        name: client.get("/changes", params={"last": ""}).json()["Last"]
+        for name, client in (("orthanc", pair.orthanc_client), ("fastpacs", pair.fastpacs_client))
+    }
+    for level, key in (*LEVELS, ("instances", "ID")):
+        base = f"/{level}/{mr[key]}/attachments"
+        check.compare(
+            Call(
+                f"user attachment {level} put",
+                "PUT",
+                f"{base}/1025",
+                body=b"report of " + level.encode(),
+                compared_headers=ETAG,
+            )
+        )
+        check.compare(get(f"user attachment {level} list", base, full=""))
+        for view in ATTACHMENT_VIEWS:
+            check.compare(
+                Call(
+                    f"user attachment {level}{view}",
+                    "GET",
+                    f"{base}/1025{view}",
+                    compared_headers=ETAG,
+                )
+            )
+        check.compare(Call(f"user attachment {level} verify-md5", "POST", f"{base}/1025/verify-md5"))
+        check.compare(get(f"user attachment {level} statistics", f"/{level}/{mr[key]}/statistics"))
+    instance = f"/instances/{mr['ID']}/attachments"
+    etag = pair.orthanc_client.get(f"{instance}/1025").headers["etag"]
+    check.compare_all(
+        [
+            Call("user attachment empty", "PUT", f"{instance}/1030", body=b"", compared_headers=ETAG),
+            get("user attachment empty info", f"{instance}/1030/info"),
+            Call("user attachment replace", "PUT", f"{instance}/1025", body=b"second", compared_headers=ETAG),
+            Call(
+                "user attachment stale if-match",
+                "PUT",
+                f"{instance}/1025",
+                body=b"x",
+                headers={"If-Match": etag},
+            ),
+            Call(
+                "user attachment malformed if-match",
+                "PUT",
+                f"{instance}/1025",
+                body=b"x",
+                headers={"If-Match": '"0"'},
+            ),
+            get("user attachment list after replace", instance),
+            get("user attachment statistics", "/statistics"),
+            Call("user attachment delete", "DELETE", f"{instance}/1030"),
+            Call("user attachment delete again", "DELETE", f"{instance}/1030"),
+            Call("user attachment delete unknown name", "DELETE", f"{instance}/nosuch"),
+        ]
+    )
+    check.verdict()
+    changes = [
+        [
+            (change["ChangeType"], change["ResourceType"], change["ID"])
+            for change in client.get("/changes", params={"since": str(last[name]), "limit": "100"}).json()[
+                "Changes"
+            ]
+        ]
+        for name, client in (("orthanc", pair.orthanc_client), ("fastpacs", pair.fastpacs_client))
+    ]
+    assert changes[1] == changes[0]
+
+
+def _derived(source: str, series: int, index: int, **changes: object) -> bytes:
+    """A test file copied as instance ``index`` of a new series, attributes changed (None: removed)."""
+    dataset = pydicom.dcmread(test_file(source))
+    dataset.SeriesInstanceUID = f"1.2.826.0.1.3680043.8.498.77.{series}"
+    dataset.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.77.{series}.{index}"
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(dataset, keyword)
+        else:
+            setattr(dataset, keyword, value)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def _every_attribute() -> bytes:
+    """A file holding every attribute of the data dictionary (one value of its VR; sequences of one item)."""
+    dataset = Dataset()
+    for tag, (vrs, _, _, _, _) in DicomDictionary.items():
+        if tag >> 16 in (0x0000, 0x0002, 0x7FE0, 0xFFFE) or tag & 0xFFFF == 0 or tag > 0xFFFFFFFF:
+            continue
+        vr = vrs.split(" or ")[0]
+        if vr == "SQ":
+            item = Dataset()
+            item.CodeValue = "1"
+            dataset.add_new(tag, vr, Sequence([item]))
+        elif vr in SAMPLE_VALUES:
+            dataset.add_new(tag, vr, SAMPLE_VALUES[vr])
+    dataset.update({"PatientID": "EVERY", "StudyInstanceUID": "1.2.3.4.1", "SeriesInstanceUID": "1.2.3.4.2"})
+    dataset.SOPInstanceUID = "1.2.3.4.3"
+    dataset.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    dataset.SpecificCharacterSet = "ISO_IR 100"
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+SAMPLE_VALUES = {
+    "AE": "AE", "AS": "030Y", "AT": 0x00100010, "CS": "CS", "DA": "20200101", "DS": "1.5",
+    "DT": "20200101120000", "FL": 1.5, "FD": 1.5, "IS": "7", "LO": "LO", "LT": "LT", "PN": "P^N",
+    "SH": "SH", "SL": -3, "SS": -3, "ST": "ST", "TM": "120000", "UC": "UC", "UI": "1.2.3", "UL": 3,
+    "UR": "http://x", "US": 3, "UT": "UT", "SV": -3, "UV": 3,
+}  # fmt: skip
+SLICE_SERIES = {
+    "by position": [
+        {"ImagePositionPatient": [0, 0, 10], "InstanceNumber": 1},
+        {"ImagePositionPatient": [0, 0, 30], "InstanceNumber": 2},
+        {"ImagePositionPatient": [0, 0, 20], "InstanceNumber": 3},
+    ],
+    "same position": [
+        {"ImagePositionPatient": [0, 0, 5], "InstanceNumber": 2},
+        {"ImagePositionPatient": [0, 0, 5], "InstanceNumber": 1},
+    ],
+    "nothing to order by": [
+        {"ImagePositionPatient": None, "InstanceNumber": None},
+        {"ImagePositionPatient": None, "InstanceNumber": None},
+    ],
+    "no orientation": [
+        {"ImagePositionPatient": [0, 0, 10], "InstanceNumber": 2, "ImageOrientationPatient": None},
+        {"ImagePositionPatient": [0, 0, 5], "InstanceNumber": 1, "ImageOrientationPatient": None},
+    ],
+    "same position without index": [
+        {"ImagePositionPatient": [0, 0, 10], "InstanceNumber": None},
+        {"ImagePositionPatient": [0, 0, 10], "InstanceNumber": None},
+    ],
+    "one position missing": [
+        {"ImagePositionPatient": [0, 0, 10], "InstanceNumber": 1},
+        {"ImagePositionPatient": None, "InstanceNumber": 2},
+    ],
+    "oblique": [
+        {"ImagePositionPatient": [3, 1, 10], "ImageOrientationPatient": [1, 0, 0, 0, 0.8, -0.6]},
+        {"ImagePositionPatient": [3, 9, 4], "ImageOrientationPatient": [1, 0, 0, 0, 0.8, -0.6]},
+        {"ImagePositionPatient": [3, 5, 7], "ImageOrientationPatient": [1, 0, 0, 0, 0.8, -0.6]},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def helpers_data(pair: ServerPair, stored: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """The file with every attribute, a second CT slice in the CT series, and the series to order."""
+    uploads = {"every attribute": _every_attribute()}
+    ct = pydicom.dcmread(test_file("CT_small.dcm"))
+    uploads["second CT slice"] = _derived(
+        "CT_small.dcm", 0, 2, SeriesInstanceUID=ct.SeriesInstanceUID, InstanceNumber=2, ImageComments="second"
+    )
+    for number, (name, instances) in enumerate(SLICE_SERIES.items(), start=1):
+        for index, changes in enumerate(instances, start=1):
+            uploads[f"{name} {index}"] = _derived("CT_small.dcm", number, index, **changes)
+    answers = {}
+    for name, data in uploads.items():
+        pair.fastpacs_client.post("/instances", content=data)
+        answers[name] = pair.orthanc_client.post("/instances", content=data).json()
+    return answers
+
+
+def _tag_forms(name: str, path: str) -> list[Call]:
+    return [get(name, path), get(f"{name} simplify", path, simplify=""), get(f"{name} short", path, short="")]
+
+
+def test_modules(
+    pair: ServerPair, stored: dict[str, dict[str, str]], helpers_data: dict[str, dict[str, str]]
+) -> None:
+    check = pair.checker()
+    for label, answer in (
+        ("CT", stored["CT_small.dcm"]),
+        ("every attribute", helpers_data["every attribute"]),
+    ):
+        ids = {"patients": answer["ParentPatient"], "studies": answer["ParentStudy"]}
+        ids |= {"series": answer["ParentSeries"], "instances": answer["ID"]}
+        for level, resource in ids.items():
+            check.compare_all(_tag_forms(f"module {label} {level}", f"/{level}/{resource}/module"))
+        check.compare_all(_tag_forms(f"module-patient {label}", f"/studies/{ids['studies']}/module-patient"))
+    check.compare_all(
+        [
+            get("module unknown series", "/series/00000000-00000000-00000000-00000000-00000000/module"),
+            get("module-patient of a series", f"/series/{ids['series']}/module-patient"),
+        ]
+    )
+    check.verdict()
+
+
+def test_shared_and_instances_tags(
+    pair: ServerPair, stored: dict[str, dict[str, str]], helpers_data: dict[str, dict[str, str]]
+) -> None:
+    check = pair.checker()
+    for name, answer in stored.items():
+        for level, key in LEVELS:
+            for route in ("shared-tags", "instances-tags"):
+                check.compare_all(_tag_forms(f"{route} {name} {level}", f"/{level}/{answer[key]}/{route}"))
+    every = helpers_data["every attribute"]["ParentSeries"]
+    check.compare_all(_tag_forms("shared-tags every attribute", f"/series/{every}/shared-tags"))
+    check.compare_all(
+        [
+            get("shared-tags of an instance", f"/instances/{stored['CT_small.dcm']['ID']}/shared-tags"),
+            get(
+                "instances-tags unknown",
+                "/series/00000000-00000000-00000000-00000000-00000000/instances-tags",
+            ),
+        ]
+    )
+    check.verdict()
+
+
+def test_ordered_slices(
+    pair: ServerPair, stored: dict[str, dict[str, str]], helpers_data: dict[str, str]
+) -> None:
+    check = pair.checker()
+    for name, answer in stored.items():
+        check.compare(get(f"ordered-slices {name}", f"/series/{answer['ParentSeries']}/ordered-slices"))
+    for name in SLICE_SERIES:
+        check.compare(
+            get(
+                f"ordered-slices {name}",
+                f"/series/{helpers_data[name + ' 1']['ParentSeries']}/ordered-slices",
+            )
+        )
+    check.compare(
+        get("ordered-slices unknown", "/series/00000000-00000000-00000000-00000000-00000000/ordered-slices")
+    )
+    check.compare(
+        get("ordered-slices of a study", f"/studies/{stored['CT_small.dcm']['ParentStudy']}/ordered-slices")
+    )
+    check.verdict()
+
+
+def test_statistics_and_protection(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    check = pair.checker()
+    for name, answer in stored.items():
+        for level, key in (*LEVELS, ("instances", "ID")):
+            check.compare(get(f"statistics {name} {level}", f"/{level}/{answer[key]}/statistics"))
+    patient = f"/patients/{stored['CT_small.dcm']['ParentPatient']}/protected"
+    unknown = "/patients/00000000-00000000-00000000-00000000-00000000/protected"
+    check.compare_all(
+        [
+            get("statistics unknown", "/series/00000000-00000000-00000000-00000000-00000000/statistics"),
+            get("protected initially", patient),
+            Call("protect", "PUT", patient, body=b"1"),
+            get("protected after protect", patient),
+            Call("protect with true", "PUT", patient, body=b" true "),
+            Call("protect with a bad value", "PUT", patient, body=b"2"),
+            Call("unprotect", "PUT", patient, body=b"0"),
+            get("protected after unprotect", patient),
+            get("protected unknown patient", unknown),
+            Call("protect unknown patient", "PUT", unknown, body=b"1"),
+            get("protected malformed id", "/patients/nonexistent/protected"),
+            get("protected of a study", f"/studies/{stored['CT_small.dcm']['ParentStudy']}/protected"),
+        ]
+    )
+    check.verdict()

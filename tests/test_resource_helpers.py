@@ -1,0 +1,93 @@
+"""Resource helpers of a running fastpacs: protection kept across restarts, statistics, slices, tags.
+
+Their answers are compared with Orthanc's in
+tests/differential/test_api_rest_vs_orthanc.py; these tests check what the
+comparison cannot: persistence, clean-up on deletion, larger series.
+"""
+
+import copy
+import io
+from collections.abc import Iterator
+
+import httpx
+import pydicom
+import pytest
+
+from fastpacs.testing import ServerProcess, fastpacs_server
+from tests.conftest import pydicom_file
+
+CT_PATIENT = "fa558bce-587a86d3-ad0da9b3-9d043d9d-4f5c5718"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = fastpacs_server(tmp_path_factory.mktemp("helpers"), {"StableAge": 1}).start()
+    yield process
+    process.stop()
+
+
+def _slices(count: int) -> list[bytes]:
+    """A series of ``count`` CT slices uploaded in shuffled order of position."""
+    base = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    files = []
+    for index in range(count):
+        dataset = copy.deepcopy(base)
+        dataset.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.99"
+        dataset.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.99.{index}"
+        dataset.InstanceNumber = index + 1
+        dataset.ImagePositionPatient = [0, 0, (index * 7) % count]
+        dataset.ImageComments = f"slice {index}"
+        buffer = io.BytesIO()
+        dataset.save_as(buffer)
+        files.append(buffer.getvalue())
+    return files
+
+
+def test_protection_survives_a_restart_and_goes_with_the_patient(server: ServerProcess) -> None:
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    with httpx.Client(base_url=server.base_url) as http:
+        http.post("/instances", content=data)
+        assert http.put(f"/patients/{CT_PATIENT}/protected", content=b"1").status_code == 200
+    server.stop()
+    server.start()
+    with httpx.Client(base_url=server.base_url) as http:
+        assert http.get(f"/patients/{CT_PATIENT}/protected").text == "1"
+        assert http.delete(f"/patients/{CT_PATIENT}").status_code == 200
+        http.post("/instances", content=data)
+        assert http.get(f"/patients/{CT_PATIENT}/protected").text == "0"
+
+
+def test_statistics_count_descendants_and_attachments(client: httpx.Client) -> None:
+    files = _slices(5)
+    answers = [client.post("/instances", content=data).json() for data in files]
+    series, study = answers[0]["ParentSeries"], answers[0]["ParentStudy"]
+    assert client.put(f"/studies/{study}/attachments/1025", content=b"12345").status_code == 200
+    statistics = client.get(f"/studies/{study}/statistics").json()
+    dicom = sum(len(data) for data in files) + len(pydicom_file("CT_small.dcm").read_bytes())
+    assert statistics["CountSeries"] == 2
+    assert statistics["CountInstances"] == 6
+    assert statistics["DicomDiskSize"] == str(dicom)
+    assert statistics["DiskSize"] == str(dicom + 5)
+    assert client.get(f"/series/{series}/statistics").json()["CountInstances"] == 5
+
+
+def test_ordered_slices_and_shared_tags_of_a_series(client: httpx.Client) -> None:
+    answers = [client.post("/instances", content=data).json() for data in _slices(5)]
+    series = answers[0]["ParentSeries"]
+    slices = client.get(f"/series/{series}/ordered-slices").json()
+    assert slices["Type"] == "Volume"
+    positions = [
+        float(
+            client.get(f"/instances/{instance}")
+            .json()["MainDicomTags"]["ImagePositionPatient"]
+            .split("\\")[2]
+        )
+        for instance, _, _ in slices["SlicesShort"]
+    ]
+    assert positions == sorted(positions) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    shared = client.get(f"/series/{series}/shared-tags", params={"simplify": ""}).json()
+    assert shared["SeriesInstanceUID"] == "1.2.826.0.1.3680043.8.498.99"
+    assert "ImageComments" not in shared and "InstanceNumber" not in shared
+    every = client.get(f"/series/{series}/instances-tags", params={"short": ""}).json()
+    assert sorted(every) == sorted(answer["ID"] for answer in answers)
+    assert {tags["0020,4000"] for tags in every.values()} == {f"slice {index}" for index in range(5)}
