@@ -30,8 +30,8 @@ from fastpacs.api.find import find
 from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.metadata import metadata_handlers
-from fastpacs.api.modify import MODIFY_HANDLERS
 from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metrics_enabled
+from fastpacs.api.modify import MODIFY_HANDLERS
 from fastpacs.api.resource_helpers import RESOURCE_HELPER_HANDLERS
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl

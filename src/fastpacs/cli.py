@@ -1,4 +1,4 @@
-"""The ``fastpacs`` command: ``fastpacs serve [--config FILE]``."""
+"""The ``fastpacs`` command: ``fastpacs serve [--config FILE]``, ``fastpacs ingest PATH...``."""
 
 import argparse
 import logging
@@ -10,7 +10,7 @@ from granian import Granian
 from granian.constants import Interfaces, Loops
 from granian.log import LogLevels
 
-from fastpacs import ORTHANC_API_VERSION, __version__
+from fastpacs import ORTHANC_API_VERSION, __version__, ingest_cli
 from fastpacs.app import CONFIG_ENVIRONMENT_VARIABLE
 from fastpacs.config import ConfigurationError, encode_config, load_config
 from fastpacs.logs import LEVELS, configure_logging, parse_level
@@ -56,6 +56,11 @@ def _serve(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(arguments: argparse.Namespace) -> int:
+    configure_logging(arguments.log_level)
+    return ingest_cli.run(arguments)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastpacs", description="DICOM server with Orthanc's REST API")
     parser.add_argument("--version", action="version", version=f"fastpacs {__version__}")
@@ -64,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", help="configuration file or folder (Orthanc's JSON format)")
     serve.add_argument("--log-level", choices=LEVELS, help="overrides the LogLevel option")
     serve.set_defaults(handler=_serve)
+    ingest = commands.add_parser("ingest", help="import DICOM files into a running server or a stopped store")
+    ingest_cli.add_arguments(ingest)
+    ingest.add_argument("--log-level", choices=LEVELS, default="warning", help="default: warning")
+    ingest.set_defaults(handler=_ingest)
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return arguments.handler(arguments)

@@ -1,0 +1,266 @@
+"""``fastpacs ingest``: folders with broken files, ZIP archives, DICOMDIR trees, a stopped store,
+and the errors that stop it.
+
+The big folder goes through the real command in a process of its own; the other cases call the
+same entry point (``fastpacs.cli.main``) in this process, which saves the seconds of start-up each
+command costs. The DICOM files are tiny (about 500 bytes, no pixels) and made from one template
+per series, so that two thousand of them take well under a second to write.
+"""
+
+import io
+import logging
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.fileset import FileSet
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+from fastpacs.cli import main
+from fastpacs.testing import ServerProcess, fastpacs_server, free_port
+
+UID_ROOT = "1.2.826.0.1.3680043.10.1192"
+PLACEHOLDER = ".999999"
+"""The last component of the template's SOPInstanceUID, replaced by the instance number (same length)."""
+COMMAND_TIMEOUT = 240
+
+
+def tiny_dataset(patient: str, study_uid: str, series_uid: str, instance_uid: str, number: int) -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = instance_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.PatientID = patient
+    dataset.PatientName = f"Ingest^{patient}"
+    dataset.StudyInstanceUID = study_uid
+    dataset.StudyDate, dataset.StudyTime = "20240101", "120000"
+    dataset.StudyID, dataset.AccessionNumber = "1", ""
+    dataset.SeriesInstanceUID = series_uid
+    dataset.SeriesNumber = 1
+    dataset.SOPInstanceUID = instance_uid
+    dataset.SOPClassUID = SecondaryCaptureImageStorage
+    dataset.Modality = "OT"
+    dataset.InstanceNumber = number
+    return dataset
+
+
+def encoded(dataset: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def tiny_files(tag: int, patients: int, series_per_patient: int, per_series: int) -> dict[str, bytes]:
+    """``{relative name: DICOM bytes}``; ``tag`` keeps the UIDs of different calls apart."""
+    files = {}
+    for patient in range(patients):
+        study_uid = f"{UID_ROOT}.{tag}.{patient}"
+        for series in range(series_per_patient):
+            series_uid = f"{study_uid}.{series}"
+            template = encoded(
+                tiny_dataset(f"P{tag}-{patient}", study_uid, series_uid, series_uid + PLACEHOLDER, 1)
+            )
+            placeholder = (series_uid + PLACEHOLDER).encode()
+            for number in range(per_series):
+                uid = f"{series_uid}.{number:06d}".encode()
+                name = f"patient{patient}/series{series}/{number:06d}.dcm"
+                files[name] = template.replace(placeholder, uid)
+    return files
+
+
+def broken_files() -> dict[str, bytes]:
+    """Ten files no DICOM server may accept."""
+    valid = encoded(tiny_dataset("BROKEN", f"{UID_ROOT}.9.1", f"{UID_ROOT}.9.1.1", f"{UID_ROOT}.9.1.1.1", 1))
+    no_instance_uid = tiny_dataset("BROKEN", f"{UID_ROOT}.9.2", f"{UID_ROOT}.9.2.1", f"{UID_ROOT}.9.2.1.1", 1)
+    del no_instance_uid.SOPInstanceUID
+    return {
+        "broken/empty.dcm": b"",
+        "broken/notes.txt": b"These are not images.\n",
+        "broken/random.bin": bytes(range(256)) * 4,
+        "broken/truncated-head.dcm": valid[:200],
+        "broken/truncated-half.dcm": valid[: len(valid) // 2],
+        "broken/preamble-only.dcm": b"\0" * 128 + b"DICM",
+        "broken/preamble-garbage.dcm": b"\0" * 128 + b"DICM" + b"\xff" * 64,
+        "broken/image.png": b"\x89PNG\r\n\x1a\n" + b"\0" * 40,
+        "broken/report.json": b'{"PatientID": "X"}',
+        "broken/no-sop-instance-uid.dcm": encoded(no_instance_uid),
+    }
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+def ingest_command(*arguments: str) -> subprocess.CompletedProcess:
+    """``fastpacs ingest`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "fastpacs", "ingest", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def ingest(capsys: pytest.CaptureFixture) -> Iterator[Callable[..., Outcome]]:
+    """``fastpacs ingest`` through the command's entry point, in this process.
+
+    The command sets up the ``fastpacs`` loggers; they are put back as they were afterwards, so
+    that the tests that follow see the logging pytest expects.
+    """
+    logger = logging.getLogger("fastpacs")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+
+    def run(*arguments: str) -> Outcome:
+        capsys.readouterr()
+        code = main(["ingest", *arguments])
+        captured = capsys.readouterr()
+        return Outcome(code, captured.out, captured.err)
+
+    yield run
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+
+
+def summary_counts(output: str) -> tuple[int, int, int]:
+    """(imported, already stored, rejected) from the summary line."""
+    line = next(line for line in output.splitlines() if " imported, " in line)
+    counts = line.rsplit(": ", 1)[1].split(", ")
+    return tuple(int(part.split()[0]) for part in counts)  # type: ignore[return-value]
+
+
+def rejected_names(output: str) -> list[str]:
+    lines = output.split("Rejected files:\n", 1)[1].splitlines() if "Rejected files:" in output else []
+    return [line.strip().split(": ", 1)[0] for line in lines]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = fastpacs_server(tmp_path_factory.mktemp("ingest-server")).start()
+    yield process
+    process.stop()
+
+
+def instance_count(server: ServerProcess) -> int:
+    return httpx.get(f"{server.base_url}/statistics").json()["CountInstances"]
+
+
+@pytest.fixture(scope="module")
+def big_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("big-folder")
+    write_tree(folder, tiny_files(1, patients=10, series_per_patient=4, per_series=50))  # 2,000 files
+    write_tree(folder, broken_files())
+    return folder
+
+
+@pytest.mark.slow
+def test_folder_of_2000_files_with_10_broken(server: ServerProcess, big_folder: Path) -> None:
+    result = ingest_command(str(big_folder), "--url", server.base_url, "--jobs", "8")
+    assert result.returncode == 1, result.stderr
+    assert summary_counts(result.stdout) == (2000, 0, 10), result.stdout
+    expected = sorted(str(big_folder / name) for name in broken_files())
+    assert rejected_names(result.stdout) == expected, result.stdout
+    assert "no-sop-instance-uid.dcm: " in result.stdout
+    assert instance_count(server) == 2000
+    statistics = httpx.get(f"{server.base_url}/statistics").json()
+    assert (statistics["CountPatients"], statistics["CountSeries"]) == (10, 40)
+
+
+def test_zip_archive_entries_are_imported_one_by_one(server: ServerProcess, tmp_path: Path, ingest) -> None:
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as writer:
+        for name, content in tiny_files(2, patients=1, series_per_patient=2, per_series=15).items():
+            writer.writestr(name, content)
+        writer.writestr("README.txt", b"not DICOM")
+        writer.writestr("empty-folder/", b"")
+    before = instance_count(server)
+    result = ingest(str(archive), str(tmp_path / "absent.dcm"), "--url", server.base_url)
+    assert result.returncode == 1, result.stderr
+    assert summary_counts(result.stdout) == (30, 0, 2), result.stdout
+    assert rejected_names(result.stdout) == sorted([f"{archive}!README.txt", str(tmp_path / "absent.dcm")])
+    assert f"{tmp_path / 'absent.dcm'}: no such file or folder" in result.stdout
+    assert instance_count(server) == before + 30
+
+
+def test_dicomdir_tree(server: ServerProcess, tmp_path: Path, ingest) -> None:
+    file_set = FileSet()
+    study, series = f"{UID_ROOT}.3.1", f"{UID_ROOT}.3.1.1"
+    for number in range(1, 6):
+        file_set.add(tiny_dataset("DICOMDIR-PATIENT", study, series, f"{series}.{number}", number))
+    media = tmp_path / "media"
+    file_set.write(media)
+    before = instance_count(server)
+
+    result = ingest(str(media / "DICOMDIR"), "--url", server.base_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary_counts(result.stdout) == (5, 0, 0), result.stdout
+    assert instance_count(server) == before + 5
+
+    walked = ingest(str(media), "--url", server.base_url)  # the folder: DICOMDIR itself is skipped
+    assert walked.returncode == 0, walked.stdout
+    assert summary_counts(walked.stdout) == (0, 5, 0)
+    assert "1 DICOMDIR index files skipped" in walked.stdout
+
+    referenced = sorted(path for path in media.rglob("IM*"))
+    referenced[0].unlink()
+    missing = ingest(str(media / "DICOMDIR"), "--url", server.base_url)
+    assert missing.returncode == 1, missing.stderr
+    assert summary_counts(missing.stdout) == (0, 4, 1)
+    assert f"{referenced[0]}: referenced by the DICOMDIR but missing" in missing.stdout
+
+
+def test_unreachable_server_and_nothing_to_import(tmp_path: Path, ingest) -> None:
+    (tmp_path / "one.dcm").write_bytes(next(iter(tiny_files(4, 1, 1, 1).values())))
+    result = ingest(str(tmp_path), "--url", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 2
+    assert "cannot reach" in result.stderr
+    (tmp_path / "empty").mkdir()
+    nothing = ingest(str(tmp_path / "empty"), "--url", f"http://127.0.0.1:{free_port()}")
+    assert (nothing.returncode, nothing.stderr) == (2, "fastpacs ingest: no file to import\n")
+
+
+@pytest.mark.slow
+def test_stopped_store_then_served(tmp_path: Path, ingest) -> None:
+    folder = tmp_path / "files"
+    write_tree(folder, tiny_files(5, patients=2, series_per_patient=2, per_series=25))  # 100 files
+    write_tree(folder, {"broken/notes.txt": b"not DICOM"})
+    store = tmp_path / "store"
+    result = ingest(str(folder), "--store", str(store))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert summary_counts(result.stdout) == (100, 0, 1), result.stdout
+    assert rejected_names(result.stdout) == [str(folder / "broken/notes.txt")]
+
+    options = {"StorageDirectory": str(store), "IndexDirectory": str(store)}
+    served = fastpacs_server(tmp_path / "served", options)
+    served.start()
+    try:
+        statistics = httpx.get(f"{served.base_url}/statistics").json()
+        assert (statistics["CountInstances"], statistics["CountPatients"]) == (100, 2)
+        instance = httpx.get(f"{served.base_url}/instances", params={"limit": "1", "since": "0"}).json()[0]
+        origin = httpx.get(f"{served.base_url}/instances/{instance}/metadata/Origin")
+        assert origin.text == "Unknown"
+        refused = ingest(str(folder), "--store", str(store))
+        assert refused.returncode == 2
+        assert "in use by another process" in refused.stderr
+    finally:
+        served.stop()
