@@ -26,11 +26,13 @@ from fastpacs.api.content import (
     set_default_encoding,
 )
 from fastpacs.api.errors import EXCEPTION_HANDLERS
+from fastpacs.api.exports import EXPORT_HANDLERS
 from fastpacs.api.find import find
 from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.metadata import metadata_handlers
 from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metrics_enabled
+from fastpacs.api.modalities import MODALITY_HANDLERS
 from fastpacs.api.modify import MODIFY_HANDLERS
 from fastpacs.api.resource_helpers import RESOURCE_HELPER_HANDLERS
 from fastpacs.api.resources import resource_router
@@ -46,6 +48,7 @@ from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
 from fastpacs.logs import configure_logging
 from fastpacs.metrics import ServerMetrics
+from fastpacs.net.server import DicomServer
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.attachments import AttachmentService
 from fastpacs.services.changes import ChangeService, StabilityMonitor
@@ -54,12 +57,15 @@ from fastpacs.services.content import ContentService
 from fastpacs.services.create import CreateService
 from fastpacs.services.delete import DeleteService
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.exports import ExportLog, ModalityExports
 from fastpacs.services.find import FindService
 from fastpacs.services.images import RENDERED_CACHE_BYTES, ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.metadata import MetadataService
+from fastpacs.services.modalities import load_registry
 from fastpacs.services.modify import ModifyService
 from fastpacs.services.protection import ProtectionService
+from fastpacs.services.queries import LocalQueryRetrieve
 from fastpacs.services.registry import Services
 from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
@@ -96,6 +102,10 @@ async def start_services(
     await asyncio.to_thread(pool.warm_up)
     default_encoding = DefaultEncoding(config.default_encoding)
     ingest = IngestService(pool, writer, default_encoding, config.maximum_upload_size * MEGABYTE, metrics)
+    modalities = await load_registry(config, database, writer)
+    export_log = ExportLog(database, writer, config.log_exported_resources)
+    local_query_retrieve = LocalQueryRetrieve(config, database, storage, default_encoding)
+    dicom_server = DicomServer(config, modalities, ingest, local_query_retrieve, asyncio.get_running_loop())
     services = Services(
         config=config,
         database=database,
@@ -113,6 +123,10 @@ async def start_services(
         metadata=MetadataService(database, writer, config.user_metadata, config.check_revisions),
         images=ImageService(database, pool, RenderedCache(RENDERED_CACHE_BYTES)),
         find=FindService(database),
+        modalities=modalities,
+        exports=export_log,
+        modality_exports=ModalityExports(config, database, storage, modalities, export_log),
+        dicom_server=dicom_server,
         attachments=AttachmentService(
             database, writer, storage, config.user_content_type, config.check_revisions
         ),
@@ -126,11 +140,14 @@ async def start_services(
     )
     metrics.watch(database, pool, services.images.cache)
     services.stability.start()
+    if config.dicom_server_enabled:
+        await asyncio.to_thread(dicom_server.start)
     logger.info("fastpacs started: %d worker processes", pool.processes)
     return services
 
 
 async def stop_services(services: Services) -> None:
+    await asyncio.to_thread(services.dicom_server.stop)
     await services.stability.stop()
     await asyncio.to_thread(services.pool.close)
     await asyncio.to_thread(services.writer.stop)
@@ -188,6 +205,8 @@ def create_app(config: Config | None = None) -> Litestar:
             set_default_encoding,
             *IMAGE_HANDLERS,
             find,
+            *MODALITY_HANDLERS,
+            *EXPORT_HANDLERS,
             *MODIFY_HANDLERS,
             metrics_prometheus,
             metrics_enabled,

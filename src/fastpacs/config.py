@@ -49,6 +49,20 @@ class DicomModality(msgspec.Struct, rename="pascal", forbid_unknown_fields=False
     local_aet: str = msgspec.field(name="LocalAet", default="")
 
 
+def _modality_from_array(name: str, value: list[Any]) -> DicomModality:
+    """Orthanc's short form of a ``DicomModalities`` entry: ``["AET", "host", port(, "manufacturer")]``."""
+    if not 3 <= len(value) <= 4:
+        raise ValueError(
+            f"DicomModalities[{name!r}] must be [AET, host, port] or [AET, host, port, manufacturer]"
+        )
+    try:
+        return msgspec.convert(
+            dict(zip(("AET", "Host", "Port", "Manufacturer"), value, strict=False)), DicomModality
+        )
+    except msgspec.ValidationError as error:
+        raise ValueError(f"DicomModalities[{name!r}]: {error}") from error
+
+
 class OrthancPeer(msgspec.Struct, rename="pascal", forbid_unknown_fields=False):
     """A remote Orthanc-compatible server, in the object form of ``OrthancPeers``."""
 
@@ -85,8 +99,16 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     dicom_check_called_aet: bool = False
     dicom_always_allow_echo: bool = True
     dicom_always_allow_store: bool = True
+    dicom_always_allow_find: bool = False
+    dicom_always_allow_find_worklist: bool = False
+    dicom_always_allow_get: bool = False
+    dicom_always_allow_move: bool = False
     dicom_check_modality_host: bool = False
     dicom_scp_timeout: int = 30
+    dicom_scu_timeout: int = 10
+    accepted_transfer_syntaxes: list[str] | str = msgspec.field(default_factory=lambda: ["1.2.840.10008.1.*"])
+    unknown_sop_class_accepted: bool = False
+    query_retrieve_size: int = 100
     dicom_modalities: dict[str, DicomModality | list[Any]] = msgspec.field(default_factory=dict)
     dicom_modalities_in_database: bool = False
     orthanc_peers: dict[str, OrthancPeer | list[Any]] = msgspec.field(default_factory=dict)
@@ -136,6 +158,10 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             raise ValueError("WorkerProcesses cannot be negative")
         if self.maximum_upload_size <= 0:
             raise ValueError("MaximumUploadSize must be positive")
+        self.dicom_modalities = {
+            name: _modality_from_array(name, value) if isinstance(value, list) else value
+            for name, value in self.dicom_modalities.items()
+        }
 
     @property
     def authentication_required(self) -> bool:
@@ -181,11 +207,8 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "DicomTlsTrustedCertificates",
         "DicomTlsRemoteCertificateRequired",
         "DicomAssociationCloseDelay",
-        "DicomScuTimeout",
         "DicomScuPreferredTransferSyntax",
         "DicomThreadsCount",
-        "UnknownSopClassAccepted",
-        "AcceptedTransferSyntaxes",
         "DeflatedTransferSyntaxAccepted",
         "JpegTransferSyntaxAccepted",
         "Jpeg2000TransferSyntaxAccepted",
@@ -196,7 +219,6 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "Mpeg4TransferSyntaxAccepted",
         "H265TransferSyntaxAccepted",
         "StoreMD5ForAttachments",
-        "QueryRetrieveSize",
         "LoadPrivateDictionary",
         "Dictionary",
         "SynchronousCMove",

@@ -22,6 +22,8 @@ counters               name                                   8-byte integer
 jobs                   job ID (UUID text)                     JobRecord (fastpacs.jobs.persistence)
 find_values            level + tag + value key                id (dupsort; /tools/find, see index.find)
 find_ids               level byte + id                        empty (non-instance levels, in ID order)
+modalities             symbolic name                          DicomModality (services.modalities)
+exports                export seq                             ExportedResource (/exports, services.exports)
 attachments            id + 2-byte content type               :class:`Attachment` (see index.attachments)
 protected              patient id                             empty (patient protected from recycling)
 =====================  =====================================  ==========================================
@@ -49,6 +51,8 @@ DATABASES: dict[str, dict[str, bool]] = {
     "jobs": {},
     "find_values": {"dupsort": True, "dupfixed": True},
     "find_ids": {},
+    "modalities": {},
+    "exports": {},
     "attachments": {},
     "protected": {},
 }
@@ -123,6 +127,7 @@ class Counter:
 
     NEXT_SEQ = b"next_seq"
     LAST_CHANGE = b"last_change"
+    LAST_EXPORT = b"last_export"
     DISK_SIZE = b"disk_size"
     UNCOMPRESSED_SIZE = b"uncompressed_size"
     SCHEMA_VERSION = b"schema_version"

@@ -6,6 +6,7 @@ from fastpacs.config import Config
 from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
 from fastpacs.metrics import ServerMetrics
+from fastpacs.net.server import DicomServer
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.attachments import AttachmentService
 from fastpacs.services.changes import ChangeService, StabilityMonitor
@@ -13,10 +14,12 @@ from fastpacs.services.content import ContentService
 from fastpacs.services.create import CreateService
 from fastpacs.services.delete import DeleteService
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.exports import ExportLog, ModalityExports
 from fastpacs.services.find import FindService
 from fastpacs.services.images import ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.metadata import MetadataService
+from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.services.modify import ModifyService
 from fastpacs.services.protection import ProtectionService
 from fastpacs.services.resource_tags import ResourceTagsService
@@ -44,6 +47,10 @@ class Services:
     creator: CreateService
     images: ImageService
     find: FindService
+    modalities: ModalityRegistry
+    exports: ExportLog
+    modality_exports: ModalityExports
+    dicom_server: DicomServer
     modify: ModifyService
     metadata: MetadataService
     attachments: AttachmentService

@@ -1,0 +1,80 @@
+"""Query identifiers and answers: between pydicom datasets and maps of tag → text.
+
+Services see a C-FIND identifier as ``{tag: text}`` (multiple values
+separated by ``\\``, numbers written out, sequences as empty text) and
+answer the same way; the values are given back their VR here, from the
+DICOM dictionary, to build the datasets pynetdicom encodes.
+"""
+
+import logging
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from fastpacs.dicom.dictionary import dictionary_vr
+from fastpacs.dicom.values import STRING_VRS
+
+logger = logging.getLogger(__name__)
+
+INTEGER_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
+FLOAT_VRS = frozenset({"FL", "FD"})
+SPECIFIC_CHARACTER_SET = 0x00080005
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return ""  # binary values are not matched, only asked for
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(_text(item) for item in value)
+    return str(value)
+
+
+def identifier_keys(identifier: Dataset) -> dict[int, str]:
+    """The keys of a query identifier as text (group lengths left out)."""
+    keys: dict[int, str] = {}
+    for element in identifier:
+        tag = int(element.tag)
+        if tag & 0xFFFF == 0:
+            continue
+        keys[tag] = "" if element.VR == "SQ" else _text(element.value).strip(" \x00")
+    return keys
+
+
+def _typed(vr: str, text: str) -> object:
+    """The value pydicom expects for a VR, from its text (``None`` for an empty one)."""
+    if not text:
+        return None
+    parts = text.split("\\")
+    if vr in INTEGER_VRS:
+        numbers: list[int | float] = [int(part) for part in parts]
+    elif vr in FLOAT_VRS:
+        numbers = [float(part) for part in parts]
+    else:
+        return text
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
+def dataset_of(keys: dict[int, str]) -> Dataset:
+    """A query identifier or an answer, each value in its dictionary VR (binary ones left empty)."""
+    dataset = Dataset()
+    character_set = keys.get(SPECIFIC_CHARACTER_SET)
+    if character_set:
+        dataset.SpecificCharacterSet = character_set.split("\\")
+    for tag, text in sorted(keys.items()):
+        if tag == SPECIFIC_CHARACTER_SET:
+            continue
+        vr = dictionary_vr(tag, None)
+        if vr == "SQ":
+            dataset.add_new(tag, vr, Sequence())
+        elif vr in STRING_VRS or vr in INTEGER_VRS or vr in FLOAT_VRS:
+            try:
+                dataset.add_new(tag, vr, _typed(vr, text))
+            except (ValueError, OverflowError):
+                logger.debug("answer value %r of %08x is not a valid %s: sent empty", text, tag, vr)
+                dataset.add_new(tag, vr, None)
+        else:
+            dataset.add_new(tag, vr if len(vr) == 2 else "UN", None)
+    return dataset

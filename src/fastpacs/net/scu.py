@@ -1,0 +1,246 @@
+"""Associations fastpacs opens to remote modalities: C-ECHO, C-STORE, C-FIND, C-MOVE.
+
+Everything here blocks (pynetdicom's SCU API is synchronous): the services
+call it through ``asyncio.to_thread``. Every association sets TCP_NODELAY on
+its socket and asks for an unlimited PDU size. Failures raise
+:class:`DicomNetworkError` with texts in the style of Orthanc's
+(``DicomAssociation - connecting to AET "X": ...``), which the services turn
+into Orthanc's "Error in the network protocol".
+
+C-STORE sends each file as it is stored, without decoding it, in a
+presentation context with the file's own transfer syntax. Each SOP class is
+also proposed in the uncompressed transfer syntaxes; a file in an
+uncompressed syntax the peer did not accept is decoded and sent in one it
+did (pynetdicom converts between the uncompressed syntaxes). Compressed
+files are not transcoded.
+"""
+
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pynetdicom import AE, _config, build_context
+from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from fastpacs.net.tcp import NO_DELAY_HANDLERS
+from fastpacs.net.transfer_syntaxes import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, UNCOMPRESSED
+from fastpacs.services.queries import StoredInstance
+
+logger = logging.getLogger(__name__)
+
+# Files are streamed from storage as they are; a dataset is decoded only to convert it.
+_config.STORE_SEND_CHUNKED_DATASET = True
+
+MAX_CONTEXTS = 128
+"""A requestor may propose at most 128 presentation contexts (PS3.8 9.3.2.2)."""
+STATUS_SUCCESS = 0x0000
+STATUS_PENDING = (0xFF00, 0xFF01)
+STATUS_CANCEL = 0xFE00
+
+_STATUS_DESCRIPTIONS = {
+    0xA700: "out of resources",
+    0xA701: "out of resources - unable to calculate number of matches",
+    0xA702: "out of resources - unable to perform sub-operations",
+    0xA801: "move destination unknown",
+    0xA900: "identifier does not match SOP class",
+    0xB000: "sub-operations complete - one or more failures",
+    0x0122: "SOP class not supported",
+    0x0124: "not authorized",
+}
+
+
+class DicomNetworkError(Exception):
+    """An association could not be made, broke, or a request failed (the message says which)."""
+
+
+@dataclass(frozen=True)
+class RemoteNode:
+    """Where and who to call, and as whom."""
+
+    aet: str
+    host: str
+    port: int
+    local_aet: str
+    timeout: float
+
+
+def _status_text(status: int) -> str:
+    description = _STATUS_DESCRIPTIONS.get(status)
+    if description is None and 0xC000 <= status <= 0xCFFF:
+        description = "unable to process"
+    return f"0x{status:04X}" + (f" ({description})" if description else "")
+
+
+def _connection_failure(node: RemoteNode) -> str:
+    """Why no association could be made, told as Orthanc tells it."""
+    try:
+        with socket.create_connection((node.host, node.port), timeout=node.timeout):
+            return "DUL network read timeout"  # the port answers, the association did not
+    except ConnectionRefusedError:
+        return "TCP Initialization Error: Connection refused"
+    except TimeoutError:
+        return "TCP Initialization Error: Operation timed out"
+    except OSError as error:
+        return f"TCP Initialization Error: {error.strerror or error}"
+
+
+def _application_entity(node: RemoteNode) -> AE:
+    ae = AE(ae_title=node.local_aet)
+    ae.maximum_pdu_size = 0
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = node.timeout
+    return ae
+
+
+def open_association(node: RemoteNode, contexts: list[PresentationContext]) -> Association:
+    """An established association; :class:`DicomNetworkError` otherwise."""
+    ae = _application_entity(node)
+    assoc = ae.associate(
+        node.host, node.port, contexts, ae_title=node.aet, max_pdu=0, evt_handlers=NO_DELAY_HANDLERS
+    )
+    if assoc.is_established:
+        return assoc
+    reason = "Association rejected by the remote modality" if assoc.is_rejected else _connection_failure(node)
+    raise DicomNetworkError(f'DicomAssociation - connecting to AET "{node.aet}": {reason}')
+
+
+def echo(node: RemoteNode) -> None:
+    assoc = open_association(node, [build_context(Verification)])
+    try:
+        status = assoc.send_c_echo()
+    finally:
+        assoc.release()
+    code = status.get("Status") if status else None
+    if code != STATUS_SUCCESS:
+        raise DicomNetworkError(f'C-ECHO SCU to AET "{node.aet}" has failed' + _code_suffix(code))
+
+
+def _code_suffix(code: int | None) -> str:
+    return " (no answer)" if code is None else f" with DIMSE status {_status_text(code)}"
+
+
+# --- C-STORE -------------------------------------------------------------------------------------
+
+
+def storage_contexts(instances: list[StoredInstance]) -> list[PresentationContext]:
+    """Each (SOP class, transfer syntax) pair, then each SOP class in the uncompressed syntaxes."""
+    pairs = dict.fromkeys((item.sop_class_uid, item.transfer_syntax) for item in instances)
+    contexts = [build_context(sop_class, [syntax]) for sop_class, syntax in pairs]
+    for sop_class in dict.fromkeys(sop_class for sop_class, _ in pairs):
+        contexts.append(build_context(sop_class, [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]))
+    if len(contexts) > MAX_CONTEXTS:
+        logger.warning(
+            "C-STORE: %d presentation contexts needed, only %d proposed", len(contexts), MAX_CONTEXTS
+        )
+    return contexts[:MAX_CONTEXTS]
+
+
+class StoreAssociation:
+    """One association used for a series of C-STOREs (a store job, a C-MOVE)."""
+
+    def __init__(self, node: RemoteNode, instances: list[StoredInstance]):
+        self.node = node
+        self.assoc = open_association(node, storage_contexts(instances))
+        self._accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in self.assoc.accepted_contexts}
+        self._message_id = 0
+
+    def send(
+        self,
+        instance: StoredInstance,
+        originator: tuple[str, int] | None = None,
+        dataset: Dataset | None = None,
+    ) -> int:
+        """C-STORE one instance (its file, or ``dataset`` when given already decoded); the status answered.
+
+        :class:`DicomNetworkError` if the peer answered nothing.
+        """
+        if not self.assoc.is_established:
+            raise DicomNetworkError(f'DicomAssociation - the association with AET "{self.node.aet}" was lost')
+        self._message_id = self._message_id % 65535 + 1
+        exact = (instance.sop_class_uid, instance.transfer_syntax) in self._accepted
+        if not exact and instance.transfer_syntax not in UNCOMPRESSED:
+            raise DicomNetworkError(
+                f'C-STORE SCU to AET "{self.node.aet}": the remote modality accepts neither the transfer '
+                f"syntax {instance.transfer_syntax} of instance {instance.sop_instance_uid} nor an "
+                "uncompressed one it could be converted to"
+            )
+        if dataset is None and not exact:
+            assert instance.path is not None
+            dataset = dcmread(instance.path)
+        originator_aet, originator_id = originator if originator is not None else (None, None)
+        try:
+            status = self.assoc.send_c_store(
+                dataset if dataset is not None else str(instance.path),
+                msg_id=self._message_id,
+                originator_aet=originator_aet,
+                originator_id=originator_id,
+            )
+        except ValueError as error:  # no accepted presentation context for this SOP class
+            raise DicomNetworkError(f'C-STORE SCU to AET "{self.node.aet}": {error}') from error
+        code = status.get("Status") if status else None
+        if code is None:
+            raise DicomNetworkError(f'C-STORE SCU to AET "{self.node.aet}" has failed (no answer)')
+        return int(code)
+
+    def close(self) -> None:
+        if self.assoc.is_established:
+            self.assoc.release()
+
+
+def is_store_success(status: int) -> bool:
+    """Success, or a warning (PS3.4 B.2.3: the instance was stored)."""
+    return status == STATUS_SUCCESS or 0xB000 <= status <= 0xBFFF
+
+
+# --- C-FIND and C-MOVE ---------------------------------------------------------------------------
+
+
+def _query_models(patient_root: bool) -> tuple[str, str]:
+    if patient_root:
+        return PatientRootQueryRetrieveInformationModelFind, PatientRootQueryRetrieveInformationModelMove
+    return StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove
+
+
+def find(node: RemoteNode, identifier: Dataset, patient_root: bool) -> list[Dataset]:
+    """The answers of a C-FIND (patient root for patient-level queries, study root otherwise)."""
+    model, _ = _query_models(patient_root)
+    assoc = open_association(node, [build_context(model)])
+    try:
+        answers = list(_responses(node, "C-FIND", assoc.send_c_find(identifier, model)))
+    finally:
+        assoc.release()
+    return answers
+
+
+def move(node: RemoteNode, identifier: Dataset, target_aet: str, patient_root: bool) -> None:
+    """C-MOVE what the identifier names to ``target_aet``; :class:`DicomNetworkError` unless all moved."""
+    _, model = _query_models(patient_root)
+    assoc = open_association(node, [build_context(model)])
+    try:
+        for _ in _responses(node, "C-MOVE", assoc.send_c_move(identifier, target_aet, model)):
+            pass
+    finally:
+        assoc.release()
+
+
+def _responses(node: RemoteNode, service: str, responses: Iterator[tuple[Dataset, Dataset | None]]):
+    """The identifiers of pending responses; :class:`DicomNetworkError` unless the last is a success."""
+    for status, identifier in responses:
+        code = status.get("Status") if status else None
+        if code in STATUS_PENDING:
+            if identifier is not None:
+                yield identifier
+            continue
+        if code == STATUS_SUCCESS:
+            return
+        raise DicomNetworkError(f'{service} SCU to AET "{node.aet}" has failed' + _code_suffix(code))

@@ -1,0 +1,177 @@
+"""The DICOM server: a pynetdicom AE on ``DicomPort``, started and stopped with the web server.
+
+Associations are accepted as Orthanc 1.10.1 accepts them:
+
+- with ``DicomCheckCalledAet``, the called AET must be ``DicomAet`` (else
+  A-ASSOCIATE-RJ, "called AE title not recognised");
+- the caller must be known unless some ``DicomAlwaysAllow*`` option is set
+  (else A-ASSOCIATE-RJ, "calling AE title not recognised");
+- each request is then checked against the caller's permissions, and a
+  request the caller may not make aborts the association.
+
+Presentation contexts: Verification; every storage SOP class pynetdicom
+knows, in the transfer syntaxes of ``AcceptedTransferSyntaxes`` (with the
+SCP role offered for C-GET); the patient-root and study-root query/retrieve
+models (FIND, MOVE, GET). With ``UnknownSopClassAccepted``, pynetdicom's
+unrestricted storage mode accepts any storage-like SOP class — in whatever
+transfer syntax the caller proposes first (pynetdicom cannot combine that
+mode with a transfer syntax filter). Both settings can change at run time
+(``/tools/accepted-transfer-syntaxes``, ``/tools/unknown-sop-class-accepted``);
+new associations see the change.
+
+The server listens on all interfaces only when ``RemoteAccessAllowed`` is
+set, on the loopback interface otherwise (fastpacs's secure default; Orthanc
+always listens on all interfaces).
+"""
+
+import asyncio
+import logging
+
+from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from fastpacs.config import Config
+from fastpacs.net.association import caller_of, is_refused
+from fastpacs.net.query_retrieve_scp import QueryRetrieveScp
+from fastpacs.net.store_scp import StoreScp
+from fastpacs.net.tcp import NO_DELAY_HANDLERS
+from fastpacs.net.transfer_syntaxes import UNCOMPRESSED, matching_transfer_syntaxes
+from fastpacs.services.ingest import IngestService
+from fastpacs.services.modalities import DicomRequest, ModalityRegistry
+from fastpacs.services.queries import LocalQueryRetrieve
+
+logger = logging.getLogger(__name__)
+logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO level logs every PDU
+
+MAXIMUM_ASSOCIATIONS = 128
+QUERY_RETRIEVE_MODELS = (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+ECHO_SUCCESS = 0x0000
+ECHO_REFUSED = 0x0124
+
+REJECTED_PERMANENT = 0x01
+SERVICE_USER = 0x01
+CALLING_AE_NOT_RECOGNISED = 0x03
+CALLED_AE_NOT_RECOGNISED = 0x07
+
+
+def presentation_contexts(transfer_syntaxes: list[str]) -> list[PresentationContext]:
+    """The contexts the server supports, storage in the given transfer syntaxes."""
+    ae = AE()
+    ae.add_supported_context(Verification, list(UNCOMPRESSED))
+    if transfer_syntaxes:
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, transfer_syntaxes, scu_role=True, scp_role=True)
+    for model in QUERY_RETRIEVE_MODELS:
+        ae.add_supported_context(model, list(UNCOMPRESSED))
+    return ae.supported_contexts
+
+
+class DicomServer:
+    """The AE, its listening socket and the handlers of its events."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: ModalityRegistry,
+        ingest: IngestService,
+        local: LocalQueryRetrieve,
+        loop: asyncio.AbstractEventLoop,
+    ):
+        self.config = config
+        self.registry = registry
+        self.store = StoreScp(registry, ingest, loop)
+        self.query_retrieve = QueryRetrieveScp(registry, local)
+        self.accepted_transfer_syntaxes = matching_transfer_syntaxes(
+            [config.accepted_transfer_syntaxes]
+            if isinstance(config.accepted_transfer_syntaxes, str)
+            else config.accepted_transfer_syntaxes
+        )
+        self.unknown_sop_class_accepted = config.unknown_sop_class_accepted
+        self.ae = AE(ae_title=config.dicom_aet)
+        self.ae.maximum_pdu_size = 0
+        self.ae.maximum_associations = MAXIMUM_ASSOCIATIONS
+        self.ae.network_timeout = config.dicom_scp_timeout or None
+        self._server: ThreadedAssociationServer | None = None
+
+    @property
+    def port(self) -> int:
+        return self.config.dicom_port
+
+    def start(self) -> None:
+        """Listen on ``DicomPort`` (associations are served by pynetdicom's threads)."""
+        _config.UNRESTRICTED_STORAGE_SERVICE = self.unknown_sop_class_accepted
+        address = "0.0.0.0" if self.config.remote_access_allowed else "127.0.0.1"
+        handlers = [
+            *NO_DELAY_HANDLERS,
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self.store.handle),
+            (evt.EVT_C_FIND, self.query_retrieve.find),
+            (evt.EVT_C_MOVE, self.query_retrieve.move),
+            (evt.EVT_C_GET, self.query_retrieve.get),
+        ]
+        self._server = self.ae.start_server(
+            (address, self.config.dicom_port),
+            block=False,
+            evt_handlers=handlers,
+            contexts=presentation_contexts(self.accepted_transfer_syntaxes),
+        )
+        logger.info("DICOM server %s listening on %s:%d", self.config.dicom_aet, address, self.port)
+
+    def stop(self) -> None:
+        """Abort the associations in progress and close the listening socket (blocking)."""
+        self.ae.shutdown()
+        self._server = None
+
+    def set_accepted_transfer_syntaxes(self, transfer_syntaxes: list[str]) -> None:
+        self.accepted_transfer_syntaxes = transfer_syntaxes
+        if self._server is not None:
+            self._server.contexts = presentation_contexts(transfer_syntaxes)
+
+    def set_unknown_sop_class_accepted(self, accepted: bool) -> None:
+        self.unknown_sop_class_accepted = accepted
+        _config.UNRESTRICTED_STORAGE_SERVICE = accepted
+
+    # --- association events (on the association's thread)
+
+    def _on_requested(self, event: evt.Event) -> None:
+        """Refuse the association before negotiation, as Orthanc does, when the AETs say so."""
+        caller = caller_of(event.assoc)
+        if self.config.dicom_check_called_aet and not self.registry.same_aet(
+            caller.called_aet, self.config.dicom_aet
+        ):
+            logger.warning(
+                "association refused: called AET %r is not %r", caller.called_aet, self.config.dicom_aet
+            )
+            self._reject(event, CALLED_AE_NOT_RECOGNISED)
+        elif not self.registry.is_known_caller(caller.aet, caller.host):
+            logger.warning(
+                "association refused: AET %r on %s is not a known modality", caller.aet, caller.host
+            )
+            self._reject(event, CALLING_AE_NOT_RECOGNISED)
+
+    @staticmethod
+    def _reject(event: evt.Event, diagnostic: int) -> None:
+        event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, diagnostic)
+        evt.trigger(event.assoc, evt.EVT_REJECTED, {})
+        event.assoc.kill()
+
+    def _on_echo(self, event: evt.Event) -> int:
+        return ECHO_REFUSED if is_refused(event, self.registry, DicomRequest.ECHO) else ECHO_SUCCESS

@@ -1,0 +1,383 @@
+"""Exports: resources sent to modalities (C-STORE), and their log (/exports).
+
+``POST /modalities/{name}/store`` resolves the resources named, logs them
+(when ``LogExportedResources`` is on) and sends their instances over one
+association (:class:`ModalityStore`, Orthanc's ``DicomModalityStore`` job).
+
+The log of exported resources:
+Each store request to a modality (or a peer) logs one entry per resource
+it names, at the level it was named, before anything is sent (Orthanc logs
+even when the destination turns out to be unknown). Entries live in the
+index; their sequence numbers keep growing after ``DELETE /exports``.
+"""
+
+import asyncio
+import io
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from fastpacs.config import Config
+from fastpacs.dicom.ids import Level, RawId, format_id, parse_id
+from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.index.database import Database
+from fastpacs.index.schema import Counter, pack_u64, unpack_u64
+from fastpacs.index.updates import IndexUpdate, orthanc_timestamp
+from fastpacs.index.view import IndexView
+from fastpacs.index.writer import IndexWriter
+from fastpacs.net.scu import DicomNetworkError, RemoteNode, StoreAssociation, is_store_success
+from fastpacs.services.modalities import ModalityRegistry
+from fastpacs.services.queries import StoredInstance, stored_instances
+from fastpacs.services.resources import resource_path
+from fastpacs.storage.blobs import BlobStore
+
+logger = logging.getLogger(__name__)
+
+EXPORTS_DATABASE = "exports"
+DEFAULT_LIMIT = 100
+
+_UID_KEYWORDS = (
+    # Which identifiers an entry carries, by level: the resource's own and its ancestors'.
+    (Level.INSTANCE, "SOPInstanceUID"),
+    (Level.SERIES, "SeriesInstanceUID"),
+    (Level.STUDY, "StudyInstanceUID"),
+    (Level.PATIENT, "PatientID"),
+)
+
+
+class ExportedResource(msgspec.Struct, array_like=True):
+    """One entry of the export log."""
+
+    level: int
+    resource: RawId
+    remote_modality: str
+    date: str
+    identifiers: dict[str, str]
+    """PatientID and the UIDs of the resource and its ancestors, by keyword."""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(ExportedResource)
+
+
+def _identifiers(view: IndexView, level: Level, rid: RawId) -> dict[str, str]:
+    found: dict[str, str] = {}
+    current: RawId | None = rid
+    while current is not None:
+        record = view.resource(current)
+        if record is None:
+            break
+        keyword = Level(record.level).identifier_keyword
+        found[keyword] = record.main_tags.get(keyword, "")
+        current = record.parent
+    return {keyword: found.get(keyword, "") for lowest, keyword in _UID_KEYWORDS if lowest <= level}
+
+
+def log_exports(
+    update: IndexUpdate, resources: list[tuple[Level, RawId]], remote: str, moment: float
+) -> None:
+    """Append one entry per resource (resources that vanished meanwhile are skipped)."""
+    date = orthanc_timestamp(moment)
+    for level, rid in resources:
+        if update.resource_at(rid, level) is None:
+            continue
+        entry = ExportedResource(int(level), rid, remote, date, _identifiers(update, level, rid))
+        seq = update.add_counter(Counter.LAST_EXPORT, 1)
+        update.txn.put(pack_u64(seq), _encoder.encode(entry), db=update.dbs[EXPORTS_DATABASE], append=True)
+
+
+def clear_exports(update: IndexUpdate) -> None:
+    update.txn.drop(update.dbs[EXPORTS_DATABASE], delete=False)
+
+
+def entry_json(seq: int, entry: ExportedResource) -> dict[str, Any]:
+    level = Level(entry.level)
+    return {
+        "Date": entry.date,
+        "ID": format_id(entry.resource),
+        "Path": resource_path(level, entry.resource),
+        "RemoteModality": entry.remote_modality,
+        "ResourceType": level.type_name,
+        "Seq": seq,
+        **entry.identifiers,
+    }
+
+
+class ExportLog:
+    """Reads and writes the export log."""
+
+    def __init__(self, database: Database, writer: IndexWriter, enabled: bool):
+        self.database = database
+        self.writer = writer
+        self.enabled = enabled
+
+    async def log(self, resources: list[tuple[Level, RawId]], remote: str) -> None:
+        if self.enabled and resources:
+            moment = time.time()
+            await self.writer.run(lambda update: log_exports(update, resources, remote, moment))
+
+    def entries(self, since: int, limit: int, last_only: bool) -> dict[str, Any]:
+        """Orthanc's ``{"Done": ..., "Exports": [...], "Last": ...}``.
+
+        Without ``?last``, ``Last`` is the sequence number of the last entry
+        given, or ``since`` when there is none (Orthanc's guess).
+        """
+        with self.database.read() as view:
+            cursor = view.txn.cursor(db=view.dbs[EXPORTS_DATABASE])
+            if last_only:
+                found = [(unpack_u64(cursor.key()), _decoder.decode(cursor.value()))] if cursor.last() else []
+                done, last = True, found[-1][0] if found else 0
+            else:
+                found = []
+                if cursor.set_range(pack_u64(since + 1)):
+                    for key, value in cursor:
+                        found.append((unpack_u64(key), _decoder.decode(value)))
+                        if len(found) > limit:
+                            break
+                done = len(found) <= limit
+                found = found[:limit]
+                last = found[-1][0] if found else since
+        return {"Done": done, "Exports": [entry_json(seq, entry) for seq, entry in found], "Last": last}
+
+    async def clear(self) -> None:
+        await self.writer.run(clear_exports)
+
+
+# --- C-STORE to a modality -----------------------------------------------------------------------
+
+
+@dataclass
+class StoreRequest:
+    """A ``POST /modalities/{name}/store`` body, as Orthanc 1.10.1 reads it."""
+
+    resources: list[str]
+    synchronous: bool = True
+    priority: int = 0
+    permissive: bool = False
+    local_aet: str | None = None
+    timeout: int | None = None
+    move_originator: tuple[str, int] | None = None
+
+
+def _store_error(details: str | None = None) -> OrthancError:
+    return OrthancError(ErrorCode.BAD_FILE_FORMAT, details)
+
+
+def parse_store_request(body: bytes) -> StoreRequest:
+    """The resources to send and the options; a bare ID (not JSON) is one resource."""
+    text = body.decode("utf-8", errors="replace").strip()
+    if parse_id(text) is not None:
+        return StoreRequest(resources=[text])
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise _store_error("Must provide a JSON value") from None
+    if isinstance(document, str):
+        document = [document]
+    if isinstance(document, list):
+        document = {"Resources": document}
+    if not isinstance(document, dict):
+        raise _store_error()
+    if "Resources" not in document:
+        raise _store_error('Missing field in JSON: "Resources"')
+    resources = document["Resources"]
+    if not isinstance(resources, list):
+        raise _store_error('JSON field "Resources" must contain an array')
+    if not all(isinstance(item, str) for item in resources):
+        raise _store_error("Resources to be exported must be specified as a JSON array of strings")
+    request = StoreRequest(resources=[item.strip() for item in resources])
+    request.synchronous = _synchronous(document)
+    request.priority = _integer(document, "Priority", 0)
+    request.permissive = _boolean(document, "Permissive", False)
+    if isinstance(document.get("LocalAet"), str):
+        request.local_aet = document["LocalAet"]
+    if "Timeout" in document:
+        request.timeout = _integer(document, "Timeout", 0)
+    if isinstance(document.get("MoveOriginatorAet"), str):
+        request.move_originator = (document["MoveOriginatorAet"], _integer(document, "MoveOriginatorID", 0))
+    return request
+
+
+def _boolean(document: dict[str, Any], name: str, default: bool) -> bool:
+    value = document.get(name, default)
+    if not isinstance(value, bool):
+        raise _store_error(f"Boolean value expected in field: {name}")
+    return value
+
+
+def _integer(document: dict[str, Any], name: str, default: int) -> int:
+    value = document.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _store_error(f"Integer value expected in field: {name}")
+    return value
+
+
+def _synchronous(document: dict[str, Any]) -> bool:
+    """Orthanc's rule: ``Synchronous`` wins, else not ``Asynchronous``, else synchronous."""
+    if "Synchronous" in document:
+        return _boolean(document, "Synchronous", True)
+    return not _boolean(document, "Asynchronous", False)
+
+
+class ModalityStore:
+    """Sends instances to a modality over one association: Orthanc's ``DicomModalityStore`` job.
+
+    One step per instance. The association opens at the first step and
+    closes when the work ends; a broken association is opened again at the
+    next step. Without ``Permissive`` the first failure fails the whole work,
+    with it failures are counted and the work goes on.
+    """
+
+    type_name = "DicomModalityStore"
+
+    def __init__(
+        self,
+        node: RemoteNode,
+        instances: list[StoredInstance],
+        parents: list[str],
+        *,
+        permissive: bool = False,
+        move_originator: tuple[str, int] | None = None,
+    ):
+        self.node = node
+        self.instances = instances
+        self.parents = parents
+        self.permissive = permissive
+        self.move_originator = move_originator
+        self.failed = 0
+        self._association: StoreAssociation | None = None
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.instances)
+
+    async def run_step(self, index: int) -> None:
+        instance = self.instances[index]
+        try:
+            if self._association is None:
+                self._association = await asyncio.to_thread(
+                    StoreAssociation, self.node, self.instances[index:]
+                )
+            status = await asyncio.to_thread(self._association.send, instance, self.move_originator)
+        except DicomNetworkError as error:
+            await self.close()
+            self._fail(str(error))
+            return
+        if not is_store_success(status):
+            self._fail(f'C-STORE SCU to AET "{self.node.aet}" has failed with DIMSE status 0x{status:04X}')
+
+    def _fail(self, details: str) -> None:
+        if not self.permissive:
+            raise OrthancError(ErrorCode.NETWORK_PROTOCOL, details)
+        logger.warning("store to %s: %s", self.node.aet, details)
+        self.failed += 1
+
+    async def close(self) -> None:
+        """Release the association (when the work ends, fails or is paused)."""
+        association, self._association = self._association, None
+        if association is not None:
+            await asyncio.to_thread(association.close)
+
+    def content(self) -> dict[str, Any]:
+        content: dict[str, Any] = {
+            "Description": "REST API",
+            "FailedInstancesCount": self.failed,
+            "InstancesCount": len(self.instances),
+            "LocalAet": self.node.local_aet,
+            "RemoteAet": self.node.aet,
+        }
+        if self.parents:
+            content["ParentResources"] = self.parents
+        if self.move_originator is not None:
+            content["MoveOriginatorAET"], content["MoveOriginatorID"] = self.move_originator
+        return content
+
+
+class ModalityExports:
+    """``POST /modalities/{name}/store``: resolves the resources, logs the export, sends."""
+
+    def __init__(
+        self,
+        config: Config,
+        database: Database,
+        storage: BlobStore,
+        registry: ModalityRegistry,
+        log: ExportLog,
+    ):
+        self.config = config
+        self.database = database
+        self.storage = storage
+        self.registry = registry
+        self.log = log
+
+    async def prepare(self, name: str, request: StoreRequest) -> ModalityStore:
+        """The store work for a request, its export logged first (even to an unknown modality, as Orthanc)."""
+        named: list[tuple[Level, RawId]] = []
+        instances: list[StoredInstance] = []
+        for text in request.resources:
+            rid = parse_id(text)
+            if rid is None:
+                raise _store_error(f"This string is not a valid Orthanc identifier: {text}")
+            with self.database.read() as view:
+                record = view.resource(rid)
+                if record is None:
+                    await self.log.log(named, name)
+                    raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+                level = Level(record.level)
+                instances.extend(stored_instances(view, self.storage, level, rid))
+            named.append((level, rid))
+        await self.log.log(named, name)
+        modality = self.registry.require(name)
+        parents = sorted({format_id(rid) for _, rid in named})
+        return ModalityStore(
+            self.registry.node(modality, request.local_aet, request.timeout),
+            instances,
+            parents,
+            permissive=request.permissive,
+            move_originator=request.move_originator,
+        )
+
+    @staticmethod
+    async def run(work: ModalityStore) -> dict[str, Any]:
+        """Do the work now and answer its content (the synchronous form of the request)."""
+        try:
+            for index in range(work.total_steps):
+                await work.run_step(index)
+        finally:
+            await work.close()
+        return work.content()
+
+    async def store_straight(self, name: str, data: bytes) -> dict[str, str]:
+        """C-STORE a DICOM file given in the request, without storing it here."""
+        modality = self.registry.require(name)
+        return await asyncio.to_thread(_store_straight, self.registry.node(modality), data)
+
+
+def _store_straight(node: RemoteNode, data: bytes) -> dict[str, str]:
+    try:
+        dataset = dcmread(io.BytesIO(data))
+        sop_class, sop_instance = str(dataset.SOPClassUID), str(dataset.SOPInstanceUID)
+        syntax = str(dataset.file_meta.TransferSyntaxUID)
+    except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError) as error:
+        raise _store_error(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)") from error
+    instance = StoredInstance(
+        path=None, sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax=syntax
+    )
+    association = StoreAssociation(node, [instance])
+    try:
+        status = association.send(instance, dataset=dataset)
+    except DicomNetworkError as error:
+        raise OrthancError(ErrorCode.NETWORK_PROTOCOL, str(error)) from error
+    finally:
+        association.close()
+    if not is_store_success(status):
+        raise OrthancError(
+            ErrorCode.NETWORK_PROTOCOL,
+            f'C-STORE SCU to AET "{node.aet}" has failed with DIMSE status 0x{status:04X}',
+        )
+    return {"SOPClassUID": sop_class, "SOPInstanceUID": sop_instance}

@@ -1,0 +1,660 @@
+"""The DICOM network of a running fastpacs: its SCP driven by pynetdicom, its SCU through /modalities.
+
+One server, configured the strict way a hospital would (``DicomCheckCalledAet``,
+no ``DicomAlwaysAllowStore``), with one registered modality allowed
+everything (the tests' own AET), one allowed nothing but C-ECHO, and — added
+by the tests — the server itself as a modality, so that its SCU talks to its
+own SCP.
+"""
+
+import threading
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, AllStoragePresentationContexts, build_context, build_role, evt
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    MRImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from fastpacs.net.tcp import NO_DELAY_HANDLERS
+from fastpacs.testing import ServerProcess, fastpacs_server, free_port
+from tests.conftest import pydicom_file
+
+TEST_AET = "NETTEST"
+LIMITED_AET = "LIMITED"
+SERVER_AET = "FASTPACS"
+
+CT_FILE = "CT_small.dcm"
+MR_FILE = "MR_small.dcm"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    options = {
+        "DicomAet": SERVER_AET,
+        "DicomCheckCalledAet": True,
+        "DicomAlwaysAllowStore": False,
+        "LogExportedResources": True,
+        "DicomModalities": {
+            "tests": {"AET": TEST_AET, "Host": "127.0.0.1", "Port": free_port()},
+            "limited": {
+                "AET": LIMITED_AET,
+                "Host": "127.0.0.1",
+                "Port": free_port(),
+                "AllowStore": False,
+                "AllowFind": False,
+                "AllowMove": False,
+                "AllowGet": False,
+            },
+        },
+    }
+    process = fastpacs_server(tmp_path_factory.mktemp("dicom-network"), options).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        yield http
+
+
+def _associate(server: ServerProcess, contexts, aet: str = TEST_AET, called: str = SERVER_AET):
+    ae = AE(ae_title=aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    return ae.associate(
+        "127.0.0.1", server.dicom_port, contexts, ae_title=called, evt_handlers=NO_DELAY_HANDLERS
+    )
+
+
+def _store(server: ServerProcess, datasets: list[Dataset], aet: str = TEST_AET) -> list[int]:
+    contexts = [build_context(CTImageStorage), build_context(MRImageStorage)]
+    assoc = _associate(server, contexts, aet)
+    assert assoc.is_established
+    try:
+        statuses = []
+        for dataset in datasets:
+            status = assoc.send_c_store(dataset)
+            statuses.append(status.Status if "Status" in status else None)
+        return statuses
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def _ends_aborted(assoc) -> bool:
+    """Whether the association ends aborted by the peer (its thread sees the A-ABORT shortly after)."""
+    assoc.join(10)
+    return assoc.is_aborted
+
+
+def _copy_with_new_uids(name: str, study: str | None = None) -> Dataset:
+    dataset = dcmread(pydicom_file(name))
+    dataset.StudyInstanceUID = study or generate_uid()
+    dataset.SeriesInstanceUID = generate_uid()
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    return dataset
+
+
+# --- SCP: association acceptance and C-ECHO ------------------------------------------------------
+
+
+def test_echo_from_a_known_modality(server: ServerProcess) -> None:
+    assoc = _associate(server, [build_context(Verification)])
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+
+def test_echo_from_an_unknown_aet_is_allowed(server: ServerProcess) -> None:
+    """DicomAlwaysAllowEcho (true by default) accepts anyone's association for C-ECHO."""
+    assoc = _associate(server, [build_context(Verification)], aet="STRANGER")
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+
+def test_wrong_called_aet_is_rejected(server: ServerProcess) -> None:
+    assoc = _associate(server, [build_context(Verification)], called="SOMEONE")
+    assert assoc.is_rejected
+    assert assoc.acceptor.primitive.result_source == 0x01
+    assert assoc.acceptor.primitive.diagnostic == 0x07  # called AE title not recognised
+
+
+def test_called_aet_is_compared_case_insensitively(server: ServerProcess) -> None:
+    assoc = _associate(server, [build_context(Verification)], called=SERVER_AET.lower())
+    assert assoc.is_established
+    assoc.release()
+
+
+# --- SCP: C-STORE --------------------------------------------------------------------------------
+
+
+def test_store_lands_with_its_origin(server: ServerProcess, client: httpx.Client) -> None:
+    dataset = _copy_with_new_uids(CT_FILE)
+    assert _store(server, [dataset]) == [0x0000]
+    found = client.post("/tools/lookup", content=str(dataset.SOPInstanceUID)).json()
+    assert [entry["Type"] for entry in found] == ["Instance"]
+    metadata = client.get(f"/instances/{found[0]['ID']}/metadata", params={"expand": ""}).json()
+    assert metadata["Origin"] == "DicomProtocol"
+    assert metadata["RemoteAET"] == TEST_AET
+    assert metadata["RemoteIP"] == "127.0.0.1"
+    assert metadata["CalledAET"] == SERVER_AET
+    stored = client.get(f"/instances/{found[0]['ID']}/file").content
+    assert dcmread(pydicom_file(CT_FILE)).PixelData in stored
+
+
+def test_store_of_an_instance_already_stored_succeeds(server: ServerProcess) -> None:
+    dataset = _copy_with_new_uids(CT_FILE)
+    assert _store(server, [dataset, dataset]) == [0x0000, 0x0000]
+
+
+def test_store_of_a_dataset_fastpacs_cannot_index_is_cannot_understand(server: ServerProcess) -> None:
+    """A dataset without its study and series UIDs cannot be indexed: 0xC000, and the association goes on."""
+    broken = Dataset()
+    broken.SOPClassUID = CTImageStorage
+    broken.SOPInstanceUID = generate_uid()
+    broken.file_meta = Dataset()
+    broken.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    good = _copy_with_new_uids(CT_FILE)
+    assert _store(server, [broken, good]) == [0xC000, 0x0000]
+
+
+def test_store_from_an_unknown_aet_aborts(server: ServerProcess) -> None:
+    """Without DicomAlwaysAllowStore, Orthanc accepts the association and aborts it at the C-STORE."""
+    assoc = _associate(server, [build_context(CTImageStorage)], aet="STRANGER")
+    assert assoc.is_established
+    status = assoc.send_c_store(_copy_with_new_uids(CT_FILE))
+    assert "Status" not in status
+    assert _ends_aborted(assoc)
+
+
+def test_store_from_a_modality_not_allowed_to_store_aborts(server: ServerProcess) -> None:
+    assoc = _associate(server, [build_context(CTImageStorage)], aet=LIMITED_AET)
+    assert assoc.is_established
+    status = assoc.send_c_store(_copy_with_new_uids(CT_FILE))
+    assert "Status" not in status
+    assert _ends_aborted(assoc)
+
+
+def test_fifty_stores_over_four_parallel_associations_all_land(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    study = generate_uid()
+    datasets = [_copy_with_new_uids(CT_FILE, study) for _ in range(50)]
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def send(part: list[Dataset]) -> None:
+        result = _store(server, part)
+        with lock:
+            statuses.extend(result)
+
+    threads = [threading.Thread(target=send, args=(datasets[number::4],)) for number in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [0x0000] * 50
+    found = client.post(
+        "/tools/find", json={"Level": "Instance", "Query": {"StudyInstanceUID": study}}
+    ).json()
+    assert len(found) == 50
+
+
+# --- SCP: C-FIND, C-MOVE, C-GET ------------------------------------------------------------------
+
+
+def _find(
+    server: ServerProcess, identifier: Dataset, aet: str = TEST_AET
+) -> list[tuple[int, Dataset | None]]:
+    assoc = _associate(server, [build_context(StudyRootQueryRetrieveInformationModelFind)], aet)
+    assert assoc.is_established
+    try:
+        return [
+            (status.Status if "Status" in status else -1, answer)
+            for status, answer in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind)
+        ]
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def test_find_study_answers_the_keys_asked(server: ServerProcess) -> None:
+    dataset = _copy_with_new_uids(MR_FILE)
+    assert _store(server, [dataset]) == [0x0000]
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = dataset.StudyInstanceUID
+    query.PatientName = ""
+    query.ModalitiesInStudy = ""
+    query.NumberOfStudyRelatedInstances = ""
+    query.StudyDescription = ""
+    responses = _find(server, query)
+    assert [status for status, _ in responses] == [0xFF00, 0x0000]
+    answer = responses[0][1]
+    assert answer is not None
+    assert answer.QueryRetrieveLevel == "STUDY"
+    assert answer.RetrieveAETitle == SERVER_AET
+    assert answer.SpecificCharacterSet == "ISO_IR 100"
+    assert answer.PatientName == dataset.PatientName
+    assert answer.ModalitiesInStudy == "MR"
+    assert answer.NumberOfStudyRelatedInstances == 1
+    assert answer.StudyDescription == dataset.get("StudyDescription", "")
+    assert "StudyDate" not in answer  # only what was asked
+
+
+def test_find_matches_person_names_case_insensitively_and_other_keys_exactly(server: ServerProcess) -> None:
+    dataset = _copy_with_new_uids(CT_FILE)
+    dataset.PatientName = "Doe^Jane"
+    dataset.PatientID = "CASE-" + generate_uid()[-8:]
+    assert _store(server, [dataset]) == [0x0000]
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientName = "DOE^J*"
+    query.PatientID = dataset.PatientID
+    query.StudyInstanceUID = ""
+    assert [status for status, _ in _find(server, query)] == [0xFF00, 0x0000]
+    query.PatientID = dataset.PatientID.lower()
+    assert [status for status, _ in _find(server, query)] == [0x0000]
+
+
+def test_find_at_image_level_reads_tags_beyond_the_main_ones(server: ServerProcess) -> None:
+    dataset = _copy_with_new_uids(CT_FILE)
+    assert _store(server, [dataset]) == [0x0000]
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID = dataset.StudyInstanceUID
+    query.SeriesInstanceUID = dataset.SeriesInstanceUID
+    query.SOPInstanceUID = ""
+    query.Rows = None
+    query.NumberOfFrames = None
+    responses = _find(server, query)
+    answer = responses[0][1]
+    assert answer is not None
+    assert answer.SOPInstanceUID == dataset.SOPInstanceUID
+    assert answer.Rows == dataset.Rows
+    assert answer.NumberOfFrames is None or answer.NumberOfFrames == ""
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DA")
+def test_find_with_a_wildcard_on_a_date_fails(server: ServerProcess) -> None:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyDate = "2004*"
+    assert [status for status, _ in _find(server, query)] == [0xA900]
+
+
+def test_find_without_a_level_fails(server: ServerProcess) -> None:
+    query = Dataset()
+    query.PatientID = "x"
+    assert [status for status, _ in _find(server, query)] == [0xA900]
+
+
+def test_find_from_a_modality_not_allowed_to_find_aborts(server: ServerProcess) -> None:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    assoc = _associate(server, [build_context(StudyRootQueryRetrieveInformationModelFind)], LIMITED_AET)
+    assert assoc.is_established
+    responses = list(assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind))
+    assert all("Status" not in status for status, _ in responses)
+    assert _ends_aborted(assoc)
+
+
+def test_get_sends_the_series_back_on_the_same_association(server: ServerProcess) -> None:
+    dataset = _copy_with_new_uids(CT_FILE)
+    assert _store(server, [dataset]) == [0x0000]
+    received: list[Dataset] = []
+
+    def on_store(event) -> int:
+        received.append(event.dataset)
+        return 0x0000
+
+    ae = AE(ae_title=TEST_AET)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate(
+        "127.0.0.1",
+        server.dicom_port,
+        ae_title=SERVER_AET,
+        ext_neg=[build_role(CTImageStorage, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
+    assert assoc.is_established
+    query = Dataset()
+    query.QueryRetrieveLevel = "SERIES"
+    query.StudyInstanceUID = dataset.StudyInstanceUID
+    query.SeriesInstanceUID = dataset.SeriesInstanceUID
+    statuses = [
+        status.Status for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet)
+    ]
+    assoc.release()
+    assert statuses[-1] == 0x0000
+    assert [item.SOPInstanceUID for item in received] == [dataset.SOPInstanceUID]
+
+
+def _move(server: ServerProcess, query: Dataset, destination: str) -> list[int]:
+    assoc = _associate(server, [build_context(StudyRootQueryRetrieveInformationModelMove)])
+    assert assoc.is_established
+    try:
+        return [
+            status.Status
+            for status, _ in assoc.send_c_move(query, destination, StudyRootQueryRetrieveInformationModelMove)
+        ]
+    finally:
+        assoc.release()
+
+
+def test_move_to_an_unknown_destination_fails(server: ServerProcess) -> None:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = "1.2.3"
+    assert _move(server, query, "NOBODY") == [0xA801]
+
+
+def test_move_to_a_registered_modality_sends_the_study(server: ServerProcess, tmp_path: Path) -> None:
+    received: list[str] = []
+    port = free_port()
+
+    def on_store(event) -> int:
+        received.append(event.request.AffectedSOPInstanceUID)
+        return 0x0000
+
+    receiver = AE(ae_title="RECEIVER")
+    receiver.supported_contexts = AllStoragePresentationContexts
+    scp = receiver.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=60) as http:
+            assert (
+                http.put(
+                    "/modalities/receiver", json={"AET": "RECEIVER", "Host": "127.0.0.1", "Port": port}
+                ).status_code
+                == 200
+            )
+            study = generate_uid()
+            datasets = [_copy_with_new_uids(CT_FILE, study) for _ in range(3)]
+            assert _store(server, datasets) == [0x0000] * 3
+            query = Dataset()
+            query.QueryRetrieveLevel = "STUDY"
+            query.StudyInstanceUID = study
+            statuses = _move(server, query, "RECEIVER")
+            http.delete("/modalities/receiver")
+    finally:
+        scp.shutdown()
+    assert statuses[-1] == 0x0000
+    assert sorted(received) == sorted(str(item.SOPInstanceUID) for item in datasets)
+
+
+# --- REST: /modalities, C-ECHO and C-STORE through the SCU, /exports ------------------------------
+
+
+@pytest.fixture
+def self_modality(server: ServerProcess, client: httpx.Client) -> Iterator[str]:
+    """The server registered as one of its own modalities: its SCU calls its SCP."""
+    body = {"AET": SERVER_AET, "Host": "127.0.0.1", "Port": server.dicom_port}
+    assert client.put("/modalities/self", json=body).status_code == 200
+    yield "self"
+    client.delete("/modalities/self")
+
+
+def _error(response: httpx.Response) -> tuple[int, int, str | None]:
+    body = response.json()
+    return response.status_code, body["OrthancStatus"], body.get("Details")
+
+
+def test_modalities_are_configured_as_in_orthanc(client: httpx.Client) -> None:
+    assert client.get("/modalities").json() == ["limited", "tests"]
+    assert client.put("/modalities/extra", json=["EXTRA", "10.0.0.1", 104, "GE"]).status_code == 200
+    configuration = client.get("/modalities/extra/configuration").json()
+    assert configuration == {
+        "AET": "EXTRA",
+        "AllowEcho": True,
+        "AllowEventReport": True,
+        "AllowFind": True,
+        "AllowFindWorklist": True,
+        "AllowGet": True,
+        "AllowMove": True,
+        "AllowNAction": True,
+        "AllowStore": True,
+        "AllowTranscoding": True,
+        "Host": "10.0.0.1",
+        "LocalAet": "",
+        "Manufacturer": "GE",
+        "Port": 104,
+        "Timeout": 0,
+        "UseDicomTls": False,
+    }
+    body = {"AET": "EXTRA", "Host": "h", "Port": "105", "AllowStorageCommitment": False, "Timeout": 3}
+    assert client.put("/modalities/extra", json=body).status_code == 200
+    expanded = client.get("/modalities", params={"expand": ""}).json()
+    assert list(expanded) == ["extra", "limited", "tests"]
+    assert expanded["extra"]["Port"] == 105
+    assert expanded["extra"]["AllowNAction"] is expanded["extra"]["AllowEventReport"] is False
+    assert expanded["extra"]["Manufacturer"] == "Generic"
+    assert expanded["extra"]["Timeout"] == 3
+    assert client.get("/modalities/extra").json()[:2] == ["configuration", "echo"]
+    assert client.delete("/modalities/extra").status_code == 200
+    assert client.get("/modalities/extra").status_code == 404
+    assert _error(client.delete("/modalities/extra")) == (
+        404,
+        7,
+        "Unknown DICOM modality with symbolic name: extra",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"Host": "h", "Port": 104}, (400, 15, "String value expected in field: AET")),
+        ({"AET": "X", "Port": 104}, (400, 15, "String value expected in field: Host")),
+        ({"AET": "X", "Host": "h"}, (400, 15, None)),
+        (
+            {"AET": "X", "Host": "h", "Port": 0},
+            (400, 3, "A TCP port number must be in range [1..65534], but found: 0"),
+        ),
+        (
+            {"AET": "X", "Host": "h", "Port": 104, "Manufacturer": "Nope"},
+            (400, 3, 'Unknown modality manufacturer: "Nope"'),
+        ),
+        (
+            {"AET": "X", "Host": "h", "Port": 104, "AllowStore": "yes"},
+            (400, 15, "Boolean value expected in field: AllowStore"),
+        ),
+        (
+            {"AET": "X", "Host": "h", "Port": 104, "Timeout": -1},
+            (400, 15, "Unsigned integer value expected in field: Timeout"),
+        ),
+        (["X", "h"], (400, 15, None)),
+    ],
+)
+def test_bad_modality_definitions_are_refused(client: httpx.Client, body, expected) -> None:
+    assert _error(client.put("/modalities/bad", json=body)) == expected
+    assert "bad" not in client.get("/modalities").json()
+
+
+def test_echo_through_the_rest_api(client: httpx.Client, self_modality: str) -> None:
+    response = client.post(f"/modalities/{self_modality}/echo", json={})
+    assert (response.status_code, response.content, response.headers["content-type"]) == (
+        200,
+        b"{}",
+        "application/json",
+    )
+    assert client.post(f"/modalities/{self_modality}/echo", content=b"").status_code == 200
+    assert _error(client.post(f"/modalities/{self_modality}/echo", content=b"{")) == (
+        400,
+        15,
+        "Cannot parse the JSON body",
+    )
+    assert _error(client.post("/modalities/nosuch/echo", json={})) == (
+        404,
+        7,
+        "No modality with symbolic name: nosuch",
+    )
+    closed = free_port()
+    client.put("/modalities/closed", json={"AET": "CLOSED", "Host": "127.0.0.1", "Port": closed})
+    try:
+        assert _error(client.post("/modalities/closed/echo", json={})) == (
+            500,
+            9,
+            'DicomAssociation - connecting to AET "CLOSED": TCP Initialization Error: Connection refused',
+        )
+    finally:
+        client.delete("/modalities/closed")
+
+
+def test_store_through_the_rest_api_logs_exports(
+    server: ServerProcess, client: httpx.Client, self_modality: str
+) -> None:
+    client.delete("/exports")
+    study = generate_uid()
+    datasets = [_copy_with_new_uids(CT_FILE, study) for _ in range(2)]
+    assert _store(server, datasets) == [0x0000, 0x0000]
+    instance = client.post("/tools/lookup", content=str(datasets[0].SOPInstanceUID)).json()[0]["ID"]
+    study_id = client.post("/tools/lookup", content=study).json()[0]["ID"]
+
+    answer = client.post(f"/modalities/{self_modality}/store", content=instance.encode())
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "Description": "REST API",
+        "FailedInstancesCount": 0,
+        "InstancesCount": 1,
+        "LocalAet": SERVER_AET,
+        "ParentResources": [instance],
+        "RemoteAet": SERVER_AET,
+    }
+    answer = client.post(
+        f"/modalities/{self_modality}/store", json={"Resources": [study_id], "Synchronous": True}
+    )
+    assert answer.json()["InstancesCount"] == 2
+
+    exports = client.get("/exports").json()
+    assert exports["Done"] is True
+    first, second = exports["Exports"]
+    assert (first["ResourceType"], first["ID"], first["RemoteModality"]) == ("Instance", instance, "self")
+    assert first["Path"] == f"/instances/{instance}"
+    assert first["SOPInstanceUID"] == datasets[0].SOPInstanceUID
+    assert first["StudyInstanceUID"] == study
+    assert first["PatientID"] == datasets[0].PatientID
+    assert second["ResourceType"] == "Study"
+    assert set(second) == {
+        "Date",
+        "ID",
+        "Path",
+        "PatientID",
+        "RemoteModality",
+        "ResourceType",
+        "Seq",
+        "StudyInstanceUID",
+    }
+    assert second["Seq"] == first["Seq"] + 1
+    assert exports["Last"] == second["Seq"]
+    paged = client.get("/exports", params={"since": str(first["Seq"] - 1), "limit": "1"}).json()
+    assert (paged["Done"], [entry["Seq"] for entry in paged["Exports"]]) == (False, [first["Seq"]])
+
+    assert client.delete("/exports").status_code == 200
+    assert client.get("/exports").json() == {"Done": True, "Exports": [], "Last": 0}
+    client.post(f"/modalities/{self_modality}/store", json=[instance])
+    assert client.get("/exports").json()["Exports"][0]["Seq"] == second["Seq"] + 1  # numbering goes on
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"Resources": ["nothex"]}', (400, 15, "This string is not a valid Orthanc identifier: nothex")),
+        (
+            b'{"Resources": [1]}',
+            (400, 15, "Resources to be exported must be specified as a JSON array of strings"),
+        ),
+        (b'{"Resources": "x"}', (400, 15, 'JSON field "Resources" must contain an array')),
+        (b"{}", (400, 15, 'Missing field in JSON: "Resources"')),
+        (b"{bad json", (400, 15, "Must provide a JSON value")),
+        (b'["00000000-00000000-00000000-00000000-00000000"]', (404, 17, None)),
+    ],
+)
+def test_bad_store_requests_are_refused(client: httpx.Client, self_modality: str, body, expected) -> None:
+    assert _error(client.post(f"/modalities/{self_modality}/store", content=body)) == expected
+
+
+def test_store_to_a_closed_port_is_a_network_error(client: httpx.Client) -> None:
+    instance = client.get("/instances").json()[0]
+    client.put("/modalities/closed", json={"AET": "CLOSED", "Host": "127.0.0.1", "Port": free_port()})
+    try:
+        status, code, details = _error(client.post("/modalities/closed/store", json=[instance]))
+    finally:
+        client.delete("/modalities/closed")
+    assert (status, code) == (500, 9)
+    assert details is not None and details.startswith('DicomAssociation - connecting to AET "CLOSED"')
+
+
+def test_store_straight_sends_the_body(client: httpx.Client, self_modality: str) -> None:
+    dataset = _copy_with_new_uids(MR_FILE)
+    encoded = BytesIO()
+    dataset.save_as(encoded, enforce_file_format=True)
+    answer = client.post(f"/modalities/{self_modality}/store-straight", content=encoded.getvalue())
+    assert answer.json() == {"SOPClassUID": MRImageStorage, "SOPInstanceUID": dataset.SOPInstanceUID}
+    assert client.post("/tools/lookup", content=str(dataset.SOPInstanceUID)).json()[0]["Type"] == "Instance"
+    assert _error(client.post(f"/modalities/{self_modality}/store-straight", content=b"garbage")) == (
+        400,
+        15,
+        "Cannot parse an invalid DICOM file (size: 7 bytes)",
+    )
+
+
+def test_accepted_transfer_syntaxes_apply_to_new_associations(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    everything = client.get("/tools/accepted-transfer-syntaxes").json()
+    assert everything[:4] == [
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.2",
+    ]
+    assert len(everything) == 42
+    try:
+        answer = client.put("/tools/accepted-transfer-syntaxes", json=["1.2.840.10008.1.2"])
+        assert answer.json() == ["1.2.840.10008.1.2"]
+        assoc = _associate(
+            server, [build_context(Verification), build_context(CTImageStorage, ExplicitVRLittleEndian)]
+        )
+        assert assoc.is_established
+        assert [context.abstract_syntax for context in assoc.accepted_contexts] == [Verification]
+        assoc.release()
+        assert _error(client.put("/tools/accepted-transfer-syntaxes", content=b"1.2.*"))[:2] == (400, 15)
+    finally:
+        assert client.put("/tools/accepted-transfer-syntaxes", json="*").json() == everything
+    assert _store(server, [_copy_with_new_uids(CT_FILE)]) == [0x0000]
+
+
+def test_unknown_sop_classes_are_accepted_on_demand(server: ServerProcess, client: httpx.Client) -> None:
+    private_class = "1.2.826.0.1.3680043.9.9999.1"
+    dataset = _copy_with_new_uids(CT_FILE)
+    dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID = private_class
+    assert client.get("/tools/unknown-sop-class-accepted").text == "0"
+    assoc = _associate(server, [build_context(Verification), build_context(private_class)])
+    assert [context.abstract_syntax for context in assoc.accepted_contexts] == [Verification]
+    assoc.release()
+    assert client.put("/tools/unknown-sop-class-accepted", content=b"true").status_code == 200
+    try:
+        assert client.get("/tools/unknown-sop-class-accepted").text == "1"
+        assoc = _associate(server, [build_context(private_class)])
+        assert assoc.send_c_store(dataset).Status == 0x0000
+        assoc.release()
+    finally:
+        client.put("/tools/unknown-sop-class-accepted", content=b"0")
+    assert _error(client.put("/tools/unknown-sop-class-accepted", content=b"maybe")) == (
+        400,
+        15,
+        "Boolean value expected",
+    )
