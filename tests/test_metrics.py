@@ -307,10 +307,20 @@ def test_durations_appear_once_observed_and_nothing_when_disabled() -> None:
 def test_association_metrics_and_log_line(caplog: pytest.LogCaptureFixture) -> None:
     metrics = ServerMetrics()
     metrics.association_opened()
-    with caplog.at_level(logging.INFO, logger="fastpacs.dicom"):
-        metrics.association_closed(
-            0.25, "released", calling_aet="MODALITY", called_aet="ORTHANC", remote="10.0.0.7", operations=3
-        )
+    logger = logging.getLogger("fastpacs.dicom")
+    logger.addHandler(caplog.handler)  # directly: the fastpacs loggers may not propagate to the root
+    try:
+        with caplog.at_level(logging.INFO, logger="fastpacs.dicom"):
+            metrics.association_closed(
+                0.25,
+                "released",
+                calling_aet="MODALITY",
+                called_aet="ORTHANC",
+                remote="10.0.0.7",
+                operations=3,
+            )
+    finally:
+        logger.removeHandler(caplog.handler)
     families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
     active = families["fastpacs_dicom_associations_active"].samples[0].value
     ended = {s.labels["outcome"]: s.value for s in families["fastpacs_dicom_associations"].samples}
