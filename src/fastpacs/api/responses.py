@@ -55,9 +55,9 @@ def parse_integer(text: str) -> int | None:
 
 
 def parse_count(text: str) -> int:
-    """A non-negative integer argument; Orthanc's "Bad type for a parameter" otherwise."""
+    """A non-negative 64-bit integer argument; Orthanc's "Bad type for a parameter" otherwise."""
     value = parse_integer(text)
-    if value is None or value < 0:
+    if value is None or not 0 <= value < 2**64:
         raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE, "Syntax error in some user-supplied data")
     return value
 

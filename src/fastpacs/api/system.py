@@ -56,10 +56,18 @@ def _since_and_limit(since_text: str | None, limit_text: str | None) -> tuple[in
     """/changes reads ``since`` then ``limit`` and keeps the defaults from the first malformed one.
 
     As in Orthanc, a malformed number is not an error: ``?limit=many`` keeps the
-    default limit, and ``?since=x&limit=2`` ignores both.
+    default limit, and ``?since=x&limit=2`` ignores both. Orthanc reads ``since``
+    as a signed 64-bit and ``limit`` as an unsigned 32-bit integer: a number out
+    of those ranges is malformed too.
     """
-    since = 0 if since_text is None else parse_integer(since_text)
+    since = 0 if since_text is None else _within(parse_integer(since_text), -(2**63), 2**63 - 1)
     if since is None:
         return 0, DEFAULT_LIMIT
-    limit = DEFAULT_LIMIT if limit_text is None else parse_integer(limit_text)
+    limit = (
+        DEFAULT_LIMIT if limit_text is None else _within(parse_integer(limit_text), -(2**32) + 1, 2**32 - 1)
+    )
     return max(0, since), DEFAULT_LIMIT if limit is None else max(0, limit)
+
+
+def _within(value: int | None, lowest: int, highest: int) -> int | None:
+    return value if value is not None and lowest <= value <= highest else None
