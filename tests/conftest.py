@@ -1,9 +1,12 @@
 """Shared fixtures: real fastpacs servers started as subprocesses, pydicom's test files."""
 
+import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
@@ -15,6 +18,42 @@ def pydicom_file(name: str) -> Path:
     path = get_testdata_file(name, download=False)
     assert path is not None, f"pydicom test file {name} is missing"
     return Path(path)
+
+
+def dicom_variant(
+    base: str = "CT_small.dcm",
+    *,
+    patient_id: str | None = None,
+    study: str | None = None,
+    series: str | None = None,
+    instance: str | None = None,
+) -> bytes:
+    """A pydicom test file with other identifiers: ``study``/``series``/``instance`` suffix its UIDs."""
+    dataset = pydicom.dcmread(pydicom_file(base))
+    if patient_id is not None:
+        dataset.PatientID = patient_id
+    for keyword, suffix in (
+        ("StudyInstanceUID", study),
+        ("SeriesInstanceUID", series),
+        ("SOPInstanceUID", instance),
+    ):
+        if suffix is not None:
+            setattr(dataset, keyword, f"{getattr(dataset, keyword)}.{suffix}")
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def orthanc_id(*identifiers: str) -> str:
+    """Orthanc's resource ID, computed independently of fastpacs: SHA-1 of the "|"-joined identifiers."""
+    digest = hashlib.sha1("|".join(identifiers).encode()).hexdigest()
+    return "-".join(digest[i : i + 8] for i in range(0, 40, 8))
+
+
+def stored_blobs(storage: Path) -> dict[str, Path]:
+    """The files of a fastpacs storage folder, by SHA-256 (their name)."""
+    return {path.name: path for path in storage.glob("??/??/*") if path.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -110,6 +110,8 @@ def test_change_log_of_a_burst_of_uploads(pair: ServerPair, uploaded: dict[str, 
             get("changes limit with plus sign", "/changes", limit="+3"),
             get("changes limit with a space", "/changes", limit=" 3"),
             get("changes decimal since", "/changes", since="1.5", limit="2"),
+            get("changes since beyond 64 bits", "/changes", since="99999999999999999999", limit="2"),
+            get("changes limit beyond 32 bits", "/changes", limit="4294967296"),
         ]
     )
     check.verdict()

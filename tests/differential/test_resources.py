@@ -56,6 +56,8 @@ def listing_calls() -> Iterator[Call]:
         yield get(f"{level} since with plus sign", f"/{level}", since="+1", limit="2")
         yield get(f"{level} since with a space", f"/{level}", since=" 1", limit="2")
         yield get(f"{level} decimal since", f"/{level}", since="1.5", limit="2")
+        yield get(f"{level} since beyond 64 bits", f"/{level}", since="99999999999999999999", limit="2")
+        yield get(f"{level} limit beyond 32 bits", f"/{level}", since="0", limit="4294967296")
 
 
 @pytest.mark.parametrize("call", list(listing_calls()), ids=str)

@@ -1,0 +1,112 @@
+"""Resources on fastpacs alone: JSON shapes and links, DELETE cascade and the removal of stored files."""
+
+import hashlib
+
+import httpx
+
+from fastpacs.testing import ServerProcess
+from tests.conftest import dicom_variant, stored_blobs
+
+LEVELS = ("patients", "studies", "series", "instances")
+
+
+def upload(client: httpx.Client, data: bytes) -> dict[str, str]:
+    answer = client.post("/instances", content=data)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_parents_and_children_link_up(client: httpx.Client) -> None:
+    answers = [
+        upload(client, dicom_variant(patient_id="LINKS", series=str(s), instance=f"{s + 1}{i}"))
+        for s in range(2)
+        for i in range(3)
+    ]
+    patient = client.get(f"/patients/{answers[0]['ParentPatient']}").json()
+    (study_id,) = patient["Studies"]
+    study = client.get(f"/studies/{study_id}").json()
+    assert study["ParentPatient"] == patient["ID"]
+    assert study["PatientMainDicomTags"] == patient["MainDicomTags"]
+    assert study["Series"] == [answers[0]["ParentSeries"], answers[3]["ParentSeries"]]
+    for series_id, instances in zip(study["Series"], (answers[:3], answers[3:]), strict=True):
+        series = client.get(f"/series/{series_id}").json()
+        assert series["ParentStudy"] == study_id
+        assert series["Instances"] == [answer["ID"] for answer in instances]
+        for answer in instances:
+            instance = client.get(f"/instances/{answer['ID']}").json()
+            assert instance["ParentSeries"] == series_id
+            assert client.get(f"/instances/{answer['ID']}/patient").json()["ID"] == patient["ID"]
+
+
+def test_deleting_a_patient_removes_everything_below_and_its_files(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    files = [dicom_variant(patient_id="CASCADE", series=str(i % 2), instance=str(i)) for i in range(4)]
+    answers = [upload(client, data) for data in files]
+    storage = server.directory / "storage"
+    assert {sha256(data) for data in files} <= stored_blobs(storage).keys()
+    before = client.get("/statistics").json()
+
+    answer = client.delete(f"/patients/{answers[0]['ParentPatient']}")
+
+    assert (answer.status_code, answer.json()) == (200, {"RemainingAncestor": None})
+    gone = (
+        {answers[0]["ParentPatient"], answers[0]["ParentStudy"]}
+        | {a["ParentSeries"] for a in answers}
+        | {a["ID"] for a in answers}
+    )
+    for level in LEVELS:
+        assert gone.isdisjoint(client.get(f"/{level}").json())
+    for resource_id in gone:
+        for level in LEVELS:
+            assert client.get(f"/{level}/{resource_id}").status_code == 404
+    assert {sha256(data) for data in files}.isdisjoint(stored_blobs(storage))
+    after = client.get("/statistics").json()
+    assert after["CountInstances"] == before["CountInstances"] - 4
+    assert int(after["TotalDiskSize"]) == int(before["TotalDiskSize"]) - sum(map(len, files))
+
+
+def test_deleting_the_last_instance_removes_empty_ancestors(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    keep = upload(client, dicom_variant(patient_id="LAST", series="1", instance="1"))
+    data = dicom_variant(patient_id="LAST", study="2", series="2", instance="2")
+    lone = upload(client, data)
+    answer = client.delete(f"/instances/{lone['ID']}").json()
+    assert answer == {
+        "RemainingAncestor": {
+            "ID": keep["ParentPatient"],
+            "Path": f"/patients/{keep['ParentPatient']}",
+            "Type": "Patient",
+        }
+    }
+    for level, key in (("series", "ParentSeries"), ("studies", "ParentStudy")):
+        assert client.get(f"/{level}/{lone[key]}").status_code == 404
+    assert client.get(f"/patients/{keep['ParentPatient']}").json()["Studies"] == [keep["ParentStudy"]]
+    assert sha256(data) not in stored_blobs(server.directory / "storage")
+
+
+def test_a_deleted_instance_can_be_stored_again(server: ServerProcess, client: httpx.Client) -> None:
+    data = dicom_variant(patient_id="AGAIN", instance="1")
+    first = upload(client, data)
+    assert client.delete(f"/instances/{first['ID']}").status_code == 200
+    assert client.delete(f"/instances/{first['ID']}").status_code == 404
+    second = upload(client, data)
+    assert (second["ID"], second["Status"]) == (first["ID"], "Success")
+    assert client.get(f"/instances/{second['ID']}/file").content == data
+    assert sha256(data) in stored_blobs(server.directory / "storage")
+
+
+def test_statistics_count_every_level(client: httpx.Client) -> None:
+    statistics = client.get("/statistics").json()
+    for level, key in zip(
+        LEVELS, ("CountPatients", "CountStudies", "CountSeries", "CountInstances"), strict=True
+    ):
+        assert statistics[key] == len(client.get(f"/{level}").json())
+    sizes = [client.get(f"/instances/{i}").json()["FileSize"] for i in client.get("/instances").json()]
+    assert int(statistics["TotalDiskSize"]) == int(statistics["TotalUncompressedSize"]) == sum(sizes)
+    assert statistics["TotalDiskSizeMB"] == sum(sizes) // (1024 * 1024)
