@@ -658,3 +658,141 @@ def test_unknown_sop_classes_are_accepted_on_demand(server: ServerProcess, clien
         15,
         "Boolean value expected",
     )
+
+
+# --- REST: /modalities/{name}/query and /queries (C-FIND and C-MOVE through the SCU) -------------
+
+
+@pytest.fixture
+def receiver(client: httpx.Client) -> Iterator[list[str]]:
+    """A pynetdicom storage SCP registered as modality "receiver": the SOP instance UIDs it received."""
+    received: list[str] = []
+    port = free_port()
+
+    def on_store(event) -> int:
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    ae = AE(ae_title="RECEIVER")
+    ae.supported_contexts = AllStoragePresentationContexts
+    scp = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    client.put("/modalities/receiver", json={"AET": "RECEIVER", "Host": "127.0.0.1", "Port": port})
+    yield received
+    client.delete("/modalities/receiver")
+    scp.shutdown()
+
+
+def _stored_study(server: ServerProcess, instances: int = 2) -> list[Dataset]:
+    study = generate_uid()
+    datasets = [_copy_with_new_uids(CT_FILE, study) for _ in range(instances)]
+    for dataset in datasets:
+        dataset.PatientID = "Q-" + study[-10:]
+    assert _store(server, datasets) == [0x0000] * instances
+    return datasets
+
+
+def test_query_and_its_answers(server: ServerProcess, client: httpx.Client, self_modality: str) -> None:
+    datasets = _stored_study(server)
+    body = {"Level": "Study", "Query": {"PatientID": datasets[0].PatientID, "StudyDescription": ""}}
+    created = client.post(f"/modalities/{self_modality}/query", json=body).json()
+    query = created["ID"]
+    assert created["Path"] == f"/queries/{query}"
+    assert query in client.get("/queries").json()
+    assert client.get(f"/queries/{query}").json() == ["answers", "level", "modality", "query", "retrieve"]
+    assert client.get(f"/queries/{query}/level").text == "Study"
+    assert client.get(f"/queries/{query}/modality").text == self_modality
+    assert client.get(f"/queries/{query}/query").json() == {
+        "0008,1030": {"Name": "StudyDescription", "Type": "String", "Value": ""},
+        "0010,0020": {"Name": "PatientID", "Type": "String", "Value": datasets[0].PatientID},
+    }
+    assert client.get(f"/queries/{query}/answers").json() == ["0"]
+    simplified = client.get(f"/queries/{query}/answers", params={"expand": "", "simplify": ""}).json()
+    assert simplified == [
+        {
+            "AccessionNumber": datasets[0].get("AccessionNumber", ""),
+            "PatientID": datasets[0].PatientID,
+            "QueryRetrieveLevel": "STUDY",
+            "RetrieveAETitle": SERVER_AET,
+            "SpecificCharacterSet": "ISO_IR 100",
+            "StudyDescription": datasets[0].get("StudyDescription", ""),
+            "StudyInstanceUID": datasets[0].StudyInstanceUID,
+        }
+    ]
+    content = client.get(f"/queries/{query}/answers/0/content").json()
+    assert content["0008,0052"] == {"Name": "QueryRetrieveLevel", "Type": "String", "Value": "STUDY"}
+    assert client.get(f"/queries/{query}/answers/0").json() == [
+        "content",
+        "retrieve",
+        "query-series",
+        "query-instances",
+    ]
+    assert _error(client.get(f"/queries/{query}/answers/99/content"))[:2] == (400, 3)
+    assert _error(client.get(f"/queries/{query}/answers/x/content")) == (
+        400,
+        5,
+        "Syntax error in some user-supplied data",
+    )
+
+    series = client.post(f"/queries/{query}/answers/0/query-series", json={}).json()["ID"]
+    assert client.get(f"/queries/{series}/level").text == "Series"
+    series_answers = client.get(f"/queries/{series}/answers", params={"expand": "", "simplify": ""}).json()
+    assert sorted(answer["SeriesInstanceUID"] for answer in series_answers) == sorted(
+        str(dataset.SeriesInstanceUID) for dataset in datasets
+    )
+
+    assert client.delete(f"/queries/{query}").status_code == 200
+    assert _error(client.get(f"/queries/{query}")) == (404, 17, None)
+    assert client.delete(f"/queries/{query}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"Level": "Nope", "Query": {}}, (400, 3, None)),
+        ({"Query": {}}, (400, 15, "The JSON body must contain field Level")),
+        ([], (400, 15, "Must provide a JSON object")),
+        (
+            {"Level": "Study", "Query": {"PatientName": 1}},
+            (400, 15, "Associative array of DICOM tags to strings expected in field: Query"),
+        ),
+        (
+            {"Level": "Study", "Query": {"Nosuch": "a"}},
+            (400, 15, "Associative array of DICOM tags to strings expected in field: Query"),
+        ),
+    ],
+)
+def test_bad_queries_are_refused(client: httpx.Client, self_modality: str, body, expected) -> None:
+    assert _error(client.post(f"/modalities/{self_modality}/query", json=body)) == expected
+
+
+def test_retrieve_moves_the_answers_to_the_target(
+    server: ServerProcess, client: httpx.Client, self_modality: str, receiver: list[str]
+) -> None:
+    datasets = _stored_study(server, 3)
+    body = {"Level": "Series", "Query": {"StudyInstanceUID": datasets[0].StudyInstanceUID}}
+    query = client.post(f"/modalities/{self_modality}/query", json=body).json()["ID"]
+    assert len(client.get(f"/queries/{query}/answers").json()) == 3
+
+    answer = client.post(f"/queries/{query}/answers/0/retrieve", content=b"RECEIVER").json()
+    assert answer["Description"] == "REST API"
+    assert (answer["LocalAet"], answer["RemoteAet"]) == (SERVER_AET, SERVER_AET)
+    (item,) = answer["Query"]
+    assert item["0008,0052"] == "SERIES"
+    assert item["0020,000d"] == datasets[0].StudyInstanceUID
+    assert len(receiver) == 1
+
+    answer = client.post(f"/queries/{query}/retrieve", json={"TargetAet": "RECEIVER", "Full": True}).json()
+    assert len(answer["Query"]) == 3
+    assert answer["Query"][0]["0008,0052"] == {
+        "Name": "QueryRetrieveLevel",
+        "Type": "String",
+        "Value": "SERIES",
+    }
+    assert sorted(receiver[1:]) == sorted(str(dataset.SOPInstanceUID) for dataset in datasets)
+
+    status, code, details = _error(client.post(f"/queries/{query}/retrieve", json={"TargetAet": "NOBODY"}))
+    assert (status, code) == (500, 9)
+    assert (
+        details
+        == f'C-MOVE SCU to AET "{SERVER_AET}" has failed with DIMSE status 0xA801 (move destination unknown)'
+    )

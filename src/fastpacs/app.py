@@ -34,6 +34,7 @@ from fastpacs.api.metadata import metadata_handlers
 from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metrics_enabled
 from fastpacs.api.modalities import MODALITY_HANDLERS
 from fastpacs.api.modify import MODIFY_HANDLERS
+from fastpacs.api.queries import QUERY_HANDLERS
 from fastpacs.api.resource_helpers import RESOURCE_HELPER_HANDLERS
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl
@@ -65,7 +66,7 @@ from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modalities import load_registry
 from fastpacs.services.modify import ModifyService
 from fastpacs.services.protection import ProtectionService
-from fastpacs.services.queries import LocalQueryRetrieve
+from fastpacs.services.queries import LocalQueryRetrieve, QueryService
 from fastpacs.services.registry import Services
 from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
@@ -126,6 +127,7 @@ async def start_services(
         modalities=modalities,
         exports=export_log,
         modality_exports=ModalityExports(config, database, storage, modalities, export_log),
+        queries=QueryService(config, modalities, default_encoding),
         dicom_server=dicom_server,
         attachments=AttachmentService(
             database, writer, storage, config.user_content_type, config.check_revisions
@@ -206,6 +208,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *IMAGE_HANDLERS,
             find,
             *MODALITY_HANDLERS,
+            *QUERY_HANDLERS,
             *EXPORT_HANDLERS,
             *MODIFY_HANDLERS,
             metrics_prometheus,

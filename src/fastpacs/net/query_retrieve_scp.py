@@ -29,10 +29,10 @@ from pynetdicom import evt
 
 from fastpacs.net.association import is_refused
 from fastpacs.net.datasets import dataset_of, identifier_keys
-from fastpacs.net.scu import storage_contexts
+from fastpacs.net.scu import StoredInstance, storage_contexts
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.services.modalities import DicomRequest, ModalityRegistry
-from fastpacs.services.queries import LocalQueryRetrieve, QueryError, StoredInstance
+from fastpacs.services.queries import LocalQueryRetrieve, QueryError
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -33,9 +34,9 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from fastpacs.net.datasets import dataset_of
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.net.transfer_syntaxes import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, UNCOMPRESSED
-from fastpacs.services.queries import StoredInstance
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,17 @@ _STATUS_DESCRIPTIONS = {
     0x0122: "SOP class not supported",
     0x0124: "not authorized",
 }
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An instance to send by C-STORE: its file and what a presentation context needs."""
+
+    path: Path | None
+    """``None`` for a dataset that is not stored here (``store-straight``)."""
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
 
 
 class DicomNetworkError(Exception):
@@ -211,26 +223,36 @@ def _query_models(patient_root: bool) -> tuple[str, str]:
     return StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove
 
 
-def find(node: RemoteNode, identifier: Dataset, patient_root: bool) -> list[Dataset]:
+def find(node: RemoteNode, keys: dict[int, str], patient_root: bool) -> list[Dataset]:
     """The answers of a C-FIND (patient root for patient-level queries, study root otherwise)."""
     model, _ = _query_models(patient_root)
     assoc = open_association(node, [build_context(model)])
     try:
-        answers = list(_responses(node, "C-FIND", assoc.send_c_find(identifier, model)))
+        return list(_responses(node, "C-FIND", assoc.send_c_find(dataset_of(keys), model)))
     finally:
         assoc.release()
-    return answers
 
 
-def move(node: RemoteNode, identifier: Dataset, target_aet: str, patient_root: bool) -> None:
-    """C-MOVE what the identifier names to ``target_aet``; :class:`DicomNetworkError` unless all moved."""
-    _, model = _query_models(patient_root)
-    assoc = open_association(node, [build_context(model)])
-    try:
-        for _ in _responses(node, "C-MOVE", assoc.send_c_move(identifier, target_aet, model)):
+class MoveAssociation:
+    """One association for a series of C-MOVEs (a retrieve job)."""
+
+    def __init__(self, node: RemoteNode, patient_root: bool):
+        self.node = node
+        _, self.model = _query_models(patient_root)
+        self.assoc = open_association(node, [build_context(self.model)])
+
+    def move(self, keys: dict[int, str], target_aet: str) -> None:
+        """C-MOVE what the keys name to ``target_aet``; :class:`DicomNetworkError` unless all moved."""
+        if not self.assoc.is_established:
+            raise DicomNetworkError(f'DicomAssociation - the association with AET "{self.node.aet}" was lost')
+        for _ in _responses(
+            self.node, "C-MOVE", self.assoc.send_c_move(dataset_of(keys), target_aet, self.model)
+        ):
             pass
-    finally:
-        assoc.release()
+
+    def close(self) -> None:
+        if self.assoc.is_established:
+            self.assoc.release()
 
 
 def _responses(node: RemoteNode, service: str, responses: Iterator[tuple[Dataset, Dataset | None]]):

@@ -16,7 +16,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from pydicom import dcmread
@@ -30,9 +30,9 @@ from fastpacs.index.schema import Counter, pack_u64, unpack_u64
 from fastpacs.index.updates import IndexUpdate, orthanc_timestamp
 from fastpacs.index.view import IndexView
 from fastpacs.index.writer import IndexWriter
-from fastpacs.net.scu import DicomNetworkError, RemoteNode, StoreAssociation, is_store_success
+from fastpacs.net.scu import DicomNetworkError, RemoteNode, StoreAssociation, StoredInstance, is_store_success
 from fastpacs.services.modalities import ModalityRegistry
-from fastpacs.services.queries import StoredInstance, stored_instances
+from fastpacs.services.queries import stored_instances
 from fastpacs.services.resources import resource_path
 from fastpacs.storage.blobs import BlobStore
 
@@ -298,6 +298,29 @@ class ModalityStore:
         return content
 
 
+class StepWork(Protocol):
+    """Work done in steps over one association (a store, a retrieve)."""
+
+    @property
+    def total_steps(self) -> int: ...
+
+    async def run_step(self, index: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def content(self) -> dict[str, Any]: ...
+
+
+async def run_to_end(work: StepWork) -> dict[str, Any]:
+    """Do the work now and answer its content (the synchronous form of a request)."""
+    try:
+        for index in range(work.total_steps):
+            await work.run_step(index)
+    finally:
+        await work.close()
+    return work.content()
+
+
 class ModalityExports:
     """``POST /modalities/{name}/store``: resolves the resources, logs the export, sends."""
 
@@ -341,16 +364,6 @@ class ModalityExports:
             permissive=request.permissive,
             move_originator=request.move_originator,
         )
-
-    @staticmethod
-    async def run(work: ModalityStore) -> dict[str, Any]:
-        """Do the work now and answer its content (the synchronous form of the request)."""
-        try:
-            for index in range(work.total_steps):
-                await work.run_step(index)
-        finally:
-            await work.close()
-        return work.content()
 
     async def store_straight(self, name: str, data: bytes) -> dict[str, str]:
         """C-STORE a DICOM file given in the request, without storing it here."""

@@ -23,22 +23,31 @@ A C-MOVE or C-GET names resources by their identifier at the query level
 identifier is present is used, as Orthanc does.
 """
 
+import asyncio
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from fastpacs.config import Config
-from fastpacs.dicom.dictionary import dictionary_vr
+from fastpacs.dicom.dictionary import attribute_name, dictionary_vr, parse_tag
 from fastpacs.dicom.ids import Level, RawId
-from fastpacs.dicom.tags import tag_key
-from fastpacs.dicom.values import DEFAULT_ENCODINGS
-from fastpacs.errors import OrthancError
+from fastpacs.dicom.main_tags import MAIN_TAGS
+from fastpacs.dicom.tags import TagJson, TagWalker, shorten, simplify, tag_key
+from fastpacs.dicom.values import DEFAULT_ENCODINGS, python_encodings
+from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.find import MAIN_TAG_LEVELS, FindExecution, FindQuery, instance_strings
 from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.schema import Resource
 from fastpacs.index.view import IndexView
+from fastpacs.net import scu
+from fastpacs.net.scu import RemoteNode, StoredInstance
 from fastpacs.services.encoding import DefaultEncoding
-from fastpacs.services.find import make_constraint
+from fastpacs.services.find import make_constraint, parse_level
+from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.storage.blobs import BlobStore
 
 SPECIFIC_CHARACTER_SET = 0x00080005
@@ -91,17 +100,6 @@ def query_level(keys: dict[int, str]) -> Level:
     if text not in QUERY_LEVELS:
         raise QueryError(f"unknown QueryRetrieveLevel {text!r}")
     return QUERY_LEVELS[text]
-
-
-@dataclass(frozen=True)
-class StoredInstance:
-    """An instance to send by C-STORE: its file and what a presentation context needs."""
-
-    path: Path | None
-    """``None`` for a dataset that is not stored here (``store-straight``)."""
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax: str
 
 
 class LocalQueryRetrieve:
@@ -280,3 +278,329 @@ def _by_main_tag(view: IndexView, level: Level, keyword: str, text: str) -> list
             execution = FindExecution(view, FindQuery(level, [constraint]))
             found.extend(execution.run())
     return list(dict.fromkeys(found))
+
+
+# --- remote side: /modalities/{name}/query and /queries ----------------------------------------------
+
+
+CHILD_QUERIES = {
+    # The child queries of an answer, by the level of its query (Orthanc 1.10.1's sub-routes).
+    Level.PATIENT: ("query-studies", "query-series", "query-instances"),
+    Level.STUDY: ("query-series", "query-instances"),
+    Level.SERIES: ("query-instances",),
+    Level.INSTANCE: (),
+}
+CHILD_LEVELS = {"query-studies": Level.STUDY, "query-series": Level.SERIES, "query-instances": Level.INSTANCE}
+
+_RETRIEVE_TAGS = (
+    # What a retrieve keeps of an answer (Orthanc's DicomMoveScuJob), in tag order.
+    ACCESSION_NUMBER,
+    QUERY_RETRIEVE_LEVEL,
+    IDENTIFIER_TAGS[Level.PATIENT],
+    IDENTIFIER_TAGS[Level.STUDY],
+    IDENTIFIER_TAGS[Level.SERIES],
+    IDENTIFIER_TAGS[Level.INSTANCE],
+)
+_MOVE_TAGS = {
+    # What a C-MOVE sends, by level, besides QueryRetrieveLevel (Orthanc's DicomControlUserConnection).
+    Level.PATIENT: (IDENTIFIER_TAGS[Level.PATIENT],),
+    Level.STUDY: (IDENTIFIER_TAGS[Level.STUDY],),
+    Level.SERIES: (IDENTIFIER_TAGS[Level.STUDY], IDENTIFIER_TAGS[Level.SERIES]),
+    Level.INSTANCE: (
+        IDENTIFIER_TAGS[Level.STUDY],
+        IDENTIFIER_TAGS[Level.SERIES],
+        IDENTIFIER_TAGS[Level.INSTANCE],
+    ),
+}
+_COUNTERS_ALLOWED = {
+    Level.PATIENT: (0x00201200, 0x00201202, 0x00201204),
+    Level.STUDY: (MODALITIES_IN_STUDY, 0x00201206, 0x00201208, SOP_CLASSES_IN_STUDY),
+    Level.SERIES: (0x00201209,),
+    Level.INSTANCE: (),
+}
+DATE_VRS = frozenset({"DA", "DT", "TM"})
+
+
+def _query_error(details: str | None = None) -> OrthancError:
+    return OrthancError(ErrorCode.BAD_FILE_FORMAT, details)
+
+
+def _allowed_at(level: Level) -> frozenset[int]:
+    """Tags a normalized query keeps: main tags of the level and above, its counters, the character set."""
+    tags = {tag for upper in Level if upper <= level for tag, _ in MAIN_TAGS[upper]}
+    return frozenset(tags | set(_COUNTERS_ALLOWED[level]) | {SPECIFIC_CHARACTER_SET})
+
+
+def _query_keys(document: dict[str, Any], name: str = "Query") -> dict[int, str]:
+    """``{"PatientID": "x", "0008,0020": "..."}`` → tag → text; Orthanc's error otherwise."""
+    query = document.get(name, {})
+    details = f"Associative array of DICOM tags to strings expected in field: {name}"
+    if not isinstance(query, dict):
+        raise _query_error(details)
+    keys: dict[int, str] = {}
+    for key, value in query.items():
+        if not isinstance(value, str):
+            raise _query_error(details)
+        try:
+            keys[parse_tag(key)] = value
+        except OrthancError:
+            raise _query_error(details) from None
+    return keys
+
+
+@dataclass
+class QueryRequest:
+    """A ``POST /modalities/{name}/query`` body."""
+
+    level: Level
+    keys: dict[int, str]
+    normalize: bool = True
+    timeout: int | None = None
+
+
+def parse_query_request(body: bytes) -> QueryRequest:
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        document = None
+    if not isinstance(document, dict):
+        raise _query_error("Must provide a JSON object")
+    if not isinstance(document.get("Level"), str):
+        raise _query_error("The JSON body must contain field Level")
+    level = parse_level(document["Level"])
+    request = QueryRequest(level, _query_keys(document))
+    normalize = document.get("Normalize", True)
+    if not isinstance(normalize, bool):
+        raise _query_error("Boolean value expected in field: Normalize")
+    request.normalize = normalize
+    if "Timeout" in document:
+        timeout = document["Timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, int):
+            raise _query_error("Integer value expected in field: Timeout")
+        request.timeout = timeout
+    return request
+
+
+@dataclass
+class RemoteQuery:
+    """A C-FIND made to a modality, kept for /queries with its answers (full tag form)."""
+
+    id: str
+    modality: str
+    level: Level
+    keys: dict[int, str]
+    answers: list[TagJson]
+    timeout: int | None = None
+
+    def query_json(self) -> TagJson:
+        """The query as asked, in full tag form."""
+        return {
+            tag_key(tag): {"Name": attribute_name(tag, None), "Type": "String", "Value": value}
+            for tag, value in sorted(self.keys.items())
+        }
+
+    def answer(self, index: int) -> TagJson:
+        if not 0 <= index < len(self.answers):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+        return self.answers[index]
+
+
+def _answer_text(answer: TagJson, tag: int) -> str | None:
+    entry = answer.get(tag_key(tag))
+    if entry is None or entry.get("Type") != "String":
+        return None
+    return entry["Value"]
+
+
+def _wire_keys(level: Level, keys: dict[int, str], normalize: bool, manufacturer: str) -> dict[int, str]:
+    """What the C-FIND sends: the keys (those of the level when normalizing), the identifiers asked for."""
+    allowed = _allowed_at(level)
+    sent = {tag: value for tag, value in keys.items() if not normalize or tag in allowed}
+    for upper in Level:
+        if upper <= level:
+            sent.setdefault(IDENTIFIER_TAGS[upper], "")
+    if level >= Level.STUDY:
+        sent.setdefault(ACCESSION_NUMBER, "")
+    sent[QUERY_RETRIEVE_LEVEL] = LEVEL_NAMES[level]
+    for tag, value in list(sent.items()):
+        if manufacturer == "GenericNoUniversalWildcard" and value == "*":
+            sent[tag] = ""
+        elif manufacturer == "GenericNoWildcardInDates" and dictionary_vr(tag, None) in DATE_VRS:
+            sent[tag] = value.replace("*", "")
+    return sent
+
+
+class QueryService:
+    """Queries made to modalities, kept in memory: ``QueryRetrieveSize`` of them, least recently used go."""
+
+    def __init__(self, config: Config, registry: ModalityRegistry, default_encoding: DefaultEncoding):
+        self.config = config
+        self.registry = registry
+        self.default_encoding = default_encoding
+        self._queries: OrderedDict[str, RemoteQuery] = OrderedDict()
+
+    def ids(self) -> list[str]:
+        return sorted(self._queries)
+
+    def get(self, query_id: str) -> RemoteQuery:
+        query = self._queries.get(query_id)
+        if query is None:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+        self._queries.move_to_end(query_id)
+        return query
+
+    def delete(self, query_id: str) -> None:
+        self._queries.pop(query_id, None)
+
+    async def query(self, name: str, request: QueryRequest) -> RemoteQuery:
+        """C-FIND the modality and keep the answers."""
+        modality = self.registry.require(name)
+        allowed = _allowed_at(request.level)
+        keys = {tag: value for tag, value in request.keys.items() if not request.normalize or tag in allowed}
+        wire = _wire_keys(request.level, request.keys, request.normalize, modality.manufacturer)
+        node = self.registry.node(modality, timeout=request.timeout)
+        default_set = DEFAULT_ENCODINGS.get(self.default_encoding.name, "ISO_IR 100")
+        answers = await asyncio.to_thread(_find_answers, node, wire, request.level, default_set)
+        query = RemoteQuery(str(uuid.uuid4()), name, request.level, keys, answers, request.timeout)
+        self._queries[query.id] = query
+        while len(self._queries) > max(1, self.config.query_retrieve_size):
+            self._queries.popitem(last=False)
+        return query
+
+    async def child_query(self, query_id: str, index: int, child: str, body: bytes) -> RemoteQuery:
+        """``POST /queries/{id}/answers/{index}/query-{level}``: a query below one answer."""
+        parent = self.get(query_id)
+        answer = parent.answer(index)
+        if child not in CHILD_QUERIES[parent.level]:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+        document = _json_object(body)
+        keys = _query_keys(document)
+        for upper in Level:
+            if upper <= parent.level:
+                value = _answer_text(answer, IDENTIFIER_TAGS[upper])
+                if value is not None:
+                    keys[IDENTIFIER_TAGS[upper]] = value
+        request = QueryRequest(CHILD_LEVELS[child], keys, timeout=parent.timeout)
+        return await self.query(parent.modality, request)
+
+    def retrieve_work(self, query_id: str, index: int | None, body: bytes) -> "RetrieveWork":
+        """The C-MOVEs of one answer, or of all (``index`` None), as the request asks."""
+        query = self.get(query_id)
+        answers = query.answers if index is None else [query.answer(index)]
+        target, options = _retrieve_target(body, self.config.dicom_aet)
+        modality = self.registry.require(query.modality)
+        timeout = _optional_integer(options, "Timeout")
+        node = self.registry.node(modality, timeout=timeout if timeout is not None else query.timeout)
+        items = [
+            {tag: text for tag in _RETRIEVE_TAGS if (text := _answer_text(answer, tag)) is not None}
+            for answer in answers
+        ]
+        return RetrieveWork(node, query.level, items, target, _dicom_format(options))
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise _query_error("Must provide a JSON object") from None
+    if not isinstance(document, dict):
+        raise _query_error("Must provide a JSON object")
+    return document
+
+
+def _retrieve_target(body: bytes, local_aet: str) -> tuple[str, dict[str, Any]]:
+    """The target AET and the options of a retrieve: a JSON object, or the AET as text (ours when empty)."""
+    try:
+        document = msgspec.json.decode(body) if body.strip() else None
+    except msgspec.DecodeError:
+        document = None
+    if isinstance(document, dict):
+        target = document.get("TargetAet", local_aet)
+        if not isinstance(target, str):
+            raise _query_error("String value expected in field: TargetAet")
+        return target or local_aet, document
+    text = body.decode("utf-8", errors="replace").strip()
+    return text or local_aet, {}
+
+
+def _optional_integer(document: dict[str, Any], name: str) -> int | None:
+    if name not in document:
+        return None
+    value = document[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _query_error(f"Integer value expected in field: {name}")
+    return value
+
+
+def _dicom_format(document: dict[str, Any]) -> str:
+    """Orthanc's ``Full``, ``Short`` and ``Simplify`` options of a job's JSON (short by default)."""
+    for name in ("Full", "Simplify", "Short"):
+        if document.get(name) is True:
+            return name
+    return "Short"
+
+
+def _find_answers(node: RemoteNode, keys: dict[int, str], level: Level, default_set: str) -> list[TagJson]:
+    """C-FIND (in a thread) and the answers in full tag form."""
+    try:
+        datasets = scu.find(node, keys, patient_root=level == Level.PATIENT)
+    except scu.DicomNetworkError as error:
+        raise OrthancError(ErrorCode.NETWORK_PROTOCOL, str(error)) from error
+    walker = TagWalker(python_encodings(None, default_set), True, default_set)
+    return [walker.full(dataset) for dataset in datasets]
+
+
+class RetrieveWork:
+    """C-MOVEs of query answers to a target, over one association: Orthanc's ``DicomMoveScu`` job."""
+
+    type_name = "DicomMoveScu"
+
+    def __init__(self, node: RemoteNode, level: Level, items: list[dict[int, str]], target: str, form: str):
+        self.node = node
+        self.level = level
+        self.items = items
+        self.target = target
+        self.form = form
+        self._association: scu.MoveAssociation | None = None
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.items)
+
+    async def run_step(self, index: int) -> None:
+        item = self.items[index]
+        keys = {QUERY_RETRIEVE_LEVEL: LEVEL_NAMES[self.level]}
+        keys.update({tag: item[tag] for tag in _MOVE_TAGS[self.level] if tag in item})
+        try:
+            if self._association is None:
+                self._association = await asyncio.to_thread(
+                    scu.MoveAssociation, self.node, self.level == Level.PATIENT
+                )
+            await asyncio.to_thread(self._association.move, keys, self.target)
+        except scu.DicomNetworkError as error:
+            await self.close()
+            raise OrthancError(ErrorCode.NETWORK_PROTOCOL, str(error)) from error
+
+    async def close(self) -> None:
+        association, self._association = self._association, None
+        if association is not None:
+            await asyncio.to_thread(association.close)
+
+    def content(self) -> dict[str, Any]:
+        return {
+            "Description": "REST API",
+            "LocalAet": self.node.local_aet,
+            "Query": [self._item_json(item) for item in self.items],
+            "RemoteAet": self.node.aet,
+        }
+
+    def _item_json(self, item: dict[int, str]) -> TagJson:
+        full = {
+            tag_key(tag): {"Name": attribute_name(tag, None), "Type": "String", "Value": value}
+            for tag, value in sorted(item.items())
+        }
+        if self.form == "Full":
+            return full
+        return simplify(full) if self.form == "Simplify" else shorten(full)

@@ -22,6 +22,7 @@ from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.services.modify import ModifyService
 from fastpacs.services.protection import ProtectionService
+from fastpacs.services.queries import QueryService
 from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
 from fastpacs.services.slices import SliceService
@@ -50,6 +51,7 @@ class Services:
     modalities: ModalityRegistry
     exports: ExportLog
     modality_exports: ModalityExports
+    queries: QueryService
     dicom_server: DicomServer
     modify: ModifyService
     metadata: MetadataService

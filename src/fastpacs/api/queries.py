@@ -1,0 +1,121 @@
+"""/modalities/{name}/query and /queries: C-FIND to modalities, their answers, and C-MOVE of them."""
+
+from litestar import Request, Response, delete, get, post
+
+from fastpacs.api.responses import empty_ok, flag, json_response, parse_integer, text_response
+from fastpacs.dicom.tags import TagJson, shorten, simplify
+from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.services.exports import run_to_end
+from fastpacs.services.queries import CHILD_QUERIES, RemoteQuery, parse_query_request
+from fastpacs.services.registry import Services
+
+QUERY_OPERATIONS = ["answers", "level", "modality", "query", "retrieve"]
+
+
+def _form(request: Request, tags: TagJson) -> TagJson:
+    """``?simplify`` or ``?short``, as for an instance's tags."""
+    if flag(request, "simplify"):
+        return simplify(tags)
+    return shorten(tags) if flag(request, "short") else tags
+
+
+def _index(text: str) -> int:
+    index = parse_integer(text)
+    if index is None:
+        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE, "Syntax error in some user-supplied data")
+    return index
+
+
+def _created(query: RemoteQuery) -> Response[bytes]:
+    return json_response({"ID": query.id, "Path": f"/queries/{query.id}"})
+
+
+@post("/modalities/{name:str}/query", name="modality-query", status_code=200)
+async def query_modality(name: str, request: Request, services: Services) -> Response[bytes]:
+    query_request = parse_query_request(await request.body())
+    return _created(await services.queries.query(name, query_request))
+
+
+@get("/queries", name="queries")
+async def list_queries(services: Services) -> Response[bytes]:
+    return json_response(services.queries.ids())
+
+
+@get("/queries/{query_id:str}", name="query")
+async def query_operations(query_id: str, services: Services) -> Response[bytes]:
+    services.queries.get(query_id)
+    return json_response(QUERY_OPERATIONS)
+
+
+@delete("/queries/{query_id:str}", name="query-delete", status_code=200)
+async def delete_query(query_id: str, services: Services) -> Response[bytes]:
+    services.queries.delete(query_id)
+    return empty_ok()
+
+
+@get("/queries/{query_id:str}/level", name="query-level")
+async def query_level(query_id: str, services: Services) -> Response[bytes]:
+    return text_response(services.queries.get(query_id).level.type_name)
+
+
+@get("/queries/{query_id:str}/modality", name="query-modality")
+async def query_modality_name(query_id: str, services: Services) -> Response[bytes]:
+    return text_response(services.queries.get(query_id).modality)
+
+
+@get("/queries/{query_id:str}/query", name="query-query")
+async def query_keys(query_id: str, request: Request, services: Services) -> Response[bytes]:
+    return json_response(_form(request, services.queries.get(query_id).query_json()))
+
+
+@get("/queries/{query_id:str}/answers", name="query-answers")
+async def answers(query_id: str, request: Request, services: Services) -> Response[bytes]:
+    query = services.queries.get(query_id)
+    if flag(request, "expand"):
+        return json_response([_form(request, answer) for answer in query.answers])
+    return json_response([str(index) for index in range(len(query.answers))])
+
+
+@get("/queries/{query_id:str}/answers/{index:str}", name="query-answer")
+async def answer_operations(query_id: str, index: str, services: Services) -> Response[bytes]:
+    query = services.queries.get(query_id)
+    query.answer(_index(index))
+    return json_response(["content", "retrieve", *CHILD_QUERIES[query.level]])
+
+
+@get("/queries/{query_id:str}/answers/{index:str}/content", name="query-answer-content")
+async def answer_content(query_id: str, index: str, request: Request, services: Services) -> Response[bytes]:
+    return json_response(_form(request, services.queries.get(query_id).answer(_index(index))))
+
+
+@post("/queries/{query_id:str}/answers/{index:str}/{child:str}", name="query-answer-child", status_code=200)
+async def answer_child(
+    query_id: str, index: str, child: str, request: Request, services: Services
+) -> Response[bytes]:
+    body = await request.body()
+    if child == "retrieve":
+        work = services.queries.retrieve_work(query_id, _index(index), body)
+        return json_response(await run_to_end(work))
+    return _created(await services.queries.child_query(query_id, _index(index), child, body))
+
+
+@post("/queries/{query_id:str}/retrieve", name="query-retrieve", status_code=200)
+async def retrieve_all(query_id: str, request: Request, services: Services) -> Response[bytes]:
+    work = services.queries.retrieve_work(query_id, None, await request.body())
+    return json_response(await run_to_end(work))
+
+
+QUERY_HANDLERS = [
+    query_modality,
+    list_queries,
+    query_operations,
+    delete_query,
+    query_level,
+    query_modality_name,
+    query_keys,
+    answers,
+    answer_operations,
+    answer_content,
+    answer_child,
+    retrieve_all,
+]
