@@ -1,9 +1,13 @@
 """An asyncio HTTP load client for the workloads wrk cannot drive (uploads, long downloads).
 
-``concurrency`` coroutines share one httpx connection pool on a uvloop event
-loop; each takes the next request from the workload's source, sends it,
-streams the answer (counting bytes without keeping them) and records the
-latency of every success. A request is a success when the server answers
+``concurrency`` coroutines share one connection pool on a uvloop event loop;
+each takes the next request from the workload's source, sends it, streams the
+answer (counting bytes without keeping them) and records the latency of every
+success. The pool is httpcore's, the transport under httpx, used directly:
+httpx's request and response models double the client's CPU per upload
+(about 1.4 against 0.7 ms for 512 KB here), CPU taken from the server on a
+2-core machine. No Accept-Encoding is sent, so bodies come as any client
+(and wrk) gets them by default. A request is a success when the server answers
 2xx; anything else, including a refused connection or a time-out, is an
 error and never counts as throughput.
 """
@@ -13,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
+import httpcore
 import uvloop
 
 from benchmarks.stats import RunResult, latencies_result
@@ -60,24 +64,44 @@ class _Tally:
             self.error_sample = description[:300]
 
 
-async def _send(client: httpx.AsyncClient, request: Request, tally: _Tally, keep: bool) -> None:
+TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError)
+TIMEOUTS = {
+    "timeout": {
+        "connect": REQUEST_TIMEOUT,
+        "read": REQUEST_TIMEOUT,
+        "write": REQUEST_TIMEOUT,
+        "pool": REQUEST_TIMEOUT,
+    }
+}
+
+
+async def _send(
+    pool: httpcore.AsyncConnectionPool, base_url: str, request: Request, tally: _Tally, keep: bool
+) -> None:
+    headers = [(name.encode(), value.encode()) for name, value in request.headers.items()]
+    if request.body is not None:
+        headers.append((b"Content-Length", str(len(request.body)).encode()))
     started = time.perf_counter()
     received = 0
     chunks: list[bytes] = []
     try:
-        async with client.stream(
-            request.method, request.path, content=request.body, headers=request.headers
+        async with pool.stream(
+            request.method,
+            base_url + request.path,
+            headers=headers,
+            content=request.body,
+            extensions=TIMEOUTS,
         ) as response:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_stream():
                 received += len(chunk)
-                if keep or response.status_code >= 300:
+                if keep or response.status >= 300:
                     chunks.append(chunk)
-    except httpx.HTTPError as failure:
+    except TRANSPORT_ERRORS as failure:
         tally.error(f"{request.method} {request.path}: {type(failure).__name__} {failure}")
         return
-    if response.status_code >= 300:
+    if response.status >= 300:
         body = b"".join(chunks)[:200]
-        tally.error(f"{request.method} {request.path}: HTTP {response.status_code} {body!r}")
+        tally.error(f"{request.method} {request.path}: HTTP {response.status} {body!r}")
         return
     tally.latencies.append(time.perf_counter() - started)
     tally.operations += request.units
@@ -90,11 +114,7 @@ async def _load(
     base_url: str, source: RequestSource, concurrency: int, duration: float | None, keep_answers: bool
 ) -> tuple[_Tally, float]:
     tally = _Tally()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    # identity: count and keep the bytes as the server sends them to any client, as wrk sees them.
-    async with httpx.AsyncClient(
-        base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT, headers={"Accept-Encoding": "identity"}
-    ) as client:
+    async with httpcore.AsyncConnectionPool(max_connections=concurrency) as pool:
         started = time.perf_counter()
         deadline = started + duration if duration is not None else None
 
@@ -103,7 +123,7 @@ async def _load(
                 request = source()
                 if request is None:
                     return
-                await _send(client, request, tally, keep_answers)
+                await _send(pool, base_url, request, tally, keep_answers)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started

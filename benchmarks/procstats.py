@@ -3,8 +3,8 @@
 fastpacs runs as several processes (Granian's parent, its worker, the
 spawned pool processes and their resource tracker), so one PID says little.
 ``fastpacs.testing`` starts every server in a new session, and every process
-it spawns stays in that session: the monitor reads ``/proc/*/stat`` of every
-process whose session is the server's, a few times a second, and keeps
+it spawns stays in that session: the monitor reads ``/proc/PID/stat`` of the
+processes whose session is the server's, ten times a second, and keeps
 
 - the resident memory summed over the tree, and its peak;
 - the CPU ticks of every process ever seen, so that a window's CPU time
@@ -69,7 +69,15 @@ class Window:
 
 
 class ProcessTreeMonitor:
-    """Samples the processes of one session in a background thread until stopped."""
+    """Samples the processes of one session in a background thread until stopped.
+
+    Finding the session's processes means reading every process's ``stat``
+    (a few milliseconds of CPU on a busy machine), so that full scan runs
+    once a second and at the edges of each window; the samples in between
+    read only the processes already known.
+    """
+
+    FULL_SCAN_EVERY = 10
 
     def __init__(self, session: int, interval: float = 0.1):
         self.session = session
@@ -77,6 +85,7 @@ class ProcessTreeMonitor:
         self.lifetime_peak_rss = 0
         self._window_peak_rss = 0
         self._cpu_ticks: dict[tuple[int, int], int] = {}
+        self._pids: list[int] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="process-tree-monitor", daemon=True)
@@ -91,12 +100,19 @@ class ProcessTreeMonitor:
         self._thread.join()
 
     def _loop(self) -> None:
+        samples = 0
         while not self._stopped.wait(self.interval):
-            self.sample()
+            samples += 1
+            self.sample(full=samples % self.FULL_SCAN_EVERY == 0)
 
-    def sample(self) -> int:
-        """Read the tree now; returns its resident memory in bytes."""
-        processes = session_processes(self.session)
+    def _known_processes(self) -> list[ProcessSample]:
+        samples = (read_process(pid) for pid in self._pids)
+        return [sample for sample in samples if sample is not None and sample.session == self.session]
+
+    def sample(self, full: bool = True) -> int:
+        """Read the tree now (``full``: look for new processes too); returns its resident memory in bytes."""
+        processes = session_processes(self.session) if full else self._known_processes()
+        self._pids = [process.pid for process in processes]
         rss = sum(process.rss_pages for process in processes) * PAGE_SIZE
         with self._lock:
             for process in processes:

@@ -155,7 +155,7 @@ class Plan:
 
 
 class WrkPlan(Plan):
-    """Requests cycled by wrk; the warm-up first sends one request with httpx to see any error."""
+    """Requests cycled by wrk; the warm-up first sends one request alone to see any error."""
 
     def __init__(
         self,
