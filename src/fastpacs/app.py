@@ -102,7 +102,14 @@ async def start_services(
     pool = WorkerPool(config.worker_processes, str(config.storage_path))
     await asyncio.to_thread(pool.warm_up)
     default_encoding = DefaultEncoding(config.default_encoding)
-    ingest = IngestService(pool, writer, default_encoding, config.maximum_upload_size * MEGABYTE, metrics)
+    ingest = IngestService(
+        pool,
+        writer,
+        default_encoding,
+        config.maximum_upload_size * MEGABYTE,
+        metrics,
+        pending_limit=config.maximum_pending_ingest_size * MEGABYTE,
+    )
     modalities = await load_registry(config, database, writer)
     export_log = ExportLog(database, writer, config.log_exported_resources)
     local_query_retrieve = LocalQueryRetrieve(config, database, storage, default_encoding)

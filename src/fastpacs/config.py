@@ -142,6 +142,8 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     index_map_size: int = 64
     """Size reserved for the LMDB index, in GB (sparse: only what is used takes disk space)."""
     log_level: str = "info"
+    maximum_pending_ingest_size: int = 512
+    """Uploads being stored at once, in MB; beyond it new uploads are answered 503 (Retry-After)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.http_port < 65536:

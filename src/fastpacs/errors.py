@@ -127,3 +127,15 @@ class BareHttpError(Exception):
 
     def __reduce__(self):
         return BareHttpError, (self.http_status, self.headers)
+
+
+class ServerBusyError(Exception):
+    """The server takes no more work of this kind for now: answered 503 with ``Retry-After``."""
+
+    def __init__(self, details: str, retry_after: int = 1):
+        super().__init__(details)
+        self.details = details
+        self.retry_after = retry_after
+
+    def __reduce__(self):
+        return ServerBusyError, (self.details, self.retry_after)

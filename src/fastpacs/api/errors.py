@@ -15,7 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
 from fastpacs.api.security import AccessPolicy
-from fastpacs.errors import BareHttpError, ErrorCode, OrthancError, describe
+from fastpacs.errors import BareHttpError, ErrorCode, OrthancError, ServerBusyError, describe
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,14 @@ def http_exception_response(request: Request, error: HTTPException) -> Response[
     return orthanc_error_response(request, OrthancError(code, error.detail, http_status=error.status_code))
 
 
+def server_busy_response(request: Request, error: ServerBusyError) -> Response[bytes]:
+    response = orthanc_error_response(
+        request, OrthancError(ErrorCode.DATABASE_UNAVAILABLE, error.details, http_status=503)
+    )
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
 def internal_error_response(request: Request, error: Exception) -> Response[bytes]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return orthanc_error_response(
@@ -101,6 +109,7 @@ def internal_error_response(request: Request, error: Exception) -> Response[byte
 EXCEPTION_HANDLERS = {
     OrthancError: orthanc_error_response,
     BareHttpError: bare_error_response,
+    ServerBusyError: server_busy_response,
     NotFoundException: not_found_response,
     MethodNotAllowedException: method_not_allowed_response,
     HTTPException: http_exception_response,

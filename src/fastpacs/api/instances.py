@@ -4,7 +4,7 @@ import asyncio
 
 from litestar import Request, Response, get, post
 
-from fastpacs.api.responses import json_response, unknown_resource
+from fastpacs.api.responses import json_response, parse_integer, unknown_resource
 from fastpacs.dicom.ids import Level, format_id, parse_id
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.updates import IngestOutcome
@@ -41,13 +41,15 @@ async def _uploaded_files(request: Request) -> list[bytes]:
 async def upload_instances(request: Request, services: Services) -> Response[bytes]:
     origin = Origin(kind="RestApi", remote_ip=request.client.host if request.client else "")
     answers = []
-    files = await _uploaded_files(request)
-    for data in files:
-        outcome = await services.ingest.ingest_upload(data, origin)
-        if isinstance(outcome, list):
-            answers.extend(upload_answer(item) for item in outcome)
-        else:
-            answers.append(upload_answer(outcome))
+    declared_size = parse_integer(request.headers.get("content-length", "")) or 0
+    with services.ingest.pending.admit(declared_size):
+        files = await _uploaded_files(request)
+        for data in files:
+            outcome = await services.ingest.ingest_upload(data, origin)
+            if isinstance(outcome, list):
+                answers.extend(upload_answer(item) for item in outcome)
+            else:
+                answers.append(upload_answer(outcome))
     if len(files) == 1 and not isinstance(outcome, list):
         return json_response(answers[0])
     return json_response(answers)

@@ -7,10 +7,12 @@ create-dicom all come through :meth:`IngestService.ingest`.
 """
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import msgspec
 
-from fastpacs.errors import OrthancError
+from fastpacs.errors import OrthancError, ServerBusyError
 from fastpacs.index.updates import BlobMissingError, IngestOutcome, add_instance, orthanc_timestamp
 from fastpacs.index.writer import IndexWriter
 from fastpacs.metrics import DISABLED_METRICS, ServerMetrics
@@ -19,6 +21,7 @@ from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
 
 MAX_BLOB_RETRIES = 3
+DEFAULT_PENDING_LIMIT = 512 * 1024 * 1024
 
 
 class Origin(msgspec.Struct, kw_only=True):
@@ -44,6 +47,30 @@ class Origin(msgspec.Struct, kw_only=True):
         return values
 
 
+class PendingIngests:
+    """Bytes of uploads admitted and not yet stored, bounded so that a burst cannot exhaust memory.
+
+    An upload is admitted while the total stays within the limit, and always
+    when nothing else is pending (so that one upload larger than the limit
+    still goes through, alone). Otherwise :class:`ServerBusyError`: the
+    client is told to retry, the request body is never read.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.pending = 0
+
+    @contextmanager
+    def admit(self, size: int) -> Iterator[None]:
+        if self.pending and self.pending + size > self.limit:
+            raise ServerBusyError(f"{self.pending} bytes of uploads are being stored, retry later")
+        self.pending += size
+        try:
+            yield
+        finally:
+            self.pending -= size
+
+
 class IngestService:
     """Stores DICOM files: the single entry point of new instances."""
 
@@ -54,12 +81,15 @@ class IngestService:
         default_encoding: DefaultEncoding,
         max_upload_size: int,
         metrics: ServerMetrics = DISABLED_METRICS,
+        *,
+        pending_limit: int = DEFAULT_PENDING_LIMIT,
     ):
         self.pool = pool
         self.writer = writer
         self.default_encoding = default_encoding
         self.max_upload_size = max_upload_size
         self.metrics = metrics
+        self.pending = PendingIngests(pending_limit)
 
     async def ingest(self, data: bytes, origin: Origin) -> IngestOutcome:
         """Store one DICOM file; ``OrthancError`` if it is not acceptable."""

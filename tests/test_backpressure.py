@@ -1,0 +1,56 @@
+"""Uploads beyond MaximumPendingIngestSize are turned away with 503 and Retry-After, nothing is lost."""
+
+import io
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy
+import pytest
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from fastpacs.testing import ServerProcess, fastpacs_server
+from tests.conftest import pydicom_file
+
+UPLOADS = 24
+
+
+@pytest.fixture(scope="module")
+def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    options = {"MaximumPendingIngestSize": 1, "WorkerProcesses": 1}
+    process = fastpacs_server(tmp_path_factory.mktemp("busy"), options).start()
+    yield process
+    process.stop()
+
+
+def large_instances(count: int) -> list[bytes]:
+    """CT files of about 512 KB each (one 512×512 16-bit frame), all different."""
+    template = dcmread(pydicom_file("CT_small.dcm"))
+    files = []
+    for index in range(count):
+        template.SOPInstanceUID = generate_uid()
+        template.Rows = template.Columns = 512
+        template.PixelData = numpy.full((512, 512), index, dtype=numpy.int16).tobytes()
+        buffer = io.BytesIO()
+        template.save_as(buffer)
+        files.append(buffer.getvalue())
+    return files
+
+
+def test_burst_beyond_the_pending_limit(busy_server: ServerProcess) -> None:
+    files = large_instances(UPLOADS)
+    with httpx.Client(base_url=busy_server.base_url, timeout=60) as http, ThreadPoolExecutor(UPLOADS) as threads:
+        answers = list(threads.map(lambda data: http.post("/instances", content=data), files))
+        statuses = [answer.status_code for answer in answers]
+        assert set(statuses) <= {200, 503}
+        assert 200 in statuses and 503 in statuses, statuses
+        for answer in answers:
+            if answer.status_code == 503:
+                assert answer.headers["retry-after"] == "1"
+                assert answer.json()["HttpStatus"] == 503
+        # What was refused goes through when retried, one at a time.
+        for data, answer in zip(files, answers, strict=True):
+            if answer.status_code == 503:
+                assert http.post("/instances", content=data).status_code == 200
+        assert http.get("/statistics").json()["CountInstances"] == UPLOADS
