@@ -40,7 +40,10 @@ def large_instances(count: int) -> list[bytes]:
 
 def test_burst_beyond_the_pending_limit(busy_server: ServerProcess) -> None:
     files = large_instances(UPLOADS)
-    with httpx.Client(base_url=busy_server.base_url, timeout=60) as http, ThreadPoolExecutor(UPLOADS) as threads:
+    with (
+        httpx.Client(base_url=busy_server.base_url, timeout=60) as http,
+        ThreadPoolExecutor(UPLOADS) as threads,
+    ):
         answers = list(threads.map(lambda data: http.post("/instances", content=data), files))
         statuses = [answer.status_code for answer in answers]
         assert set(statuses) <= {200, 503}
