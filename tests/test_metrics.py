@@ -245,15 +245,21 @@ def test_request_histogram_buckets_are_cumulative() -> None:
     latency = RequestLatency()
     for seconds in (0.00005, 0.0001, 0.0002, 0.003, 45.0):
         latency.observe("GET", "/x/{id}", 200, seconds)
-    family = latency.family()
-    buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+    latency.observe("GET", 'odd "route"\\', 404, 0.5)
+    (family,) = text_string_to_metric_families(latency.text())
+    assert family.type == "histogram"
+    samples = [s for s in family.samples if s.labels["route"] == "/x/{id}"]
+    assert all(s.labels["method"] == "GET" and s.labels["status"] == "200" for s in samples)
+    buckets = {s.labels["le"]: s.value for s in samples if s.name.endswith("_bucket")}
     assert buckets["0.0001"] == 2  # le is inclusive
     assert buckets["0.00025"] == 3
     assert buckets["0.005"] == 4
     assert buckets["30.0"] == 4
     assert buckets["+Inf"] == 5
-    total = next(s.value for s in family.samples if s.name.endswith("_sum"))
-    assert total == pytest.approx(45.00335)
+    assert next(s.value for s in samples if s.name.endswith("_count")) == 5
+    assert next(s.value for s in samples if s.name.endswith("_sum")) == pytest.approx(45.00335)
+    odd = {s.labels["route"] for s in family.samples if s.labels["status"] == "404"}
+    assert odd == {'odd "route"\\'}
 
 
 @dataclass

@@ -49,7 +49,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client import Counter as PrometheusCounter
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -124,35 +124,46 @@ class RecentMaximum:
 class RequestLatency:
     """HTTP request durations by method, route template and status, as one Prometheus histogram.
 
-    prometheus-client's ``Histogram.observe`` takes a lock and costs about
-    2 µs here; this one, used only from the event loop (observations and
-    scrapes alike), costs about 0.4 µs, which matters on a 50 µs request.
+    Hand-written rather than prometheus-client's ``Histogram``, for two costs
+    measured here: its ``observe`` takes a lock and costs about 2 µs, this one
+    (used from the event loop only, observations and scrapes alike) about
+    0.4 µs, on requests of about 50 µs; and its generic text writer validates
+    and escapes every label of every line, about 20 µs a line, when this
+    histogram has 20 lines per series (180 series took 90 ms to write). Here
+    the labels of a series are escaped once, when it first appears.
     """
 
     NAME = "fastpacs_http_request_duration_seconds"
+    HELP = "Time to answer HTTP requests, by method, route template and status"
+    BOUNDS = (*map(floatToGoString, LATENCY_BUCKETS), "+Inf")
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, str, int], list] = {}
-        """(method, route, status) → [count per bucket (the last one is +Inf), sum of seconds]."""
+        """(method, route, status) → [count per bucket (the last one is +Inf), sum of seconds, labels]."""
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         series = self._series.get((method, route, status))
         if series is None:
-            series = self._series[(method, route, status)] = [[0] * (len(LATENCY_BUCKETS) + 1), 0.0]
+            labels = f'method="{_label(method)}",route="{_label(route)}",status="{status}"'
+            series = self._series[(method, route, status)] = [[0] * len(self.BOUNDS), 0.0, labels]
         series[0][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         series[1] += seconds
 
-    def family(self) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(
-            self.NAME,
-            "Time to answer HTTP requests, by method, route template and status",
-            labels=("method", "route", "status"),
-        )
-        bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
-        for (method, route, status), (counts, total) in self._series.items():
-            cumulative = list(accumulate(counts))
-            family.add_metric((method, route, str(status)), list(zip(bounds, cumulative, strict=True)), total)
-        return family
+    def text(self) -> str:
+        """The histogram in the text exposition format, HELP and TYPE included."""
+        name = self.NAME
+        lines = [f"# HELP {name} {self.HELP}\n# TYPE {name} histogram\n"]
+        for counts, total, labels in self._series.values():
+            count = 0
+            for bound, count in zip(self.BOUNDS, accumulate(counts), strict=True):
+                lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {count}\n')
+            lines.append(f"{name}_count{{{labels}}} {count}\n{name}_sum{{{labels}}} {total!r}\n")
+        return "".join(lines)
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the text format requires."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 class PoolState(Protocol):
@@ -299,7 +310,7 @@ class ServerMetrics:
             for family in sorted(orthanc, key=lambda family: family.name)
             for sample in family.samples
         ]
-        return "".join(lines).encode() + generate_latest(_Families(own))
+        return "".join(lines).encode() + generate_latest(_Families(own)) + self.requests.text().encode()
 
     # ------------------------------------------------------------ HTTP
 
@@ -399,7 +410,7 @@ class ServerMetrics:
 
 
 class _StateCollector(Collector):
-    """The metrics read from the components at scrape time, and the request histogram."""
+    """The metrics read from the components at scrape time."""
 
     def __init__(self, metrics: ServerMetrics):
         self.metrics = metrics
@@ -436,7 +447,6 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "fastpacs_http_requests_in_flight", "HTTP requests being answered now", metrics.active_requests
         )
-        yield metrics.requests.family()
 
     def _index(self, now: float) -> Iterator[Metric]:
         database = self.metrics._database
