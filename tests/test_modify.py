@@ -199,6 +199,17 @@ def test_replacing_patient_id_regenerates_study_and_series_uids() -> None:
     assert dataset.FrameOfReferenceUID == "1.3.6.1.4.1.5962.1.4.1.1.20040119072730.12322"
 
 
+@pytest.mark.parametrize("level", list(Level))
+def test_each_level_regenerates_its_identifier_and_those_below(level: Level) -> None:
+    body = {"Replace": {"PatientID": "P"}, "Force": True} if level == Level.PATIENT else {}
+    dataset = modified(CT, modification(body, None if level == Level.INSTANCE else level))
+    regenerated = [
+        NEW_UID.match(dataset[keyword].value) is not None
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    ]
+    assert regenerated == [level <= Level.STUDY, level <= Level.SERIES, True]
+
+
 def test_keep_with_force_keeps_the_sop_instance_uid() -> None:
     dataset = modified(CT, modification({"Keep": ["SOPInstanceUID"], "Force": True}))
     assert dataset.SOPInstanceUID == CT_SOP_UID

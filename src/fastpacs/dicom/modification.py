@@ -388,7 +388,7 @@ class _Modifier:
     # -- writing values
 
     def _is_sequence(self, dataset: Dataset, tag: int) -> bool:
-        return self._vr(dataset, tag) == "SQ" and isinstance(dataset[tag].value, Sequence)
+        return tag in dataset and self._vr(dataset, tag) == "SQ" and isinstance(dataset[tag].value, Sequence)
 
     def _vr(self, dataset: Dataset, tag: int) -> str:
         """The element's VR; for implicit VR files, the dictionary's (without converting the element)."""

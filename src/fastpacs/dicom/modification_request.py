@@ -18,8 +18,7 @@ import msgspec
 from pydicom.datadict import dictionary_VR
 
 from fastpacs.dicom.anonymization import Action, profile
-from fastpacs.dicom.dictionary import parse_tag
-from fastpacs.dicom.dictionary import attribute_name, is_private
+from fastpacs.dicom.dictionary import attribute_name, is_private, parse_tag
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.modification import (
     IDENTIFIER_TAGS,
@@ -282,7 +281,7 @@ def modification_level(builder: _Builder) -> Level:
 def parse_modify_request(request: dict[str, Any], level: Level | None) -> Modification:
     """A /modify body; ``level`` is the resource's (``None`` for an instance: deduced from it)."""
     force = boolean_member(request, "Force", False)
-    builder = _Builder(level or Level.INSTANCE, anonymization=False)
+    builder = _Builder(Level.INSTANCE if level is None else level, anonymization=False)
     builder.remove_private_tags = boolean_member(request, "RemovePrivateTags", False)
     builder.read_options(request, force)
     _forbid_identifier_removal(builder)

@@ -9,13 +9,19 @@ Runs in the worker pool.
 
 import io
 
+import numpy
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import dcmread
+from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, AllTransferSyntaxes
 
-from fastpacs.dicom.writer import file_meta
+from fastpacs.dicom.parse import EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, transfer_syntax_of
+from fastpacs.dicom.writer import file_meta, part10_file
 from fastpacs.errors import ErrorCode, OrthancError
 
+_WORD_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+"""Binary VRs made of words, whose bytes are swapped when the byte order changes."""
 _FAILURES = (
     InvalidDicomError,
     ValueError,
@@ -39,24 +45,40 @@ def transcode(data: bytes, transfer_syntax: str) -> bytes:
     """``data`` in ``transfer_syntax`` (unchanged when already there)."""
     target = UID(transfer_syntax)
     dataset = dcmread(io.BytesIO(data), force=True)
-    current = UID(str(dataset.file_meta.get("TransferSyntaxUID", "")))
+    current = UID(transfer_syntax_of(dataset))
     if current == target:
         return data
     try:
         if current.is_compressed:
             dataset.decompress(generate_instance_uid=False)
-        if target.is_compressed:
+        if current.is_little_endian != target.is_little_endian:
+            _swap_words(dataset)
+            # The values are now in the target's byte order: say so, for the encoders.
+            order = EXPLICIT_VR_BIG_ENDIAN if current.is_little_endian else EXPLICIT_VR_LITTLE_ENDIAN
+            dataset.file_meta = file_meta(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), order)
+        if target.is_compressed and "PixelData" in dataset:
             dataset.compress(target, generate_instance_uid=False)
-        dataset.file_meta = file_meta(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(target))
+        meta = file_meta(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(target))
+        bare = Dataset(dataset)  # the elements only: part10_file writes the file meta group
         output = io.BytesIO()
-        dataset.save_as(
+        dcmwrite(
             output,
+            bare,
             implicit_vr=target.is_implicit_VR,
             little_endian=target.is_little_endian,
-            enforce_file_format=True,
+            force_encoding=True,
         )
     except _FAILURES as error:
         raise OrthancError(
             ErrorCode.INTERNAL_ERROR, f"Cannot transcode to transfer syntax: {target}"
         ) from error
-    return output.getvalue()
+    return part10_file(meta, output.getvalue())
+
+
+def _swap_words(dataset: Dataset) -> None:
+    """Convert every element (pydicom then encodes them in the new byte order) and swap the bytes of
+    the binary values made of words, which pydicom writes as they are."""
+    for element in dataset.iterall():
+        size = _WORD_SIZES.get(element.VR)
+        if size and isinstance(element.value, bytes) and len(element.value) % size == 0:
+            element.value = numpy.frombuffer(element.value, dtype=f"u{size}").byteswap().tobytes()
