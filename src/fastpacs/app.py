@@ -15,6 +15,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from fastpacs.api.attachments import attachment_handlers
+from fastpacs.api.bulk import BULK_HANDLERS
 from fastpacs.api.content import (
     get_default_encoding,
     instance_content,
@@ -28,6 +29,8 @@ from fastpacs.api.content import (
 from fastpacs.api.errors import EXCEPTION_HANDLERS
 from fastpacs.api.exports import EXPORT_HANDLERS
 from fastpacs.api.find import find
+from fastpacs.api.home import HOME_HANDLERS, openapi_config
+from fastpacs.api.http_conventions import http_conventions_installer
 from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.metadata import metadata_handlers
@@ -38,6 +41,7 @@ from fastpacs.api.queries import QUERY_HANDLERS
 from fastpacs.api.resource_helpers import RESOURCE_HELPER_HANDLERS
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl
+from fastpacs.api.server_tools import SERVER_TOOL_HANDLERS
 from fastpacs.api.system import changes, clear_changes, statistics, system
 from fastpacs.api.timing import RequestTiming
 from fastpacs.api.tools import create_dicom, lookup
@@ -52,6 +56,7 @@ from fastpacs.metrics import ServerMetrics
 from fastpacs.net.server import DicomServer
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.attachments import AttachmentService
+from fastpacs.services.bulk import BulkService
 from fastpacs.services.changes import ChangeService, StabilityMonitor
 from fastpacs.services.consistency import repair_storage
 from fastpacs.services.content import ContentService
@@ -62,6 +67,8 @@ from fastpacs.services.exports import ExportLog, ModalityExports
 from fastpacs.services.find import FindService
 from fastpacs.services.images import RENDERED_CACHE_BYTES, ImageService
 from fastpacs.services.ingest import IngestService
+from fastpacs.services.lifecycle import ServerLifecycle
+from fastpacs.services.log_levels import LogLevels
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modalities import load_registry
 from fastpacs.services.modify import ModifyService
@@ -143,6 +150,13 @@ async def start_services(
         protection=ProtectionService(database, writer),
         slices=SliceService(database),
         resource_tags=ResourceTagsService(database, pool, default_encoding),
+        log_levels=LogLevels(),
+        bulk=BulkService(
+            database,
+            writer,
+            MetadataService(database, writer, config.user_metadata, config.check_revisions),
+        ),
+        lifecycle=ServerLifecycle(config.rest_api_reset_enabled, config.rest_api_shutdown_enabled),
         modify=ModifyService(database, writer, pool, ingest, default_encoding),
         metrics=metrics,
         store_lock=store_lock,
@@ -196,6 +210,9 @@ def create_app(config: Config | None = None) -> Litestar:
             *(handler for level in Level for handler in metadata_handlers(level)),
             *(handler for level in Level for handler in attachment_handlers(level)),
             *RESOURCE_HELPER_HANDLERS,
+            *BULK_HANDLERS,
+            *SERVER_TOOL_HANDLERS,
+            *HOME_HANDLERS,
             upload_instances,
             instance_file,
             system,
@@ -228,6 +245,7 @@ def create_app(config: Config | None = None) -> Litestar:
         middleware=[request_timing, access_control],
         state=State({"config": config}),
         request_max_body_size=config.maximum_upload_size * MEGABYTE,
-        openapi_config=None,
+        openapi_config=openapi_config(),
+        on_startup=[http_conventions_installer(config.http_compression_enabled)],
         debug=False,
     )

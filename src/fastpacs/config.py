@@ -142,6 +142,10 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     index_map_size: int = 64
     """Size reserved for the LMDB index, in GB (sparse: only what is used takes disk space)."""
     log_level: str = "info"
+    rest_api_reset_enabled: bool = False
+    """Whether POST /tools/reset may restart the server (Orthanc always allows it)."""
+    rest_api_shutdown_enabled: bool = False
+    """Whether POST /tools/shutdown may stop the server (Orthanc always allows it)."""
     maximum_pending_ingest_size: int = 512
     """Uploads being stored at once, in MB; beyond it new uploads are answered 503 (Retry-After)."""
 

@@ -200,6 +200,20 @@ SAMPLE_VALUES = {
     "SH": "SH", "SL": -3, "SS": -3, "ST": "ST", "TM": "120000", "UC": "UC", "UI": "1.2.3", "UL": 3,
     "UR": "http://x", "US": 3, "UT": "UT", "SV": -3, "UV": 3,
 }  # fmt: skip
+NOT_YET_TOOLS = {
+    "accepted-transfer-syntaxes",
+    "create-archive",
+    "create-media",
+    "create-media-extended",
+    "dicom-echo",
+    "execute-script",
+    "invalidate-tags",
+    "reconstruct",
+    "unknown-sop-class-accepted",
+    "bulk-anonymize",
+    "bulk-modify",
+}
+"""What GET /tools may list in Orthanc and not (yet) in fastpacs: routes of other areas, or not done."""
 SLICE_SERIES = {
     "by position": [
         {"ImagePositionPatient": [0, 0, 10], "InstanceNumber": 1},
@@ -343,6 +357,83 @@ def test_statistics_and_protection(pair: ServerPair, stored: dict[str, dict[str,
             Call("protect unknown patient", "PUT", unknown, body=b"1"),
             get("protected malformed id", "/patients/nonexistent/protected"),
             get("protected of a study", f"/studies/{stored['CT_small.dcm']['ParentStudy']}/protected"),
+        ]
+    )
+    check.verdict()
+
+
+def test_tools(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    check = pair.checker()
+    ct, mr = stored["CT_small.dcm"], stored["MR_small.dcm"]
+    check.compare_all(
+        [
+            get("generate-uid without level", "/tools/generate-uid"),
+            get("generate-uid of an unknown level", "/tools/generate-uid", level="foo"),
+            get("log-level", "/tools/log-level"),
+            Call("log-level set verbose", "PUT", "/tools/log-level-http", body=b"verbose"),
+            get("log-level after setting a category", "/tools/log-level"),
+            Call("log-level set a bad value", "PUT", "/tools/log-level", body=b"loud"),
+            Call("log-level set default", "PUT", "/tools/log-level", body=b"default"),
+            get("log-level of a category", "/tools/log-level-http"),
+            Call("log-level with POST", "POST", "/tools/log-level"),
+            Call("now with POST", "POST", "/tools/now"),
+            Call("reset with GET", "GET", "/tools/reset"),
+            Call("shutdown with GET", "GET", "/tools/shutdown"),
+        ]
+    )
+    for level in ("Patient", "Study", "Series", "Instance"):
+        body = f'{{"Resources": ["{ct["ParentStudy"]}", "{mr["ID"]}", "nonexistent"], "Level": "{level}"}}'
+        check.compare(Call(f"bulk-content {level}", "POST", "/tools/bulk-content", body=body.encode()))
+    check.compare_all(
+        [
+            Call(
+                "bulk-content any level",
+                "POST",
+                "/tools/bulk-content",
+                body=f'{{"Resources": ["{ct["ID"]}"]}}'.encode(),
+            ),
+            Call("bulk-content without resources", "POST", "/tools/bulk-content", body=b"{}"),
+            Call(
+                "bulk-content bad level",
+                "POST",
+                "/tools/bulk-content",
+                body=b'{"Resources": [], "Level": "Foo"}',
+            ),
+            Call("bulk-delete without resources", "POST", "/tools/bulk-delete", body=b'{"Resources": "x"}'),
+            Call("bulk-delete unknown", "POST", "/tools/bulk-delete", body=b'{"Resources": ["nonexistent"]}'),
+        ]
+    )
+    check.verdict()
+    orthanc_tools, fastpacs_tools = set(pair.orthanc_get("/tools")), set(pair.fastpacs_get("/tools"))
+    assert fastpacs_tools <= orthanc_tools
+    assert orthanc_tools - fastpacs_tools <= NOT_YET_TOOLS
+
+
+def test_http_conventions(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    check = pair.checker()
+    protected = f"/patients/{stored['CT_small.dcm']['ParentPatient']}/protected"
+    redirect = ("content-type", "location")
+    check.compare_all(
+        [
+            Call("override PUT", "POST", protected, body=b"1", headers={"X-HTTP-Method-Override": "PUT"}),
+            get("override PUT result", protected),
+            Call(
+                "override lower case", "POST", protected, body=b"0", headers={"X-HTTP-Method-Override": "put"}
+            ),
+            get("override lower case result", protected),
+            Call("override GET", "POST", protected, headers={"X-HTTP-Method-Override": "GET"}),
+            Call("override unknown", "POST", protected, headers={"X-HTTP-Method-Override": "FOO"}),
+            Call("override on GET", "GET", protected, headers={"X-HTTP-Method-Override": "PUT"}),
+            Call(
+                "override DELETE",
+                "POST",
+                "/instances/nonexistent",
+                headers={"X-HTTP-Method-Override": "DELETE"},
+            ),
+            Call("root", "GET", "/", compared_headers=redirect),
+            Call("root with arguments", "GET", "/", params={"x": "1"}, compared_headers=redirect),
+            Call("root with POST", "POST", "/"),
+            get("app", "/app"),
         ]
     )
     check.verdict()

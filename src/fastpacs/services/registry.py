@@ -9,6 +9,7 @@ from fastpacs.metrics import ServerMetrics
 from fastpacs.net.server import DicomServer
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.attachments import AttachmentService
+from fastpacs.services.bulk import BulkService
 from fastpacs.services.changes import ChangeService, StabilityMonitor
 from fastpacs.services.content import ContentService
 from fastpacs.services.create import CreateService
@@ -18,6 +19,8 @@ from fastpacs.services.exports import ExportLog, ModalityExports
 from fastpacs.services.find import FindService
 from fastpacs.services.images import ImageService
 from fastpacs.services.ingest import IngestService
+from fastpacs.services.lifecycle import ServerLifecycle
+from fastpacs.services.log_levels import LogLevels
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.services.modify import ModifyService
@@ -60,5 +63,8 @@ class Services:
     protection: ProtectionService
     resource_tags: ResourceTagsService
     slices: SliceService
+    bulk: BulkService
+    log_levels: LogLevels
+    lifecycle: ServerLifecycle
     metrics: ServerMetrics
     store_lock: StoreLock

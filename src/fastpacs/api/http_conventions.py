@@ -1,0 +1,141 @@
+"""HTTP conventions of Orthanc that sit in front of every route: method override, gzip compression.
+
+* ``X-HTTP-Method-Override: PUT`` or ``DELETE`` (any case) turns a request
+  of any method into that method, for clients that can only send GET and
+  POST; any other value is an empty 400, as in Orthanc.
+* With ``HttpCompressionEnabled`` (the default), an answer is gzipped when
+  the client accepts gzip (``Accept-Encoding``), as Orthanc does, except
+  small ones and ones already compressed. Measured on this (shared,
+  loaded) machine with python-isal: the 24.9 KB /tags of CT_small takes
+  58 µs at level 0 (→ 5.4 KB), 85 µs at level 1 (→ 4.7 KB), against
+  680 µs with zlib's default level; the 600-byte answer of
+  ``GET /instances/{id}`` takes 12-25 µs, a sizeable part of the request,
+  and saves nothing on the wire since it fits one TCP segment either way
+  (wrk, 16 connections: 3120 req/s without compression, 3275 with
+  ``Accept-Encoding: gzip`` and the threshold below, i.e. no cost).
+  Answers below :data:`MINIMUM_COMPRESSED_SIZE` (one segment) are
+  therefore sent as they are, as are ZIP archives, JPEG, PNG and gzip
+  bodies, and streamed answers (more than one body message).
+"""
+
+from collections.abc import Callable
+
+from isal import igzip
+from litestar import Litestar
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+OVERRIDE_HEADER = b"x-http-method-override"
+OVERRIDABLE = {b"PUT": "PUT", b"DELETE": "DELETE"}
+MINIMUM_COMPRESSED_SIZE = 1400
+"""Bytes: about one TCP segment of payload on Ethernet."""
+COMPRESSION_LEVEL = 0
+"""isal's fastest level: the server is CPU-bound long before the network is."""
+ALREADY_COMPRESSED = (b"application/zip", b"application/gzip", b"image/jpeg", b"image/png", b"image/jp2")
+
+
+def _accepts_gzip(header: bytes) -> bool:
+    """True when ``Accept-Encoding`` lists gzip (or ``*``) with a quality above zero."""
+    for item in header.split(b","):
+        coding, *parameters = (part.strip() for part in item.split(b";"))
+        if coding.lower() not in (b"gzip", b"*"):
+            continue
+        for parameter in parameters:
+            name, _, value = parameter.partition(b"=")
+            if name.strip().lower() == b"q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
+async def _bad_request(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 400, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class HttpConventions:
+    """ASGI middleware applying the method override, and compression when enabled."""
+
+    def __init__(self, app: ASGIApp, compression_enabled: bool):
+        self.app = app
+        self.compression_enabled = compression_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        accepts_gzip = False
+        for name, value in scope["headers"]:
+            if name == OVERRIDE_HEADER:
+                method = OVERRIDABLE.get(value.strip().upper())
+                if method is None:
+                    await _bad_request(send)
+                    return
+                scope = {**scope, "method": method}
+            elif name == b"accept-encoding" and self.compression_enabled:
+                accepts_gzip = _accepts_gzip(value)
+        if accepts_gzip:
+            send = _GzipSender(send).send
+        await self.app(scope, receive, send)
+
+
+def http_conventions_installer(compression_enabled: bool) -> Callable[[Litestar], None]:
+    """A start-up hook putting :class:`HttpConventions` in front of the router.
+
+    Litestar's own middleware runs after routing, too late to change the
+    method a request is routed by; the hook wraps the application's ASGI
+    handler instead, so that unknown routes and wrong methods (answered by
+    the router) are compressed as well.
+    """
+
+    def install(app: Litestar) -> None:
+        app.asgi_handler = HttpConventions(app.asgi_handler, compression_enabled)
+
+    return install
+
+
+class _GzipSender:
+    """Holds the start of an answer until its body is known, then gzips the body if worth it."""
+
+    def __init__(self, send: Send):
+        self._send = send
+        self._start: Message | None = None
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self._start = message
+            return
+        if message["type"] != "http.response.body" or self._start is None:
+            await self._send(message)
+            return
+        start, self._start = self._start, None
+        body = message.get("body", b"")
+        if message.get("more_body", False) or not self._worth_compressing(start, body):
+            await self._send(start)
+            await self._send(message)
+            return
+        compressed = igzip.compress(body, COMPRESSION_LEVEL)
+        headers = [
+            (name, value) for name, value in start.get("headers", []) if name.lower() != b"content-length"
+        ]
+        headers += [
+            (b"content-encoding", b"gzip"),
+            (b"content-length", str(len(compressed)).encode()),
+            (b"vary", b"Accept-Encoding"),
+        ]
+        await self._send({**start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": compressed, "more_body": False})
+
+    @staticmethod
+    def _worth_compressing(start: Message, body: bytes) -> bool:
+        if len(body) < MINIMUM_COMPRESSED_SIZE:
+            return False
+        for name, value in start.get("headers", []):
+            lowered = name.lower()
+            if lowered == b"content-encoding":
+                return False
+            if lowered == b"content-type" and value.lower().startswith(ALREADY_COMPRESSED):
+                return False
+        return True
