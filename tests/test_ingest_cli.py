@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.fileset import FileSet
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
@@ -156,7 +157,9 @@ def rejected_names(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = fastpacs_server(tmp_path_factory.mktemp("ingest-server")).start()
+    # 1 MB of uploads in flight at most: large files make it answer 503 (see the busy-server test)
+    options = {"MaximumPendingIngestSize": 1}
+    process = fastpacs_server(tmp_path_factory.mktemp("ingest-server"), options).start()
     yield process
     process.stop()
 
@@ -227,6 +230,34 @@ def test_dicomdir_tree(server: ServerProcess, tmp_path: Path, ingest) -> None:
     assert missing.returncode == 1, missing.stderr
     assert summary_counts(missing.stdout) == (0, 4, 1)
     assert f"{referenced[0]}: referenced by the DICOMDIR but missing" in missing.stdout
+
+
+def test_busy_server_gets_the_files_again(server: ServerProcess, tmp_path: Path, ingest) -> None:
+    """Files of 600 KB, six at a time, against a server storing at most 1 MB at once: some are
+    answered 503, sent again after Retry-After, and all end up stored."""
+    series = f"{UID_ROOT}.6.1.1"
+    for number in range(12):
+        dataset = tiny_dataset("BUSY", f"{UID_ROOT}.6.1", series, f"{series}.{number}", number)
+        dataset.add_new(0x00090010, "LO", "FASTPACS TEST")
+        dataset.add_new(0x00091010, "OB", bytes([number]) * 600_000)
+        (tmp_path / f"{number}.dcm").write_bytes(encoded(dataset))
+    busy = {"method": "POST", "route": "/instances", "status": "503"}
+    before = _request_count(server, busy)
+    result = ingest(str(tmp_path), "--url", server.base_url, "--jobs", "6")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary_counts(result.stdout) == (12, 0, 0)
+    assert _request_count(server, busy) > before
+
+
+def _request_count(server: ServerProcess, labels: dict[str, str]) -> float:
+    text = httpx.get(f"{server.base_url}/tools/metrics-prometheus").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "fastpacs_http_request_duration_seconds_count"
+        and all(sample.labels.get(key) == value for key, value in labels.items())
+    )
 
 
 def test_unreachable_server_and_nothing_to_import(tmp_path: Path, ingest) -> None:

@@ -61,6 +61,8 @@ from fastpacs.storage.lock import StoreInUseError, StoreLock
 DEFAULT_URL = "http://127.0.0.1:8042"
 DEFAULT_JOBS = 8
 HTTP_TIMEOUT = 300.0
+BUSY_PATIENCE = 600.0
+"""Seconds a file is offered again to a server answering 503 (busy) before it counts as rejected."""
 ZIP_PROBE_SIZE = 132
 """Bytes read to tell a ZIP archive from a DICOM file (whose preamble may start like one)."""
 DICOMDIR = "DICOMDIR"
@@ -335,14 +337,15 @@ class ServerUploader:
             connection = self._local.connection = kind(self.host, self.port, timeout=HTTP_TIMEOUT)
         return connection
 
-    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
-        """One request; a broken keep-alive connection is reopened once, then the failure is fatal."""
+    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes, str | None]:
+        """Status, body and Retry-After of one request; a broken keep-alive connection is reopened
+        once, then the failure is fatal."""
         for attempt in range(2):
             connection = self._connection()
             try:
                 connection.request(method, self.prefix + path, body=body, headers=self.headers)
                 response = connection.getresponse()
-                return response.status, response.read()
+                return response.status, response.read(), response.getheader("Retry-After")
             except (OSError, http.client.HTTPException) as error:
                 connection.close()
                 self._local.connection = None
@@ -351,7 +354,7 @@ class ServerUploader:
         raise AssertionError("unreachable")
 
     def check(self) -> None:
-        status, _ = self._request("GET", "/system", None)
+        status, _, _ = self._request("GET", "/system", None)
         if status == 401:
             raise IngestAbortedError(
                 f"{self.url} needs credentials: give them in the URL (http://user:pw@...)"
@@ -362,8 +365,16 @@ class ServerUploader:
             )
 
     def store(self, data: bytes) -> tuple[str | None, str]:
-        """``(status, "")`` when stored, ``(None, reason)`` when the server refused the file."""
-        status, body = self._request("POST", "/instances", data)
+        """``(status, "")`` when stored, ``(None, reason)`` when the server refused the file.
+
+        A server busy storing other uploads answers 503: the file is sent again
+        after the Retry-After it gives, for up to :data:`BUSY_PATIENCE` seconds.
+        """
+        deadline = time.monotonic() + BUSY_PATIENCE
+        status, body, retry_after = self._request("POST", "/instances", data)
+        while status == 503 and time.monotonic() < deadline:
+            time.sleep(_seconds(retry_after))
+            status, body, retry_after = self._request("POST", "/instances", data)
         try:
             answer = json.loads(body) if body else None
         except ValueError:
@@ -374,6 +385,14 @@ class ServerUploader:
             details = answer.get("Details")
             return None, f"{answer['Message']}: {details}" if details else answer["Message"]
         return None, f"HTTP {status}"
+
+
+def _seconds(retry_after: str | None) -> float:
+    """A Retry-After in seconds (its date form is not used by fastpacs), within 0.1-30 s."""
+    try:
+        return min(30.0, max(0.1, float(retry_after or 1)))
+    except ValueError:
+        return 1.0
 
 
 def ingest_over_http(items: list[Item], uploader: ServerUploader, jobs: int, progress: Progress) -> Report:
