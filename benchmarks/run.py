@@ -119,7 +119,13 @@ class RunningServer:
         """Start in a fresh folder, which ``prepare`` may fill first (a bulk-loaded index)."""
         self.directory = Path(tempfile.mkdtemp(prefix=f"fastpacs-bench-{self.name}-"))
         if prepare is not None:
-            self.preloaded = prepare(self.directory)
+            try:
+                self.preloaded = prepare(self.directory)
+            except Exception as failure:  # whatever the loader raises, this server's scale phase is n/a
+                self.stop()
+                raise ServerStartError(
+                    f"preparing its storage failed: {type(failure).__name__}: {failure}"
+                ) from failure
         self.server = SERVERS[self.name](self.directory, self.options)
         try:
             self.server.start()
@@ -133,12 +139,8 @@ class RunningServer:
     def alive(self) -> bool:
         return self.server is not None and self.server.process.poll() is None
 
-    def stop(self) -> str:
-        """Stop the server; returns the tail of its log if it had died."""
-        tail = ""
+    def stop(self) -> None:
         if self.server is not None:
-            if not self.alive():
-                tail = self.server.log_tail(15)
             self.server.stop()
         if self.monitor is not None:
             self.monitor.stop()
@@ -146,7 +148,6 @@ class RunningServer:
         if self.directory is not None and not self.keep:
             shutil.rmtree(self.directory, ignore_errors=True)
         self.server = self.monitor = self.directory = None
-        return tail
 
 
 @contextmanager
@@ -177,7 +178,7 @@ def _measure_once(monitor: ProcessTreeMonitor, action: Callable[[], RunResult]) 
 
 
 def seed(server: RunningServer, corpus: Corpus) -> tuple[Seeded, RunResult]:
-    """Upload the whole corpus; the answers give each file's instance, series, study and patient IDs."""
+    """Upload the whole corpus; the answers give each file's instance and study IDs."""
     requests = [
         Request("POST", "/instances", corpus.read(file), DICOM_UPLOAD, label=file.path)
         for file in corpus.files
@@ -195,16 +196,18 @@ def seed(server: RunningServer, corpus: Corpus) -> tuple[Seeded, RunResult]:
     result = _measure_once(server.monitor, upload)
     seeded = Seeded()
     for answer in answers:
-        ids = json.loads(answer.body)
-        seeded.instances.append(
-            SeededInstance(
+        try:
+            ids = json.loads(answer.body)
+            instance = SeededInstance(
                 file=by_path[answer.request.label],
                 id=ids["ID"],
-                series=ids["ParentSeries"],
                 study=ids["ParentStudy"],
-                patient=ids["ParentPatient"],
             )
-        )
+        except (ValueError, KeyError, TypeError):
+            log(f"{server.name}: unexpected answer to {answer.request.label}: {answer.body[:200]!r}")
+            result.errors += 1
+            continue
+        seeded.instances.append(instance)
     seeded.instances.sort(key=lambda instance: instance.file.path)
     return seeded, result
 

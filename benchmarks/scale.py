@@ -10,7 +10,6 @@ servers through POST /instances.
 
 import importlib.util
 import math
-import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import pydicom
 from pydicom.filebase import DicomBytesIO
 
 from benchmarks.corpus import ensure_scale_set
+from benchmarks.procstats import client_cpu_seconds
 from benchmarks.stats import RunResult
 
 QUERY_SAMPLE = 1000
@@ -51,13 +51,6 @@ def _sample(payloads: list[bytes]) -> tuple[list[str], list[str]]:
     return sop_uids, sorted(set(patient_ids))
 
 
-def _cpu_seconds() -> float:
-    return sum(
-        usage.ru_utime + usage.ru_stime
-        for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
-    )
-
-
 def bulk_loader_available() -> bool:
     return importlib.util.find_spec("benchmarks.bulk_index") is not None
 
@@ -73,14 +66,14 @@ def _bulk_set(count: int) -> ScaleSet:
     payloads = list(bulk_index.all_files(spec))
 
     def preload(folder: Path) -> RunResult:
-        cpu_before = _cpu_seconds()
+        cpu_before = client_cpu_seconds()
         loaded = bulk_index.bulk_load(spec, folder)
         return RunResult(
             operations=loaded.instances,
             errors=0,
             elapsed=loaded.seconds,
             transferred=sum(map(len, payloads)),
-            client_cpu=_cpu_seconds() - cpu_before,
+            client_cpu=client_cpu_seconds() - cpu_before,
         )
 
     return ScaleSet(len(payloads), payloads, *_sample(payloads), origin="bulk_index", preload=preload)

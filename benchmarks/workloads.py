@@ -77,9 +77,8 @@ class Variants:
 class SeededInstance:
     file: CorpusFile
     id: str
-    series: str
     study: str
-    patient: str
+    """The ID of its study."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,6 @@ class SeededStudy:
     id: str
     kinds: frozenset[str]
     instances: int
-    size: int
 
 
 @dataclass
@@ -105,7 +103,6 @@ class Seeded:
                 id=study,
                 kinds=frozenset(member.file.kind for member in members),
                 instances=len(members),
-                size=sum(member.file.size for member in members),
             )
             for study, members in grouped.items()
         ]
