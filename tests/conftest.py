@@ -29,7 +29,7 @@ def dicom_variant(
     instance: str | None = None,
 ) -> bytes:
     """A pydicom test file with other identifiers: ``study``/``series``/``instance`` suffix its UIDs."""
-    dataset = pydicom.dcmread(pydicom_file(base))
+    dataset = pydicom.dcmread(pydicom_file(base), force=True)
     if patient_id is not None:
         dataset.PatientID = patient_id
     for keyword, suffix in (
@@ -67,4 +67,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 @pytest.fixture
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One fastpacs server (StableAge 1) for the modules whose tests do not depend on what others store.
+
+    Starting a server takes seconds; tests on it use their own identifiers
+    (``dicom_variant``) and compare counts before and after, never absolute ones.
+    """
+    process = fastpacs_server(tmp_path_factory.mktemp("shared-fastpacs"), {"StableAge": 1}).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def shared_client(shared_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shared_server.base_url, timeout=60) as http:
         yield http

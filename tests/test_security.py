@@ -71,9 +71,9 @@ def test_remote_access_listens_on_every_interface(guarded: ServerProcess) -> Non
     assert listening_addresses(guarded.http_port) == {"0.0.0.0"}
 
 
-def test_without_remote_access_only_loopback_listens(server: ServerProcess) -> None:
-    assert listening_addresses(server.http_port) == {"127.0.0.1"}
-    assert httpx.get(f"{server.base_url}/system").status_code == 200  # and no credentials are needed
+def test_without_remote_access_only_loopback_listens(shared_server: ServerProcess) -> None:
+    assert listening_addresses(shared_server.http_port) == {"127.0.0.1"}
+    assert httpx.get(f"{shared_server.base_url}/system").status_code == 200  # and no credentials are needed
 
 
 def test_authentication_follows_orthancs_defaults() -> None:
