@@ -7,6 +7,7 @@ command costs. The DICOM files are tiny (about 500 bytes, no pixels) and made fr
 per series, so that two thousand of them take well under a second to write.
 """
 
+import contextlib
 import io
 import logging
 import subprocess
@@ -121,8 +122,7 @@ class Outcome:
     stderr: str
 
 
-@pytest.fixture
-def ingest(capsys: pytest.CaptureFixture) -> Iterator[Callable[..., Outcome]]:
+def run_ingest(*arguments: str) -> Outcome:
     """``fastpacs ingest`` through the command's entry point, in this process.
 
     The command sets up the ``fastpacs`` loggers; they are put back as they were afterwards, so
@@ -130,17 +130,20 @@ def ingest(capsys: pytest.CaptureFixture) -> Iterator[Callable[..., Outcome]]:
     """
     logger = logging.getLogger("fastpacs")
     saved = (list(logger.handlers), logger.level, logger.propagate)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(["ingest", *arguments])
+    finally:
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
+    return Outcome(code, stdout.getvalue(), stderr.getvalue())
 
-    def run(*arguments: str) -> Outcome:
-        capsys.readouterr()
-        code = main(["ingest", *arguments])
-        captured = capsys.readouterr()
-        return Outcome(code, captured.out, captured.err)
 
-    yield run
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
+@pytest.fixture
+def ingest() -> Callable[..., Outcome]:
+    return run_ingest
 
 
 def summary_counts(output: str) -> tuple[int, int, int]:
@@ -155,10 +158,32 @@ def rejected_names(output: str) -> list[str]:
     return [line.strip().split(": ", 1)[0] for line in lines]
 
 
+@dataclass
+class StoreImport:
+    folder: Path
+    store: Path
+    outcome: Outcome
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    # 1 MB of uploads in flight at most: large files make it answer 503 (see the busy-server test)
-    options = {"MaximumPendingIngestSize": 1}
+def stopped_store(tmp_path_factory: pytest.TempPathFactory) -> StoreImport:
+    """A store filled by ``fastpacs ingest --store`` before any server ran on it: 100 files, 1 broken."""
+    folder = tmp_path_factory.mktemp("store-files")
+    write_tree(folder, tiny_files(5, patients=2, series_per_patient=2, per_series=25))
+    write_tree(folder, {"broken/notes.txt": b"not DICOM"})
+    store = tmp_path_factory.mktemp("store")
+    return StoreImport(folder, store, run_ingest(str(folder), "--store", str(store)))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, stopped_store: StoreImport) -> Iterator[ServerProcess]:
+    """A server on the store ``fastpacs ingest --store`` filled, taking at most 1 MB of uploads in
+    flight (large files make it answer 503: see the busy-server test)."""
+    options = {
+        "StorageDirectory": str(stopped_store.store),
+        "IndexDirectory": str(stopped_store.store),
+        "MaximumPendingIngestSize": 1,
+    }
     process = fastpacs_server(tmp_path_factory.mktemp("ingest-server"), options).start()
     yield process
     process.stop()
@@ -178,15 +203,16 @@ def big_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_folder_of_2000_files_with_10_broken(server: ServerProcess, big_folder: Path) -> None:
+    before = httpx.get(f"{server.base_url}/statistics").json()
     result = ingest_command(str(big_folder), "--url", server.base_url, "--jobs", "8")
     assert result.returncode == 1, result.stderr
     assert summary_counts(result.stdout) == (2000, 0, 10), result.stdout
     expected = sorted(str(big_folder / name) for name in broken_files())
     assert rejected_names(result.stdout) == expected, result.stdout
     assert "no-sop-instance-uid.dcm: " in result.stdout
-    assert instance_count(server) == 2000
-    statistics = httpx.get(f"{server.base_url}/statistics").json()
-    assert (statistics["CountPatients"], statistics["CountSeries"]) == (10, 40)
+    after = httpx.get(f"{server.base_url}/statistics").json()
+    added = {key: after[key] - before[key] for key in ("CountInstances", "CountPatients", "CountSeries")}
+    assert added == {"CountInstances": 2000, "CountPatients": 10, "CountSeries": 40}
 
 
 def test_zip_archive_entries_are_imported_one_by_one(server: ServerProcess, tmp_path: Path, ingest) -> None:
@@ -270,28 +296,20 @@ def test_unreachable_server_and_nothing_to_import(tmp_path: Path, ingest) -> Non
     assert (nothing.returncode, nothing.stderr) == (2, "fastpacs ingest: no file to import\n")
 
 
-@pytest.mark.slow
-def test_stopped_store_then_served(tmp_path: Path, ingest) -> None:
-    folder = tmp_path / "files"
-    write_tree(folder, tiny_files(5, patients=2, series_per_patient=2, per_series=25))  # 100 files
-    write_tree(folder, {"broken/notes.txt": b"not DICOM"})
-    store = tmp_path / "store"
-    result = ingest(str(folder), "--store", str(store))
+def test_stopped_store_then_served(stopped_store: StoreImport, server: ServerProcess) -> None:
+    result = stopped_store.outcome
     assert result.returncode == 1, result.stdout + result.stderr
     assert summary_counts(result.stdout) == (100, 0, 1), result.stdout
-    assert rejected_names(result.stdout) == [str(folder / "broken/notes.txt")]
+    assert rejected_names(result.stdout) == [str(stopped_store.folder / "broken/notes.txt")]
 
-    options = {"StorageDirectory": str(store), "IndexDirectory": str(store)}
-    served = fastpacs_server(tmp_path / "served", options)
-    served.start()
-    try:
-        statistics = httpx.get(f"{served.base_url}/statistics").json()
-        assert (statistics["CountInstances"], statistics["CountPatients"]) == (100, 2)
-        instance = httpx.get(f"{served.base_url}/instances", params={"limit": "1", "since": "0"}).json()[0]
-        origin = httpx.get(f"{served.base_url}/instances/{instance}/metadata/Origin")
-        assert origin.text == "Unknown"
-        refused = ingest(str(folder), "--store", str(store))
-        assert refused.returncode == 2
-        assert "in use by another process" in refused.stderr
-    finally:
-        served.stop()
+    patients = httpx.get(f"{server.base_url}/patients", params={"expand": ""}).json()
+    imported = {patient["MainDicomTags"]["PatientID"]: patient for patient in patients}
+    for patient_id in ("P5-0", "P5-1"):
+        instances = httpx.get(f"{server.base_url}/patients/{imported[patient_id]['ID']}/instances").json()
+        assert len(instances) == 50
+    origin = httpx.get(f"{server.base_url}/instances/{instances[0]['ID']}/metadata/Origin")
+    assert origin.text == "Unknown"
+
+    refused = run_ingest(str(stopped_store.folder), "--store", str(stopped_store.store))
+    assert refused.returncode == 2
+    assert "in use by another process" in refused.stderr
