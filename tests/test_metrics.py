@@ -110,6 +110,8 @@ def test_parser_reads_orthanc_and_fastpacs_metrics(http: httpx.Client, uploaded:
     assert result.families["fastpacs_http_request_duration_seconds"].type == "histogram"
     assert result.families["fastpacs_ingest_duration_seconds"].type == "histogram"
     assert result.value("fastpacs_worker_pool_processes") >= 1
+    assert result.value("fastpacs_ingest_pending_bytes") == 0
+    assert result.value("fastpacs_ingest_pending_limit_bytes") == 512 * MEGABYTE
     assert result.value("fastpacs_lmdb_map_size_bytes") == 64 << 30
     assert 0 < result.value("fastpacs_lmdb_used_bytes") == 4096 * result.value("fastpacs_lmdb_used_pages")
     assert result.value("orthanc_rest_api_active_requests") >= 1  # the scrape itself

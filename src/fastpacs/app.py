@@ -162,6 +162,7 @@ async def start_services(
         store_lock=store_lock,
     )
     metrics.watch(database, pool, services.images.cache)
+    metrics.watch_ingest(ingest.pending)
     services.stability.start()
     if config.dicom_server_enabled:
         await asyncio.to_thread(dicom_server.start)

@@ -172,6 +172,12 @@ class PoolState(Protocol):
     """Tasks submitted and not finished (running or waiting)."""
 
 
+class PendingState(Protocol):
+    pending: int
+    """Bytes of uploads admitted and not yet stored."""
+    limit: int
+
+
 class CacheState(Protocol):
     size: int
 
@@ -214,6 +220,7 @@ class ServerMetrics:
         self._pool: PoolState | None = None
         self._cache: CacheState | None = None
         self._jobs: JobsState | None = None
+        self._pending: PendingState | None = None
 
         self.durations = {name: RecentMaximum() for name in ORTHANC_DURATIONS}
         self._rest_api_duration = self.durations["orthanc_rest_api_duration_ms"]
@@ -290,6 +297,10 @@ class ServerMetrics:
     def watch(self, database: Database, pool: PoolState, cache: CacheState) -> None:
         """The components whose state is read at scrape time."""
         self._database, self._pool, self._cache = database, pool, cache
+
+    def watch_ingest(self, pending: PendingState) -> None:
+        """The uploads being stored, bounded by ``MaximumPendingIngestSize`` (503 beyond)."""
+        self._pending = pending
 
     def watch_jobs(self, jobs: JobsState) -> None:
         """The job engine, whose jobs give ``orthanc_jobs_*``."""
@@ -447,6 +458,15 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "fastpacs_http_requests_in_flight", "HTTP requests being answered now", metrics.active_requests
         )
+        if metrics._pending is not None:
+            yield GaugeMetricFamily(
+                "fastpacs_ingest_pending_bytes", "Bytes of uploads being stored now", metrics._pending.pending
+            )
+            yield GaugeMetricFamily(
+                "fastpacs_ingest_pending_limit_bytes",
+                "Uploads in flight beyond which new ones are answered 503 (MaximumPendingIngestSize)",
+                metrics._pending.limit,
+            )
 
     def _index(self, now: float) -> Iterator[Metric]:
         database = self.metrics._database
