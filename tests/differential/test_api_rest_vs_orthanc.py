@@ -2,8 +2,10 @@
 
 import io
 
+import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -437,3 +439,55 @@ def test_http_conventions(pair: ServerPair, stored: dict[str, dict[str, str]]) -
         ]
     )
     check.verdict()
+
+
+RENDERINGS = (
+    {},
+    {"window-center": "1000", "window-width": "500"},
+    {"window-center": "-200", "window-width": "3000"},
+    {"width": "32"},
+    {"height": "100", "width": "40"},
+    {"width": "200"},
+)
+
+
+def _pixels(content: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(content)))
+
+
+def test_rendered(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    """Same status and type, and the same pixels (PNG encoders differ in their bytes, not in pixels)."""
+    failures = []
+    for name, answer in stored.items():
+        for frame in ("", "/frames/0", "/frames/1", "/frames/99"):
+            for arguments in RENDERINGS:
+                path = f"/instances/{answer['ID']}{frame}/rendered"
+                orthanc, fastpacs = pair.send(Call(f"rendered {name}", "GET", path, params=arguments))
+                label = f"{name}{frame} {arguments}"
+                if orthanc.status != fastpacs.status or (
+                    orthanc.status == 200
+                    and orthanc.headers["content-type"] != fastpacs.headers["content-type"]
+                ):
+                    failures.append(f"{label}: Orthanc {orthanc.status} ≠ fastpacs {fastpacs.status}")
+                elif orthanc.status == 200 and not np.array_equal(
+                    _pixels(orthanc.content), _pixels(fastpacs.content)
+                ):
+                    failures.append(f"{label}: pixels differ")
+    ct = f"/instances/{stored['CT_small.dcm']['ID']}/rendered"
+    for arguments in ({"window-center": "abc"}, {"width": "-3"}, {"smooth": "2"}, {"quality": "0"}):
+        orthanc, fastpacs = pair.send(Call("rendered bad argument", "GET", ct, params=arguments))
+        if orthanc.status != fastpacs.status:
+            failures.append(f"{arguments}: Orthanc {orthanc.status} ≠ fastpacs {fastpacs.status}")
+    assert not failures, "\n".join(failures)
+
+
+def test_series_numpy(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    for name, answer in stored.items():
+        for arguments in ({}, {"rescale": "0"}):
+            path = f"/series/{answer['ParentSeries']}/numpy"
+            orthanc, fastpacs = pair.send(Call(f"series numpy {name}", "GET", path, params=arguments))
+            assert orthanc.status == fastpacs.status, name
+            if orthanc.status == 200:
+                expected, actual = np.load(io.BytesIO(orthanc.content)), np.load(io.BytesIO(fastpacs.content))
+                assert (expected.dtype, expected.shape) == (actual.dtype, actual.shape), name
+                assert np.array_equal(expected, actual), name

@@ -1,0 +1,95 @@
+"""/instances/{id}/rendered, /instances/{id}/frames/{i}/rendered and /series/{id}/numpy.
+
+``rendered`` takes ``window-center``, ``window-width``, ``width``,
+``height``, ``smooth`` and ``quality``; the format follows ``Accept`` as
+for the other images. As in Orthanc, a malformed number is an empty 404
+and a malformed ``smooth`` an empty 415.
+"""
+
+import math
+import re
+
+from litestar import Request, Response, get
+
+from fastpacs.api.images import boolean_argument, frame_index, jpeg_quality, negotiate
+from fastpacs.api.responses import unknown_resource
+from fastpacs.dicom.ids import parse_id
+from fastpacs.errors import BareHttpError
+from fastpacs.pool.rendered import Rendering
+from fastpacs.services.registry import Services
+
+_SIZE = re.compile(r"[0-9]{1,5}")
+_SMOOTH = {"true": True, "1": True, "false": False, "0": False}
+UNSUPPORTED_MEDIA_TYPE = 415
+
+
+def _window_value(request: Request, name: str) -> float | None:
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise BareHttpError(404) from None
+    if not math.isfinite(value):
+        raise BareHttpError(404)
+    return value
+
+
+def _size(request: Request, name: str) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return 0
+    if not _SIZE.fullmatch(text):
+        raise BareHttpError(404)
+    return int(text)
+
+
+def rendering_of(request: Request) -> Rendering:
+    smooth = request.query_params.get("smooth", "false")
+    if smooth not in _SMOOTH:
+        raise BareHttpError(UNSUPPORTED_MEDIA_TYPE)
+    return Rendering(
+        window_center=_window_value(request, "window-center"),
+        window_width=_window_value(request, "window-width"),
+        width=_size(request, "width"),
+        height=_size(request, "height"),
+        smooth=_SMOOTH[smooth],
+    )
+
+
+async def _rendered(request: Request, services: Services, resource_id: str, frame: int) -> Response[bytes]:
+    image_format = negotiate(request.headers.get("accept"))
+    quality = jpeg_quality(request)
+    rendering = rendering_of(request)
+    rid = parse_id(resource_id)
+    if rid is None:
+        raise BareHttpError(404)
+    body = await services.rendered.rendered(rid, frame, rendering, image_format, quality)
+    return Response(body, media_type=image_format.value)
+
+
+@get("/instances/{resource_id:str}/rendered", name="instances-rendered")
+async def instance_rendered(request: Request, resource_id: str, services: Services) -> Response[bytes]:
+    return await _rendered(request, services, resource_id, 0)
+
+
+@get("/instances/{resource_id:str}/frames/{index:str}/rendered", name="instances-frame-rendered")
+async def frame_rendered(
+    request: Request, resource_id: str, index: str, services: Services
+) -> Response[bytes]:
+    return await _rendered(request, services, resource_id, frame_index(index))
+
+
+@get("/series/{resource_id:str}/numpy", name="series-numpy")
+async def series_numpy(request: Request, resource_id: str, services: Services) -> Response[bytes]:
+    rid = parse_id(resource_id)
+    if rid is None:
+        raise unknown_resource()
+    rescale = boolean_argument(request, "rescale", True)
+    compress = boolean_argument(request, "compress", False)
+    body = await services.rendered.series_numpy(rid, rescale, compress)
+    return Response(body, media_type="application/octet-stream")
+
+
+RENDERED_HANDLERS = [instance_rendered, frame_rendered, series_numpy]

@@ -1,0 +1,19 @@
+"""Worker side of ``/series/{id}/numpy``: every slice of a series in one array."""
+
+import numpy as np
+
+from fastpacs.imaging.decode import UndecodableImageError
+from fastpacs.imaging.npy import npy_file, npz_file
+from fastpacs.pool.images import _numpy_frame, _pixels
+
+
+def series_numpy(slices: list[tuple[bytes, int]], rescale: bool, compress: bool) -> bytes:
+    """``.npy`` of shape (slices, rows, columns, channels) from (blob digest, frame) pairs, in order."""
+    frames = []
+    for digest, index in slices:
+        dataset, description = _pixels(digest)
+        if description.bits_allocated > 16:
+            raise UndecodableImageError()  # Orthanc 1.10.1 decodes no 32-bit image (rtdose)
+        frames.append(_numpy_frame(dataset, description, index, rescale))
+    npy = npy_file(np.stack(frames))
+    return npz_file(npy) if compress else npy
