@@ -14,6 +14,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from fastpacs.api.archive import ARCHIVE_HANDLERS
 from fastpacs.api.attachments import attachment_handlers
 from fastpacs.api.bulk import BULK_HANDLERS
 from fastpacs.api.content import (
@@ -33,12 +34,12 @@ from fastpacs.api.home import HOME_HANDLERS, openapi_config
 from fastpacs.api.http_conventions import http_conventions_installer
 from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
+from fastpacs.api.jobs import JOB_HANDLERS
 from fastpacs.api.metadata import metadata_handlers
 from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metrics_enabled
 from fastpacs.api.modalities import MODALITY_HANDLERS
 from fastpacs.api.modify import MODIFY_HANDLERS
 from fastpacs.api.queries import QUERY_HANDLERS
-from fastpacs.api.rendered import RENDERED_HANDLERS
 from fastpacs.api.resource_helpers import RESOURCE_HELPER_HANDLERS
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import AccessControl
@@ -52,10 +53,12 @@ from fastpacs.imaging.cache import RenderedCache
 from fastpacs.imaging.warmup import prepare_kernel_cache
 from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
+from fastpacs.jobs.engine import JobEngine
 from fastpacs.logs import configure_logging
 from fastpacs.metrics import ServerMetrics
 from fastpacs.net.server import DicomServer
 from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.archive import ArchiveService
 from fastpacs.services.attachments import AttachmentService
 from fastpacs.services.bulk import BulkService
 from fastpacs.services.changes import ChangeService, StabilityMonitor
@@ -76,7 +79,6 @@ from fastpacs.services.modify import ModifyService
 from fastpacs.services.protection import ProtectionService
 from fastpacs.services.queries import LocalQueryRetrieve, QueryService
 from fastpacs.services.registry import Services
-from fastpacs.services.rendered import RenderedService
 from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
 from fastpacs.services.slices import SliceService
@@ -123,6 +125,7 @@ async def start_services(
     export_log = ExportLog(database, writer, config.log_exported_resources)
     local_query_retrieve = LocalQueryRetrieve(config, database, storage, default_encoding)
     dicom_server = DicomServer(config, modalities, ingest, local_query_retrieve, asyncio.get_running_loop())
+    jobs = JobEngine(database, writer, config.concurrent_jobs, config.jobs_history_size, config.save_jobs)
     services = Services(
         config=config,
         database=database,
@@ -159,14 +162,17 @@ async def start_services(
             MetadataService(database, writer, config.user_metadata, config.check_revisions),
         ),
         lifecycle=ServerLifecycle(config.rest_api_reset_enabled, config.rest_api_shutdown_enabled),
-        rendered=RenderedService(database, pool),
         modify=ModifyService(database, writer, pool, ingest, default_encoding),
         metrics=metrics,
         store_lock=store_lock,
+        jobs=jobs,
+        archives=ArchiveService(database, storage, jobs),
     )
     metrics.watch(database, pool, services.images.cache)
     metrics.watch_ingest(ingest.pending)
     services.stability.start()
+    await jobs.start()  # after every service has registered its job types
+    services.archives.remove_unreferenced_outputs()
     if config.dicom_server_enabled:
         await asyncio.to_thread(dicom_server.start)
     logger.info("fastpacs started: %d worker processes", pool.processes)
@@ -174,6 +180,7 @@ async def start_services(
 
 
 async def stop_services(services: Services) -> None:
+    await services.jobs.stop()
     await asyncio.to_thread(services.dicom_server.stop)
     await services.stability.stop()
     await asyncio.to_thread(services.pool.close)
@@ -214,10 +221,11 @@ def create_app(config: Config | None = None) -> Litestar:
             *(handler for level in Level for handler in metadata_handlers(level)),
             *(handler for level in Level for handler in attachment_handlers(level)),
             *RESOURCE_HELPER_HANDLERS,
+            *ARCHIVE_HANDLERS,
+            *JOB_HANDLERS,
             *BULK_HANDLERS,
             *SERVER_TOOL_HANDLERS,
             *HOME_HANDLERS,
-            *RENDERED_HANDLERS,
             upload_instances,
             instance_file,
             system,

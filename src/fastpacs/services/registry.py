@@ -5,9 +5,11 @@ from dataclasses import dataclass
 from fastpacs.config import Config
 from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
+from fastpacs.jobs.engine import JobEngine
 from fastpacs.metrics import ServerMetrics
 from fastpacs.net.server import DicomServer
 from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.archive import ArchiveService
 from fastpacs.services.attachments import AttachmentService
 from fastpacs.services.bulk import BulkService
 from fastpacs.services.changes import ChangeService, StabilityMonitor
@@ -26,7 +28,6 @@ from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.services.modify import ModifyService
 from fastpacs.services.protection import ProtectionService
 from fastpacs.services.queries import QueryService
-from fastpacs.services.rendered import RenderedService
 from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
 from fastpacs.services.slices import SliceService
@@ -67,6 +68,7 @@ class Services:
     bulk: BulkService
     log_levels: LogLevels
     lifecycle: ServerLifecycle
-    rendered: RenderedService
     metrics: ServerMetrics
     store_lock: StoreLock
+    jobs: JobEngine
+    archives: ArchiveService

@@ -1,0 +1,148 @@
+"""Archives: POST /tools/create-archive and /{patients,studies,series}/{id}/archive.
+
+A synchronous request answers the ZIP itself, streamed as it is built; an
+asynchronous one answers ``{"ID", "Path"}`` of the Archive job, whose file
+``GET /jobs/{id}/archive`` serves. The request bodies and their errors are
+Orthanc 1.10.1's.
+"""
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.response import Stream
+
+from fastpacs.api.responses import json_response
+from fastpacs.dicom.ids import Level, RawId, parse_id
+from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.services.registry import Services
+
+
+class ArchiveOptions(msgspec.Struct):
+    synchronous: bool = True
+    priority: int = 0
+
+
+def _decode(body: bytes) -> Any:
+    """The JSON of a body; ``msgspec.DecodeError`` when there is none."""
+    return msgspec.json.decode(body)
+
+
+def _options(document: dict[str, Any]) -> ArchiveOptions:
+    """``Synchronous`` (or, when absent, the opposite of ``Asynchronous``) and ``Priority``."""
+    options = ArchiveOptions()
+    if "Synchronous" in document:
+        options.synchronous = _boolean(document, "Synchronous")
+    elif "Asynchronous" in document:
+        options.synchronous = not _boolean(document, "Asynchronous")
+    if "Priority" in document:
+        priority = document["Priority"]
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Integer value expected in field: Priority")
+        options.priority = priority
+    if "Transcode" in document:
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "fastpacs cannot transcode the files of an archive")
+    return options
+
+
+def _boolean(document: dict[str, Any], name: str) -> bool:
+    value = document[name]
+    if not isinstance(value, bool):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {name}")
+    return value
+
+
+def _resource_ids(value: Any) -> list[RawId]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Expected a list of strings (Orthanc identifiers)")
+    ids = [parse_id(item) for item in value]
+    if any(rid is None for rid in ids):
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    return ids
+
+
+def parse_create_archive(body: bytes) -> tuple[list[RawId], ArchiveOptions]:
+    """The body of /tools/create-archive: a list of IDs, or ``{"Resources": [...], options}``."""
+    try:
+        document = _decode(body)
+    except msgspec.DecodeError:
+        raise OrthancError(
+            ErrorCode.BAD_FILE_FORMAT, "Expected a list of resources to archive in the body"
+        ) from None
+    if isinstance(document, list):
+        return _resource_ids(document), ArchiveOptions()
+    if not isinstance(document, dict):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    if "Resources" not in document:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Missing field Resources in the JSON body")
+    return _resource_ids(document["Resources"]), _options(document)
+
+
+def parse_resource_archive(body: bytes) -> ArchiveOptions:
+    """The body of ``POST /{level}/{id}/archive``: options in an object (a list is accepted and ignored)."""
+    try:
+        document = _decode(body)
+    except msgspec.DecodeError:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
+    if isinstance(document, dict):
+        return _options(document)
+    if isinstance(document, list):
+        return ArchiveOptions()
+    raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+
+
+async def archive_response(
+    services: Services, resources: list[RawId], options: ArchiveOptions, filename: str
+) -> Response:
+    """The ZIP, streamed (synchronous), or the job that builds it (asynchronous)."""
+    if options.synchronous:
+        chunks = await services.archives.stream(resources, options.priority)
+        return Stream(
+            chunks,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'filename="{filename}"'},
+        )
+    job_id = await services.archives.submit(resources, options.priority)
+    return json_response({"ID": job_id, "Path": f"/jobs/{job_id}"})
+
+
+@post("/tools/create-archive", name="tools-create-archive", status_code=200)
+async def create_archive(request: Request, services: Services) -> Response:
+    resources, options = parse_create_archive(await request.body())
+    return await archive_response(services, resources, options, "Archive.zip")
+
+
+def _resource_archive_handlers(level: Level) -> list[HTTPRouteHandler]:
+    path = f"/{level.plural}/{{resource_id:str}}/archive"
+
+    @get(path, name=f"{level.plural}-archive")
+    async def download(resource_id: str, services: Services) -> Response:
+        return await archive_response(
+            services, [_known_id(resource_id)], ArchiveOptions(), f"{resource_id}.zip"
+        )
+
+    @post(path, name=f"{level.plural}-archive-post", status_code=200)
+    async def create(resource_id: str, request: Request, services: Services) -> Response:
+        options = parse_resource_archive(await request.body())
+        return await archive_response(services, [_known_id(resource_id)], options, f"{resource_id}.zip")
+
+    return [download, create]
+
+
+def _known_id(resource_id: str) -> RawId:
+    """The ID of the route (Orthanc accepts a resource of any level here); unparsable: unknown resource."""
+    rid = parse_id(resource_id)
+    if rid is None:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+    return rid
+
+
+ARCHIVE_HANDLERS: list[HTTPRouteHandler] = [
+    create_archive,
+    *(
+        handler
+        for level in (Level.PATIENT, Level.STUDY, Level.SERIES)
+        for handler in _resource_archive_handlers(level)
+    ),
+]
