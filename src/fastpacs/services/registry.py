@@ -28,6 +28,7 @@ from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.services.modify import ModifyService
 from fastpacs.services.protection import ProtectionService
 from fastpacs.services.queries import QueryService
+from fastpacs.services.rendered import RenderedService
 from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
 from fastpacs.services.slices import SliceService
@@ -68,6 +69,7 @@ class Services:
     bulk: BulkService
     log_levels: LogLevels
     lifecycle: ServerLifecycle
+    rendered: RenderedService
     metrics: ServerMetrics
     store_lock: StoreLock
     jobs: JobEngine
