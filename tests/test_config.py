@@ -39,6 +39,7 @@ def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_comments_allowed_and_unknown_options_warned_about(tmp_path: Path) -> None:
     server = fastpacs_server(tmp_path)
     (tmp_path / "fastpacs.json").write_text(
@@ -113,6 +114,7 @@ def test_unreadable_files_are_named(tmp_path: Path, content: str | None, expecte
     assert str(config) in str(raised.value)
 
 
+@pytest.mark.slow
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     server = fastpacs_server(tmp_path, {"Name": "FromFile"})
     server.http_port = free_port()

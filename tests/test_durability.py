@@ -19,6 +19,7 @@ from tests.conftest import dicom_variant, pydicom_file, stored_blobs
 from tests.differential.data import zip_of
 
 LEVELS = ("patients", "studies", "series", "instances")
+pytestmark = pytest.mark.slow  # each test restarts the server
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The differential harness: send the same request to fastpacs and to the reference Orthanc, compare.
 
-A :class:`Call` is one named request. :meth:`ServerPair.compare` sends it to
-both servers and compares the status code, a few headers and the body: JSON
+A :class:`Call` is one named request. :meth:`Checker.compare` sends it to
+both servers at once and compares the status code, a few headers and the body: JSON
 bodies are parsed (Orthanc indents, fastpacs does not) and normalized (values
 that legitimately vary, such as timestamps and FileUuid, become
 placeholders once their format has been checked), other bodies are compared
@@ -19,6 +19,15 @@ A difference fails the test unless ``allowlist.ALLOWED`` explains it. Those
 listed in ``allowlist.KNOWN_BUGS`` are fastpacs bugs awaiting a fix: a test
 that meets only those is reported as an expected failure with the bug's
 description, once it has compared everything it set out to.
+
+To cover a new capability: a module with ``pytestmark = pytest.mark.reference``
+that uses the module-scoped ``pair`` fixture (or ``ServerPair.start`` with
+other options), a table of calls (``get(name, path, **params)`` or
+``Call(name, method, path, body=...)``) and, in each test::
+
+    check = pair.checker()
+    check.compare_all(calls)
+    check.verdict()
 """
 
 import contextlib
