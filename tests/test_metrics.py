@@ -5,6 +5,7 @@
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -173,6 +174,23 @@ def test_routes_are_labelled_by_template_never_by_resource(http: httpx.Client, u
     assert "unknown-id" not in "".join(routes)
     assert "/statistics" in routes
     assert any(route.startswith("/instances/{") and route.endswith("}/tags") for route in routes)
+
+
+def test_jobs_of_the_engine_are_counted(http: httpx.Client, uploaded: dict) -> None:
+    before = scrape(http)
+    started = http.post(
+        f"/studies/{uploaded['CT_small.dcm']['ParentStudy']}/archive", json={"Asynchronous": True}
+    )
+    assert started.status_code == 200, started.text
+    job = started.json()["ID"]
+    deadline = time.monotonic() + 30
+    while http.get(f"/jobs/{job}").json()["State"] != "Success":
+        assert time.monotonic() < deadline, "the archive job did not finish"
+        time.sleep(0.05)
+    after = scrape(http)
+    for name in ("orthanc_jobs_success", "orthanc_jobs_completed"):
+        assert after.value(name) == before.value(name) + 1, name
+    assert after.value("orthanc_jobs_failed") == before.value("orthanc_jobs_failed")
 
 
 def test_rejected_uploads_are_counted(http: httpx.Client) -> None:

@@ -173,6 +173,7 @@ async def start_services(
     )
     metrics.watch(database, pool, services.images.cache)
     metrics.watch_ingest(ingest.pending)
+    metrics.watch_jobs(jobs)
     services.stability.start()
     await jobs.start()  # after every service has registered its job types
     services.archives.remove_unreferenced_outputs()
