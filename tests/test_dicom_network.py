@@ -8,6 +8,7 @@ own SCP.
 """
 
 import threading
+import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -796,3 +797,80 @@ def test_retrieve_moves_the_answers_to_the_target(
         details
         == f'C-MOVE SCU to AET "{SERVER_AET}" has failed with DIMSE status 0xA801 (move destination unknown)'
     )
+
+
+# --- jobs: asynchronous store and retrieve ---------------------------------------------------------
+
+
+def _finished_job(client: httpx.Client, job_id: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["State"] in ("Success", "Failure"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_asynchronous_store_is_a_job(server: ServerProcess, client: httpx.Client, self_modality: str) -> None:
+    datasets = _stored_study(server)
+    study_id = client.post("/tools/lookup", content=str(datasets[0].StudyInstanceUID)).json()[0]["ID"]
+    body = {"Resources": [study_id], "Asynchronous": True, "Priority": 3}
+    created = client.post(f"/modalities/{self_modality}/store", json=body).json()
+    assert created["Path"] == f"/jobs/{created['ID']}"
+    job = _finished_job(client, created["ID"])
+    assert (job["State"], job["Type"], job["Priority"], job["Progress"]) == (
+        "Success",
+        "DicomModalityStore",
+        3,
+        100,
+    )
+    assert job["Content"] == {
+        "Description": "REST API",
+        "FailedInstancesCount": 0,
+        "InstancesCount": 2,
+        "LocalAet": SERVER_AET,
+        "ParentResources": [study_id],
+        "RemoteAet": SERVER_AET,
+    }
+
+
+def test_store_job_to_a_closed_port_fails_unless_permissive(client: httpx.Client) -> None:
+    instance = client.get("/instances").json()[0]
+    client.put("/modalities/closed", json={"AET": "CLOSED", "Host": "127.0.0.1", "Port": free_port()})
+    try:
+        created = client.post(
+            "/modalities/closed/store", json={"Resources": [instance], "Synchronous": False}
+        )
+        job = _finished_job(client, created.json()["ID"])
+        assert (job["State"], job["ErrorCode"], job["ErrorDescription"]) == (
+            "Failure",
+            9,
+            "Error in the network protocol",
+        )
+        assert job["ErrorDetails"].startswith('DicomAssociation - connecting to AET "CLOSED"')
+        body = {"Resources": [instance], "Asynchronous": True, "Permissive": True}
+        job = _finished_job(client, client.post("/modalities/closed/store", json=body).json()["ID"])
+        assert (job["State"], job["Content"]["FailedInstancesCount"]) == ("Success", 1)
+    finally:
+        client.delete("/modalities/closed")
+
+
+def test_asynchronous_retrieve_is_a_job(
+    server: ServerProcess, client: httpx.Client, self_modality: str, receiver: list[str]
+) -> None:
+    datasets = _stored_study(server, 1)
+    body = {"Level": "Study", "Query": {"StudyInstanceUID": datasets[0].StudyInstanceUID}}
+    query = client.post(f"/modalities/{self_modality}/query", json=body).json()["ID"]
+    created = client.post(f"/queries/{query}/retrieve", json={"TargetAet": "RECEIVER", "Asynchronous": True})
+    job = _finished_job(client, created.json()["ID"])
+    assert (job["State"], job["Type"]) == ("Success", "DicomMoveScu")
+    assert job["Content"]["Query"] == [
+        {
+            "0008,0050": datasets[0].get("AccessionNumber", ""),
+            "0008,0052": "STUDY",
+            "0010,0020": datasets[0].PatientID,
+            "0020,000d": datasets[0].StudyInstanceUID,
+        }
+    ]
+    assert receiver == [datasets[0].SOPInstanceUID]

@@ -147,8 +147,10 @@ async def start_services(
         find=FindService(database),
         modalities=modalities,
         exports=export_log,
-        modality_exports=ModalityExports(config, database, storage, modalities, export_log),
-        queries=QueryService(config, modalities, default_encoding),
+        modality_exports=ModalityExports(
+            config, database, storage, registry=modalities, log=export_log, engine=jobs
+        ),
+        queries=QueryService(config, modalities, default_encoding, jobs),
         dicom_server=dicom_server,
         attachments=AttachmentService(
             database, writer, storage, config.user_content_type, config.check_revisions

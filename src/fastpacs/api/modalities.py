@@ -9,7 +9,7 @@ from litestar import Request, Response, delete, get, post, put
 from fastpacs.api.responses import empty_ok, flag, json_response, text_response
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
 from fastpacs.net.transfer_syntaxes import matching_transfer_syntaxes, parse_patterns
-from fastpacs.services.exports import parse_store_request, run_to_end
+from fastpacs.services.exports import parse_store_request
 from fastpacs.services.modalities import modality_json, parse_echo_timeout, parse_modality
 from fastpacs.services.registry import Services
 
@@ -75,8 +75,7 @@ async def echo(name: str, request: Request, services: Services) -> Response[byte
 @post("/modalities/{name:str}/store", name="modality-store", status_code=200)
 async def store(name: str, request: Request, services: Services) -> Response[bytes]:
     store_request = parse_store_request(await request.body())
-    work = await services.modality_exports.prepare(name, store_request)
-    return json_response(await run_to_end(work))
+    return json_response(await services.modality_exports.store(name, store_request))
 
 
 @post("/modalities/{name:str}/store-straight", name="modality-store-straight", status_code=200)

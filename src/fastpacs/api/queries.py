@@ -5,7 +5,6 @@ from litestar import Request, Response, delete, get, post
 from fastpacs.api.responses import empty_ok, flag, json_response, parse_integer, text_response
 from fastpacs.dicom.tags import TagJson, shorten, simplify
 from fastpacs.errors import ErrorCode, OrthancError
-from fastpacs.services.exports import run_to_end
 from fastpacs.services.queries import CHILD_QUERIES, RemoteQuery, parse_query_request
 from fastpacs.services.registry import Services
 
@@ -94,15 +93,13 @@ async def answer_child(
 ) -> Response[bytes]:
     body = await request.body()
     if child == "retrieve":
-        work = services.queries.retrieve_work(query_id, _index(index), body)
-        return json_response(await run_to_end(work))
+        return json_response(await services.queries.retrieve(query_id, _index(index), body))
     return _created(await services.queries.child_query(query_id, _index(index), child, body))
 
 
 @post("/queries/{query_id:str}/retrieve", name="query-retrieve", status_code=200)
 async def retrieve_all(query_id: str, request: Request, services: Services) -> Response[bytes]:
-    work = services.queries.retrieve_work(query_id, None, await request.body())
-    return json_response(await run_to_end(work))
+    return json_response(await services.queries.retrieve(query_id, None, await request.body()))
 
 
 QUERY_HANDLERS = [

@@ -17,3 +17,11 @@ C-STORE hands the received bytes to the ingest pipeline on the event loop
 and waits for its answer; queries read the index (LMDB reads are safe from
 any thread).
 """
+
+from pynetdicom import _config
+
+# pynetdicom logs every request and response identifier element by element:
+# that decodes them (costly, and the answers' values then reach the tag JSON
+# already converted). fastpacs logs what it needs itself.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False

@@ -16,20 +16,30 @@ Statuses:
 - C-GET: the same sub-operations, sent back on the caller's association.
 - A caller not allowed to make the request: the association is aborted.
 
-Sub-operations decode each file (pynetdicom sends datasets here, converting
-them to a transfer syntax the peer accepted when they are uncompressed).
+Sub-operations decode each file (pynetdicom sends datasets, converting them
+between the uncompressed transfer syntaxes); a compressed file the peer does
+not accept as it is gets decompressed (Orthanc's transcoding; not when the
+peer modality's AllowTranscoding is off), and counts as a failed
+sub-operation when that is not possible.
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom import dcmread
 from pynetdicom import evt
+from pynetdicom.association import Association
 
-from fastpacs.net.association import is_refused
+from fastpacs.net.association import caller_of, is_refused
 from fastpacs.net.datasets import dataset_of, identifier_keys
-from fastpacs.net.scu import StoredInstance, storage_contexts
+from fastpacs.net.scu import (
+    DicomNetworkError,
+    StoredInstance,
+    accepted_pairs,
+    dataset_to_send,
+    storage_contexts,
+)
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.services.modalities import DicomRequest, ModalityRegistry
 from fastpacs.services.queries import LocalQueryRetrieve, QueryError
@@ -39,6 +49,7 @@ logger = logging.getLogger(__name__)
 PENDING = 0xFF00
 CANCEL = 0xFE00
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
+UNSENDABLE = "no transfer syntax the peer accepts"
 
 
 class QueryRetrieveScp:
@@ -74,6 +85,11 @@ class QueryRetrieveScp:
             return
         _, destination = destinations[0]
         instances = self._instances(event)
+        store_association: list[Association] = []
+
+        def established(sub_event: evt.Event) -> None:
+            store_association.append(sub_event.assoc)
+
         yield (
             destination.host,
             destination.port,
@@ -81,15 +97,24 @@ class QueryRetrieveScp:
                 "ae_title": destination.aet,
                 "contexts": storage_contexts(instances),
                 "max_pdu": 0,
-                "evt_handlers": NO_DELAY_HANDLERS,
+                "evt_handlers": [*NO_DELAY_HANDLERS, (evt.EVT_ESTABLISHED, established)],
             },
         )
-        yield from self._sub_operations(event, instances)
+        yield from _sub_operations(
+            event,
+            instances,
+            lambda: accepted_pairs(store_association[0]) if store_association else set(),
+            destination.allow_transcoding,
+        )
 
     def get(self, event: evt.Event) -> Iterator[Any]:
         if is_refused(event, self.registry, DicomRequest.GET):
             return
-        yield from self._sub_operations(event, self._instances(event))
+        caller = caller_of(event.assoc)
+        transcode = all(modality.allow_transcoding for _, modality in self.registry.by_aet(caller.aet))
+        yield from _sub_operations(
+            event, self._instances(event), lambda: accepted_pairs(event.assoc, as_scu=True), transcode
+        )
 
     def _instances(self, event: evt.Event) -> list[StoredInstance]:
         try:
@@ -98,11 +123,28 @@ class QueryRetrieveScp:
             logger.warning("retrieve identifier refused: %s", error)
             return []
 
-    @staticmethod
-    def _sub_operations(event: evt.Event, instances: list[StoredInstance]) -> Iterator[Any]:
-        yield len(instances)
-        for instance in instances:
-            if event.is_cancelled:
-                yield CANCEL, None
-                return
-            yield PENDING, dcmread(instance.path)
+
+def _sub_operations(
+    event: evt.Event,
+    instances: list[StoredInstance],
+    accepted: Callable[[], set[tuple[str, str]]],
+    transcode: bool,
+) -> Iterator[Any]:
+    """The number of C-STORE sub-operations, then one dataset per instance (pynetdicom sends them).
+
+    An instance the peer cannot receive (no acceptable transfer syntax) is
+    given to pynetdicom as a non-dataset, which it counts as a failed sub-operation.
+    """
+    yield len(instances)
+    for instance in instances:
+        if event.is_cancelled:
+            yield CANCEL, None
+            return
+        try:
+            dataset = dataset_to_send(instance, accepted(), transcode)
+        except DicomNetworkError as error:
+            logger.warning("C-STORE sub-operation of %s failed: %s", instance.sop_instance_uid, error)
+            yield PENDING, UNSENDABLE
+            continue
+        assert instance.path is not None
+        yield PENDING, dataset if dataset is not None else dcmread(instance.path)

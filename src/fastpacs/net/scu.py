@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, build_context
@@ -76,8 +77,7 @@ class DicomNetworkError(Exception):
     """An association could not be made, broke, or a request failed (the message says which)."""
 
 
-@dataclass(frozen=True)
-class RemoteNode:
+class RemoteNode(msgspec.Struct, frozen=True, array_like=True):
     """Where and who to call, and as whom."""
 
     aet: str
@@ -85,6 +85,8 @@ class RemoteNode:
     port: int
     local_aet: str
     timeout: float
+    transcode: bool = True
+    """Whether compressed instances may be decompressed for a peer that only accepts uncompressed ones."""
 
 
 def _status_text(status: int) -> str:
@@ -157,13 +159,58 @@ def storage_contexts(instances: list[StoredInstance]) -> list[PresentationContex
     return contexts[:MAX_CONTEXTS]
 
 
+def accepted_pairs(assoc: Association, as_scu: bool = True) -> set[tuple[str, str]]:
+    """(SOP class, transfer syntax) of the contexts the peer accepted for sending C-STOREs."""
+    return {
+        (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+        for cx in assoc.accepted_contexts
+        if not as_scu or cx.as_scu
+    }
+
+
+def dataset_to_send(
+    instance: StoredInstance,
+    accepted: set[tuple[str, str]],
+    transcode: bool,
+    dataset: Dataset | None = None,
+) -> Dataset | None:
+    """What to send for an instance: ``None`` for its file as stored (the peer accepted its transfer
+    syntax), else the decoded dataset, decompressed when the peer only accepts uncompressed ones
+    (Orthanc's transcoding, unless the modality's AllowTranscoding is off).
+
+    :class:`DicomNetworkError` when the peer accepts nothing this instance can be sent in.
+    """
+    sop_class, syntax = instance.sop_class_uid, instance.transfer_syntax
+    if (sop_class, syntax) in accepted:
+        return dataset
+    if not any(other in UNCOMPRESSED for accepted_class, other in accepted if accepted_class == sop_class):
+        raise DicomNetworkError(
+            f"no context accepted for SOP class {sop_class} (instance {instance.sop_instance_uid})"
+        )
+    if dataset is None:
+        assert instance.path is not None
+        dataset = dcmread(instance.path)
+    if syntax in UNCOMPRESSED:
+        return dataset  # pynetdicom converts between the uncompressed transfer syntaxes
+    if not transcode:
+        raise DicomNetworkError(
+            f"the transfer syntax {syntax} of instance {instance.sop_instance_uid} is not accepted, "
+            "and transcoding is disabled for this modality"
+        )
+    try:
+        dataset.decompress(generate_instance_uid=False)
+    except (NotImplementedError, RuntimeError, ValueError) as error:
+        raise DicomNetworkError(f"cannot transcode instance {instance.sop_instance_uid}: {error}") from error
+    return dataset
+
+
 class StoreAssociation:
-    """One association used for a series of C-STOREs (a store job, a C-MOVE)."""
+    """One association used for a series of C-STOREs (a store job)."""
 
     def __init__(self, node: RemoteNode, instances: list[StoredInstance]):
         self.node = node
         self.assoc = open_association(node, storage_contexts(instances))
-        self._accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in self.assoc.accepted_contexts}
+        self._accepted = accepted_pairs(self.assoc)
         self._message_id = 0
 
     def send(
@@ -174,21 +221,15 @@ class StoreAssociation:
     ) -> int:
         """C-STORE one instance (its file, or ``dataset`` when given already decoded); the status answered.
 
-        :class:`DicomNetworkError` if the peer answered nothing.
+        :class:`DicomNetworkError` if it cannot be sent or the peer answered nothing.
         """
         if not self.assoc.is_established:
             raise DicomNetworkError(f'DicomAssociation - the association with AET "{self.node.aet}" was lost')
         self._message_id = self._message_id % 65535 + 1
-        exact = (instance.sop_class_uid, instance.transfer_syntax) in self._accepted
-        if not exact and instance.transfer_syntax not in UNCOMPRESSED:
-            raise DicomNetworkError(
-                f'C-STORE SCU to AET "{self.node.aet}": the remote modality accepts neither the transfer '
-                f"syntax {instance.transfer_syntax} of instance {instance.sop_instance_uid} nor an "
-                "uncompressed one it could be converted to"
-            )
-        if dataset is None and not exact:
-            assert instance.path is not None
-            dataset = dcmread(instance.path)
+        try:
+            dataset = dataset_to_send(instance, self._accepted, self.node.transcode, dataset)
+        except DicomNetworkError as error:
+            raise DicomNetworkError(f'C-STORE SCU to AET "{self.node.aet}": {error}') from error
         originator_aet, originator_id = originator if originator is not None else (None, None)
         try:
             status = self.assoc.send_c_store(
@@ -197,7 +238,7 @@ class StoreAssociation:
                 originator_aet=originator_aet,
                 originator_id=originator_id,
             )
-        except ValueError as error:  # no accepted presentation context for this SOP class
+        except ValueError as error:  # the dataset cannot be encoded in the accepted context
             raise DicomNetworkError(f'C-STORE SCU to AET "{self.node.aet}": {error}') from error
         code = status.get("Status") if status else None
         if code is None:

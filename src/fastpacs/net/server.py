@@ -45,7 +45,13 @@ from fastpacs.net.association import caller_of, is_refused
 from fastpacs.net.query_retrieve_scp import QueryRetrieveScp
 from fastpacs.net.store_scp import StoreScp
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
-from fastpacs.net.transfer_syntaxes import UNCOMPRESSED, matching_transfer_syntaxes
+from fastpacs.net.transfer_syntaxes import (
+    EXPLICIT_VR_BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    UNCOMPRESSED,
+    matching_transfer_syntaxes,
+)
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.modalities import DicomRequest, ModalityRegistry
 from fastpacs.services.queries import LocalQueryRetrieve
@@ -62,6 +68,7 @@ QUERY_RETRIEVE_MODELS = (
     StudyRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelGet,
 )
+STORAGE_PREFERENCE = (EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 ECHO_SUCCESS = 0x0000
 ECHO_REFUSED = 0x0124
 
@@ -71,13 +78,25 @@ CALLING_AE_NOT_RECOGNISED = 0x03
 CALLED_AE_NOT_RECOGNISED = 0x07
 
 
+def _preferred_first(transfer_syntaxes: list[str]) -> list[str]:
+    """Orthanc's preference among the syntaxes a caller proposes in one context: explicit little
+    endian, explicit big endian, implicit little endian, then the compressed ones."""
+    preferred = [syntax for syntax in STORAGE_PREFERENCE if syntax in transfer_syntaxes]
+    return preferred + [syntax for syntax in transfer_syntaxes if syntax not in STORAGE_PREFERENCE]
+
+
 def presentation_contexts(transfer_syntaxes: list[str]) -> list[PresentationContext]:
-    """The contexts the server supports, storage in the given transfer syntaxes."""
+    """The contexts the server supports, storage in the given transfer syntaxes.
+
+    pynetdicom accepts, for each proposed context, the first syntax of this
+    list the caller proposed: the order is the server's preference.
+    """
     ae = AE()
     ae.add_supported_context(Verification, list(UNCOMPRESSED))
-    if transfer_syntaxes:
+    storage_syntaxes = _preferred_first(transfer_syntaxes)
+    if storage_syntaxes:
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, transfer_syntaxes, scu_role=True, scp_role=True)
+            ae.add_supported_context(context.abstract_syntax, storage_syntaxes, scu_role=True, scp_role=True)
     for model in QUERY_RETRIEVE_MODELS:
         ae.add_supported_context(model, list(UNCOMPRESSED))
     return ae.supported_contexts

@@ -1,7 +1,7 @@
 """C-STORE SCP: received instances go through the one ingest pipeline.
 
 The handler runs on the association's thread. It takes the encoded dataset
-as received (file meta prepended, nothing decoded), submits the ingest to
+as received (fastpacs's file meta group prepended, nothing decoded), submits the ingest to
 the event loop and waits for it: Success is answered only once the file is
 durable and indexed. Failures become DIMSE statuses (PS3.4 B.2.3):
 
@@ -21,7 +21,9 @@ import asyncio
 import logging
 
 from pynetdicom import evt
+from pynetdicom.dsutils import encode_file_meta
 
+from fastpacs.dicom.writer import PREAMBLE, file_meta
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.updates import BlobMissingError
 from fastpacs.net.association import caller_of, is_refused
@@ -42,6 +44,15 @@ def status_of(error: OrthancError) -> int:
     return CANNOT_UNDERSTAND if error.code in _NOT_UNDERSTOOD else OUT_OF_RESOURCES
 
 
+def received_file(event: evt.Event) -> bytes:
+    """The received dataset as a DICOM file: fastpacs's file meta group, then the bytes as sent."""
+    request = event.request
+    meta = file_meta(
+        request.AffectedSOPClassUID, request.AffectedSOPInstanceUID, event.context.transfer_syntax
+    )
+    return b"".join((PREAMBLE, encode_file_meta(meta), event.encoded_dataset(include_meta=False)))
+
+
 class StoreScp:
     """The ``EVT_C_STORE`` handler."""
 
@@ -57,7 +68,7 @@ class StoreScp:
         origin = Origin(
             kind="DicomProtocol", remote_aet=caller.aet, remote_ip=caller.host, called_aet=caller.called_aet
         )
-        data = event.encoded_dataset()
+        data = received_file(event)
         stored = asyncio.run_coroutine_threadsafe(self.ingest.ingest(data, origin), self.loop)
         try:
             stored.result()

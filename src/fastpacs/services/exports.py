@@ -15,8 +15,9 @@ import asyncio
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from pydicom import dcmread
@@ -26,13 +27,15 @@ from fastpacs.config import Config
 from fastpacs.dicom.ids import Level, RawId, format_id, parse_id
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
+from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.schema import Counter, pack_u64, unpack_u64
 from fastpacs.index.updates import IndexUpdate, orthanc_timestamp
 from fastpacs.index.view import IndexView
 from fastpacs.index.writer import IndexWriter
+from fastpacs.jobs.engine import JobEngine
+from fastpacs.jobs.job import Job, JobState
 from fastpacs.net.scu import DicomNetworkError, RemoteNode, StoreAssociation, StoredInstance, is_store_success
 from fastpacs.services.modalities import ModalityRegistry
-from fastpacs.services.queries import stored_instances
 from fastpacs.services.resources import resource_path
 from fastpacs.storage.blobs import BlobStore
 
@@ -224,124 +227,175 @@ def _synchronous(document: dict[str, Any]) -> bool:
     return not _boolean(document, "Asynchronous", False)
 
 
-class ModalityStore:
+def stored_instances(view: IndexView, storage: BlobStore, level: Level, rid: RawId) -> list[StoredInstance]:
+    """The instances below a resource (itself for an instance), in insertion order."""
+    found = []
+    for instance in view.descendants(rid, level, Level.INSTANCE):
+        record = view.resource_at(instance, Level.INSTANCE)
+        if record is None or record.blob is None:
+            continue
+        sop_class = view.metadata_value(instance, SYSTEM_METADATA["SopClassUid"])
+        syntax = view.metadata_value(instance, SYSTEM_METADATA["TransferSyntax"])
+        found.append(
+            StoredInstance(
+                path=storage.path_of(record.blob.digest),
+                sop_class_uid=sop_class.value if sop_class is not None else "",
+                sop_instance_uid=record.main_tags.get("SOPInstanceUID", ""),
+                transfer_syntax=syntax.value if syntax is not None else "",
+            )
+        )
+    return found
+
+
+class StoreJobState(msgspec.Struct, array_like=True):
+    """What a store job saves: where to send, what, and how it went so far."""
+
+    node: RemoteNode
+    instances: list[RawId]
+    parents: list[str]
+    permissive: bool = False
+    move_originator: tuple[str, int] | None = None
+    failed: int = 0
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(StoreJobState)
+
+InstanceResolver = Callable[[list[RawId]], list[StoredInstance | None]]
+"""Finds the files of instances by ID (``None`` for an instance deleted since)."""
+
+
+class ModalityStoreJob(Job):
     """Sends instances to a modality over one association: Orthanc's ``DicomModalityStore`` job.
 
-    One step per instance. The association opens at the first step and
-    closes when the work ends; a broken association is opened again at the
-    next step. Without ``Permissive`` the first failure fails the whole work,
-    with it failures are counted and the work goes on.
+    One step per instance. The association opens at the first step run (again
+    after a pause or a restart) and closes when the job ends; a broken one is
+    opened again at the next step. Without ``Permissive`` the first failure
+    fails the job; with it failures are counted and the job goes on.
     """
 
     type_name = "DicomModalityStore"
 
-    def __init__(
-        self,
-        node: RemoteNode,
-        instances: list[StoredInstance],
-        parents: list[str],
-        *,
-        permissive: bool = False,
-        move_originator: tuple[str, int] | None = None,
-    ):
-        self.node = node
-        self.instances = instances
-        self.parents = parents
-        self.permissive = permissive
-        self.move_originator = move_originator
-        self.failed = 0
+    def __init__(self, state: StoreJobState, resolve: InstanceResolver):
+        self.state = state
+        self.resolve = resolve
+        self._instances: list[StoredInstance | None] | None = None
         self._association: StoreAssociation | None = None
 
     @property
     def total_steps(self) -> int:
-        return len(self.instances)
+        return len(self.state.instances)
+
+    async def start(self, steps_done: int) -> int:
+        await self._close()
+        if self._instances is None:
+            self._instances = await asyncio.to_thread(self.resolve, self.state.instances)
+        return steps_done
 
     async def run_step(self, index: int) -> None:
-        instance = self.instances[index]
+        assert self._instances is not None
+        instance = self._instances[index]
+        if instance is None:
+            self._fail(
+                ErrorCode.UNKNOWN_RESOURCE, f"Instance {format_id(self.state.instances[index])} was deleted"
+            )
+            return
+        node = self.state.node
         try:
             if self._association is None:
-                self._association = await asyncio.to_thread(
-                    StoreAssociation, self.node, self.instances[index:]
-                )
-            status = await asyncio.to_thread(self._association.send, instance, self.move_originator)
+                remaining = [item for item in self._instances[index:] if item is not None]
+                self._association = await asyncio.to_thread(StoreAssociation, node, remaining)
+            status = await asyncio.to_thread(self._association.send, instance, self.state.move_originator)
         except DicomNetworkError as error:
-            await self.close()
-            self._fail(str(error))
+            await self._close()
+            self._fail(ErrorCode.NETWORK_PROTOCOL, str(error))
             return
         if not is_store_success(status):
-            self._fail(f'C-STORE SCU to AET "{self.node.aet}" has failed with DIMSE status 0x{status:04X}')
+            self._fail(
+                ErrorCode.NETWORK_PROTOCOL,
+                f'C-STORE SCU to AET "{node.aet}" has failed with DIMSE status 0x{status:04X}',
+            )
 
-    def _fail(self, details: str) -> None:
-        if not self.permissive:
-            raise OrthancError(ErrorCode.NETWORK_PROTOCOL, details)
-        logger.warning("store to %s: %s", self.node.aet, details)
-        self.failed += 1
+    def _fail(self, code: ErrorCode, details: str) -> None:
+        if not self.state.permissive:
+            raise OrthancError(code, details)
+        logger.warning("store to %s: %s", self.state.node.aet, details)
+        self.state.failed += 1
 
-    async def close(self) -> None:
-        """Release the association (when the work ends, fails or is paused)."""
+    async def _close(self) -> None:
         association, self._association = self._association, None
         if association is not None:
             await asyncio.to_thread(association.close)
 
+    async def finish(self) -> None:
+        await self._close()
+
+    async def abort(self) -> None:
+        await self._close()
+
+    def reset(self) -> None:
+        self.state.failed = 0
+
     def content(self) -> dict[str, Any]:
+        state = self.state
         content: dict[str, Any] = {
             "Description": "REST API",
-            "FailedInstancesCount": self.failed,
-            "InstancesCount": len(self.instances),
-            "LocalAet": self.node.local_aet,
-            "RemoteAet": self.node.aet,
+            "FailedInstancesCount": state.failed,
+            "InstancesCount": len(state.instances),
+            "LocalAet": state.node.local_aet,
+            "RemoteAet": state.node.aet,
         }
-        if self.parents:
-            content["ParentResources"] = self.parents
-        if self.move_originator is not None:
-            content["MoveOriginatorAET"], content["MoveOriginatorID"] = self.move_originator
+        if state.parents:
+            content["ParentResources"] = state.parents
+        if state.move_originator is not None:
+            content["MoveOriginatorAET"], content["MoveOriginatorID"] = state.move_originator
         return content
 
-
-class StepWork(Protocol):
-    """Work done in steps over one association (a store, a retrieve)."""
-
-    @property
-    def total_steps(self) -> int: ...
-
-    async def run_step(self, index: int) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def content(self) -> dict[str, Any]: ...
+    def save(self) -> bytes:
+        return _state_encoder.encode(self.state)
 
 
-async def run_to_end(work: StepWork) -> dict[str, Any]:
-    """Do the work now and answer its content (the synchronous form of a request)."""
-    try:
-        for index in range(work.total_steps):
-            await work.run_step(index)
-    finally:
-        await work.close()
-    return work.content()
+async def run_synchronously(engine: JobEngine, job: Job, priority: int) -> dict[str, Any]:
+    """Run a job now and answer its content; its failure becomes the request's error, as in Orthanc."""
+    tracked = await engine.wait(engine.run_now(job, priority))
+    if tracked.state == JobState.FAILURE:
+        raise OrthancError(ErrorCode(tracked.error_code), tracked.error_details or None)
+    return job.content()
 
 
 class ModalityExports:
-    """``POST /modalities/{name}/store``: resolves the resources, logs the export, sends."""
+    """``POST /modalities/{name}/store``: resolves the resources, logs the export, sends them in a job."""
 
     def __init__(
         self,
         config: Config,
         database: Database,
         storage: BlobStore,
+        *,
         registry: ModalityRegistry,
         log: ExportLog,
+        engine: JobEngine,
     ):
         self.config = config
         self.database = database
         self.storage = storage
         self.registry = registry
         self.log = log
+        self.engine = engine
+        engine.register(ModalityStoreJob.type_name, self._load)
 
-    async def prepare(self, name: str, request: StoreRequest) -> ModalityStore:
-        """The store work for a request, its export logged first (even to an unknown modality, as Orthanc)."""
+    def _load(self, data: bytes) -> ModalityStoreJob:
+        return ModalityStoreJob(_state_decoder.decode(data), self._resolve)
+
+    def _resolve(self, instances: list[RawId]) -> list[StoredInstance | None]:
+        with self.database.read() as view:
+            found = [stored_instances(view, self.storage, Level.INSTANCE, rid) for rid in instances]
+        return [files[0] if files else None for files in found]
+
+    async def prepare(self, name: str, request: StoreRequest) -> ModalityStoreJob:
+        """The store job for a request, its export logged first (even to an unknown modality, as Orthanc)."""
         named: list[tuple[Level, RawId]] = []
-        instances: list[StoredInstance] = []
+        instances: list[RawId] = []
         for text in request.resources:
             rid = parse_id(text)
             if rid is None:
@@ -352,18 +406,26 @@ class ModalityExports:
                     await self.log.log(named, name)
                     raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
                 level = Level(record.level)
-                instances.extend(stored_instances(view, self.storage, level, rid))
+                instances.extend(view.descendants(rid, level, Level.INSTANCE))
             named.append((level, rid))
         await self.log.log(named, name)
         modality = self.registry.require(name)
-        parents = sorted({format_id(rid) for _, rid in named})
-        return ModalityStore(
-            self.registry.node(modality, request.local_aet, request.timeout),
-            instances,
-            parents,
+        state = StoreJobState(
+            node=self.registry.node(modality, request.local_aet, request.timeout),
+            instances=instances,
+            parents=sorted({format_id(rid) for _, rid in named}),
             permissive=request.permissive,
             move_originator=request.move_originator,
         )
+        return ModalityStoreJob(state, self._resolve)
+
+    async def store(self, name: str, request: StoreRequest) -> dict[str, Any]:
+        """Store synchronously (the job's content) or queue the job (its ID and path)."""
+        job = await self.prepare(name, request)
+        if request.synchronous:
+            return await run_synchronously(self.engine, job, request.priority)
+        job_id = await self.engine.submit(job, request.priority)
+        return {"ID": job_id, "Path": f"/jobs/{job_id}"}
 
     async def store_straight(self, name: str, data: bytes) -> dict[str, str]:
         """C-STORE a DICOM file given in the request, without storing it here."""

@@ -267,6 +267,7 @@ class ModalityRegistry:
             port=modality.port,
             local_aet=local_aet or modality.local_aet or self.config.dicom_aet,
             timeout=float(timeout or modality.timeout or self.config.dicom_scu_timeout),
+            transcode=modality.allow_transcoding,
         )
 
     async def echo(self, name: str, timeout: int | None) -> None:

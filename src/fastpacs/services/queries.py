@@ -43,9 +43,12 @@ from fastpacs.index.find import MAIN_TAG_LEVELS, FindExecution, FindQuery, insta
 from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.schema import Resource
 from fastpacs.index.view import IndexView
+from fastpacs.jobs.engine import JobEngine
+from fastpacs.jobs.job import Job
 from fastpacs.net import scu
 from fastpacs.net.scu import RemoteNode, StoredInstance
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.exports import run_synchronously, stored_instances
 from fastpacs.services.find import make_constraint, parse_level
 from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.storage.blobs import BlobStore
@@ -228,26 +231,6 @@ class LocalQueryRetrieve:
             for resource in resources:
                 found.extend(stored_instances(view, self.storage, level, resource))
             return list(dict.fromkeys(found))
-
-
-def stored_instances(view: IndexView, storage: BlobStore, level: Level, rid: RawId) -> list[StoredInstance]:
-    """The instances below a resource (itself for an instance), in insertion order."""
-    found = []
-    for instance in view.descendants(rid, level, Level.INSTANCE):
-        record = view.resource_at(instance, Level.INSTANCE)
-        if record is None or record.blob is None:
-            continue
-        sop_class = view.metadata_value(instance, SYSTEM_METADATA["SopClassUid"])
-        syntax = view.metadata_value(instance, SYSTEM_METADATA["TransferSyntax"])
-        found.append(
-            StoredInstance(
-                path=storage.path_of(record.blob.digest),
-                sop_class_uid=sop_class.value if sop_class is not None else "",
-                sop_instance_uid=record.main_tags.get("SOPInstanceUID", ""),
-                transfer_syntax=syntax.value if syntax is not None else "",
-            )
-        )
-    return found
 
 
 def _first_instance(view: IndexView, rid: RawId, level: Level) -> RawId | None:
@@ -433,11 +416,15 @@ def _wire_keys(level: Level, keys: dict[int, str], normalize: bool, manufacturer
 class QueryService:
     """Queries made to modalities, kept in memory: ``QueryRetrieveSize`` of them, least recently used go."""
 
-    def __init__(self, config: Config, registry: ModalityRegistry, default_encoding: DefaultEncoding):
+    def __init__(
+        self, config: Config, registry: ModalityRegistry, default_encoding: DefaultEncoding, engine: JobEngine
+    ):
         self.config = config
         self.registry = registry
         self.default_encoding = default_encoding
+        self.engine = engine
         self._queries: OrderedDict[str, RemoteQuery] = OrderedDict()
+        engine.register(RetrieveJob.type_name, lambda data: RetrieveJob(_retrieve_decoder.decode(data)))
 
     def ids(self) -> list[str]:
         return sorted(self._queries)
@@ -475,16 +462,25 @@ class QueryService:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         document = _json_object(body)
         keys = _query_keys(document)
-        for upper in Level:
-            if upper <= parent.level:
-                value = _answer_text(answer, IDENTIFIER_TAGS[upper])
-                if value is not None:
-                    keys[IDENTIFIER_TAGS[upper]] = value
+        for tag in _MOVE_TAGS[parent.level]:  # what Orthanc copies: the identifiers a C-MOVE would send
+            value = _answer_text(answer, tag)
+            if value is not None:
+                keys[tag] = value
         request = QueryRequest(CHILD_LEVELS[child], keys, timeout=parent.timeout)
         return await self.query(parent.modality, request)
 
-    def retrieve_work(self, query_id: str, index: int | None, body: bytes) -> "RetrieveWork":
-        """The C-MOVEs of one answer, or of all (``index`` None), as the request asks."""
+    async def retrieve(self, query_id: str, index: int | None, body: bytes) -> dict[str, Any]:
+        """C-MOVE one answer, or all (``index`` None): the job's content, or its ID when asynchronous."""
+        job, options = self._retrieve_job(query_id, index, body)
+        priority = _optional_integer(options, "Priority") or 0
+        if _synchronous(options):
+            return await run_synchronously(self.engine, job, priority)
+        job_id = await self.engine.submit(job, priority)
+        return {"ID": job_id, "Path": f"/jobs/{job_id}"}
+
+    def _retrieve_job(
+        self, query_id: str, index: int | None, body: bytes
+    ) -> tuple["RetrieveJob", dict[str, Any]]:
         query = self.get(query_id)
         answers = query.answers if index is None else [query.answer(index)]
         target, options = _retrieve_target(body, self.config.dicom_aet)
@@ -495,7 +491,8 @@ class QueryService:
             {tag: text for tag in _RETRIEVE_TAGS if (text := _answer_text(answer, tag)) is not None}
             for answer in answers
         ]
-        return RetrieveWork(node, query.level, items, target, _dicom_format(options))
+        state = RetrieveJobState(node, int(query.level), items, target, _dicom_format(options))
+        return RetrieveJob(state), options
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -534,6 +531,17 @@ def _optional_integer(document: dict[str, Any], name: str) -> int | None:
     return value
 
 
+def _synchronous(document: dict[str, Any]) -> bool:
+    """Orthanc's rule: ``Synchronous`` wins, else not ``Asynchronous``, else synchronous."""
+    for name, synchronous in (("Synchronous", True), ("Asynchronous", False)):
+        if name in document:
+            value = document[name]
+            if not isinstance(value, bool):
+                raise _query_error(f"Boolean value expected in field: {name}")
+            return value is synchronous
+    return True
+
+
 def _dicom_format(document: dict[str, Any]) -> str:
     """Orthanc's ``Full``, ``Short`` and ``Simplify`` options of a job's JSON (short by default)."""
     for name in ("Full", "Simplify", "Short"):
@@ -552,48 +560,69 @@ def _find_answers(node: RemoteNode, keys: dict[int, str], level: Level, default_
     return [walker.full(dataset) for dataset in datasets]
 
 
-class RetrieveWork:
+class RetrieveJobState(msgspec.Struct, array_like=True):
+    """What a retrieve job saves: the modality, the answers' identifiers, the target."""
+
+    node: RemoteNode
+    level: int
+    items: list[dict[int, str]]
+    target: str
+    form: str
+
+
+_retrieve_encoder = msgspec.msgpack.Encoder()
+_retrieve_decoder = msgspec.msgpack.Decoder(RetrieveJobState)
+
+
+class RetrieveJob(Job):
     """C-MOVEs of query answers to a target, over one association: Orthanc's ``DicomMoveScu`` job."""
 
     type_name = "DicomMoveScu"
 
-    def __init__(self, node: RemoteNode, level: Level, items: list[dict[int, str]], target: str, form: str):
-        self.node = node
-        self.level = level
-        self.items = items
-        self.target = target
-        self.form = form
+    def __init__(self, state: RetrieveJobState):
+        self.state = state
+        self.level = Level(state.level)
         self._association: scu.MoveAssociation | None = None
 
     @property
     def total_steps(self) -> int:
-        return len(self.items)
+        return len(self.state.items)
+
+    async def start(self, steps_done: int) -> int:
+        await self._close()
+        return steps_done
 
     async def run_step(self, index: int) -> None:
-        item = self.items[index]
+        item = self.state.items[index]
         keys = {QUERY_RETRIEVE_LEVEL: LEVEL_NAMES[self.level]}
         keys.update({tag: item[tag] for tag in _MOVE_TAGS[self.level] if tag in item})
         try:
             if self._association is None:
                 self._association = await asyncio.to_thread(
-                    scu.MoveAssociation, self.node, self.level == Level.PATIENT
+                    scu.MoveAssociation, self.state.node, self.level == Level.PATIENT
                 )
-            await asyncio.to_thread(self._association.move, keys, self.target)
+            await asyncio.to_thread(self._association.move, keys, self.state.target)
         except scu.DicomNetworkError as error:
-            await self.close()
+            await self._close()
             raise OrthancError(ErrorCode.NETWORK_PROTOCOL, str(error)) from error
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         association, self._association = self._association, None
         if association is not None:
             await asyncio.to_thread(association.close)
 
+    async def finish(self) -> None:
+        await self._close()
+
+    async def abort(self) -> None:
+        await self._close()
+
     def content(self) -> dict[str, Any]:
         return {
             "Description": "REST API",
-            "LocalAet": self.node.local_aet,
-            "Query": [self._item_json(item) for item in self.items],
-            "RemoteAet": self.node.aet,
+            "LocalAet": self.state.node.local_aet,
+            "Query": [self._item_json(item) for item in self.state.items],
+            "RemoteAet": self.state.node.aet,
         }
 
     def _item_json(self, item: dict[int, str]) -> TagJson:
@@ -601,6 +630,9 @@ class RetrieveWork:
             tag_key(tag): {"Name": attribute_name(tag, None), "Type": "String", "Value": value}
             for tag, value in sorted(item.items())
         }
-        if self.form == "Full":
+        if self.state.form == "Full":
             return full
-        return simplify(full) if self.form == "Simplify" else shorten(full)
+        return simplify(full) if self.state.form == "Simplify" else shorten(full)
+
+    def save(self) -> bytes:
+        return _retrieve_encoder.encode(self.state)

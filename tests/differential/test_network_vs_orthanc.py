@@ -1,0 +1,547 @@
+"""The DICOM network, fastpacs against the reference Orthanc 1.10.1.
+
+Both servers get the same files (REST uploads) and register themselves as
+modality ``self``, as the capture of Orthanc's behaviour did: their SCU talks
+to their own SCP. Compared:
+
+- /modalities (configuration, errors), /tools/accepted-transfer-syntaxes,
+  /tools/unknown-sop-class-accepted;
+- C-ECHO and C-STORE through /modalities/self, and /exports;
+- C-FIND through /modalities/self/query and /queries (query IDs and the order
+  of C-FIND answers differ between servers: answers are matched by UID);
+- the answers of each SCP to the same C-FIND identifiers sent by pynetdicom,
+  and the metadata of an instance received by C-STORE;
+
+then the two servers are made modalities of each other (fastpacs's modality
+``orthanc``, Orthanc's modality ``fastpacs``) and exchange studies both ways:
+C-STORE, C-FIND, C-MOVE.
+"""
+
+import time
+from collections.abc import Iterator
+from io import BytesIO
+from typing import Any
+
+import httpx
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import AE, build_context
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+
+from fastpacs.net.tcp import NO_DELAY_HANDLERS
+from tests.differential.allowlist import ALLOWED, KNOWN_BUGS
+from tests.differential.data import CHARSET_FILES, test_file
+from tests.differential.harness import (
+    KNOWN_BUGS_MET,
+    Answer,
+    Call,
+    Checker,
+    Difference,
+    ServerPair,
+    _listed,
+    answer_differences,
+    get,
+)
+
+pytestmark = pytest.mark.reference
+
+FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "SC_rgb_jpeg_dcmtk.dcm")
+GERMAN = next(path for path in CHARSET_FILES if path.name == "chrGerm.dcm")
+PEER = {"AET": "PEER", "Host": "127.0.0.1", "Port": 11112}
+
+
+@pytest.fixture(scope="module")
+def stored(pair: ServerPair) -> dict[str, dict[str, str]]:
+    """File name → Orthanc's upload answer (both servers hold the same files)."""
+    answers = {}
+    for path in [test_file(name) for name in FILES] + [GERMAN]:
+        orthanc, fastpacs = pair.send(
+            Call(f"upload {path.name}", "POST", "/instances", body=path.read_bytes())
+        )
+        assert (orthanc.status, fastpacs.status) == (200, 200), path.name
+        answers[path.name] = orthanc.json
+    return answers
+
+
+@pytest.fixture
+def self_modality(pair: ServerPair) -> Iterator[str]:
+    """Each server registered as its own modality "self" (its own port: set on each, not compared)."""
+    for server, client in ((pair.orthanc, pair.orthanc_client), (pair.fastpacs, pair.fastpacs_client)):
+        body = {"AET": server.aet, "Host": "127.0.0.1", "Port": server.dicom_port}
+        assert client.put("/modalities/self", json=body).status_code == 200
+    yield "self"
+    for client in (pair.orthanc_client, pair.fastpacs_client):
+        client.delete("/modalities/self")
+
+
+def _record(checker: Checker, call: Call, differences: list[Difference]) -> None:
+    """Judge differences with the allow-list, as ``Checker.compare`` does."""
+    for difference in differences:
+        if _listed(ALLOWED, call, difference) is not None:
+            continue
+        bug = _listed(KNOWN_BUGS, call, difference)
+        if bug is not None:
+            checker.known.setdefault(bug, []).append(f"{call.name} {difference}")
+            KNOWN_BUGS_MET.add(bug)
+        else:
+            checker.unexplained.append(f"{call.name} ({call.method} {call.path}) {difference}")
+
+
+def _compare_paths(
+    checker: Checker,
+    name: str,
+    paths: tuple[str, str],
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    params: dict[str, str] | None = None,
+) -> tuple[Answer, Answer]:
+    """The same request made on different paths (a query's ID differs on each server)."""
+    pair = checker.pair
+    call = Call(name, method, paths[0], params, body)
+    orthanc = Answer.of(pair.orthanc_client.request(method, paths[0], params=params, content=body))
+    fastpacs = Answer.of(pair.fastpacs_client.request(method, paths[1], params=params, content=body))
+    if isinstance(fastpacs.json, dict) and fastpacs.json.get("Uri") == paths[1]:
+        fastpacs.json["Uri"] = paths[0]  # an error names the request's path: the same one, but for the ID
+    ports = (
+        {pair.orthanc.http_port: "<http-port>", pair.orthanc.dicom_port: "<dicom-port>"},
+        {pair.fastpacs.http_port: "<http-port>", pair.fastpacs.dicom_port: "<dicom-port>"},
+    )
+    _record(checker, call, answer_differences(orthanc, fastpacs, call, ports))
+    return orthanc, fastpacs
+
+
+def _compare_documents(checker: Checker, name: str, orthanc: Any, fastpacs: Any) -> None:
+    """Two JSON documents built by the test (answers matched by UID, C-FIND results)."""
+    call = Call(name, "GET", "-")
+    left = Answer(200, httpx.Headers(), b"", orthanc, True)
+    right = Answer(200, httpx.Headers(), b"", fastpacs, True)
+    _record(checker, call, answer_differences(left, right, call, ({}, {})))
+
+
+# --- /modalities and the DICOM server's settings ---------------------------------------------------
+
+
+def test_modalities_configuration(pair: ServerPair) -> None:
+    checker = pair.checker()
+    body = httpx.Request("PUT", "/", json=PEER).content
+    checker.compare_all(
+        [
+            Call("modality-put", "PUT", "/modalities/peer", body=body),
+            Call("modality-put-array", "PUT", "/modalities/array", body=b'["ARRAY", "10.0.0.2", 104, "GE"]'),
+            Call("modality-put-bad", "PUT", "/modalities/bad", body=b'{"Host": "127.0.0.1"}'),
+            Call(
+                "modality-put-bad-port",
+                "PUT",
+                "/modalities/bad",
+                body=b'{"AET": "A", "Host": "h", "Port": 0}',
+            ),
+            Call(
+                "modality-put-bad-manufacturer",
+                "PUT",
+                "/modalities/bad",
+                body=b'{"AET": "A", "Host": "h", "Port": 104, "Manufacturer": "Nope"}',
+            ),
+            Call(
+                "modality-put-commitment",
+                "PUT",
+                "/modalities/commitment",
+                body=b'{"AET": "C", "Host": "h", "Port": "105", "AllowStorageCommitment": false, '
+                b'"Timeout": 5}',
+            ),
+            get("modalities", "/modalities"),
+            get("modalities-expand", "/modalities", expand=""),
+            get("modality-peer", "/modalities/peer"),
+            get("modality-peer-configuration", "/modalities/peer/configuration"),
+            get("modality-unknown", "/modalities/nosuch"),
+            get("modality-unknown-configuration", "/modalities/nosuch/configuration"),
+            Call("modality-unknown-echo", "POST", "/modalities/nosuch/echo", body=b"{}"),
+            Call("modality-unknown-store", "POST", "/modalities/nosuch/store", body=b"[]"),
+            Call("modality-delete", "DELETE", "/modalities/array"),
+            Call("modality-delete-again", "DELETE", "/modalities/array"),
+            Call("modality-delete-commitment", "DELETE", "/modalities/commitment"),
+            Call("modality-delete-peer", "DELETE", "/modalities/peer"),
+            get("modalities-after-delete", "/modalities"),
+            get("accepted-transfer-syntaxes", "/tools/accepted-transfer-syntaxes"),
+            Call(
+                "accepted-transfer-syntaxes-put",
+                "PUT",
+                "/tools/accepted-transfer-syntaxes",
+                body=b'["1.2.840.10008.1.2.4.9?", "1.2.840.10008.1.2"]',
+            ),
+            Call(
+                "accepted-transfer-syntaxes-put-bad",
+                "PUT",
+                "/tools/accepted-transfer-syntaxes",
+                body=b"1.2.*",
+            ),
+            Call(
+                "accepted-transfer-syntaxes-put-all", "PUT", "/tools/accepted-transfer-syntaxes", body=b'"*"'
+            ),
+            get("unknown-sop-class-accepted", "/tools/unknown-sop-class-accepted"),
+            Call("unknown-sop-class-accepted-put", "PUT", "/tools/unknown-sop-class-accepted", body=b"1"),
+            get("unknown-sop-class-accepted-after", "/tools/unknown-sop-class-accepted"),
+            Call("unknown-sop-class-accepted-bad", "PUT", "/tools/unknown-sop-class-accepted", body=b"maybe"),
+            Call("unknown-sop-class-accepted-reset", "PUT", "/tools/unknown-sop-class-accepted", body=b"0"),
+        ]
+    )
+    checker.verdict()
+
+
+# --- C-ECHO, C-STORE and /exports through the SCU ---------------------------------------------------
+
+
+def test_echo_store_and_exports(
+    pair: ServerPair, stored: dict[str, dict[str, str]], self_modality: str
+) -> None:
+    checker = pair.checker()
+    ct, rtplan = stored["CT_small.dcm"], stored["rtplan.dcm"]
+    resources = f'["{rtplan["ParentStudy"]}", "{ct["ParentSeries"]}"]'
+    checker.compare_all(
+        [
+            Call("exports-clear", "DELETE", "/exports"),
+            Call("modality-echo", "POST", "/modalities/self/echo", body=b"{}"),
+            Call("modality-echo-empty", "POST", "/modalities/self/echo", body=b""),
+            Call("modality-echo-bad", "POST", "/modalities/self/echo", body=b"{"),
+            Call("modality-store", "POST", "/modalities/self/store", body=ct["ID"].encode()),
+            Call(
+                "modality-store-json",
+                "POST",
+                "/modalities/self/store",
+                body=f'{{"Resources": {resources}, "Synchronous": true}}'.encode(),
+            ),
+            Call("modality-store-empty", "POST", "/modalities/self/store", body=b'{"Resources": []}'),
+            Call(
+                "modality-store-unknown",
+                "POST",
+                "/modalities/self/store",
+                body=b'{"Resources": ["00000000-00000000-00000000-00000000-00000000"]}',
+            ),
+            Call(
+                "modality-store-not-an-id",
+                "POST",
+                "/modalities/self/store",
+                body=b'{"Resources": ["nothex"]}',
+            ),
+            Call("modality-store-not-strings", "POST", "/modalities/self/store", body=b'{"Resources": [1]}'),
+            Call("modality-store-no-resources", "POST", "/modalities/self/store", body=b"{}"),
+            Call("modality-store-bad-json", "POST", "/modalities/self/store", body=b"{bad json"),
+            Call("modality-store-straight-bad", "POST", "/modalities/self/store-straight", body=b"garbage"),
+            Call(
+                "modality-store-straight",
+                "POST",
+                "/modalities/self/store-straight",
+                body=test_file("CT_small.dcm").read_bytes(),
+            ),
+            get("exports", "/exports"),
+            get("exports-limit-since", "/exports", limit="1", since="1"),
+            get("exports-last", "/exports", last=""),
+            Call("exports-delete", "DELETE", "/exports"),
+            get("exports-after-clear", "/exports"),
+        ]
+    )
+    checker.verdict()
+
+
+# --- /modalities/self/query and /queries ------------------------------------------------------------
+
+
+def _query(pair: ServerPair, body: dict[str, Any]) -> tuple[str, str]:
+    ids = []
+    for client in (pair.orthanc_client, pair.fastpacs_client):
+        response = client.post("/modalities/self/query", json=body)
+        assert response.status_code == 200, response.text
+        ids.append(response.json()["ID"])
+    return ids[0], ids[1]
+
+
+def _answers_by_uid(client: httpx.Client, query: str, key: str) -> dict[str, tuple[int, Any]]:
+    """A query's answers (full form) by the value of one of their UIDs, with their index."""
+    answers = client.get(f"/queries/{query}/answers", params={"expand": ""}).json()
+    return {answer[key]["Value"]: (index, answer) for index, answer in enumerate(answers)}
+
+
+def test_queries(pair: ServerPair, stored: dict[str, dict[str, str]], self_modality: str) -> None:
+    checker = pair.checker()
+    ids = _query(pair, {"Level": "Study", "Query": {"PatientName": "*", "StudyDescription": ""}})
+    for part in ("", "/level", "/modality", "/query", "/answers/99/content", "/answers/x/content"):
+        _compare_paths(checker, f"query{part}", (f"/queries/{ids[0]}{part}", f"/queries/{ids[1]}{part}"))
+    orthanc, fastpacs = (
+        _answers_by_uid(client, query, "0020,000d")
+        for client, query in zip((pair.orthanc_client, pair.fastpacs_client), ids, strict=True)
+    )
+    _compare_documents(
+        checker,
+        "query-answers-by-uid",
+        {uid: answer for uid, (_, answer) in orthanc.items()},
+        {uid: answer for uid, (_, answer) in fastpacs.items()},
+    )
+    ct_study = dcmread(test_file("CT_small.dcm"), stop_before_pixels=True).StudyInstanceUID
+    indexes = (orthanc[ct_study][0], fastpacs[ct_study][0])
+    for part in ("", "/content"):
+        _compare_paths(
+            checker,
+            f"query-answer{part}",
+            (
+                f"/queries/{ids[0]}/answers/{indexes[0]}{part}",
+                f"/queries/{ids[1]}/answers/{indexes[1]}{part}",
+            ),
+            params={"simplify": ""} if part else None,
+        )
+    children = [
+        client.post(f"/queries/{query}/answers/{index}/query-series", json={}).json()["ID"]
+        for client, query, index in zip(
+            (pair.orthanc_client, pair.fastpacs_client), ids, indexes, strict=True
+        )
+    ]
+    for part in ("/level", "/query"):
+        _compare_paths(
+            checker, f"query-series{part}", (f"/queries/{children[0]}{part}", f"/queries/{children[1]}{part}")
+        )
+    _compare_paths(
+        checker,
+        "query-series-answers",
+        (f"/queries/{children[0]}/answers", f"/queries/{children[1]}/answers"),
+        params={"expand": "", "simplify": ""},
+    )
+    retrieve = b'{"TargetAet": "ORTHANC"}'
+    _compare_paths(
+        checker,
+        "query-retrieve",
+        (f"/queries/{children[0]}/answers/0/retrieve", f"/queries/{children[1]}/answers/0/retrieve"),
+        method="POST",
+        body=retrieve,
+    )
+    _compare_paths(
+        checker,
+        "query-delete",
+        (f"/queries/{ids[0]}", f"/queries/{ids[1]}"),
+        method="DELETE",
+    )
+    _compare_paths(checker, "query-after-delete", (f"/queries/{ids[0]}", f"/queries/{ids[1]}"))
+    checker.compare_all(
+        [
+            Call("query-bad-level", "POST", "/modalities/self/query", body=b'{"Level": "Nope", "Query": {}}'),
+            Call("query-no-level", "POST", "/modalities/self/query", body=b'{"Query": {}}'),
+            Call("query-not-an-object", "POST", "/modalities/self/query", body=b"[]"),
+            Call(
+                "query-not-strings",
+                "POST",
+                "/modalities/self/query",
+                body=b'{"Level": "Study", "Query": {"PatientName": 1}}',
+            ),
+            Call(
+                "query-unknown-tag",
+                "POST",
+                "/modalities/self/query",
+                body=b'{"Level": "Study", "Query": {"Nosuch": "a"}}',
+            ),
+            get("query-unknown", "/queries/nosuch"),
+            Call("query-unknown-delete", "DELETE", "/queries/nosuch"),
+        ]
+    )
+    checker.verdict()
+
+
+# --- the SCPs' answers to the same C-FIND ----------------------------------------------------------
+
+
+def _c_find(port: int, model: str, keys: dict[str, Any]) -> list[dict[str, str]]:
+    identifier = Dataset()
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    ae = AE(ae_title="ORTHANC")  # the modality "self" of both servers
+    assoc = ae.associate(
+        "127.0.0.1", port, [build_context(model)], ae_title="ORTHANC", evt_handlers=NO_DELAY_HANDLERS
+    )
+    assert assoc.is_established
+    answers = []
+    try:
+        for status, answer in assoc.send_c_find(identifier, model):
+            if status.Status in (0xFF00, 0xFF01) and answer is not None:
+                answers.append({f"{int(element.tag):08X}": str(element.value) for element in answer})
+    finally:
+        assoc.release()
+    return sorted(answers, key=lambda item: sorted(item.items()))
+
+
+C_FIND_CASES = {
+    "patients": (
+        PatientRootQueryRetrieveInformationModelFind,
+        {
+            "QueryRetrieveLevel": "PATIENT",
+            "PatientID": "",
+            "PatientName": "",
+            "PatientSex": "",
+            "NumberOfPatientRelatedStudies": "",
+            "NumberOfPatientRelatedInstances": "",
+        },
+    ),
+    "studies-by-date": (
+        StudyRootQueryRetrieveInformationModelFind,
+        {
+            "QueryRetrieveLevel": "STUDY",
+            "StudyDate": "20040101-",
+            "StudyInstanceUID": "",
+            "PatientName": "",
+            "ModalitiesInStudy": "",
+            "NumberOfStudyRelatedSeries": "",
+            "NumberOfStudyRelatedInstances": "",
+            "StudyDescription": "",
+        },
+    ),
+    "studies-by-name": (
+        StudyRootQueryRetrieveInformationModelFind,
+        {
+            "QueryRetrieveLevel": "STUDY",
+            "PatientName": "compressed*",
+            "StudyInstanceUID": "",
+        },
+    ),
+    "series-by-modality": (
+        StudyRootQueryRetrieveInformationModelFind,
+        {
+            "QueryRetrieveLevel": "SERIES",
+            "Modality": "CT\\MR",
+            "SeriesInstanceUID": "",
+            "StudyInstanceUID": "",
+            "NumberOfSeriesRelatedInstances": "",
+            "SeriesDescription": "",
+        },
+    ),
+    "images": (
+        StudyRootQueryRetrieveInformationModelFind,
+        {
+            "QueryRetrieveLevel": "IMAGE",
+            "StudyInstanceUID": "",
+            "SOPInstanceUID": "",
+            "InstanceNumber": "",
+            "Rows": None,
+            "SOPClassUID": "",
+        },
+    ),
+}
+
+
+def test_c_find_answers(pair: ServerPair, stored: dict[str, dict[str, str]], self_modality: str) -> None:
+    checker = pair.checker()
+    for name, (model, keys) in C_FIND_CASES.items():
+        _compare_documents(
+            checker,
+            f"c-find {name}",
+            _c_find(pair.orthanc.dicom_port, model, keys),
+            _c_find(pair.fastpacs.dicom_port, model, keys),
+        )
+    checker.verdict()
+
+
+def test_c_store_metadata(pair: ServerPair) -> None:
+    """The same new instance sent by C-STORE to both: what each records about its origin."""
+    dataset = dcmread(test_file("CT_small.dcm"))
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    for server in (pair.orthanc, pair.fastpacs):
+        ae = AE(ae_title="SENDER")
+        assoc = ae.associate(
+            "127.0.0.1", server.dicom_port, [build_context(CTImageStorage)], ae_title="ORTHANC"
+        )
+        assert assoc.send_c_store(dataset).Status == 0x0000
+        assoc.release()
+    instance = pair.orthanc_client.post("/tools/lookup", content=str(dataset.SOPInstanceUID)).json()[0]["ID"]
+    checker = pair.checker()
+    checker.compare_all(
+        [
+            get("c-store-metadata", f"/instances/{instance}/metadata", expand=""),
+            get("c-store-instance", f"/instances/{instance}"),
+            get("c-store-tags", f"/instances/{instance}/simplified-tags"),
+        ]
+    )
+    checker.verdict()
+
+
+# --- Orthanc and fastpacs as modalities of each other ----------------------------------------------
+
+
+def _new_study() -> tuple[bytes, Dataset]:
+    dataset = dcmread(test_file("CT_small.dcm"))
+    dataset.PatientID = "EXCHANGE-" + generate_uid()[-6:]
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    buffer = BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue(), dataset
+
+
+def _lookup(client: httpx.Client, uid: str) -> list[dict[str, str]]:
+    return client.post("/tools/lookup", content=uid).json()
+
+
+def _wait_for(client: httpx.Client, uid: str, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _lookup(client, uid):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_orthanc_and_fastpacs_exchange_studies(pair: ServerPair) -> None:
+    orthanc, fastpacs = pair.orthanc_client, pair.fastpacs_client
+    assert (
+        fastpacs.put(
+            "/modalities/orthanc",
+            json={"AET": pair.orthanc.aet, "Host": "127.0.0.1", "Port": pair.orthanc.dicom_port},
+        ).status_code
+        == 200
+    )
+    assert (
+        orthanc.put(
+            "/modalities/fastpacs",
+            json={"AET": pair.fastpacs.aet, "Host": "127.0.0.1", "Port": pair.fastpacs.dicom_port},
+        ).status_code
+        == 200
+    )
+    try:
+        assert fastpacs.post("/modalities/orthanc/echo", json={}).status_code == 200
+        assert orthanc.post("/modalities/fastpacs/echo", json={}).status_code == 200
+
+        # fastpacs → Orthanc (C-STORE SCU of fastpacs, SCP of Orthanc)
+        data, sent_by_fastpacs = _new_study()
+        study = fastpacs.post("/instances", content=data).json()["ParentStudy"]
+        answer = fastpacs.post("/modalities/orthanc/store", json=[study]).json()
+        assert (answer["InstancesCount"], answer["FailedInstancesCount"]) == (1, 0)
+        assert _lookup(orthanc, sent_by_fastpacs.SOPInstanceUID)
+
+        # Orthanc → fastpacs (C-STORE SCU of Orthanc, SCP of fastpacs)
+        data, sent_by_orthanc = _new_study()
+        study = orthanc.post("/instances", content=data).json()["ParentStudy"]
+        assert orthanc.post("/modalities/fastpacs/store", json=[study]).status_code == 200
+        assert _lookup(fastpacs, sent_by_orthanc.SOPInstanceUID)
+
+        # fastpacs queries Orthanc and retrieves a study it does not have (C-MOVE to itself)
+        data, only_in_orthanc = _new_study()
+        orthanc.post("/instances", content=data)
+        body = {"Level": "Study", "Query": {"PatientID": only_in_orthanc.PatientID}}
+        query = fastpacs.post("/modalities/orthanc/query", json=body).json()["ID"]
+        answers = fastpacs.get(f"/queries/{query}/answers", params={"expand": "", "simplify": ""}).json()
+        assert [answer["StudyInstanceUID"] for answer in answers] == [only_in_orthanc.StudyInstanceUID]
+        assert fastpacs.post(f"/queries/{query}/retrieve", content=b"").status_code == 200
+        assert _wait_for(fastpacs, only_in_orthanc.SOPInstanceUID)
+
+        # Orthanc queries fastpacs and retrieves a study it does not have (C-MOVE to itself)
+        data, only_in_fastpacs = _new_study()
+        fastpacs.post("/instances", content=data)
+        body = {"Level": "Series", "Query": {"PatientID": only_in_fastpacs.PatientID}}
+        query = orthanc.post("/modalities/fastpacs/query", json=body).json()["ID"]
+        answers = orthanc.get(f"/queries/{query}/answers", params={"expand": "", "simplify": ""}).json()
+        assert [answer["SeriesInstanceUID"] for answer in answers] == [only_in_fastpacs.SeriesInstanceUID]
+        assert orthanc.post(f"/queries/{query}/answers/0/retrieve", content=b"").status_code == 200
+        assert _wait_for(orthanc, only_in_fastpacs.SOPInstanceUID)
+    finally:
+        fastpacs.delete("/modalities/orthanc")
+        orthanc.delete("/modalities/fastpacs")
