@@ -93,13 +93,6 @@ KNOWN_BUGS: dict[tuple[str, str], str] = {
         "400 'Bad file format', Details 'Cannot open ZIP archive from memory buffer' (pool/tasks, "
         "dicom/parse)."
     ),
-    ("*rtdose_rle*", "*"): (
-        "UN-encoded UIDs hashed with their NUL padding — rtdose_rle.dcm and rtdose_rle_1frame.dcm "
-        "write every element as UN. Orthanc strips the trailing NUL of the UN SOPInstanceUID "
-        "('...20030818153516\\0' → instance ad37e374-bfed7063-7a623e83-273dc020-50b0bee4) while "
-        "keeping the trailing space of PatientID 'id11111 '; fastpacs hashes the NUL "
-        "(→ 9ed76d9a-6f3e41d1-6446e5dc-ab64bd38-9e2ab712) (dicom/parse, dicom/values)."
-    ),
 }
 
 # Attachments, resource helpers, tools and HTTP (tests/differential/test_api_rest_vs_orthanc.py).

@@ -19,20 +19,16 @@ RELATIVES = {
     "series": ("patient", "study", "instances"),
     "instances": ("patient", "study", "series"),
 }
-NOT_STORED_ALIKE = {"rtdose_rle.dcm", "rtdose_rle_1frame.dcm"}
-"""Files the two servers store under different IDs (allowlist.KNOWN_BUGS; test_uploads covers them).
-Left out here, as a resource on one side only would shift every listing. Put them back with the fix."""
 
 
 @pytest.fixture(scope="module")
 def stored(pair: ServerPair) -> ServerPair:
     """Both servers, holding the same files, every resource stable."""
     for path in TEST_FILES:
-        if path.name not in NOT_STORED_ALIKE:
-            orthanc, fastpacs = pair.send(
-                Call(f"upload {path.name}", "POST", "/instances", body=path.read_bytes())
-            )
-            assert orthanc.status == fastpacs.status, path.name
+        orthanc, fastpacs = pair.send(
+            Call(f"upload {path.name}", "POST", "/instances", body=path.read_bytes())
+        )
+        assert orthanc.status == fastpacs.status, path.name
     pair.wait_until_stable()
     return pair
 
