@@ -9,6 +9,7 @@ comparison with the reference Orthanc is in tests/differential/.
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -30,8 +31,10 @@ from fastpacs.dicom.modification_request import (
 )
 from fastpacs.dicom.parse import read_dataset, summarize, transfer_syntax_of
 from fastpacs.dicom.values import python_encodings
-from fastpacs.dicom.writer import DatasetWriter, file_meta, part10_file
+from fastpacs.dicom.writer import DatasetWriter, part10_file
 from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.services.ingest import Origin
+from fastpacs.services.modification_jobs import ResourceModificationJob, RunState, SourceInstance
 from tests.conftest import pydicom_file
 from tests.differential.data import CHARSET_FILES, TEST_FILES
 
@@ -299,7 +302,9 @@ def test_the_writer_round_trips_big_endian_and_implicit_files() -> None:
         implicit_vr, little_endian = dataset.original_encoding
         writer = DatasetWriter(implicit_vr, little_endian, python_encodings(None, "ISO_IR 100"))
         output = part10_file(
-            file_meta(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), transfer_syntax_of(dataset)),
+            str(dataset.SOPClassUID),
+            str(dataset.SOPInstanceUID),
+            transfer_syntax_of(dataset),
             writer.dataset(dataset),
         )
         assert [(e.tag, e.value) for e in read(output)] == [
@@ -578,3 +583,81 @@ def test_the_anonymized_file_is_valid_json_free_dicom(client: httpx.Client, stor
     dataset = read(answer.content)
     assert dataset.PatientIdentityRemoved == "YES"
     assert json.dumps(dataset.to_json_dict())  # every element decodes
+
+
+# -- as jobs
+
+
+def job_when_done(client: httpx.Client, job_id: str) -> dict:
+    deadline = time.monotonic() + 30
+    while (job := client.get(f"/jobs/{job_id}").json())["State"] not in ("Success", "Failure"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
+def test_asynchronous_requests_answer_a_job(client: httpx.Client, stored) -> None:
+    mr = stored["MR_small.dcm"]
+    answer = client.post(
+        f"/studies/{mr['ParentStudy']}/anonymize", json={"Asynchronous": True, "Priority": 3}
+    ).json()
+    assert set(answer) == {"ID", "Path"} and answer["Path"] == f"/jobs/{answer['ID']}"
+    job = job_when_done(client, answer["ID"])
+    assert (job["Type"], job["State"], job["Priority"], job["Progress"]) == (
+        "ResourceModification",
+        "Success",
+        3,
+        100,
+    )
+    content = job["Content"]
+    assert content["IsAnonymization"] is True and content["Type"] == "Study"
+    assert client.get(content["Path"]).status_code == 200
+    answer = client.post(
+        f"/studies/{stored[CT]['ParentStudy']}/split",
+        json={"Series": [stored[CT]["ParentSeries"]], "KeepSource": True, "Synchronous": False},
+    ).json()
+    job = job_when_done(client, answer["ID"])
+    assert (job["Type"], set(job["Content"])) == (
+        "SplitStudy",
+        {"Description", "FailedInstancesCount", "InstancesCount", "TargetStudy", "TargetStudyUID"},
+    )
+
+
+def test_synchronous_requests_leave_their_job_in_the_history(client: httpx.Client, stored) -> None:
+    answer = client.post(f"/series/{stored['rtplan.dcm']['ParentSeries']}/modify", json={}).json()
+    jobs = client.get("/jobs", params={"expand": ""}).json()
+    assert any(job["Type"] == "ResourceModification" and job["Content"] == answer for job in jobs)
+
+
+def test_bad_job_options_are_refused(client: httpx.Client, stored) -> None:
+    study = stored[CT]["ParentStudy"]
+    answer = client.post(f"/studies/{study}/modify", json={"Asynchronous": "yes"})
+    assert (answer.status_code, answer.json()["Details"]) == (
+        400,
+        "Boolean value expected in field: Asynchronous",
+    )
+    answer = client.post(f"/studies/{study}/modify", json={"Priority": "high"})
+    assert (answer.status_code, answer.json()["Details"]) == (
+        400,
+        "Integer value expected in field: Priority",
+    )
+
+
+def test_a_job_saves_what_resumes_it() -> None:
+    """The saved state of a job gives back the same job (after a restart, the same UIDs)."""
+    request = parse_anonymize_request({"Replace": {"OtherPatientIDsSequence": [{"PatientID": "A"}]}})
+    state = RunState(
+        sources=[SourceInstance(ids=(b"p" * 20, b"s" * 20, b"e" * 20, b"i" * 20), digest=b"d" * 32)],
+        modification=request.modification,
+        origin=Origin(kind="RestApi", remote_ip="127.0.0.1"),
+        keep_source=False,
+        step_size=16,
+        provenance="AnonymizedFrom",
+        level=Level.STUDY,
+    )
+    job = ResourceModificationJob(None, state)  # type: ignore[arg-type]
+    loaded = ResourceModificationJob.loader(None)(job.save())  # type: ignore[arg-type]
+    assert loaded.state == state and loaded.total_steps == 1
+    assert loaded.content() == {
+        "Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": 1, "IsAnonymization": True
+    }  # fmt: skip

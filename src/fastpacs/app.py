@@ -167,7 +167,7 @@ async def start_services(
         ),
         lifecycle=ServerLifecycle(config.rest_api_reset_enabled, config.rest_api_shutdown_enabled),
         rendered=RenderedService(database, pool),
-        modify=ModifyService(database, writer, pool, ingest, default_encoding),
+        modify=ModifyService(database, writer, pool, ingest, default_encoding, engine=jobs),
         metrics=metrics,
         store_lock=store_lock,
         jobs=jobs,

@@ -36,7 +36,6 @@ import io
 import struct
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import msgspec
 from pydicom.charset import encode_string
@@ -51,7 +50,7 @@ from fastpacs.dicom.dictionary import dictionary_vr, is_private, private_creator
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.parse import PARSER_ERRORS, bad_file, transfer_syntax_of
 from fastpacs.dicom.values import DEFAULT_ENCODINGS, python_encodings
-from fastpacs.dicom.writer import DatasetWriter, file_meta, part10_file
+from fastpacs.dicom.writer import DatasetWriter, part10_file
 from fastpacs.errors import ErrorCode, OrthancError
 
 PATIENT_NAME = 0x00100010
@@ -77,11 +76,10 @@ TEXT_VRS = frozenset(
 STRING_VRS = TEXT_VRS | {"UI"}
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "UV": "Q", "SV": "q", "FL": "f", "FD": "d"}
 
-Value = Any
+Value = str | tuple[int | float, ...] | None
 """A replacement value, cast to its VR when the request was read: ``None`` (empty), ``str``
-(text, encoded in the file's character set when written), ``bytes`` (written as they are),
-a tuple of numbers (binary numeric VRs and AT), or a tuple of items for a sequence, each
-item a tuple of :class:`Replacement`."""
+(text, encoded in the file's character set when written) or a tuple of numbers (binary
+numeric VRs and AT)."""
 
 
 class TagPath(msgspec.Struct, frozen=True, array_like=True):
@@ -105,7 +103,11 @@ class Replacement(msgspec.Struct, frozen=True, array_like=True):
     path: TagPath
     vr: str
     """The VR to write; empty for a private attribute (decided from the file)."""
-    value: Value
+    value: Value = None
+    raw: bytes | None = None
+    """Bytes written as they are, instead of a value (binary VRs, ``data:`` URIs)."""
+    items: "tuple[tuple[Replacement, ...], ...] | None" = None
+    """A sequence's items instead of a value, each item the replacements that make it."""
 
 
 class Modification(msgspec.Struct, frozen=True, kw_only=True):
@@ -214,12 +216,8 @@ def modify(modification: Modification, data: bytes, default_encoding: str) -> by
     implicit_vr, little_endian = dataset.original_encoding
     encodings = _encodings(dataset, default_encoding)
     encoded = DatasetWriter(bool(implicit_vr), little_endian is not False, encodings).dataset(dataset)
-    meta = file_meta(
-        _text(dataset, SOP_CLASS_UID, encodings) or _meta_sop_class(dataset),
-        _text(dataset, SOP_INSTANCE_UID, encodings) or "",
-        transfer_syntax,
-    )
-    return part10_file(meta, encoded)
+    sop_class = _text(dataset, SOP_CLASS_UID, encodings) or _meta_sop_class(dataset)
+    return part10_file(sop_class, _text(dataset, SOP_INSTANCE_UID, encodings) or "", transfer_syntax, encoded)
 
 
 def _meta_sop_class(dataset: Dataset) -> str:
@@ -269,15 +267,17 @@ class _Modifier:
         m = self.modification
         if m.anonymization:
             self._register_replaced_identifiers()
+        present = set(self._top_tags())
         if m.remove_private_tags:
-            for tag in self._top_tags():
+            for tag in present:
                 if is_private(tag) and tag not in m.private_tags_kept:
                     del self.dataset[tag]
-        for tag in m.clearings:
+        for tag in m.clearings & present:
             if tag in self.dataset:
                 self._empty(self.dataset, tag)
-        for tag in self._top_tags():
-            if tag in m.removals or (m.remove_repeating_groups and in_removed_repeating_group(tag)):
+        for tag in present:
+            removed = tag in m.removals or (m.remove_repeating_groups and in_removed_repeating_group(tag))
+            if removed and tag in self.dataset:
                 del self.dataset[tag]
         for replacement in self.top_replacements.values():
             self._write(self.dataset, replacement)
@@ -414,16 +414,16 @@ class _Modifier:
     def _write(self, dataset: Dataset, replacement: Replacement) -> None:
         tag = replacement.path.tag
         vr = replacement.vr or self._private_vr(dataset, tag)
-        value = replacement.value
-        if vr == "SQ" or (isinstance(value, tuple) and value and isinstance(value[0], tuple)):
+        if replacement.items is not None or vr == "SQ":
             items = []
-            for item_replacements in value or ():
+            for item_replacements in replacement.items or ():
                 item = Dataset()
                 for item_replacement in item_replacements:
                     self._write(item, item_replacement)
                 items.append(item)
             dataset[tag] = DataElement(tag, "SQ", Sequence(items))
         else:
+            value = replacement.raw if replacement.raw is not None else replacement.value
             dataset[tag] = self._raw(tag, vr, self._encode(tag, vr, value))
 
     def _private_vr(self, dataset: Dataset, tag: int) -> str:
@@ -436,7 +436,7 @@ class _Modifier:
         entry = private_entry(tag, creator) if creator else None
         return entry[1].split(" or ")[0] if entry and entry[1] != "NONE" else "UN"
 
-    def _encode(self, tag: int, vr: str, value: Value) -> bytes:
+    def _encode(self, tag: int, vr: str, value: Value | bytes) -> bytes:
         """The bytes of a value in this file's encoding, padded to an even length."""
         if isinstance(value, str) and (vr in _NUMBER_FORMATS or vr == "AT"):
             value = cast_text(tag, vr, value)  # a private attribute, whose VR only the file tells

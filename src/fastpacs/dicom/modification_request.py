@@ -106,19 +106,10 @@ def dictionary_vr_of(tag: int) -> str:
     return vr.split(" or ")[0]
 
 
-def cast_value(tag: int, vr: str, value: Any) -> Value:
+def cast_value(tag: int, vr: str, value: Any) -> Value | bytes:
     """A JSON value of ``Replace`` as a value of the attribute's VR (see :data:`Value`)."""
     if value is None:
         return None
-    if vr == "SQ" or (not vr and isinstance(value, list)):
-        if isinstance(value, str):
-            raise out_of_range(tag, value)
-        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            raise _bad_type(tag)
-        return tuple(
-            tuple(_replacement(parse_path(name), item_value) for name, item_value in item.items())
-            for item in value
-        )
     if not isinstance(value, str):
         raise _bad_type(tag)
     if _DATA_URI.match(value):
@@ -138,8 +129,22 @@ def _bad_type(tag: int) -> OrthancError:
 
 
 def _replacement(path: TagPath, value: Any) -> Replacement:
+    """A ``Replace`` entry: a value cast to the attribute's VR, or a sequence's items."""
     vr = dictionary_vr_of(path.tag)
-    return Replacement(path=path, vr=vr, value=cast_value(path.tag, vr, value))
+    if vr == "SQ" or (not vr and isinstance(value, list)):
+        if isinstance(value, str):
+            raise out_of_range(path.tag, value)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(i, dict) for i in value)):
+            raise _bad_type(path.tag)
+        items = tuple(
+            tuple(_replacement(parse_path(name), item_value) for name, item_value in item.items())
+            for item in value or ()
+        )
+        return Replacement(path=path, vr="SQ", items=items)
+    value = cast_value(path.tag, vr, value)
+    if isinstance(value, bytes):
+        return Replacement(path=path, vr=vr, raw=value)
+    return Replacement(path=path, vr=vr, value=value)
 
 
 class _Builder:

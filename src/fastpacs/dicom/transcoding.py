@@ -34,11 +34,9 @@ _FAILURES = (
 """What pydicom's decoders and encoders raise on a conversion they cannot do."""
 
 
-def check_transfer_syntax(uid: str) -> str:
-    """A transfer syntax UID fastpacs knows; Orthanc's 400 for any other text."""
-    if uid not in AllTransferSyntaxes:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {uid}")
-    return uid
+def is_transfer_syntax(uid: str) -> bool:
+    """Whether the text is a transfer syntax UID fastpacs knows."""
+    return uid in AllTransferSyntaxes
 
 
 def transcode(data: bytes, transfer_syntax: str) -> bytes:
@@ -58,7 +56,6 @@ def transcode(data: bytes, transfer_syntax: str) -> bytes:
             dataset.file_meta = file_meta(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), order)
         if target.is_compressed and "PixelData" in dataset:
             dataset.compress(target, generate_instance_uid=False)
-        meta = file_meta(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(target))
         bare = Dataset(dataset)  # the elements only: part10_file writes the file meta group
         output = io.BytesIO()
         dcmwrite(
@@ -72,7 +69,9 @@ def transcode(data: bytes, transfer_syntax: str) -> bytes:
         raise OrthancError(
             ErrorCode.INTERNAL_ERROR, f"Cannot transcode to transfer syntax: {target}"
         ) from error
-    return part10_file(meta, output.getvalue())
+    return part10_file(
+        str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(target), [output.getvalue()]
+    )
 
 
 def _swap_words(dataset: Dataset) -> None:

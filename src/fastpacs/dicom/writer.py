@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.filewriter import write_data_element
 from pydicom.uid import UID
 
 from fastpacs import __version__
@@ -48,10 +48,11 @@ class DatasetWriter:
         self._explicit_short = struct.Struct(order + "HH2sH")
         self._explicit_long = struct.Struct(order + "HH2s2xL")
 
-    def dataset(self, dataset: Dataset) -> bytes:
+    def dataset(self, dataset: Dataset) -> list[bytes]:
+        """The encoded elements of the dataset, as chunks (the pixel data one is not copied)."""
         chunks: list[bytes] = []
         self._elements(chunks, dataset)
-        return b"".join(chunks)
+        return chunks
 
     def _elements(self, chunks: list[bytes], dataset: Dataset) -> None:
         for tag in sorted(dataset.keys()):
@@ -98,7 +99,7 @@ class DatasetWriter:
 
 
 def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -> FileMetaDataset:
-    """The file meta group fastpacs writes (Part 10, with fastpacs as the implementation)."""
+    """The file meta group fastpacs writes, as pydicom's dataset (for pydicom's encoders)."""
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
     meta.MediaStorageSOPClassUID = UID(sop_class_uid)
@@ -109,13 +110,35 @@ def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str) -
     return meta
 
 
-def part10_file(meta: FileMetaDataset, encoded_dataset: bytes) -> bytes:
-    """Preamble, file meta group and dataset (deflated when the transfer syntax says so)."""
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = True
-    buffer.is_implicit_VR = False
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    if meta.TransferSyntaxUID == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+def _meta_element(element: int, vr: str, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\x00" if vr == "UI" else b" "
+    if vr in LONG_HEADER_VRS:
+        return _META_LONG.pack(0x0002, element, vr.encode(), len(value)) + value
+    return _META_SHORT.pack(0x0002, element, vr.encode(), len(value)) + value
+
+
+_META_SHORT = struct.Struct("<HH2sH")
+_META_LONG = struct.Struct("<HH2s2xL")
+
+
+def part10_file(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, dataset: list[bytes]
+) -> bytes:
+    """Preamble, file meta group and the dataset's encoded chunks (deflated when the transfer syntax
+    says so), joined once."""
+    group = b"".join(
+        (
+            _meta_element(0x0001, "OB", b"\x00\x01"),
+            _meta_element(0x0002, "UI", sop_class_uid.encode()),
+            _meta_element(0x0003, "UI", sop_instance_uid.encode()),
+            _meta_element(0x0010, "UI", transfer_syntax.encode()),
+            _meta_element(0x0012, "UI", IMPLEMENTATION_CLASS_UID.encode()),
+            _meta_element(0x0013, "SH", IMPLEMENTATION_VERSION_NAME.encode()),
+        )
+    )
+    length = _meta_element(0x0000, "UL", struct.pack("<L", len(group)))
+    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
-        encoded_dataset = compressor.compress(encoded_dataset) + compressor.flush()
-    return b"".join((PREAMBLE, buffer.getvalue(), encoded_dataset))
+        dataset = [compressor.compress(b"".join(dataset)) + compressor.flush()]
+    return b"".join((PREAMBLE, length, group, *dataset))

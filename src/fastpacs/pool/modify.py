@@ -12,9 +12,10 @@ from fastpacs.pool.tasks import read_blob
 
 
 def modify_stored(
-    modification: Modification, digests: list[bytes], default_encoding: str
+    modification: Modification, digests: list[bytes], default_encoding: str, transfer_syntax: str | None
 ) -> list[bytes | None]:
-    """The modified files, in order; ``None`` for a file deleted since the request was accepted."""
+    """The modified files, in order, in ``transfer_syntax`` when given (``Transcode``); ``None`` for a
+    file deleted since the request was accepted."""
     modified: list[bytes | None] = []
     for digest in digests:
         try:
@@ -22,13 +23,20 @@ def modify_stored(
         except FileNotFoundError:
             modified.append(None)
             continue
-        modified.append(modify(modification, data, default_encoding))
+        modified.append(modify_file(modification, data, default_encoding, transfer_syntax))
     return modified
+
+
+def modify_file(
+    modification: Modification, data: bytes, default_encoding: str, transfer_syntax: str | None
+) -> bytes:
+    """One modified file, in ``transfer_syntax`` when given."""
+    modified = modify(modification, data, default_encoding)
+    return modified if transfer_syntax is None else transcode(modified, transfer_syntax)
 
 
 def modify_stored_file(
     modification: Modification, digest: bytes, default_encoding: str, transfer_syntax: str | None
 ) -> bytes:
-    """One modified file, in ``transfer_syntax`` when given (``Transcode``)."""
-    modified = modify(modification, read_blob(digest), default_encoding)
-    return modified if transfer_syntax is None else transcode(modified, transfer_syntax)
+    """The modified file of one stored instance (the instance-level /modify and /anonymize)."""
+    return modify_file(modification, read_blob(digest), default_encoding, transfer_syntax)

@@ -1,24 +1,20 @@
 """Modify, anonymize, split and merge: the use cases behind /modify, /anonymize, /split and /merge.
 
 Instance level: the modified file is the answer and nothing is stored.
-Patient, study and series level, split and merge: every instance concerned
-is modified in the worker pool, a batch at a time, and the new files are
-stored through the ingest pipeline like any upload (so the index, the change
-log and the metrics see ordinary new instances). Modified and anonymized
-resources then record where they come from (``ModifiedFrom`` /
-``AnonymizedFrom`` on each new resource whose ID differs from its source's),
-and the sources are deleted at the end unless ``KeepSource``.
+Patient, study and series level, split and merge: the instances concerned
+are modified in the worker pool and stored through the ingest pipeline like
+any upload, by a job (:mod:`fastpacs.services.modification_jobs`); as in
+Orthanc, the request waits for its job and answers the job's content
+(``"Synchronous": true``, the default), or answers the job's ID at once
+(``"Asynchronous": true`` or ``"Synchronous": false``, with ``Priority``).
 
-The requests are read, and refused when bad, before any instance is touched
-(:mod:`fastpacs.dicom.modification_request`). A :class:`ModificationRun` is
-the work of one request, done in steps (one batch of instances each) so that
-the job engine can run it as well as a synchronous request.
+Every request is read, and refused when bad, before any instance is touched
+(:mod:`fastpacs.dicom.modification_request`); the number of a generated
+``AnonymizedN`` is drawn only once the request is accepted.
 """
 
-import asyncio
 import json
 import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastpacs.dicom.ids import Level, RawId, format_id, parse_id
@@ -35,57 +31,29 @@ from fastpacs.dicom.modification_request import (
     string_member,
     with_patient_name,
 )
-from fastpacs.dicom.transcoding import check_transfer_syntax
+from fastpacs.dicom.transcoding import is_transfer_syntax
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
-from fastpacs.index.metadata import SYSTEM_METADATA
-from fastpacs.index.updates import IndexUpdate, IngestOutcome, delete_resource, next_anonymization_number
+from fastpacs.index.updates import next_anonymization_number
 from fastpacs.index.view import IndexView
 from fastpacs.index.writer import IndexWriter
-from fastpacs.pool.modify import modify_stored, modify_stored_file
+from fastpacs.jobs.engine import JobEngine
+from fastpacs.jobs.job import JobState
+from fastpacs.pool.modify import modify_stored_file
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
-from fastpacs.services.resources import resource_path
-
-INSTANCES_PER_WORKER = 8
-"""Instances one worker modifies per round trip; a step gives each worker one such batch."""
-DESCRIPTION = "REST API"
-
-
-@dataclass(frozen=True)
-class SourceInstance:
-    """An instance to modify: its IDs (patient, study, series, instance) and its stored file."""
-
-    ids: tuple[RawId, RawId, RawId, RawId]
-    digest: bytes
-
-
-@dataclass
-class ModificationRun:
-    """The work of one request: the sources, what to do to them, and what came out."""
-
-    sources: list[SourceInstance]
-    modification: Modification
-    origin: Origin
-    keep_source: bool
-    provenance: str | None
-    """``ModifiedFrom``, ``AnonymizedFrom``, or ``None`` (split and merge record nothing)."""
-    step_size: int
-    outcomes: list[IngestOutcome] = field(default_factory=list)
-    failed: int = 0
-    processed: list[RawId] = field(default_factory=list)
-
-    @property
-    def total_steps(self) -> int:
-        return max(1, -(-len(self.sources) // self.step_size))
-
-    def batch(self, step: int) -> list[SourceInstance]:
-        return self.sources[step * self.step_size : (step + 1) * self.step_size]
-
-    @property
-    def first(self) -> IngestOutcome | None:
-        return self.outcomes[0] if self.outcomes else None
+from fastpacs.services.modification_jobs import (
+    INSTANCES_PER_WORKER,
+    JOB_TYPES,
+    MergeStudyJob,
+    ModificationJob,
+    ModificationWork,
+    ResourceModificationJob,
+    RunState,
+    SourceInstance,
+    SplitStudyJob,
+)
 
 
 class ModifyService:
@@ -96,12 +64,18 @@ class ModifyService:
         pool: WorkerPool,
         ingest: IngestService,
         default_encoding: DefaultEncoding,
+        *,
+        engine: JobEngine | None = None,
     ):
         self.database = database
         self.writer = writer
         self.pool = pool
-        self.ingest = ingest
         self.default_encoding = default_encoding
+        self.engine = engine
+        self.work = ModificationWork(pool, writer, ingest, default_encoding)
+        if engine is not None:
+            for job_type in JOB_TYPES:
+                engine.register(job_type.type_name, job_type.loader(self.work))
 
     # -- instance level: the file is the answer
 
@@ -109,8 +83,8 @@ class ModifyService:
         request = decode_body(body)
         modification = parse_modify_request(request, None)
         transcode = string_member(request, "Transcode")
-        if transcode is not None:
-            check_transfer_syntax(transcode)
+        if transcode is not None and not is_transfer_syntax(transcode):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {transcode}")
         digest = self._digest(rid)
         return await self.pool.run(
             modify_stored_file, modification, digest, self.default_encoding.name, transcode
@@ -143,37 +117,54 @@ class ModifyService:
     ) -> dict[str, Any]:
         request = decode_body(body)
         modification = parse_modify_request(request, level)
-        sources = self._sources_below(public_id)
-        return await self._resource(level, request, sources, modification, origin, anonymization=False)
+        return await self._resource(
+            level=level,
+            public_id=public_id,
+            request=request,
+            modification=modification,
+            origin=origin,
+            provenance="ModifiedFrom",
+        )
 
     async def anonymize_resource(
         self, level: Level, public_id: str, body: bytes, origin: Origin
     ) -> dict[str, Any]:
         request = decode_body(body)
         anonymization = parse_anonymize_request(request)
-        sources = self._sources_below(public_id)  # an unknown resource consumes no generated name
+        self._sources_below(public_id)  # an unknown resource consumes no generated name
         modification = await self._named(anonymization)
-        return await self._resource(level, request, sources, modification, origin, anonymization=True)
+        return await self._resource(
+            level=level,
+            public_id=public_id,
+            request=request,
+            modification=modification,
+            origin=origin,
+            provenance="AnonymizedFrom",
+        )
 
     async def _resource(
         self,
+        *,
         level: Level,
+        public_id: str,
         request: dict[str, Any],
-        sources: list[SourceInstance],
         modification: Modification,
         origin: Origin,
-        *,
-        anonymization: bool,
+        provenance: str,
     ) -> dict[str, Any]:
-        run = self.new_run(
-            sources,
+        transcode = string_member(request, "Transcode")
+        if transcode is not None and not is_transfer_syntax(transcode):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Unknown transfer syntax UID: {transcode}")
+        state = self._state(
+            self._sources_below(public_id),
             modification,
             origin,
-            keep_source=_keep_source(request, default=True),
-            provenance="AnonymizedFrom" if anonymization else "ModifiedFrom",
+            keep_source=_boolean(request, "KeepSource", True),
+            provenance=provenance,
+            transcode=transcode,
+            level=level,
         )
-        await self.complete(run)
-        return modification_content(run, level, anonymization)
+        return await self._run(ResourceModificationJob(self.work, state), request)
 
     def _sources_below(self, public_id: str) -> list[SourceInstance]:
         """Every instance below a resource of any level (Orthanc takes any ID on these routes)."""
@@ -197,16 +188,17 @@ class ModifyService:
             raise OrthancError(
                 ErrorCode.BAD_REQUEST, 'Both the "Series" and the "Instances" fields are missing'
             )
-        keep_source = _keep_source(request, default=False)
+        keep_source = _boolean(request, "KeepSource", False)
         remove = _strings(request, "Remove")
         replace = request.get("Replace", {})
         if not isinstance(replace, dict) or not all(isinstance(value, str) for value in replace.values()):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
         target_uid = new_uid()
         modification = split_modification(target_uid, replace, remove)
-        run = self.new_run(sources, modification, origin, keep_source=keep_source, provenance=None)
-        await self.complete(run)
-        return split_content(run, target_uid)
+        state = self._state(
+            sources, modification, origin, keep_source=keep_source, target_study_uid=target_uid
+        )
+        return await self._run(SplitStudyJob(self.work, state), request)
 
     async def merge(self, public_id: str, body: bytes, origin: Origin) -> dict[str, Any]:
         request = decode_body(body)
@@ -218,80 +210,57 @@ class ModifyService:
                 )
             target_values = _module_values(view, study)
             sources = _merge_sources(view, study, _strings(request, "Resources", required=True))
-        keep_source = _keep_source(request, default=False)
-        run = self.new_run(
-            sources, merge_modification(target_values), origin, keep_source=keep_source, provenance=None
-        )
-        await self.complete(run)
-        return merge_content(run, study)
+        keep_source = _boolean(request, "KeepSource", False)
+        modification = merge_modification(target_values)
+        state = self._state(sources, modification, origin, keep_source=keep_source, target_study=study)
+        return await self._run(MergeStudyJob(self.work, state), request)
 
     # -- running the work
 
-    def new_run(
-        self,
-        sources: list[SourceInstance],
-        modification: Modification,
-        origin: Origin,
-        *,
-        keep_source: bool,
-        provenance: str | None,
-    ) -> ModificationRun:
-        return ModificationRun(
-            sources=sources,
-            modification=modification,
-            origin=origin,
-            keep_source=keep_source,
-            provenance=provenance,
-            step_size=INSTANCES_PER_WORKER * self.pool.processes,
+    def _state(
+        self, sources: list[SourceInstance], modification: Modification, origin: Origin, **options: Any
+    ) -> RunState:
+        step_size = INSTANCES_PER_WORKER * self.pool.processes
+        return RunState(
+            sources=sources, modification=modification, origin=origin, step_size=step_size, **options
         )
 
-    async def complete(self, run: ModificationRun) -> None:
-        """Every step, then the end (the synchronous form of a request)."""
-        for step in range(run.total_steps):
-            await self.run_step(run, step)
-        await self.finish(run)
-
-    async def run_step(self, run: ModificationRun, step: int) -> None:
-        """Modify one batch (spread over the workers) and store the new files."""
-        batch = run.batch(step)
-        workers = min(self.pool.processes, len(batch))
-        results = await asyncio.gather(
-            *(
-                self.pool.run(
-                    modify_stored,
-                    run.modification,
-                    [source.digest for source in batch[worker::workers]],
-                    self.default_encoding.name,
-                )
-                for worker in range(workers)
-            )
-        )
-        files: list[bytes | None] = [None] * len(batch)
-        for worker, chunk in enumerate(results):
-            files[worker::workers] = chunk
-        stored = [(source, data) for source, data in zip(batch, files, strict=True) if data is not None]
-        run.failed += len(batch) - len(stored)
-        outcomes = await asyncio.gather(*(self.ingest.ingest(data, run.origin) for _, data in stored))
-        if run.provenance is not None:
-            provenance = run.provenance
-            pairs = [(source, outcome) for (source, _), outcome in zip(stored, outcomes, strict=True)]
-            await self.writer.run(lambda update: _record_provenance(update, provenance, pairs))
-        run.outcomes.extend(outcomes)
-        run.processed.extend(source.ids[Level.INSTANCE] for source, _ in stored)
-
-    async def finish(self, run: ModificationRun) -> None:
-        """Delete the sources, unless kept (never a source the result landed on)."""
-        if run.keep_source:
-            return
-        created = {outcome.ids[Level.INSTANCE] for outcome in run.outcomes}
-        doomed = [rid for rid in run.processed if rid not in created]
-        await self.writer.run(lambda update: _delete_instances(update, doomed))
+    async def _run(self, job: ModificationJob, request: dict[str, Any]) -> dict[str, Any]:
+        """The job's content once it has run (synchronous), or its ID (asynchronous), as Orthanc answers."""
+        synchronous = _synchronous(request)
+        priority = _priority(request)
+        if self.engine is None:
+            if not synchronous:
+                raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "No job engine to run asynchronous requests")
+            await self.work.complete(job.state)
+            return job.content()
+        if not synchronous:
+            job_id = await self.engine.submit(job, priority)
+            return {"ID": job_id, "Path": f"/jobs/{job_id}"}
+        tracked = await self.engine.wait(self.engine.run_now(job, priority))
+        if tracked.state == JobState.FAILURE:
+            raise OrthancError(ErrorCode(tracked.error_code), tracked.error_details or None)
+        return job.content()
 
 
-def _keep_source(request: dict[str, Any], default: bool) -> bool:
-    value = request.get("KeepSource", default)
+def _boolean(request: dict[str, Any], name: str, default: bool) -> bool:
+    value = request.get(name, default)
     if not isinstance(value, bool):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected in field: KeepSource")
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {name}")
+    return value
+
+
+def _synchronous(request: dict[str, Any]) -> bool:
+    """Orthanc's rule: ``Synchronous`` if given, else the opposite of ``Asynchronous``, else synchronous."""
+    if "Synchronous" in request:
+        return _boolean(request, "Synchronous", True)
+    return not _boolean(request, "Asynchronous", False)
+
+
+def _priority(request: dict[str, Any]) -> int:
+    value = request.get("Priority", 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Integer value expected in field: Priority")
     return value
 
 
@@ -306,13 +275,12 @@ def _strings(request: dict[str, Any], name: str, required: bool = False) -> list
 
 
 def _instances_below(view: IndexView, rid: RawId, level: Level) -> list[SourceInstance]:
+    """The stored instances below a resource (itself for an instance), with their parents' IDs."""
     ancestors = [rid]
-    current = rid
     for _ in range(level):
-        record = view.resource(current)
+        record = view.resource(ancestors[0])
         assert record is not None and record.parent is not None
-        current = record.parent
-        ancestors.insert(0, current)
+        ancestors.insert(0, record.parent)
     found: list[SourceInstance] = []
 
     def walk(node: RawId, path: list[RawId], node_level: Level) -> None:
@@ -335,7 +303,7 @@ def _split_sources(view: IndexView, study: RawId, request: dict[str, Any]) -> li
     for public_id in _strings(request, "Series"):
         series = parse_id(public_id)
         record = view.resource_at(series, Level.SERIES) if series is not None else None
-        if record is None:
+        if record is None or series is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         if record.parent != study:
             raise OrthancError(
@@ -346,13 +314,15 @@ def _split_sources(view: IndexView, study: RawId, request: dict[str, Any]) -> li
             sources.setdefault(source.ids[Level.INSTANCE], source)
     for public_id in _strings(request, "Instances"):
         instance = parse_id(public_id)
-        found = _instances_below(view, instance, Level.INSTANCE) if instance is not None else []
+        found = []
+        if instance is not None and view.resource_at(instance, Level.INSTANCE) is not None:
+            found = _instances_below(view, instance, Level.INSTANCE)
         if not found or found[0].ids[Level.STUDY] != study:
             raise OrthancError(
                 ErrorCode.UNKNOWN_RESOURCE,
                 f"This instance does not belong to the study to be split: {public_id}",
             )
-        sources.setdefault(instance, found[0])
+        sources.setdefault(found[0].ids[Level.INSTANCE], found[0])
     return list(sources.values())
 
 
@@ -365,7 +335,6 @@ def _merge_sources(view: IndexView, study: RawId, resources: list[str]) -> list[
         if record is None or rid is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Cannot find this resource: {public_id}")
         level = Level(record.level)
-        found = _instances_below(view, rid, level)
         if level == Level.PATIENT:
             raise OrthancError(
                 ErrorCode.UNKNOWN_RESOURCE,
@@ -380,7 +349,7 @@ def _merge_sources(view: IndexView, study: RawId, resources: list[str]) -> list[
             raise OrthancError(
                 ErrorCode.UNKNOWN_RESOURCE, f"Cannot merge {kind} {public_id} into its parent study {target}"
             )
-        for source in found:
+        for source in _instances_below(view, rid, level):
             sources.setdefault(source.ids[Level.INSTANCE], source)
     return list(sources.values())
 
@@ -398,63 +367,3 @@ def _module_values(view: IndexView, study: RawId) -> dict[int, str]:
         if entry is not None and entry["Type"] == "String":
             values[tag] = entry["Value"]
     return values
-
-
-def _record_provenance(
-    update: IndexUpdate, name: str, pairs: list[tuple[SourceInstance, IngestOutcome]]
-) -> None:
-    """``ModifiedFrom``/``AnonymizedFrom`` on the resources whose ID differs from their source's."""
-    for source, outcome in pairs:
-        for level in Level:
-            new, old = outcome.ids[level], source.ids[level]
-            if (new != old or level == Level.INSTANCE) and update.resource(new) is not None:
-                current = update.metadata_value(new, SYSTEM_METADATA[name])
-                if current is None or current.value != format_id(old):
-                    update.set_metadata(new, {name: format_id(old)})
-
-
-def _delete_instances(update: IndexUpdate, instances: list[RawId]) -> None:
-    for rid in instances:
-        if update.resource_at(rid, Level.INSTANCE) is not None:
-            delete_resource(update, Level.INSTANCE, rid)
-
-
-def modification_content(run: ModificationRun, level: Level, anonymization: bool) -> dict[str, Any]:
-    """Orthanc's answer to a patient/study/series /modify or /anonymize (a job's ``Content``)."""
-    content: dict[str, Any] = {
-        "Description": DESCRIPTION,
-        "FailedInstancesCount": run.failed,
-        "InstancesCount": len(run.sources),
-        "IsAnonymization": anonymization,
-    }
-    first = run.first
-    if first is not None:
-        rid = first.ids[level]
-        content |= {
-            "ID": format_id(rid),
-            "Path": resource_path(level, rid),
-            "PatientID": format_id(first.ids[Level.PATIENT]),
-            "Type": level.type_name,
-        }
-    return content
-
-
-def split_content(run: ModificationRun, target_uid: str) -> dict[str, Any]:
-    content: dict[str, Any] = {
-        "Description": DESCRIPTION,
-        "FailedInstancesCount": run.failed,
-        "InstancesCount": len(run.sources),
-        "TargetStudyUID": target_uid,
-    }
-    if run.first is not None:
-        content["TargetStudy"] = format_id(run.first.ids[Level.STUDY])
-    return content
-
-
-def merge_content(run: ModificationRun, study: RawId) -> dict[str, Any]:
-    return {
-        "Description": DESCRIPTION,
-        "FailedInstancesCount": run.failed,
-        "InstancesCount": len(run.sources),
-        "TargetStudy": format_id(study),
-    }

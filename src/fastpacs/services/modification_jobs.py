@@ -1,0 +1,237 @@
+"""Modifications of many instances in steps: the jobs ResourceModification, SplitStudy and MergeStudy.
+
+The three are one kind of work: modify stored instances in the worker pool,
+a batch per step (spread over the workers, one round trip each), store the
+new files through the ingest pipeline, record where modified resources come
+from, and delete the sources at the end unless ``KeepSource``. They differ
+in what they change (a :class:`Modification` built from the request) and in
+the ``Content`` they answer, which is Orthanc's:
+
+- ResourceModification: ``Description``, ``FailedInstancesCount``, ``ID``,
+  ``InstancesCount``, ``IsAnonymization``, ``Path``, ``PatientID`` (the
+  Orthanc ID of the new parent patient), ``Type``, and ``Transcode`` when asked;
+- SplitStudy: ``TargetStudy``, ``TargetStudyUID``;
+- MergeStudy: ``TargetStudy``.
+
+A :class:`RunState` is all a job saves: the sources, the modification (with
+the key of its UID mapping, so that a job resumed after a restart maps every
+UID as before and stores nothing twice) and what came out so far.
+"""
+
+import asyncio
+from typing import Any, ClassVar
+
+import msgspec
+
+from fastpacs.dicom.ids import Level, RawId, format_id
+from fastpacs.dicom.modification import Modification
+from fastpacs.index.metadata import SYSTEM_METADATA
+from fastpacs.index.updates import IndexUpdate, IngestOutcome, delete_resource
+from fastpacs.index.writer import IndexWriter
+from fastpacs.jobs.job import Job
+from fastpacs.pool.modify import modify_stored
+from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.ingest import IngestService, Origin
+from fastpacs.services.resources import resource_path
+
+INSTANCES_PER_WORKER = 8
+"""Instances one worker modifies per round trip; a step gives each worker one such batch."""
+DESCRIPTION = "REST API"
+
+
+class SourceInstance(msgspec.Struct, frozen=True, array_like=True):
+    """An instance to modify: its IDs (patient, study, series, instance) and its stored file."""
+
+    ids: tuple[RawId, RawId, RawId, RawId]
+    digest: bytes
+
+
+class RunState(msgspec.Struct, kw_only=True):
+    """What a modification job saves: what to do, to what, and what came out so far."""
+
+    sources: list[SourceInstance]
+    modification: Modification
+    origin: Origin
+    keep_source: bool
+    step_size: int
+    provenance: str | None = None
+    """``ModifiedFrom`` or ``AnonymizedFrom`` (split and merge record nothing)."""
+    transcode: str | None = None
+    level: int = Level.INSTANCE
+    """ResourceModification: the level of the resource modified (and of the answer)."""
+    target_study_uid: str = ""
+    """SplitStudy: the StudyInstanceUID of the new study."""
+    target_study: RawId = b""
+    """MergeStudy: the study the resources are merged into."""
+    outcomes: list[IngestOutcome] = msgspec.field(default_factory=list)
+    failed: int = 0
+    processed: list[RawId] = msgspec.field(default_factory=list)
+    """The sources modified (deleted at the end unless kept)."""
+
+    @property
+    def total_steps(self) -> int:
+        return -(-len(self.sources) // self.step_size)
+
+    @property
+    def first(self) -> IngestOutcome | None:
+        return self.outcomes[0] if self.outcomes else None
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "Description": DESCRIPTION,
+            "FailedInstancesCount": self.failed,
+            "InstancesCount": len(self.sources),
+        }
+
+
+_STATE_DECODER = msgspec.msgpack.Decoder(RunState)
+
+
+class ModificationWork:
+    """Runs the steps of a :class:`RunState` with the server's pool, ingest pipeline and index."""
+
+    def __init__(
+        self, pool: WorkerPool, writer: IndexWriter, ingest: IngestService, default_encoding: DefaultEncoding
+    ):
+        self.pool = pool
+        self.writer = writer
+        self.ingest = ingest
+        self.default_encoding = default_encoding
+
+    async def run_step(self, state: RunState, step: int) -> None:
+        """Modify one batch (spread over the workers) and store the new files."""
+        batch = state.sources[step * state.step_size : (step + 1) * state.step_size]
+        workers = min(self.pool.processes, len(batch))
+        results = await asyncio.gather(
+            *(
+                self.pool.run(
+                    modify_stored,
+                    state.modification,
+                    [source.digest for source in batch[worker::workers]],
+                    self.default_encoding.name,
+                    state.transcode,
+                )
+                for worker in range(workers)
+            )
+        )
+        files: list[bytes | None] = [None] * len(batch)
+        for worker, chunk in enumerate(results):
+            files[worker::workers] = chunk
+        stored = [(source, data) for source, data in zip(batch, files, strict=True) if data is not None]
+        state.failed += len(batch) - len(stored)
+        outcomes = await asyncio.gather(*(self.ingest.ingest(data, state.origin) for _, data in stored))
+        if state.provenance is not None:
+            name = state.provenance
+            pairs = [(source, outcome) for (source, _), outcome in zip(stored, outcomes, strict=True)]
+            await self.writer.run(lambda update: _record_provenance(update, name, pairs))
+        state.outcomes.extend(outcomes)
+        state.processed.extend(source.ids[Level.INSTANCE] for source, _ in stored)
+
+    async def finish(self, state: RunState) -> None:
+        """Delete the sources, unless kept (never one the result is stored as)."""
+        if state.keep_source:
+            return
+        created = {outcome.ids[Level.INSTANCE] for outcome in state.outcomes}
+        doomed = [rid for rid in state.processed if rid not in created]
+        await self.writer.run(lambda update: _delete_instances(update, doomed))
+
+    async def complete(self, state: RunState) -> None:
+        """Every step, then the end: a request answered without a job."""
+        for step in range(state.total_steps):
+            await self.run_step(state, step)
+        await self.finish(state)
+
+
+def _record_provenance(
+    update: IndexUpdate, name: str, pairs: list[tuple[SourceInstance, IngestOutcome]]
+) -> None:
+    """``ModifiedFrom``/``AnonymizedFrom`` on the new instance, and on each of its parents whose ID differs
+    from its source's (as Orthanc)."""
+    kind = SYSTEM_METADATA[name]
+    for source, outcome in pairs:
+        for level in Level:
+            new, old = outcome.ids[level], format_id(source.ids[level])
+            if (new != source.ids[level] or level == Level.INSTANCE) and update.resource(new) is not None:
+                current = update.metadata_value(new, kind)
+                if current is None or current.value != old:
+                    update.set_metadata(new, {name: old})
+
+
+def _delete_instances(update: IndexUpdate, instances: list[RawId]) -> None:
+    for rid in instances:
+        if update.resource_at(rid, Level.INSTANCE) is not None:
+            delete_resource(update, Level.INSTANCE, rid)
+
+
+class ModificationJob(Job):
+    """A :class:`RunState` run by the job engine."""
+
+    type_name: ClassVar[str]
+
+    def __init__(self, work: ModificationWork, state: RunState):
+        self.work = work
+        self.state = state
+
+    @property
+    def total_steps(self) -> int:
+        return self.state.total_steps
+
+    async def run_step(self, index: int) -> None:
+        await self.work.run_step(self.state, index)
+
+    async def finish(self) -> None:
+        await self.work.finish(self.state)
+
+    def save(self) -> bytes:
+        return msgspec.msgpack.encode(self.state)
+
+    def reset(self) -> None:
+        """A resubmitted job runs again from its first step (with the same UIDs: nothing is stored twice)."""
+        self.state.outcomes.clear()
+        self.state.processed.clear()
+        self.state.failed = 0
+
+    @classmethod
+    def loader(cls, work: ModificationWork):
+        return lambda data: cls(work, _STATE_DECODER.decode(data))
+
+
+class ResourceModificationJob(ModificationJob):
+    type_name = "ResourceModification"
+
+    def content(self) -> dict[str, Any]:
+        state = self.state
+        level = Level(state.level)
+        content = state.counts() | {"IsAnonymization": state.provenance == "AnonymizedFrom"}
+        if state.first is not None:
+            rid = state.first.ids[level]
+            content |= {
+                "ID": format_id(rid),
+                "Path": resource_path(level, rid),
+                "PatientID": format_id(state.first.ids[Level.PATIENT]),
+                "Type": level.type_name,
+            }
+        if state.transcode is not None:
+            content["Transcode"] = state.transcode
+        return content
+
+
+class SplitStudyJob(ModificationJob):
+    type_name = "SplitStudy"
+
+    def content(self) -> dict[str, Any]:
+        content = self.state.counts() | {"TargetStudyUID": self.state.target_study_uid}
+        if self.state.first is not None:
+            content["TargetStudy"] = format_id(self.state.first.ids[Level.STUDY])
+        return content
+
+
+class MergeStudyJob(ModificationJob):
+    type_name = "MergeStudy"
+
+    def content(self) -> dict[str, Any]:
+        return self.state.counts() | {"TargetStudy": format_id(self.state.target_study)}
+
+
+JOB_TYPES: tuple[type[ModificationJob], ...] = (ResourceModificationJob, SplitStudyJob, MergeStudyJob)
