@@ -748,6 +748,7 @@ def _job_timestamp_now() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
 
 
+@pytest.mark.slow
 def test_archive_jobs_resume_after_a_graceful_restart(
     server: ServerProcess, client: httpx.Client, stored: dict, big: dict
 ) -> None:
@@ -768,6 +769,7 @@ def test_archive_jobs_resume_after_a_graceful_restart(
     _check_resumed(server, jobs, before, paused, stopped)
 
 
+@pytest.mark.slow
 def test_pending_archive_jobs_resume_after_a_crash(
     server: ServerProcess, client: httpx.Client, stored: dict, big: dict
 ) -> None:

@@ -17,6 +17,8 @@ Transitions, as Orthanc 1.10.1 makes them (``—``: refused with an empty 400)::
     Success    unchanged           —           unchanged               —
     Failure    unchanged           —           unchanged               → Pending (from the first step)
 
+(A resume accepted for a running job withdraws a pause that has not yet taken effect.)
+
 A job run synchronously (:meth:`JobEngine.run_now`: the synchronous form of
 an operation, answered when the job ends) starts at once instead of waiting
 in the queue, and is saved only once it has finished: a client waiting for
