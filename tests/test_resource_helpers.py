@@ -1,4 +1,4 @@
-"""Resource helpers of a running fastpacs: protection kept across restarts, statistics, slices, tags.
+"""Resource helpers of a running fastpacs: protection across restarts, statistics, slices, tags, reconstruct.
 
 Their answers are compared with Orthanc's in
 tests/differential/test_api_rest_vs_orthanc.py; these tests check what the
@@ -10,9 +10,13 @@ import io
 from collections.abc import Iterator
 
 import httpx
+import msgspec
 import pydicom
 import pytest
 
+from fastpacs.index.database import Database
+from fastpacs.index.schema import encode
+from fastpacs.index.view import IndexView
 from fastpacs.testing import ServerProcess, fastpacs_server
 from tests.conftest import pydicom_file
 
@@ -91,3 +95,41 @@ def test_ordered_slices_and_shared_tags_of_a_series(client: httpx.Client) -> Non
     every = client.get(f"/series/{series}/instances-tags", params={"short": ""}).json()
     assert sorted(every) == sorted(answer["ID"] for answer in answers)
     assert {tags["0020,4000"] for tags in every.values()} == {f"slice {index}" for index in range(5)}
+
+
+def test_reconstruct_repairs_what_the_index_derives_from_files(server: ServerProcess) -> None:
+    """An index entry damaged while the server is stopped is rewritten from the stored file."""
+    data = pydicom_file("MR_small.dcm").read_bytes()
+    with httpx.Client(base_url=server.base_url) as http:
+        mr = http.post("/instances", content=data).json()
+        expected = http.get(f"/instances/{mr['ID']}").json()
+        expected_study = http.get(f"/studies/{mr['ParentStudy']}").json()["MainDicomTags"]
+        expected_tags = http.get(f"/instances/{mr['ID']}/tags").json()
+    server.stop()
+    database = Database(server.directory / "storage", 1)
+    rid, study = bytes.fromhex(mr["ID"].replace("-", "")), bytes.fromhex(mr["ParentStudy"].replace("-", ""))
+    with database.env.begin(write=True) as txn:
+        view = IndexView(txn, database.dbs)
+        for resource in (rid, study):
+            record = view.resource(resource)
+            assert record is not None
+            damaged = msgspec.structs.replace(record, main_tags={"Damaged": "yes"})
+            txn.put(resource, encode(damaged), db=database.dbs["resources"])
+        txn.delete(rid, db=database.dbs["tags"])
+    database.close()
+    server.start()
+    with httpx.Client(base_url=server.base_url) as http:
+        assert http.get(f"/instances/{mr['ID']}").json()["MainDicomTags"] == {"Damaged": "yes"}
+        answer = http.post(f"/series/{mr['ParentSeries']}/reconstruct")
+        assert (answer.status_code, answer.content) == (200, b"")
+        assert http.get(f"/instances/{mr['ID']}").json() == expected
+        assert http.get(f"/studies/{mr['ParentStudy']}").json()["MainDicomTags"] == expected_study
+        assert http.get(f"/instances/{mr['ID']}/tags").json() == expected_tags
+        tag, value = next((tag, value) for tag, value in expected_study.items() if value and "UID" not in tag)
+        found = http.post("/tools/find", json={"Level": "Study", "Query": {tag: value}}).json()
+        assert mr["ParentStudy"] in found, "the find indexes follow the reconstructed tags"
+        assert (
+            http.post("/instances/00000000-00000000-00000000-00000000-00000000/reconstruct").status_code
+            == 404
+        )
+        assert http.post("/tools/invalidate-tags").status_code == 200

@@ -40,6 +40,7 @@ from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metric
 from fastpacs.api.modalities import MODALITY_HANDLERS
 from fastpacs.api.modify import MODIFY_HANDLERS
 from fastpacs.api.queries import QUERY_HANDLERS
+from fastpacs.api.reconstruct import RECONSTRUCT_HANDLERS
 from fastpacs.api.rendered import RENDERED_HANDLERS
 from fastpacs.api.resource_helpers import RESOURCE_HELPER_HANDLERS
 from fastpacs.api.resources import resource_router
@@ -79,6 +80,7 @@ from fastpacs.services.modalities import load_registry
 from fastpacs.services.modify import ModifyService
 from fastpacs.services.protection import ProtectionService
 from fastpacs.services.queries import LocalQueryRetrieve, QueryService
+from fastpacs.services.reconstruct import ReconstructService
 from fastpacs.services.registry import Services
 from fastpacs.services.rendered import RenderedService
 from fastpacs.services.resource_tags import ResourceTagsService
@@ -167,6 +169,7 @@ async def start_services(
         ),
         lifecycle=ServerLifecycle(config.rest_api_reset_enabled, config.rest_api_shutdown_enabled),
         rendered=RenderedService(database, pool),
+        reconstruct=ReconstructService(database, writer, pool, default_encoding),
         modify=ModifyService(database, writer, pool, ingest, default_encoding, engine=jobs),
         metrics=metrics,
         store_lock=store_lock,
@@ -233,6 +236,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *SERVER_TOOL_HANDLERS,
             *HOME_HANDLERS,
             *RENDERED_HANDLERS,
+            *RECONSTRUCT_HANDLERS,
             upload_instances,
             instance_file,
             system,

@@ -424,6 +424,47 @@ def set_protected(update: IndexUpdate, rid: RawId, protected: bool) -> None:
         update.txn.delete(rid, db=update.dbs["protected"])
 
 
+def refresh_instance(update: IndexUpdate, rid: RawId, summary: InstanceSummary) -> bool:
+    """Rewrite what the index derives from an instance's file (``/reconstruct``), from a new parse.
+
+    The main tags of the instance and of its ancestors (as at ingest, the
+    instance's values), its tag JSON and its file metadata (TransferSyntax,
+    SopClassUid, IndexInSeries, PixelDataOffset) are replaced; the find
+    indexes follow. Nothing is logged, as in Orthanc. False, and nothing
+    changed, when the file no longer identifies this instance (a parser that
+    now reads its UIDs differently cannot move it).
+    """
+    ids = resource_ids(summary.identifiers)
+    if ids[Level.INSTANCE] != rid or update.resource(rid) is None:
+        return False
+    for level in Level:
+        record = update.resource(ids[level])
+        if record is None:
+            return False
+        changes: dict[str, object] = {"main_tags": summary.main_tags[level]}
+        if level == Level.INSTANCE:
+            changes["index_in_series"] = summary.index_in_series
+        elif level == Level.SERIES:
+            changes["expected_instances"] = summary.expected_instances
+        elif level == Level.STUDY:
+            changes["patient_tags"] = summary.main_tags[Level.PATIENT]
+        refreshed = msgspec.structs.replace(record, **changes)
+        unindex_resource(update.txn, update.dbs, level, ids[level], record)
+        update.txn.put(ids[level], encode(refreshed), db=update.dbs["resources"])
+        index_resource(update.txn, update.dbs, level, ids[level], refreshed)
+    file_metadata = {"TransferSyntax": summary.transfer_syntax, "SopClassUid": summary.sop_class_uid}
+    if summary.index_in_series is not None:
+        file_metadata["IndexInSeries"] = str(summary.index_in_series)
+    if summary.pixel_data_offset is not None:
+        file_metadata["PixelDataOffset"] = str(summary.pixel_data_offset)
+    for name, value in file_metadata.items():
+        current = update.metadata_value(rid, SYSTEM_METADATA[name])
+        if current is None or current.value != value:
+            update.put_metadata(rid, SYSTEM_METADATA[name], value)
+    update.txn.put(rid, encode(summary.tags), db=update.dbs["tags"])
+    return True
+
+
 ANONYMIZATION_SEQUENCE = b"anonymization_sequence"
 """Orthanc's global AnonymizationSequence: the N of the generated PatientName ``AnonymizedN``."""
 

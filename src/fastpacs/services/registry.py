@@ -28,6 +28,7 @@ from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.services.modify import ModifyService
 from fastpacs.services.protection import ProtectionService
 from fastpacs.services.queries import QueryService
+from fastpacs.services.reconstruct import ReconstructService
 from fastpacs.services.rendered import RenderedService
 from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
@@ -70,6 +71,7 @@ class Services:
     log_levels: LogLevels
     lifecycle: ServerLifecycle
     rendered: RenderedService
+    reconstruct: ReconstructService
     metrics: ServerMetrics
     store_lock: StoreLock
     jobs: JobEngine
