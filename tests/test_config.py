@@ -13,7 +13,7 @@ from fastpacs.testing import fastpacs_server, free_port
 
 COMMENTED = """{
   // Orthanc's configuration files carry comments of both kinds.
-  "Name" : "Commented",   /* the name shown by /system */
+  "Name" : "Commented",   /* overridden by FASTPACS__NAME */
   "StableAge" : 1,
   "DicomAet" : "COMMENTS//KEPT",
   /* a block comment
@@ -40,17 +40,21 @@ def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_comments_allowed_and_unknown_options_warned_about(tmp_path: Path) -> None:
+def test_a_commented_file_with_environment_overrides(tmp_path: Path) -> None:
+    """Comments of both kinds, warnings for unknown options, FASTPACS__ variables over the file."""
     server = fastpacs_server(tmp_path)
     (tmp_path / "fastpacs.json").write_text(
         COMMENTED % {"http": server.http_port, "dicom": server.dicom_port, "storage": tmp_path / "storage"}
     )
+    server.http_port = free_port()
+    server.environment = {"FASTPACS__NAME": "FromEnvironment", "FASTPACS__HTTP_PORT": str(server.http_port)}
     server.start()
     try:
         system = httpx.get(f"{server.base_url}/system").json()
-        assert (system["Name"], system["DicomAet"]) == ("Commented", "COMMENTS//KEPT")
     finally:
         server.stop()
+    assert (system["Name"], system["HttpPort"]) == ("FromEnvironment", server.http_port)
+    assert system["DicomAet"] == "COMMENTS//KEPT"  # "//" inside a string is not a comment
     log = server.log_path.read_text()
     assert "unknown configuration option 'NoSuchOption'" in log
     assert "'StorageCompression' is not supported" in log
@@ -112,19 +116,6 @@ def test_unreadable_files_are_named(tmp_path: Path, content: str | None, expecte
     with pytest.raises(ConfigurationError, match=expected) as raised:
         load_config(config, environ={})
     assert str(config) in str(raised.value)
-
-
-@pytest.mark.slow
-def test_environment_overrides_the_file(tmp_path: Path) -> None:
-    server = fastpacs_server(tmp_path, {"Name": "FromFile"})
-    server.http_port = free_port()
-    server.environment = {"FASTPACS__NAME": "FromEnvironment", "FASTPACS__HTTP_PORT": str(server.http_port)}
-    server.start()
-    try:
-        system = httpx.get(f"{server.base_url}/system").json()
-        assert (system["Name"], system["HttpPort"]) == ("FromEnvironment", server.http_port)
-    finally:
-        server.stop()
 
 
 def test_a_folder_of_files_is_merged_in_name_order(tmp_path: Path) -> None:

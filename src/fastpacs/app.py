@@ -29,6 +29,7 @@ from fastpacs.api.content import (
 )
 from fastpacs.api.errors import EXCEPTION_HANDLERS
 from fastpacs.api.exports import EXPORT_HANDLERS
+from fastpacs.api.fast_lane import fast_lane_installer
 from fastpacs.api.find import find
 from fastpacs.api.home import HOME_HANDLERS, openapi_config
 from fastpacs.api.http_conventions import http_conventions_installer
@@ -44,7 +45,7 @@ from fastpacs.api.reconstruct import RECONSTRUCT_HANDLERS
 from fastpacs.api.rendered import RENDERED_HANDLERS
 from fastpacs.api.resource_helpers import RESOURCE_HELPER_HANDLERS
 from fastpacs.api.resources import resource_router
-from fastpacs.api.security import AccessControl
+from fastpacs.api.security import access_control_installer
 from fastpacs.api.server_tools import SERVER_TOOL_HANDLERS
 from fastpacs.api.system import changes, clear_changes, statistics, system
 from fastpacs.api.timing import RequestTiming
@@ -218,9 +219,6 @@ def create_app(config: Config | None = None) -> Litestar:
         finally:
             await stop_services(app.state.services)
 
-    def access_control(app):
-        return AccessControl(app, config)
-
     def request_timing(app):
         return RequestTiming(app, metrics)
 
@@ -266,10 +264,15 @@ def create_app(config: Config | None = None) -> Litestar:
         dependencies={"services": Provide(_provide_services, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[request_timing, access_control],
+        middleware=[request_timing],
         state=State({"config": config}),
         request_max_body_size=config.maximum_upload_size * MEGABYTE,
         openapi_config=openapi_config(),
-        on_startup=[http_conventions_installer(config.http_compression_enabled)],
+        # Wrapped in this order: HTTP conventions, then access control, then the fast lane, then the router.
+        on_startup=[
+            fast_lane_installer(metrics),
+            access_control_installer(config),
+            http_conventions_installer(config.http_compression_enabled),
+        ],
         debug=False,
     )
