@@ -63,19 +63,21 @@ ALLOWED: dict[tuple[str, str], str] = {
     ),
 }
 
-ALLOWED.update({
-    ("content J2K_pixelrep_mismatch.dcm *", "$*"): (
-        "ISO 2022 IR 13 file: Orthanc turns the value delimiter 0x5C into '¥' in every multi-valued "
-        "string (see the main-tags entry above), and does not tie the private elements of blocks whose "
-        "creator element is encoded as UN to their creator; fastpacs keeps the backslash and names "
-        "the creator."
-    ),
-    ("content chrH32.dcm *", "$*"): (
-        "ISO 2022 IR 13 + IR 87 file: Orthanc keeps the raw escape-sequence bytes of the kanji and "
-        "hiragana name groups ('=;3ED^B@O:=...') and shows '¥' for the backslash; fastpacs decodes "
-        "them as pydicom does ('=山田^太郎=やまだ^たろう'), which is the correct Unicode."
-    ),
-})
+ALLOWED.update(
+    {
+        ("content J2K_pixelrep_mismatch.dcm *", "$*"): (
+            "ISO 2022 IR 13 file: Orthanc turns the value delimiter 0x5C into '¥' in every multi-valued "
+            "string (see the main-tags entry above), and does not tie the private elements of blocks whose "
+            "creator element is encoded as UN to their creator; fastpacs keeps the backslash and names "
+            "the creator."
+        ),
+        ("content chrH32.dcm *", "$*"): (
+            "ISO 2022 IR 13 + IR 87 file: Orthanc keeps the raw escape-sequence bytes of the kanji and "
+            "hiragana name groups ('=;3ED^B@O:=...') and shows '¥' for the backslash; fastpacs decodes "
+            "them as pydicom does ('=山田^太郎=やまだ^たろう'), which is the correct Unicode."
+        ),
+    }
+)
 
 KNOWN_BUGS: dict[tuple[str, str], str] = {
     ("upper-case ID *", "*"): (
