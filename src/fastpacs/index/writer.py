@@ -7,7 +7,9 @@ its own so that a failing operation is rolled back alone. Callers await
 their operation's result; it is delivered only after the commit is
 durable. Blobs released by a batch are removed from storage after the
 commit, by this same thread, so that no operation can reference a blob
-while it is being removed.
+while it is being removed. A commit refused for want of space (disk or
+LMDB map full) fails its operations with Orthanc's "The file storage is
+full" (507); the next batch tries again.
 """
 
 import asyncio
@@ -20,6 +22,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IndexUpdate
 from fastpacs.metrics import DISABLED_METRICS, ServerMetrics
@@ -49,6 +52,13 @@ def _deliver(future: asyncio.Future, result: Any, error: BaseException | None) -
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _commit_failure(error: lmdb.Error) -> Exception:
+    """What the operations of a failed commit raise: no space left is Orthanc's "storage full"."""
+    if isinstance(error, lmdb.DiskError | lmdb.MapFullError):
+        return OrthancError(ErrorCode.FULL_STORAGE, str(error))
+    return error
 
 
 class IndexWriter:
@@ -131,7 +141,8 @@ class IndexWriter:
                     released = self._still_released(IndexUpdate(txn, dbs, self._blob_exists), released)
         except lmdb.Error as error:
             logger.exception("index commit failed")
-            outcomes = [(request, None, error) for request in batch]
+            failure = _commit_failure(error)
+            outcomes = [(request, None, failure) for request in batch]
             released = set()
         self.batches += 1
         self.operations += len(batch)

@@ -8,8 +8,13 @@ survive a crash. Identical bytes are stored once; a blob is never rewritten.
 
 The store knows nothing of references: the index counts them and tells the
 store when a blob can go. It is safe to use from several processes.
+
+A write that fails removes its temporary file at once; a full disk is
+Orthanc's "The file storage is full" (507), and the store serves again as
+soon as space returns.
 """
 
+import errno
 import hashlib
 import os
 import uuid
@@ -17,7 +22,10 @@ from pathlib import Path
 
 import msgspec
 
+from fastpacs.errors import ErrorCode, OrthancError
+
 TEMPORARY_FOLDER = "tmp"
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class StoredBlob(msgspec.Struct, array_like=True, frozen=True):
@@ -54,16 +62,14 @@ class BlobStore:
             return blob
         final.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.temporary / f"{digest.hex()}.{os.getpid()}.{uuid.uuid4().hex}"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(descriptor, view)
-                view = view[written:]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temporary, final)
+            _write_durably(temporary, data)
+            os.replace(temporary, final)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            if error.errno in DISK_FULL:
+                raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
+            raise
         _fsync_directory(final.parent)
         return blob
 
@@ -96,6 +102,18 @@ class BlobStore:
             os.unlink(entry.path)
             count += 1
         return count
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(descriptor, view)
+            view = view[written:]
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _fsync_directory(path: Path) -> None:
