@@ -32,6 +32,7 @@ from fastpacs.dicom.modification import (
     cast_text,
     out_of_range,
 )
+from fastpacs.dicom.modules import GENERAL_STUDY_MODULE, PATIENT_MODULE
 from fastpacs.errors import ErrorCode, OrthancError
 
 UID_KEY_SIZE = 32
@@ -43,18 +44,8 @@ _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _PATH_STEP = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<index>\*|\d+)\]$")
 _DATA_URI = re.compile(r"^data:[^,;]*;base64,", re.ASCII)
 
-PATIENT_MODULE = (
-    # Orthanc's "Patient Module Attributes" (PS3.3 2011, Table C.7-1, with the Issuer of Patient ID macro).
-    0x00100010, 0x00100020, 0x00100030, 0x00100040, 0x00081120, 0x00100032, 0x00101000, 0x00101002,
-    0x00101001, 0x00102160, 0x00104000, 0x00102201, 0x00102202, 0x00102292, 0x00102293, 0x00102294,
-    0x00102297, 0x00102298, 0x00102299, 0x00120062, 0x00120063, 0x00120064, 0x00100021, 0x00100024,
-)  # fmt: skip
-STUDY_MODULE = (
-    # Orthanc's "General Study Module Attributes" (PS3.3 2011, Table C.7-3).
-    0x0020000D, 0x00080020, 0x00080030, 0x00080090, 0x00080096, 0x00200010, 0x00080050, 0x00080051,
-    0x00081030, 0x00081048, 0x00081049, 0x00081060, 0x00081062, 0x00321034, 0x00081110, 0x00081032,
-    0x00401012,
-)  # fmt: skip
+SPLIT_MODULE_TAGS = tuple(tag for tag, _name in (*PATIENT_MODULE, *GENERAL_STUDY_MODULE))
+"""The attributes split and merge set (Orthanc's patient and general study modules)."""
 
 
 def decode_body(body: bytes) -> dict[str, Any]:
@@ -350,7 +341,7 @@ def split_modification(target_study_uid: str, replace: dict[str, str], remove: l
     """What /studies/{id}/split does to each instance moved: the new study's UID, new series and
     instance UIDs, and the patient/study module attributes the request replaces or removes."""
     builder = _Builder(Level.SERIES, anonymization=False)
-    allowed = (set(PATIENT_MODULE) | set(STUDY_MODULE)) - {STUDY_INSTANCE_UID}
+    allowed = set(SPLIT_MODULE_TAGS) - {STUDY_INSTANCE_UID}
     for name in remove:
         builder.remove(_module_path(name, allowed))
     for name, value in replace.items():
@@ -377,7 +368,7 @@ def merge_modification(target_values: dict[int, str]) -> Modification:
     study module attributes (``target_values``: those of one of its instances; the others are
     removed), new series and instance UIDs."""
     builder = _Builder(Level.SERIES, anonymization=False)
-    for tag in (*PATIENT_MODULE, *STUDY_MODULE):
+    for tag in SPLIT_MODULE_TAGS:
         path = TagPath(tag=tag)
         if tag in target_values:
             builder.replace(path, _replacement(path, target_values[tag]))

@@ -20,8 +20,7 @@ from typing import Any
 from fastpacs.dicom.ids import Level, RawId, format_id, parse_id
 from fastpacs.dicom.modification import Modification, new_uid
 from fastpacs.dicom.modification_request import (
-    PATIENT_MODULE,
-    STUDY_MODULE,
+    SPLIT_MODULE_TAGS,
     AnonymizationRequest,
     decode_body,
     merge_modification,
@@ -362,7 +361,7 @@ def _module_values(view: IndexView, study: RawId) -> dict[int, str]:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
     full = json.loads(zlib.decompress(stored.full))
     values = {}
-    for tag in (*PATIENT_MODULE, *STUDY_MODULE):
+    for tag in SPLIT_MODULE_TAGS:
         entry = full.get(f"{tag >> 16:04x},{tag & 0xFFFF:04x}")
         if entry is not None and entry["Type"] == "String":
             values[tag] = entry["Value"]
