@@ -12,10 +12,15 @@ the page cache). The server is restarted on the same folder, and then:
   no indexed instance without its file, no file without its instance, no
   temporary file left, /statistics equal to what the listings add up to.
 
+A second test kills the server while large files are being written and
+checks the start-up repair: the temporary files and unindexed blobs the
+crash left are removed, and counted in ``fastpacs_startup_repair_*``.
+
 ``FASTPACS_CRASH_ROUNDS`` sets the number of rounds (default 3: each costs a
 server start, 10 to 25 s on a loaded 2-core machine).
 """
 
+import io
 import random
 import threading
 import time
@@ -25,6 +30,7 @@ import httpx
 import pytest
 
 from fastpacs.testing import ServerProcess, fastpacs_server
+from tests.conftest import stored_blobs
 from tests.reliability_helpers import (
     InstanceMaker,
     c_store_all,
@@ -149,6 +155,60 @@ def test_sigkill_during_concurrent_ingest_loses_nothing_acknowledged(crashing: S
         assert lost == [], f"acknowledged then lost or changed: {lost[:5]}"
         repair = [line for line in crashing.log_tail(40).splitlines() if "start-up" in line]
         print(f"  {repair[-1] if repair else 'no start-up check line in the log'}")
+
+
+def test_startup_repair_removes_and_counts_what_a_crash_left(crashing: ServerProcess) -> None:
+    maker = InstanceMaker()
+    large = [large_file(maker, number) for number in range(24)]
+    acknowledged = Acknowledged()
+    clients = [
+        threading.Thread(target=upload, args=(crashing, iter(large[i::4]), acknowledged)) for i in range(4)
+    ]
+    for client in clients:
+        client.start()
+    time.sleep(random.uniform(0.5, 1.5))
+    crashing.kill()
+    for client in clients:
+        client.join(60)
+    storage = crashing.directory / "storage"
+    # What the crash left, plus one leftover of each kind for certain.
+    (storage / "tmp" / "half-written.0.0").write_bytes(b"\0" * 1000)
+    planted = storage / "00" / "00" / ("00" * 32)
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_bytes(b"never indexed")
+    temporary = len(list((storage / "tmp").iterdir()))
+    blobs_before = len(stored_blobs(storage))
+
+    crashing.start()
+
+    blobs_after = len(stored_blobs(storage))
+    with httpx.Client(base_url=crashing.base_url, timeout=60) as http:
+        check_store(crashing, http)
+        exposition = http.get("/tools/metrics-prometheus").text
+    repair = {
+        line.split()[0]: float(line.split()[1])
+        for line in exposition.splitlines()
+        if line.startswith("fastpacs_startup_repair_")
+    }
+    print(
+        f"\nstart-up repair after a kill during {len(large)} uploads of {len(large[0])} bytes "
+        f"({len(acknowledged.rest)} acknowledged): {repair}"
+    )
+    assert repair["fastpacs_startup_repair_temporary_files_removed"] == temporary >= 1
+    assert repair["fastpacs_startup_repair_orphan_blobs_removed"] == blobs_before - blobs_after >= 1
+    assert repair["fastpacs_startup_repair_blobs_checked"] == blobs_before
+    assert not planted.exists()
+    assert "start-up repair" in crashing.log_tail(80)
+
+
+def large_file(maker: InstanceMaker, number: int) -> bytes:
+    """A file of about 8 MB (its pixel data repeated), slow enough to write that a kill catches some."""
+    dataset = maker.dataset("LARGE", 0, number)
+    dataset.NumberOfFrames = 200
+    dataset.PixelData = dataset.PixelData * 200
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def lost_instances(http: httpx.Client, acknowledged: Acknowledged) -> list[str]:

@@ -111,7 +111,7 @@ async def start_services(
     metrics = metrics or ServerMetrics(config.metrics_enabled)
     storage = BlobStore(config.storage_path)
     database = Database(config.index_path, config.index_map_size)
-    await asyncio.to_thread(repair_storage, database, storage)
+    metrics.watch_startup_repair(await asyncio.to_thread(repair_storage, database, storage))
     writer = IndexWriter(database, storage, metrics)
     writer.start()
     await asyncio.to_thread(prepare_kernel_cache)  # before the pool: workers load the compiled kernels

@@ -26,7 +26,8 @@ fastpacs's own metrics (``fastpacs_*``, standard exposition with HELP and
 TYPE) are what an operator of a high-throughput server needs: request latency
 histograms by route template and status, ingest latency and volume, worker
 pool queue depth and busy workers, index commit batch sizes and latency,
-LMDB map use, DICOM associations; plus the ``process_*`` metrics of
+LMDB map use, DICOM associations, what the start-up check repaired
+(``fastpacs_startup_repair_*``); plus the ``process_*`` metrics of
 prometheus-client.
 
 Collection can be switched off (``MetricsEnabled``, PUT /tools/metrics):
@@ -178,6 +179,15 @@ class PendingState(Protocol):
     limit: int
 
 
+class RepairState(Protocol):
+    """What the start-up check found and removed (:class:`fastpacs.services.consistency.ConsistencyReport`)."""
+
+    temporary_files_removed: int
+    orphan_blobs_removed: int
+    blobs_checked: int
+    seconds: float
+
+
 class CacheState(Protocol):
     size: int
 
@@ -221,6 +231,7 @@ class ServerMetrics:
         self._cache: CacheState | None = None
         self._jobs: JobsState | None = None
         self._pending: PendingState | None = None
+        self._repair: RepairState | None = None
 
         self.durations = {name: RecentMaximum() for name in ORTHANC_DURATIONS}
         self._rest_api_duration = self.durations["orthanc_rest_api_duration_ms"]
@@ -301,6 +312,10 @@ class ServerMetrics:
     def watch_ingest(self, pending: PendingState) -> None:
         """The uploads being stored, bounded by ``MaximumPendingIngestSize`` (503 beyond)."""
         self._pending = pending
+
+    def watch_startup_repair(self, report: RepairState) -> None:
+        """The start-up check's report, shown as ``fastpacs_startup_repair_*`` until the next start."""
+        self._repair = report
 
     def watch_jobs(self, jobs: JobsState) -> None:
         """The job engine, whose jobs give ``orthanc_jobs_*``."""
@@ -467,6 +482,8 @@ class _StateCollector(Collector):
                 "Uploads in flight beyond which new ones are answered 503 (MaximumPendingIngestSize)",
                 metrics._pending.limit,
             )
+        if metrics._repair is not None:
+            yield from _repair_families(metrics._repair)
 
     def _index(self, now: float) -> Iterator[Metric]:
         database = self.metrics._database
@@ -504,6 +521,23 @@ class _StateCollector(Collector):
         for key, value in counts.items():
             yield _orthanc_gauge(f"orthanc_jobs_{key}", value, now)
         yield _orthanc_gauge("orthanc_jobs_completed", counts["success"] + counts["failed"], now)
+
+
+def _repair_families(report: RepairState) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "fastpacs_startup_repair_temporary_files_removed",
+        "Half-written files a crash left in the storage, removed at start-up",
+        report.temporary_files_removed,
+    )
+    yield GaugeMetricFamily(
+        "fastpacs_startup_repair_orphan_blobs_removed",
+        "Stored files no instance referred to (their index entry never committed), removed at start-up",
+        report.orphan_blobs_removed,
+    )
+    yield GaugeMetricFamily(
+        "fastpacs_startup_repair_blobs_checked", "Stored files checked at start-up", report.blobs_checked
+    )
+    yield GaugeMetricFamily("fastpacs_startup_repair_seconds", "Time the start-up check took", report.seconds)
 
 
 _JOB_STATE_COUNTS = {
