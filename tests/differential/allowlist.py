@@ -80,21 +80,6 @@ ALLOWED.update(
 )
 
 KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("upper-case ID *", "*"): (
-        "upper-case IDs accepted — GET /patients/FA558BCE-... answers the patient; Orthanc only knows "
-        "the lower-case form (empty 404). parse_id should accept only the canonical 8-8-8-8-8 "
-        "lower-case form (dicom/ids)."
-    ),
-    ("upload a broken ZIP", "$.Details"): (
-        "ZIP error text — Orthanc's Details is 'Cannot open ZIP archive from memory buffer', "
-        "fastpacs's 'Invalid ZIP archive' (pool/tasks)."
-    ),
-    ("upload an empty ZIP", "*"): (
-        "empty ZIP parsed as DICOM — a 22-byte empty archive (it starts with PK\\x05\\x06, not "
-        "PK\\x03\\x04) is parsed as a dataset and refused with 404 'Inexistent tag'; Orthanc answers "
-        "400 'Bad file format', Details 'Cannot open ZIP archive from memory buffer' (pool/tasks, "
-        "dicom/parse)."
-    ),
 }
 
 # Attachments, resource helpers, tools and HTTP (tests/differential/test_api_rest_vs_orthanc.py).

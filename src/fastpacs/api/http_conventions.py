@@ -108,6 +108,9 @@ class _GzipSender:
             self._start = message
             return
         if message["type"] != "http.response.body" or self._start is None:
+            if self._start is not None:  # a body sent otherwise (pathsend): nothing to compress
+                start, self._start = self._start, None
+                await self._send(start)
             await self._send(message)
             return
         start, self._start = self._start, None

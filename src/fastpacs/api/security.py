@@ -9,8 +9,10 @@ import base64
 import binascii
 import hmac
 import ipaddress
+from collections.abc import Callable
 from functools import lru_cache
 
+from litestar import Litestar
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from fastpacs.config import Config
@@ -81,3 +83,13 @@ async def _answer(send: Send, status: int, headers: dict[str, str]) -> None:
     encoded.append((b"content-length", b"0"))
     await send({"type": "http.response.start", "status": status, "headers": encoded})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def access_control_installer(config: Config) -> Callable[[Litestar], None]:
+    """A start-up hook putting :class:`AccessControl` in front of the router (and of the fast lane),
+    so that no answer, not even an unknown route's, is given to a client that may not ask."""
+
+    def install(app: Litestar) -> None:
+        app.asgi_handler = AccessControl(app.asgi_handler, config)
+
+    return install

@@ -13,6 +13,7 @@ Inside the index an ID is kept as its 20 raw digest bytes.
 """
 
 import hashlib
+import re
 from enum import IntEnum
 
 
@@ -67,14 +68,14 @@ def format_id(raw: RawId) -> str:
     return f"{text[0:8]}-{text[8:16]}-{text[16:24]}-{text[24:32]}-{text[32:40]}"
 
 
+_PUBLIC_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}")
+
+
 def parse_id(public_id: str) -> RawId | None:
-    """The raw ID of a public ID, or ``None`` if the text cannot be an ID."""
-    if len(public_id) != 44:
+    """The raw ID of a public ID, or ``None`` if the text is not one (Orthanc's IDs are lower case)."""
+    if not _PUBLIC_ID.fullmatch(public_id):
         return None
-    try:
-        return bytes.fromhex(public_id.replace("-", ""))
-    except ValueError:
-        return None
+    return bytes.fromhex(public_id.replace("-", ""))
 
 
 def resource_ids(identifiers: tuple[str, str, str, str]) -> tuple[RawId, RawId, RawId, RawId]:

@@ -20,7 +20,9 @@ from fastpacs.storage.blobs import BlobStore, StoredBlob
 
 _storage: BlobStore | None = None
 
-ZIP_SIGNATURE = b"PK\x03\x04"
+ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+"""A first local file header, or the end record of an empty archive."""
+BAD_ZIP = "Cannot open ZIP archive from memory buffer"
 DICOM_MAGIC_OFFSET = 128
 
 
@@ -53,7 +55,7 @@ def read_blob(digest: bytes) -> bytes:
 
 def is_zip(data: bytes) -> bool:
     """A ZIP archive, not a DICOM file whose preamble happens to start like one."""
-    return data.startswith(ZIP_SIGNATURE) and data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] != b"DICM"
+    return data.startswith(ZIP_SIGNATURES) and data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] != b"DICM"
 
 
 def parse_and_store(data: bytes, default_encoding: str) -> ParsedFile:
@@ -74,7 +76,9 @@ def parse_and_store_zip(data: bytes, default_encoding: str, max_expanded_size: i
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as error:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Invalid ZIP archive") from error
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, BAD_ZIP) from error
+    if not archive.infolist():  # Orthanc's reader refuses an archive without entries too
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, BAD_ZIP)
     expanded = sum(entry.file_size for entry in archive.infolist())
     if expanded > max_expanded_size:
         raise OrthancError(ErrorCode.BAD_REQUEST, "The ZIP archive expands beyond the maximum upload size")

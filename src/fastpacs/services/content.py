@@ -45,6 +45,20 @@ class ContentService:
             tags = view.stored_tags(rid)
         return (tags, record.blob.digest) if tags is not None else None
 
+    def stored_tags_json(self, rid: RawId, form: TagForm) -> bytes | None:
+        """The tag JSON as stored at ingest, when it is the answer (``None``: ask :meth:`tags`).
+
+        It is not when the instance does not exist, or when its strings depend on a
+        DefaultEncoding that changed since ingest.
+        """
+        stored = self._stored(rid)
+        if stored is None:
+            return None
+        tags = stored[0]
+        if tags.default_encoding is not None and tags.default_encoding != self.default_encoding.name:
+            return None
+        return zlib.decompress(_form_of(tags, form))
+
     async def _current_tags(self, rid: RawId, ignore_length: frozenset[int]) -> StoredTags | None:
         stored = self._stored(rid)
         if stored is None:
@@ -62,8 +76,7 @@ class ContentService:
         tags = await self._current_tags(rid, ignore_length)
         if tags is None:
             return None
-        compressed = {TagForm.FULL: tags.full, TagForm.SIMPLIFIED: tags.simplified, TagForm.SHORT: tags.short}
-        return zlib.decompress(compressed[form])
+        return zlib.decompress(_form_of(tags, form))
 
     def header(self, rid: RawId, form: TagForm) -> bytes | None:
         """The file meta group (0002,xxxx) in the given form."""
@@ -94,3 +107,10 @@ class ContentService:
         if not is_pdf:
             return None
         return await self.pool.run(content_tasks.pdf_of, digest)
+
+
+def _form_of(tags: StoredTags, form: TagForm) -> bytes:
+    """The compressed JSON of one form."""
+    if form == TagForm.SIMPLIFIED:
+        return tags.simplified
+    return tags.short if form == TagForm.SHORT else tags.full

@@ -1,0 +1,148 @@
+"""The fast lane: the hottest read routes answered in front of the router.
+
+GET of a resource (``/patients|studies|series|instances/{id}``), of an
+instance's stored tag JSON (``/tags`` in its three forms, ``/simplified-tags``)
+and of its file (``/instances/{id}/file``) make most of the traffic of a busy
+PACS. Routing, dependency injection and response objects cost about 30 µs a
+request in the framework, more than answering itself, so these answers are
+written straight to ASGI from the index. The lane answers only success: a
+request it cannot answer as the route would (unknown ID, a query argument it
+does not handle, tags to decode again) goes on to the router unchanged, which
+keeps a single implementation of every error. It sits behind access control
+and the HTTP conventions, and reports to the request metrics with the same
+route names the router uses.
+"""
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from time import perf_counter
+
+import msgspec
+from litestar import Litestar
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from fastpacs.api.responses import JSON_MEDIA_TYPE
+from fastpacs.dicom.ids import Level, RawId, parse_id
+from fastpacs.logs import log_request
+from fastpacs.metrics import ServerMetrics
+from fastpacs.services.content import TagForm
+from fastpacs.services.registry import Services
+
+PATH_SEND = "http.response.pathsend"
+_JSON = [(b"content-type", JSON_MEDIA_TYPE.encode())]
+_LEVELS = {level.plural: level for level in Level}
+_TAG_ROUTES = {
+    "tags": "/instances/{instance_id:str}/tags",
+    "simplified-tags": "/instances/{instance_id:str}/simplified-tags",
+}
+_encoder = msgspec.json.Encoder(order="sorted")
+
+Answer = tuple[list[tuple[bytes, bytes]], bytes | str, str]
+"""Headers, then the body (bytes) or a file path to send (str), then the route name."""
+
+
+def _query_flags(query: bytes) -> set[bytes] | None:
+    """Names of the query arguments; ``None`` when one the lane does not handle is present."""
+    names = {item.partition(b"=")[0] for item in query.split(b"&") if item}
+    return names if names <= {b"simplify", b"short", b"expand"} else None
+
+
+class FastLane:
+    """ASGI middleware answering the hot routes from the index, delegating everything else."""
+
+    def __init__(self, app: ASGIApp, litestar: Litestar, metrics: ServerMetrics):
+        self.app = app
+        self.litestar = litestar
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        started = perf_counter()
+        answer = self._answer(scope)
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        headers, body, route = answer
+        if isinstance(body, str):
+            await self._send_file(scope, send, headers, body)
+        else:
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        seconds = perf_counter() - started
+        if self.metrics.enabled:
+            self.metrics.request_started()
+            self.metrics.request_finished("GET", route, 200, seconds)
+        log_request(scope, route, 200, seconds)
+
+    def _answer(self, scope: Scope) -> Answer | None:
+        services: Services | None = getattr(self.litestar.state, "services", None)
+        flags = _query_flags(scope["query_string"])
+        if services is None or flags is None:
+            return None
+        parts = scope["path"].split("/")
+        if len(parts) == 3 and parts[1] in _LEVELS:
+            return self._resource(services, _LEVELS[parts[1]], parts[2])
+        if len(parts) != 4 or parts[1] != "instances":
+            return None
+        rid = parse_id(parts[2])
+        if rid is None:
+            return None
+        if parts[3] == "file":
+            return self._file(services, rid)
+        if parts[3] in _TAG_ROUTES:
+            return self._tags(services, rid, parts[3], flags)
+        return None
+
+    @staticmethod
+    def _resource(services: Services, level: Level, public_id: str) -> Answer | None:
+        rid = parse_id(public_id)
+        answer = services.resources.get(level, rid) if rid is not None else None
+        if answer is None:
+            return None
+        return _JSON, _encoder.encode(answer), f"/{level.plural}/{{resource_id:str}}"
+
+    @staticmethod
+    def _tags(services: Services, rid: RawId, segment: str, flags: set[bytes]) -> Answer | None:
+        if segment == "simplified-tags" or b"simplify" in flags:
+            form = TagForm.SIMPLIFIED
+        else:
+            form = TagForm.SHORT if b"short" in flags else TagForm.FULL
+        body = services.content.stored_tags_json(rid, form)
+        return None if body is None else (_JSON, body, _TAG_ROUTES[segment])
+
+    @staticmethod
+    def _file(services: Services, rid: RawId) -> Answer | None:
+        found = services.resources.instance_blob_digest(rid)
+        if found is None:
+            return None
+        digest, file_uuid = found
+        headers = [
+            (b"content-type", b"application/dicom"),
+            (b"content-disposition", f'filename="{file_uuid}.dcm"'.encode()),
+        ]
+        return headers, str(services.storage.path_of(digest)), "/instances/{resource_id:str}/file"
+
+    @staticmethod
+    async def _send_file(scope: Scope, send: Send, headers: list[tuple[bytes, bytes]], path: str) -> None:
+        """The file by the server's zero-copy path when it offers one (Granian does), else read."""
+        if PATH_SEND in scope.get("extensions", {}):
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": PATH_SEND, "path": path})
+            return
+        body = await asyncio.to_thread(Path(path).read_bytes)
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def fast_lane_installer(metrics: ServerMetrics) -> Callable[[Litestar], None]:
+    """A start-up hook putting :class:`FastLane` in front of the router (after the HTTP conventions)."""
+
+    def install(app: Litestar) -> None:
+        app.asgi_handler = FastLane(app.asgi_handler, app, metrics)
+
+    return install
