@@ -18,6 +18,10 @@ from fastpacs.logs import LEVELS, configure_logging, parse_level
 logger = logging.getLogger("fastpacs")
 
 
+SHUTDOWN_GRACE_SECONDS = 10
+"""How long a stop waits for answers in progress (a stalled download must not hold it forever)."""
+
+
 def _serve(arguments: argparse.Namespace) -> int:
     try:
         config = load_config(arguments.config)
@@ -52,6 +56,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         workers=1,
         log_access=False,
         log_level=LogLevels(logging.getLevelName(level).lower()),
+        workers_kill_timeout=SHUTDOWN_GRACE_SECONDS,
     ).serve()
     return 0
 

@@ -61,6 +61,10 @@ def _commit_failure(error: lmdb.Error) -> Exception:
     return error
 
 
+class WriterStoppedError(RuntimeError):
+    """An operation was submitted after the writer stopped (server shutting down)."""
+
+
 class IndexWriter:
     """Runs write operations on the index from any coroutine, batching their commits."""
 
@@ -72,17 +76,24 @@ class IndexWriter:
         self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
         self.batches = 0
         self.operations = 0
+        self._stopping = False
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """Finish the queued operations, then stop the thread."""
+        """Finish the queued operations, then stop the thread; later operations are refused."""
+        self._stopping = True
         self._queue.put(None)
         self._thread.join()
 
     async def run(self, operation: Callable[[IndexUpdate], T]) -> T:
-        """Apply one operation in the next batch; return its result once committed."""
+        """Apply one operation in the next batch; return its result once committed.
+
+        :class:`WriterStoppedError` once the writer is stopping (it would never run).
+        """
+        if self._stopping:
+            raise WriterStoppedError("the index writer is stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Request(operation, loop, future))
