@@ -77,6 +77,15 @@ class OrthancPeer(msgspec.Struct, rename="pascal", forbid_unknown_fields=False):
     pkcs11: bool = False
 
 
+def _peer_from_array(name: str, value: list[Any]) -> OrthancPeer:
+    """Orthanc's short form of an ``OrthancPeers`` entry: ``[url]`` or ``[url, username, password]``."""
+    if len(value) not in (1, 3) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"OrthancPeers[{name!r}] must be [url] or [url, username, password]")
+    if len(value) == 1:
+        return OrthancPeer(url=value[0])
+    return OrthancPeer(url=value[0], username=value[1], password=value[2])
+
+
 class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_only=True):
     """Every option fastpacs reads, with Orthanc 1.10.1's defaults where Orthanc has the option."""
 
@@ -113,6 +122,11 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     dicom_modalities_in_database: bool = False
     orthanc_peers: dict[str, OrthancPeer | list[Any]] = msgspec.field(default_factory=dict)
     orthanc_peers_in_database: bool = False
+    http_timeout: int = 60
+    """Seconds a request to a peer may last when the peer sets no ``Timeout``."""
+    https_verify_peers: bool = True
+    https_ca_certificates: str = msgspec.field(name="HttpsCACertificates", default="")
+    """CA certificates (PEM file) HTTPS peers are verified with; empty: the system's."""
 
     default_encoding: str = "Latin1"
     stable_age: int = 60
@@ -168,6 +182,10 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             name: _modality_from_array(name, value) if isinstance(value, list) else value
             for name, value in self.dicom_modalities.items()
         }
+        self.orthanc_peers = {
+            name: _peer_from_array(name, value) if isinstance(value, list) else value
+            for name, value in self.orthanc_peers.items()
+        }
 
     @property
     def authentication_required(self) -> bool:
@@ -193,9 +211,6 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "StorageCompression",
         "Plugins",
         "HttpVerbose",
-        "HttpTimeout",
-        "HttpsVerifyPeers",
-        "HttpsCACertificates",
         "HttpProxy",
         "HttpThreadsCount",
         "HttpRequestTimeout",
