@@ -40,6 +40,7 @@ from fastpacs.api.metadata import metadata_handlers
 from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metrics_enabled
 from fastpacs.api.modalities import MODALITY_HANDLERS
 from fastpacs.api.modify import MODIFY_HANDLERS
+from fastpacs.api.peers import PEER_HANDLERS
 from fastpacs.api.queries import QUERY_HANDLERS
 from fastpacs.api.reconstruct import RECONSTRUCT_HANDLERS
 from fastpacs.api.rendered import RENDERED_HANDLERS
@@ -79,6 +80,7 @@ from fastpacs.services.log_levels import LogLevels
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modalities import load_registry
 from fastpacs.services.modify import ModifyService
+from fastpacs.services.peers import PeerService, load_peers
 from fastpacs.services.protection import ProtectionService
 from fastpacs.services.queries import LocalQueryRetrieve, QueryService
 from fastpacs.services.reconstruct import ReconstructService
@@ -176,6 +178,15 @@ async def start_services(
         store_lock=store_lock,
         jobs=jobs,
         archives=ArchiveService(database, storage, jobs),
+        peers=PeerService(
+            config,
+            database,
+            storage,
+            pool,
+            registry=await load_peers(config, database, writer),
+            log=export_log,
+            engine=jobs,
+        ),
     )
     metrics.watch(database, pool, services.images.cache)
     metrics.watch_ingest(ingest.pending)
@@ -191,6 +202,7 @@ async def start_services(
 
 async def stop_services(services: Services) -> None:
     await services.jobs.stop()
+    await services.peers.close()
     await asyncio.to_thread(services.dicom_server.stop)
     await services.stability.stop()
     await asyncio.to_thread(services.pool.close)
@@ -257,6 +269,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *QUERY_HANDLERS,
             *EXPORT_HANDLERS,
             *MODIFY_HANDLERS,
+            *PEER_HANDLERS,
             metrics_prometheus,
             metrics_enabled,
             set_metrics_enabled,

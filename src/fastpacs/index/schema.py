@@ -26,6 +26,7 @@ modalities             symbolic name                          DicomModality (ser
 exports                export seq                             ExportedResource (/exports, services.exports)
 attachments            id + 2-byte content type               :class:`Attachment` (see index.attachments)
 protected              patient id                             empty (patient protected from recycling)
+peers                  symbolic name                          OrthancPeer (services.peers)
 =====================  =====================================  ==========================================
 """
 
@@ -55,6 +56,7 @@ DATABASES: dict[str, dict[str, bool]] = {
     "exports": {},
     "attachments": {},
     "protected": {},
+    "peers": {},
 }
 
 SCHEMA_VERSION = 1

@@ -10,6 +10,7 @@
 - :mod:`fastpacs.net.datasets`: query identifiers and answers between pydicom datasets and tag → text maps.
 - :mod:`fastpacs.net.tcp`: TCP_NODELAY on every association socket.
 - :mod:`fastpacs.net.transfer_syntaxes`: the transfer syntaxes Orthanc knows and the accepted ones.
+- :mod:`fastpacs.net.peers`: the HTTP client of Orthanc peers (their REST API, over httpx).
 
 pynetdicom runs each association in a thread of its own. Handlers never
 parse or store on those threads beyond what pynetdicom itself decodes:

@@ -26,6 +26,7 @@ from fastpacs.services.log_levels import LogLevels
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.services.modify import ModifyService
+from fastpacs.services.peers import PeerService
 from fastpacs.services.protection import ProtectionService
 from fastpacs.services.queries import QueryService
 from fastpacs.services.reconstruct import ReconstructService
@@ -76,3 +77,4 @@ class Services:
     store_lock: StoreLock
     jobs: JobEngine
     archives: ArchiveService
+    peers: PeerService
