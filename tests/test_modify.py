@@ -661,3 +661,28 @@ def test_a_job_saves_what_resumes_it() -> None:
     assert loaded.content() == {
         "Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": 1, "IsAnonymization": True
     }  # fmt: skip
+
+
+def test_a_large_series_is_anonymized_in_several_steps_with_one_mapping(client: httpx.Client) -> None:
+    """More instances than one step holds: every batch, in every worker, maps each UID alike."""
+    source = pydicom.dcmread(pydicom_file(CT))
+    source.SeriesInstanceUID = "2.25.77"
+    for number in range(1, 61):
+        source.SOPInstanceUID = f"2.25.77{number}"
+        source.file_meta.MediaStorageSOPInstanceUID = source.SOPInstanceUID
+        source.InstanceNumber = number
+        answer = client.post("/instances", content=encoded(source)).json()
+    content = client.post(f"/series/{answer['ParentSeries']}/anonymize", json={}).json()
+    assert (content["InstancesCount"], content["FailedInstancesCount"]) == (60, 0)
+    instances = client.get(f"{content['Path']}/instances").json()
+    tags = [client.get(f"/instances/{instance['ID']}/simplified-tags").json() for instance in instances]
+    assert len({tag["SOPInstanceUID"] for tag in tags}) == 60
+    for keyword in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "FrameOfReferenceUID",
+        "PatientID",
+        "PatientName",
+    ):
+        assert len({tag[keyword] for tag in tags}) == 1, keyword
+    assert sorted(int(tag["InstanceNumber"]) for tag in tags) == list(range(1, 61))

@@ -19,6 +19,7 @@ UID as before and stores nothing twice) and what came out so far.
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 
 import msgspec
@@ -35,7 +36,7 @@ from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.services.resources import resource_path
 
-INSTANCES_PER_WORKER = 8
+INSTANCES_PER_WORKER = 12
 """Instances one worker modifies per round trip; a step gives each worker one such batch."""
 DESCRIPTION = "REST API"
 
@@ -99,8 +100,15 @@ class ModificationWork:
         self.ingest = ingest
         self.default_encoding = default_encoding
 
-    async def run_step(self, state: RunState, step: int) -> None:
-        """Modify one batch (spread over the workers) and store the new files."""
+    async def run_step(self, state: RunState, step: int, lookahead: "Lookahead") -> None:
+        """Store one batch, modified while the previous one was being stored (see :class:`Lookahead`)."""
+        files = await lookahead.take(step, lambda: self.modify_batch(state, step))
+        if step + 1 < state.total_steps:
+            lookahead.start(step + 1, self.modify_batch(state, step + 1))
+        await self.store_batch(state, step, files)
+
+    async def modify_batch(self, state: RunState, step: int) -> list[bytes | None]:
+        """The modified files of one batch, spread over the workers (one round trip each)."""
         batch = state.sources[step * state.step_size : (step + 1) * state.step_size]
         workers = min(self.pool.processes, len(batch))
         results = await asyncio.gather(
@@ -118,6 +126,11 @@ class ModificationWork:
         files: list[bytes | None] = [None] * len(batch)
         for worker, chunk in enumerate(results):
             files[worker::workers] = chunk
+        return files
+
+    async def store_batch(self, state: RunState, step: int, files: list[bytes | None]) -> None:
+        """Store the modified files through the ingest pipeline and record where they come from."""
+        batch = state.sources[step * state.step_size : (step + 1) * state.step_size]
         stored = [(source, data) for source, data in zip(batch, files, strict=True) if data is not None]
         state.failed += len(batch) - len(stored)
         outcomes = await asyncio.gather(*(self.ingest.ingest(data, state.origin) for _, data in stored))
@@ -138,9 +151,42 @@ class ModificationWork:
 
     async def complete(self, state: RunState) -> None:
         """Every step, then the end: a request answered without a job."""
+        lookahead = Lookahead()
         for step in range(state.total_steps):
-            await self.run_step(state, step)
+            await self.run_step(state, step, lookahead)
         await self.finish(state)
+
+
+class Lookahead:
+    """The modification of the next batch, started while the current one is stored.
+
+    Modifying has no effect but the bytes it returns, so the work started
+    ahead is simply dropped when the job is paused, canceled or restarted.
+    """
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.task: asyncio.Task | None = None
+
+    def start(self, step: int, work: Coroutine[Any, Any, list[bytes | None]]) -> None:
+        self.drop()
+        self.step, self.task = step, asyncio.ensure_future(work)
+
+    async def take(self, step: int, work: Callable[[], Awaitable[list[bytes | None]]]) -> list[bytes | None]:
+        """The batch modified ahead when it is this one, else modified now."""
+        if self.step == step and self.task is not None:
+            task, self.step, self.task = self.task, None, None
+            return await task
+        self.drop()
+        return await work()
+
+    def drop(self) -> None:
+        if self.task is not None:
+            if not self.task.done():
+                self.task.cancel()
+            elif not self.task.cancelled():
+                self.task.exception()  # retrieved: an error of work nobody waits for is not one
+        self.step, self.task = None, None
 
 
 def _record_provenance(
@@ -172,16 +218,20 @@ class ModificationJob(Job):
     def __init__(self, work: ModificationWork, state: RunState):
         self.work = work
         self.state = state
+        self.lookahead = Lookahead()
 
     @property
     def total_steps(self) -> int:
         return self.state.total_steps
 
     async def run_step(self, index: int) -> None:
-        await self.work.run_step(self.state, index)
+        await self.work.run_step(self.state, index, self.lookahead)
 
     async def finish(self) -> None:
         await self.work.finish(self.state)
+
+    async def abort(self) -> None:
+        self.lookahead.drop()
 
     def save(self) -> bytes:
         return msgspec.msgpack.encode(self.state)
