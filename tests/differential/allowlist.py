@@ -182,3 +182,49 @@ KNOWN_BUGS.update(
         ),
     }
 )
+
+# Orthanc peers (tests/differential/test_peers_vs_orthanc.py).
+_PEER_ERROR_TEXT = (
+    "Orthanc repeats libcurl's text ('libCURL error: Couldn't connect to server'); fastpacs names the "
+    "instance, the request, the peer's URL and the cause. Error code, description and status are the same."
+)
+ALLOWED.update(
+    {
+        ("peer-put-not-json", "*"): (
+            "A PUT /peers/{name} body that is not JSON: Orthanc sends no answer at all, which its server "
+            "turns into an empty 404; fastpacs answers 400 'Bad file format', as for any malformed body."
+        ),
+        ("peers-expand", "$.props.Other"): (
+            "Orthanc keeps the unknown fields of a peer as text 'user properties' (for its plugins) and "
+            "shows them; fastpacs has no plugins and ignores them, in PUT bodies as in OrthancPeers."
+        ),
+        ("peer-user-property-configuration", "$.Other"): "User properties, as in the entry above.",
+        ("peer-system", "$.*Port"): (
+            "Both servers pass on the reference Orthanc's /system; the harness replaces each server's own "
+            "ports by placeholders, so Orthanc's ports show as numbers in fastpacs's copy only."
+        ),
+        ("peer-store-compress", "$.Size"): (
+            "Compress: the gzip streams differ (Orthanc's zlib, fastpacs's isal at its fastest level), so "
+            "the bytes sent differ; the peer stores the same file."
+        ),
+        ("peer-store-straight-not-dicom", "$.Details"): (
+            "fastpacs adds the peer's answer to Orthanc's 'Cannot send DICOM to remote peer: {name}'."
+        ),
+        ("peer-store-down", "$.Details"): _PEER_ERROR_TEXT,
+        ("peer-system-down", "$.Details"): _PEER_ERROR_TEXT,
+        ("peer-job-*", "$*.ErrorDetails"): _PEER_ERROR_TEXT,
+        ("peer-job-*", "$*.Content.Size"): (
+            "Orthanc adds an instance's size before sending it, so a job that failed on its first instance "
+            "shows that size; fastpacs's Size counts the bytes the peer accepted (0 here)."
+        ),
+        ("peer-job-downfull", "$*.Content.Peer.HttpHeaders"): (
+            "Orthanc shows the values of the peer's HTTP headers (often tokens) in a job's content; "
+            "fastpacs lists their names only, as GET /peers does."
+        ),
+        ("exports-after-refused-stores", "*"): (
+            "Orthanc logs an export for store requests it then refuses (an unknown peer, an unknown "
+            "resource after known ones, a malformed option after the resources); nothing left the server, "
+            "so fastpacs logs nothing for them (services/peers.py)."
+        ),
+    }
+)

@@ -380,11 +380,12 @@ class PeerStoreJob(Job):
             "Description": "REST API",
             "FailedInstancesCount": state.failed,
             "InstancesCount": len(state.instances),
-            "ParentResources": state.parents,
             "Peer": job_peer_json(state.peer),
             "Size": str(state.size),
             "SizeMB": state.size // MEGABYTE,
         }
+        if state.parents:
+            content["ParentResources"] = state.parents
         if state.transcode is not None:
             content["Transcode"] = state.transcode
         return content
