@@ -68,6 +68,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tool_port: int) -> Iterator
     options = {
         "DicomAet": SERVER_AET,
         "DicomCheckCalledAet": True,
+        "DicomAlwaysAllowEcho": False,
+        "DicomAlwaysAllowStore": False,  # with no DicomAlwaysAllow* left, only known callers get in
         "DicomModalities": {"dcmtk": [TOOL_AET, "127.0.0.1", tool_port]},
     }
     process = fastpacs_server(tmp_path_factory.mktemp("dcmtk"), options).start()
@@ -124,6 +126,12 @@ def test_echoscu_with_the_wrong_called_aet_is_rejected(server: ServerProcess) ->
     assert "Called AE Title Not Recognized" in result.stderr
 
 
+def test_an_unknown_calling_aet_is_rejected(server: ServerProcess) -> None:
+    result = _run("echoscu", "-aet", "NOBODY", "-aec", SERVER_AET, "127.0.0.1", str(server.dicom_port))
+    assert result.returncode != 0
+    assert "Calling AE Title Not Recognized" in result.stderr
+
+
 def test_storescu_stores_every_transfer_syntax_as_received(
     stored: dict[str, Path], client: httpx.Client
 ) -> None:
@@ -148,7 +156,9 @@ def test_storescu_stores_every_transfer_syntax_as_received(
 
 
 def _file(client: httpx.Client, instance: str) -> pydicom.Dataset:
-    return dcmread(BytesIO(client.get(f"/instances/{instance}/file").content))
+    response = client.get(f"/instances/{instance}/file")
+    assert response.status_code == 200, response.text
+    return dcmread(BytesIO(response.content))
 
 
 def test_findscu_study_level(server: ServerProcess, stored: dict[str, Path], tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ TEST_AET = "NETTEST"
 LIMITED_AET = "LIMITED"
 SERVER_AET = "FASTPACS"
 
+QUERY_RETRIEVE_SIZE = 3
 CT_FILE = "CT_small.dcm"
 MR_FILE = "MR_small.dcm"
 
@@ -47,6 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "DicomCheckCalledAet": True,
         "DicomAlwaysAllowStore": False,
         "LogExportedResources": True,
+        "QueryRetrieveSize": QUERY_RETRIEVE_SIZE,
         "DicomModalities": {
             "tests": {"AET": TEST_AET, "Host": "127.0.0.1", "Port": free_port()},
             "limited": {
@@ -874,3 +876,36 @@ def test_asynchronous_retrieve_is_a_job(
         }
     ]
     assert receiver == [datasets[0].SOPInstanceUID]
+
+
+def test_queries_are_kept_up_to_query_retrieve_size(client: httpx.Client, self_modality: str) -> None:
+    """The least recently used query goes first (Orthanc's QueryRetrieveSize)."""
+    body = {"Level": "Patient", "Query": {"PatientID": "NOBODY"}}
+    queries = [client.post(f"/modalities/{self_modality}/query", json=body).json()["ID"] for _ in range(3)]
+    assert client.get(f"/queries/{queries[0]}/level").status_code == 200  # now the most recently used
+    queries.append(client.post(f"/modalities/{self_modality}/query", json=body).json()["ID"])
+    kept = client.get("/queries").json()
+    assert len(kept) == QUERY_RETRIEVE_SIZE
+    assert queries[1] not in kept
+    assert {queries[0], queries[2], queries[3]} <= set(kept)
+
+
+@pytest.mark.slow
+def test_modalities_in_database_survive_a_restart(tmp_path: Path) -> None:
+    server = fastpacs_server(
+        tmp_path, {"DicomModalitiesInDatabase": True, "DicomModalities": {"ignored": ["X", "h", 104]}}
+    )
+    server.start()
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=60) as http:
+            assert http.get("/modalities").json() == []  # the configured ones are ignored, as in Orthanc
+            assert http.put("/modalities/kept", json=["KEPT", "10.0.0.1", 104]).status_code == 200
+            assert http.put("/modalities/gone", json=["GONE", "10.0.0.2", 104]).status_code == 200
+            assert http.delete("/modalities/gone").status_code == 200
+        server.stop()
+        server.start()
+        with httpx.Client(base_url=server.base_url, timeout=60) as http:
+            assert http.get("/modalities").json() == ["kept"]
+            assert http.get("/modalities/kept/configuration").json()["Host"] == "10.0.0.1"
+    finally:
+        server.stop()

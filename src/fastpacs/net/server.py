@@ -85,7 +85,21 @@ def _preferred_first(transfer_syntaxes: list[str]) -> list[str]:
     return preferred + [syntax for syntax in transfer_syntaxes if syntax not in STORAGE_PREFERENCE]
 
 
-def presentation_contexts(transfer_syntaxes: list[str]) -> list[PresentationContext]:
+class SharedContexts(list[PresentationContext]):
+    """The server's supported contexts, shared by every association.
+
+    pynetdicom deep-copies the server's contexts for each new association
+    (about 50 ms for the 177 contexts here, more under load): a cost every
+    one-file association of a modality would pay. Negotiation only reads
+    them (it builds new contexts for its answer), and the server replaces
+    the list rather than changing it, so sharing them is safe.
+    """
+
+    def __deepcopy__(self, memo: dict) -> "SharedContexts":
+        return self
+
+
+def presentation_contexts(transfer_syntaxes: list[str]) -> SharedContexts:
     """The contexts the server supports, storage in the given transfer syntaxes.
 
     pynetdicom accepts, for each proposed context, the first syntax of this
@@ -99,7 +113,7 @@ def presentation_contexts(transfer_syntaxes: list[str]) -> list[PresentationCont
             ae.add_supported_context(context.abstract_syntax, storage_syntaxes, scu_role=True, scp_role=True)
     for model in QUERY_RETRIEVE_MODELS:
         ae.add_supported_context(model, list(UNCOMPRESSED))
-    return ae.supported_contexts
+    return SharedContexts(ae.supported_contexts)
 
 
 class DicomServer:
