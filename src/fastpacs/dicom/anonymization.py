@@ -559,6 +559,8 @@ def profile(version: str | None) -> Profile:
 
 def in_removed_repeating_group(tag: int) -> bool:
     group, element = tag >> 16, tag & 0xFFFF
+    if not 0x5000 <= group <= 0x60FF:
+        return False  # the common case, decided at once
     return any(
         first_group <= group <= last_group and first_element <= element <= last_element
         for first_group, last_group, first_element, last_element in REPEATING_GROUPS_REMOVED

@@ -391,7 +391,10 @@ class _Modifier:
     # -- writing values
 
     def _is_sequence(self, dataset: Dataset, tag: int) -> bool:
-        return tag in dataset and self._vr(dataset, tag) == "SQ" and isinstance(dataset[tag].value, Sequence)
+        element = dataset.get_item(tag)
+        if element is None or (element.VR and element.VR != "SQ"):
+            return False
+        return self._vr(dataset, tag) == "SQ" and isinstance(dataset[tag].value, Sequence)
 
     def _vr(self, dataset: Dataset, tag: int) -> str:
         """The element's VR; for implicit VR files, the dictionary's (without converting the element)."""
