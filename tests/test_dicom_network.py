@@ -909,3 +909,20 @@ def test_modalities_in_database_survive_a_restart(tmp_path: Path) -> None:
             assert http.get("/modalities/kept/configuration").json()["Host"] == "10.0.0.1"
     finally:
         server.stop()
+
+
+def test_find_answers_names_beyond_latin1_in_utf8(server: ServerProcess) -> None:
+    """Orthanc drops what ISO_IR 100 cannot hold; fastpacs answers in ISO_IR 192 then."""
+    dataset = _copy_with_new_uids(CT_FILE)
+    dataset.SpecificCharacterSet = "ISO_IR 192"
+    dataset.PatientName = "Yamada^Tarou=山田^太郎"
+    dataset.PatientID = "UTF8-" + generate_uid()[-8:]
+    assert _store(server, [dataset]) == [0x0000]
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientID = dataset.PatientID
+    query.PatientName = ""
+    answer = _find(server, query)[0][1]
+    assert answer is not None
+    assert answer.SpecificCharacterSet == "ISO_IR 192"
+    assert str(answer.PatientName) == "Yamada^Tarou=山田^太郎"

@@ -4,6 +4,10 @@ Services see a C-FIND identifier as ``{tag: text}`` (multiple values
 separated by ``\\``, numbers written out, sequences as empty text) and
 answer the same way; the values are given back their VR here, from the
 DICOM dictionary, to build the datasets pynetdicom encodes.
+
+An answer whose text does not fit its single-byte character set (a
+Japanese name under the default ISO_IR 100) is sent in UTF-8 (ISO_IR 192)
+rather than with characters dropped, as Orthanc 1.10.1 drops them.
 """
 
 import logging
@@ -13,13 +17,14 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from fastpacs.dicom.dictionary import dictionary_vr
-from fastpacs.dicom.values import STRING_VRS
+from fastpacs.dicom.values import STRING_VRS, python_encodings
 
 logger = logging.getLogger(__name__)
 
 INTEGER_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
 FLOAT_VRS = frozenset({"FL", "FD"})
 SPECIFIC_CHARACTER_SET = 0x00080005
+UTF8 = "ISO_IR 192"
 
 
 def _text(value: object) -> str:
@@ -57,11 +62,28 @@ def _typed(vr: str, text: str) -> object:
     return numbers[0] if len(numbers) == 1 else numbers
 
 
+def _fits(keys: dict[int, str], character_set: str) -> bool:
+    """Whether every text value can be written in a single-byte character set (others are not checked)."""
+    encodings = python_encodings(character_set, character_set)
+    if len(encodings) != 1:
+        return True
+    try:
+        for text in keys.values():
+            text.encode(encodings[0])
+    except UnicodeEncodeError:
+        return False
+    except LookupError:
+        return True
+    return True
+
+
 def dataset_of(keys: dict[int, str]) -> Dataset:
     """A query identifier or an answer, each value in its dictionary VR (binary ones left empty)."""
     dataset = Dataset()
     character_set = keys.get(SPECIFIC_CHARACTER_SET)
     if character_set:
+        if not _fits(keys, character_set):
+            character_set = UTF8
         dataset.SpecificCharacterSet = character_set.split("\\")
     for tag, text in sorted(keys.items()):
         if tag == SPECIFIC_CHARACTER_SET:

@@ -1,18 +1,18 @@
 """C-STORE SCP: received instances go through the one ingest pipeline.
 
 The handler runs on the association's thread. It takes the encoded dataset
-as received (fastpacs's file meta group prepended, nothing decoded), submits the ingest to
-the event loop and waits for it: Success is answered only once the file is
-durable and indexed. Failures become DIMSE statuses (PS3.4 B.2.3):
+as received (fastpacs's file meta group prepended, nothing decoded), submits
+the ingest to the event loop and waits for it: Success is answered only once
+the file is durable and indexed. Failures become DIMSE statuses (PS3.4 B.2.3):
 
-=============================================  ======  ==========================
-failure                                        status  meaning
-=============================================  ======  ==========================
-not a DICOM file / required tag missing         0xC000  Error: cannot understand
-storage full, disk or index error               0xA700  Refused: out of resources
-any other exception (logged)                   0xC211  pynetdicom's handler failure
-caller not allowed to store                    —       association aborted (as Orthanc)
-=============================================  ======  ==========================
+==================================================  ======  ===========================
+failure                                             status  meaning
+==================================================  ======  ===========================
+not a DICOM file, a required tag missing            0xC000  Error: cannot understand
+storage full, disk or index error, server stopping  0xA700  Refused: out of resources
+any other exception (logged)                        0xC211  pynetdicom's handler failure
+caller not allowed to store                         —       association aborted (Orthanc)
+==================================================  ======  ===========================
 
 An instance that is already stored is a Success, as in Orthanc.
 """
@@ -24,8 +24,9 @@ from pynetdicom import evt
 from pynetdicom.dsutils import encode_file_meta
 
 from fastpacs.dicom.writer import PREAMBLE, file_meta
-from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.errors import ErrorCode, OrthancError, ServerBusyError
 from fastpacs.index.updates import BlobMissingError
+from fastpacs.index.writer import WriterStoppedError
 from fastpacs.net.association import caller_of, is_refused
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.services.modalities import DicomRequest, ModalityRegistry
@@ -75,7 +76,7 @@ class StoreScp:
         except OrthancError as error:
             logger.warning("C-STORE from %s refused: %s", caller.aet, error)
             return status_of(error)
-        except (OSError, BlobMissingError) as error:
+        except (OSError, BlobMissingError, WriterStoppedError, ServerBusyError) as error:
             logger.error("C-STORE from %s could not be stored: %s", caller.aet, error)
             return OUT_OF_RESOURCES
         return SUCCESS
