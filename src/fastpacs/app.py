@@ -177,7 +177,7 @@ async def start_services(
         metrics=metrics,
         store_lock=store_lock,
         jobs=jobs,
-        archives=ArchiveService(database, storage, jobs),
+        archives=ArchiveService(database, storage, jobs, retained_outputs=config.media_archive_size),
         peers=PeerService(
             config,
             database,

@@ -138,6 +138,8 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     limit_find_instances: int = 0
     concurrent_jobs: int = 2
     jobs_history_size: int = 10
+    media_archive_size: int = 1
+    """Outputs of asynchronous archive and media jobs kept at once (the oldest are deleted)."""
     save_jobs: bool = True
     metrics_enabled: bool = True
     execute_lua_enabled: bool = False
@@ -174,6 +176,8 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             raise ValueError("StableAge cannot be negative")
         if self.concurrent_jobs < 0:
             raise ValueError("ConcurrentJobs cannot be negative")
+        if self.media_archive_size < 1:
+            raise ValueError("MediaArchiveSize must be at least 1")
         if self.worker_processes < 0:
             raise ValueError("WorkerProcesses cannot be negative")
         if self.maximum_upload_size <= 0:
@@ -243,7 +247,6 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "LoadPrivateDictionary",
         "Dictionary",
         "SynchronousCMove",
-        "MediaArchiveSize",
         "StorageAccessOnFind",
         "DefaultPrivateCreator",
         "StorageCommitmentReportsSize",
