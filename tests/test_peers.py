@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import numpy
 import pydicom
 import pytest
@@ -41,7 +42,7 @@ from pydicom.uid import generate_uid
 from fastpacs.config import ConfigurationError, OrthancPeer, load_config
 from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
-from fastpacs.services.peers import PeerRegistry
+from fastpacs.services.peers import PeerRegistry, PeerStoreJob, PeerStoreState
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port, orthanc_server
 from tests.conftest import pydicom_file
@@ -127,9 +128,12 @@ def wait_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
 # --- TLS material and small peers played by the tests -------------------------------------------------
 
 
+EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
+
+
 @dataclass
 class Tls:
-    """A test CA, a certificate for 127.0.0.1 signed by it, and a client certificate with a protected key."""
+    """A test CA, a certificate for 127.0.0.1 it signed, and client certificates with a protected key."""
 
     folder: Path
 
@@ -145,45 +149,39 @@ class Tls:
     def client_key(self) -> Path:
         return self.folder / "client.key"
 
+    def openssl(self, *arguments: str) -> None:
+        subprocess.run(["openssl", *arguments], cwd=self.folder, check=True, capture_output=True)
+
+    def create(self) -> "Tls":
+        self.openssl(
+            "req", "-x509", *EC_KEY, "-noenc", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=ca"
+        )
+        (self.folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        self.issue("server", "127.0.0.1", key=("-noenc",), extensions=("-extfile", "server.ext"))
+        self.issue_client("fastpacs-client")
+        return self
+
+    def issue_client(self, common_name: str) -> None:
+        """(Re)write client.pem and client.key: a certificate for ``common_name``, its key protected."""
+        self.issue("client", common_name, key=("-passout", f"pass:{KEY_PASSWORD}"))
+
+    def issue(
+        self, name: str, common_name: str, key: tuple[str, ...], extensions: tuple[str, ...] = ()
+    ) -> None:
+        """``{name}.pem`` signed by the CA for ``common_name``, and its key ``{name}.key``."""
+        request = ("-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={common_name}")
+        self.openssl("req", *EC_KEY, *key, *request)
+        self.openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", *extensions,
+        )  # fmt: skip
+
     def server_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.folder / "server.pem", self.folder / "server.key")
         context.load_verify_locations(self.ca)
         context.verify_mode = ssl.CERT_REQUIRED
         return context
-
-
-def make_tls(folder: Path) -> Tls:
-    def openssl(*arguments: str) -> None:
-        subprocess.run(["openssl", *arguments], cwd=folder, check=True, capture_output=True)
-
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
-    openssl(
-        "req",
-        "-x509",
-        *ec,
-        "-noenc",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-    )
-    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name, subject, key_options in (
-        ("server", "/CN=127.0.0.1", ("-noenc",)),
-        ("client", "/CN=fastpacs-client", ("-passout", f"pass:{KEY_PASSWORD}")),
-    ):
-        openssl("req", *ec, *key_options, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject)
-        extensions = ("-extfile", "server.ext") if name == "server" else ()
-        openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", *extensions,
-        )  # fmt: skip
-    return Tls(folder)
 
 
 @dataclass
@@ -266,7 +264,7 @@ class Peers:
 def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peers]:
     """The reference Orthanc and fastpacs, both with HTTP Basic authentication, started side by side."""
     folder = tmp_path_factory.mktemp("peers")
-    tls = make_tls(folder)
+    tls = Tls(folder).create()
     orthanc = orthanc_server(
         folder / "orthanc",
         {"AuthenticationEnabled": True, "RegisteredUsers": dict([ORTHANC_USER])},
@@ -538,12 +536,14 @@ def test_tls_peer_with_client_certificate(peers: Peers) -> None:
         answer = client.post("/peers/tls/store", content=study)
         assert answer.status_code == 200, answer.text
         assert [request.client_subject for request in secure.received] == ["fastpacs-client"]
+        peers.tls.issue_client("fastpacs-client-renewed")  # a renewed certificate is used at once
         assert client.get("/peers/tls/system").status_code == 200
+        assert secure.received[-1].client_subject == "fastpacs-client-renewed"
 
         assert client.put("/peers/anonymous", json={"Url": secure.url}).status_code == 200
         refused = client.post("/peers/anonymous/store", content=study)
         assert (refused.status_code, refused.json()["OrthancStatus"]) == (500, 9)
-        assert len(secure.received) == 2  # the store without certificate never reached the server
+        assert len(secure.received) == 2  # the store without a certificate never reached the server
     finally:
         secure.close()
 
@@ -622,3 +622,24 @@ def test_peers_in_database_survive_a_restart(tmp_path: Path) -> None:
             database.close()
 
     asyncio.run(scenario())
+
+
+def test_store_job_state_survives_saving() -> None:
+    peer = OrthancPeer(url="https://h/", username="u", password="p", http_headers={"X": "1"}, timeout=3)
+    state = PeerStoreState(
+        peer, [bytes(20), bytes([1] * 20)], ["a"], compress=True, transcode="1.2.840.10008.1.2.1"
+    )
+    state.failed, state.size = 1, 12345
+    job = PeerStoreJob(msgspec.msgpack.decode(PeerStoreJob(state, None).save(), type=PeerStoreState), None)
+    assert job.state == state
+    assert job.content() == {
+        "Compress": True,
+        "Description": "REST API",
+        "FailedInstancesCount": 1,
+        "InstancesCount": 2,
+        "ParentResources": ["a"],
+        "Peer": {"HttpHeaders": ["X"], "Pkcs11": False, "Timeout": 3, "Url": "https://h/", "Username": "u"},
+        "Size": "12345",
+        "SizeMB": 0,
+        "Transcode": "1.2.840.10008.1.2.1",
+    }

@@ -3,7 +3,9 @@
 One :class:`httpx.AsyncClient` per TLS identity (no client certificate, or
 one per certificate file, key and password), created on first use and kept
 until the server stops, so that connections to a peer are reused from one
-request to the next and from one job to the next. What differs between
+request to the next and from one job to the next (a new one replaces it
+when its certificate, key or CA file changes: a renewed certificate is
+used without a restart). What differs between
 peers sharing a TLS identity travels with each request: the URL, HTTP
 Basic credentials, ``HttpHeaders`` and the timeout.
 
@@ -22,6 +24,7 @@ protocol".
 
 import asyncio
 import logging
+import os
 import ssl
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -88,7 +91,9 @@ class PeerClient:
         """Seconds for a peer whose ``Timeout`` is 0 (Orthanc's ``HttpTimeout``)."""
         self.verify_peers = verify_peers
         self.ca_certificates = ca_certificates
-        self._clients: dict[TlsIdentity, httpx.AsyncClient] = {}
+        self._clients: dict[TlsIdentity, tuple[httpx.AsyncClient, tuple[int, ...]]] = {}
+        self._retired: list[httpx.AsyncClient] = []
+        """Clients replaced after their files changed, closed at the end (requests may still use them)."""
 
     def _ssl_context(self, identity: TlsIdentity) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca_certificates or None)
@@ -99,22 +104,34 @@ class PeerClient:
             context.load_cert_chain(identity.certificate_file, identity.key_file, identity.key_password)
         return context
 
+    def _files_stamp(self, identity: TlsIdentity) -> tuple[int, ...]:
+        """When the files of a TLS context last changed: a renewed certificate needs a new context."""
+        stamp = []
+        for path in (self.ca_certificates, identity.certificate_file, identity.key_file):
+            try:
+                stamp.append(os.stat(path).st_mtime_ns if path else 0)
+            except OSError:
+                stamp.append(-1)
+        return tuple(stamp)
+
     def _client(self, peer: OrthancPeer) -> httpx.AsyncClient:
         identity = TlsIdentity.of(peer)
-        client = self._clients.get(identity)
-        if client is None:
-            try:
-                context = self._ssl_context(identity)
-            except (OSError, ssl.SSLError) as error:
-                raise PeerError(f"Cannot use the TLS settings of the peer at {peer.url}: {error}") from error
-            client = httpx.AsyncClient(
-                verify=context,
-                limits=httpx.Limits(
-                    max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
-                ),
-                headers={"User-Agent": "fastpacs"},
-            )
-            self._clients[identity] = client
+        stamp = self._files_stamp(identity)
+        cached = self._clients.get(identity)
+        if cached is not None and cached[1] == stamp:
+            return cached[0]
+        try:
+            context = self._ssl_context(identity)
+        except (OSError, ssl.SSLError) as error:
+            raise PeerError(f"Cannot use the TLS settings of the peer at {peer.url}: {error}") from error
+        client = httpx.AsyncClient(
+            verify=context,
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
+            headers={"User-Agent": "fastpacs"},
+        )
+        if cached is not None:
+            self._retired.append(cached[0])
+        self._clients[identity] = (client, stamp)
         return client
 
     async def request(
@@ -162,7 +179,8 @@ class PeerClient:
 
     async def close(self) -> None:
         """Close every connection (at server stop)."""
-        clients, self._clients = list(self._clients.values()), {}
+        clients = [client for client, _ in self._clients.values()] + self._retired
+        self._clients, self._retired = {}, []
         for client in clients:
             await client.aclose()
 
