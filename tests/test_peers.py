@@ -571,6 +571,10 @@ def test_peer_settings_and_errors(peers: Peers) -> None:
     unknown = client.post("/peers/nosuch/store", content=b"00000000-00000000-00000000-00000000-00000000")
     assert (unknown.status_code, unknown.json()["Details"]) == (404, "No peer with symbolic name: nosuch")
     assert client.get("/peers/nosuch").status_code == 404
+    assert client.put("/peers/unusable", json={"Url": "http://127.0.0.1:port"}).status_code == 200
+    unusable = client.get("/peers/unusable/system")  # a URL Orthanc accepts but nobody can reach
+    assert (unusable.status_code, unusable.json()["OrthancStatus"]) == (500, 9)
+    assert "Invalid port" in unusable.json()["Details"]
 
 
 # --- without a server: OrthancPeers and OrthancPeersInDatabase --------------------------------------------

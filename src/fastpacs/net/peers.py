@@ -166,7 +166,7 @@ class PeerClient:
                         f"Cannot reach the peer: {method} {url} failed: {_reason(error)}"
                     ) from error
                 pause = RETRY_PAUSE * 2**attempt
-            except httpx.HTTPError as error:
+            except (httpx.HTTPError, httpx.InvalidURL) as error:
                 raise PeerError(f"{method} {url} failed: {_reason(error)}") from error
             else:
                 if response.status_code != HTTPStatus.SERVICE_UNAVAILABLE or attempt >= RETRIES:
