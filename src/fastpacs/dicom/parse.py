@@ -11,6 +11,7 @@ top-level element is checked against the data.
 """
 
 import io
+import struct
 import warnings
 import zlib
 
@@ -18,7 +19,7 @@ import msgspec
 import pydicom.config
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import dcmread
 
 from fastpacs.dicom.ids import Level
@@ -41,8 +42,12 @@ PARSER_ERRORS = (
     NotImplementedError,
     OSError,
     UnicodeError,
+    BytesLengthException,
+    struct.error,
+    zlib.error,
+    RecursionError,
 )
-"""What pydicom raises on malformed input."""
+"""What pydicom raises on malformed input (RecursionError: sequences nested hundreds deep)."""
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
@@ -118,13 +123,12 @@ def read_dataset(data: bytes) -> Dataset:
         warnings.simplefilter("always")
         try:
             dataset = dcmread(io.BytesIO(data), force=True)
+            deflated = transfer_syntax_of(dataset) == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+            # Positions in a deflated file are in the inflated stream; zlib reports truncation itself.
+            complete = _is_complete(dataset, None if deflated else len(data))
         except PARSER_ERRORS as error:
             raise bad_file(data) from error
-    if any(str(warning.message).startswith(_REFUSED_WARNINGS) for warning in caught):
-        raise bad_file(data)
-    deflated = transfer_syntax_of(dataset) == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
-    # Positions in a deflated file are in the inflated stream; zlib reports truncation itself.
-    if not _is_complete(dataset, None if deflated else len(data)):
+    if not complete or any(str(warning.message).startswith(_REFUSED_WARNINGS) for warning in caught):
         raise bad_file(data)
     return dataset
 
