@@ -9,6 +9,7 @@ boundary.
 import io
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -23,6 +24,11 @@ _storage: BlobStore | None = None
 ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 """A first local file header, or the end record of an empty archive."""
 BAD_ZIP = "Cannot open ZIP archive from memory buffer"
+DAMAGED_ARCHIVE = (zipfile.BadZipFile, ValueError, NotImplementedError)
+"""A central directory zipfile cannot read (ValueError: names not UTF-8 although flagged so;
+NotImplementedError: a version of the format it does not know)."""
+DAMAGED_ENTRY = (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError, zlib.error)
+"""An entry that cannot be inflated; it is skipped as Orthanc skips what it cannot read."""
 DICOM_MAGIC_OFFSET = 128
 
 
@@ -75,7 +81,7 @@ def parse_and_store_zip(data: bytes, default_encoding: str, max_expanded_size: i
     """Every DICOM file of a ZIP archive, stored; other entries are skipped, as Orthanc does."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as error:
+    except DAMAGED_ARCHIVE as error:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, BAD_ZIP) from error
     if not archive.infolist():  # Orthanc's reader refuses an archive without entries too
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, BAD_ZIP)
@@ -88,7 +94,7 @@ def parse_and_store_zip(data: bytes, default_encoding: str, max_expanded_size: i
             continue
         try:
             content = archive.read(entry)
-        except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError):
+        except DAMAGED_ENTRY:
             continue
         try:
             summary = summarize(content, default_encoding)
