@@ -98,6 +98,20 @@ def server_busy_response(request: Request, error: ServerBusyError) -> Response[b
     return response
 
 
+def undecodable_input_response(
+    request: Request, error: RecursionError | UnicodeDecodeError
+) -> Response[bytes]:
+    """Input nested too deeply to decode, or not UTF-8 where text is expected.
+
+    msgspec raises these two (not ``DecodeError``) for a JSON body of
+    thousands of nested arrays or with invalid UTF-8 in a string: the client's
+    error, answered as Orthanc answers an unparsable body. Logged with its
+    cause, so that one raised by the server itself would still be seen.
+    """
+    logger.warning("undecodable input on %s %s: %r", request.method, request.url.path, error)
+    return orthanc_error_response(request, OrthancError(ErrorCode.BAD_FILE_FORMAT, str(error)))
+
+
 def internal_error_response(request: Request, error: Exception) -> Response[bytes]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return orthanc_error_response(
@@ -113,5 +127,7 @@ EXCEPTION_HANDLERS = {
     NotFoundException: not_found_response,
     MethodNotAllowedException: method_not_allowed_response,
     HTTPException: http_exception_response,
+    RecursionError: undecodable_input_response,
+    UnicodeDecodeError: undecodable_input_response,
     Exception: internal_error_response,
 }
