@@ -7,6 +7,7 @@ by the tests — the server itself as a modality, so that its SCU talks to its
 own SCP.
 """
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -589,8 +590,13 @@ def test_bad_store_requests_are_refused(client: httpx.Client, self_modality: str
     assert _error(client.post(f"/modalities/{self_modality}/store", content=body)) == expected
 
 
-def test_store_to_a_closed_port_is_a_network_error(client: httpx.Client) -> None:
-    instance = client.get("/instances").json()[0]
+def _any_instance(server: ServerProcess, client: httpx.Client) -> str:
+    dataset = _stored_study(server, 1)[0]
+    return client.post("/tools/lookup", content=str(dataset.SOPInstanceUID)).json()[0]["ID"]
+
+
+def test_store_to_a_closed_port_is_a_network_error(server: ServerProcess, client: httpx.Client) -> None:
+    instance = _any_instance(server, client)
     client.put("/modalities/closed", json={"AET": "CLOSED", "Host": "127.0.0.1", "Port": free_port()})
     try:
         status, code, details = _error(client.post("/modalities/closed/store", json=[instance]))
@@ -837,8 +843,10 @@ def test_asynchronous_store_is_a_job(server: ServerProcess, client: httpx.Client
     }
 
 
-def test_store_job_to_a_closed_port_fails_unless_permissive(client: httpx.Client) -> None:
-    instance = client.get("/instances").json()[0]
+def test_store_job_to_a_closed_port_fails_unless_permissive(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    instance = _any_instance(server, client)
     client.put("/modalities/closed", json={"AET": "CLOSED", "Host": "127.0.0.1", "Port": free_port()})
     try:
         created = client.post(
@@ -926,3 +934,30 @@ def test_find_answers_names_beyond_latin1_in_utf8(server: ServerProcess) -> None
     assert answer is not None
     assert answer.SpecificCharacterSet == "ISO_IR 192"
     assert str(answer.PatientName) == "Yamada^Tarou=山田^太郎"
+
+
+def test_store_to_a_modality_that_never_answers_times_out(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    """A listener that accepts the connection and says nothing: the modality's Timeout applies."""
+    instance = _any_instance(server, client)
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen()
+        port = black_hole.getsockname()[1]
+        client.put(
+            "/modalities/blackhole",
+            json={"AET": "BLACKHOLE", "Host": "127.0.0.1", "Port": port, "Timeout": 1},
+        )
+        try:
+            started = time.monotonic()
+            answer = client.post("/modalities/blackhole/store", json=[instance])
+            elapsed = time.monotonic() - started
+        finally:
+            client.delete("/modalities/blackhole")
+    assert _error(answer) == (
+        500,
+        9,
+        'DicomAssociation - connecting to AET "BLACKHOLE": DUL network read timeout',
+    )
+    assert elapsed < 5
