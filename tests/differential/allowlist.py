@@ -228,3 +228,8 @@ ALLOWED.update(
         ),
     }
 )
+ALLOWED[("modify replace-private *", "$.dataset.0009,1001.*")] = (
+    "Replacing a private attribute whose creator no dictionary knows ('ACME'): Orthanc writes it as UN "
+    "(and pads it with a NUL), fastpacs keeps the VR the file gives it (LO), so the value stays readable "
+    "as text."
+)

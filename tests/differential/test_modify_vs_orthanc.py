@@ -319,6 +319,7 @@ INSTANCE_MODIFICATIONS = {
     "studyuid-force": {"Replace": {"StudyInstanceUID": "1.2.3.4"}, "Force": True},
     "remove-private": {"RemovePrivateTags": True, "Remove": ["InstitutionName", "0008-0090"]},
     "remove-private-keep-one": {"RemovePrivateTags": True, "Keep": ["0009-1001"]},
+    "replace-private": {"Replace": {"0009,1001": "new"}},
     "keep-force": {"Replace": {"StudyDescription": "K"}, "Keep": ["SOPInstanceUID"], "Force": True},
     "replace-sequence": {"Replace": {"OtherPatientIDsSequence": [{"PatientID": "SEQ1"}]}},
     "replace-hex-tag": {"Replace": {"0008,1030": "HexTag"}},
@@ -375,7 +376,9 @@ ERRORS = {
 }
 
 
-@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "ExplVR_BigEndNoMeta.dcm"])
+@pytest.mark.parametrize(
+    "name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "ExplVR_BigEndNoMeta.dcm", "nested"]
+)
 def test_instance_modify(pair: ServerPair, stored: dict[str, dict], name: str) -> None:
     check = StructureChecker(pair, known_ids(stored))
     for option, body in INSTANCE_MODIFICATIONS.items():
