@@ -11,8 +11,10 @@ C-STORE sends each file as it is stored, without decoding it, in a
 presentation context with the file's own transfer syntax. Each SOP class is
 also proposed in the uncompressed transfer syntaxes; a file in an
 uncompressed syntax the peer did not accept is decoded and sent in one it
-did (pynetdicom converts between the uncompressed syntaxes). Compressed
-files are not transcoded.
+did (pynetdicom converts between the uncompressed syntaxes), and a
+compressed one is decompressed first, as Orthanc transcodes, unless the
+modality's ``AllowTranscoding`` is off (:func:`dataset_to_send`, also used
+by the C-MOVE and C-GET sub-operations of the server).
 """
 
 import logging

@@ -143,10 +143,6 @@ class DicomServer:
         self.ae.network_timeout = config.dicom_scp_timeout or None
         self._server: ThreadedAssociationServer | None = None
 
-    @property
-    def port(self) -> int:
-        return self.config.dicom_port
-
     def start(self) -> None:
         """Listen on ``DicomPort`` (associations are served by pynetdicom's threads)."""
         _config.UNRESTRICTED_STORAGE_SERVICE = self.unknown_sop_class_accepted
@@ -166,7 +162,9 @@ class DicomServer:
             evt_handlers=handlers,
             contexts=presentation_contexts(self.accepted_transfer_syntaxes),
         )
-        logger.info("DICOM server %s listening on %s:%d", self.config.dicom_aet, address, self.port)
+        logger.info(
+            "DICOM server %s listening on %s:%d", self.config.dicom_aet, address, self.config.dicom_port
+        )
 
     def stop(self) -> None:
         """Abort the associations in progress and close the listening socket (blocking)."""

@@ -2,13 +2,13 @@
 
 ``POST /modalities/{name}/store`` resolves the resources named, logs them
 (when ``LogExportedResources`` is on) and sends their instances over one
-association (:class:`ModalityStore`, Orthanc's ``DicomModalityStore`` job).
+association (:class:`ModalityStoreJob`, Orthanc's ``DicomModalityStore`` job).
 
-The log of exported resources:
-Each store request to a modality (or a peer) logs one entry per resource
-it names, at the level it was named, before anything is sent (Orthanc logs
-even when the destination turns out to be unknown). Entries live in the
-index; their sequence numbers keep growing after ``DELETE /exports``.
+The export log (:class:`ExportLog`) gets one entry per resource a store
+request names (to a modality or a peer), at the level it was named, before
+anything is sent: Orthanc logs even when the destination turns out to be
+unknown. Entries live in the index; their sequence numbers keep growing
+after ``DELETE /exports``.
 """
 
 import asyncio
@@ -42,7 +42,6 @@ from fastpacs.storage.blobs import BlobStore
 logger = logging.getLogger(__name__)
 
 EXPORTS_DATABASE = "exports"
-DEFAULT_LIMIT = 100
 
 _UID_KEYWORDS = (
     # Which identifiers an entry carries, by level: the resource's own and its ancestors'.

@@ -21,6 +21,14 @@ answered empty.
 A C-MOVE or C-GET names resources by their identifier at the query level
 (several separated by ``\\``); without a level, the lowest level whose
 identifier is present is used, as Orthanc does.
+
+Remote side (``/modalities/{name}/query`` and ``/queries``, :class:`QueryService`):
+the query goes out as Orthanc's SCU sends it (normalized to the main tags
+of its level unless ``Normalize`` is false, the identifiers of the level and
+above added, the modality's manufacturer quirks applied); the answers are
+kept in full tag form, with the query, for ``QueryRetrieveSize`` queries.
+A retrieve is a :class:`RetrieveJob` (Orthanc's ``DicomMoveScu``): one C-MOVE
+per answer, of the identifiers Orthanc's C-MOVE sends for the level.
 """
 
 import asyncio
@@ -59,7 +67,6 @@ RETRIEVE_AE_TITLE = 0x00080054
 MODALITIES_IN_STUDY = 0x00080061
 SOP_CLASSES_IN_STUDY = 0x00080062
 ACCESSION_NUMBER = 0x00080050
-MODALITY = 0x00080060
 
 QUERY_LEVELS = {
     "PATIENT": Level.PATIENT,
