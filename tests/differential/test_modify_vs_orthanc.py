@@ -387,7 +387,11 @@ def test_instance_modify(pair: ServerPair, stored: dict[str, dict], name: str) -
 
 
 @pytest.mark.parametrize(
-    "name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "rtstruct.dcm", "test-SR.dcm", "nested", "probe"]
+    "name",
+    [
+        *("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "rtstruct.dcm", "test-SR.dcm", "nested"),
+        pytest.param("probe", marks=pytest.mark.slow),  # every attribute of the dictionary: about 10 s
+    ],
 )
 def test_instance_anonymize(pair: ServerPair, stored: dict[str, dict], name: str) -> None:
     check = StructureChecker(pair, known_ids(stored))
