@@ -49,6 +49,7 @@ from fastpacs.api.resources import resource_router
 from fastpacs.api.security import access_control_installer
 from fastpacs.api.server_tools import SERVER_TOOL_HANDLERS
 from fastpacs.api.system import changes, clear_changes, statistics, system
+from fastpacs.api.timeouts import RequestBodyTimeout
 from fastpacs.api.timing import RequestTiming
 from fastpacs.api.tools import create_dicom, lookup
 from fastpacs.config import Config, decode_config, load_config
@@ -234,6 +235,9 @@ def create_app(config: Config | None = None) -> Litestar:
     def request_timing(app):
         return RequestTiming(app, metrics)
 
+    def request_body_timeout(app):
+        return RequestBodyTimeout(app, config.http_request_timeout)
+
     return Litestar(
         route_handlers=[
             *(resource_router(level) for level in Level),
@@ -277,7 +281,7 @@ def create_app(config: Config | None = None) -> Litestar:
         dependencies={"services": Provide(_provide_services, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[request_timing],
+        middleware=[request_timing, request_body_timeout],
         state=State({"config": config}),
         request_max_body_size=config.maximum_upload_size * MEGABYTE,
         openapi_config=openapi_config(),

@@ -4,15 +4,18 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import msgspec
 from granian import Granian
-from granian.constants import Interfaces, Loops
+from granian.constants import Interfaces, Loops, SSLProtocols
+from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
 from fastpacs import ORTHANC_API_VERSION, __version__, ingest_cli
 from fastpacs.app import CONFIG_ENVIRONMENT_VARIABLE
-from fastpacs.config import ConfigurationError, encode_config, load_config
+from fastpacs.config import Config, ConfigurationError, encode_config, load_config
 from fastpacs.logs import LEVELS, configure_logging, parse_level
 
 logger = logging.getLogger("fastpacs")
@@ -40,9 +43,10 @@ def _serve(arguments: argparse.Namespace) -> int:
     os.environ[CONFIG_ENVIRONMENT_VARIABLE] = encode_config(config).decode()
     address = "0.0.0.0" if config.remote_access_allowed else "127.0.0.1"
     logger.info(
-        "fastpacs %s (Orthanc API %s) on http://%s:%d",
+        "fastpacs %s (Orthanc API %s) on %s://%s:%d",
         __version__,
         ORTHANC_API_VERSION,
+        "https" if config.ssl_enabled else "http",
         address,
         config.http_port,
     )
@@ -57,8 +61,26 @@ def _serve(arguments: argparse.Namespace) -> int:
         log_access=False,
         log_level=LogLevels(logging.getLevelName(level).lower()),
         workers_kill_timeout=SHUTDOWN_GRACE_SECONDS,
+        **_http_options(config),
     ).serve()
     return 0
+
+
+def _http_options(config: Config) -> dict[str, Any]:
+    """Granian's settings for ``HttpRequestTimeout`` and TLS (``SslEnabled``, ``SslCertificate``).
+
+    As Orthanc's, the certificate file holds the certificate chain and the
+    private key; TLS 1.2 is the oldest protocol accepted (Orthanc's default).
+    Granian bounds the time of a request's headers; the application bounds
+    the time of its body (:mod:`fastpacs.api.timeouts`).
+    """
+    options: dict[str, Any] = {}
+    if config.http_request_timeout > 0:
+        options["http1_settings"] = HTTP1Settings(header_read_timeout=config.http_request_timeout * 1000)
+    if config.ssl_enabled:
+        certificate = Path(config.ssl_certificate)
+        options |= {"ssl_cert": certificate, "ssl_key": certificate, "ssl_protocol_min": SSLProtocols.tls12}
+    return options
 
 
 def _ingest(arguments: argparse.Namespace) -> int:

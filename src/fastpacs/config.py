@@ -101,6 +101,10 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     authentication_enabled: bool | None = None
     registered_users: dict[str, str] = msgspec.field(default_factory=dict)
     ssl_enabled: bool = False
+    ssl_certificate: str = ""
+    """A PEM file holding the server's certificate (chain) and its private key, as Orthanc's."""
+    http_request_timeout: int = 30
+    """Seconds a request's headers, and (plus 1 s per KB received) its body, may take to arrive."""
 
     dicom_server_enabled: bool = True
     dicom_aet: str = "ORTHANC"
@@ -178,6 +182,8 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             raise ValueError("ConcurrentJobs cannot be negative")
         if self.media_archive_size < 1:
             raise ValueError("MediaArchiveSize must be at least 1")
+        if self.ssl_enabled and not self.ssl_certificate:
+            raise ValueError("SslEnabled needs SslCertificate (a PEM file with the certificate and its key)")
         if self.worker_processes < 0:
             raise ValueError("WorkerProcesses cannot be negative")
         if self.maximum_upload_size <= 0:
@@ -217,11 +223,9 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "HttpVerbose",
         "HttpProxy",
         "HttpThreadsCount",
-        "HttpRequestTimeout",
         "KeepAlive",
         "KeepAliveTimeout",
         "TcpNoDelay",
-        "SslCertificate",
         "SslMinimumProtocolVersion",
         "SslVerifyPeers",
         "SslTrustedClientCertificates",
