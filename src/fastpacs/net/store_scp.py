@@ -10,6 +10,7 @@ failure                                             status  meaning
 ==================================================  ======  ===========================
 not a DICOM file, a required tag missing            0xC000  Error: cannot understand
 storage full, disk or index error, server stopping  0xA700  Refused: out of resources
+too much being stored (MaximumPendingIngestSize)    0xA700  Refused: out of resources
 any other exception (logged)                        0xC211  pynetdicom's handler failure
 caller not allowed to store                         —       association aborted (Orthanc)
 ==================================================  ======  ===========================
@@ -70,7 +71,7 @@ class StoreScp:
             kind="DicomProtocol", remote_aet=caller.aet, remote_ip=caller.host, called_aet=caller.called_aet
         )
         data = received_file(event)
-        stored = asyncio.run_coroutine_threadsafe(self.ingest.ingest(data, origin), self.loop)
+        stored = asyncio.run_coroutine_threadsafe(self.ingest.ingest_admitted(data, origin), self.loop)
         try:
             stored.result()
         except OrthancError as error:

@@ -104,6 +104,12 @@ class IngestService:
         self.metrics.observe_ingest(outcome.status, len(data), seconds, parsed.store_seconds)
         return outcome
 
+    async def ingest_admitted(self, data: bytes, origin: Origin) -> IngestOutcome:
+        """:meth:`ingest` counted in :attr:`pending`, for producers that hold their bytes already
+        (C-STORE): ``ServerBusyError`` when the pipeline holds too much, instead of queueing more."""
+        with self.pending.admit(len(data)):
+            return await self.ingest(data, origin)
+
     async def ingest_upload(self, data: bytes, origin: Origin) -> IngestOutcome | list[IngestOutcome]:
         """A POST /instances body: one DICOM file, or a ZIP archive of them."""
         if not tasks.is_zip(data):

@@ -1,0 +1,187 @@
+"""Limits that keep one client from holding the server: request timeouts and bounded ingest queues.
+
+One server with a short ``HttpRequestTimeout`` (3 s) and a small
+``MaximumPendingIngestSize`` (1 MB), one worker process:
+
+- a client trickling its body at a few bytes a second holds its share of the
+  pending uploads only until it is cut off (408), then uploads pass again;
+- a client trickling its headers is disconnected by Granian;
+- C-STOREs from many associations at once beyond the pending limit are
+  refused with 0xA700 (out of resources) rather than queued without bound,
+  and succeed when sent again; create-dicom calls are bounded the same way
+  (503 with Retry-After).
+
+Zip bombs against ``MaximumUploadSize`` are in tests/test_fuzz.py.
+"""
+
+import base64
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, build_context
+from pynetdicom.sop_class import CTImageStorage
+
+from fastpacs.net.tcp import NO_DELAY_HANDLERS
+from fastpacs.testing import ServerProcess, fastpacs_server
+from tests.conftest import pydicom_file
+from tests.reliability_helpers import InstanceMaker, instance_id
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 3
+ASSOCIATIONS = 8
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    options = {"HttpRequestTimeout": TIMEOUT, "MaximumPendingIngestSize": 1, "WorkerProcesses": 1}
+    process = fastpacs_server(tmp_path_factory.mktemp("limits"), options).start()
+    yield process
+    process.stop()
+
+
+def trickle(server: ServerProcess, head: bytes, body: bytes, interval: float) -> tuple[bytes, float]:
+    """Send ``head`` then ``body`` a byte at a time; return what the server answered and when."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=30) as connection:
+        connection.sendall(head)
+        for byte in body:
+            try:
+                connection.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            connection.settimeout(interval)
+            try:
+                answer = connection.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                answer = b""
+            return answer, time.monotonic() - started
+        connection.settimeout(30)
+        try:
+            answer = connection.recv(65536)
+        except ConnectionResetError:
+            answer = b""
+    return answer, time.monotonic() - started
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off_and_frees_its_admission(limited: ServerProcess) -> None:
+    declared = 1_040_000  # within the 1 MB pending limit, with no room left for a 39 KB CT
+    head = (
+        f"POST /instances HTTP/1.1\r\nHost: localhost\r\nContent-Length: {declared}\r\n"
+        "Content-Type: application/dicom\r\n\r\n"
+    ).encode()
+    outcome: dict[str, tuple[bytes, float]] = {}
+    slow = threading.Thread(
+        target=lambda: outcome.setdefault("slow", trickle(limited, head, b"\0" * declared, 0.2))
+    )
+    slow.start()
+    time.sleep(1)
+    ct = pydicom_file("CT_small.dcm").read_bytes()
+    with httpx.Client(base_url=limited.base_url, timeout=30) as http:
+        while_held = http.post("/instances", content=ct)
+        slow.join(TIMEOUT * 5)
+        assert not slow.is_alive(), "the slow body was never cut off"
+        after = http.post("/instances", content=ct)
+    answer, seconds = outcome["slow"]
+    status_line = answer.split(b"\r\n", 1)[0]
+    print(
+        f"\nslow body: {status_line!r} after {seconds:.1f} s (HttpRequestTimeout {TIMEOUT} s); "
+        f"an upload meanwhile: {while_held.status_code}, after: {after.status_code}"
+    )
+    assert status_line == b"HTTP/1.1 408 Request Timeout"
+    assert TIMEOUT <= seconds < TIMEOUT + 3
+    assert while_held.status_code == 503  # the slow client held the whole pending budget...
+    assert after.status_code == 200  # ...until it was cut off
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off(limited: ServerProcess) -> None:
+    head = b"GET /system HTTP/1.1\r\nHost: localhost\r\nX-Padding: " + b"x" * 200
+    answer, seconds = trickle(limited, b"", head, 0.2)
+    print(f"\nslow headers: connection closed after {seconds:.1f} s, answer {answer[:40]!r}")
+    assert not answer.startswith(b"HTTP/1.1 200")
+    assert seconds < TIMEOUT + 3
+
+
+def test_c_stores_beyond_the_pending_limit_are_refused_then_land(limited: ServerProcess) -> None:
+    maker = InstanceMaker()
+    datasets = [
+        [large_dataset(maker, association, n) for n in range(3)] for association in range(ASSOCIATIONS)
+    ]
+
+    def send(batch: list) -> list[int]:
+        ae = AE(ae_title="BUSY")
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
+        assoc = ae.associate(
+            "127.0.0.1",
+            limited.dicom_port,
+            [build_context(CTImageStorage, ExplicitVRLittleEndian)],
+            ae_title=limited.aet,
+            evt_handlers=NO_DELAY_HANDLERS,
+        )
+        assert assoc.is_established
+        try:
+            return [int(assoc.send_c_store(dataset).Status) for dataset in batch]
+        finally:
+            assoc.release()
+
+    with ThreadPoolExecutor(ASSOCIATIONS) as threads:
+        statuses = list(threads.map(send, datasets))
+    flat = [status for batch in statuses for status in batch]
+    print(
+        f"\nC-STORE burst over {ASSOCIATIONS} associations: "
+        f"{flat.count(0)} stored, {flat.count(0xA700)} refused"
+    )
+    assert set(flat) <= {0x0000, 0xA700}
+    assert 0xA700 in flat and 0x0000 in flat, flat
+    refused = [
+        dataset
+        for batch, answers in zip(datasets, statuses, strict=True)
+        for dataset, status in zip(batch, answers, strict=True)
+        if status == 0xA700
+    ]
+    assert send(refused) == [0x0000] * len(refused)
+    with httpx.Client(base_url=limited.base_url, timeout=30) as http:
+        for batch in datasets:
+            for dataset in batch:
+                assert http.get(f"/instances/{instance_id(dataset)}").status_code == 200
+
+
+def test_create_dicom_beyond_the_pending_limit_is_refused_with_retry_after(limited: ServerProcess) -> None:
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * 2400  # about 600 KB
+    bodies = [
+        {"Tags": {"PatientID": f"CREATE{n}", "PatientName": "LIMITS"}, "Content": data_uri(pdf, n)}
+        for n in range(12)
+    ]
+    with (
+        httpx.Client(base_url=limited.base_url, timeout=60) as http,
+        ThreadPoolExecutor(len(bodies)) as threads,
+    ):
+        answers = list(threads.map(lambda body: http.post("/tools/create-dicom", json=body), bodies))
+        statuses = [answer.status_code for answer in answers]
+        print(f"\ncreate-dicom burst: {statuses.count(200)} created, {statuses.count(503)} refused (503)")
+        assert set(statuses) <= {200, 503}
+        assert 503 in statuses and 200 in statuses, statuses
+        for body, answer in zip(bodies, answers, strict=True):
+            if answer.status_code == 503:
+                assert answer.headers["retry-after"] == "1"
+                assert http.post("/tools/create-dicom", json=body).status_code == 200
+
+
+def data_uri(content: bytes, salt: int) -> str:
+    return "data:application/pdf;base64," + base64.b64encode(content + str(salt).encode()).decode()
+
+
+def large_dataset(maker: InstanceMaker, association: int, number: int):
+    """A CT of about 512 KB: two of them exceed the 1 MB pending limit."""
+    dataset = maker.dataset(f"BUSY{association}", 0, number)
+    dataset.Rows = dataset.Columns = 512
+    dataset.PixelData = bytes(512 * 512 * 2)
+    return dataset
