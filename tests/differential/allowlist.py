@@ -122,17 +122,6 @@ ALLOWED.update(
         ("anonymize*", "*.6000,4000"): _OVERLAYS_REMOVED,
     }
 )
-KNOWN_BUGS.update(
-    {
-        ("* new resource", f"$.resource.{name}"): (
-            f"GET /{{level}}/{{id}} lacks '{name}' — Orthanc shows the ModifiedFrom/AnonymizedFrom "
-            f"metadata of a resource in its JSON; fastpacs stores it (GET .../metadata/{name} answers it) "
-            "but services/resources.resource_json does not show it."
-        )
-        for name in ("ModifiedFrom", "AnonymizedFrom")
-    }
-)
-
 # Attachments, resource helpers, tools and HTTP (tests/differential/test_api_rest_vs_orthanc.py).
 ALLOWED.update(
     {

@@ -10,7 +10,7 @@ request it cannot answer as the route would (unknown ID, a query argument it
 does not handle, tags to decode again) goes on to the router unchanged, which
 keeps a single implementation of every error. It sits behind access control
 and the HTTP conventions, and reports to the request metrics with the same
-route names the router uses.
+route names the router gives (``scope["path_template"]``).
 """
 
 import asyncio
@@ -33,8 +33,8 @@ PATH_SEND = "http.response.pathsend"
 _JSON = [(b"content-type", JSON_MEDIA_TYPE.encode())]
 _LEVELS = {level.plural: level for level in Level}
 _TAG_ROUTES = {
-    "tags": "/instances/{instance_id:str}/tags",
-    "simplified-tags": "/instances/{instance_id:str}/simplified-tags",
+    "tags": "/instances/{instance_id}/tags",
+    "simplified-tags": "/instances/{instance_id}/simplified-tags",
 }
 _encoder = msgspec.json.Encoder(order="sorted")
 
@@ -103,7 +103,7 @@ class FastLane:
         answer = services.resources.get(level, rid) if rid is not None else None
         if answer is None:
             return None
-        return _JSON, _encoder.encode(answer), f"/{level.plural}/{{resource_id:str}}"
+        return _JSON, _encoder.encode(answer), f"/{level.plural}/{{resource_id}}"
 
     @staticmethod
     def _tags(services: Services, rid: RawId, segment: str, flags: set[bytes]) -> Answer | None:
@@ -124,7 +124,7 @@ class FastLane:
             (b"content-type", b"application/dicom"),
             (b"content-disposition", f'filename="{file_uuid}.dcm"'.encode()),
         ]
-        return headers, str(services.storage.path_of(digest)), "/instances/{resource_id:str}/file"
+        return headers, str(services.storage.path_of(digest)), "/instances/{resource_id}/file"
 
     @staticmethod
     async def _send_file(scope: Scope, send: Send, headers: list[tuple[bytes, bytes]], path: str) -> None:

@@ -7,12 +7,15 @@ from typing import Any
 
 from fastpacs.dicom.ids import Level, RawId, format_id
 from fastpacs.index.database import Database
+from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.schema import Counter, Resource
 from fastpacs.index.view import IndexView
 
 ResourceJson = dict[str, Any]
 MEGABYTE = 1024 * 1024
 
+_ORIGIN_METADATA = ("ModifiedFrom", "AnonymizedFrom")
+"""Metadata Orthanc also shows in the resource's JSON (resources made by modify/anonymize)."""
 _CHILD_LIST_KEYS = {Level.PATIENT: "Studies", Level.STUDY: "Series", Level.SERIES: "Instances"}
 _PARENT_KEYS = {Level.STUDY: "ParentPatient", Level.SERIES: "ParentStudy", Level.INSTANCE: "ParentSeries"}
 
@@ -45,6 +48,10 @@ def resource_json(view: IndexView, rid: RawId, record: Resource) -> ResourceJson
     if level == Level.SERIES:
         answer["ExpectedNumberOfInstances"] = record.expected_instances
         answer["Status"] = view.series_status(record, rid).value
+    for name in _ORIGIN_METADATA:
+        origin = view.metadata_value(rid, SYSTEM_METADATA[name])
+        if origin is not None:
+            answer[name] = origin.value
     return answer
 
 
