@@ -78,6 +78,7 @@ from fastpacs.services.images import RENDERED_CACHE_BYTES, ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.lifecycle import ServerLifecycle
 from fastpacs.services.log_levels import LogLevels
+from fastpacs.services.media import MediaService
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modalities import load_registry
 from fastpacs.services.modify import ModifyService
@@ -134,6 +135,7 @@ async def start_services(
     local_query_retrieve = LocalQueryRetrieve(config, database, storage, default_encoding)
     dicom_server = DicomServer(config, modalities, ingest, local_query_retrieve, asyncio.get_running_loop())
     jobs = JobEngine(database, writer, config.concurrent_jobs, config.jobs_history_size, config.save_jobs)
+    archives = ArchiveService(database, storage, jobs, retained_outputs=config.media_archive_size)
     services = Services(
         config=config,
         database=database,
@@ -178,7 +180,8 @@ async def start_services(
         metrics=metrics,
         store_lock=store_lock,
         jobs=jobs,
-        archives=ArchiveService(database, storage, jobs, retained_outputs=config.media_archive_size),
+        archives=archives,
+        media=MediaService(archives, pool),
         peers=PeerService(
             config,
             database,

@@ -1,9 +1,12 @@
-"""Archives: POST /tools/create-archive and /{patients,studies,series}/{id}/archive.
+"""Archives and DICOM media: POST /tools/create-archive, /tools/create-media, /tools/create-media-extended,
+and /{patients,studies,series}/{id}/archive and /media.
 
 A synchronous request answers the ZIP itself, streamed as it is built; an
-asynchronous one answers ``{"ID", "Path"}`` of the Archive job, whose file
-``GET /jobs/{id}/archive`` serves. The request bodies and their errors are
-Orthanc 1.10.1's.
+asynchronous one answers ``{"ID", "Path"}`` of the Archive (or Media) job,
+whose file ``GET /jobs/{id}/archive`` serves. The request bodies and their
+errors are Orthanc 1.10.1's; a media's DICOMDIR is extended with
+``"Extended": true``, on ``/tools/create-media-extended`` (unless
+``"Extended": false``) and on ``GET .../media?extended``.
 """
 
 from typing import Any
@@ -22,6 +25,8 @@ from fastpacs.services.registry import Services
 class ArchiveOptions(msgspec.Struct):
     synchronous: bool = True
     priority: int = 0
+    extended: bool = False
+    """Media only: the extended DICOMDIR."""
 
 
 def _decode(body: bytes) -> Any:
@@ -29,9 +34,12 @@ def _decode(body: bytes) -> Any:
     return msgspec.json.decode(body)
 
 
-def _options(document: dict[str, Any]) -> ArchiveOptions:
-    """``Synchronous`` (or, when absent, the opposite of ``Asynchronous``) and ``Priority``."""
-    options = ArchiveOptions()
+def _options(document: dict[str, Any], extended: bool = False) -> ArchiveOptions:
+    """``Synchronous`` (or, when absent, the opposite of ``Asynchronous``), ``Priority`` and ``Extended``
+    (``extended`` when absent)."""
+    options = ArchiveOptions(extended=extended)
+    if "Extended" in document:
+        options.extended = _boolean(document, "Extended")
     if "Synchronous" in document:
         options.synchronous = _boolean(document, "Synchronous")
     elif "Asynchronous" in document:
@@ -62,8 +70,11 @@ def _resource_ids(value: Any) -> list[RawId]:
     return ids
 
 
-def parse_create_archive(body: bytes) -> tuple[list[RawId], ArchiveOptions]:
-    """The body of /tools/create-archive: a list of IDs, or ``{"Resources": [...], options}``."""
+def parse_create_archive(body: bytes, extended: bool = False) -> tuple[list[RawId], ArchiveOptions]:
+    """The body of /tools/create-archive or -media: a list of IDs, or ``{"Resources": [...], options}``.
+
+    ``extended``: the media's ``Extended`` when the body does not say.
+    """
     try:
         document = _decode(body)
     except msgspec.DecodeError:
@@ -71,12 +82,12 @@ def parse_create_archive(body: bytes) -> tuple[list[RawId], ArchiveOptions]:
             ErrorCode.BAD_FILE_FORMAT, "Expected a list of resources to archive in the body"
         ) from None
     if isinstance(document, list):
-        return _resource_ids(document), ArchiveOptions()
+        return _resource_ids(document), ArchiveOptions(extended=extended)
     if not isinstance(document, dict):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
     if "Resources" not in document:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Missing field Resources in the JSON body")
-    return _resource_ids(document["Resources"]), _options(document)
+    return _resource_ids(document["Resources"]), _options(document, extended)
 
 
 def parse_resource_archive(body: bytes) -> ArchiveOptions:
@@ -107,10 +118,37 @@ async def archive_response(
     return json_response({"ID": job_id, "Path": f"/jobs/{job_id}"})
 
 
+async def media_response(
+    services: Services, resources: list[RawId], options: ArchiveOptions, filename: str
+) -> Response:
+    """The media's ZIP, streamed (synchronous), or the job that builds it (asynchronous)."""
+    if options.synchronous:
+        chunks = await services.media.stream(resources, options.extended, options.priority)
+        return Stream(
+            chunks,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'filename="{filename}"'},
+        )
+    job_id = await services.media.submit(resources, options.extended, options.priority)
+    return json_response({"ID": job_id, "Path": f"/jobs/{job_id}"})
+
+
 @post("/tools/create-archive", name="tools-create-archive", status_code=200)
 async def create_archive(request: Request, services: Services) -> Response:
     resources, options = parse_create_archive(await request.body())
     return await archive_response(services, resources, options, "Archive.zip")
+
+
+@post("/tools/create-media", name="tools-create-media", status_code=200)
+async def create_media(request: Request, services: Services) -> Response:
+    resources, options = parse_create_archive(await request.body())
+    return await media_response(services, resources, options, "Archive.zip")
+
+
+@post("/tools/create-media-extended", name="tools-create-media-extended", status_code=200)
+async def create_media_extended(request: Request, services: Services) -> Response:
+    resources, options = parse_create_archive(await request.body(), extended=True)
+    return await media_response(services, resources, options, "Archive.zip")
 
 
 def _resource_archive_handlers(level: Level) -> list[HTTPRouteHandler]:
@@ -130,6 +168,23 @@ def _resource_archive_handlers(level: Level) -> list[HTTPRouteHandler]:
     return [download, create]
 
 
+def _resource_media_handlers(level: Level) -> list[HTTPRouteHandler]:
+    path = f"/{level.plural}/{{resource_id:str}}/media"
+
+    @get(path, name=f"{level.plural}-media")
+    async def download(resource_id: str, request: Request, services: Services) -> Response:
+        # Orthanc reads ?extended by its presence: ?extended=false is extended too.
+        options = ArchiveOptions(extended="extended" in request.query_params)
+        return await media_response(services, [_known_id(resource_id)], options, f"{resource_id}.zip")
+
+    @post(path, name=f"{level.plural}-media-post", status_code=200)
+    async def create(resource_id: str, request: Request, services: Services) -> Response:
+        options = parse_resource_archive(await request.body())
+        return await media_response(services, [_known_id(resource_id)], options, f"{resource_id}.zip")
+
+    return [download, create]
+
+
 def _known_id(resource_id: str) -> RawId:
     """The ID of the route (Orthanc accepts a resource of any level here); unparsable: unknown resource."""
     rid = parse_id(resource_id)
@@ -140,9 +195,12 @@ def _known_id(resource_id: str) -> RawId:
 
 ARCHIVE_HANDLERS: list[HTTPRouteHandler] = [
     create_archive,
+    create_media,
+    create_media_extended,
     *(
         handler
         for level in (Level.PATIENT, Level.STUDY, Level.SERIES)
-        for handler in _resource_archive_handlers(level)
+        for handlers in (_resource_archive_handlers, _resource_media_handlers)
+        for handler in handlers(level)
     ),
 ]

@@ -23,6 +23,7 @@ from fastpacs.services.images import ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.lifecycle import ServerLifecycle
 from fastpacs.services.log_levels import LogLevels
+from fastpacs.services.media import MediaService
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.services.modify import ModifyService
@@ -77,4 +78,5 @@ class Services:
     store_lock: StoreLock
     jobs: JobEngine
     archives: ArchiveService
+    media: MediaService
     peers: PeerService
