@@ -66,6 +66,8 @@ class IndexUpdate(IndexView):
         super().__init__(txn, dbs)
         self.blob_exists = blob_exists
         self.released_blobs: set[bytes] = set()
+        self.new_blobs = False
+        """Whether a blob got its first reference: the storage must be flushed before the commit."""
 
     def add_counter(self, name: bytes, delta: int) -> int:
         value = self.counter(name) + delta
@@ -86,6 +88,7 @@ class IndexUpdate(IndexView):
             if not self.blob_exists(blob.digest):
                 raise BlobMissingError(blob.digest.hex())
             self.add_counter(Counter.DISK_SIZE, blob.size)
+            self.new_blobs = True
         self.txn.put(blob.digest, pack_u64(references + 1), db=self.dbs["blobs"])
         self.add_counter(Counter.UNCOMPRESSED_SIZE, blob.size)
 

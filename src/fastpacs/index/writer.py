@@ -54,7 +54,7 @@ def _deliver(future: asyncio.Future, result: Any, error: BaseException | None) -
         future.set_result(result)
 
 
-def _commit_failure(error: lmdb.Error) -> Exception:
+def _commit_failure(error: Exception) -> Exception:
     """What the operations of a failed commit raise: no space left is Orthanc's "storage full"."""
     if isinstance(error, lmdb.DiskError | lmdb.MapFullError):
         return OrthancError(ErrorCode.FULL_STORAGE, str(error))
@@ -105,6 +105,8 @@ class IndexWriter:
             update = IndexUpdate(txn, self.database.dbs, self._blob_exists)
             result = operation(update)
             released = self._still_released(update)
+            if update.new_blobs:
+                self.storage.sync()
         self._remove_blobs(released)
         return result
 
@@ -133,6 +135,7 @@ class IndexWriter:
         env, dbs = self.database.env, self.database.dbs
         outcomes: list[tuple[_Request, Any, BaseException | None]] = []
         released: set[bytes] = set()
+        new_blobs = False
         started = time.perf_counter()
         try:
             with env.begin(write=True) as txn:
@@ -147,10 +150,13 @@ class IndexWriter:
                         continue
                     nested.commit()
                     released |= update.released_blobs
+                    new_blobs |= update.new_blobs
                     outcomes.append((request, result, None))
                 if released:
                     released = self._still_released(IndexUpdate(txn, dbs, self._blob_exists), released)
-        except lmdb.Error as error:
+                if new_blobs:  # blobs are written unflushed; flush them all before they are referenced
+                    self.storage.sync()
+        except (lmdb.Error, OSError, OrthancError) as error:
             logger.exception("index commit failed")
             failure = _commit_failure(error)
             outcomes = [(request, None, failure) for request in batch]

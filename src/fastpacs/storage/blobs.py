@@ -6,6 +6,14 @@ A blob is written to a temporary file, fsynced, renamed into place and its
 directory fsynced, so that once :meth:`BlobStore.put` returns the bytes
 survive a crash. Identical bytes are stored once; a blob is never rewritten.
 
+Producers of many blobs (the ingest pipeline) write with ``durable=False``
+and let the index writer make a whole batch durable with one :meth:`sync`
+of the file system (``syncfs``) before it commits the transaction that first
+references them: one journal flush instead of two fsyncs per file, 5-10
+times cheaper per file here. A blob written that way is referenced by
+nothing until that sync has succeeded, and the start-up repair removes
+unreferenced blobs, so a crash in between can leave nothing half-written in use.
+
 The store knows nothing of references: the index counts them and tells the
 store when a blob can go. It is safe to use from several processes.
 
@@ -14,6 +22,7 @@ Orthanc's "The file storage is full" (507), and the store serves again as
 soon as space returns.
 """
 
+import ctypes
 import errno
 import hashlib
 import os
@@ -25,6 +34,8 @@ import msgspec
 from fastpacs.errors import ErrorCode, OrthancError
 
 TEMPORARY_FOLDER = "tmp"
+_LIBC = ctypes.CDLL(None, use_errno=True)
+"""For ``syncfs(2)``, which the os module does not offer (Linux)."""
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -53,8 +64,11 @@ class BlobStore:
         text = digest.hex()
         return self.root / text[0:2] / text[2:4] / text
 
-    def put(self, data: bytes) -> StoredBlob:
-        """Store bytes durably (if not already there) and return their address."""
+    def put(self, data: bytes, *, durable: bool = True) -> StoredBlob:
+        """Store bytes (if not already there) and return their address.
+
+        ``durable=False`` leaves flushing them to a later :meth:`sync`.
+        """
         digest = hashlib.sha256(data).digest()
         blob = StoredBlob(digest=digest, size=len(data))
         final = self.path_of(digest)
@@ -63,15 +77,29 @@ class BlobStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.temporary / f"{digest.hex()}.{os.getpid()}.{uuid.uuid4().hex}"
         try:
-            _write_durably(temporary, data)
+            _write(temporary, data, durable)
             os.replace(temporary, final)
         except OSError as error:
             temporary.unlink(missing_ok=True)
             if error.errno in DISK_FULL:
                 raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
             raise
-        _fsync_directory(final.parent)
+        if durable:
+            _fsync_directory(final.parent)
         return blob
+
+    def sync(self) -> None:
+        """Make every blob written with ``durable=False`` durable (the whole file system is flushed)."""
+        descriptor = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _LIBC.syncfs(descriptor) != 0:
+                code = ctypes.get_errno()
+                error = OSError(code, os.strerror(code))
+                if code in DISK_FULL:
+                    raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
+                raise error
+        finally:
+            os.close(descriptor)
 
     def read(self, digest: bytes) -> bytes:
         """The content of a blob; ``FileNotFoundError`` if it is not stored."""
@@ -104,14 +132,15 @@ class BlobStore:
         return count
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes, durable: bool) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
             written = os.write(descriptor, view)
             view = view[written:]
-        os.fsync(descriptor)
+        if durable:
+            os.fsync(descriptor)
     finally:
         os.close(descriptor)
 
