@@ -52,7 +52,7 @@ from fastpacs.api.system import changes, clear_changes, statistics, system
 from fastpacs.api.timeouts import RequestBodyTimeout
 from fastpacs.api.timing import RequestTiming
 from fastpacs.api.tools import create_dicom, lookup
-from fastpacs.config import Config, decode_config, load_config
+from fastpacs.config import CONFIG_ENVIRONMENT_VARIABLE, Config, decode_config, load_config
 from fastpacs.dicom.ids import Level
 from fastpacs.imaging.cache import RenderedCache
 from fastpacs.imaging.warmup import prepare_kernel_cache
@@ -96,9 +96,6 @@ from fastpacs.storage.blobs import BlobStore
 from fastpacs.storage.lock import StoreLock
 
 logger = logging.getLogger(__name__)
-
-CONFIG_ENVIRONMENT_VARIABLE = "FASTPACS_CONFIG_JSON"
-"""How ``fastpacs serve`` hands the validated configuration to the server process."""
 
 MEGABYTE = 1024 * 1024
 

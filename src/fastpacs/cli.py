@@ -13,9 +13,14 @@ from granian.constants import Interfaces, Loops, SSLProtocols
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
-from fastpacs import ORTHANC_API_VERSION, __version__, ingest_cli
-from fastpacs.app import CONFIG_ENVIRONMENT_VARIABLE
-from fastpacs.config import Config, ConfigurationError, encode_config, load_config
+from fastpacs import ORTHANC_API_VERSION, __version__
+from fastpacs.config import (
+    CONFIG_ENVIRONMENT_VARIABLE,
+    Config,
+    ConfigurationError,
+    encode_config,
+    load_config,
+)
 from fastpacs.logs import LEVELS, configure_logging, parse_level
 
 logger = logging.getLogger("fastpacs")
@@ -84,11 +89,17 @@ def _http_options(config: Config) -> dict[str, Any]:
 
 
 def _ingest(arguments: argparse.Namespace) -> int:
+    from fastpacs import ingest_cli  # noqa: PLC0415 - see main()
+
     configure_logging(arguments.log_level)
     return ingest_cli.run(arguments)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line. The modules of the ingest command (pydicom, the whole pipeline) are imported
+    only for that command: ``serve`` runs in a parent process that lives as long as the server and
+    should hold no more than Granian's supervisor needs (the server itself runs in a forked worker)."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="fastpacs", description="DICOM server with Orthanc's REST API")
     parser.add_argument("--version", action="version", version=f"fastpacs {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", choices=LEVELS, help="overrides the LogLevel option")
     serve.set_defaults(handler=_serve)
     ingest = commands.add_parser("ingest", help="import DICOM files into a running server or a stopped store")
-    ingest_cli.add_arguments(ingest)
+    if argv[:1] == ["ingest"]:
+        from fastpacs import ingest_cli  # noqa: PLC0415 - see the docstring
+
+        ingest_cli.add_arguments(ingest)
     ingest.add_argument("--log-level", choices=LEVELS, default="warning", help="default: warning")
     ingest.set_defaults(handler=_ingest)
     arguments = parser.parse_args(argv)

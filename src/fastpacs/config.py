@@ -22,6 +22,8 @@ import msgspec
 logger = logging.getLogger(__name__)
 
 ENVIRONMENT_PREFIX = "FASTPACS__"
+CONFIG_ENVIRONMENT_VARIABLE = "FASTPACS_CONFIG_JSON"
+"""How ``fastpacs serve`` hands the validated configuration to the server process."""
 
 
 class ConfigurationError(Exception):
