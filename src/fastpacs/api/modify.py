@@ -1,4 +1,5 @@
-"""/modify and /anonymize at every level, /studies/{id}/split and /studies/{id}/merge."""
+"""/modify and /anonymize at every level, /studies/{id}/split and /studies/{id}/merge,
+/tools/bulk-modify and /tools/bulk-anonymize."""
 
 from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
@@ -62,6 +63,16 @@ async def merge_study(study_id: str, request: Request, services: Services) -> Re
     return json_response(answer)
 
 
+@post("/tools/bulk-modify", name="tools-bulk-modify", status_code=200)
+async def bulk_modify(request: Request, services: Services) -> Response[bytes]:
+    return json_response(await services.modify.bulk_modify(await request.body(), _origin(request)))
+
+
+@post("/tools/bulk-anonymize", name="tools-bulk-anonymize", status_code=200)
+async def bulk_anonymize(request: Request, services: Services) -> Response[bytes]:
+    return json_response(await services.modify.bulk_anonymize(await request.body(), _origin(request)))
+
+
 MODIFY_HANDLERS = [
     modify_instance,
     anonymize_instance,
@@ -72,4 +83,6 @@ MODIFY_HANDLERS = [
     ),
     split_study,
     merge_study,
+    bulk_modify,
+    bulk_anonymize,
 ]

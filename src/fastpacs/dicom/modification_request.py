@@ -24,6 +24,7 @@ from fastpacs.dicom.modification import (
     IDENTIFIER_TAGS,
     PATIENT_ID,
     PATIENT_NAME,
+    SERIES_INSTANCE_UID,
     STUDY_INSTANCE_UID,
     Modification,
     Replacement,
@@ -263,6 +264,22 @@ _LEVEL_CHECKS = (
         STUDY_INSTANCE_UID,
         "When modifying a series, the parent StudyInstanceUID cannot be manually modified",
     ),
+    # The instance level is given explicitly only by /tools/bulk-modify (the instance route deduces it).
+    (
+        Level.INSTANCE,
+        PATIENT_ID,
+        "When modifying an instance, the parent PatientID cannot be manually modified",
+    ),
+    (
+        Level.INSTANCE,
+        STUDY_INSTANCE_UID,
+        "When modifying an instance, the parent StudyInstanceUID cannot be manually modified",
+    ),
+    (
+        Level.INSTANCE,
+        SERIES_INSTANCE_UID,
+        "When modifying an instance, the parent SeriesInstanceUID cannot be manually modified",
+    ),
 )
 
 
@@ -275,7 +292,8 @@ def modification_level(builder: _Builder) -> Level:
 
 
 def parse_modify_request(request: dict[str, Any], level: Level | None) -> Modification:
-    """A /modify body; ``level`` is the resource's (``None`` for an instance: deduced from it)."""
+    """A /modify body; ``level`` is the resource's (``None``: deduced from the identifiers replaced, as
+    for an instance or a bulk request without ``Level``)."""
     force = boolean_member(request, "Force", False)
     builder = _Builder(Level.INSTANCE if level is None else level, anonymization=False)
     builder.remove_private_tags = boolean_member(request, "RemovePrivateTags", False)

@@ -10,6 +10,9 @@ the ``Content`` they answer, which is Orthanc's:
 - ResourceModification: ``Description``, ``FailedInstancesCount``, ``ID``,
   ``InstancesCount``, ``IsAnonymization``, ``Path``, ``PatientID`` (the
   Orthanc ID of the new parent patient), ``Type``, and ``Transcode`` when asked;
+  for /tools/bulk-modify and bulk-anonymize, ``Resources`` (every resource the
+  new instances belong to: ``ID``, ``Path``, ``Type``) instead of the four
+  about one resource;
 - SplitStudy: ``TargetStudy``, ``TargetStudyUID``;
 - MergeStudy: ``TargetStudy``.
 
@@ -65,6 +68,8 @@ class RunState(msgspec.Struct, kw_only=True):
     """SplitStudy: the StudyInstanceUID of the new study."""
     target_study: RawId = b""
     """MergeStudy: the study the resources are merged into."""
+    bulk: bool = False
+    """ResourceModification of /tools/bulk-modify or bulk-anonymize (answers ``Resources``)."""
     outcomes: list[IngestOutcome] = msgspec.field(default_factory=list)
     failed: int = 0
     processed: list[RawId] = msgspec.field(default_factory=list)
@@ -254,7 +259,9 @@ class ResourceModificationJob(ModificationJob):
         state = self.state
         level = Level(state.level)
         content = state.counts() | {"IsAnonymization": state.provenance == "AnonymizedFrom"}
-        if state.first is not None:
+        if state.bulk:
+            content["Resources"] = _resources_made(state.outcomes)
+        elif state.first is not None:
             rid = state.first.ids[level]
             content |= {
                 "ID": format_id(rid),
@@ -265,6 +272,15 @@ class ResourceModificationJob(ModificationJob):
         if state.transcode is not None:
             content["Transcode"] = state.transcode
         return content
+
+
+def _resources_made(outcomes: list[IngestOutcome]) -> list[dict[str, str]]:
+    """The instances stored and their parents, as Orthanc lists them: instances first, by ID in each level."""
+    return [
+        {"ID": format_id(rid), "Path": resource_path(level, rid), "Type": level.type_name}
+        for level in reversed(Level)
+        for rid in sorted({outcome.ids[level] for outcome in outcomes})
+    ]
 
 
 class SplitStudyJob(ModificationJob):

@@ -1,4 +1,5 @@
-"""Modify, anonymize, split and merge: the use cases behind /modify, /anonymize, /split and /merge.
+"""Modify, anonymize, split and merge: the use cases behind /modify, /anonymize, /split, /merge
+and /tools/bulk-modify, /tools/bulk-anonymize.
 
 Instance level: the modified file is the answer and nothing is stored.
 Patient, study and series level, split and merge: the instances concerned
@@ -7,6 +8,12 @@ any upload, by a job (:mod:`fastpacs.services.modification_jobs`); as in
 Orthanc, the request waits for its job and answers the job's content
 (``"Synchronous": true``, the default), or answers the job's ID at once
 (``"Asynchronous": true`` or ``"Synchronous": false``, with ``Priority``).
+
+A bulk request names resources of any level (``Resources``); every instance
+below them is modified by one ResourceModification job, at the level of
+``Level`` (bulk-modify; when absent: deduced from the identifiers replaced,
+as for an instance), and the answer lists every resource the new instances
+belong to.
 
 Every request is read, and refused when bad, before any instance is touched
 (:mod:`fastpacs.dicom.modification_request`); the number of a generated
@@ -41,6 +48,7 @@ from fastpacs.jobs.job import JobState
 from fastpacs.pool.modify import modify_stored_file
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.find import parse_level
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.services.modification_jobs import (
     INSTANCES_PER_WORKER,
@@ -118,7 +126,7 @@ class ModifyService:
         modification = parse_modify_request(request, level)
         return await self._resource(
             level=level,
-            public_id=public_id,
+            sources=self._sources_below(public_id),
             request=request,
             modification=modification,
             origin=origin,
@@ -130,11 +138,11 @@ class ModifyService:
     ) -> dict[str, Any]:
         request = decode_body(body)
         anonymization = parse_anonymize_request(request)
-        self._sources_below(public_id)  # an unknown resource consumes no generated name
+        sources = self._sources_below(public_id)  # an unknown resource consumes no generated name
         modification = await self._named(anonymization)
         return await self._resource(
             level=level,
-            public_id=public_id,
+            sources=sources,
             request=request,
             modification=modification,
             origin=origin,
@@ -145,23 +153,25 @@ class ModifyService:
         self,
         *,
         level: Level,
-        public_id: str,
+        sources: list[SourceInstance],
         request: dict[str, Any],
         modification: Modification,
         origin: Origin,
         provenance: str,
+        bulk: bool = False,
     ) -> dict[str, Any]:
         transcode = string_member(request, "Transcode")
         if transcode is not None and not is_transfer_syntax(transcode):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Unknown transfer syntax UID: {transcode}")
         state = self._state(
-            self._sources_below(public_id),
+            sources,
             modification,
             origin,
             keep_source=_boolean(request, "KeepSource", True),
             provenance=provenance,
             transcode=transcode,
             level=level,
+            bulk=bulk,
         )
         return await self._run(ResourceModificationJob(self.work, state), request)
 
@@ -173,6 +183,50 @@ class ModifyService:
             if record is None or rid is None:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
             return _instances_below(view, rid, Level(record.level))
+
+    # -- resources of any level at once: /tools/bulk-modify and /tools/bulk-anonymize
+
+    async def bulk_modify(self, body: bytes, origin: Origin) -> dict[str, Any]:
+        request = decode_body(body)
+        modification = parse_modify_request(request, None)
+        level = _bulk_level(request)
+        sources = self._bulk_sources(request)
+        if sources and level is not None:
+            # The rules of the level (a patient's PatientID must change, a study's must not...) are
+            # Orthanc's job's: they refuse instances, so a request without any passes.
+            modification = parse_modify_request(request, level)
+        return await self._resource(
+            level=modification.level,
+            sources=sources,
+            request=request,
+            modification=modification,
+            origin=origin,
+            provenance="ModifiedFrom",
+            bulk=True,
+        )
+
+    async def bulk_anonymize(self, body: bytes, origin: Origin) -> dict[str, Any]:
+        request = decode_body(body)
+        anonymization = parse_anonymize_request(request)  # ``Level`` is not read (as Orthanc)
+        sources = self._bulk_sources(request)  # unknown resources consume no generated name
+        modification = await self._named(anonymization)
+        return await self._resource(
+            level=modification.level,
+            sources=sources,
+            request=request,
+            modification=modification,
+            origin=origin,
+            provenance="AnonymizedFrom",
+            bulk=True,
+        )
+
+    def _bulk_sources(self, request: dict[str, Any]) -> list[SourceInstance]:
+        """Every instance below the ``Resources`` of a bulk request, each once."""
+        sources: dict[RawId, SourceInstance] = {}
+        for public_id in _strings(request, "Resources", required=True):
+            for source in self._sources_below(public_id):
+                sources.setdefault(source.ids[Level.INSTANCE], source)
+        return list(sources.values())
 
     # -- split and merge
 
@@ -254,6 +308,16 @@ def _synchronous(request: dict[str, Any]) -> bool:
     if "Synchronous" in request:
         return _boolean(request, "Synchronous", True)
     return not _boolean(request, "Asynchronous", False)
+
+
+def _bulk_level(request: dict[str, Any]) -> Level | None:
+    """The ``Level`` of a bulk request, ``None`` when absent."""
+    name = request.get("Level")
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Level")
+    return parse_level(name)
 
 
 def _priority(request: dict[str, Any]) -> int:
