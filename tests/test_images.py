@@ -24,7 +24,8 @@ from fastpacs.api.images import negotiate
 from fastpacs.errors import BareHttpError
 from fastpacs.imaging import kernels
 from fastpacs.imaging.cache import RenderedCache
-from fastpacs.imaging.encode import ImageFormat, encode_pam
+from fastpacs.imaging.encode import encode_pam
+from fastpacs.imaging.formats import ImageFormat
 from fastpacs.imaging.npy import npy_file
 from fastpacs.imaging.png import encode_png
 from fastpacs.imaging.warmup import CACHE_ENVIRONMENT_VARIABLE, compiled_signatures, prepare_kernel_cache

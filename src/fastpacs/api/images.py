@@ -17,8 +17,7 @@ from litestar.handlers import HTTPRouteHandler
 from fastpacs.api.responses import json_response, unknown_resource
 from fastpacs.dicom.ids import parse_id
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
-from fastpacs.imaging.encode import DEFAULT_JPEG_QUALITY, ImageFormat
-from fastpacs.imaging.render import Operation
+from fastpacs.imaging.formats import DEFAULT_JPEG_QUALITY, ImageFormat, Operation
 from fastpacs.services.registry import Services
 
 FRAME_OPERATIONS = [

@@ -15,7 +15,7 @@ from fastpacs.api.images import boolean_argument, frame_index, jpeg_quality, neg
 from fastpacs.api.responses import unknown_resource
 from fastpacs.dicom.ids import parse_id
 from fastpacs.errors import BareHttpError
-from fastpacs.pool.rendered import Rendering
+from fastpacs.imaging.formats import Rendering
 from fastpacs.services.registry import Services
 
 _SIZE = re.compile(r"[0-9]{1,5}")

@@ -34,6 +34,12 @@ from pydicom.uid import (
 )
 
 from fastpacs.imaging import kernels
+from fastpacs.imaging.formats import (
+    FrameOutOfRangeError,
+    NoPixelDataError,
+    UndecodableImageError,
+    number_of_frames,
+)
 
 PIXEL_DATA = 0x7FE00010
 
@@ -58,30 +64,6 @@ DECODER_ERRORS = (
     AttributeError,
 )
 """What pydicom and its codec plugins raise on pixel data they cannot decode."""
-
-
-class ImagingError(Exception):
-    """A frame that cannot be given in the form asked for."""
-
-
-class NoPixelDataError(ImagingError):
-    """The instance has no pixel data (a structured report, an RT plan, an encapsulated PDF...)."""
-
-
-class FrameOutOfRangeError(ImagingError):
-    """The frame index is not below the number of frames."""
-
-
-class UndecodableImageError(ImagingError):
-    """Pixel data that no codec can decode, or a pixel layout that makes no image."""
-
-
-class InvalidFrameCountError(ImagingError):
-    """NumberOfFrames is present but not a number (Orthanc: "Bad file format")."""
-
-
-class UnsupportedConversionError(ImagingError):
-    """A conversion the pixels do not allow (``image-uint8`` of a colour image, for instance)."""
 
 
 @dataclass(frozen=True)
@@ -113,17 +95,6 @@ def _number(dataset: Dataset, keyword: str, default: float) -> float:
         return default if value is None or value == "" else float(value)
     except (TypeError, ValueError):
         return default
-
-
-def number_of_frames(value: object) -> int:
-    """NumberOfFrames as Orthanc reads it: 1 when absent or empty, an error when not a number."""
-    text = "" if value is None else str(value).strip()
-    if not text:
-        return 1
-    try:
-        return max(int(text), 1)
-    except ValueError:
-        raise InvalidFrameCountError() from None
 
 
 def describe(dataset: Dataset) -> ImageDescription:

@@ -6,22 +6,12 @@ for a 512×512 RGB image at quality 90, 0.55 vs 0.38 ms for grayscale).
 """
 
 import io
-from enum import StrEnum
 
 import numpy as np
 from PIL import Image
 
+from fastpacs.imaging.formats import DEFAULT_JPEG_QUALITY, ImageFormat
 from fastpacs.imaging.png import encode_png
-
-DEFAULT_JPEG_QUALITY = 90
-
-
-class ImageFormat(StrEnum):
-    """Output formats, by media type."""
-
-    PNG = "image/png"
-    JPEG = "image/jpeg"
-    PAM = "image/x-portable-arbitrarymap"
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:

@@ -9,20 +9,11 @@
 Colour images have no ``image-*`` form (Orthanc answers 415).
 """
 
-from enum import StrEnum
-
 import numpy as np
 
 from fastpacs.imaging import kernels
-from fastpacs.imaging.decode import DecodedFrame, UnsupportedConversionError
-
-
-class Operation(StrEnum):
-    PREVIEW = "preview"
-    UINT8 = "image-uint8"
-    UINT16 = "image-uint16"
-    INT16 = "image-int16"
-
+from fastpacs.imaging.decode import DecodedFrame
+from fastpacs.imaging.formats import Operation, UnsupportedConversionError
 
 _CLAMPS: dict[Operation, tuple[type[np.integer], int, int]] = {
     Operation.UINT8: (np.uint8, 0, 255),

@@ -15,14 +15,15 @@ from pydicom.dataset import Dataset
 
 from fastpacs.dicom.parse import read_dataset
 from fastpacs.imaging import kernels
-from fastpacs.imaging.decode import ImageDescription, ImagingError, decode_frame, describe, raw_frame
-from fastpacs.imaging.encode import ImageFormat, encode_image
+from fastpacs.imaging.decode import ImageDescription, decode_frame, describe, raw_frame
+from fastpacs.imaging.encode import encode_image
+from fastpacs.imaging.formats import ImageFormat, ImagingError, Operation
 from fastpacs.imaging.matlab import matlab_text
 from fastpacs.imaging.npy import npy_file, npz_file
-from fastpacs.imaging.render import Operation, render
+from fastpacs.imaging.render import render
 from fastpacs.pool.tasks import read_blob
 
-PARSED_FILES_BUDGET = 256 * 1024 * 1024
+PARSED_FILES_BUDGET = 64 * 1024 * 1024
 """Bytes of parsed files a worker keeps for the next requests."""
 GZIP_LEVEL = 1
 

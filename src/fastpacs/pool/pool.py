@@ -7,15 +7,33 @@ caller.
 """
 
 import asyncio
+import importlib
 import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 from fastpacs.pool import tasks
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WorkerFunction:
+    """A function of a module only the workers import, named rather than imported.
+
+    ``pool.run(WorkerFunction("fastpacs.pool.images", "render_frame"), ...)`` runs
+    ``render_frame`` in a worker, which imports its module, without the server
+    process importing it (and the Numba kernels and decoders it pulls in).
+    """
+
+    module: str
+    name: str
+
+    def __call__(self, *args: object) -> object:
+        return getattr(importlib.import_module(self.module), self.name)(*args)
 
 
 def default_size() -> int:

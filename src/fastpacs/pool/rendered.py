@@ -12,27 +12,15 @@ keeps the aspect ratio within the requested box, sampling the nearest
 source pixel of each target pixel's centre (``smooth``: bilinear).
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from fastpacs.imaging.decode import DecodedFrame, ImageDescription, UnsupportedConversionError, decode_frame
-from fastpacs.imaging.encode import ImageFormat, encode_image
+from fastpacs.imaging.decode import DecodedFrame, ImageDescription, decode_frame
+from fastpacs.imaging.encode import encode_image
+from fastpacs.imaging.formats import ImageFormat, Rendering, UnsupportedConversionError
 from fastpacs.pool.images import _pixels
-
-
-@dataclass(frozen=True)
-class Rendering:
-    """What the request asks for; ``None`` means "from the file" or "unchanged"."""
-
-    window_center: float | None = None
-    window_width: float | None = None
-    width: int = 0
-    height: int = 0
-    smooth: bool = False
 
 
 def _first_number(dataset: Dataset, keyword: str) -> float | None:

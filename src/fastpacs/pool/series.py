@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fastpacs.imaging.decode import UndecodableImageError
+from fastpacs.imaging.formats import UndecodableImageError
 from fastpacs.imaging.npy import npy_file, npz_file
 from fastpacs.pool.images import _numpy_frame, _pixels
 

@@ -12,20 +12,23 @@ of range" for a bad frame index.
 from fastpacs.dicom.ids import Level, RawId
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
 from fastpacs.imaging.cache import RenderedCache
-from fastpacs.imaging.decode import (
+from fastpacs.imaging.formats import (
     FrameOutOfRangeError,
+    ImageFormat,
     ImagingError,
     InvalidFrameCountError,
+    Operation,
     UndecodableImageError,
     number_of_frames,
 )
-from fastpacs.imaging.encode import ImageFormat
-from fastpacs.imaging.render import Operation
 from fastpacs.index.database import Database
 from fastpacs.index.schema import Resource
-from fastpacs.pool import images as work
-from fastpacs.pool.pool import WorkerPool
+from fastpacs.pool.pool import WorkerFunction, WorkerPool
 
+_RENDER_FRAME = WorkerFunction("fastpacs.pool.images", "render_frame")
+_FRAME_BYTES = WorkerFunction("fastpacs.pool.images", "frame_bytes")
+_FRAME_MATLAB = WorkerFunction("fastpacs.pool.images", "frame_matlab")
+_FRAMES_NUMPY = WorkerFunction("fastpacs.pool.images", "frames_numpy")
 RENDERED_CACHE_BYTES = 64 * 1024 * 1024
 
 UNSUPPORTED_MEDIA_TYPE = 415
@@ -90,7 +93,7 @@ class ImageService:
         if cached is not None:
             return cached[0]
         try:
-            body = await self.pool.run(work.render_frame, *key)
+            body = await self.pool.run(_RENDER_FRAME, *key)
         except ImagingError:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         self.cache.put(key, body, image_format.value)
@@ -100,14 +103,14 @@ class ImageService:
         """``/frames/{i}/raw`` and ``raw.gz``: the body and its content type."""
         digest = self._known_digest(rid)
         try:
-            return await self.pool.run(work.frame_bytes, digest, frame, compress)
+            return await self.pool.run(_FRAME_BYTES, digest, frame, compress)
         except ImagingError as error:
             raise _not_decodable(error) from None
 
     async def matlab(self, rid: RawId, frame: int) -> bytes:
         digest = self._known_digest(rid)
         try:
-            return await self.pool.run(work.frame_matlab, digest, frame)
+            return await self.pool.run(_FRAME_MATLAB, digest, frame)
         except ImagingError as error:
             raise _not_decodable(error, bad_frame_count=ErrorCode.NOT_IMPLEMENTED) from None
 
@@ -115,6 +118,6 @@ class ImageService:
         """``.npy`` of one frame, or of all frames when ``frame`` is ``None``."""
         digest = self._known_digest(rid)
         try:
-            return await self.pool.run(work.frames_numpy, digest, frame, rescale, compress)
+            return await self.pool.run(_FRAMES_NUMPY, digest, frame, rescale, compress)
         except ImagingError as error:
             raise _not_decodable(error) from None

@@ -2,15 +2,21 @@
 
 from fastpacs.dicom.ids import Level, RawId, parse_id
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
-from fastpacs.imaging.decode import ImagingError, InvalidFrameCountError, number_of_frames
-from fastpacs.imaging.encode import ImageFormat
+from fastpacs.imaging.formats import (
+    ImageFormat,
+    ImagingError,
+    InvalidFrameCountError,
+    Rendering,
+    number_of_frames,
+)
 from fastpacs.index.database import Database
-from fastpacs.pool.pool import WorkerPool
-from fastpacs.pool.rendered import Rendering, render_windowed
-from fastpacs.pool.series import series_numpy
+from fastpacs.pool.pool import WorkerFunction, WorkerPool
 from fastpacs.services.slices import SliceService
 
 UNSUPPORTED_MEDIA_TYPE = 415
+
+_RENDER_WINDOWED = WorkerFunction("fastpacs.pool.rendered", "render_windowed")
+_SERIES_NUMPY = WorkerFunction("fastpacs.pool.series", "series_numpy")
 
 
 class RenderedService:
@@ -35,7 +41,7 @@ class RenderedService:
             raise BareHttpError(404 if count == 1 else UNSUPPORTED_MEDIA_TYPE)
         try:
             return await self.pool.run(
-                render_windowed, record.blob.digest, frame, rendering, image_format, quality
+                _RENDER_WINDOWED, record.blob.digest, frame, rendering, image_format, quality
             )
         except ImagingError:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
@@ -56,6 +62,6 @@ class RenderedService:
             for frame in range(first, first + count)
         ]
         try:
-            return await self.pool.run(series_numpy, slices, rescale, compress)
+            return await self.pool.run(_SERIES_NUMPY, slices, rescale, compress)
         except ImagingError as error:
             raise OrthancError(ErrorCode.NOT_IMPLEMENTED, str(error) or None) from None

@@ -21,7 +21,7 @@ from typing import Any
 
 from fastpacs.dicom.ids import Level, RawId, format_id
 from fastpacs.errors import ErrorCode, OrthancError
-from fastpacs.imaging.decode import InvalidFrameCountError, number_of_frames
+from fastpacs.imaging.formats import InvalidFrameCountError, number_of_frames
 from fastpacs.index.database import Database
 from fastpacs.index.schema import Resource
 
