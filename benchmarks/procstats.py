@@ -6,7 +6,11 @@ spawned pool processes and their resource tracker), so one PID says little.
 it spawns stays in that session: the monitor reads ``/proc/PID/stat`` of the
 processes whose session is the server's, ten times a second, and keeps
 
-- the resident memory summed over the tree, and its peak;
+- the memory of the tree, and its peak: the proportional set size (PSS) summed
+  over its processes, i.e. resident memory with each shared page split among
+  the processes that share it. Summing resident sizes (RSS) would count the
+  pages of shared libraries and copy-on-write memory once per process; for a
+  single-process server such as Orthanc, PSS and RSS are the same;
 - the CPU ticks of every process ever seen, so that a window's CPU time
   counts processes that started or ended inside it.
 """
@@ -20,8 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PROC = Path("/proc")
+
+
+def proportional_memory(pid: int) -> int:
+    """PSS of one process in bytes (``/proc/PID/smaps_rollup``); 0 if it has exited meanwhile."""
+    try:
+        with open(PROC / str(pid) / "smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0
 
 
 @dataclass(frozen=True)
@@ -30,7 +45,6 @@ class ProcessSample:
     session: int
     start_time: int
     cpu_ticks: int
-    rss_pages: int
 
 
 def read_process(pid: int) -> ProcessSample | None:
@@ -41,13 +55,12 @@ def read_process(pid: int) -> ProcessSample | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its last ")".
     fields = text[text.rindex(")") + 2 :].split()
-    # Fields from 3 on (man 5 proc): state, ppid, pgrp, session... utime=14, stime=15, starttime=22, rss=24.
+    # Fields from 3 on (man 5 proc): state, ppid, pgrp, session... utime=14, stime=15, starttime=22.
     return ProcessSample(
         pid=pid,
         session=int(fields[3]),
         start_time=int(fields[19]),
         cpu_ticks=int(fields[11]) + int(fields[12]),
-        rss_pages=int(fields[21]),
     )
 
 
@@ -110,10 +123,10 @@ class ProcessTreeMonitor:
         return [sample for sample in samples if sample is not None and sample.session == self.session]
 
     def sample(self, full: bool = True) -> int:
-        """Read the tree now (``full``: look for new processes too); returns its resident memory in bytes."""
+        """Read the tree now (``full``: look for new processes too); returns its memory (PSS) in bytes."""
         processes = session_processes(self.session) if full else self._known_processes()
         self._pids = [process.pid for process in processes]
-        rss = sum(process.rss_pages for process in processes) * PAGE_SIZE
+        rss = sum(proportional_memory(process.pid) for process in processes)
         with self._lock:
             for process in processes:
                 self._cpu_ticks[(process.pid, process.start_time)] = process.cpu_ticks

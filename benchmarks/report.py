@@ -70,7 +70,7 @@ HEADERS = [
     "p50 ms",
     "p99 ms",
     "errors",
-    "peak RSS MB",
+    "peak memory MB",
     "server CPU %",
     "client CPU %",
     "fastpacs ×",

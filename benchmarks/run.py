@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     peaks = ", ".join(
         f"{name} {entry['peak_rss'] / 1e6:.0f} MB" for name, entry in suite.servers_record.items()
     )
-    print(f"\npeak RSS over each server's whole life: {peaks}")
+    print(f"\npeak memory (PSS) over each server's whole life: {peaks}")
     if notes := report.notes(rows):
         print(f"\nnotes:\n{notes}")
     path = arguments.results / f"{datetime.now():%Y%m%d-%H%M%S}-{info['commit'] or 'nocommit'}.json"

@@ -217,7 +217,7 @@ def test_monitor_measures_the_cpu_of_a_whole_session():
     cpu, peak = monitor.close_window(window)
     monitor.stop()
     assert cpu >= 0.35
-    assert peak > 10_000_000  # two Python interpreters
+    assert peak > 4_000_000  # two Python interpreters (PSS: their shared pages counted once)
     own = read_process(os.getpid())
     assert own is not None and own.pid == os.getpid()
 
