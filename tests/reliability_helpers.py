@@ -1,4 +1,4 @@
-"""What the reliability tests share: unique instances, C-STORE senders, the store's own check, RSS.
+"""What the reliability tests share: unique instances, C-STORE senders, the store's own check, memory.
 
 The consistency check looks at both sides of a store: what the REST API
 shows (instances, their files, /statistics) and what lies in the storage
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pydicom
-from benchmarks.procstats import PAGE_SIZE, session_processes
+from benchmarks.procstats import proportional_memory, session_processes
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, build_context
@@ -181,10 +181,14 @@ def check_store(server: ServerProcess, http: httpx.Client, storage: Path | None 
     return StoreFigures(instances=len(instances), blobs=len(blobs), disk_size=disk_size)
 
 
-def tree_rss(server: ServerProcess) -> int:
-    """Resident memory of the server's whole process tree (its session), in bytes."""
+def tree_memory(server: ServerProcess) -> int:
+    """Memory of the server's whole process tree (its session) in bytes: PSS summed over its processes.
+
+    PSS splits each shared page among the processes sharing it, so the pool's
+    shared libraries and copy-on-write pages count once, as in the benchmarks.
+    """
     assert server.process is not None
-    return sum(process.rss_pages for process in session_processes(server.process.pid)) * PAGE_SIZE
+    return sum(proportional_memory(process.pid) for process in session_processes(server.process.pid))
 
 
 def megabytes(size: int) -> str:

@@ -55,7 +55,7 @@ from pynetdicom.sop_class import CTImageStorage
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import ServerProcess, fastpacs_server
 from tests.conftest import pydicom_file
-from tests.reliability_helpers import check_store, environment_number, megabytes, tree_rss
+from tests.reliability_helpers import check_store, environment_number, megabytes, tree_memory
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ SHARES = {"dicom": 0.2, "zip": 0.12, "c-store": 0.15, "json": 0.33, "paths": 0.2
 """How the budget is split between the kinds of input."""
 EXAMPLES_PER_RUN = 15
 MAXIMUM_UPLOAD_MB = 64
-RSS_GROWTH_LIMIT = 300 * 1024 * 1024
+MEMORY_GROWTH_LIMIT = 300 * 1024 * 1024
 """The server tree may grow this much over the whole run (caches, pool workers warming up)."""
 
 ORTHANC_500S = {
@@ -426,7 +426,7 @@ def test_hostile_input_never_gets_an_unexplained_server_error(target: ServerProc
     log_start = target.log_path.stat().st_size
     with httpx.Client(base_url=target.base_url, timeout=120) as http:
         seeds = seed(http)
-        rss_start = tree_rss(target)
+        memory_start = tree_memory(target)
         routes = http.get("/openapi.json").json()["paths"]
         started = time.monotonic()
 
@@ -438,7 +438,7 @@ def test_hostile_input_never_gets_an_unexplained_server_error(target: ServerProc
         elapsed = time.monotonic() - started
 
         assert http.get("/system").status_code == 200, "the server stopped answering"
-        rss_end = tree_rss(target)
+        memory_end = tree_memory(target)
         for instance, digest in seeds.files.items():
             assert hashlib.sha256(http.get(f"/instances/{instance}/file").content).hexdigest() == digest
         figures = check_store(target, http)
@@ -452,13 +452,14 @@ def test_hostile_input_never_gets_an_unexplained_server_error(target: ServerProc
         f"{ {f'{status:#06x}': count for status, count in verdicts.dimse.items()} }; "
         f"Orthanc's own 500s by OrthancStatus {verdicts.orthanc_500s}; "
         f"unexplained 5xx {len(verdicts.server_errors)}; "
-        f"unhandled exceptions logged {len(unhandled)}; server tree RSS start {megabytes(rss_start)}, "
-        f"peak {megabytes(monitor.lifetime_peak_rss)}, end {megabytes(rss_end)}; "
+        f"unhandled exceptions logged {len(unhandled)}; server tree memory (PSS) "
+        f"start {megabytes(memory_start)}, peak {megabytes(monitor.lifetime_peak_rss)}, "
+        f"end {megabytes(memory_end)}; "
         f"{figures.instances} instances stored, consistent"
     )
     assert verdicts.server_errors == [], "\n".join(verdicts.server_errors[:20])
     assert unhandled == [], "\n".join(unhandled[:10])
-    assert rss_end - rss_start < RSS_GROWTH_LIMIT
+    assert memory_end - memory_start < MEMORY_GROWTH_LIMIT
     assert not Path("/tmp/fastpacs-fuzz-escape.dcm").exists()
 
 
