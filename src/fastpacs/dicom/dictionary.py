@@ -95,6 +95,7 @@ _NAMED_GROUP_LENGTHS = (0x0000, 0x0002)
 """Groups whose length element has a name of its own (command, file meta)."""
 
 
+@lru_cache(maxsize=65536)
 def _entry(tag: int, creator: str | None) -> Entry | None:
     if tag & 0xFFFF == 0 and tag >> 16 not in _NAMED_GROUP_LENGTHS:
         return PRIVATE_GROUP_LENGTH if is_private(tag) else GENERIC_GROUP_LENGTH

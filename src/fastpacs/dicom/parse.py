@@ -136,8 +136,7 @@ def read_dataset(data: bytes) -> Dataset:
 def _is_complete(dataset: Dataset, size: int | None) -> bool:
     """True when the dataset has content and no element claims bytes beyond the end of the data."""
     has_content = False
-    for tag in dataset.keys():  # noqa: SIM118 - iterating a Dataset would convert every element
-        element = dataset.get_item(tag)
+    for tag, element in dataset.items():  # the elements as read, none converted
         if tag >> 16 >= 0x0008:
             has_content = True
         if (

@@ -8,6 +8,7 @@ strings, lists of items, ``null``; when names collide the last element wins.
 Short form (``?short``): tags as keys, values as in the simplified form.
 """
 
+from functools import lru_cache
 from typing import Any
 
 from pydicom.dataelem import RawDataElement
@@ -16,7 +17,6 @@ from pydicom.dataset import Dataset
 from fastpacs.dicom.dictionary import (
     attribute_name,
     dictionary_vr,
-    is_private,
     is_private_creator,
     private_creator_tag,
 )
@@ -29,6 +29,7 @@ SPECIFIC_CHARACTER_SET = 0x00080005
 PIXEL_REPRESENTATION = 0x00280103
 
 
+@lru_cache(maxsize=65536)
 def tag_key(tag: int) -> str:
     return f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
 
@@ -44,57 +45,56 @@ class TagWalker:
         """Tags whose long values are given in full instead of ``TooLong``."""
 
     def full(self, dataset: Dataset, encodings: list[str] | None = None) -> TagJson:
+        # Dataset.items() gives the elements as read (RawDataElement), keyed by pydicom's
+        # BaseTag; plain ints make every comparison below a C call instead of a Python one.
+        elements = {int(tag): element for tag, element in dataset.items()}
         encodings = encodings or self.encodings
-        if SPECIFIC_CHARACTER_SET in dataset:
-            own = self._raw_text(dataset, SPECIFIC_CHARACTER_SET)
+        if SPECIFIC_CHARACTER_SET in elements:
+            own = _raw_text(elements[SPECIFIC_CHARACTER_SET])
             if own:
                 encodings = python_encodings(own, self.default_character_set)
+        context = _DatasetContext(dataset, elements, encodings)
         answer: TagJson = {}
-        for key in dataset.keys():  # noqa: SIM118 - iterating a Dataset would convert every element
-            tag = int(key)  # pydicom's BaseTag makes every comparison a Python call
-            if tag == DATA_SET_TRAILING_PADDING:
-                continue
-            answer[tag_key(tag)] = self._element(dataset, tag, encodings)
+        for tag, element in elements.items():
+            if tag != DATA_SET_TRAILING_PADDING:
+                answer[tag_key(tag)] = self._element(context, tag, element)
         return answer
 
-    @staticmethod
-    def _raw_text(dataset: Dataset, tag: int) -> str:
-        value = dataset.get_item(tag).value
-        if isinstance(value, bytes):
-            return value.decode("latin-1").rstrip(" \x00")
-        if isinstance(value, str) or value is None:
-            return value or ""
-        return "\\".join(str(item) for item in value)  # pydicom's MultiValue
-
-    def _creator(self, dataset: Dataset, tag: int, encodings: list[str]) -> str | None:
+    def _creator(self, context: "_DatasetContext", tag: int) -> str | None:
+        """The private creator of a private element's block (looked up once per block)."""
         creator_tag = private_creator_tag(tag)
-        if creator_tag not in dataset:
-            return None
-        element = dataset.get_item(creator_tag)
-        raw = element.value
-        if isinstance(raw, bytes):
-            text = format_value(raw, "LO", encodings, self.little_endian)
-            return text if isinstance(text, str) else None
-        return str(raw)
-
-    def _element(self, dataset: Dataset, tag: int, encodings: list[str]) -> TagJson:
-        element = dataset.get_item(tag)
+        if creator_tag in context.creators:
+            return context.creators[creator_tag]
+        element = context.elements.get(creator_tag)
         creator = None
-        if is_private(tag) and not is_private_creator(tag) and tag & 0xFFFF:
-            creator = self._creator(dataset, tag, encodings)
+        if element is not None:
+            raw = element.value
+            if isinstance(raw, bytes):
+                text = format_value(raw, "LO", context.encodings, self.little_endian)
+                creator = text if isinstance(text, str) else None
+            else:
+                creator = str(raw)
+        context.creators[creator_tag] = creator
+        return creator
+
+    def _element(self, context: "_DatasetContext", tag: int, element: Any) -> TagJson:
+        creator = None
+        if tag & 0x10000 and tag & 0xFFFF and not is_private_creator(tag):  # private data element
+            creator = self._creator(context, tag)
         entry: TagJson = {"Name": attribute_name(tag, creator)}
         if creator is not None:
             entry["PrivateCreator"] = creator
         vr = element.VR if element.VR else dictionary_vr(tag, creator)
         if vr == "SQ":
-            items = dataset[tag].value or []
+            items = context.dataset[tag].value or []
             entry["Type"] = "Sequence"
-            entry["Value"] = [self.full(item, encodings) for item in items]
+            entry["Value"] = [self.full(item, context.encodings) for item in items]
             return entry
-        raw = element.value if isinstance(element, RawDataElement) else _converted_bytes(element)
+        is_raw = isinstance(element, RawDataElement)
+        raw = element.value if is_raw else _converted_bytes(element)
         if vr == "US or SS":
-            vr = "SS" if self._pixel_representation(dataset) == 1 else "US"
-        if raw is None and not isinstance(element, RawDataElement):
+            vr = "SS" if self._pixel_representation(context) == 1 else "US"
+        if raw is None and not is_raw:
             entry["Type"], entry["Value"] = "String", _converted_text(element)
             return entry
         strip = True
@@ -106,7 +106,7 @@ class TagWalker:
             # Orthanc reads a UN element of a known text attribute as text, padding included.
             vr, strip = dictionary_vr(tag, None), False
         text = format_value(
-            raw, vr, encodings, self.little_endian, limit=tag not in self.ignore_length, strip=strip
+            raw, vr, context.encodings, self.little_endian, limit=tag not in self.ignore_length, strip=strip
         )
         if text is None:
             entry["Type"], entry["Value"] = "Null", None
@@ -116,13 +116,36 @@ class TagWalker:
             entry["Type"], entry["Value"] = "String", text
         return entry
 
-    def _pixel_representation(self, dataset: Dataset) -> int:
-        if PIXEL_REPRESENTATION not in dataset:
+    def _pixel_representation(self, context: "_DatasetContext") -> int:
+        element = context.elements.get(PIXEL_REPRESENTATION)
+        if element is None:
             return 0
-        raw = dataset.get_item(PIXEL_REPRESENTATION).value
+        raw = element.value
         if isinstance(raw, bytes) and len(raw) >= 2:
             return int.from_bytes(raw[:2], "little" if self.little_endian else "big")
         return int(raw or 0)
+
+
+class _DatasetContext:
+    """One dataset being walked: its elements by tag, its character set, its private creators."""
+
+    __slots__ = ("creators", "dataset", "elements", "encodings")
+
+    def __init__(self, dataset: Dataset, elements: dict[int, Any], encodings: list[str]):
+        self.dataset = dataset
+        self.elements = elements
+        self.encodings = encodings
+        self.creators: dict[int, str | None] = {}
+
+
+def _raw_text(element: Any) -> str:
+    """An element's text without charset handling (for SpecificCharacterSet itself)."""
+    value = element.value
+    if isinstance(value, bytes):
+        return value.decode("latin-1").rstrip(" \x00")
+    if isinstance(value, str) or value is None:
+        return value or ""
+    return "\\".join(str(item) for item in value)  # pydicom's MultiValue
 
 
 def _converted_bytes(element: Any) -> bytes | None:
