@@ -3,6 +3,9 @@
 * ``X-HTTP-Method-Override: PUT`` or ``DELETE`` (any case) turns a request
   of any method into that method, for clients that can only send GET and
   POST; any other value is an empty 400, as in Orthanc.
+* A request body sent with ``Content-Encoding: gzip`` (an Orthanc peer with
+  ``"Compress": true``) is inflated on its way in, in pieces, so that the
+  upload size limit applies to the inflated bytes.
 * With ``HttpCompressionEnabled`` (the default), an answer is gzipped when
   the client accepts gzip (``Accept-Encoding``), as Orthanc does, except
   small ones and ones already compressed. Measured on this (shared,
@@ -18,6 +21,7 @@
   bodies, and streamed answers (more than one body message).
 """
 
+import zlib
 from collections.abc import Callable
 
 from isal import igzip
@@ -26,6 +30,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 OVERRIDE_HEADER = b"x-http-method-override"
 OVERRIDABLE = {b"PUT": "PUT", b"DELETE": "DELETE"}
+INFLATED_PIECE = 1024 * 1024
+"""Bytes of an inflated request body handed on at once (the body size limit counts them)."""
 MINIMUM_COMPRESSED_SIZE = 1400
 """Bytes: about one TCP segment of payload on Ethernet."""
 COMPRESSION_LEVEL = 0
@@ -68,7 +74,10 @@ class HttpConventions:
             return
         accepts_gzip = False
         for name, value in scope["headers"]:
-            if name == OVERRIDE_HEADER:
+            if name == b"content-encoding" and value.strip().lower() == b"gzip":
+                scope = {**scope, "headers": _without_body_encoding(scope["headers"])}
+                receive = _GunzipReceiver(receive).receive
+            elif name == OVERRIDE_HEADER:
                 method = OVERRIDABLE.get(value.strip().upper())
                 if method is None:
                     await _bad_request(send)
@@ -79,6 +88,40 @@ class HttpConventions:
         if accepts_gzip:
             send = _GzipSender(send).send
         await self.app(scope, receive, send)
+
+
+def _without_body_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The request headers once the body is inflated: its encoding and encoded length no longer apply."""
+    return [(name, value) for name, value in headers if name not in (b"content-encoding", b"content-length")]
+
+
+class _GunzipReceiver:
+    """Inflates a gzip request body as it arrives, at most :data:`INFLATED_PIECE` bytes at a time."""
+
+    def __init__(self, receive: Receive):
+        self._receive = receive
+        self._inflater = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self._last = False
+
+    async def receive(self) -> Message:
+        while not self._pending and not self._last:
+            message = await self._receive()
+            if message["type"] != "http.request":
+                return message
+            self._last = not message.get("more_body", False)
+            try:
+                self._pending = self._inflater.decompress(message.get("body", b""), INFLATED_PIECE)
+            except zlib.error:  # not gzip after all: the route sees a truncated body and refuses it
+                self._pending, self._last = b"", True
+        if self._pending:
+            piece, self._pending = (
+                self._pending,
+                self._inflater.decompress(self._inflater.unconsumed_tail, INFLATED_PIECE),
+            )
+            more = bool(self._pending or self._inflater.unconsumed_tail) or not self._last
+            return {"type": "http.request", "body": piece, "more_body": more}
+        return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def http_conventions_installer(compression_enabled: bool) -> Callable[[Litestar], None]:
