@@ -180,7 +180,7 @@ class PendingState(Protocol):
 
 
 class RepairState(Protocol):
-    """What the start-up check found and removed (:class:`fastpacs.services.consistency.ConsistencyReport`)."""
+    """What the start-up check found and removed (see ``services.consistency.ConsistencyReport``)."""
 
     temporary_files_removed: int
     orphan_blobs_removed: int

@@ -20,6 +20,7 @@ from fastpacs.api.responses import json_response
 from fastpacs.dicom.ids import Level, RawId, parse_id
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.services.registry import Services
+from fastpacs.services.request_fields import boolean_field, is_synchronous, priority_field
 
 
 class ArchiveOptions(msgspec.Struct):
@@ -37,28 +38,13 @@ def _decode(body: bytes) -> Any:
 def _options(document: dict[str, Any], extended: bool = False) -> ArchiveOptions:
     """``Synchronous`` (or, when absent, the opposite of ``Asynchronous``), ``Priority`` and ``Extended``
     (``extended`` when absent)."""
-    options = ArchiveOptions(extended=extended)
-    if "Extended" in document:
-        options.extended = _boolean(document, "Extended")
-    if "Synchronous" in document:
-        options.synchronous = _boolean(document, "Synchronous")
-    elif "Asynchronous" in document:
-        options.synchronous = not _boolean(document, "Asynchronous")
-    if "Priority" in document:
-        priority = document["Priority"]
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Integer value expected in field: Priority")
-        options.priority = priority
     if "Transcode" in document:
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "fastpacs cannot transcode the files of an archive")
-    return options
-
-
-def _boolean(document: dict[str, Any], name: str) -> bool:
-    value = document[name]
-    if not isinstance(value, bool):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {name}")
-    return value
+    return ArchiveOptions(
+        synchronous=is_synchronous(document),
+        priority=priority_field(document),
+        extended=boolean_field(document, "Extended", extended),
+    )
 
 
 def _resource_ids(value: Any) -> list[RawId]:

@@ -3,13 +3,13 @@
 from litestar import Request, Response, delete, get
 
 from fastpacs.api.responses import empty_ok, flag, json_response
-from fastpacs.api.system import _since_and_limit  # the same reading of since/limit as /changes
+from fastpacs.api.system import since_and_limit  # the same reading of since/limit as /changes
 from fastpacs.services.registry import Services
 
 
 @get("/exports", name="exports")
 async def exports(request: Request, services: Services) -> Response[bytes]:
-    since, limit = _since_and_limit(request.query_params.get("since"), request.query_params.get("limit"))
+    since, limit = since_and_limit(request.query_params.get("since"), request.query_params.get("limit"))
     return json_response(services.exports.entries(since, limit, flag(request, "last")))
 
 

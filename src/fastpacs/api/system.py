@@ -42,7 +42,7 @@ async def statistics(services: Services) -> Response[bytes]:
 
 @get("/changes", name="changes")
 async def changes(request: Request, services: Services) -> Response[bytes]:
-    since, limit = _since_and_limit(request.query_params.get("since"), request.query_params.get("limit"))
+    since, limit = since_and_limit(request.query_params.get("since"), request.query_params.get("limit"))
     return json_response(services.changes.changes(since, limit, flag(request, "last")))
 
 
@@ -52,7 +52,7 @@ async def clear_changes(services: Services) -> Response[bytes]:
     return empty_ok()
 
 
-def _since_and_limit(since_text: str | None, limit_text: str | None) -> tuple[int, int]:
+def since_and_limit(since_text: str | None, limit_text: str | None) -> tuple[int, int]:
     """/changes reads ``since`` then ``limit`` and keeps the defaults from the first malformed one.
 
     As in Orthanc, a malformed number is not an error: ``?limit=many`` keeps the

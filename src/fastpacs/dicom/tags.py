@@ -13,6 +13,7 @@ from typing import Any
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from fastpacs.dicom.dictionary import (
     attribute_name,
@@ -160,9 +161,9 @@ def _converted_text(element: Any) -> str:
     value = element.value
     if value is None:
         return ""
-    if isinstance(value, str | int | float):
-        return str(value).rstrip(" \x00")
-    return "\\".join(str(item) for item in value)  # pydicom's MultiValue
+    if isinstance(value, MultiValue):
+        return "\\".join(str(item) for item in value)
+    return str(value).rstrip(" \x00")  # str, numbers, PersonName, UID...
 
 
 def simplify(full: TagJson) -> TagJson:

@@ -36,6 +36,7 @@ from fastpacs.jobs.engine import JobEngine
 from fastpacs.jobs.job import Job, JobState
 from fastpacs.net.scu import DicomNetworkError, RemoteNode, StoreAssociation, StoredInstance, is_store_success
 from fastpacs.services.modalities import ModalityRegistry
+from fastpacs.services.request_fields import boolean_field, integer_field, is_synchronous
 from fastpacs.services.resources import resource_path
 from fastpacs.storage.blobs import BlobStore
 
@@ -193,37 +194,19 @@ def parse_store_request(body: bytes) -> StoreRequest:
     if not all(isinstance(item, str) for item in resources):
         raise _store_error("Resources to be exported must be specified as a JSON array of strings")
     request = StoreRequest(resources=[item.strip() for item in resources])
-    request.synchronous = _synchronous(document)
-    request.priority = _integer(document, "Priority", 0)
-    request.permissive = _boolean(document, "Permissive", False)
+    request.synchronous = is_synchronous(document)
+    request.priority = integer_field(document, "Priority", 0)
+    request.permissive = boolean_field(document, "Permissive", False)
     if isinstance(document.get("LocalAet"), str):
         request.local_aet = document["LocalAet"]
     if "Timeout" in document:
-        request.timeout = _integer(document, "Timeout", 0)
+        request.timeout = integer_field(document, "Timeout", 0)
     if isinstance(document.get("MoveOriginatorAet"), str):
-        request.move_originator = (document["MoveOriginatorAet"], _integer(document, "MoveOriginatorID", 0))
+        request.move_originator = (
+            document["MoveOriginatorAet"],
+            integer_field(document, "MoveOriginatorID", 0),
+        )
     return request
-
-
-def _boolean(document: dict[str, Any], name: str, default: bool) -> bool:
-    value = document.get(name, default)
-    if not isinstance(value, bool):
-        raise _store_error(f"Boolean value expected in field: {name}")
-    return value
-
-
-def _integer(document: dict[str, Any], name: str, default: int) -> int:
-    value = document.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _store_error(f"Integer value expected in field: {name}")
-    return value
-
-
-def _synchronous(document: dict[str, Any]) -> bool:
-    """Orthanc's rule: ``Synchronous`` wins, else not ``Asynchronous``, else synchronous."""
-    if "Synchronous" in document:
-        return _boolean(document, "Synchronous", True)
-    return not _boolean(document, "Asynchronous", False)
 
 
 def stored_instances(view: IndexView, storage: BlobStore, level: Level, rid: RawId) -> list[StoredInstance]:

@@ -61,6 +61,7 @@ from fastpacs.services.modification_jobs import (
     SourceInstance,
     SplitStudyJob,
 )
+from fastpacs.services.request_fields import boolean_field, is_synchronous, priority_field
 
 
 class ModifyService:
@@ -167,7 +168,7 @@ class ModifyService:
             sources,
             modification,
             origin,
-            keep_source=_boolean(request, "KeepSource", True),
+            keep_source=boolean_field(request, "KeepSource", True),
             provenance=provenance,
             transcode=transcode,
             level=level,
@@ -241,7 +242,7 @@ class ModifyService:
             raise OrthancError(
                 ErrorCode.BAD_REQUEST, 'Both the "Series" and the "Instances" fields are missing'
             )
-        keep_source = _boolean(request, "KeepSource", False)
+        keep_source = boolean_field(request, "KeepSource", False)
         remove = _strings(request, "Remove")
         replace = request.get("Replace", {})
         if not isinstance(replace, dict) or not all(isinstance(value, str) for value in replace.values()):
@@ -263,7 +264,7 @@ class ModifyService:
                 )
             target_values = _module_values(view, study)
             sources = _merge_sources(view, study, _strings(request, "Resources", required=True))
-        keep_source = _boolean(request, "KeepSource", False)
+        keep_source = boolean_field(request, "KeepSource", False)
         modification = merge_modification(target_values)
         state = self._state(sources, modification, origin, keep_source=keep_source, target_study=study)
         return await self._run(MergeStudyJob(self.work, state), request)
@@ -280,8 +281,8 @@ class ModifyService:
 
     async def _run(self, job: ModificationJob, request: dict[str, Any]) -> dict[str, Any]:
         """The job's content once it has run (synchronous), or its ID (asynchronous), as Orthanc answers."""
-        synchronous = _synchronous(request)
-        priority = _priority(request)
+        synchronous = is_synchronous(request)
+        priority = priority_field(request)
         if self.engine is None:
             if not synchronous:
                 raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "No job engine to run asynchronous requests")
@@ -296,20 +297,6 @@ class ModifyService:
         return job.content()
 
 
-def _boolean(request: dict[str, Any], name: str, default: bool) -> bool:
-    value = request.get(name, default)
-    if not isinstance(value, bool):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {name}")
-    return value
-
-
-def _synchronous(request: dict[str, Any]) -> bool:
-    """Orthanc's rule: ``Synchronous`` if given, else the opposite of ``Asynchronous``, else synchronous."""
-    if "Synchronous" in request:
-        return _boolean(request, "Synchronous", True)
-    return not _boolean(request, "Asynchronous", False)
-
-
 def _bulk_level(request: dict[str, Any]) -> Level | None:
     """The ``Level`` of a bulk request, ``None`` when absent."""
     name = request.get("Level")
@@ -318,13 +305,6 @@ def _bulk_level(request: dict[str, Any]) -> Level | None:
     if not isinstance(name, str):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Level")
     return parse_level(name)
-
-
-def _priority(request: dict[str, Any]) -> int:
-    value = request.get("Priority", 0)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Integer value expected in field: Priority")
-    return value
 
 
 def _strings(request: dict[str, Any], name: str, required: bool = False) -> list[str]:

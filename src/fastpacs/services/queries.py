@@ -59,6 +59,7 @@ from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.exports import run_synchronously, stored_instances
 from fastpacs.services.find import make_constraint, parse_level
 from fastpacs.services.modalities import ModalityRegistry
+from fastpacs.services.request_fields import integer_field, is_synchronous, priority_field
 from fastpacs.storage.blobs import BlobStore
 
 SPECIFIC_CHARACTER_SET = 0x00080005
@@ -479,8 +480,8 @@ class QueryService:
     async def retrieve(self, query_id: str, index: int | None, body: bytes) -> dict[str, Any]:
         """C-MOVE one answer, or all (``index`` None): the job's content, or its ID when asynchronous."""
         job, options = self._retrieve_job(query_id, index, body)
-        priority = _optional_integer(options, "Priority") or 0
-        if _synchronous(options):
+        priority = priority_field(options)
+        if is_synchronous(options):
             return await run_synchronously(self.engine, job, priority)
         job_id = await self.engine.submit(job, priority)
         return {"ID": job_id, "Path": f"/jobs/{job_id}"}
@@ -492,7 +493,7 @@ class QueryService:
         answers = query.answers if index is None else [query.answer(index)]
         target, options = _retrieve_target(body, self.config.dicom_aet)
         modality = self.registry.require(query.modality)
-        timeout = _optional_integer(options, "Timeout")
+        timeout = integer_field(options, "Timeout", None)
         node = self.registry.node(modality, timeout=timeout if timeout is not None else query.timeout)
         items = [
             {tag: text for tag in _RETRIEVE_TAGS if (text := _answer_text(answer, tag)) is not None}
@@ -527,26 +528,6 @@ def _retrieve_target(body: bytes, local_aet: str) -> tuple[str, dict[str, Any]]:
         return target or local_aet, document
     text = body.decode("utf-8", errors="replace").strip()
     return text or local_aet, {}
-
-
-def _optional_integer(document: dict[str, Any], name: str) -> int | None:
-    if name not in document:
-        return None
-    value = document[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _query_error(f"Integer value expected in field: {name}")
-    return value
-
-
-def _synchronous(document: dict[str, Any]) -> bool:
-    """Orthanc's rule: ``Synchronous`` wins, else not ``Asynchronous``, else synchronous."""
-    for name, synchronous in (("Synchronous", True), ("Asynchronous", False)):
-        if name in document:
-            value = document[name]
-            if not isinstance(value, bool):
-                raise _query_error(f"Boolean value expected in field: {name}")
-            return value is synchronous
-    return True
 
 
 def _dicom_format(document: dict[str, Any]) -> str:

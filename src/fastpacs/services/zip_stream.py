@@ -25,7 +25,7 @@ from typing import Protocol
 import msgspec
 
 from fastpacs.errors import ErrorCode, OrthancError
-from fastpacs.storage.blobs import _fsync_directory
+from fastpacs.storage.blobs import fsync_directory
 
 STREAM_QUEUE_CHUNKS = 2
 """Chunks a synchronous archive may build ahead of a slow client."""
@@ -224,7 +224,7 @@ class FileTarget:
         self._file.close()
         self._file = None
         self.partial.replace(self.path)
-        _fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)
 
     async def discard(self) -> None:
         if self._file is not None:

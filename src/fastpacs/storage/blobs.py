@@ -85,7 +85,7 @@ class BlobStore:
                 raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
             raise
         if durable:
-            _fsync_directory(final.parent)
+            fsync_directory(final.parent)
         return blob
 
     def sync(self) -> None:
@@ -145,7 +145,7 @@ def _write(path: Path, data: bytes, durable: bool) -> None:
         os.close(descriptor)
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)
