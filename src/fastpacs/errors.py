@@ -40,6 +40,7 @@ class ErrorCode(IntEnum):
     CANCELED_JOB = 37
     REVISION = 43
     CANNOT_EXECUTE_LUA = 2031
+    LUA_NOT_A_PREDICATE = 2034
     CANNOT_ORDER_SLICES = 2040
 
 
@@ -81,6 +82,10 @@ _DESCRIPTIONS: dict[ErrorCode, tuple[str, int]] = {
         409,
     ),
     ErrorCode.CANNOT_EXECUTE_LUA: ("Cannot execute a Lua command", 500),
+    ErrorCode.LUA_NOT_A_PREDICATE: (
+        "The Lua function is not a predicate (only true/false outputs allowed)",
+        500,
+    ),
     ErrorCode.CANNOT_ORDER_SLICES: ("Unable to order the slices of the series", 500),
 }
 

@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 JobLoader = Callable[[bytes], Job]
 """Rebuilds a job of one type from the bytes its :meth:`Job.save` returned."""
+JobListener = Callable[[str, str], None]
+"""Hears ``(event, job ID)``, the event being ``submitted``, ``success`` or ``failure`` (Lua's OnJob*)."""
 
 CHECKPOINT_SECONDS = 1.0
 """How often the progress of a running job is saved."""
@@ -167,6 +169,7 @@ class JobEngine:
         self._runners: list[asyncio.Task] = []
         self._tasks: set[asyncio.Task] = set()
         """Synchronous jobs and deferred actions, kept referenced until they end."""
+        self.listeners: list[JobListener] = []
 
     # ------------------------------------------------------------------ life cycle
 
@@ -276,7 +279,12 @@ class JobEngine:
             synchronous=synchronous,
         )
         self._jobs[tracked.id] = tracked
+        self._notify("submitted", tracked)
         return tracked
+
+    def _notify(self, event: str, tracked: TrackedJob) -> None:
+        for listener in self.listeners:
+            listener(event, tracked.id)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -474,6 +482,7 @@ class JobEngine:
         await self._save(tracked)
         await self._trim_history()
         tracked.finished.set()
+        self._notify("success" if state == JobState.SUCCESS else "failure", tracked)
 
     async def _trim_history(self) -> None:
         while len(self._history) > self.history_size:

@@ -3,12 +3,13 @@
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from fastpacs.dicom.ids import Level, format_id
+from fastpacs.dicom.ids import Level, RawId, format_id
 from fastpacs.index.database import Database
 from fastpacs.index.schema import UNSTABLE_DECODER, Counter
-from fastpacs.index.updates import clear_changes, log_stable_resources
+from fastpacs.index.updates import IndexUpdate, clear_changes, log_stable_resources
 from fastpacs.index.writer import IndexWriter
 from fastpacs.services.resources import resource_path
 
@@ -55,14 +56,26 @@ class ChangeService:
         await self.writer.run(clear_changes)
 
 
+def _log_stable(update: IndexUpdate, now: float, stable_age: float) -> list[tuple[Level, RawId]]:
+    """Log the Stable* changes due; the resources that became stable, in the order logged."""
+    last = update.counter(Counter.LAST_CHANGE)
+    logged = log_stable_resources(update, now, stable_age)
+    return [(Level(change.level), change.resource) for _, change in update.changes(last, logged)]
+
+
 class StabilityMonitor:
-    """Logs StableSeries/StableStudy/StablePatient once a resource has had no new instance for StableAge."""
+    """Logs StableSeries/StableStudy/StablePatient once a resource has had no new instance for StableAge.
+
+    Its ``listeners`` hear of each resource that became stable, once the change is committed
+    (Lua's OnStable* callbacks).
+    """
 
     def __init__(self, database: Database, writer: IndexWriter, stable_age: int):
         self.database = database
         self.writer = writer
         self.stable_age = stable_age
         self._task: asyncio.Task | None = None
+        self.listeners: list[Callable[[Level, RawId], None]] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="stability-monitor")
@@ -85,6 +98,9 @@ class StabilityMonitor:
             await asyncio.sleep(STABILITY_CHECK_INTERVAL)
             now = time.time()
             if self._anything_due(now):
-                await self.writer.run(
-                    lambda update, now=now: log_stable_resources(update, now, self.stable_age)
+                stable = await self.writer.run(
+                    lambda update, now=now: _log_stable(update, now, self.stable_age)
                 )
+                for level, rid in stable:
+                    for listener in self.listeners:
+                        listener(level, rid)

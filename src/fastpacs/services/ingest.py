@@ -4,14 +4,23 @@ bytes → check and summarize in the worker pool (header only) → blob written
 durably by the worker → index operation in the next group commit → answer.
 REST uploads, C-STORE, and the outputs of modify/anonymize/merge/split and
 create-dicom all come through :meth:`IngestService.ingest`.
+
+Two hooks serve Lua scripting: :attr:`IngestService.instance_filter` may
+refuse an instance once it is parsed (``ReceivedInstanceFilter``: it is not
+stored and its status is ``FilteredOut``), and
+:attr:`IngestService.stored_listeners` hear of every instance stored or
+already stored (``OnStoredInstance``).
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import msgspec
 
+from fastpacs.dicom.ids import resource_ids
+from fastpacs.dicom.parse import InstanceSummary
 from fastpacs.errors import OrthancError, ServerBusyError
 from fastpacs.index.updates import BlobMissingError, IngestOutcome, add_instance, orthanc_timestamp
 from fastpacs.index.writer import IndexWriter
@@ -44,7 +53,18 @@ class Origin(msgspec.Struct, kw_only=True):
         }
         if self.called_aet:
             values["CalledAET"] = self.called_aet
+        if self.kind == "Lua":  # Orthanc records no client for instances stored by scripts
+            del values["RemoteIP"], values["HttpUsername"]
         return values
+
+
+LUA_ORIGIN = Origin(kind="Lua")
+forced_origin: ContextVar[Origin | None] = ContextVar("forced_origin", default=None)
+"""The origin of every ingest of the current task, whatever its producer says: set around the
+REST requests of Lua scripts, whose uploads Orthanc records as coming from ``Lua``."""
+
+InstanceFilter = Callable[[InstanceSummary, Origin], Awaitable[bool]]
+StoredInstanceListener = Callable[[IngestOutcome, InstanceSummary, Origin], None]
 
 
 class PendingIngests:
@@ -90,6 +110,10 @@ class IngestService:
         self.max_upload_size = max_upload_size
         self.metrics = metrics
         self.pending = PendingIngests(pending_limit)
+        self.instance_filter: InstanceFilter | None = None
+        """Decides whether a parsed instance is stored (``None``: every one is)."""
+        self.stored_listeners: list[StoredInstanceListener] = []
+        """Called once an instance is indexed (``Success`` or ``AlreadyStored``); must not block."""
 
     async def ingest(self, data: bytes, origin: Origin) -> IngestOutcome:
         """Store one DICOM file; ``OrthancError`` if it is not acceptable."""
@@ -123,6 +147,17 @@ class IngestService:
         return outcomes
 
     async def _index(self, parsed: tasks.ParsedFile, data: bytes | None, origin: Origin) -> IngestOutcome:
+        origin = forced_origin.get() or origin
+        if self.instance_filter is not None and not await self.instance_filter(parsed.summary, origin):
+            # The blob the worker stored goes, unless an instance already stored has the same bytes.
+            await self.writer.run(lambda update: update.released_blobs.add(parsed.blob.digest))
+            return IngestOutcome(status="FilteredOut", ids=resource_ids(parsed.summary.identifiers))
+        outcome = await self._add(parsed, data, origin)
+        for listener in self.stored_listeners:
+            listener(outcome, parsed.summary, origin)
+        return outcome
+
+    async def _add(self, parsed: tasks.ParsedFile, data: bytes | None, origin: Origin) -> IngestOutcome:
         moment = time.time()
         metadata = origin.metadata(moment)
         blob = parsed.blob
