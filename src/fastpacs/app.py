@@ -36,6 +36,7 @@ from fastpacs.api.http_conventions import http_conventions_installer
 from fastpacs.api.images import IMAGE_HANDLERS
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.jobs import JOB_HANDLERS
+from fastpacs.api.lua import LUA_HANDLERS, lua_installer
 from fastpacs.api.metadata import metadata_handlers
 from fastpacs.api.metrics import metrics_enabled, metrics_prometheus, set_metrics_enabled
 from fastpacs.api.modalities import MODALITY_HANDLERS
@@ -60,6 +61,7 @@ from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.engine import JobEngine
 from fastpacs.logs import configure_logging
+from fastpacs.lua.engine import LuaEngine
 from fastpacs.metrics import ServerMetrics
 from fastpacs.net.server import DicomServer
 from fastpacs.pool.pool import WorkerPool
@@ -192,6 +194,8 @@ async def start_services(
     metrics.watch(database, pool, services.images.cache)
     metrics.watch_ingest(ingest.pending)
     metrics.watch_jobs(jobs)
+    services.lua = LuaEngine(services)
+    await services.lua.start()  # before the jobs (its job type) and the DICOM server (its filter)
     services.stability.start()
     await jobs.start()  # after every service has registered its job types
     services.archives.remove_unreferenced_outputs()
@@ -202,6 +206,7 @@ async def start_services(
 
 
 async def stop_services(services: Services) -> None:
+    await services.lua.stop()
     await services.jobs.stop()
     await services.peers.close()
     await asyncio.to_thread(services.dicom_server.stop)
@@ -246,6 +251,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *RESOURCE_HELPER_HANDLERS,
             *ARCHIVE_HANDLERS,
             *JOB_HANDLERS,
+            *LUA_HANDLERS,
             *BULK_HANDLERS,
             *SERVER_TOOL_HANDLERS,
             *HOME_HANDLERS,
@@ -285,9 +291,11 @@ def create_app(config: Config | None = None) -> Litestar:
         state=State({"config": config}),
         request_max_body_size=config.maximum_upload_size * MEGABYTE,
         openapi_config=openapi_config(),
-        # Wrapped in this order: HTTP conventions, then access control, then the fast lane, then the router.
+        # Wrapped in this order: HTTP conventions, then access control, then the Lua filter, then the
+        # fast lane, then the router.
         on_startup=[
             fast_lane_installer(metrics),
+            lua_installer(),
             access_control_installer(config),
             http_conventions_installer(config.http_compression_enabled),
         ],

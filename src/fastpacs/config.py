@@ -150,6 +150,8 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     metrics_enabled: bool = True
     execute_lua_enabled: bool = False
     lua_scripts: list[str] = msgspec.field(default_factory=list)
+    lua_heart_beat_period: int = 0
+    """Seconds between two calls of the OnHeartBeat() Lua callback (an option of Orthanc 1.11); 0: none."""
     user_metadata: dict[str, int] = msgspec.field(default_factory=dict)
     user_content_type: dict[str, int | list[Any]] = msgspec.field(default_factory=dict)
     check_revisions: bool = False
@@ -170,6 +172,13 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     """Whether POST /tools/shutdown may stop the server (Orthanc always allows it)."""
     maximum_pending_ingest_size: int = 512
     """Uploads being stored at once, in MB; beyond it new uploads are answered 503 (Retry-After)."""
+    lua_time_limit: float = 10
+    """Seconds of Lua execution a script run or a callback may take before it is stopped; 0: no limit."""
+    lua_memory_limit: int = 512
+    """Memory each of the two Lua states may allocate, in MB; 0: no limit."""
+    lua_unsafe_libraries_enabled: bool = False
+    """Give Lua scripts io, os, require, loadfile, dofile, debug and CallSystem(), as Orthanc does;
+    off, they have no access to files or processes."""
 
     def __post_init__(self) -> None:
         if not 0 < self.http_port < 65536:

@@ -1,11 +1,12 @@
 """The services of one running server, created at start-up and handed to the controllers."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastpacs.config import Config
 from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.engine import JobEngine
+from fastpacs.lua.engine import LuaEngine
 from fastpacs.metrics import ServerMetrics
 from fastpacs.net.server import DicomServer
 from fastpacs.pool.pool import WorkerPool
@@ -80,3 +81,5 @@ class Services:
     archives: ArchiveService
     media: MediaService
     peers: PeerService
+    lua: LuaEngine = field(init=False)
+    """Created once the other services exist (it hooks into several of them)."""
