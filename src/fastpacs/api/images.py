@@ -19,6 +19,7 @@ from fastpacs.dicom.ids import parse_id
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
 from fastpacs.imaging.formats import DEFAULT_JPEG_QUALITY, ImageFormat, Operation
 from fastpacs.services.registry import Services
+from fastpacs.services.request_fields import boolean_text
 
 FRAME_OPERATIONS = [
     "image-int16",
@@ -42,7 +43,6 @@ _EXACT_LEVEL = 2
 _FRAME_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
 _LARGEST_FRAME_INDEX = 2**32 - 1
 _QUALITY = re.compile(r"[0-9]{1,3}")
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 UNSUPPORTED_MEDIA_TYPE = 415
 
 
@@ -88,11 +88,12 @@ def boolean_argument(request: Request, name: str, default: bool) -> bool:
     text = request.query_params.get(name)
     if text is None:
         return default
-    if text not in _BOOLEANS:
+    value = boolean_text(text)
+    if value is None:
         raise OrthancError(
             ErrorCode.PARAMETER_OUT_OF_RANGE, f'Expected a Boolean for GET argument "{name}", found: {text}'
         )
-    return _BOOLEANS[text]
+    return value
 
 
 def frame_index(text: str) -> int:

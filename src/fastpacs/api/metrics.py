@@ -3,12 +3,9 @@
 from litestar import Request, Response, get, put
 
 from fastpacs.api.responses import empty_ok, text_response
-from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.metrics import PROMETHEUS_TEXT
 from fastpacs.services.registry import Services
-
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
-"""The bodies PUT /tools/metrics accepts once trimmed (Orthanc is case-sensitive here)."""
+from fastpacs.services.request_fields import boolean_body
 
 
 @get("/tools/metrics-prometheus", name="tools-metrics-prometheus")
@@ -23,8 +20,5 @@ async def metrics_enabled(services: Services) -> Response[bytes]:
 
 @put("/tools/metrics", name="tools-metrics-set", status_code=200)
 async def set_metrics_enabled(request: Request, services: Services) -> Response[bytes]:
-    enabled = _BOOLEANS.get((await request.body()).decode("utf-8", errors="replace").strip())
-    if enabled is None:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
-    services.metrics.enabled = enabled
+    services.metrics.enabled = boolean_body(await request.body())
     return empty_ok()

@@ -7,11 +7,12 @@ which tune the DICOM server at run time as in Orthanc 1.10.1.
 from litestar import Request, Response, delete, get, post, put
 
 from fastpacs.api.responses import empty_ok, flag, json_response, text_response
-from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
+from fastpacs.errors import BareHttpError
 from fastpacs.net.transfer_syntaxes import matching_transfer_syntaxes, parse_patterns
 from fastpacs.services.exports import parse_store_request
 from fastpacs.services.modalities import modality_json, parse_echo_timeout, parse_modality
 from fastpacs.services.registry import Services
+from fastpacs.services.request_fields import boolean_body
 
 MODALITY_OPERATIONS = (
     # What GET /modalities/{name} lists (Orthanc 1.10.1's sub-routes, implemented or not).
@@ -30,7 +31,6 @@ MODALITY_OPERATIONS = (
     "store-straight",
 )
 EMPTY_JSON_OBJECT = b"{}"
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 @get("/modalities", name="modalities")
@@ -102,10 +102,7 @@ async def unknown_sop_class_accepted(services: Services) -> Response[bytes]:
 
 @put("/tools/unknown-sop-class-accepted", name="unknown-sop-class-accepted-put", status_code=200)
 async def set_unknown_sop_class_accepted(request: Request, services: Services) -> Response[bytes]:
-    accepted = _BOOLEANS.get((await request.body()).decode("utf-8", errors="replace").strip())
-    if accepted is None:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
-    services.dicom_server.set_unknown_sop_class_accepted(accepted)
+    services.dicom_server.set_unknown_sop_class_accepted(boolean_body(await request.body()))
     return empty_ok()
 
 

@@ -17,9 +17,9 @@ from fastpacs.dicom.ids import parse_id
 from fastpacs.errors import BareHttpError
 from fastpacs.imaging.formats import Rendering
 from fastpacs.services.registry import Services
+from fastpacs.services.request_fields import boolean_text
 
 _SIZE = re.compile(r"[0-9]{1,5}")
-_SMOOTH = {"true": True, "1": True, "false": False, "0": False}
 UNSUPPORTED_MEDIA_TYPE = 415
 
 
@@ -46,15 +46,15 @@ def _size(request: Request, name: str) -> int:
 
 
 def rendering_of(request: Request) -> Rendering:
-    smooth = request.query_params.get("smooth", "false")
-    if smooth not in _SMOOTH:
+    smooth = boolean_text(request.query_params.get("smooth", "false"))
+    if smooth is None:
         raise BareHttpError(UNSUPPORTED_MEDIA_TYPE)
     return Rendering(
         window_center=_window_value(request, "window-center"),
         window_width=_window_value(request, "window-width"),
         width=_size(request, "width"),
         height=_size(request, "height"),
-        smooth=_SMOOTH[smooth],
+        smooth=smooth,
     )
 
 

@@ -10,8 +10,7 @@ from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.updates import set_protected
 from fastpacs.index.writer import IndexWriter
-
-_BOOLEANS = {"1": True, "true": True, "0": False, "false": False}
+from fastpacs.services.request_fields import boolean_body
 
 
 class ProtectionService:
@@ -28,9 +27,7 @@ class ProtectionService:
 
     async def set(self, rid: RawId, text: str) -> None:
         """Protect (``1``, ``true``) or unprotect (``0``, ``false``) a patient."""
-        protected = _BOOLEANS.get(text.strip())
-        if protected is None:
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
+        protected = boolean_body(text.encode())
         try:
             await self.writer.run(lambda update: set_protected(update, rid, protected))
         except KeyError:

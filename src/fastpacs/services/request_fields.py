@@ -2,7 +2,9 @@
 
 Orthanc checks the type of each field it reads and answers "Bad file format"
 naming the field (``Boolean value expected in field: KeepSource``). Requests
-that make jobs share ``Synchronous``/``Asynchronous`` and ``Priority``.
+that make jobs share ``Synchronous``/``Asynchronous`` and ``Priority``. Plain
+Boolean texts (bodies of PUT /tools/metrics, query arguments) are ``true``,
+``false``, ``1`` or ``0``, case-sensitive.
 """
 
 from typing import Any, overload
@@ -39,3 +41,19 @@ def is_synchronous(document: dict[str, Any]) -> bool:
 
 def priority_field(document: dict[str, Any]) -> int:
     return integer_field(document, "Priority", 0)
+
+
+BOOLEAN_TEXTS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def boolean_text(text: str) -> bool | None:
+    """``true``/``1`` or ``false``/``0`` as Orthanc reads a Boolean text; ``None`` for anything else."""
+    return BOOLEAN_TEXTS.get(text)
+
+
+def boolean_body(body: bytes) -> bool:
+    """A Boolean request body (trimmed); "Boolean value expected" otherwise."""
+    value = boolean_text(body.decode("utf-8", errors="replace").strip())
+    if value is None:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
+    return value
