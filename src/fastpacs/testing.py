@@ -72,20 +72,37 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited during start-up:\n{self.log_tail()}")
-            if self._answers():
+            try:
+                answered = self._answers()
+            except RuntimeError:
+                self.kill()
+                raise
+            if answered:
                 return self
             time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log_tail()}")
 
     def _answers(self) -> bool:
+        """Whether this server answers; ``RuntimeError`` if another one holds its port.
+
+        Ports come from :func:`free_port`, and between that probe and the start
+        another process (another test run) can take the same port: the DICOM
+        port in /system tells the servers apart.
+        """
         try:
             with urllib.request.urlopen(f"{self.base_url}/system", timeout=2) as response:
-                return response.status == 200
+                system = json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code == 401
-        except OSError:
+        except (OSError, ValueError):
             return False
+        if system.get("DicomPort") != self.dicom_port:
+            raise RuntimeError(
+                f"port {self.http_port} is answered by another server (DICOM port {system.get('DicomPort')}, "
+                f"{self.name} was given {self.dicom_port}): start it again on other ports"
+            )
+        return True
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop gracefully (SIGTERM to the whole process group), SIGKILL if it hangs."""
