@@ -138,3 +138,19 @@ def test_pyorthanc_upload_find_and_anonymize(orthanc: pyorthanc.Orthanc) -> None
     modified = study.modify(replace={"StudyDescription": "by pyorthanc"})
     assert modified.description == "by pyorthanc"
     assert orthanc.delete_patients_id(patient.id_)["RemainingAncestor"] is None
+
+
+def test_archives_through_both_clients(
+    api: OrthancApiClient, orthanc: pyorthanc.Orthanc, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("archives")
+    api.studies.download_archive(CT_STUDY, str(folder / "study.zip"))
+    api.studies.download_media(CT_STUDY, str(folder / "media.zip"))
+    with zipfile.ZipFile(folder / "study.zip") as archive:
+        [name] = archive.namelist()
+        assert name.endswith(".dcm") and archive.read(name) == pydicom_file("CT_small.dcm").read_bytes()
+    with zipfile.ZipFile(folder / "media.zip") as media:
+        assert "DICOMDIR" in media.namelist() and "IMAGES/IM0" in media.namelist()
+    zipped = pyorthanc.Study(CT_STUDY, orthanc).get_zip()
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        assert len(archive.namelist()) == 1
