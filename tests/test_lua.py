@@ -149,7 +149,7 @@ def server(
         "ExecuteLuaEnabled": True,
         "LuaScripts": [str(script)],
         "StableAge": 1,
-        "LuaTimeLimit": 1,
+        "LuaTimeLimit": 2,
         "LuaMemoryLimit": 64,
         "LuaHeartBeatPeriod": 1,
         "WorkerProcesses": 1,
@@ -331,12 +331,12 @@ def test_a_script_that_loops_forever_is_stopped_and_the_server_keeps_working(ser
             looping = background.submit(http.post, "/tools/execute-script", content=script)
             time.sleep(0.2)
             assert store(server.dicom_port, dicom_variant(patient_id="LUA-LOOP", instance=f"92{number}")) == 0
-            assert time.monotonic() - started < 1.0  # before the script's time is up
+            assert not looping.done()  # stored while the script was looping
             answer = looping.result()
             assert answer.status_code == 500
             assert answer.json()["OrthancStatus"] == 2031
-            assert "LuaTimeLimit" in answer.json()["Details"]
-            assert time.monotonic() - started < 3
+            assert answer.json()["Details"] == "The Lua script was stopped after 2 seconds (LuaTimeLimit)"
+            assert time.monotonic() - started < 10
             assert http.get("/system").status_code == 200
         assert run(http, "print('still alive')") == "still alive\n"
 
@@ -344,7 +344,7 @@ def test_a_script_that_loops_forever_is_stopped_and_the_server_keeps_working(ser
 def test_waiting_for_the_rest_api_does_not_count_against_the_time_limit(
     client: httpx.Client, receiver: str
 ) -> None:
-    assert run(client, f"print(HttpGet('{receiver}/slow'))") == "GET /slow \n"  # 3 s, limit 1 s
+    assert run(client, f"print(HttpGet('{receiver}/slow'))") == "GET /slow \n"  # 3 s, limit 2 s
 
 
 def test_a_script_that_allocates_without_end_is_stopped(client: httpx.Client) -> None:
@@ -442,7 +442,7 @@ def test_get_orthanc_configuration(client: httpx.Client) -> None:
         print(c.DicomAet, c.StableAge, c.LuaTimeLimit, c.DicomModalities.router.AET)
         """,
     )
-    assert output == "ORTHANC, 1.0, 1.0, ROUTER\n"
+    assert output == "ORTHANC, 1.0, 2.0, ROUTER\n"
 
 
 # --------------------------------------------------------------------------- callbacks

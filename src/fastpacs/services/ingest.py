@@ -53,8 +53,10 @@ class Origin(msgspec.Struct, kw_only=True):
         }
         if self.called_aet:
             values["CalledAET"] = self.called_aet
-        if self.kind == "Lua":  # Orthanc records no client for instances stored by scripts
-            del values["RemoteIP"], values["HttpUsername"]
+        if self.kind != "RestApi":  # Orthanc records an HTTP user only for uploads over HTTP
+            del values["HttpUsername"]
+        if self.kind == "Lua":  # and no client for instances stored by scripts
+            del values["RemoteIP"]
         return values
 
 
