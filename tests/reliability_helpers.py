@@ -191,6 +191,27 @@ def tree_memory(server: ServerProcess) -> int:
     return sum(proportional_memory(process.pid) for process in session_processes(server.process.pid))
 
 
+def tree_anonymous_memory(server: ServerProcess) -> int:
+    """The anonymous part of :func:`tree_memory` (heaps, stacks): what a leak makes grow.
+
+    The rest is file-backed, mostly the pages of the LMDB index mapped into
+    the server, which grow with what is stored and which the kernel reclaims.
+    """
+    assert server.process is not None
+    return sum(_anonymous_memory(process.pid) for process in session_processes(server.process.pid))
+
+
+def _anonymous_memory(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss_Anon:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0
+
+
 def megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:.0f} MB"
 
