@@ -39,6 +39,10 @@ function OnStoredInstance(instanceId, tags, metadata, origin)
   record({ cb = 'stored', id = instanceId, patient = tags.PatientID, metadata = metadata, origin = origin })
   if tags.PatientID == 'LUA-ROUTE' then
     Delete(SendToModality(instanceId, 'router'))
+  elseif tags.PatientID == 'LUA-PEER' then
+    SendToPeer(instanceId, 'receiver')
+  elseif tags.PatientID == 'LUA-CALL' then
+    CallSystem(instanceId, 'cp', { '-t', '/tmp' })
   elseif tags.PatientID == 'LUA-MODIFY' and origin.RequestOrigin ~= 'Lua' then
     ModifyInstance(instanceId, { PatientName = 'MODIFIED^BY^LUA' }, { 'StudyDescription' })
   end
@@ -140,7 +144,7 @@ def router() -> Iterator[tuple[int, list[pydicom.Dataset]]]:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, router: tuple[int, list[pydicom.Dataset]]
+    tmp_path_factory: pytest.TempPathFactory, router: tuple[int, list[pydicom.Dataset]], receiver: str
 ) -> Iterator[ServerProcess]:
     directory = tmp_path_factory.mktemp("lua")
     script = directory / "callbacks.lua"
@@ -153,7 +157,11 @@ def server(
         "LuaMemoryLimit": 64,
         "LuaHeartBeatPeriod": 1,
         "WorkerProcesses": 1,
-        "DicomModalities": {"router": ["ROUTER", "127.0.0.1", router[0]]},
+        "DicomModalities": {
+            "router": ["ROUTER", "127.0.0.1", router[0]],
+            "closed": ["CLOSED", "127.0.0.1", free_port()],
+        },
+        "OrthancPeers": {"receiver": [receiver]},
     }
     process = fastpacs_server(directory, options).start()
     yield process
@@ -314,6 +322,7 @@ def test_the_sandbox_hides_files_and_processes(client: httpx.Client) -> None:
 # --------------------------------------------------------------------------- limits
 
 
+@pytest.mark.slow
 def test_a_script_that_loops_forever_is_stopped_and_the_server_keeps_working(server: ServerProcess) -> None:
     """The loop runs on the Lua thread: meanwhile C-STORE (event loop, ingest, filter state) works.
 
@@ -578,6 +587,30 @@ def test_modify_instance_command_stores_a_modified_copy(client: httpx.Client) ->
     assert copy["metadata"]["Origin"] == "Lua"
 
 
+def test_send_to_peer_command(client: httpx.Client) -> None:
+    Receiver.requests.clear()
+    client.post("/instances", content=dicom_variant(patient_id="LUA-PEER", instance="914")).raise_for_status()
+    sent = wait_for(
+        lambda: [r for r in Receiver.requests if (r["method"], r["path"]) == ("POST", "/instances")]
+    )
+    assert sent[0]["body"][128:132] == "DICM"
+
+
+def test_call_system_command_needs_the_unsafe_option(server: ServerProcess, client: httpx.Client) -> None:
+    client.post("/instances", content=dicom_variant(patient_id="LUA-CALL", instance="915")).raise_for_status()
+    wait_for(lambda: "CallSystem() is refused" in server.log_path.read_text())
+
+
+def test_on_job_failure(client: httpx.Client) -> None:
+    data = dicom_variant(patient_id="LUA-JOB-FAILURE", instance="916")
+    rid = client.post("/instances", content=data).json()["ID"]
+    answer = client.post("/modalities/closed/store", json={"Resources": [rid], "Asynchronous": True})
+    job = answer.json()["ID"]
+    wait_for(lambda: job in {event["id"] for event in events(client, "failure")})
+    assert job in {event["id"] for event in events(client, "submitted")}
+    assert job not in {event["id"] for event in events(client, "success")}
+
+
 def test_stable_callbacks(client: httpx.Client) -> None:
     data = dicom_variant(patient_id="LUA-STABLE", study="912", series="912", instance="912")
     patient, study, series, _ = identifiers(data)
@@ -602,22 +635,55 @@ def test_stable_callbacks(client: httpx.Client) -> None:
 # --------------------------------------------------------------------------- start and stop
 
 
-def test_without_execute_lua_enabled_scripts_still_run_and_finalize_reports(
-    tmp_path: Path, receiver: str
-) -> None:
-    script = tmp_path / "finalize.lua"
-    script.write_text(f"function Finalize() HttpPost('{receiver}/finalize', 'bye') end")
-    process = fastpacs_server(tmp_path, {"LuaScripts": [str(script)], "WorkerProcesses": 1}).start()
+@pytest.mark.slow
+def test_unsafe_libraries_authentication_and_finalize(tmp_path: Path, receiver: str) -> None:
+    """Opted out of the sandbox: io and CallSystem work. Also: the HTTP filter gets the user's name,
+    execute-script is an empty 403 without ExecuteLuaEnabled, and Finalize runs at the stop."""
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    script = tmp_path / "unsafe.lua"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            function Initialize()
+              local file = io.open('{tmp_path}/initialized.txt', 'w')
+              file:write('yes')
+              file:close()
+            end
+            function OnStoredInstance(instanceId) CallSystem(instanceId, 'cp', {{ '-t', '{copies}' }}) end
+            function IncomingHttpRequestFilter(method, uri, ip, username)
+              if uri == '/statistics' then HttpPost('{receiver}/filter', username) end
+              return true
+            end
+            function Finalize() HttpPost('{receiver}/finalize', 'bye') end
+            """
+        )
+    )
+    options = {
+        "LuaScripts": [str(script)],
+        "LuaUnsafeLibrariesEnabled": True,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {"alice": "s3cret"},
+        "WorkerProcesses": 1,
+    }
+    process = fastpacs_server(tmp_path, options).start()
+    Receiver.requests.clear()
     try:
-        with httpx.Client(base_url=process.base_url) as http:
+        with httpx.Client(base_url=process.base_url, auth=("alice", "s3cret"), timeout=30) as http:
             answer = http.post("/tools/execute-script", content="print(1)")
             assert (answer.status_code, answer.content) == (403, b"")
-        Receiver.requests.clear()
+            assert (tmp_path / "initialized.txt").read_text() == "yes"
+            http.post("/instances", content=dicom_variant(patient_id="LUA-UNSAFE")).raise_for_status()
+            copied = wait_for(lambda: list(copies.iterdir()))
+            assert copied[0].read_bytes()[128:132] == b"DICM"
+            http.get("/statistics").raise_for_status()
+            assert {"method": "POST", "path": "/filter", "body": "alice"}.items() <= Receiver.requests[
+                -1
+            ].items()
     finally:
         process.stop()
-    assert {"method": "POST", "path": "/finalize", "body": "bye", "authorization": None, "x-test": None} in (
-        Receiver.requests
-    )
+    finalized = [request for request in Receiver.requests if request["path"] == "/finalize"]
+    assert finalized and finalized[0]["body"] == "bye"
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ engine notes which callbacks the main state defines after each run.
 
 import asyncio
 import logging
+import ssl
 import zlib
 from collections.abc import Callable
 from functools import partial
@@ -142,10 +143,11 @@ class LuaEngine:
         if self.config.lua_heart_beat_period > 0:
             self._heartbeat = asyncio.create_task(self._beat(self.config.lua_heart_beat_period))
 
-    def _verify(self) -> Any:
+    def _verify(self) -> ssl.SSLContext | bool:
+        """How Http* verify HTTPS servers: HttpsVerifyPeers, HttpsCACertificates (else the system CAs)."""
         if not self.config.https_verify_peers:
             return False
-        return self.config.https_ca_certificates or True
+        return ssl.create_default_context(cafile=self.config.https_ca_certificates or None)
 
     def _load(
         self, thread: LuaThread, loop: asyncio.AbstractEventLoop, scripts: list[tuple[str, bytes]]
@@ -191,13 +193,18 @@ class LuaEngine:
         return output
 
     def _run_main(self, work: Callable[[], Any]) -> tuple[Any, list[dict[str, Any]]]:
-        """On the main thread: ``work`` with an empty ``_job``; its result and the commands it listed."""
+        """On the main thread: ``work`` with an empty ``_job``; its result and the commands it listed.
+
+        The ``_job`` of a run this one is nested in (a script whose REST call runs a script) is kept.
+        """
         thread = self.main
+        enclosing = thread.globals[b"_job"]
         try:
             thread.call("_InitializeJob")
             result = work()
             commands = LuaToJson(thread.lua).convert(thread.call("_AccessJob")[0], keep_strings=True)
         finally:
+            thread.globals[b"_job"] = enclosing
             self.defined = self._main_callbacks()
         return result, commands if isinstance(commands, list) else []
 
