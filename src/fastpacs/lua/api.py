@@ -65,7 +65,10 @@ def _text(value: bytes) -> str:
 
 
 class OrthancApi:
-    """Orthanc's Lua functions for one Lua state: registered as globals by :meth:`install`."""
+    """Orthanc's Lua functions for one Lua state: registered as globals by :meth:`install`.
+
+    Created, installed and called on the Lua thread of that state.
+    """
 
     def __init__(
         self,
@@ -82,15 +85,14 @@ class OrthancApi:
         self.http = http
         self.credentials: tuple[str, str] | None = None
         self.http_timeout = float(config.http_timeout)
+        self.json = LuaToJson(thread.lua)
 
     def install(self) -> None:
         """Register the functions in the Lua state (on its thread).
 
         Each is wrapped in a Lua closure, so that scripts only ever hold Lua functions.
         """
-        lua = self.thread.lua
-        self.json = LuaToJson(lua)
-        wrap = lua.eval("function(f) return function(...) return f(...) end end")
+        wrap = self.thread.lua.eval("function(f) return function(...) return f(...) end end")
         functions = {
             "ParseJson": self.parse_json,
             "DumpJson": self.dump_json,

@@ -128,7 +128,7 @@ class LuaEngine:
         A script that cannot be read or fails stops the start-up, as in Orthanc.
         """
         loop = asyncio.get_running_loop()
-        self._http = httpx.AsyncClient(verify=self._verify())
+        self._http = httpx.AsyncClient(verify=await asyncio.to_thread(self._verify))  # reads CA files
         scripts = [await asyncio.to_thread(_read_script, path) for path in self.config.lua_scripts]
         for thread in (self.main, self.filters):
             thread.start()
