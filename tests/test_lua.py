@@ -442,6 +442,13 @@ def test_http_functions(client: httpx.Client, receiver: str) -> None:
     assert by_path["/with-credentials"]["authorization"] == "Basic YWxpY2U6czNjcmV0"
 
 
+def test_a_script_may_call_its_own_server_over_http(server: ServerProcess, client: httpx.Client) -> None:
+    """The request passes through IncomingHttpRequestFilter, in the main state that runs the script:
+    the Lua thread serves it while the script waits (Orthanc would wait for itself until the timeout)."""
+    output = run(client, f"print(ParseJson(HttpGet('{server.base_url}/system')).DicomAet)")
+    assert output == "ORTHANC\n"
+
+
 def test_set_http_timeout(client: httpx.Client, receiver: str) -> None:
     started = time.monotonic()
     assert run(client, f"SetHttpTimeout(1) print(HttpGet('{receiver}/slow')) SetHttpTimeout(60)") == "nil\n"
