@@ -50,7 +50,7 @@ def initialize(storage_root: str) -> None:
 
 def _store(data: bytes) -> StoredBlob:
     assert _storage is not None, "worker not initialized"
-    return _storage.put(data, durable=False)  # the index writer flushes before referencing it
+    return _storage.put(data)  # the index writer flushes the storage before referencing it
 
 
 def read_blob(digest: bytes) -> bytes:

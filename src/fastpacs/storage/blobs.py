@@ -2,17 +2,15 @@
 
 Layout: ``<root>/<aa>/<bb>/<sha256 hex>`` where ``aa`` and ``bb`` are the
 first two bytes of the digest, plus ``<root>/tmp/`` for files being written.
-A blob is written to a temporary file, fsynced, renamed into place and its
-directory fsynced, so that once :meth:`BlobStore.put` returns the bytes
-survive a crash. Identical bytes are stored once; a blob is never rewritten.
-
-Producers of many blobs (the ingest pipeline) write with ``durable=False``
-and let the index writer make a whole batch durable with one :meth:`sync`
-of the file system (``syncfs``) before it commits the transaction that first
-references them: one journal flush instead of two fsyncs per file, 5-10
-times cheaper per file here. A blob written that way is referenced by
-nothing until that sync has succeeded, and the start-up repair removes
-unreferenced blobs, so a crash in between can leave nothing half-written in use.
+A blob is written to a temporary file and renamed into place, and is not
+durable until :meth:`sync` flushes the file system (``syncfs``: file data,
+new names and new folders alike). The index writer does that once per
+batch, before it commits the transaction that first references some new
+blob: one journal flush for the whole batch instead of fsyncs of every file
+and folder, 5-10 times cheaper per file here. A blob is referenced by
+nothing until that flush has succeeded, and the start-up repair removes
+unreferenced blobs, so a crash in between leaves nothing half-written in use.
+Identical bytes are stored once; a blob is never rewritten.
 
 The store knows nothing of references: the index counts them and tells the
 store when a blob can go. It is safe to use from several processes.
@@ -64,11 +62,8 @@ class BlobStore:
         text = digest.hex()
         return self.root / text[0:2] / text[2:4] / text
 
-    def put(self, data: bytes, *, durable: bool = True) -> StoredBlob:
-        """Store bytes (if not already there) and return their address.
-
-        ``durable=False`` leaves flushing them to a later :meth:`sync`.
-        """
+    def put(self, data: bytes) -> StoredBlob:
+        """Store bytes (if not already there) and return their address; :meth:`sync` makes them durable."""
         digest = hashlib.sha256(data).digest()
         blob = StoredBlob(digest=digest, size=len(data))
         final = self.path_of(digest)
@@ -77,19 +72,17 @@ class BlobStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.temporary / f"{digest.hex()}.{os.getpid()}.{uuid.uuid4().hex}"
         try:
-            _write(temporary, data, durable)
+            _write(temporary, data)
             os.replace(temporary, final)
         except OSError as error:
             temporary.unlink(missing_ok=True)
             if error.errno in DISK_FULL:
                 raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
             raise
-        if durable:
-            fsync_directory(final.parent)
         return blob
 
     def sync(self) -> None:
-        """Make every blob written with ``durable=False`` durable (the whole file system is flushed)."""
+        """Make every blob written so far durable (the whole file system is flushed)."""
         descriptor = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             if _LIBC.syncfs(descriptor) != 0:
@@ -132,15 +125,13 @@ class BlobStore:
         return count
 
 
-def _write(path: Path, data: bytes, durable: bool) -> None:
+def _write(path: Path, data: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
             written = os.write(descriptor, view)
             view = view[written:]
-        if durable:
-            os.fsync(descriptor)
     finally:
         os.close(descriptor)
 
