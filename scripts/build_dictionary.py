@@ -22,7 +22,8 @@ NOTICE = (
     "Copyright (C) 1994-2020, OFFIS e.V., BSD-style licence: "
     "https://github.com/DCMTK/dcmtk/blob/master/COPYRIGHT"
 )
-VR_ALIASES = {"xs": "US or SS", "ox": "OB or OW", "lt": "OW", "up": "UL", "na": "NONE", "px": "OB or OW"}
+VR_ALIASES = {"xs": "US or SS", "ox": "OB or OW", "lt": "OW", "na": "NONE", "px": "OB or OW"}
+"""DCMTK's own VR codes as DICOM VRs; "up" (an offset, UL in files) stays, Orthanc shows no value for it."""
 _RANGE = re.compile(r"^([0-9A-Fa-f]{4})(?:-([oue])?-?([0-9A-Fa-f]{4}))?$")
 
 

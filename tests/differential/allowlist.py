@@ -79,8 +79,7 @@ ALLOWED.update(
     }
 )
 
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 # Attachments, resource helpers, tools and HTTP (tests/differential/test_api_rest_vs_orthanc.py).
 ALLOWED.update(
@@ -89,18 +88,6 @@ ALLOWED.update(
             "Orthanc gives each stored attachment a random UUID; fastpacs derives it from the blob's "
             "SHA-256 (its storage address), so it is stable and shared by identical contents."
         ),
-    }
-)
-_TAGS_OF_UNKNOWN_VRS = (
-    "Values DCMTK 3.6.7 does not give as text: Orthanc's /tags has Type Null for the 'up' (UL offset) "
-    "elements of the directory records (0004,1200...), for elements its dictionary lacks (0008,040c...) "
-    "and for the SV/UV VRs (0072,0082-0083); fastpacs gives their values as strings, so they appear in "
-    "/shared-tags of the file holding every attribute (dicom/tags, not the shared-tags code)."
-)
-KNOWN_BUGS.update(
-    {
-        ("shared-tags every attribute*", path): _TAGS_OF_UNKNOWN_VRS
-        for path in ("$.0004,1*", "$.0008,04*", "$.0072,008*", "$.Offset*", "$.RETIRED_MRDR*", "$.Selector*")
     }
 )
 
@@ -230,15 +217,6 @@ ALLOWED.update(
         ),
         ("callback arguments", "$.stored DicomProtocol[*].metadata.PixelDataOffset"): (
             "The instance received by C-STORE: the receiver's own file meta group, as for c-store-* above."
-        ),
-    }
-)
-KNOWN_BUGS.update(
-    {
-        ("callback arguments", "$.series[*].metadata.RemoteAET"): (
-            "Series RemoteAET follows the latest instance — Orthanc sets the RemoteAET metadata of a series "
-            "when the series is created; fastpacs's add_instance (index/updates.py) replaces it whenever an "
-            "instance arrives from another AET (here a REST upload, then a C-STORE)."
         ),
     }
 )

@@ -19,6 +19,7 @@ from fastpacs.dicom.main_tags import MAIN_TAGS
 from fastpacs.errors import ErrorCode, OrthancError
 
 UNKNOWN_NAME = "Unknown Tag & Data"
+UNSIGNED_OFFSET = "up"
 PRIVATE_CREATOR_NAME = "PrivateCreator"
 Entry = tuple[str, str]
 """(name, VR)."""
@@ -115,7 +116,15 @@ def attribute_name(tag: int, creator: str | None) -> str:
 def dictionary_vr(tag: int, creator: str | None) -> str:
     """The VR to read an implicit-VR element with; ``UN`` when no dictionary knows it."""
     entry = _entry(tag, creator)
-    return entry[1] if entry and entry[1] != "NONE" else "UN"
+    if entry is None or entry[1] == "NONE":
+        return "UN"
+    return "UL" if entry[1] == UNSIGNED_OFFSET else entry[1]
+
+
+def is_unsigned_offset(tag: int) -> bool:
+    """An offset of a DICOMDIR record (DCMTK's VR "up", UL in files): Orthanc shows no value for these."""
+    entry = _entry(tag, None)
+    return entry is not None and entry[1] == UNSIGNED_OFFSET
 
 
 _EIGHT_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]{8}")

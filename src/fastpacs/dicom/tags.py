@@ -16,9 +16,11 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from fastpacs.dicom.dictionary import (
+    UNSIGNED_OFFSET,
     attribute_name,
     dictionary_vr,
     is_private_creator,
+    is_unsigned_offset,
     private_creator_tag,
 )
 from fastpacs.dicom.values import STRING_VRS, TOO_LONG, format_value, python_encodings
@@ -86,6 +88,8 @@ class TagWalker:
         if creator is not None:
             entry["PrivateCreator"] = creator
         vr = element.VR if element.VR else dictionary_vr(tag, creator)
+        if is_unsigned_offset(tag):
+            vr = UNSIGNED_OFFSET
         if vr == "SQ":
             items = context.dataset[tag].value or []
             entry["Type"] = "Sequence"

@@ -19,7 +19,11 @@ from pydicom.charset import convert_encodings, decode_bytes
 MAX_STRING_LENGTH = 256
 """Longest value Orthanc shows; longer ones are ``TooLong``."""
 
-BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"})
+BINARY_VRS = frozenset(
+    {"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW", "SV", "UV", "up"}
+)
+"""VRs without a text form in Orthanc 1.10.1: binary data, and what its DCMTK 3.6.7 gives no string for
+(the 64-bit SV and UV, and "up", DCMTK's unsigned offsets of DICOMDIR records)."""
 TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
 STRING_VRS = TEXT_VRS | frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
 """VRs whose bytes are in the character set named by SpecificCharacterSet."""

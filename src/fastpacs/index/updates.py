@@ -217,10 +217,8 @@ def add_instance(
     if summary.pixel_data_offset is not None:
         instance_metadata["PixelDataOffset"] = str(summary.pixel_data_offset)
     update.set_metadata(ids[Level.INSTANCE], instance_metadata)
-    remote_aet = metadata.get("RemoteAET", "")
-    series_aet = update.metadata_value(ids[Level.SERIES], SYSTEM_METADATA["RemoteAET"])
-    if series_aet is None or series_aet.value != remote_aet:
-        update.set_metadata(ids[Level.SERIES], {"RemoteAET": remote_aet})
+    if Level.SERIES in created:  # Orthanc keeps the sender of the series' first instance
+        update.set_metadata(ids[Level.SERIES], {"RemoteAET": metadata.get("RemoteAET", "")})
     update.txn.put(ids[Level.INSTANCE], encode(summary.tags), db=update.dbs["tags"])
 
     for level in (Level.SERIES, Level.STUDY, Level.PATIENT):
