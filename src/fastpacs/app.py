@@ -100,6 +100,8 @@ from fastpacs.storage.lock import StoreLock
 logger = logging.getLogger(__name__)
 
 MEGABYTE = 1024 * 1024
+STARTUP_FAILED = 3
+"""Exit status of the server process when a component cannot start."""
 
 STORE_LOCK_WAIT = 10.0
 """Seconds a starting server waits for the store lock (a killed predecessor may still be exiting)."""
@@ -231,7 +233,12 @@ def create_app(config: Config | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.services = await start_services(config, metrics)
+        try:
+            app.state.services = await start_services(config, metrics)
+        except Exception:  # whatever stops the start must stop the server, not hang it
+            # Granian keeps its process alive after a failed lifespan, answering nothing: exit instead.
+            logger.exception("fastpacs could not start")
+            os._exit(STARTUP_FAILED)
         try:
             yield
         finally:
