@@ -202,18 +202,8 @@ SAMPLE_VALUES = {
     "SH": "SH", "SL": -3, "SS": -3, "ST": "ST", "TM": "120000", "UC": "UC", "UI": "1.2.3", "UL": 3,
     "UR": "http://x", "US": 3, "UT": "UT", "SV": -3, "UV": 3,
 }  # fmt: skip
-NOT_YET_TOOLS = {
-    "accepted-transfer-syntaxes",
-    "create-archive",
-    "create-media",
-    "create-media-extended",
-    "dicom-echo",
-    "execute-script",
-    "unknown-sop-class-accepted",
-    "bulk-anonymize",
-    "bulk-modify",
-}
-"""What GET /tools may list in Orthanc and not (yet) in fastpacs: routes of other areas, or not done."""
+NOT_YET_TOOLS: set[str] = set()
+"""What GET /tools may list in Orthanc and not in fastpacs (nothing any more)."""
 SLICE_SERIES = {
     "by position": [
         {"ImagePositionPatient": [0, 0, 10], "InstanceNumber": 1},

@@ -17,6 +17,7 @@ then the two servers are made modalities of each other (fastpacs's modality
 C-STORE, C-FIND, C-MOVE.
 """
 
+import json
 import time
 from collections.abc import Iterator
 from io import BytesIO
@@ -35,6 +36,7 @@ from pynetdicom.sop_class import (
 )
 
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
+from fastpacs.testing import free_port
 from tests.differential.allowlist import ALLOWED, KNOWN_BUGS
 from tests.differential.data import CHARSET_FILES, test_file
 from tests.differential.harness import (
@@ -545,3 +547,21 @@ def test_orthanc_and_fastpacs_exchange_studies(pair: ServerPair) -> None:
     finally:
         fastpacs.delete("/modalities/orthanc")
         orthanc.delete("/modalities/fastpacs")
+
+
+def test_tools_dicom_echo(pair: ServerPair) -> None:
+    """POST /tools/dicom-echo: a C-ECHO of a node described in the body, as for PUT /modalities."""
+    check = pair.checker()
+    closed_port = free_port()
+    for name, body in (
+        ("unreachable", {"AET": "NOBODY", "Host": "127.0.0.1", "Port": closed_port, "Timeout": 1}),
+        ("no host", {"AET": "NOBODY"}),
+        ("not json", None),
+    ):
+        content = b"{{" if body is None else json.dumps(body).encode()
+        check.compare(Call(f"dicom-echo {name}", "POST", "/tools/dicom-echo", body=content))
+    check.verdict()
+    for server, client in ((pair.orthanc, pair.orthanc_client), (pair.fastpacs, pair.fastpacs_client)):
+        itself = {"AET": server.aet, "Host": "127.0.0.1", "Port": server.dicom_port}
+        answer = client.post("/tools/dicom-echo", json=itself)
+        assert (answer.status_code, answer.json()) == (200, {})

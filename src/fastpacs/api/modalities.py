@@ -72,6 +72,15 @@ async def echo(name: str, request: Request, services: Services) -> Response[byte
     return Response(EMPTY_JSON_OBJECT, media_type="application/json")
 
 
+@post("/tools/dicom-echo", name="tools-dicom-echo", status_code=200)
+async def echo_unregistered(request: Request, services: Services) -> Response[bytes]:
+    """C-ECHO a node described in the body as for PUT /modalities/{name} (its Timeout included)."""
+    body = await request.body()
+    timeout = parse_echo_timeout(body)  # first: its error names an unreadable body as Orthanc does
+    await services.modalities.echo_modality(parse_modality(body), timeout)
+    return Response(EMPTY_JSON_OBJECT, media_type="application/json")
+
+
 @post("/modalities/{name:str}/store", name="modality-store", status_code=200)
 async def store(name: str, request: Request, services: Services) -> Response[bytes]:
     store_request = parse_store_request(await request.body())
@@ -113,6 +122,7 @@ MODALITY_HANDLERS = [
     put_modality,
     delete_modality,
     echo,
+    echo_unregistered,
     store,
     store_straight,
     accepted_transfer_syntaxes,

@@ -272,7 +272,11 @@ class ModalityRegistry:
 
     async def echo(self, name: str, timeout: int | None) -> None:
         """C-ECHO the modality; Orthanc's network error if it does not answer Success."""
-        node = self.node(self.require(name), timeout=timeout)
+        await self.echo_modality(self.require(name), timeout)
+
+    async def echo_modality(self, modality: DicomModality, timeout: int | None) -> None:
+        """C-ECHO a node, registered or not (/tools/dicom-echo)."""
+        node = self.node(modality, timeout=timeout)
         try:
             await asyncio.to_thread(scu.echo, node)
         except scu.DicomNetworkError as error:
