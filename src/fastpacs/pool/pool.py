@@ -52,6 +52,9 @@ class WorkerPool:
             initargs=(storage_root,),
         )
         self.queued = 0
+        # Spawn every process now, from this (the server's main) thread: a worker ends when the
+        # thread that started it ends (tasks.initialize), so no short-lived thread may start one.
+        self._started = [self._executor.submit(os.getpid) for _ in range(self.processes)]
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         """Run ``function(*args)`` in a worker and await its result."""
@@ -63,9 +66,8 @@ class WorkerPool:
             self.queued -= 1
 
     def warm_up(self) -> None:
-        """Start every process now, so that no request pays for it."""
-        futures = [self._executor.submit(os.getpid) for _ in range(self.processes * 2)]
-        for future in futures:
+        """Wait until every process has started and warmed up, so that no request pays for it."""
+        for future in self._started:
             future.result()
 
     def close(self) -> None:

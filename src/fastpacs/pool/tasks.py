@@ -6,7 +6,9 @@ msgspec structs, never pydicom objects, so that little crosses the process
 boundary.
 """
 
+import ctypes
 import io
+import signal
 import time
 import zipfile
 import zlib
@@ -42,10 +44,20 @@ class ParsedFile(msgspec.Struct, array_like=True):
 
 
 def initialize(storage_root: str) -> None:
-    """Worker start-up: open the storage (and, later, warm the Numba kernels)."""
+    """Worker start-up: die with the server, open the storage, warm the Numba kernels."""
     global _storage  # noqa: PLW0603 - the worker's one storage handle, set once at start
+    _end_with_parent()
     _storage = BlobStore(Path(storage_root))
     warm_worker()  # loads the kernels prepare_kernel_cache() compiled: no request compiles
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """Ask Linux to end this worker when the server process dies, however it dies (SIGKILL, a failed
+    start): an idle worker would otherwise wait on its task queue forever, orphaned."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _store(data: bytes) -> StoredBlob:
