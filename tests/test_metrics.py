@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
 from fastpacs.logs import LogfmtFormatter
 from fastpacs.metrics import MEGABYTE, PROMETHEUS_TEXT, RecentMaximum, RequestLatency, ServerMetrics
@@ -245,6 +248,54 @@ def test_one_log_line_per_request_with_timing(server: ServerProcess, http: httpx
     line = statistics[-1]
     assert re.search(r"^ts=\S+Z level=debug logger=fastpacs.access msg=request method=GET ", line), line
     assert re.search(r" route=/statistics status=200 duration_ms=[0-9.]+ client=127\.0\.0\.1$", line), line
+
+
+def test_dicom_associations_and_operations_are_measured(server: ServerProcess, http: httpx.Client) -> None:
+    """A released association with a C-ECHO and a C-FIND, and an aborted one: counted, timed, logged."""
+    caller = {"AET": "METRICS", "Host": "127.0.0.1", "Port": 104}
+    assert http.put("/modalities/metrics-caller", json=caller).status_code == 200
+    before = scrape(http)
+    model = StudyRootQueryRetrieveInformationModelFind
+    ae = AE(ae_title="METRICS")
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(model)
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = ""
+    released = ae.associate("127.0.0.1", server.dicom_port, ae_title="ORTHANC")
+    assert released.is_established
+    assert released.send_c_echo().Status == 0
+    assert [status.Status for status, _ in released.send_c_find(identifier, model)][-1] == 0
+    released.release()
+    aborted = ae.associate("127.0.0.1", server.dicom_port, ae_title="ORTHANC")
+    assert aborted.is_established
+    aborted.abort()
+
+    def ended(result: Scrape, outcome: str) -> float:
+        return _or_zero(result, "fastpacs_dicom_associations_total", outcome=outcome)
+
+    deadline = time.monotonic() + 10
+    after = scrape(http)
+    while ended(after, "aborted") == ended(before, "aborted") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = scrape(http)
+    assert ended(after, "released") == ended(before, "released") + 1
+    assert ended(after, "aborted") == ended(before, "aborted") + 1
+    assert after.value("fastpacs_dicom_associations_active") == 0
+    operations = "fastpacs_dicom_operation_duration_seconds_count"
+    for operation in ("C-ECHO", "C-FIND"):
+        grown = after.value(operations, operation=operation) - _or_zero(
+            before, operations, operation=operation
+        )
+        assert grown == 1, operation
+    assert after.value("orthanc_find_scp_duration_ms") >= 0
+    lines = [line for line in server.log_path.read_text().splitlines() if "msg=association " in line]
+    assert re.search(
+        r"msg=association calling_aet=METRICS called_aet=ORTHANC remote=127\.0\.0\.1 outcome=released "
+        r"operations=2 duration_ms=[0-9.]+$",
+        lines[-2],
+    ), lines[-2:]
+    assert "outcome=aborted operations=0" in lines[-1], lines[-1]
 
 
 # ---------------------------------------------------------------- the parts

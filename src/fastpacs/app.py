@@ -134,7 +134,9 @@ async def start_services(
     modalities = await load_registry(config, database, writer)
     export_log = ExportLog(database, writer, config.log_exported_resources)
     local_query_retrieve = LocalQueryRetrieve(config, database, storage, default_encoding)
-    dicom_server = DicomServer(config, modalities, ingest, local_query_retrieve, asyncio.get_running_loop())
+    dicom_server = DicomServer(
+        config, modalities, ingest, local_query_retrieve, asyncio.get_running_loop(), metrics=metrics
+    )
     jobs = JobEngine(database, writer, config.concurrent_jobs, config.jobs_history_size, config.save_jobs)
     archives = ArchiveService(database, storage, jobs, retained_outputs=config.media_archive_size)
     services = Services(

@@ -41,7 +41,9 @@ from pynetdicom.sop_class import (
 from pynetdicom.transport import ThreadedAssociationServer
 
 from fastpacs.config import Config
+from fastpacs.metrics import ServerMetrics
 from fastpacs.net.association import caller_of, is_refused
+from fastpacs.net.observation import AssociationObserver
 from fastpacs.net.query_retrieve_scp import QueryRetrieveScp
 from fastpacs.net.store_scp import StoreScp
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
@@ -126,8 +128,11 @@ class DicomServer:
         ingest: IngestService,
         local: LocalQueryRetrieve,
         loop: asyncio.AbstractEventLoop,
+        *,
+        metrics: ServerMetrics,
     ):
         self.config = config
+        self.observer = AssociationObserver(metrics)
         self.registry = registry
         self.store = StoreScp(registry, ingest, loop)
         self.query_retrieve = QueryRetrieveScp(registry, local)
@@ -147,14 +152,16 @@ class DicomServer:
         """Listen on ``DicomPort`` (associations are served by pynetdicom's threads)."""
         _config.UNRESTRICTED_STORAGE_SERVICE = self.unknown_sop_class_accepted
         address = "0.0.0.0" if self.config.remote_access_allowed else "127.0.0.1"
+        observer = self.observer
         handlers = [
             *NO_DELAY_HANDLERS,
+            *observer.handlers,
             (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_C_STORE, self.store.handle),
-            (evt.EVT_C_FIND, self.query_retrieve.find),
-            (evt.EVT_C_MOVE, self.query_retrieve.move),
-            (evt.EVT_C_GET, self.query_retrieve.get),
+            (evt.EVT_C_ECHO, observer.timed("C-ECHO", self._on_echo)),
+            (evt.EVT_C_STORE, observer.timed("C-STORE", self.store.handle)),
+            (evt.EVT_C_FIND, observer.timed_generator("C-FIND", self.query_retrieve.find)),
+            (evt.EVT_C_MOVE, observer.timed_generator("C-MOVE", self.query_retrieve.move)),
+            (evt.EVT_C_GET, observer.timed_generator("C-GET", self.query_retrieve.get)),
         ]
         self._server = self.ae.start_server(
             (address, self.config.dicom_port),
