@@ -1,7 +1,11 @@
-"""Metadata compared with the reference Orthanc: system entries, user entries, change log."""
+"""Metadata compared with the reference Orthanc: system entries, user entries, revisions, change log."""
+
+import hashlib
+from collections.abc import Iterator
 
 import pytest
 
+from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.data import test_file
 from tests.differential.harness import Call, ServerPair, get
 
@@ -13,13 +17,48 @@ LEVELS = (
     ("series", "ParentSeries"),
     ("instances", "ID"),
 )
+ETAG = ("content-type", "etag")
+USER_METADATA = {"Reviewer": 1025, "Score": 2000}
+
+
+def etag(value: bytes, revision: int = 0) -> str:
+    """Orthanc's ETag of a metadata value: its revision (always 0 in its SQLite index) and MD5."""
+    return f'"{revision}-{hashlib.md5(value).hexdigest()}"'
+
+
+def put(name: str, path: str, value: bytes, if_match: str | None = None) -> Call:
+    headers = None if if_match is None else {"If-Match": if_match}
+    return Call(name, "PUT", path, body=value, headers=headers, compared_headers=ETAG)
+
+
+def remove(name: str, path: str, if_match: str | None = None) -> Call:
+    return Call(name, "DELETE", path, headers=None if if_match is None else {"If-Match": if_match})
+
+
+def read(name: str, path: str, if_none_match: str | None = None) -> Call:
+    headers = None if if_none_match is None else {"If-None-Match": if_none_match}
+    return Call(name, "GET", path, headers=headers, compared_headers=ETAG)
+
+
+def upload_ct(servers: ServerPair) -> dict[str, str]:
+    """Store CT_small.dcm in both servers; Orthanc's upload answer."""
+    data = test_file("CT_small.dcm").read_bytes()
+    servers.fastpacs_client.post("/instances", content=data)
+    return servers.orthanc_client.post("/instances", content=data).json()
 
 
 @pytest.fixture(scope="module")
 def ct(pair: ServerPair) -> dict[str, str]:
-    data = test_file("CT_small.dcm").read_bytes()
-    pair.fastpacs_client.post("/instances", content=data)
-    return pair.orthanc_client.post("/instances", content=data).json()
+    return upload_ct(pair)
+
+
+@pytest.fixture(scope="module")
+def checked_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
+    """A second pair with ``CheckRevisions`` on and names declared in ``UserMetadata``."""
+    options = {**COMMON_OPTIONS, "CheckRevisions": True, "UserMetadata": USER_METADATA}
+    servers = ServerPair.start(tmp_path_factory.mktemp("metadata-revisions"), options)
+    yield servers
+    servers.stop()
 
 
 def test_system_metadata_at_every_level(pair: ServerPair, ct: dict[str, str]) -> None:
@@ -41,8 +80,10 @@ def test_system_metadata_at_every_level(pair: ServerPair, ct: dict[str, str]) ->
         "NoSuch",
         "CalledAET",
     ):
-        check.compare(get(f"metadata instance {name}", f"{instance}/{name}"))
+        check.compare(read(f"metadata instance {name}", f"{instance}/{name}"))
     check.compare(get("metadata unknown instance", "/instances/nonexistent/metadata"))
+    for level, key in LEVELS[:3]:
+        check.compare(read(f"metadata {level} LastUpdate", f"/{level}/{ct[key]}/metadata/LastUpdate"))
     check.verdict()
 
 
@@ -75,3 +116,110 @@ def test_user_metadata_life_cycle(pair: ServerPair, ct: dict[str, str]) -> None:
         for name, client in (("orthanc", pair.orthanc_client), ("fastpacs", pair.fastpacs_client))
     ]
     assert changes[1] == changes[0]
+
+
+def test_revisions(pair: ServerPair, ct: dict[str, str]) -> None:
+    """ETags and If-Match without CheckRevisions: checked when given, never required."""
+    entry = f"/instances/{ct['ID']}/metadata/1030"
+    check = pair.checker()
+    check.compare_all(
+        [
+            put("revision create", entry, b"one"),
+            read("revision read", entry),
+            put("revision replace without if-match", entry, b"two"),
+            read("revision read after replace", entry),
+            put("revision replace", entry, b"three", if_match=etag(b"two")),
+            put("revision unquoted", entry, b"four", if_match=etag(b"three").strip('"')),
+            put("revision stale", entry, b"five", if_match=etag(b"three")),
+            put("revision of a put answer", entry, b"five", if_match=etag(b"four", revision=1)),
+            put("revision upper-case md5", entry, b"five", if_match=etag(b"four").upper()),
+            put("revision without md5", entry, b"five", if_match='"0-"'),
+            put("revision with a plus sign", entry, b"five", if_match=f'"+{etag(b"four")[1:]}'),
+            read("revision read after stale", entry),
+            read("revision if-none-match current", entry, if_none_match=etag(b"four")),
+            read("revision if-none-match unquoted", entry, if_none_match=etag(b"four").strip('"')),
+            read("revision if-none-match stale", entry, if_none_match=etag(b"three")),
+            Call("revision if-none-match star", "GET", entry, headers={"If-None-Match": "*"}),
+            remove("revision delete stale", entry, if_match=etag(b"three")),
+            remove("revision delete", entry, if_match=etag(b"four")),
+            remove("revision delete absent", entry, if_match=etag(b"four")),
+            put("revision create with if-match", entry, b"six", if_match=etag(b"nothing")),
+            read("revision after create with if-match", entry),
+        ]
+    )
+    for if_match in ('"1"', "1", "abc", '""', 'W/"0-0"', '"-1-0"', '" 0-0"'):
+        check.compare(put(f"revision malformed {if_match}", entry, b"x", if_match=if_match))
+        check.compare(remove(f"revision delete malformed {if_match}", entry, if_match=if_match))
+    check.compare_all(
+        [
+            put("revision malformed on unknown instance", "/instances/nonexistent/metadata/1030", b"x", "x"),
+            put("revision system entry", f"/instances/{ct['ID']}/metadata/Origin", b"x", if_match="x"),
+            read("revision read system entry", f"/instances/{ct['ID']}/metadata/Origin"),
+        ]
+    )
+    check.verdict()
+
+
+@pytest.fixture(scope="module")
+def checked_ct(checked_pair: ServerPair) -> dict[str, str]:
+    return upload_ct(checked_pair)
+
+
+def test_check_revisions(checked_pair: ServerPair, checked_ct: dict[str, str]) -> None:
+    """With CheckRevisions, replacing or deleting an entry needs the If-Match of its current value."""
+    entry = f"/instances/{checked_ct['ID']}/metadata/Reviewer"
+    unknown = "/instances/00000000-00000000-00000000-00000000-00000000/metadata/Reviewer"
+    check = checked_pair.checker()
+    check.compare_all(
+        [
+            put("checked create", entry, b"alice"),
+            put("checked replace without if-match", entry, b"bob"),
+            put("checked replace stale", entry, b"bob", if_match=etag(b"carol")),
+            put("checked replace", entry, b"bob", if_match=etag(b"alice")),
+            read("checked read", entry),
+            remove("checked delete without if-match", entry),
+            remove("checked delete stale", entry, if_match=etag(b"alice")),
+            remove("checked delete", entry, if_match=etag(b"bob")),
+            remove("checked delete absent without if-match", entry),
+            remove("checked delete absent", entry, if_match=etag(b"bob")),
+            put("checked create again without if-match", entry, b"dave"),
+            remove("checked delete on unknown instance", unknown),
+            remove("checked delete on unknown instance with if-match", unknown, if_match=etag(b"bob")),
+            put("checked create on unknown instance", unknown, b"x"),
+        ]
+    )
+    check.verdict()
+
+
+def test_user_metadata_names(checked_pair: ServerPair, checked_ct: dict[str, str]) -> None:
+    """Names declared in UserMetadata: by name or number, listed by name; undeclared names refused."""
+    instance = f"/instances/{checked_ct['ID']}/metadata"
+    study = f"/studies/{checked_ct['ParentStudy']}/metadata"
+    check = checked_pair.checker()
+    check.compare_all(
+        [
+            put("user name put", f"{instance}/Score", b"7"),
+            read("user name get", f"{instance}/Score"),
+            read("user name get by number", f"{instance}/2000"),
+            put("user name put by number", f"{instance}/2000", b"8", if_match=etag(b"7")),
+            read("user name get after put by number", f"{instance}/Score"),
+            put("user name put undeclared number", f"{instance}/3000", b"n"),
+            put("user name put on study", f"{study}/Score", b"9"),
+            get("user name list", instance),
+            get("user name list expand", instance, expand=""),
+            get("user name study list", study),
+            get("user name study list expand", study, expand=""),
+        ]
+    )
+    for name in ("Undeclared", "score", "+5", "0x10", "1024.0", " 1025", "99999999999", "-1", "0", "70000"):
+        check.compare(read(f"user name get {name!r}", f"{instance}/{name}"))
+        check.compare(put(f"user name put {name!r}", f"{instance}/{name}", b"x"))
+        check.compare(remove(f"user name delete {name!r}", f"{instance}/{name}"))
+    unknown = "/instances/nonexistent/metadata/Undeclared"
+    check.compare_all(
+        [
+            read("user name undeclared on unknown instance", unknown),
+            put("user name put undeclared on unknown instance", unknown, b"x"),
+        ]
+    )
+    check.verdict()

@@ -1,18 +1,22 @@
-"""/{level}/{id}/metadata and /{level}/{id}/metadata/{name}."""
+"""/{level}/{id}/metadata and /{level}/{id}/metadata/{name}.
+
+An entry's answers carry its ETag as Orthanc's do; ``PUT`` and ``DELETE``
+take it back in ``If-Match``, ``GET`` in ``If-None-Match`` (304 when it
+still matches). The order of the checks is the service's.
+"""
 
 from litestar import Request, Response, delete, get, put
 from litestar.handlers import HTTPRouteHandler
 
 from fastpacs.api.responses import empty_ok, flag, json_response, text_response, unknown_resource
-from fastpacs.dicom.ids import Level, RawId, parse_id
+from fastpacs.dicom.ids import Level, parse_id
+from fastpacs.services.metadata import ETag
 from fastpacs.services.registry import Services
 
 
-def _resource(public_id: str) -> RawId:
-    rid = parse_id(public_id)
-    if rid is None:
-        raise unknown_resource()
-    return rid
+def _with_etag(response: Response[bytes], etag: ETag) -> Response[bytes]:
+    response.headers["ETag"] = f'"{etag}"'
+    return response
 
 
 def metadata_handlers(level: Level) -> list[HTTPRouteHandler]:
@@ -20,7 +24,8 @@ def metadata_handlers(level: Level) -> list[HTTPRouteHandler]:
 
     @get(base, name=f"{level.plural}-metadata")
     async def list_metadata(resource_id: str, request: Request, services: Services) -> Response[bytes]:
-        entries = services.metadata.entries(level, _resource(resource_id))
+        rid = parse_id(resource_id)
+        entries = None if rid is None else services.metadata.entries(level, rid)
         if entries is None:
             raise unknown_resource()
         if flag(request, "expand"):
@@ -28,39 +33,29 @@ def metadata_handlers(level: Level) -> list[HTTPRouteHandler]:
         return json_response(list(entries))
 
     @get(f"{base}/{{name:str}}", name=f"{level.plural}-metadata-get")
-    async def get_metadata(resource_id: str, name: str, services: Services) -> Response[bytes]:
-        entry = services.metadata.get(level, _resource(resource_id), name)
-        if entry is None:
-            raise unknown_resource()
-        response = text_response(entry.value)
-        response.headers["ETag"] = f'"{entry.revision}"'
-        return response
+    async def get_metadata(
+        resource_id: str, name: str, request: Request, services: Services
+    ) -> Response[bytes]:
+        entry = services.metadata.get(level, parse_id(resource_id), name)
+        if ETag.parse(request.headers.get("if-none-match"), "If-None-Match") == entry.etag:
+            return _with_etag(Response(b"", status_code=304), entry.etag)
+        return _with_etag(text_response(entry.value), entry.etag)
 
     @put(f"{base}/{{name:str}}", name=f"{level.plural}-metadata-put", status_code=200)
     async def put_metadata(
         resource_id: str, name: str, request: Request, services: Services
     ) -> Response[bytes]:
         value = (await request.body()).decode("utf-8", errors="replace")
-        try:
-            revision = await services.metadata.set(
-                level, _resource(resource_id), name, value, request.headers.get("if-match")
-            )
-        except KeyError:
-            raise unknown_resource() from None
-        response = empty_ok()
-        response.headers["ETag"] = f'"{revision}"'
-        return response
+        etag = await services.metadata.put(
+            level, parse_id(resource_id), name, value, request.headers.get("if-match")
+        )
+        return _with_etag(empty_ok(), etag)
 
     @delete(f"{base}/{{name:str}}", name=f"{level.plural}-metadata-delete", status_code=200)
     async def delete_metadata(
         resource_id: str, name: str, request: Request, services: Services
     ) -> Response[bytes]:
-        try:
-            await services.metadata.set(
-                level, _resource(resource_id), name, None, request.headers.get("if-match")
-            )
-        except KeyError:
-            raise unknown_resource() from None
+        await services.metadata.delete(level, parse_id(resource_id), name, request.headers.get("if-match"))
         return empty_ok()
 
     return [list_metadata, get_metadata, put_metadata, delete_metadata]

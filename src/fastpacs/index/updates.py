@@ -236,44 +236,8 @@ def add_instance(
     return IngestOutcome(status="Success", ids=ids)
 
 
-def update_metadata(
-    update: IndexUpdate,
-    level: Level,
-    rid: RawId,
-    kind: int,
-    value: str | None,
-    *,
-    expected_revision: int | None,
-) -> int | None:
-    """Set (or, with ``value`` None, delete) one metadata entry and log ``UpdatedMetadata``.
-
-    ``expected_revision`` (the client's If-Match) must match the current revision
-    when given; returns the new revision (``None`` after a deletion). ``KeyError``
-    if the resource does not exist, :class:`MissingMetadataError` if the entry to
-    delete does not.
-    """
-    if update.resource_at(rid, level) is None:
-        raise KeyError(rid)
-    current = update.metadata_value(rid, kind)
-    if expected_revision is not None and (current is None or current.revision != expected_revision):
-        raise RevisionMismatchError(current.revision if current else None)
-    if value is None:
-        if current is None:
-            raise MissingMetadataError(kind)
-        update.delete_metadata(rid, kind)
-        revision = None
-    else:
-        revision = update.put_metadata(rid, kind, value)
-    update.log_change("UpdatedMetadata", level, rid, time.time())
-    return revision
-
-
 class RevisionMismatchError(Exception):
     """The If-Match revision is not the current one."""
-
-
-class MissingMetadataError(Exception):
-    """The metadata entry to delete is not set."""
 
 
 def delete_resource(update: IndexUpdate, level: Level, rid: RawId) -> tuple[Level, RawId] | None:
