@@ -277,23 +277,28 @@ def _ct_study(writer: _Writer, patient: _Patient, spec: CorpusSpec, rng: np.rand
         for index in range(slices):
             ds = _study_dataset(patient, study, "CT CHEST WITH CONTRAST", spec.seed)
             _series(ds, patient, study, series, modality="CT", description=description)
-            ds.BodyPartExamined = "CHEST"
-            ds.SOPClassUID = CTImageStorage
             ds.SOPInstanceUID = _uid(INSTANCE, patient.number, study, series, index + 1)
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-            ds.InstanceNumber = index + 1
-            ds.AcquisitionNumber = 1
-            ds.KVP = 120
-            ds.XRayTubeCurrent = int(rng.integers(180, 320))
-            ds.ConvolutionKernel = kernel
-            ds.PatientPosition = "HFS"
-            _slice_geometry(ds, index, spacing=0.7, thickness=300 / slices, size=phantoms.CT_SIZE)
-            ds.RescaleIntercept = 0
-            ds.RescaleSlope = 1
-            ds.RescaleType = "HU"
-            ds.WindowCenter, ds.WindowWidth = (40, 400) if kernel == "STANDARD" else (-600, 1500)
+            _ct_slice_attributes(ds, index, slices, kernel, rng)
             _image_pixels(ds, phantoms.ct_slice(index / max(slices - 1, 1), rng), 16, signed=True)
             writer.write(ds, kind, f"{patient.id}/ct{series}/{index + 1:04d}.dcm", syntax)
+
+
+def _ct_slice_attributes(ds: Dataset, index: int, slices: int, kernel: str, rng: np.random.Generator) -> None:
+    """The CT image modules of slice ``index`` (from 0) of a chest series of ``slices`` over 300 mm."""
+    ds.BodyPartExamined = "CHEST"
+    ds.SOPClassUID = CTImageStorage
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.InstanceNumber = index + 1
+    ds.AcquisitionNumber = 1
+    ds.KVP = 120
+    ds.XRayTubeCurrent = int(rng.integers(180, 320))
+    ds.ConvolutionKernel = kernel
+    ds.PatientPosition = "HFS"
+    _slice_geometry(ds, index, spacing=0.7, thickness=300 / slices, size=phantoms.CT_SIZE)
+    ds.RescaleIntercept = 0
+    ds.RescaleSlope = 1
+    ds.RescaleType = "HU"
+    ds.WindowCenter, ds.WindowWidth = (40, 400) if kernel == "STANDARD" else (-600, 1500)
 
 
 def _mr_study(writer: _Writer, patient: _Patient, spec: CorpusSpec, rng: np.random.Generator) -> None:
@@ -384,6 +389,71 @@ def ensure_corpus(spec: CorpusSpec, cache: Path = DEFAULT_CACHE) -> Corpus:
     """The corpus of ``spec``, generated on first use and read from the cache afterwards."""
     folder = _cached(cache / f"corpus-{spec.digest()}", lambda building: generate(building, spec))
     return _load_manifest(folder)
+
+
+# Single CT studies made for one workload (a large archive, a 200-instance anonymization...).
+
+CT_STUDY_BRANCH = 8
+"""First UID component of the generated CT studies, so that they never meet the corpus's UIDs."""
+CT_ANATOMY_STEP = 20
+"""Neighbouring slices that share one anatomy (only their noise differs), to generate long series fast."""
+
+
+@dataclass(frozen=True)
+class CtStudy:
+    """A generated single-series CT study: 512×512 signed 16-bit slices, Explicit VR Little Endian."""
+
+    directory: Path
+    names: list[str]
+    """The files, relative to ``directory``, in slice order."""
+    study_uid: str
+    size: int
+    """Bytes of all its files."""
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.directory / name for name in self.names]
+
+
+def _generate_ct_study(directory: Path, slices: int, seed: int) -> None:
+    """``slices`` chest slices over 300 mm in one series of one study of one patient, with a manifest."""
+    rng = np.random.default_rng([seed, CT_STUDY_BRANCH, slices])
+    patient = _patient(CT_STUDY_BRANCH * 10_000 + slices, rng)
+    names = []
+    size = 0
+    for index in range(slices):
+        if index % CT_ANATOMY_STEP == 0:
+            anatomy = phantoms.ct_anatomy(index / max(slices - 1, 1), rng)
+        ds = _study_dataset(patient, 1, "CT CHEST THIN SLICES", seed)
+        ds.StudyInstanceUID = _uid(CT_STUDY_BRANCH, STUDY, slices)
+        ds.Modality = "CT"
+        ds.SeriesInstanceUID = _uid(CT_STUDY_BRANCH, SERIES, slices, 1)
+        ds.SeriesNumber = 1
+        ds.SeriesDescription = "CHEST STANDARD"
+        ds.SeriesTime = ds.StudyTime
+        ds.FrameOfReferenceUID = _uid(CT_STUDY_BRANCH, FRAME_OF_REFERENCE, slices)
+        ds.SOPInstanceUID = _uid(CT_STUDY_BRANCH, INSTANCE, slices, index + 1)
+        _ct_slice_attributes(ds, index, slices, "STANDARD", rng)
+        _image_pixels(ds, phantoms.ct_scan(anatomy, rng), 16, signed=True)
+        ds.file_meta = _file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ExplicitVRLittleEndian)
+        name = f"{index + 1:05d}.dcm"
+        ds.save_as(directory / name, enforce_file_format=True)
+        names.append(name)
+        size += (directory / name).stat().st_size
+    manifest = {"names": names, "study_uid": _uid(CT_STUDY_BRANCH, STUDY, slices), "size": size}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def ensure_ct_study(slices: int, seed: int = CorpusSpec.seed, cache: Path = DEFAULT_CACHE) -> CtStudy:
+    """A CT study of ``slices`` instances (about 0.5 MB each), generated on first use and cached."""
+    digest = hashlib.sha256(
+        f"{GENERATOR_VERSION}-{pydicom.__version__}-{seed}-{slices}-{CT_ANATOMY_STEP}".encode()
+    ).hexdigest()
+    folder = _cached(
+        cache / f"ct-study-{slices}-{digest[:12]}",
+        lambda building: _generate_ct_study(building, slices, seed),
+    )
+    return CtStudy(folder, **json.loads((folder / "manifest.json").read_text()))
 
 
 # The scale test: many tiny instances, where only the number of index entries matters.

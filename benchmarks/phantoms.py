@@ -7,6 +7,8 @@ in the ranges real scanners produce. Everything is vectorised numpy and
 depends only on its arguments: the same seed gives the same pixels.
 """
 
+from functools import cache
+
 import numpy as np
 
 CT_SIZE = 512
@@ -68,6 +70,11 @@ def ct_slice(position: float, rng: np.random.Generator) -> np.ndarray:
     ``position`` in [0, 1] runs from the lung apices to the diaphragm: lungs
     and heart change size along it, so neighbouring slices differ smoothly.
     """
+    return ct_scan(ct_anatomy(position, rng), rng)
+
+
+def ct_anatomy(position: float, rng: np.random.Generator) -> np.ndarray:
+    """The noiseless anatomy of :func:`ct_slice` (float32 HU), which thin neighbouring slices may share."""
     canvas = _Canvas(CT_SIZE, background=-1000.0)
     body_axes = (0.82 - 0.05 * (position - 0.5) ** 2, 0.58)
     canvas.ellipse((0, 0.05), body_axes, -100.0)  # subcutaneous fat
@@ -88,10 +95,20 @@ def ct_slice(position: float, rng: np.random.Generator) -> np.ndarray:
             canvas.ellipse(centre, (0.025, 0.018), 750.0)  # ribs
     couch = (canvas.y > 0.72) & (canvas.y < 0.76) & (np.abs(canvas.x) < 0.9)
     canvas.image[couch] = 250.0
+    return canvas.image
 
-    hu = canvas.image + rng.normal(0, 12, canvas.image.shape).astype(np.float32)
+
+@cache
+def _outside_field_of_view(size: int) -> np.ndarray:
+    canvas = _Canvas(size, background=0.0)
+    return canvas.x**2 + canvas.y**2 > 1.0
+
+
+def ct_scan(anatomy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``anatomy`` as stored: with noise, signed 16-bit, blank outside the reconstruction circle."""
+    hu = anatomy + rng.normal(0, 12, anatomy.shape).astype(np.float32)
     pixels = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
-    pixels[canvas.x**2 + canvas.y**2 > 1.0] = CT_OUTSIDE_FIELD_OF_VIEW
+    pixels[_outside_field_of_view(anatomy.shape[0])] = CT_OUTSIDE_FIELD_OF_VIEW
     return pixels
 
 
