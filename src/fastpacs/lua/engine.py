@@ -171,14 +171,19 @@ class LuaEngine:
             await self._callback("Initialize", tuple)
 
     async def stop(self) -> None:
-        """``Finalize()``, then stop the Lua threads (queued events are dropped)."""
+        """Drop the queued events, then ``Finalize()`` and stop the Lua threads.
+
+        As in Orthanc, the callback running is let finish (within ``LuaTimeLimit``)
+        and ``Finalize()`` comes right after it: a backlog of slow callbacks does
+        not hold the shutdown.
+        """
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        for task in self._tasks:
+            task.cancel()  # also cancels its work on the Lua thread unless it has begun
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if "Finalize" in self.defined:
             await self._callback("Finalize", tuple)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         for thread in (self.main, self.filters):
             await asyncio.to_thread(thread.stop)
         if self._http is not None:
