@@ -1,4 +1,4 @@
-"""Shared fixtures: real fastpacs servers started as subprocesses, pydicom's test files."""
+"""Shared fixtures: real fastpacs servers started as subprocesses, pydicom's test files, figures."""
 
 import hashlib
 import io
@@ -86,3 +86,45 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 def shared_client(shared_server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=shared_server.base_url, timeout=60) as http:
         yield http
+
+
+FIGURES = pytest.StashKey[list[tuple[str, str]]]()
+"""The figures recorded in this run: (test node ID, "name: text"), in the order recorded."""
+
+
+class Figures:
+    """What a test measured (counts, rates, memory), listed in a "figures" section at the end of the run.
+
+    CI runs pytest without ``-s``, which hides print(): the figures of the
+    reliability tests are recorded here instead, so that every run shows them.
+    """
+
+    def __init__(self, test: str, lines: list[tuple[str, str]]):
+        self._test = test
+        self._lines = lines
+
+    def add(self, name: str, text: str) -> None:
+        """Record the line ``name: text`` for this test."""
+        self._lines.append((self._test, f"{name}: {text}"))
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Figures:
+    return Figures(request.node.nodeid, request.config.stash.setdefault(FIGURES, []))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the recorded figures, under the name of the test that measured them.
+
+    tests/differential/conftest.py has a hook of the same name (known bugs not met): pytest runs both.
+    """
+    recorded = terminalreporter.config.stash.get(FIGURES, [])
+    if not recorded:
+        return
+    terminalreporter.section("figures")
+    current = None
+    for test, line in recorded:
+        if test != current:
+            terminalreporter.write_line(test)
+            current = test
+        terminalreporter.write_line(f"  {line}")

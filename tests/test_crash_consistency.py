@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from fastpacs.testing import ServerProcess, fastpacs_server
-from tests.conftest import stored_blobs
+from tests.conftest import Figures, stored_blobs
 from tests.reliability_helpers import (
     InstanceMaker,
     c_store_all,
@@ -101,12 +101,14 @@ def crashing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
     process.stop()
 
 
-def test_sigkill_during_concurrent_ingest_loses_nothing_acknowledged(crashing: ServerProcess) -> None:
+def test_sigkill_during_concurrent_ingest_loses_nothing_acknowledged(
+    crashing: ServerProcess, figures: Figures
+) -> None:
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)
     maker = InstanceMaker()
     everything = Acknowledged()
-    print(f"\ncrash consistency: {ROUNDS} rounds, seed {seed}")
+    figures.add("crash consistency", f"{ROUNDS} rounds, seed {seed}")
     for round_number in range(ROUNDS):
         acknowledged = Acknowledged()
         clients = [
@@ -145,19 +147,24 @@ def test_sigkill_during_concurrent_ingest_loses_nothing_acknowledged(crashing: S
         crashing.start()
         with httpx.Client(base_url=crashing.base_url, timeout=60) as http:
             lost = lost_instances(http, everything)
-            figures = check_store(crashing, http)
-        print(
-            f"round {round_number}: killed {delay:.2f} s after the threshold; acknowledged "
+            checked = check_store(crashing, http)
+        figures.add(
+            f"round {round_number}",
+            f"killed {delay:.2f} s after the threshold; acknowledged "
             f"{len(acknowledged.rest)} REST + {len(acknowledged.dicom)} C-STORE; after restart "
-            f"{figures.instances} instances, {figures.blobs} blobs, {figures.disk_size} bytes; "
-            f"lost {len(lost)} of {len(everything.rest) + len(everything.dicom)} acknowledged so far"
+            f"{checked.instances} instances, {checked.blobs} blobs, {checked.disk_size} bytes; "
+            f"lost {len(lost)} of {len(everything.rest) + len(everything.dicom)} acknowledged so far",
         )
         assert lost == [], f"acknowledged then lost or changed: {lost[:5]}"
         repair = [line for line in crashing.log_tail(40).splitlines() if "start-up" in line]
-        print(f"  {repair[-1] if repair else 'no start-up check line in the log'}")
+        figures.add(
+            f"round {round_number} start-up", repair[-1] if repair else "no start-up check line in the log"
+        )
 
 
-def test_startup_repair_removes_and_counts_what_a_crash_left(crashing: ServerProcess) -> None:
+def test_startup_repair_removes_and_counts_what_a_crash_left(
+    crashing: ServerProcess, figures: Figures
+) -> None:
     maker = InstanceMaker()
     large = [large_file(maker, number) for number in range(24)]
     acknowledged = Acknowledged()
@@ -190,9 +197,10 @@ def test_startup_repair_removes_and_counts_what_a_crash_left(crashing: ServerPro
         for line in exposition.splitlines()
         if line.startswith("fastpacs_startup_repair_")
     }
-    print(
-        f"\nstart-up repair after a kill during {len(large)} uploads of {len(large[0])} bytes "
-        f"({len(acknowledged.rest)} acknowledged): {repair}"
+    figures.add(
+        "start-up repair",
+        f"after a kill during {len(large)} uploads of {len(large[0])} bytes "
+        f"({len(acknowledged.rest)} acknowledged): {repair}",
     )
     assert repair["fastpacs_startup_repair_temporary_files_removed"] == temporary >= 1
     assert repair["fastpacs_startup_repair_orphan_blobs_removed"] == blobs_before - blobs_after >= 1

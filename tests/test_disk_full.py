@@ -35,7 +35,7 @@ from fastpacs.index.updates import IndexUpdate
 from fastpacs.index.writer import IndexWriter
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.testing import ServerProcess, fastpacs_server
-from tests.conftest import pydicom_file
+from tests.conftest import Figures, pydicom_file
 from tests.reliability_helpers import c_store_all, check_store, dataset_part
 
 pytestmark = pytest.mark.slow
@@ -89,7 +89,9 @@ def file_of(dataset: pydicom.Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_full_disk_refuses_uploads_cleanly_and_recovers(filled: ServerProcess, small_disk: Path) -> None:
+def test_a_full_disk_refuses_uploads_cleanly_and_recovers(
+    filled: ServerProcess, small_disk: Path, figures: Figures
+) -> None:
     (small_disk / "ballast").write_bytes(b"\0" * BALLAST)
     template = pydicom.dcmread(pydicom_file("CT_small.dcm"))
     stored: dict[str, bytes] = {}
@@ -107,7 +109,9 @@ def test_a_full_disk_refuses_uploads_cleanly_and_recovers(filled: ServerProcess,
             else:
                 refusals.append(answer)
         statuses = {answer.status_code for answer in refusals}
-        print(f"\ndisk full after {len(stored)} uploads; {len(refusals)} refused with {sorted(statuses)}")
+        figures.add(
+            "disk full", f"after {len(stored)} uploads; {len(refusals)} refused with {sorted(statuses)}"
+        )
         assert statuses == {507}, [answer.text for answer in refusals]
         body = refusals[0].json()
         assert (body["OrthancError"], body["OrthancStatus"], body["HttpStatus"]) == (
@@ -117,7 +121,10 @@ def test_a_full_disk_refuses_uploads_cleanly_and_recovers(filled: ServerProcess,
         )
 
         full_store = c_store_all(filled, [large_instance(template, 1000 + n) for n in range(3)])
-        print(f"C-STORE on the full disk: {full_store.statuses}")
+        figures.add(
+            "C-STORE on the full disk",
+            str({f"{status:#06x}": count for status, count in full_store.statuses.items()}),
+        )
         assert full_store.statuses == {0xA700: 3}
 
         for instance, data in stored.items():
@@ -134,12 +141,16 @@ def test_a_full_disk_refuses_uploads_cleanly_and_recovers(filled: ServerProcess,
 
         for instance in list(stored)[:5]:
             assert http.delete(f"/instances/{instance}").status_code == 200
-        figures = check_store(filled, http, storage=small_disk / "storage")
-        print(f"after freeing space: {figures.instances} instances, {figures.disk_size} bytes, consistent")
-        assert figures.instances == len(stored) - 5 + 4 + 1
+        checked = check_store(filled, http, storage=small_disk / "storage")
+        figures.add(
+            "after freeing space", f"{checked.instances} instances, {checked.disk_size} bytes, consistent"
+        )
+        assert checked.instances == len(stored) - 5 + 4 + 1
 
 
-def test_a_full_index_refuses_its_commits_as_storage_full_then_recovers(tiny_disk: Path) -> None:
+def test_a_full_index_refuses_its_commits_as_storage_full_then_recovers(
+    tiny_disk: Path, figures: Figures
+) -> None:
     database = Database(tiny_disk / "index", map_size_gb=1)
     writer = IndexWriter(database, BlobStore(tiny_disk / "storage"))
     ballast = tiny_disk / "ballast"
@@ -162,7 +173,7 @@ def test_a_full_index_refuses_its_commits_as_storage_full_then_recovers(tiny_dis
     writer.start()
     try:
         committed, error = asyncio.run(fill())
-        print(f"\nindex full after {committed} commits: {error.http_status} {error.details}")
+        figures.add("index full", f"after {committed} commits: {error.http_status} {error.details}")
         assert (error.code, error.http_status) == (ErrorCode.FULL_STORAGE, 507)
         ballast.unlink()
         asyncio.run(writer.run(put(committed)))

@@ -54,7 +54,7 @@ from pynetdicom.sop_class import CTImageStorage
 
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import ServerProcess, fastpacs_server
-from tests.conftest import pydicom_file
+from tests.conftest import Figures, pydicom_file
 from tests.reliability_helpers import check_store, environment_number, megabytes, tree_memory
 
 pytestmark = pytest.mark.slow
@@ -420,7 +420,9 @@ def fill_path(template: str, seeds: Seeds, junk: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda match: quote(values.get(match.group(1), junk), safe=""), template)
 
 
-def test_hostile_input_never_gets_an_unexplained_server_error(target: ServerProcess) -> None:
+def test_hostile_input_never_gets_an_unexplained_server_error(
+    target: ServerProcess, figures: Figures
+) -> None:
     verdicts = Verdicts()
     monitor = ProcessTreeMonitor(target.process.pid).start()
     log_start = target.log_path.stat().st_size
@@ -431,7 +433,7 @@ def test_hostile_input_never_gets_an_unexplained_server_error(target: ServerProc
         started = time.monotonic()
 
         fuzz_dicom_uploads(http, verdicts)
-        fuzz_zip_uploads(http, verdicts)
+        fuzz_zip_uploads(http, verdicts, figures)
         fuzz_c_store(target, verdicts)
         fuzz_content_paths_and_queries(http, verdicts, seeds, routes)
         fuzz_json_bodies(http, verdicts, seeds, routes)
@@ -441,12 +443,13 @@ def test_hostile_input_never_gets_an_unexplained_server_error(target: ServerProc
         memory_end = tree_memory(target)
         for instance, digest in seeds.files.items():
             assert hashlib.sha256(http.get(f"/instances/{instance}/file").content).hexdigest() == digest
-        figures = check_store(target, http)
+        checked = check_store(target, http)
     monitor.stop()
     unhandled = unhandled_errors(target.log_path, log_start)
 
-    print(
-        f"\nfuzz: {sum(verdicts.cases.values())} cases in {elapsed:.0f} s {verdicts.cases}, "
+    figures.add(
+        "fuzz",
+        f"{sum(verdicts.cases.values())} cases in {elapsed:.0f} s {verdicts.cases}, "
         f"bodies of {verdicts.routes} POST/PUT routes; "
         f"HTTP statuses {dict(sorted(verdicts.statuses.items()))}; C-STORE statuses "
         f"{ {f'{status:#06x}': count for status, count in verdicts.dimse.items()} }; "
@@ -455,7 +458,7 @@ def test_hostile_input_never_gets_an_unexplained_server_error(target: ServerProc
         f"unhandled exceptions logged {len(unhandled)}; server tree memory (PSS) "
         f"start {megabytes(memory_start)}, peak {megabytes(monitor.lifetime_peak_rss)}, "
         f"end {megabytes(memory_end)}; "
-        f"{figures.instances} instances stored, consistent"
+        f"{checked.instances} instances stored, consistent",
     )
     assert verdicts.server_errors == [], "\n".join(verdicts.server_errors[:20])
     assert unhandled == [], "\n".join(unhandled[:10])
@@ -479,7 +482,7 @@ def fuzz_dicom_uploads(http: httpx.Client, verdicts: Verdicts) -> None:
     run_for(BUDGET * SHARES["dicom"], upload)
 
 
-def fuzz_zip_uploads(http: httpx.Client, verdicts: Verdicts) -> None:
+def fuzz_zip_uploads(http: httpx.Client, verdicts: Verdicts, figures: Figures) -> None:
     @FUZZ_SETTINGS
     @given(data=hostile_zip())
     def upload(data: bytes) -> None:
@@ -501,8 +504,8 @@ def fuzz_zip_uploads(http: httpx.Client, verdicts: Verdicts) -> None:
     for name, bomb in bombs.items():
         answer = http.post("/instances", content=bomb)
         verdicts.judge("zip bomb", name, answer)
-        print(
-            f"\nzip bomb, {name} ({len(bomb)} bytes, limit {limit}): {answer.status_code} {answer.text[:150]}"
+        figures.add(
+            f"zip bomb, {name}", f"{len(bomb)} bytes, limit {limit}: {answer.status_code} {answer.text[:150]}"
         )
         assert answer.status_code in (200, 400), answer.text
         if answer.status_code == 200:

@@ -27,6 +27,7 @@ import pytest
 from benchmarks.procstats import ProcessTreeMonitor
 
 from fastpacs.testing import ServerProcess, fastpacs_server
+from tests.conftest import Figures
 from tests.reliability_helpers import (
     InstanceMaker,
     check_store,
@@ -132,7 +133,7 @@ class SoakClient:
 
 
 @pytest.mark.timeout(SECONDS + 240)
-def test_mixed_workload_at_64_clients(soaked: ServerProcess) -> None:
+def test_mixed_workload_at_64_clients(soaked: ServerProcess, figures: Figures) -> None:
     tally = Tally()
     monitor = ProcessTreeMonitor(soaked.process.pid).start()
     memory_start, anonymous_start = tree_memory(soaked), tree_anonymous_memory(soaked)
@@ -159,7 +160,7 @@ def test_mixed_workload_at_64_clients(soaked: ServerProcess) -> None:
     memory_end, anonymous_end = tree_memory(soaked), tree_anonymous_memory(soaked)
     monitor.stop()
     with httpx.Client(base_url=soaked.base_url, timeout=120) as http:
-        figures = check_store(soaked, http)
+        checked = check_store(soaked, http)
 
     requests = sum(tally.statuses.values())
     by_operation: Counter[str] = Counter()
@@ -167,14 +168,15 @@ def test_mixed_workload_at_64_clients(soaked: ServerProcess) -> None:
     for (operation, status), count in tally.statuses.items():
         by_operation[operation] += count
         by_status[status] += count
-    print(
-        f"\nsoak: {CLIENTS} clients, {elapsed:.0f} s, {requests} requests ({requests / elapsed:.0f}/s) "
+    figures.add(
+        "soak",
+        f"{CLIENTS} clients, {elapsed:.0f} s, {requests} requests ({requests / elapsed:.0f}/s) "
         f"{dict(by_operation)}; statuses {dict(by_status)}; "
         f"errors {len(tally.errors)}; server tree anonymous memory start {megabytes(anonymous_start)}, "
         f"after warm-up {megabytes(anonymous_warm)}, peak after it {megabytes(max(anonymous))}, "
         f"end {megabytes(anonymous_end)}; whole PSS (index pages included) start {megabytes(memory_start)}, "
         f"peak {megabytes(monitor.lifetime_peak_rss)}, end {megabytes(memory_end)}; "
-        f"{figures.instances} instances stored, consistent"
+        f"{checked.instances} instances stored, consistent",
     )
     assert tally.errors == [], "\n".join(tally.errors[:20])
     assert all(by_operation[operation] > 0 for operation in OPERATIONS), by_operation
