@@ -19,6 +19,14 @@
   Answers below :data:`MINIMUM_COMPRESSED_SIZE` (one segment) are
   therefore sent as they are, as are ZIP archives, JPEG, PNG and gzip
   bodies, and streamed answers (more than one body message).
+* An answer sent before the request body was read to its end (413 for a
+  body over ``MaximumUploadSize``, 401, 404...) says ``Connection: close``.
+  Granian (hyper) cannot reuse such a connection: once the answer is
+  written it discards what of the body has arrived and, if more is to come,
+  closes the connection, even when the answer did not say so. A client
+  that sent its next request on it would then see the connection closed
+  without an answer (httpx: "Server disconnected without sending a
+  response"); told, it opens a new connection instead.
 """
 
 import zlib
@@ -72,19 +80,31 @@ class HttpConventions:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        accepts_gzip = False
+        accepts_gzip = gzipped = has_body = False
+        override: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"content-encoding" and value.strip().lower() == b"gzip":
-                scope = {**scope, "headers": _without_body_encoding(scope["headers"])}
-                receive = _GunzipReceiver(receive).receive
+                gzipped = True
             elif name == OVERRIDE_HEADER:
-                method = OVERRIDABLE.get(value.strip().upper())
-                if method is None:
-                    await _bad_request(send)
-                    return
-                scope = {**scope, "method": method}
+                override = value.strip().upper()
             elif name == b"accept-encoding" and self.compression_enabled:
                 accepts_gzip = _accepts_gzip(value)
+            elif name == b"content-length":
+                has_body = value.strip() != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
+        if has_body:
+            body = _UnreadBodyCloser(receive, send)
+            receive, send = body.receive, body.send
+        if override is not None:
+            method = OVERRIDABLE.get(override)
+            if method is None:
+                await _bad_request(send)
+                return
+            scope = {**scope, "method": method}
+        if gzipped:
+            scope = {**scope, "headers": _without_body_encoding(scope["headers"])}
+            receive = _GunzipReceiver(receive).receive
         if accepts_gzip:
             send = _GzipSender(send).send
         await self.app(scope, receive, send)
@@ -93,6 +113,30 @@ class HttpConventions:
 def _without_body_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The request headers once the body is inflated: its encoding and encoded length no longer apply."""
     return [(name, value) for name, value in headers if name not in (b"content-encoding", b"content-length")]
+
+
+class _UnreadBodyCloser:
+    """Adds ``Connection: close`` to an answer started before the request body was read to its end."""
+
+    __slots__ = ("_complete", "_receive", "_send")
+
+    def __init__(self, receive: Receive, send: Send):
+        self._receive = receive
+        self._send = send
+        self._complete = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self._complete = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and not self._complete:
+            headers = list(message.get("headers", []))
+            if all(name.lower() != b"connection" for name, _ in headers):
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await self._send(message)
 
 
 class _GunzipReceiver:
