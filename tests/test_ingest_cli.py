@@ -10,6 +10,9 @@ per series, so that two thousand of them take well under a second to write.
 import contextlib
 import io
 import logging
+import os
+import pty
+import re
 import subprocess
 import sys
 import zipfile
@@ -213,6 +216,46 @@ def test_folder_of_2000_files_with_10_broken(server: ServerProcess, big_folder: 
     after = httpx.get(f"{server.base_url}/statistics").json()
     added = {key: after[key] - before[key] for key in ("CountInstances", "CountPatients", "CountSeries")}
     assert added == {"CountInstances": 2000, "CountPatients": 10, "CountSeries": 40}
+
+
+PROGRESS = re.compile(r"(\d+)/(\d+) files +(\d+\.\d)%  [\d,]+ files/s  [\d,]+\.\d MB/s  ETA \d+:\d\d:\d\d")
+
+
+@pytest.mark.slow
+def test_progress_on_a_terminal(server: ServerProcess, tmp_path: Path) -> None:
+    """With stderr a terminal (a pseudo-terminal here), a progress line is redrawn in place."""
+    write_tree(tmp_path, tiny_files(6, patients=2, series_per_patient=2, per_series=100))
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fastpacs", "ingest", str(tmp_path), "--url", server.base_url],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+        )
+        os.close(terminal)
+        shown = bytearray()
+        while chunk := _read_terminal(controller):
+            shown += chunk
+        stdout, _ = process.communicate(timeout=COMMAND_TIMEOUT)
+    finally:
+        os.close(controller)
+    assert process.returncode == 0, stdout
+    assert summary_counts(stdout) == (400, 0, 0), stdout
+    redraws = shown.decode().split("\r")
+    states = [match.groups() for line in redraws if (match := PROGRESS.fullmatch(line.rstrip()))]
+    assert states, shown
+    assert states[-1] == ("400", "400", "100.0")
+    assert [int(files) for files, _, _ in states] == sorted(int(files) for files, _, _ in states)
+    assert redraws[-1].strip() == ""  # the line is cleared at the end, before the summary
+
+
+def _read_terminal(descriptor: int) -> bytes:
+    """What the terminal shows next; empty once the other end is closed (EIO on Linux)."""
+    try:
+        return os.read(descriptor, 4096)
+    except OSError:
+        return b""
 
 
 def test_zip_archive_entries_are_imported_one_by_one(server: ServerProcess, tmp_path: Path, ingest) -> None:
