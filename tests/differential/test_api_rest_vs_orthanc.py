@@ -1,6 +1,9 @@
 """The rest of the REST API compared with the reference Orthanc: attachments, helpers, tools, HTTP."""
 
 import io
+import json
+import re
+from datetime import datetime
 
 import numpy as np
 import pydicom
@@ -408,6 +411,197 @@ def test_tools(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
     orthanc_tools, fastpacs_tools = set(pair.orthanc_get("/tools")), set(pair.fastpacs_get("/tools"))
     assert fastpacs_tools <= orthanc_tools
     assert orthanc_tools - fastpacs_tools <= NOT_YET_TOOLS
+
+
+CONFORMANCE_ROW = re.compile(r"  (\S+) +\| ([0-9.]+)")
+DICOM_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+")
+TIMESTAMP = "%Y%m%dT%H%M%S"
+LEVEL_NAMES = ("patient", "study", "series", "instance")
+
+
+def _conformance_sections(text: str) -> dict[str, list[str]]:
+    """Section title → UIDs of the ``  Keyword | UID`` rows of a conformance statement."""
+    sections: dict[str, list[str]] = {}
+    lines = text.splitlines()
+    for index, line in enumerate(lines[1:-1], start=1):
+        if set(lines[index - 1]) == set(lines[index + 1]) == {"-"}:
+            sections[line] = []
+        elif line.startswith("  ") and sections:
+            row = CONFORMANCE_ROW.fullmatch(line)
+            assert row is not None, f"not a 'Keyword | UID' row: {line!r}"
+            sections[list(sections)[-1]].append(row.group(2))
+    return sections
+
+
+def test_dicom_conformance(pair: ServerPair) -> None:
+    """Same status and type; each server's own text, in the same sections, order and row format."""
+    orthanc, fastpacs = pair.send(get("dicom-conformance", "/tools/dicom-conformance"))
+    assert (fastpacs.status, fastpacs.headers["content-type"]) == (
+        orthanc.status,
+        orthanc.headers["content-type"],
+    )
+    texts = orthanc.content.decode(), fastpacs.content.decode()
+    assert [re.sub(r"of \S+$", "of", text.splitlines()[1]) for text in texts] == [
+        "DICOM Conformance Statement of"
+    ] * 2
+    expected, actual = (_conformance_sections(text) for text in texts)
+    assert list(actual) == list(expected)
+    assert [title for title, uids in actual.items() if uids] == [
+        title for title, uids in expected.items() if uids
+    ]
+    for title in set(expected) - {"Store SCP Conformance", "Transfer Syntaxes"}:
+        assert set(actual[title]) <= set(expected[title]), title
+    accepted = pair.fastpacs_get("/tools/accepted-transfer-syntaxes")
+    assert set(accepted) <= set(actual["Transfer Syntaxes"])
+
+
+def test_clocks_and_uids(pair: ServerPair) -> None:
+    """Answers whose values differ by nature: same status and type, same format, same moment."""
+    calls = [get("now", "/tools/now"), get("now-local", "/tools/now-local")]
+    calls += [get(f"generate-uid {level}", "/tools/generate-uid", level=level) for level in LEVEL_NAMES]
+    failures = []
+    for call in calls:
+        orthanc, fastpacs = pair.send(call)
+        texts = (orthanc.content.decode(), fastpacs.content.decode())
+        same_answer = (orthanc.status, orthanc.headers.get("content-type")) == (
+            fastpacs.status,
+            fastpacs.headers.get("content-type"),
+        )
+        if call.name.startswith("now"):
+            moments = [datetime.strptime(text, TIMESTAMP) for text in texts]
+            well_formed = abs((moments[0] - moments[1]).total_seconds()) <= 5
+        elif call.params == {"level": "patient"}:
+            well_formed = all(
+                re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", text) for text in texts
+            )
+        else:
+            well_formed = all(DICOM_UID.fullmatch(text) and len(text) <= 64 for text in texts)
+        if not (same_answer and well_formed):
+            failures.append(
+                f"{call.name}: Orthanc {orthanc.status} {texts[0]!r}, fastpacs {fastpacs.status} {texts[1]!r}"
+            )
+    assert not failures, "\n".join(failures)
+
+
+def test_bulk_delete(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    """A successful bulk delete of every level: same answer, same resources left, same changes."""
+    uploads = {
+        f"bulk {patient} {series} {index}": _derived(
+            "MR_small.dcm",
+            900 + series,
+            index,
+            PatientID=f"BULK{patient}",
+            StudyInstanceUID=f"1.2.826.0.1.3680043.8.498.78.{patient}",
+        )
+        for patient, series, index in ((1, 1, 1), (2, 2, 1), (3, 3, 1), (3, 3, 2), (3, 4, 1))
+    }
+    answers = {}
+    for name, data in uploads.items():
+        pair.fastpacs_client.post("/instances", content=data)
+        answers[name] = pair.orthanc_client.post("/instances", content=data).json()
+    last = {
+        name: client.get("/changes", params={"last": ""}).json()["Last"]
+        for name, client in (("orthanc", pair.orthanc_client), ("fastpacs", pair.fastpacs_client))
+    }
+    resources = [
+        answers["bulk 1 1 1"]["ParentPatient"],
+        answers["bulk 2 2 1"]["ParentStudy"],
+        answers["bulk 3 3 1"]["ID"],
+        answers["bulk 3 4 1"]["ParentSeries"],
+        "nonexistent",
+    ]
+    body = json.dumps({"Resources": resources}).encode()
+    check = pair.checker()
+    check.compare_all(
+        [
+            Call("bulk-delete", "POST", "/tools/bulk-delete", body=body),
+            get("bulk-delete patients left", "/patients"),
+            get("bulk-delete studies left", "/studies"),
+            get("bulk-delete series left", "/series"),
+            get("bulk-delete instances left", "/instances"),
+            get("bulk-delete remaining study", f"/studies/{answers['bulk 3 3 2']['ParentStudy']}", expand=""),
+            get("bulk-delete statistics", "/statistics"),
+        ]
+    )
+    changes = [
+        [
+            (change["ChangeType"], change["ResourceType"], change["ID"])
+            for change in client.get("/changes", params={"since": str(last[name]), "limit": "100"}).json()[
+                "Changes"
+            ]
+        ]
+        for name, client in (("orthanc", pair.orthanc_client), ("fastpacs", pair.fastpacs_client))
+    ]
+    check.compare_documents("bulk-delete changes", sorted(changes[0]), sorted(changes[1]))
+    check.verdict()
+
+
+def _compressed(name: str, path: str, accept_encoding: str, **params: str) -> Call:
+    return Call(
+        name,
+        "GET",
+        path,
+        params or None,
+        headers={"Accept-Encoding": accept_encoding},
+        compared_headers=("content-type", "content-encoding"),
+    )
+
+
+def test_compression(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    """Accept-Encoding as Orthanc's default HttpCompressionEnabled answers it (the body decoded by httpx)."""
+    ct = stored["CT_small.dcm"]
+    tags = f"/instances/{ct['ID']}/tags"
+    check = pair.checker()
+    check.compare_all(
+        [
+            _compressed("gzip large JSON tags", tags, "gzip"),
+            _compressed("gzip large JSON expand", "/instances", "gzip", expand=""),
+            _compressed("gzip large JSON with deflate", tags, "gzip, deflate"),
+            _compressed("gzip large JSON deflate first", tags, "deflate, gzip"),
+            _compressed("gzip large binary", f"/instances/{ct['ID']}/frames/0/raw", "gzip"),
+            _compressed("gzip identity", tags, "identity"),
+            _compressed("gzip refused", tags, "gzip;q=0"),
+            _compressed("gzip unknown coding", tags, "br"),
+            _compressed("gzip error", "/instances/nonexistent/tags", "gzip"),
+        ]
+    )
+    check.verdict()
+
+
+AS_THEY_ARE = (
+    # What fastpacs sends without Content-Encoding where Orthanc gzips or deflates: answers that
+    # gain nothing (under one TCP segment; PNG and ZIP, already compressed), streamed ones (DICOM
+    # files), and deflate, which fastpacs does not offer (gzip only; identity is always allowed).
+    # Content-Encoding is transparent to HTTP clients: they read the same bytes.
+    ("gzip small JSON", "/studies", "gzip", True),
+    ("gzip small text", "/instances/{ID}/metadata/Origin", "gzip", True),
+    ("gzip DICOM file", "/instances/{ID}/file", "gzip", True),
+    ("gzip deflate only", "/instances/{ID}/tags", "deflate", True),
+    ("gzip PNG", "/instances/{ID}/preview", "gzip", False),  # PNG encoders differ in their bytes
+    ("gzip archive", "/studies/{ParentStudy}/archive", "gzip", False),  # Orthanc deflates entries
+)
+
+
+def test_answers_sent_as_they_are(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    """Same status, type and (where deterministic) bytes as Orthanc, without Content-Encoding."""
+    failures = []
+    for name, path, accept_encoding, same_bytes in AS_THEY_ARE:
+        call = _compressed(name, path.format(**stored["CT_small.dcm"]), accept_encoding)
+        orthanc, fastpacs = pair.send(call)
+        # Orthanc indents JSON, fastpacs does not: JSON is compared parsed.
+        same_body = orthanc.json == fastpacs.json if orthanc.is_json else orthanc.content == fastpacs.content
+        if (
+            (orthanc.status, orthanc.headers.get("content-type"))
+            != (fastpacs.status, fastpacs.headers.get("content-type"))
+            or "content-encoding" in fastpacs.headers
+            or (same_bytes and not same_body)
+        ):
+            failures.append(
+                f"{name}: Orthanc {orthanc.status} {orthanc.headers.get('content-type')} "
+                f"{orthanc.headers.get('content-encoding')}, fastpacs {fastpacs.status} "
+                f"{fastpacs.headers.get('content-type')} {fastpacs.headers.get('content-encoding')}"
+            )
+    assert not failures, "\n".join(failures)
 
 
 def test_http_conventions(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:

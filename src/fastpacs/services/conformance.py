@@ -2,13 +2,17 @@
 
 Written from the SOP classes fastpacs's DICOM server offers (pynetdicom's
 definitions): verification, storage of every storage SOP class, and
-query/retrieve (find, move, get) in the patient and study roots.
+query/retrieve (find, move, get) in the patient and study roots; and from
+the services the REST API drives as an SCU (/modalities/{name}/echo, store,
+query; /queries/{id}/retrieve). The layout is Orthanc's, so that what reads its statement
+reads this one: a section per service and role in Orthanc's order, under
+the same titles, each SOP class on a line ``  Keyword | UID``.
 """
 
 from functools import cache
 
 from pydicom.uid import UID
-from pynetdicom import AllStoragePresentationContexts
+from pynetdicom import AllStoragePresentationContexts, sop_class
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -19,41 +23,62 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-QUERY_RETRIEVE = (
-    PatientRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelMove,
-    PatientRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelGet,
-)
+from fastpacs.net.transfer_syntaxes import KNOWN_TRANSFER_SYNTAXES, UNCOMPRESSED
+
+FIND = (PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelFind)
+MOVE = (PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove)
+GET = (PatientRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelGet)
+_KEYWORDS = {uid: name for name, uid in vars(sop_class).items() if isinstance(uid, UID)}
+"""pynetdicom's names of SOP classes, which know a few storage classes pydicom's dictionary lacks."""
 
 
-def _title(text: str) -> str:
-    return f"{'-' * len(text)}\n{text}\n{'-' * len(text)}\n"
+def _keyword(uid: str) -> str:
+    return UID(uid).keyword or _KEYWORDS.get(uid, uid)
 
 
-def _sop_class_lines(uids: list[str]) -> str:
-    return "".join(f"  {uid.name:<70} {uid}\n" for uid in uids)
+def _heading(text: str, rule: str = "-") -> str:
+    return f"{rule * len(text)}\n{text}\n{rule * len(text)}\n\n"
+
+
+def _sop_classes(uids: list[str]) -> str:
+    width = max(len(_keyword(uid)) for uid in uids)
+    return "".join(f"  {_keyword(uid):<{width}} | {uid}\n" for uid in uids)
+
+
+def _section(title: str, introduction: str, uids: list[str]) -> str:
+    return f"{_heading(title)}{introduction}\n\n{_sop_classes(uids)}\n\n"
 
 
 @cache
 def conformance_statement() -> str:
     storage = sorted({context.abstract_syntax for context in AllStoragePresentationContexts})
-    heading = "DICOM Conformance Statement of fastpacs"
     return (
-        f"{'=' * len(heading)}\n{heading}\n{'=' * len(heading)}\n\n"
-        "fastpacs is a DICOM archive with the REST API of Orthanc 1.10.1. Its DICOM server plays\n"
-        "the SCP role of the services below; the REST API drives the same services as an SCU\n"
-        "(/modalities/{name}/echo, store, query, move).\n\n"
-        f"{_title('Echo SCP Conformance')}\n"
-        "Verification of associations (C-ECHO):\n"
-        f"{_sop_class_lines([Verification])}\n"
-        f"{_title('Store SCP Conformance')}\n"
-        "Storage (C-STORE) of instances of the following SOP classes:\n"
-        f"{_sop_class_lines([UID(uid) for uid in storage])}\n"
-        "Transfer syntaxes: those of the AcceptedTransferSyntaxes option (all by default).\n\n"
-        f"{_title('Query/Retrieve SCP Conformance')}\n"
-        "C-FIND, C-MOVE and C-GET at the patient, study, series and instance levels:\n"
-        f"{_sop_class_lines(list(QUERY_RETRIEVE))}"
+        _heading("DICOM Conformance Statement of fastpacs", rule="=")
+        + "\n"
+        + _section("Echo SCP Conformance", "fastpacs answers C-ECHO for:", [Verification])
+        + _section("Store SCP Conformance", "fastpacs accepts C-STORE of these SOP Classes:", storage)
+        + _section("Find SCP Conformance", "fastpacs answers C-FIND in these models:", list(FIND))
+        + _section("Move SCP Conformance", "fastpacs answers C-MOVE in these models:", list(MOVE))
+        + _section("Get SCP Conformance", "fastpacs answers C-GET in these models:", list(GET))
+        + _section(
+            "Echo SCU Conformance", "fastpacs sends C-ECHO (/modalities/{name}/echo) for:", [Verification]
+        )
+        + _heading("Store SCU Conformance")
+        + "fastpacs sends C-STORE (/modalities/{name}/store) of every SOP Class of the\n"
+        "Store SCP section above.\n\n\n"
+        + _section("Find SCU Conformance", "fastpacs sends C-FIND (/modalities/{name}/query) in:", list(FIND))
+        + _section("Move SCU Conformance", "fastpacs sends C-MOVE (/queries/{id}/retrieve) in:", list(MOVE))
+        + _section(
+            "Transfer Syntaxes",
+            "Storage presentation contexts are accepted in these transfer syntaxes, as far as\n"
+            'the "AcceptedTransferSyntaxes" option allows (all of them by default):',
+            list(KNOWN_TRANSFER_SYNTAXES),
+        )
+        + "Verification and query/retrieve presentation contexts are accepted in these:\n\n"
+        + _sop_classes(list(UNCOMPRESSED))
+        + "\n\n"
+        + "Extended negotiation is not supported.\n\n\n"
+        + _heading("Implementation notes")
+        + "The DICOM network layer of fastpacs is pynetdicom; the SOP Classes above are\n"
+        "pynetdicom's definitions of the services fastpacs registers.\n"
     )
