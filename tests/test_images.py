@@ -36,15 +36,16 @@ from tests.conftest import pydicom_file
 
 
 def stretched(values: np.ndarray, invert: bool = False) -> np.ndarray:
-    """Orthanc's preview of grayscale: min..max to 0..255 in float32, rounded half up."""
+    """Orthanc's preview of grayscale: ``a * v + b`` in float32 (a = 255 / (max - min), b = -min * a),
+    rounded half up and clamped to 0..255."""
     values = values.astype(np.int64)
     low, high = values.min(), values.max()
     if low == high:
         return np.full(values.shape, 255 if invert else 0, np.uint8)
     scale = np.float32(255.0) / np.float32(high - low)
-    levels = np.floor((values.astype(np.float32) - np.float32(low)) * scale + np.float32(0.5)).astype(
-        np.uint8
-    )
+    scaled = scale * values.astype(np.float32) + np.float32(-low) * scale
+    whole = np.floor(scaled)
+    levels = np.clip(whole + (scaled - whole >= 0.5), 0, 255).astype(np.uint8)
     return 255 - levels if invert else levels
 
 
@@ -63,6 +64,9 @@ def test_stretch_kernel_follows_orthanc_rounding() -> None:
     assert np.array_equal(kernels.stretch_to_uint8(values, low, high, True), stretched(values, invert=True))
     constant = np.full(10, 7, np.uint16)
     assert set(kernels.stretch_to_uint8(constant, 7, 7, False)) == {0}
+    # (644 - 280) * 255 / 520 is 178.5 exactly, but Orthanc's a * v + b gives 178.49998 (MR1/5641)
+    levels = kernels.stretch_to_uint8(np.array([280, 644, 800], np.int16), 280, 800, False)
+    assert levels.tolist() == [0, 178, 255]
 
 
 def test_clip_kernel_clamps_to_the_target_type() -> None:

@@ -30,18 +30,25 @@ def min_max(values):  # pragma: no cover - compiled
 def stretch_to_uint8(values, low, high, invert):  # pragma: no cover - compiled
     """Linear stretch of ``low..high`` to ``0..255``, rounded; ``invert`` gives ``255 - v`` (MONOCHROME1).
 
-    Computed in single precision, ``(v - low) * (255 / (high - low))`` rounded
-    half up, as Orthanc does for its previews; a constant image becomes 0.
+    As Orthanc computes its previews: ``a * v + b`` in single precision, with
+    ``a = 255 / (high - low)`` and ``b = -low * a`` (not ``(v - low) * a``,
+    which rounds differently), then rounded half up; a constant image becomes 0.
     """
     out = np.empty(values.size, np.uint8)
     if high == low:
         out[:] = 255 if invert else 0
         return out
-    offset = np.float32(-low)
     scale = np.float32(255.0) / np.float32(high - low)
+    offset = np.float32(-low) * scale
     for index in range(values.size):
-        scaled = np.floor((np.float32(values[index]) + offset) * scale + np.float32(0.5))
-        level = 0 if scaled < 0 else 255 if scaled > 255 else np.uint8(scaled)
+        scaled = scale * np.float32(values[index]) + offset
+        if scaled >= 255:
+            level = np.uint8(255)
+        elif scaled <= 0:
+            level = np.uint8(0)
+        else:
+            whole = np.floor(scaled)
+            level = np.uint8(whole) + np.uint8(scaled - whole >= 0.5)
         out[index] = 255 - level if invert else level
     return out
 
