@@ -205,6 +205,8 @@ def stored(server) -> dict[str, str]:
         "JPEG2000.dcm",
         "SC_rgb_dcmtk_+eb+cy+np.dcm",
         "examples_palette.dcm",
+        "SC_rgb_rle_16bit.dcm",
+        "SC_rgb_rle_32bit.dcm",
         "rtplan.dcm",
     ]
     with httpx.Client(base_url=server.base_url, timeout=60) as http:
@@ -274,6 +276,14 @@ def test_color_renderings(client: httpx.Client, stored: dict[str, str]) -> None:
         assert client.get(f"/instances/{stored[name]}/image-uint8").status_code == 415
     second = decoded(client.get(f"/instances/{stored['SC_rgb_rle_2frame.dcm']}/frames/1/preview").content)
     assert np.array_equal(second, pixel_array(pydicom_file("SC_rgb_rle_2frame.dcm"), index=1))
+
+
+def test_wide_color_previews_keep_the_high_byte(client: httpx.Client, stored: dict[str, str]) -> None:
+    """16- and 32-bit RGB previewed by the high byte of each sample (Orthanc 1.10.1 answers 415)."""
+    for name, shift in (("SC_rgb_rle_16bit.dcm", 8), ("SC_rgb_rle_32bit.dcm", 24)):
+        expected = (pixel_array(pydicom_file(name)) >> shift).astype(np.uint8)
+        preview = decoded(client.get(f"/instances/{stored[name]}/preview").content)
+        assert np.array_equal(preview, expected), name
 
 
 def test_jpeg2000_is_decoded(client: httpx.Client, stored: dict[str, str]) -> None:

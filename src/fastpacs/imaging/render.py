@@ -1,7 +1,8 @@
 """The pixel operations of Orthanc's image endpoints, on one decoded frame.
 
 * ``preview``: grayscale stretched from its own min..max to 0..255 (window
-  and rescale ignored, MONOCHROME1 inverted); colour given as 8-bit RGB.
+  and rescale ignored, MONOCHROME1 inverted); colour given as 8-bit RGB
+  (the high byte of 16- and 32-bit samples).
 * ``image-uint8`` / ``image-uint16``: stored values clamped to the type.
 * ``image-int16``: stored values clamped to -32768..32767, sent as the
   two's-complement bits in a 16-bit image.
@@ -25,7 +26,9 @@ _CLAMPS: dict[Operation, tuple[type[np.integer], int, int]] = {
 def preview(frame: DecodedFrame) -> np.ndarray:
     pixels = frame.pixels
     if frame.is_color:
-        return pixels if pixels.dtype == np.uint8 else (pixels >> 8).astype(np.uint8)
+        if pixels.dtype == np.uint8:
+            return pixels
+        return (pixels >> (8 * pixels.dtype.itemsize - 8)).astype(np.uint8)  # 16/32-bit: the high byte
     flat = pixels.reshape(-1)
     low, high = kernels.min_max(flat)
     return kernels.stretch_to_uint8(flat, low, high, frame.monochrome1).reshape(pixels.shape)
