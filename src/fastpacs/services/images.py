@@ -115,9 +115,14 @@ class ImageService:
             raise _not_decodable(error, bad_frame_count=ErrorCode.NOT_IMPLEMENTED) from None
 
     async def numpy(self, rid: RawId, frame: int | None, rescale: bool, compress: bool) -> bytes:
-        """``.npy`` of one frame, or of all frames when ``frame`` is ``None``."""
+        """``.npy`` of one frame, or of all frames when ``frame`` is ``None``.
+
+        A NumberOfFrames that is no number answers as in Orthanc: 400 "Bad file format" for all
+        frames, 500 "Not implemented" for one frame (as ``matlab``).
+        """
         digest = self._known_digest(rid)
         try:
             return await self.pool.run(_FRAMES_NUMPY, digest, frame, rescale, compress)
         except ImagingError as error:
-            raise _not_decodable(error) from None
+            bad_frame_count = ErrorCode.BAD_FILE_FORMAT if frame is None else ErrorCode.NOT_IMPLEMENTED
+            raise _not_decodable(error, bad_frame_count) from None
