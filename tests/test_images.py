@@ -30,6 +30,7 @@ from fastpacs.imaging.npy import npy_file
 from fastpacs.imaging.png import encode_png
 from fastpacs.imaging.warmup import CACHE_ENVIRONMENT_VARIABLE, compiled_signatures, prepare_kernel_cache
 from fastpacs.pool.pool import WorkerPool
+from fastpacs.testing import fastpacs_server
 from tests.conftest import pydicom_file
 
 # ---------------------------------------------------------------- the rules, in NumPy
@@ -193,6 +194,71 @@ def _signed_ct() -> bytes:
     buffer = io.BytesIO()
     dataset.save_as(buffer)
     return buffer.getvalue()
+
+
+ACCEPTS = ("image/png", "image/jpeg", "image/x-portable-arbitrarymap")
+ACCEPTS_16_BIT = ("image/png", "image/x-portable-arbitrarymap")
+"""Formats of 16-bit renderings (no 16-bit JPEG)."""
+FIRST_REQUEST_FILES = (
+    "CT_small.dcm",  # signed 16-bit
+    "dicomdirtests/77654033/CR1/6154",  # MONOCHROME1, unsigned 16-bit, rescaled
+    "liver_1frame.dcm",  # 1-bit, unpacked to 8-bit
+    "rtdose.dcm",  # unsigned 32-bit, multi-frame
+    "examples_palette.dcm",  # palette color
+    "SC_rgb_dcmtk_+eb+cy+np.dcm",  # YBR_FULL_422 JPEG
+    "SC_ybr_full_422_uncompressed.dcm",  # native YBR_FULL_422
+    "SC_rgb_rle_32bit.dcm",  # 32-bit colour
+)
+"""A file of every pixel type and colour model the kernels see."""
+FIRST_REQUESTS = [
+    *((f"frames/0/{operation}", accept) for operation in ("preview", "image-uint8") for accept in ACCEPTS),
+    *((operation, accept) for operation in ("image-uint16", "image-int16") for accept in ACCEPTS_16_BIT),
+    *(("matlab", None), ("numpy", None), ("frames/0/numpy?rescale=0", None), ("frames/0/raw", None)),
+]
+"""Each rendering, in each format it has."""
+
+
+COMPILING_START_TIMEOUT = 300.0
+"""Seconds for a start-up that compiles every kernel (about 10 s of CPU, much longer on a busy machine)."""
+
+
+def _cache_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """Numba's cache folder: file -> (size, modification time)."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_first_requests_after_start_compile_no_kernel(tmp_path: Path) -> None:
+    """The first request of every rendering after start-up finds its kernels compiled.
+
+    Structural rather than timed (a request on a loaded machine can take as
+    long as a compile): the server gets a Numba cache folder of its own, and
+    a kernel compiled on a request would be saved there (``cache=True``), so
+    the folder must not change from the end of start-up to the last answer.
+    The folder starts empty, so that its filling proves the server uses it.
+    """
+    cache = tmp_path / "numba"
+    process = fastpacs_server(tmp_path / "server")
+    process.environment[CACHE_ENVIRONMENT_VARIABLE] = str(cache)
+    process.start(timeout=COMPILING_START_TIMEOUT)
+    try:
+        after_start = _cache_files(cache)
+        assert any(name.endswith(".nbi") for name in after_start), "the server did not fill its cache folder"
+        with httpx.Client(base_url=process.base_url, timeout=60) as http:
+            for name in FIRST_REQUEST_FILES:
+                instance = http.post("/instances", content=pydicom_file(name).read_bytes()).json()["ID"]
+                for path, accept in FIRST_REQUESTS:
+                    headers = {} if accept is None else {"Accept": accept}
+                    answer = http.get(f"/instances/{instance}/{path}", headers=headers)
+                    assert answer.status_code in (200, 415), f"{name} {path}"  # 415: colour as grayscale
+                assert http.get(f"/instances/{instance}/preview").status_code == 200, name
+    finally:
+        process.stop()
+    assert _cache_files(cache) == after_start, "a request compiled a kernel"
 
 
 @pytest.fixture(scope="module")
