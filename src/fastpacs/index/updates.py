@@ -82,13 +82,14 @@ class IndexUpdate(IndexView):
         self.txn.put(pack_u64(seq), encode(change), db=self.dbs["changes"], append=True)
         self.txn.put(rid, pack_u64(seq), db=self.dbs["changes_by_resource"])
 
-    def reference_blob(self, blob: StoredBlob) -> None:
+    def reference_blob(self, blob: StoredBlob, *, flushed: bool = False) -> None:
+        """Count one more reference to a blob; ``flushed``: its caller made it durable already."""
         references = self.blob_references(blob.digest)
         if references == 0:
             if not self.blob_exists(blob.digest):
                 raise BlobMissingError(blob.digest.hex())
             self.add_counter(Counter.DISK_SIZE, blob.size)
-            self.new_blobs = True
+            self.new_blobs |= not flushed
         self.txn.put(blob.digest, pack_u64(references + 1), db=self.dbs["blobs"])
         self.add_counter(Counter.UNCOMPRESSED_SIZE, blob.size)
 
@@ -178,7 +179,13 @@ class IndexUpdate(IndexView):
 
 
 def add_instance(
-    update: IndexUpdate, summary: InstanceSummary, blob: StoredBlob, metadata: dict[str, str], moment: float
+    update: IndexUpdate,
+    summary: InstanceSummary,
+    blob: StoredBlob,
+    metadata: dict[str, str],
+    moment: float,
+    *,
+    blob_flushed: bool = False,
 ) -> IngestOutcome:
     """Index a new instance and whatever ancestors it creates; ``AlreadyStored`` if it exists."""
     ids = resource_ids(summary.identifiers)
@@ -187,7 +194,7 @@ def add_instance(
             update.released_blobs.add(blob.digest)
         return IngestOutcome(status="AlreadyStored", ids=ids)
 
-    update.reference_blob(blob)
+    update.reference_blob(blob, flushed=blob_flushed)
     created: list[Level] = []
     for level in Level:
         rid = ids[level]

@@ -1,7 +1,8 @@
 """The ingest pipeline: one path from bytes to an indexed instance, for every producer.
 
 bytes → check and summarize in the worker pool (header only) → blob written
-durably by the worker → index operation in the next group commit → answer.
+by the worker → blob flushed (:class:`GroupFlush`, shared with the ingests
+around) → index operation in the next group commit → answer.
 REST uploads, C-STORE, and the outputs of modify/anonymize/merge/split and
 create-dicom all come through :meth:`IngestService.ingest`.
 
@@ -28,6 +29,7 @@ from fastpacs.metrics import DISABLED_METRICS, ServerMetrics
 from fastpacs.pool import tasks
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.storage.flush import GroupFlush
 
 MAX_BLOB_RETRIES = 3
 DEFAULT_PENDING_LIMIT = 512 * 1024 * 1024
@@ -108,6 +110,7 @@ class IngestService:
     ):
         self.pool = pool
         self.writer = writer
+        self.flush = GroupFlush(writer.storage)
         self.default_encoding = default_encoding
         self.max_upload_size = max_upload_size
         self.metrics = metrics
@@ -164,9 +167,12 @@ class IngestService:
         metadata = origin.metadata(moment)
         blob = parsed.blob
         for _ in range(MAX_BLOB_RETRIES):
+            await self.flush.flush()
             try:
                 return await self.writer.run(
-                    lambda update, blob=blob: add_instance(update, parsed.summary, blob, metadata, moment)
+                    lambda update, blob=blob: add_instance(
+                        update, parsed.summary, blob, metadata, moment, blob_flushed=True
+                    )
                 )
             except BlobMissingError:
                 # The blob was removed by a concurrent delete between its write and this commit.

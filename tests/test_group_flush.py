@@ -1,0 +1,84 @@
+"""The group flush of ingest: callers share flushes, and none is served by a flush that began before it."""
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from fastpacs.storage.blobs import BlobStore
+from fastpacs.storage.flush import GroupFlush
+
+
+class GatedStore(BlobStore):
+    """A real store whose flushes are counted, and wait for the test to let them finish."""
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        self.flushes = 0
+        self.gate = threading.Event()
+        self.failure: OSError | None = None
+
+    def sync(self) -> None:
+        self.flushes += 1
+        self.gate.wait(10)
+        if self.failure is not None:
+            raise self.failure
+        super().sync()
+
+
+async def until(condition, timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+def test_callers_waiting_together_share_one_flush(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    group = GroupFlush(store)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(group.flush())
+        await until(lambda: store.flushes == 1)
+        # These arrive while the first flush runs: it may have missed their blobs.
+        late = [asyncio.create_task(group.flush()) for _ in range(5)]
+        store.gate.set()
+        await first
+        await asyncio.gather(*late)
+
+    asyncio.run(scenario())
+    assert store.flushes == 2
+
+
+def test_a_caller_arriving_during_a_flush_waits_for_the_next(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    group = GroupFlush(store)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(group.flush())
+        await until(lambda: store.flushes == 1)
+        late = asyncio.create_task(group.flush())
+        await asyncio.sleep(0.01)
+        assert not late.done()
+        store.gate.set()
+        await first
+        await late
+
+    asyncio.run(scenario())
+    assert store.flushes == 2
+
+
+def test_a_failed_flush_fails_its_callers_and_the_next_one_retries(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    store.failure = OSError(5, "Input/output error")
+    store.gate.set()
+    group = GroupFlush(store)
+
+    async def scenario() -> None:
+        with pytest.raises(OSError):
+            await group.flush()
+        store.failure = None
+        await group.flush()
+
+    asyncio.run(scenario())
+    assert store.flushes == 2
