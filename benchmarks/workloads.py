@@ -54,6 +54,8 @@ class Settings:
     warmup: float = 1.0
     runs: int = 3
     scale_instances: int = 10_000
+    cstore_files: int | None = None
+    """Files per measured C-STORE run; ``None``: ``duration`` seconds' worth, at most ``cstore_max_files``."""
     cstore_max_files: int = 3000
     scratch: Path = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
     """Where C-STORE files are written before a run (memory, so that the client reads no disk)."""
@@ -230,7 +232,8 @@ class HttpPlan(Plan):
 class CStorePlan(Plan):
     """New CT instances sent by C-STORE from files in memory.
 
-    A sender cannot send for a set time without files for that time, so the
+    Each run sends ``Settings.cstore_files`` files. Without that setting, as a
+    sender cannot send for a set time without files for that time, the
     warm-up measures the rate and each run sends about ``duration`` seconds'
     worth of files at the last rate seen.
     """
@@ -278,6 +281,9 @@ class CStorePlan(Plan):
             self.after_run()
 
     def before_run(self) -> None:
+        if self.settings.cstore_files is not None:
+            self._write(self.settings.cstore_files)
+            return
         wanted = round((self.rate or 10) * self.duration)
         self._write(max(5 * self.associations, min(wanted, self.settings.cstore_max_files)))
 

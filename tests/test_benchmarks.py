@@ -1,4 +1,5 @@
-"""The benchmark suite's own parts: corpus generator, statistics, wrk summary, process monitor."""
+"""The benchmark suite's own parts: corpus generator, statistics, wrk summary, process monitor, and
+how workloads are selected and what they send and count (without running them)."""
 
 import os
 import socket
@@ -14,13 +15,15 @@ from benchmarks.corpus import CorpusSpec, ensure_corpus, ensure_scale_set, gener
 from benchmarks.dicom_senders import set_tcp_nodelay
 from benchmarks.http_client import Request
 from benchmarks.procstats import ProcessTreeMonitor, read_process
+from benchmarks.run import ISSUE_CSTORE_FILES, cstore_files_for, parse_arguments
 from benchmarks.stats import RunResult, percentile, ratio, summarize
+from benchmarks.workloads import Context, CStorePlan, Settings, Variants, select
 from benchmarks.wrk import request_line, result_from_summary
 from pydicom.uid import JPEGBaseline8Bit, JPEGLosslessSV1, RLELossless
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
-from fastpacs.testing import free_port
+from fastpacs.testing import ServerProcess, free_port
 
 TINY = CorpusSpec(
     patients=2, ct_slices=2, ct_rle_slices=1, mr_slices=2, mr_jpeg_lossless_slices=1, xa_runs=1, xa_frames=3
@@ -239,3 +242,28 @@ def test_pynetdicom_sender_sockets_have_tcp_nodelay():
         association.release()
     finally:
         server.shutdown()
+
+
+def _stub_server(tmp_path: Path) -> ServerProcess:
+    """A server that is never started: plans only read its address."""
+    return ServerProcess("stub", [], tmp_path, http_port=1, dicom_port=2, aet="STUB")
+
+
+def test_cstore_runs_send_issue_9s_count_when_they_run_alone():
+    assert cstore_files_for(select(["cstore-*"]), None) == ISSUE_CSTORE_FILES == 2000
+    assert cstore_files_for(select(["*"]), None) is None  # the default suite: --duration seconds' worth
+    assert cstore_files_for(select(["*"]), 50) == 50
+    assert parse_arguments(["--cstore-files", "7"]).cstore_files == 7
+    with pytest.raises(SystemExit):
+        parse_arguments(["--cstore-files", "0"])
+
+
+def test_cstore_plan_writes_the_asked_number_of_new_files(tiny_corpus, tmp_path: Path):
+    settings = Settings(scratch=tmp_path, cstore_files=7)
+    plan = CStorePlan(Context(_stub_server(tmp_path), tiny_corpus, settings, Variants()), "pynetdicom", 8)
+    plan.before_run()
+    assert len(plan.files) == 7
+    assert len({path.read_bytes() for path in plan.files}) == 7, "every file is a new instance"
+    folder = plan.files[0].parent
+    plan.after_run()
+    assert not folder.exists() and not plan.files
