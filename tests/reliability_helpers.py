@@ -150,7 +150,9 @@ def check_store(server: ServerProcess, http: httpx.Client, storage: Path | None 
       by the SHA-256 of its content; the temporary folder is empty;
     - /statistics equals the counts and sizes recomputed from the listings.
     """
-    instances = http.get("/instances", params={"expand": ""}).json()
+    listing = http.get("/instances", params={"expand": ""})
+    assert listing.status_code == 200, listing.text
+    instances = listing.json()
     series = set(http.get("/series").json())
     studies = set(http.get("/studies").json())
     patients = set(http.get("/patients").json())
