@@ -75,7 +75,7 @@ def servers_for(workload: Workload) -> tuple[str, ...]:
 
 
 def needs_seed(workload: Workload) -> bool:
-    return workload.phase == Phase.READ or workload.name == "anonymize-study"
+    return workload.phase == Phase.READ
 
 
 def cstore_files_for(workloads: list[Workload], asked: int | None) -> int | None:
@@ -285,6 +285,7 @@ def _restart_if_dead(server: RunningServer, context: Context, suite: Suite, seed
     server.stop()
     context.server = server.start()
     context.variants = Variants()
+    context.studies.clear()
     if seeded:
         context.seeded, _ = seed(server, suite.corpus)
 
@@ -411,6 +412,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "otherwise about --duration seconds' worth)",
     )
     parser.add_argument(
+        "--large-study-slices",
+        type=_positive,
+        default=Settings.large_study_slices,
+        help="length of the large generated CT study (about 0.5 MB a slice) of the uncached renders",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="1 run of 1 s, 2000 scale instances: a smoke test"
     )
     parser.add_argument(
@@ -452,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         runs=arguments.runs,
         scale_instances=arguments.scale_instances,
         cstore_files=cstore_files_for(workloads, arguments.cstore_files),
+        large_study_slices=arguments.large_study_slices,
+        cache=arguments.cache,
     )
     started = time.monotonic()
     info = report.machine()
@@ -470,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpus_mb": round(corpus.total_size / 1e6),
         "scale_instances": settings.scale_instances,
         "cstore_files": settings.cstore_files or "auto",
+        "large_study_slices": settings.large_study_slices,
         "wall_clock_s": round(time.monotonic() - started),
     }
     print(report.header(info, recorded_settings))

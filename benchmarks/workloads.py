@@ -12,6 +12,11 @@ The workloads run in three phases, each on its own fresh server:
   uploaded first (the *seed*); reads run before writes, so that they see the
   same data on every server;
 - ``SCALE`` runs on a server loaded with many tiny instances.
+
+Some workloads need a generated CT study of their own
+(:func:`benchmarks.corpus.ensure_ct_study`): the plan uploads it when it is
+built (untimed), once per server, and the workloads that need the same study
+share it.
 """
 
 import json
@@ -26,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks import wrk
-from benchmarks.corpus import Corpus, CorpusFile, variant
+from benchmarks.corpus import DEFAULT_CACHE, Corpus, CorpusFile, ensure_ct_study, variant
 from benchmarks.dicom_senders import send_with_pynetdicom, send_with_storescu
 from benchmarks.http_client import Answer, Request, RequestSource, cycling, requests_from, run_requests
 from benchmarks.scale import ScaleSet
@@ -36,6 +41,15 @@ from fastpacs.testing import ServerProcess
 DICOM_UPLOAD = {"Content-Type": "application/dicom"}
 INGEST_KINDS = ("ct",)
 """Ingest sends the 512×512 CT slices, as the reference figures were measured with."""
+RENDER_KINDS = ("ct",)
+"""The image workloads render 512×512 signed 16-bit CT slices (issue 5)."""
+
+LARGE_STUDY_SLICES = 2000
+"""The large generated CT study's default length: about 1 GB (issue 7), and more rendered answers than
+fastpacs's cache of rendered images (64 MB) holds."""
+ANONYMIZE_STUDY_SLICES = 200
+"""The study that anonymize-study anonymizes (issue 8)."""
+STUDY_LOAD_CONCURRENCY = 4
 
 
 class Phase(IntEnum):
@@ -57,6 +71,10 @@ class Settings:
     cstore_files: int | None = None
     """Files per measured C-STORE run; ``None``: ``duration`` seconds' worth, at most ``cstore_max_files``."""
     cstore_max_files: int = 3000
+    large_study_slices: int = LARGE_STUDY_SLICES
+    """Length of the large generated CT study (uncached renders, large archive); fewer for a trial run."""
+    cache: Path = DEFAULT_CACHE
+    """Where the generated CT studies are kept."""
     scratch: Path = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
     """Where C-STORE files are written before a run (memory, so that the client reads no disk)."""
 
@@ -110,6 +128,15 @@ class Seeded:
         ]
 
 
+@dataclass(frozen=True)
+class LoadedStudy:
+    """A generated CT study stored on one server, with the IDs the server gave it."""
+
+    id: str
+    instances: list[str]
+    """Instance IDs, in slice order."""
+
+
 @dataclass
 class Context:
     """Everything a plan may need about the server it runs against."""
@@ -120,6 +147,8 @@ class Context:
     variants: Variants
     seeded: Seeded | None = None
     scale: ScaleSet | None = None
+    studies: dict[int, LoadedStudy] = field(default_factory=dict)
+    """The generated CT studies stored on this server so far, by number of slices."""
 
     def payloads(self, *kinds: str) -> list[bytes]:
         return [self.corpus.read(file) for file in self.corpus.of_kind(*kinds)]
@@ -133,6 +162,31 @@ class Context:
         if self.scale is None:
             raise UnavailableError("the scale set was not loaded")
         return self.scale
+
+    def ct_study(self, slices: int) -> LoadedStudy:
+        """The generated CT study of ``slices`` instances, uploaded (untimed) on first use on this server."""
+        if slices not in self.studies:
+            self.studies[slices] = _upload_study(self.server, slices, self.settings.cache)
+        return self.studies[slices]
+
+
+def _upload_study(server: ServerProcess, slices: int, cache: Path) -> LoadedStudy:
+    study = ensure_ct_study(slices, cache=cache)
+    names = iter(study.names)
+
+    def source() -> Request | None:
+        """Reads each file when it is sent: the large study is not held in memory."""
+        name = next(names, None)
+        if name is None:
+            return None
+        return Request("POST", "/instances", (study.directory / name).read_bytes(), DICOM_UPLOAD, label=name)
+
+    result, answers = run_requests(server.base_url, source, STUDY_LOAD_CONCURRENCY, keep_answers=True)
+    if result.errors:
+        raise UnavailableError(f"storing the generated {slices}-instance study failed: {result.error_sample}")
+    stored = {answer.request.label: json.loads(answer.body) for answer in answers}
+    (study_id,) = {ids["ParentStudy"] for ids in stored.values()}
+    return LoadedStudy(study_id, [stored[name]["ID"] for name in study.names])
 
 
 class Plan:
@@ -186,6 +240,23 @@ class WrkPlan(Plan):
 
     def run(self, seconds: float) -> RunResult:
         return wrk.run_wrk(self.base_url, self.requests, connections=self.connections, duration=seconds)
+
+
+class ContinuingWrkPlan(WrkPlan):
+    """A WrkPlan whose every run takes up the request list where the previous run stopped.
+
+    wrk starts each run at the top of the list; a list longer than a server's
+    cache of answers then still meets the cache, since each run asks again
+    what the previous one just did. Continuing the cycle instead, no request
+    comes back before the whole list has been gone through.
+    """
+
+    def run(self, seconds: float) -> RunResult:
+        result = super().run(seconds)
+        # Requests wrk sent: those answered (or failed), plus at most one still in flight per connection.
+        shift = (result.operations + result.errors + self.connections) % len(self.requests)
+        self.requests = self.requests[shift:] + self.requests[:shift]
+        return result
 
 
 class HttpPlan(Plan):
@@ -326,11 +397,26 @@ def _cstore(sender: str, associations: int) -> Callable[[Context], Plan]:
     return lambda context: CStorePlan(context, sender, associations)
 
 
-def _instance_gets(suffix: str, connections: int) -> Callable[[Context], Plan]:
+def _instance_gets(suffix: str, connections: int, kinds: tuple[str, ...] = ()) -> Callable[[Context], Plan]:
+    """GETs of ``suffix`` for every seeded instance (of ``kinds`` only, if given), cycled by wrk."""
+
     def build(context: Context) -> Plan:
-        seeded = context.require_seed()
-        requests = [Request("GET", f"/instances/{instance.id}{suffix}") for instance in seeded.instances]
+        instances = context.require_seed().instances
+        if kinds:
+            instances = [instance for instance in instances if instance.file.kind in kinds]
+        requests = [Request("GET", f"/instances/{instance.id}{suffix}") for instance in instances]
         return WrkPlan(context.server, requests, connections)
+
+    return build
+
+
+def _uncached_renders(suffix: str, connections: int) -> Callable[[Context], Plan]:
+    """GETs of ``suffix`` going round the large CT study, more answers than fastpacs's render cache holds."""
+
+    def build(context: Context) -> Plan:
+        study = context.ct_study(context.settings.large_study_slices)
+        requests = [Request("GET", f"/instances/{instance}{suffix}") for instance in study.instances]
+        return ContinuingWrkPlan(context.server, requests, connections)
 
     return build
 
@@ -390,20 +476,15 @@ def _delete_created(server: ServerProcess) -> Callable[[list[Answer]], None]:
 
 
 def _anonymize(context: Context) -> Plan:
-    studies = [study for study in context.require_seed().studies() if "ct" in study.kinds]
-    if not studies:
-        raise UnavailableError("no CT study was stored")
-    requests = [
-        Request(
-            "POST",
-            f"/studies/{study.id}/anonymize",
-            b"{}",
-            {"Content-Type": "application/json"},
-            units=study.instances,
-        )
-        for study in studies
-    ]
-    return HttpPlan(context.server, cycling(requests), 1, cleanup=_delete_created(context.server))
+    study = context.ct_study(ANONYMIZE_STUDY_SLICES)
+    request = Request(
+        "POST",
+        f"/studies/{study.id}/anonymize",
+        b"{}",
+        {"Content-Type": "application/json"},
+        units=len(study.instances),
+    )
+    return HttpPlan(context.server, cycling([request]), 1, cleanup=_delete_created(context.server))
 
 
 def _archive(context: Context) -> Plan:
@@ -506,18 +587,34 @@ WORKLOADS: list[Workload] = [
     ),
     Workload(
         "preview",
-        "GET /instances/{id}/preview (CT, RLE, MR, JPEG, multi-frame), wrk, 8 connections",
+        "GET /instances/{id}/preview of the corpus's CT slices (fastpacs: cached answers), wrk, 8",
         Phase.READ,
         "req",
-        _instance_gets("/preview", 8),
+        _instance_gets("/preview", 8, RENDER_KINDS),
+        goal=5,
+    ),
+    Workload(
+        "preview-uncached",
+        "same, going round the slices of the large CT study (rendered each time)",
+        Phase.READ,
+        "req",
+        _uncached_renders("/preview", 8),
         goal=5,
     ),
     Workload(
         "frame-uint8",
-        "GET /instances/{id}/frames/0/image-uint8, wrk, 8 connections",
+        "GET /instances/{id}/frames/0/image-uint8 of the corpus's CT slices (fastpacs: cached), wrk, 8",
         Phase.READ,
         "req",
-        _instance_gets("/frames/0/image-uint8", 8),
+        _instance_gets("/frames/0/image-uint8", 8, RENDER_KINDS),
+        goal=5,
+    ),
+    Workload(
+        "frame-uint8-uncached",
+        "same, going round the slices of the large CT study (rendered each time)",
+        Phase.READ,
+        "req",
+        _uncached_renders("/frames/0/image-uint8", 8),
         goal=5,
     ),
     Workload(
@@ -549,7 +646,7 @@ WORKLOADS: list[Workload] = [
     ),
     Workload(
         "anonymize-study",
-        "POST /studies/{id}/anonymize of a CT study, synchronous, 1 client",
+        f"POST /studies/{{id}}/anonymize of a {ANONYMIZE_STUDY_SLICES}-instance CT study, synchronous, 1",
         Phase.WRITE,
         "inst",
         _anonymize,

@@ -11,13 +11,23 @@ import numpy as np
 import pydicom
 import pytest
 from benchmarks import corpus as corpus_module
+from benchmarks import wrk
 from benchmarks.corpus import CorpusSpec, ensure_corpus, ensure_scale_set, generation_token, variant
 from benchmarks.dicom_senders import set_tcp_nodelay
 from benchmarks.http_client import Request
 from benchmarks.procstats import ProcessTreeMonitor, read_process
 from benchmarks.run import ISSUE_CSTORE_FILES, cstore_files_for, parse_arguments
 from benchmarks.stats import RunResult, percentile, ratio, summarize
-from benchmarks.workloads import Context, CStorePlan, Settings, Variants, select
+from benchmarks.workloads import (
+    ANONYMIZE_STUDY_SLICES,
+    Context,
+    ContinuingWrkPlan,
+    CStorePlan,
+    LoadedStudy,
+    Settings,
+    Variants,
+    select,
+)
 from benchmarks.wrk import request_line, result_from_summary
 from pydicom.uid import JPEGBaseline8Bit, JPEGLosslessSV1, RLELossless
 from pynetdicom import AE, evt
@@ -249,21 +259,70 @@ def _stub_server(tmp_path: Path) -> ServerProcess:
     return ServerProcess("stub", [], tmp_path, http_port=1, dicom_port=2, aet="STUB")
 
 
+def _context(
+    tiny_corpus: corpus_module.Corpus,
+    tmp_path: Path,
+    studies: dict[int, LoadedStudy] | None = None,
+    **settings: int,
+) -> Context:
+    return Context(
+        _stub_server(tmp_path),
+        tiny_corpus,
+        Settings(scratch=tmp_path, cache=tmp_path, **settings),
+        Variants(),
+        studies=studies or {},
+    )
+
+
 def test_cstore_runs_send_issue_9s_count_when_they_run_alone():
     assert cstore_files_for(select(["cstore-*"]), None) == ISSUE_CSTORE_FILES == 2000
     assert cstore_files_for(select(["*"]), None) is None  # the default suite: --duration seconds' worth
     assert cstore_files_for(select(["*"]), 50) == 50
     assert parse_arguments(["--cstore-files", "7"]).cstore_files == 7
-    with pytest.raises(SystemExit):
-        parse_arguments(["--cstore-files", "0"])
+    for option in ("--cstore-files", "--large-study-slices"):
+        with pytest.raises(SystemExit):
+            parse_arguments([option, "0"])
 
 
 def test_cstore_plan_writes_the_asked_number_of_new_files(tiny_corpus, tmp_path: Path):
-    settings = Settings(scratch=tmp_path, cstore_files=7)
-    plan = CStorePlan(Context(_stub_server(tmp_path), tiny_corpus, settings, Variants()), "pynetdicom", 8)
+    plan = CStorePlan(_context(tiny_corpus, tmp_path, cstore_files=7), "pynetdicom", 8)
     plan.before_run()
     assert len(plan.files) == 7
     assert len({path.read_bytes() for path in plan.files}) == 7, "every file is a new instance"
     folder = plan.files[0].parent
     plan.after_run()
     assert not folder.exists() and not plan.files
+
+
+def test_continuing_wrk_plan_takes_up_the_list_where_the_last_run_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """wrk starts every run at the list's second request (its Lua script counts from 1): the next run
+    starts past every request the last one sent, answered, failed or still in flight."""
+    sent: list[list[str]] = []
+    outcomes = iter([(6, 1), (30, 0)])
+
+    def fake_wrk(base_url: str, requests: list[Request], connections: int, duration: float) -> RunResult:
+        operations, errors = next(outcomes)
+        sent.append([request.path for request in requests])
+        return RunResult(operations=operations, errors=errors, elapsed=duration)
+
+    monkeypatch.setattr(wrk, "run_wrk", fake_wrk)
+    requests = [Request("GET", f"/instances/{number}/preview") for number in range(20)]
+    plan = ContinuingWrkPlan(_stub_server(tmp_path), requests, connections=2)
+    plan.run(1)
+    plan.run(1)
+    first, second = sent
+    assert first[1] == "/instances/1/preview"
+    assert second[1] == "/instances/10/preview"  # the first run sent at most 6 + 1 + 2 (in flight): 1 to 9
+    assert sorted(second) == sorted(first)
+    assert plan.requests[1].path == "/instances/2/preview"  # 10 + 32 requests, round the list of 20
+
+
+def test_anonymize_counts_every_instance_of_the_generated_study(tiny_corpus, tmp_path: Path):
+    study = LoadedStudy("study-200", [f"instance-{number}" for number in range(ANONYMIZE_STUDY_SLICES)])
+    (anonymize,) = select(["anonymize-study"])
+    plan = anonymize.build(_context(tiny_corpus, tmp_path, {ANONYMIZE_STUDY_SLICES: study}))
+    request = plan.source()
+    assert (request.method, request.path) == ("POST", "/studies/study-200/anonymize")
+    assert request.units == 200
