@@ -3,6 +3,7 @@
 import io
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime
 
 import numpy as np
@@ -13,6 +14,12 @@ from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 
 from tests.differential.data import test_file
 from tests.differential.harness import Call, ServerPair, get
@@ -602,6 +609,169 @@ def test_answers_sent_as_they_are(pair: ServerPair, stored: dict[str, dict[str, 
                 f"{fastpacs.headers.get('content-type')} {fastpacs.headers.get('content-encoding')}"
             )
     assert not failures, "\n".join(failures)
+
+
+MOVE_TARGET = "TARGET"
+"""The move destination the C-MOVE SCP of the tests knows: it answers Success (no sub-operation)."""
+UNABLE_TARGET = "UNABLE"
+"""The move destination for which the C-MOVE SCP answers "unable to process" (0xC000)."""
+
+
+class MoveScp:
+    """A C-MOVE SCP (pynetdicom) that records the requests it gets and sends nothing.
+
+    It answers Success for :data:`MOVE_TARGET`, 0xC000 for :data:`UNABLE_TARGET`
+    (after opening the sub-operations' association, to itself), and "move
+    destination unknown" (0xA801) for any other destination.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, str]] = []
+        ae = AE(ae_title="MOVESCP")
+        for model in (
+            PatientRootQueryRetrieveInformationModelMove,
+            StudyRootQueryRetrieveInformationModelMove,
+        ):
+            ae.add_supported_context(model)
+        ae.add_supported_context(Verification)
+        ae.add_requested_context(Verification)
+        self.server = ae.start_server(
+            ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_MOVE, self._move)]
+        )
+        self.port: int = self.server.server_address[1]
+
+    def _move(self, event: evt.Event) -> Iterator[tuple[str | int | None, int | None] | int]:
+        # Orthanc leaves file meta elements, (0002,0003) at the instance level, in the identifier
+        # it sends; they are no part of an identifier (PS3.4 C.4.2.1.4) and SCPs ignore them.
+        identifier = {
+            element.keyword: str(element.value) for element in event.identifier if element.tag.group != 2
+        }
+        self.requests.append(
+            {
+                "CallingAET": event.assoc.requestor.ae_title,
+                "Model": event.request.AffectedSOPClassUID,
+                "MoveDestination": event.move_destination,
+                **identifier,
+            }
+        )
+        if event.move_destination == MOVE_TARGET:
+            yield "127.0.0.1", 104  # never called: there is no sub-operation
+            yield 0
+        elif event.move_destination == UNABLE_TARGET:
+            yield "127.0.0.1", self.port
+            yield 1
+            yield 0xC000, None
+        else:
+            yield None, None
+
+    def taken(self) -> list[dict[str, str]]:
+        requests, self.requests = self.requests, []
+        return requests
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def _move(name: str, modality: str, body: object) -> Call:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Call(name, "POST", f"/modalities/{modality}/move", body=content)
+
+
+def test_modality_move(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    """POST /modalities/{id}/move to a C-MOVE SCP: same answers, same C-MOVE requests on the wire."""
+    ct = pair.orthanc_get(f"/instances/{stored['CT_small.dcm']['ID']}/simplified-tags")
+    study = {"StudyInstanceUID": ct["StudyInstanceUID"]}
+    series = {**study, "SeriesInstanceUID": ct["SeriesInstanceUID"], "PatientName": "ignored"}
+    instance = {**series, "SOPInstanceUID": ct["SOPInstanceUID"]}
+    scps = {"orthanc": MoveScp(), "fastpacs": MoveScp()}
+    clients = {"orthanc": pair.orthanc_client, "fastpacs": pair.fastpacs_client}
+    try:
+        for server, client in clients.items():
+            modality = {"AET": "MOVESCP", "Host": "127.0.0.1", "Port": scps[server].port}
+            client.put("/modalities/movescp", json=modality).raise_for_status()
+            client.put("/modalities/down", json={**modality, "Port": 1}).raise_for_status()
+        check = pair.checker()
+        for call in [
+            _move(
+                "move study", "movescp", {"Level": "Study", "Resources": [study], "TargetAet": MOVE_TARGET}
+            ),
+            _move(
+                "move patients",
+                "movescp",
+                {"Level": "Patient", "Resources": [{"PatientID": ct["PatientID"]}, {"PatientID": "other"}]},
+            ),
+            _move("move series, extra tags", "movescp", {"Level": "series", "Resources": [series]}),
+            _move(
+                "move instance",
+                "movescp",
+                {"Level": "Instances", "Resources": [instance], "TargetAet": MOVE_TARGET, "Timeout": 10},
+            ),
+            _move(
+                "move tag numbers",
+                "movescp",
+                {"Level": "Study", "Resources": [{"0020,000d": "1.2.3"}], "TargetAet": MOVE_TARGET},
+            ),
+            _move(
+                "move as LocalAet",
+                "movescp",
+                {"Level": "Study", "Resources": [study], "TargetAet": MOVE_TARGET, "LocalAet": "OTHER"},
+            ),
+            _move(
+                "move asynchronous",
+                "movescp",
+                {"Level": "Study", "Resources": [study], "TargetAet": MOVE_TARGET, "Asynchronous": True},
+            ),
+            _move("move to an unknown destination", "movescp", {"Level": "Study", "Resources": [study]}),
+            _move(
+                "move unable to process",
+                "movescp",
+                {"Level": "Study", "Resources": [study], "TargetAet": UNABLE_TARGET},
+            ),
+            _move(
+                "move a resource without its identifier after one",
+                "movescp",
+                {"Level": "Series", "Resources": [series, study], "TargetAet": MOVE_TARGET},
+            ),
+            _move("move nothing", "movescp", {"Level": "Study", "Resources": []}),
+            _move("move nothing from a modality down", "down", {"Level": "Study", "Resources": []}),
+            _move("move from a modality down", "down", {"Level": "Study", "Resources": [study]}),
+            _move("move from an unknown modality", "nosuch", {"Level": "Study", "Resources": []}),
+            _move("move unknown modality, bad body", "nosuch", b"{}"),
+            _move("move empty body", "movescp", b""),
+            _move("move not JSON", "movescp", b"x"),
+            _move("move array", "movescp", []),
+            _move("move without resources", "movescp", {"Level": "Study"}),
+            _move("move resources not a list", "movescp", {"Level": "Study", "Resources": {}}),
+            _move("move level not a string", "movescp", {"Level": 5, "Resources": []}),
+            _move("move unknown level", "movescp", {"Level": "Foo", "Resources": []}),
+            _move("move resource not an object", "movescp", {"Level": "Study", "Resources": ["x"]}),
+            _move(
+                "move value not a string",
+                "movescp",
+                {"Level": "Study", "Resources": [{"StudyInstanceUID": 5}]},
+            ),
+            _move("move unknown tag", "movescp", {"Level": "Study", "Resources": [{"Foo": "x"}]}),
+            _move(
+                "move TargetAet not a string", "movescp", {"Level": "Study", "Resources": [], "TargetAet": 5}
+            ),
+            _move(
+                "move LocalAet not a string", "movescp", {"Level": "Study", "Resources": [], "LocalAet": 5}
+            ),
+            _move(
+                "move Timeout not an integer", "movescp", {"Level": "Study", "Resources": [], "Timeout": "x"}
+            ),
+            _move("move negative Timeout", "movescp", {"Level": "Study", "Resources": [], "Timeout": -1}),
+        ]:
+            check.compare(call)
+            check.compare_documents(
+                f"{call.name} C-MOVE requests", scps["orthanc"].taken(), scps["fastpacs"].taken()
+            )
+        check.verdict()
+    finally:
+        for server, client in clients.items():
+            client.delete("/modalities/movescp")
+            client.delete("/modalities/down")
+            scps[server].stop()
 
 
 def test_http_conventions(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:

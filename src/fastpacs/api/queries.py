@@ -1,11 +1,14 @@
-"""/modalities/{name}/query and /queries: C-FIND to modalities, their answers, and C-MOVE of them."""
+"""/modalities/{name}/query and /queries: C-FIND to modalities, their answers, and C-MOVE of them.
+
+Also /modalities/{name}/move, a C-MOVE of resources named in the request.
+"""
 
 from litestar import Request, Response, delete, get, post
 
 from fastpacs.api.responses import empty_ok, flag, json_response, parse_integer, text_response
 from fastpacs.dicom.tags import TagJson, shorten, simplify
 from fastpacs.errors import ErrorCode, OrthancError
-from fastpacs.services.queries import CHILD_QUERIES, RemoteQuery, parse_query_request
+from fastpacs.services.queries import CHILD_QUERIES, RemoteQuery, parse_move_request, parse_query_request
 from fastpacs.services.registry import Services
 
 QUERY_OPERATIONS = ["answers", "level", "modality", "query", "retrieve"]
@@ -33,6 +36,13 @@ def _created(query: RemoteQuery) -> Response[bytes]:
 async def query_modality(name: str, request: Request, services: Services) -> Response[bytes]:
     query_request = parse_query_request(await request.body())
     return _created(await services.queries.query(name, query_request))
+
+
+@post("/modalities/{name:str}/move", name="modality-move", status_code=200)
+async def move_from_modality(name: str, request: Request, services: Services) -> Response[bytes]:
+    """C-MOVE resources named by their identifiers from the modality (synchronously, as Orthanc 1.10.1)."""
+    await services.queries.move(name, parse_move_request(await request.body()))
+    return Response(b"{}", media_type="application/json")
 
 
 @get("/queries", name="queries")
@@ -104,6 +114,7 @@ async def retrieve_all(query_id: str, request: Request, services: Services) -> R
 
 QUERY_HANDLERS = [
     query_modality,
+    move_from_modality,
     list_queries,
     query_operations,
     delete_query,

@@ -79,6 +79,14 @@ class DicomNetworkError(Exception):
     """An association could not be made, broke, or a request failed (the message says which)."""
 
 
+class DimseStatusError(DicomNetworkError):
+    """The peer answered a request with a failure status."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 class RemoteNode(msgspec.Struct, frozen=True, array_like=True):
     """Where and who to call, and as whom."""
 
@@ -288,10 +296,13 @@ class MoveAssociation:
         """C-MOVE what the keys name to ``target_aet``; :class:`DicomNetworkError` unless all moved."""
         if not self.assoc.is_established:
             raise DicomNetworkError(f'DicomAssociation - the association with AET "{self.node.aet}" was lost')
-        for _ in _responses(
-            self.node, "C-MOVE", self.assoc.send_c_move(dataset_of(keys), target_aet, self.model)
-        ):
-            pass
+        try:
+            for _ in _responses(
+                self.node, "C-MOVE", self.assoc.send_c_move(dataset_of(keys), target_aet, self.model)
+            ):
+                pass
+        except ValueError as error:  # what pynetdicom cannot send: an empty or too long destination...
+            raise DicomNetworkError(f'C-MOVE SCU to AET "{self.node.aet}": {error}') from error
 
     def close(self) -> None:
         if self.assoc.is_established:
@@ -308,4 +319,7 @@ def _responses(node: RemoteNode, service: str, responses: Iterator[tuple[Dataset
             continue
         if code == STATUS_SUCCESS:
             return
-        raise DicomNetworkError(f'{service} SCU to AET "{node.aet}" has failed' + _code_suffix(code))
+        message = f'{service} SCU to AET "{node.aet}" has failed' + _code_suffix(code)
+        if code is None:
+            raise DicomNetworkError(message)
+        raise DimseStatusError(message, code)

@@ -4,9 +4,10 @@ Written from the SOP classes fastpacs's DICOM server offers (pynetdicom's
 definitions): verification, storage of every storage SOP class, and
 query/retrieve (find, move, get) in the patient and study roots; and from
 the services the REST API drives as an SCU (/modalities/{name}/echo, store,
-query; /queries/{id}/retrieve). The layout is Orthanc's, so that what reads its statement
-reads this one: a section per service and role in Orthanc's order, under
-the same titles, each SOP class on a line ``  Keyword | UID``.
+query, move; /queries/{id}/retrieve). The layout is Orthanc's, so that what
+reads its statement reads this one: a section per service and role in
+Orthanc's order, under the same titles, each SOP class on a line
+``  Keyword | UID``.
 """
 
 from functools import cache
@@ -67,7 +68,11 @@ def conformance_statement() -> str:
         + "fastpacs sends C-STORE (/modalities/{name}/store) of every SOP Class of the\n"
         "Store SCP section above.\n\n\n"
         + _section("Find SCU Conformance", "fastpacs sends C-FIND (/modalities/{name}/query) in:", list(FIND))
-        + _section("Move SCU Conformance", "fastpacs sends C-MOVE (/queries/{id}/retrieve) in:", list(MOVE))
+        + _section(
+            "Move SCU Conformance",
+            "fastpacs sends C-MOVE (/modalities/{name}/move, /queries/{id}/retrieve) in:",
+            list(MOVE),
+        )
         + _section(
             "Transfer Syntaxes",
             "Storage presentation contexts are accepted in these transfer syntaxes, as far as\n"

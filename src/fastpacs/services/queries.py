@@ -310,6 +310,7 @@ _COUNTERS_ALLOWED = {
     Level.INSTANCE: (),
 }
 DATE_VRS = frozenset({"DA", "DT", "TM"})
+UNABLE_TO_PROCESS = 0xC000
 
 
 def _query_error(details: str | None = None) -> OrthancError:
@@ -370,6 +371,74 @@ def parse_query_request(body: bytes) -> QueryRequest:
             raise _query_error("Integer value expected in field: Timeout")
         request.timeout = timeout
     return request
+
+
+@dataclass
+class MoveRequest:
+    """A ``POST /modalities/{name}/move`` body; its resources are checked one by one as they are moved."""
+
+    level: Level
+    resources: list[Any]
+    target: str | None = None
+    local_aet: str | None = None
+    timeout: int | None = None
+
+
+def _optional_string(document: dict[str, Any], name: str) -> str | None:
+    value = document.get(name)
+    if value is not None and not isinstance(value, str):
+        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE)
+    return value
+
+
+def parse_move_request(body: bytes) -> MoveRequest:
+    """``{"Level": ..., "Resources": [...], "TargetAet", "LocalAet", "Timeout"}`` with Orthanc's errors."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        document = None
+    if (
+        not isinstance(document, dict)
+        or not isinstance(document.get("Resources"), list)
+        or not isinstance(document.get("Level"), str)
+    ):
+        raise _query_error("Must provide a JSON body containing fields Resources and Level")
+    request = MoveRequest(parse_level(document["Level"]), document["Resources"])
+    request.target = _optional_string(document, "TargetAet")
+    request.local_aet = _optional_string(document, "LocalAet")
+    if "Timeout" in document:
+        timeout = document["Timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, int):
+            raise _query_error("Integer value expected in field: Timeout")
+        if timeout < 0:
+            raise _query_error("Unsigned integer value expected in field: Timeout")
+        request.timeout = timeout
+    return request
+
+
+def _move_keys(level: Level, resource: Any, character_set: str) -> dict[int, str]:
+    """What a C-MOVE of one resource sends: its level and identifiers (Orthanc's MoveToModality)."""
+    if not isinstance(resource, dict) or not all(isinstance(value, str) for value in resource.values()):
+        raise _query_error()
+    given = {parse_tag(key): value for key, value in resource.items()}
+    keys = {SPECIFIC_CHARACTER_SET: character_set, QUERY_RETRIEVE_LEVEL: LEVEL_NAMES[level]}
+    for tag in _MOVE_TAGS[level]:
+        if tag not in given:
+            raise OrthancError(ErrorCode.BAD_REQUEST)
+        keys[tag] = given[tag]
+    return keys
+
+
+def _move_failure(node: RemoteNode, status: int) -> OrthancError:
+    """Orthanc's error for a C-MOVE answered with a failure status: 422 for "unable to process"."""
+    message = f'C-MOVE SCU to AET "{node.aet}" has failed with DIMSE status 0x{status:04X}'
+    if status == UNABLE_TO_PROCESS:
+        return OrthancError(
+            ErrorCode.NETWORK_PROTOCOL,
+            f"{message} (unable to process - resource not found ?)",
+            http_status=422,
+        )
+    return OrthancError(ErrorCode.NETWORK_PROTOCOL, message)
 
 
 @dataclass
@@ -461,6 +530,30 @@ class QueryService:
         while len(self._queries) > max(1, self.config.query_retrieve_size):
             self._queries.popitem(last=False)
         return query
+
+    async def move(self, name: str, request: MoveRequest) -> None:
+        """C-MOVE each resource from the modality to the target, over one association opened at need.
+
+        In the study root model at every level, the patient level included, as Orthanc 1.10.1 does.
+        """
+        modality = self.registry.require(name)
+        node = self.registry.node(modality, request.local_aet, request.timeout)
+        target = self.config.dicom_aet if request.target is None else request.target
+        character_set = DEFAULT_ENCODINGS.get(self.default_encoding.name, "ISO_IR 100")
+        association: scu.MoveAssociation | None = None
+        try:
+            for resource in request.resources:
+                keys = _move_keys(request.level, resource, character_set)
+                if association is None:
+                    association = await asyncio.to_thread(scu.MoveAssociation, node, patient_root=False)
+                await asyncio.to_thread(association.move, keys, target)
+        except scu.DimseStatusError as error:
+            raise _move_failure(node, error.status) from error
+        except scu.DicomNetworkError as error:
+            raise OrthancError(ErrorCode.NETWORK_PROTOCOL, str(error)) from error
+        finally:
+            if association is not None:
+                await asyncio.to_thread(association.close)
 
     async def child_query(self, query_id: str, index: int, child: str, body: bytes) -> RemoteQuery:
         """``POST /queries/{id}/answers/{index}/query-{level}``: a query below one answer."""
