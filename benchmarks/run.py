@@ -387,7 +387,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument(
-        "-w", "--workloads", default="*", help="comma-separated names or patterns (default: all)"
+        "-w",
+        "--workloads",
+        default="*",
+        help="comma-separated names or patterns (default: all but the optional ones, see --list)",
     )
     parser.add_argument(
         "-s", "--servers", default=",".join(SERVERS), help=f"comma-separated, from {', '.join(SERVERS)}"
@@ -415,7 +418,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--large-study-slices",
         type=_positive,
         default=Settings.large_study_slices,
-        help="length of the large generated CT study (about 0.5 MB a slice) of the uncached renders",
+        help="length of the large generated CT study (about 0.5 MB a slice): uncached renders, archive-large",
     )
     parser.add_argument(
         "--quick", action="store_true", help="1 run of 1 s, 2000 scale instances: a smoke test"
@@ -446,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     if arguments.list:
         for workload in WORKLOADS:
-            print(f"{workload.name:22} {workload.description}")
+            optional = f" [not in the default suite: -w {workload.family}]" if workload.family else ""
+            print(f"{workload.name:22} {workload.description}{optional}")
         return 0
     workloads = select(arguments.workloads.split(","))
     servers = [name.strip() for name in arguments.servers.split(",")]

@@ -16,7 +16,9 @@ The workloads run in three phases, each on its own fresh server:
 Some workloads need a generated CT study of their own
 (:func:`benchmarks.corpus.ensure_ct_study`): the plan uploads it when it is
 built (untimed), once per server, and the workloads that need the same study
-share it.
+share it. Workloads that take minutes (the archive of a 1 GB study) belong to
+a ``family`` and are left out of the default suite: :func:`select` picks them
+by their exact name or their family's.
 """
 
 import json
@@ -47,6 +49,8 @@ RENDER_KINDS = ("ct",)
 LARGE_STUDY_SLICES = 2000
 """The large generated CT study's default length: about 1 GB (issue 7), and more rendered answers than
 fastpacs's cache of rendered images (64 MB) holds."""
+SMALL_STUDY_SLICES = 24
+"""A small study of the same kind (about 13 MB), to compare the archive's memory with the large one's."""
 ANONYMIZE_STUDY_SLICES = 200
 """The study that anonymize-study anonymizes (issue 8)."""
 STUDY_LOAD_CONCURRENCY = 4
@@ -268,11 +272,14 @@ class HttpPlan(Plan):
         source: RequestSource,
         concurrency: int,
         cleanup: Callable[[list[Answer]], None] | None = None,
+        probe_warms_up: bool = False,
     ):
+        """``probe_warms_up``: the first request, sent alone, is the whole warm-up (requests of a minute)."""
         self.base_url = server.base_url
         self.source = source
         self.concurrency = concurrency
         self.cleanup = cleanup
+        self.probe_warms_up = probe_warms_up
         self._answers: list[Answer] = []
 
     def warm_up(self, seconds: float) -> RunResult:
@@ -284,7 +291,7 @@ class HttpPlan(Plan):
             self.base_url, requests_from([first]), 1, keep_answers=self.cleanup is not None
         )
         self.after_run()
-        if probe.errors:
+        if probe.errors or self.probe_warms_up:
             return probe
         return super().warm_up(seconds)
 
@@ -381,6 +388,12 @@ class Workload:
     """fastpacs's target throughput ratio against the reference (issue 3)."""
     tuned_reference: bool = False
     """Compare against Orthanc started with TCP_NODELAY=1 (C-STORE workloads)."""
+    family: str | None = None
+    """Set on workloads left out of the default suite (too long): they run when named, or by this name."""
+
+
+OPTIONAL_ARCHIVES = "archive-sizes"
+"""The family of the archives of generated studies, small and large (issue 7's memory comparison)."""
 
 
 def _ingest(concurrency: int) -> Callable[[Context], Plan]:
@@ -492,6 +505,22 @@ def _archive(context: Context) -> Plan:
     return HttpPlan(
         context.server, cycling([Request("GET", f"/studies/{study.id}/archive") for study in studies]), 1
     )
+
+
+def _generated_archive(name: str, description: str, large: bool) -> Workload:
+    """The archive of the large generated CT study, or of the small one; the warm-up is one archive.
+
+    Both studies are stored before either is measured, so that the two rows'
+    memory differs by the archive's size only, not by what the server holds.
+    """
+
+    def build(context: Context) -> Plan:
+        small = context.ct_study(SMALL_STUDY_SLICES)
+        large_study = context.ct_study(context.settings.large_study_slices)
+        request = Request("GET", f"/studies/{(large_study if large else small).id}/archive")
+        return HttpPlan(context.server, cycling([request]), 1, probe_warms_up=True)
+
+    return Workload(name, description, Phase.READ, "zip", build, goal=5, family=OPTIONAL_ARCHIVES)
 
 
 def _scale_find_instance(context: Context) -> Plan:
@@ -644,6 +673,16 @@ WORKLOADS: list[Workload] = [
     Workload(
         "archive-study", "GET /studies/{id}/archive (ZIP), 1 client", Phase.READ, "zip", _archive, goal=5
     ),
+    _generated_archive(
+        "archive-small",
+        f"GET /studies/{{id}}/archive of a {SMALL_STUDY_SLICES}-slice CT study (13 MB), 1 client",
+        large=False,
+    ),
+    _generated_archive(
+        "archive-large",
+        f"same, of the large CT study ({LARGE_STUDY_SLICES:,} slices, 1 GB, by default): same memory?",
+        large=True,
+    ),
     Workload(
         "anonymize-study",
         f"POST /studies/{{id}}/anonymize of a {ANONYMIZE_STUDY_SLICES}-instance CT study, synchronous, 1",
@@ -688,12 +727,18 @@ SCALE_LOAD = "scale-load"
 """The row that reports how fast the scale set was loaded (it runs first whenever a scale workload runs)."""
 
 
+def matches(workload: Workload, pattern: str) -> bool:
+    """Whether ``pattern`` selects ``workload``: a shell-style match of its name, or for a workload
+    left out of the default suite, its exact name or its family's (``archive-sizes``)."""
+    if workload.family is not None:
+        return pattern in (workload.name, workload.family)
+    return fnmatch(workload.name, pattern)
+
+
 def select(patterns: list[str]) -> list[Workload]:
-    """The workloads whose name matches one of the shell-style ``patterns``, in the table's order."""
-    chosen = [
-        workload for workload in WORKLOADS if any(fnmatch(workload.name, pattern) for pattern in patterns)
-    ]
-    unknown = [pattern for pattern in patterns if not any(fnmatch(w.name, pattern) for w in WORKLOADS)]
+    """The workloads that one of the ``patterns`` selects (see :func:`matches`), in the table's order."""
+    chosen = [workload for workload in WORKLOADS if any(matches(workload, pattern) for pattern in patterns)]
+    unknown = [pattern for pattern in patterns if not any(matches(w, pattern) for w in WORKLOADS)]
     if unknown:
         raise ValueError(f"no workload matches {', '.join(unknown)}; see --list")
     return chosen

@@ -20,12 +20,16 @@ from benchmarks.run import ISSUE_CSTORE_FILES, cstore_files_for, parse_arguments
 from benchmarks.stats import RunResult, percentile, ratio, summarize
 from benchmarks.workloads import (
     ANONYMIZE_STUDY_SLICES,
+    OPTIONAL_ARCHIVES,
+    SMALL_STUDY_SLICES,
+    WORKLOADS,
     Context,
     ContinuingWrkPlan,
     CStorePlan,
     LoadedStudy,
     Settings,
     Variants,
+    Workload,
     select,
 )
 from benchmarks.wrk import request_line, result_from_summary
@@ -274,6 +278,24 @@ def _context(
     )
 
 
+def _names(workloads: list[Workload]) -> list[str]:
+    return [workload.name for workload in workloads]
+
+
+def test_optional_workloads_run_only_when_named_or_by_family():
+    everything = _names(select(["*"]))
+    optional = [workload.name for workload in WORKLOADS if workload.family]
+    assert optional == ["archive-small", "archive-large"]
+    assert not set(optional) & set(everything)
+    assert {"preview-uncached", "frame-uint8-uncached", "anonymize-study"} <= set(everything)
+    assert _names(select([OPTIONAL_ARCHIVES])) == optional
+    assert _names(select(["archive-large"])) == ["archive-large"]
+    assert _names(select(["archive-*"])) == ["archive-study"]
+    assert _names(select(["archive-large", "get-*"])) == ["get-instance", "get-tags", "archive-large"]
+    with pytest.raises(ValueError, match="archive-huge"):
+        select(["archive-huge"])
+
+
 def test_cstore_runs_send_issue_9s_count_when_they_run_alone():
     assert cstore_files_for(select(["cstore-*"]), None) == ISSUE_CSTORE_FILES == 2000
     assert cstore_files_for(select(["*"]), None) is None  # the default suite: --duration seconds' worth
@@ -326,3 +348,12 @@ def test_anonymize_counts_every_instance_of_the_generated_study(tiny_corpus, tmp
     request = plan.source()
     assert (request.method, request.path) == ("POST", "/studies/study-200/anonymize")
     assert request.units == 200
+
+
+def test_large_and_small_archives_are_measured_on_the_same_stored_data(tiny_corpus, tmp_path: Path):
+    studies = {SMALL_STUDY_SLICES: LoadedStudy("small", []), 30: LoadedStudy("large", [])}
+    context = _context(tiny_corpus, tmp_path, studies, large_study_slices=30)
+    (small, large) = select([OPTIONAL_ARCHIVES])
+    assert small.build(context).source().path == "/studies/small/archive"
+    assert large.build(context).source().path == "/studies/large/archive"
+    assert set(context.studies) == {SMALL_STUDY_SLICES, 30}
