@@ -2,15 +2,21 @@
 
 import hashlib
 import io
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage
 
 from fastpacs.testing import ServerProcess, fastpacs_server
+
+T = TypeVar("T")
 
 
 def pydicom_file(name: str) -> Path:
@@ -68,6 +74,29 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
         yield http
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 15.0) -> T:
+    """The first true result of ``condition``, asked every 0.2 s; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def c_store_file(server: ServerProcess, data: bytes, calling_aet: str) -> int:
+    """C-STORE one CT file (explicit VR little endian) on an association of its own; the DIMSE status."""
+    ae = AE(ae_title=calling_aet)
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    association = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
+    assert association.is_established
+    try:
+        return association.send_c_store(pydicom.dcmread(io.BytesIO(data))).Status
+    finally:
+        association.release()
 
 
 @pytest.fixture(scope="session")

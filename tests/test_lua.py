@@ -23,10 +23,9 @@ import httpx
 import pydicom
 import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import CTImageStorage
 
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port
-from tests.conftest import dicom_variant, orthanc_id
+from tests.conftest import c_store_file, dicom_variant, orthanc_id, wait_for
 
 SCRIPT = """
 events = {}
@@ -193,27 +192,6 @@ def events(client: httpx.Client, kind: str) -> list[dict]:
     ]
 
 
-def wait_for(condition, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
-def store(port: int, data: bytes, aet: str = "LUATEST") -> int:
-    ae = AE(ae_title=aet)
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
-    association = ae.associate("127.0.0.1", port, ae_title="ORTHANC")
-    assert association.is_established
-    try:
-        return association.send_c_store(pydicom.dcmread(io.BytesIO(data))).Status
-    finally:
-        association.release()
-
-
 def identifiers(data: bytes) -> tuple[str, ...]:
     dataset = pydicom.dcmread(io.BytesIO(data))
     return (
@@ -343,7 +321,7 @@ def test_a_script_that_loops_forever_is_stopped_and_the_server_keeps_working(ser
                 time.sleep(0.2)
                 assert http.get("/system").status_code == 200
                 patient = dicom_variant(patient_id="LUA-LOOP", instance=f"92{number}")
-                assert store(server.dicom_port, patient) == 0
+                assert c_store_file(server, patient, "LUATEST") == 0
                 assert not looping.done()  # answered and stored while the script was looping
                 answer = looping.result()
                 assert answer.status_code == 500
@@ -478,7 +456,7 @@ def test_on_stored_instance_over_rest_and_dicom(server: ServerProcess, client: h
     by_rest = dicom_variant(patient_id="LUA-STORED", instance="902")
     by_dicom = dicom_variant(patient_id="LUA-STORED", instance="903")
     client.post("/instances", content=by_rest).raise_for_status()
-    assert store(server.dicom_port, by_dicom) == 0
+    assert c_store_file(server, by_dicom, "LUATEST") == 0
     rest_id, dicom_id = orthanc_id(*identifiers(by_rest)), orthanc_id(*identifiers(by_dicom))
     stored = wait_for(
         lambda: (
@@ -528,9 +506,12 @@ def test_received_instance_filter_refuses_over_rest(client: httpx.Client) -> Non
 
 def test_received_instance_filter_refuses_over_dicom(server: ServerProcess, client: httpx.Client) -> None:
     refused = dicom_variant(patient_id="LUA-REJECT", instance="907")
-    assert store(server.dicom_port, refused) == 0  # Orthanc answers Success and keeps nothing
+    assert c_store_file(server, refused, "LUATEST") == 0  # Orthanc answers Success and keeps nothing
     assert client.get(f"/instances/{orthanc_id(*identifiers(refused))}").status_code == 404
-    assert store(server.dicom_port, dicom_variant(patient_id="LUA-FILTER-ERROR", instance="908")) == 0xA700
+    assert (
+        c_store_file(server, dicom_variant(patient_id="LUA-FILTER-ERROR", instance="908"), "LUATEST")
+        == 0xA700
+    )
 
 
 def test_received_instance_filter_gets_origin_and_information(client: httpx.Client) -> None:

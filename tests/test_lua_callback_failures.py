@@ -19,23 +19,19 @@ A stop drops the callbacks still queued, as Orthanc does, and runs
 not hold it until Granian kills the process.
 """
 
-import io
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
-import pydicom
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage
 
 from fastpacs.cli import SHUTDOWN_GRACE_SECONDS
 from fastpacs.testing import ServerProcess, fastpacs_server
-from tests.conftest import Figures, dicom_variant
+from tests.conftest import Figures, c_store_file, dicom_variant, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -97,32 +93,11 @@ def recorded(http: httpx.Client, name: str) -> list[str]:
     return json.loads(answer.text) or []  # an empty Lua table is the JSON []
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 def logged_errors(server: ServerProcess, callback: str) -> list[str]:
     """The errors of ``callback`` in the server's log, as the engine logs them."""
     pattern = re.compile(rf"Lua: Error in {callback}\(\): (.*?)\"?$")
     lines = server.log_path.read_text(errors="replace").splitlines()
     return [match.group(1) for line in lines if (match := pattern.search(line))]
-
-
-def c_store(server: ServerProcess, data: bytes) -> int:
-    ae = AE(ae_title="LUAFAIL")
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
-    association = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
-    assert association.is_established
-    try:
-        return association.send_c_store(pydicom.dcmread(io.BytesIO(data))).Status
-    finally:
-        association.release()
 
 
 def upload(http: httpx.Client, data: bytes) -> str:
@@ -137,7 +112,7 @@ def test_an_error_in_on_stored_instance_is_logged_and_the_upload_stands(
     server: ServerProcess, http: httpx.Client
 ) -> None:
     raising = upload(http, dicom_variant(patient_id="LUA-RAISE", instance="801"))
-    assert c_store(server, dicom_variant(patient_id="LUA-RAISE", instance="802")) == 0x0000
+    assert c_store_file(server, dicom_variant(patient_id="LUA-RAISE", instance="802"), "LUAFAIL") == 0x0000
     after = upload(http, dicom_variant(patient_id="LUA-AFTER-RAISE", instance="803"))
 
     assert after in wait_for(lambda: recorded(http, "stored"))  # later callbacks still run
@@ -160,7 +135,9 @@ def test_an_on_stored_instance_that_loops_forever_is_stopped_within_the_limit(
     assert STOPPED not in server.log_path.read_text(errors="replace")
     assert http.get("/system").status_code == 200
     assert http.get(f"/instances/{looping}").status_code == 200
-    assert c_store(server, dicom_variant(patient_id="LUA-AFTER-LOOP", instance="812")) == 0x0000
+    assert (
+        c_store_file(server, dicom_variant(patient_id="LUA-AFTER-LOOP", instance="812"), "LUAFAIL") == 0x0000
+    )
     after = upload(http, dicom_variant(patient_id="LUA-AFTER-LOOP", instance="813"))
     served = time.monotonic() - started
     assert served < TIME_LIMIT, "requests waited for the looping callback"

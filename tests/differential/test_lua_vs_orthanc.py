@@ -24,11 +24,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage
 
-from fastpacs.testing import ServerProcess
-from tests.conftest import dicom_variant
+from tests.conftest import c_store_file, dicom_variant
 from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.harness import Call, ServerPair
 
@@ -224,17 +221,6 @@ def identifiers(data: bytes) -> tuple[str, str]:
     return dataset.PatientID, dataset.SOPInstanceUID
 
 
-def c_store(server: ServerProcess, data: bytes) -> int:
-    ae = AE(ae_title="DIFFSCU")
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
-    association = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
-    assert association.is_established
-    try:
-        return association.send_c_store(pydicom.dcmread(io.BytesIO(data))).Status
-    finally:
-        association.release()
-
-
 def test_received_instance_filter_over_rest(pair: ServerPair) -> None:
     check = pair.checker()
     for patient, instance in (("DIFF-REJECT", "1"), ("DIFF-FILTER-ERROR", "2"), ("DIFF-FILTER-NIL", "3")):
@@ -247,7 +233,9 @@ def test_received_instance_filter_over_rest(pair: ServerPair) -> None:
 def test_received_instance_filter_over_dicom(pair: ServerPair) -> None:
     for patient, instance in (("DIFF-REJECT", "4"), ("DIFF-FILTER-ERROR", "5"), ("DIFF-FILTER-NIL", "6")):
         data = dicom_variant(patient_id=patient, instance=f"77{instance}")
-        assert c_store(pair.fastpacs, data) == c_store(pair.orthanc, data), patient
+        assert c_store_file(pair.fastpacs, data, "DIFFSCU") == c_store_file(pair.orthanc, data, "DIFFSCU"), (
+            patient
+        )
 
 
 def test_incoming_http_request_filter(pair: ServerPair) -> None:
@@ -264,7 +252,11 @@ def test_callbacks_receive_what_orthanc_gives(pair: ServerPair) -> None:
     check = pair.checker()
     check.compare(Call("upload for callbacks", "POST", "/instances", body=by_rest))
     check.compare(Call("upload again for callbacks", "POST", "/instances", body=by_rest))
-    assert c_store(pair.fastpacs, by_dicom) == c_store(pair.orthanc, by_dicom) == 0
+    assert (
+        c_store_file(pair.fastpacs, by_dicom, "DIFFSCU")
+        == c_store_file(pair.orthanc, by_dicom, "DIFFSCU")
+        == 0
+    )
     pair.wait_until_stable()
     read = script("read callbacks", "print(DumpJson(seen, true))")
     seen = []
