@@ -1,7 +1,8 @@
 """Content views compared with the reference Orthanc on every file both servers store.
 
 /tags (full, ?simplify, ?short), /simplified-tags, /header (three forms),
-/content navigation, /pdf, /tools/default-encoding and /tools/create-dicom.
+/frames, /content navigation (paths generated from each file's structure, and
+hand-written ones), /pdf, /tools/default-encoding and /tools/create-dicom.
 """
 
 import base64
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.differential.data import CHARSET_FILES, TEST_FILES
+from tests.differential.data import ALL_FILES, file_name
 from tests.differential.harness import Call, ServerPair, get
 
 pytestmark = pytest.mark.reference
@@ -49,16 +50,24 @@ PNG_4X3 = base64.b64decode(
 )
 
 
+NAVIGATION_LEAVES = (6, 3)
+"""Leaf values compared per dataset: at the top level, in a sequence item."""
+NAVIGATION_SEQUENCES = (3, 1)
+"""Sequences followed per dataset (into their first item): at the top level, in a sequence item."""
+NAVIGATION_DEPTH = 3
+"""Deepest sequence nesting followed."""
+PIXEL_DATA = "7fe0-0010"
+
+
 @pytest.fixture(scope="module")
 def stored(pair: ServerPair) -> dict[str, str]:
     """Upload every test file to both servers; file name → instance ID (where Orthanc stores it)."""
     instances = {}
-    for path in TEST_FILES + CHARSET_FILES:
-        data = path.read_bytes()
-        orthanc = pair.orthanc_client.post("/instances", content=data)
-        pair.fastpacs_client.post("/instances", content=data)
-        if orthanc.status_code == 200:
-            instances[path.name] = orthanc.json()["ID"]
+    for path in ALL_FILES:
+        name = file_name(path)
+        orthanc, _ = pair.send(Call(f"upload {name}", "POST", "/instances", body=path.read_bytes()))
+        if orthanc.status == 200:
+            instances[name] = orthanc.json["ID"]
     return instances
 
 
@@ -69,12 +78,59 @@ def _tag_calls(name: str, instance: str) -> Iterator[Call]:
         yield get(f"content {name} {route}?short", f"/instances/{instance}/{route}", short="")
     yield get(f"content {name} simplified-tags", f"/instances/{instance}/simplified-tags")
     yield get(f"content {name} content", f"/instances/{instance}/content")
+    yield get(f"content {name} frames", f"/instances/{instance}/frames")
 
 
 def test_tags_and_header_of_every_file(pair: ServerPair, stored: dict[str, str]) -> None:
     check = pair.checker()
     for name, instance in stored.items():
         check.compare_all(_tag_calls(name, instance))
+    check.verdict()
+
+
+def _chosen_leaves(tags: dict[str, Any], count: int) -> list[str]:
+    """Up to ``count`` leaves of a dataset, in its order: the first of each kind (Type, public or
+    private), then leaves spread evenly over the dataset."""
+    leaves = [key for key, entry in tags.items() if entry["Type"] != "Sequence"]
+    first_of_kind: dict[tuple[str, bool], str] = {}
+    for key in leaves:
+        first_of_kind.setdefault((tags[key]["Type"], int(key[:4], 16) % 2 == 1), key)
+    chosen = set(list(first_of_kind.values())[:count])
+    for index in range(count):
+        if len(chosen) >= count or index >= len(leaves):
+            break
+        chosen.add(leaves[index * len(leaves) // count])
+    return [key for key in leaves if key in chosen]
+
+
+def _navigation_paths(tags: dict[str, Any], prefix: str = "", depth: int = 0) -> Iterator[str]:
+    """Paths below /content chosen from a dataset's full-form tags (Orthanc's /tags): the dataset's
+    listing, some leaves (raw values), and some sequences (their item listing, the index past their
+    last item, and their first item, recursively)."""
+    level = min(depth, 1)
+    if prefix:  # the root listing is among the tag calls
+        yield prefix
+    for key in _chosen_leaves(tags, NAVIGATION_LEAVES[level]):
+        yield f"{prefix}/{key.replace(',', '-')}"
+    sequences = [key for key, entry in tags.items() if entry["Type"] == "Sequence"]
+    for key in sequences[: NAVIGATION_SEQUENCES[level]]:
+        path, items = f"{prefix}/{key.replace(',', '-')}", tags[key]["Value"]
+        yield path
+        yield f"{path}/{len(items)}"
+        if items and depth < NAVIGATION_DEPTH:
+            yield from _navigation_paths(items[0], f"{path}/0", depth + 1)
+
+
+def test_content_navigation_of_every_file(pair: ServerPair, stored: dict[str, str]) -> None:
+    """Generated /content paths of every file: listings, leaves, sequences, items, pixel data."""
+    check = pair.checker()
+    for name, instance in stored.items():
+        base = f"/instances/{instance}/content"
+        paths = list(_navigation_paths(pair.orthanc_get(f"/instances/{instance}/tags")))
+        if PIXEL_DATA in pair.orthanc_get(base):  # not in /tags
+            paths += [f"/{PIXEL_DATA}", f"/{PIXEL_DATA}/0"]
+        for path in paths:
+            check.compare(get(f"content-path {name} {path}", f"{base}{path}"))
     check.verdict()
 
 

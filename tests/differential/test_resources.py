@@ -1,5 +1,9 @@
 """The resource API over pydicom's whole test data set: listings, resources, relatives, /statistics,
 /changes and /tools/lookup answer as Orthanc's once both servers hold the same files and are stable.
+
+The data set is every DICOM file of pydicom's (``ALL_FILES``): the test files,
+the file-sets of its DICOMDIR tests, whose series have the attributes that
+make Orthanc track their completeness, and the character set files.
 """
 
 from collections.abc import Iterator
@@ -7,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.differential.data import TEST_FILES
+from tests.differential.data import ALL_FILES, file_name
 from tests.differential.harness import Call, ServerPair, get
 
 pytestmark = pytest.mark.reference
@@ -24,11 +28,11 @@ RELATIVES = {
 @pytest.fixture(scope="module")
 def stored(pair: ServerPair) -> ServerPair:
     """Both servers, holding the same files, every resource stable."""
-    for path in TEST_FILES:
+    for path in ALL_FILES:
         orthanc, fastpacs = pair.send(
-            Call(f"upload {path.name}", "POST", "/instances", body=path.read_bytes())
+            Call(f"upload {file_name(path)}", "POST", "/instances", body=path.read_bytes())
         )
-        assert orthanc.status == fastpacs.status, path.name
+        assert orthanc.status == fastpacs.status, file_name(path)
     pair.wait_until_stable()
     return pair
 

@@ -64,6 +64,8 @@ _SOP_CLASS_UID = 0x00080016
 _INSTANCE_NUMBER = 0x00200013
 _IMAGE_INDEX = 0x00541330
 _CARDIAC_NUMBER_OF_IMAGES = 0x00181090
+_IMAGES_IN_ACQUISITION = 0x00201002
+_NUMBER_OF_TEMPORAL_POSITIONS = 0x00200105
 _PIXEL_DATA = 0x7FE00010
 _IDENTIFIER_TAGS = (0x00100020, 0x0020000D, 0x0020000E, 0x00080018)
 _encoder = msgspec.json.Encoder(order="sorted")
@@ -96,7 +98,8 @@ class InstanceSummary(msgspec.Struct, array_like=True):
     """Main DICOM tags of the patient, study, series and instance."""
     index_in_series: int | None
     expected_instances: int | None
-    """CardiacNumberOfImages, which makes Orthanc track the completeness of the series."""
+    """The instances the series should have, which makes Orthanc track its completeness
+    (see :func:`expected_instances`)."""
     transfer_syntax: str
     sop_class_uid: str
     tags: StoredTags
@@ -115,9 +118,11 @@ def bad_file(data: bytes) -> OrthancError:
 def read_dataset(data: bytes) -> Dataset:
     """Parse a Part-10 file or a bare dataset; :class:`OrthancError` if it is not whole DICOM.
 
-    Refused like Orthanc refuses them: files that end early, and files whose
+    Refused like Orthanc refuses them: files that end early, files whose
     elements are not encoded as their transfer syntax declares (pydicom would
-    guess and go on).
+    guess and go on), and bare datasets without an element of group 0008 or
+    above. A file with a meta group is DICOM even with no such element (a
+    DICOMDIR): uploading it fails later, on its missing identifiers.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -134,8 +139,8 @@ def read_dataset(data: bytes) -> Dataset:
 
 
 def _is_complete(dataset: Dataset, size: int | None) -> bool:
-    """True when the dataset has content and no element claims bytes beyond the end of the data."""
-    has_content = False
+    """True when the file has a meta group or content, and no element claims bytes beyond its end."""
+    has_content = bool(getattr(dataset, "file_meta", None))
     for tag, element in dataset.items():  # the elements as read, none converted
         if tag >> 16 >= 0x0008:
             has_content = True
@@ -201,6 +206,26 @@ def _parse_int(text: str | None) -> int | None:
         return None
 
 
+def expected_instances(full: TagJson) -> int | None:
+    """Orthanc's ExpectedNumberOfInstances of a series, from its first instance.
+
+    ImagesInAcquisition × NumberOfTemporalPositions when the instance has both,
+    else CardiacNumberOfImages; nothing when that is not a positive integer
+    (Orthanc does not fall back to CardiacNumberOfImages from a product that is
+    not, and ignores NumberOfSlices).
+    """
+    images = string_value(full, _IMAGES_IN_ACQUISITION)
+    positions = string_value(full, _NUMBER_OF_TEMPORAL_POSITIONS)
+    if images is not None and positions is not None:
+        images_count, positions_count = _parse_int(images), _parse_int(positions)
+        if images_count is None or positions_count is None:
+            return None
+        expected = images_count * positions_count
+    else:
+        expected = _parse_int(string_value(full, _CARDIAC_NUMBER_OF_IMAGES))
+    return expected if expected is not None and expected > 0 else None
+
+
 def summarize(data: bytes, default_encoding: str) -> InstanceSummary:
     """Check an uploaded file and compute its index summary (IDs, main tags, tag JSON)."""
     dataset = read_dataset(data)
@@ -241,7 +266,7 @@ def summarize(data: bytes, default_encoding: str) -> InstanceSummary:
         identifiers=(identifiers[0], identifiers[1], identifiers[2], identifiers[3]),
         main_tags=main_tags,  # type: ignore[arg-type]
         index_in_series=index_in_series,
-        expected_instances=_parse_int(string_value(full, _CARDIAC_NUMBER_OF_IMAGES)),
+        expected_instances=expected_instances(full),
         transfer_syntax=transfer_syntax_of(dataset),
         sop_class_uid=sop_class_uid,
         tags=store_tags(full, header, SPECIFIC_CHARACTER_SET in dataset, default_encoding),

@@ -3,7 +3,7 @@
 Full form (``/tags``): ``{"gggg,eeee": {"Name", "Type", "Value"[, "PrivateCreator"]}}``
 where Type is ``String`` (every non-binary value, as text), ``Sequence``
 (Value: list of items in full form), ``Null`` (binary VRs) or ``TooLong``
-(more than 256 bytes). Simplified form (``?simplify``): names as keys,
+(text of more than 256 bytes). Simplified form (``?simplify``): names as keys,
 strings, lists of items, ``null``; when names collide the last element wins.
 Short form (``?short``): tags as keys, values as in the simplified form.
 """
@@ -85,16 +85,17 @@ class TagWalker:
         if tag & 0x10000 and tag & 0xFFFF and not is_private_creator(tag):  # private data element
             creator = self._creator(context, tag)
         entry: TagJson = {"Name": attribute_name(tag, creator)}
-        if creator is not None:
-            entry["PrivateCreator"] = creator
         vr = element.VR if element.VR else dictionary_vr(tag, creator)
         if is_unsigned_offset(tag):
             vr = UNSIGNED_OFFSET
         if vr == "SQ":
+            # Orthanc names the creator of private leaves only, not of private sequences.
             items = context.dataset[tag].value or []
             entry["Type"] = "Sequence"
             entry["Value"] = [self.full(item, context.encodings) for item in items]
             return entry
+        if creator is not None:
+            entry["PrivateCreator"] = creator
         is_raw = isinstance(element, RawDataElement)
         raw = element.value if is_raw else _converted_bytes(element)
         if vr == "US or SS":

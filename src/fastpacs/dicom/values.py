@@ -5,7 +5,9 @@ file's character set with trailing padding removed, binary numbers in
 decimal (floating point like C's ``%.17g``), attribute tags as ``gggg,eeee``,
 multiple values joined by a backslash (attribute tags excepted: Orthanc shows
 the first one only). Binary VRs have no text form, and
-strings longer than :data:`MAX_STRING_LENGTH` bytes are "too long".
+values whose text takes more than :data:`MAX_STRING_LENGTH` bytes of UTF-8
+are "too long": the text as shown, padding stripped, numbers formatted, so a
+Latin-1 value of 200 accented letters is too long and a tag list is not.
 
 The functions work on the raw value bytes, so that the result depends on
 the file alone and not on how a parser chose to convert the value.
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from pydicom.charset import convert_encodings, decode_bytes
 
 MAX_STRING_LENGTH = 256
-"""Longest value Orthanc shows; longer ones are ``TooLong``."""
+"""Longest text (UTF-8 bytes) Orthanc shows; longer ones are ``TooLong``."""
 
 BINARY_VRS = frozenset(
     {"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW", "SV", "UV", "up"}
@@ -103,17 +105,27 @@ def format_value(
         return None
     if not raw:
         return ""
-    if limit and len(raw) > MAX_STRING_LENGTH:
-        return TOO_LONG
-    if vr in TEXT_VRS:
-        delimiters = _PERSON_NAME_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
-        return finish(decode_bytes(raw, encodings, delimiters))
     number_format = _NUMBER_FORMATS.get(vr)
     if number_format is not None:
-        return _format_numbers(raw, number_format, little_endian)
-    if vr == "AT":
-        return _format_tags(raw, little_endian)
-    return finish(raw.decode("latin-1"))
+        if limit and len(raw) // struct.calcsize("<" + number_format) > MAX_STRING_LENGTH // 2:
+            return TOO_LONG  # every value takes a digit and a delimiter at least: not worth formatting
+        text = _format_numbers(raw, number_format, little_endian)
+    elif vr == "AT":
+        text = _format_tags(raw, little_endian)
+    elif vr in TEXT_VRS:
+        delimiters = _PERSON_NAME_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
+        text = finish(decode_bytes(raw, encodings, delimiters))
+    else:
+        text = finish(raw.decode("latin-1"))
+    if limit and _utf8_length(text) > MAX_STRING_LENGTH:
+        return TOO_LONG
+    return text
+
+
+def _utf8_length(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", errors="surrogatepass"))
 
 
 def _format_numbers(raw: bytes, code: str, little_endian: bool) -> str:
