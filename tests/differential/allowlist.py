@@ -63,19 +63,57 @@ ALLOWED: dict[tuple[str, str], str] = {
     ),
 }
 
+
+def _content_paths(attributes: dict[str, str]) -> list[str]:
+    """Where attributes (tag: keyword) appear in the content views: /tags, ?short, ?simplify."""
+    return [path for tag, name in attributes.items() for path in (f"$.{tag}.Value", f"$.{tag}", f"$.{name}")]
+
+
+_YEN_DELIMITER = (
+    "ISO 2022 IR 13 file: Orthanc turns the value delimiter 0x5C of multi-valued strings into '¥' "
+    "('ORIGINAL¥PRIMARY¥AXIAL¥NORMAL'; see the main-tags entries above); fastpacs keeps the backslash."
+)
 ALLOWED.update(
     {
-        ("content J2K_pixelrep_mismatch.dcm *", "$*"): (
-            "ISO 2022 IR 13 file: Orthanc turns the value delimiter 0x5C into '¥' in every multi-valued "
-            "string (see the main-tags entry above), and does not tie the private elements of blocks whose "
-            "creator element is encoded as UN to their creator; fastpacs keeps the backslash and names "
-            "the creator."
-        ),
-        ("content chrH32.dcm *", "$*"): (
-            "ISO 2022 IR 13 + IR 87 file: Orthanc keeps the raw escape-sequence bytes of the kanji and "
-            "hiragana name groups ('=;3ED^B@O:=...') and shows '¥' for the backslash; fastpacs decodes "
-            "them as pydicom does ('=山田^太郎=やまだ^たろう'), which is the correct Unicode."
-        ),
+        ("content J2K_pixelrep_mismatch.dcm *", path): _YEN_DELIMITER
+        for path in _content_paths(
+            {
+                "0008,0005": "SpecificCharacterSet",
+                "0008,0008": "ImageType",
+                "0020,0020": "PatientOrientation",
+                "0020,0032": "ImagePositionPatient",
+                "0020,0037": "ImageOrientationPatient",
+                "0028,0030": "PixelSpacing",
+                "0028,1050": "WindowCenter",
+                "0028,1051": "WindowWidth",
+            }
+        )
+    }
+)
+ALLOWED.update(
+    {
+        ("content J2K_pixelrep_mismatch.dcm tags", f"$.{tag}.PrivateCreator"): (
+            "J2K_pixelrep_mismatch.dcm encodes the creator elements of its private blocks (0009,0011 "
+            "'HMC - CT - ID', 0019,0010 'SET WINDOW') as UN: Orthanc does not tie the block's elements to "
+            "them and gives no PrivateCreator; fastpacs reads the creator's text and names it."
+        )
+        for tag in ("0009,1100", "0009,1101", "0019,1000", "0019,1001")
+    }
+)
+ALLOWED.update(
+    {
+        ("content chrH32.dcm *", path): _YEN_DELIMITER
+        for path in _content_paths({"0008,0005": "SpecificCharacterSet"})
+    }
+)
+ALLOWED.update(
+    {
+        ("content chrH32.dcm *", path): (
+            "PatientName of chrH32.dcm (ISO 2022 IR 13 + IR 87): Orthanc keeps the raw escape-sequence "
+            "bytes of the kanji and hiragana groups ('ﾔﾏﾀﾞ^ﾀﾛｳ=;3ED^B@O:=$d$^$@^$?$m$&'); fastpacs decodes "
+            "them as pydicom does ('ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう'), the correct Unicode."
+        )
+        for path in _content_paths({"0010,0010": "PatientName"})
     }
 )
 
@@ -116,18 +154,6 @@ ALLOWED.update(
             "Orthanc gives each stored attachment a random UUID; fastpacs derives it from the blob's "
             "SHA-256 (its storage address), so it is stable and shared by identical contents."
         ),
-    }
-)
-_TAGS_OF_UNKNOWN_VRS = (
-    "Values DCMTK 3.6.7 does not give as text: Orthanc's /tags has Type Null for the 'up' (UL offset) "
-    "elements of the directory records (0004,1200...), for elements its dictionary lacks (0008,040c...) "
-    "and for the SV/UV VRs (0072,0082-0083); fastpacs gives their values as strings, so they appear in "
-    "/shared-tags of the file holding every attribute (dicom/tags, not the shared-tags code)."
-)
-KNOWN_BUGS.update(
-    {
-        ("shared-tags every attribute*", path): _TAGS_OF_UNKNOWN_VRS
-        for path in ("$.0004,1*", "$.0008,04*", "$.0072,008*", "$.Offset*", "$.RETIRED_MRDR*", "$.Selector*")
     }
 )
 ALLOWED.update(
