@@ -36,7 +36,7 @@ import urllib.parse
 import zipfile
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -339,11 +339,16 @@ class ServerUploader:
 
     def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes, str | None]:
         """Status, body and Retry-After of one request; a broken keep-alive connection is reopened
-        once, then the failure is fatal."""
+        once, then the failure is fatal.
+
+        A server may answer before it has read the whole body (503 when busy, 413) and close the
+        connection: sending the rest then fails with a broken pipe, but its answer is there to read.
+        """
         for attempt in range(2):
             connection = self._connection()
             try:
-                connection.request(method, self.prefix + path, body=body, headers=self.headers)
+                with suppress(BrokenPipeError):  # answered early: its answer is read below
+                    connection.request(method, self.prefix + path, body=body, headers=self.headers)
                 response = connection.getresponse()
                 return response.status, response.read(), response.getheader("Retry-After")
             except (OSError, http.client.HTTPException) as error:
