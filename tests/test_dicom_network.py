@@ -159,6 +159,32 @@ def test_store_lands_with_its_origin(server: ServerProcess, client: httpx.Client
     assert dcmread(pydicom_file(CT_FILE)).PixelData in stored
 
 
+@pytest.mark.parametrize(
+    "sop_class",
+    [
+        "1.2.840.10008.5.1.4.1.1.6",  # Ultrasound Image Storage (Retired)
+        "1.2.840.10008.5.1.4.1.1.5",  # Nuclear Medicine Image Storage (Retired)
+        "1.2.840.10008.5.1.4.1.1.88.1",  # Text SR Storage - Trial (Retired)
+    ],
+)
+def test_store_of_retired_storage_sop_classes_lands(
+    server: ServerProcess, client: httpx.Client, sop_class: str
+) -> None:
+    """Retired storage SOP classes that pynetdicom leaves out are accepted, as by Orthanc."""
+    dataset = _copy_with_new_uids(CT_FILE)
+    dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID = sop_class
+    assoc = _associate(server, [build_context(sop_class, ExplicitVRLittleEndian)])
+    assert assoc.is_established
+    try:
+        assert assoc.accepted_contexts[0].abstract_syntax == sop_class
+        assert assoc.send_c_store(dataset).Status == 0x0000
+    finally:
+        assoc.release()
+    found = client.post("/tools/lookup", content=str(dataset.SOPInstanceUID)).json()
+    stored = client.get(f"/instances/{found[0]['ID']}/tags", params={"simplify": ""}).json()
+    assert stored["SOPClassUID"] == sop_class
+
+
 def test_store_of_an_instance_already_stored_succeeds(server: ServerProcess) -> None:
     dataset = _copy_with_new_uids(CT_FILE)
     assert _store(server, [dataset, dataset]) == [0x0000, 0x0000]

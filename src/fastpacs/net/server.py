@@ -10,7 +10,8 @@ Associations are accepted as Orthanc 1.10.1 accepts them:
   request the caller may not make aborts the association.
 
 Presentation contexts: Verification; every storage SOP class pynetdicom
-knows, in the transfer syntaxes of ``AcceptedTransferSyntaxes`` (with the
+knows and the retired ones Orthanc accepts (:mod:`fastpacs.net.sop_classes`),
+in the transfer syntaxes of ``AcceptedTransferSyntaxes`` (with the
 SCP role offered for C-GET); the patient-root and study-root query/retrieve
 models (FIND, MOVE, GET). With ``UnknownSopClassAccepted``, pynetdicom's
 unrestricted storage mode accepts any storage-like SOP class — in whatever
@@ -27,7 +28,7 @@ always listens on all interfaces).
 import asyncio
 import logging
 
-from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -45,6 +46,7 @@ from fastpacs.metrics import ServerMetrics
 from fastpacs.net.association import caller_of, is_refused
 from fastpacs.net.observation import AssociationObserver
 from fastpacs.net.query_retrieve_scp import QueryRetrieveScp
+from fastpacs.net.sop_classes import STORAGE_SOP_CLASSES, register_storage_not_in_pynetdicom
 from fastpacs.net.store_scp import StoreScp
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.net.transfer_syntaxes import (
@@ -91,7 +93,7 @@ class SharedContexts(list[PresentationContext]):
     """The server's supported contexts, shared by every association.
 
     pynetdicom deep-copies the server's contexts for each new association
-    (about 50 ms for the 177 contexts here, more under load): a cost every
+    (about 50 ms for the 200 contexts here, more under load): a cost every
     one-file association of a modality would pay. Negotiation only reads
     them (it builds new contexts for its answer), and the server replaces
     the list rather than changing it, so sharing them is safe.
@@ -107,12 +109,13 @@ def presentation_contexts(transfer_syntaxes: list[str]) -> SharedContexts:
     pynetdicom accepts, for each proposed context, the first syntax of this
     list the caller proposed: the order is the server's preference.
     """
+    register_storage_not_in_pynetdicom()
     ae = AE()
     ae.add_supported_context(Verification, list(UNCOMPRESSED))
     storage_syntaxes = _preferred_first(transfer_syntaxes)
     if storage_syntaxes:
-        for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, storage_syntaxes, scu_role=True, scp_role=True)
+        for sop_class in STORAGE_SOP_CLASSES:
+            ae.add_supported_context(sop_class, storage_syntaxes, scu_role=True, scp_role=True)
     for model in QUERY_RETRIEVE_MODELS:
         ae.add_supported_context(model, list(UNCOMPRESSED))
     return SharedContexts(ae.supported_contexts)

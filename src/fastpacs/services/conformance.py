@@ -13,7 +13,7 @@ Orthanc's order, under the same titles, each SOP class on a line
 from functools import cache
 
 from pydicom.uid import UID
-from pynetdicom import AllStoragePresentationContexts, sop_class
+from pynetdicom import sop_class
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -24,6 +24,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from fastpacs.net.sop_classes import STORAGE_SOP_CLASSES
 from fastpacs.net.transfer_syntaxes import KNOWN_TRANSFER_SYNTAXES, UNCOMPRESSED
 
 FIND = (PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelFind)
@@ -52,7 +53,7 @@ def _section(title: str, introduction: str, uids: list[str]) -> str:
 
 @cache
 def conformance_statement() -> str:
-    storage = sorted({context.abstract_syntax for context in AllStoragePresentationContexts})
+    storage = list(STORAGE_SOP_CLASSES)
     return (
         _heading("DICOM Conformance Statement of fastpacs", rule="=")
         + "\n"
