@@ -1,4 +1,5 @@
-"""Metadata compared with the reference Orthanc: system entries, user entries, revisions, change log."""
+"""Metadata and user attachments compared with the reference Orthanc: system entries, user entries,
+names declared in the configuration (UserMetadata, UserContentType), revisions, change log."""
 
 import hashlib
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ LEVELS = (
 )
 ETAG = ("content-type", "etag")
 USER_METADATA = {"Reviewer": 1025, "Score": 2000}
+USER_CONTENT_TYPES = {"report": 1025, "scan": [1026, "application/pdf"], "Notes": [1030, "text/plain"]}
 
 
 def etag(value: bytes, revision: int = 0) -> str:
@@ -54,8 +56,13 @@ def ct(pair: ServerPair) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def checked_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
-    """A second pair with ``CheckRevisions`` on and names declared in ``UserMetadata``."""
-    options = {**COMMON_OPTIONS, "CheckRevisions": True, "UserMetadata": USER_METADATA}
+    """A second pair: ``CheckRevisions`` on, names declared in ``UserMetadata`` and ``UserContentType``."""
+    options = {
+        **COMMON_OPTIONS,
+        "CheckRevisions": True,
+        "UserMetadata": USER_METADATA,
+        "UserContentType": USER_CONTENT_TYPES,
+    }
     servers = ServerPair.start(tmp_path_factory.mktemp("metadata-revisions"), options)
     yield servers
     servers.stop()
@@ -220,6 +227,61 @@ def test_user_metadata_names(checked_pair: ServerPair, checked_ct: dict[str, str
         [
             read("user name undeclared on unknown instance", unknown),
             put("user name put undeclared on unknown instance", unknown, b"x"),
+        ]
+    )
+    check.verdict()
+
+
+def test_user_content_types(checked_pair: ServerPair, checked_ct: dict[str, str]) -> None:
+    """Attachments named in UserContentType: by name or number, their MIME type, revisions checked."""
+    instance = f"/instances/{checked_ct['ID']}/attachments"
+    study = f"/studies/{checked_ct['ParentStudy']}/attachments"
+    report_etag = etag(b"first report")
+    check = checked_pair.checker()
+    check.compare_all(
+        [
+            put("content type put by name", f"{instance}/report", b"first report"),
+            put("content type put with MIME", f"{instance}/scan", b"%PDF-1.4 scan"),
+            put("content type put by number", f"{instance}/1030", b"notes"),
+            get("content type list", instance),
+            get("content type list full", instance, full=""),
+            read("content type operations", f"{instance}/report"),
+            read("content type data", f"{instance}/report/data"),
+            read("content type data with MIME", f"{instance}/scan/data"),
+            read("content type data by number", f"{instance}/1026/data"),
+            read("content type data text MIME", f"{instance}/Notes/data"),
+            read("content type size", f"{instance}/report/size"),
+            read("content type md5", f"{instance}/report/md5"),
+            get("content type attachment info", f"{instance}/scan/info"),
+            read("content type undeclared number", f"{instance}/1027"),
+            read("content type wrong case", f"{instance}/Report/data"),
+            put("content type put undeclared name", f"{instance}/Undeclared", b"x"),
+            put("content type put wrong case", f"{instance}/notes", b"x"),
+            put("content type replace without if-match", f"{instance}/report", b"second report"),
+            put("content type replace stale", f"{instance}/report", b"second", if_match=etag(b"other")),
+            put("content type replace", f"{instance}/report", b"second report", if_match=report_etag),
+            read("content type after replace", f"{instance}/report/data"),
+            put(
+                "content type replace with the etag of the put answer",
+                f"{instance}/report",
+                b"third report",
+                if_match=etag(b"second report", revision=1),
+            ),
+            put(
+                "content type replace again",
+                f"{instance}/report",
+                b"third report",
+                if_match=etag(b"second report"),
+            ),
+            read("content type after second replace", f"{instance}/report"),
+            remove("content type delete without if-match", f"{instance}/scan"),
+            remove("content type delete stale", f"{instance}/scan", if_match=report_etag),
+            remove("content type delete", f"{instance}/scan", if_match=etag(b"%PDF-1.4 scan")),
+            get("content type list after delete", instance, full=""),
+            put("content type put on study", f"{study}/report", b"study report"),
+            get("content type study list", study, full=""),
+            read("content type study data", f"{study}/report/data"),
+            remove("content type delete undeclared", f"{instance}/Undeclared"),
         ]
     )
     check.verdict()

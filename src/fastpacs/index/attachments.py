@@ -38,6 +38,8 @@ class Attachment(msgspec.Struct, array_like=True):
     md5: bytes | None = None
     """MD5 of the content (16 bytes); ``None`` until first computed."""
     revision: int = 0
+    """0 in the index, as in Orthanc's SQLite index, which keeps no revisions; 1 in the answer to a
+    replacement, the revision Orthanc names there."""
 
 
 ATTACHMENT_DECODER = msgspec.msgpack.Decoder(Attachment)

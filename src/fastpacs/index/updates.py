@@ -312,7 +312,7 @@ def put_attachment(
     if_match: str | None,
     check_revisions: bool,
 ) -> Attachment:
-    """Add or replace a user attachment and log ``UpdatedAttachment``; return what is stored.
+    """Add or replace a user attachment and log ``UpdatedAttachment``; return it as the answer names it.
 
     Replacing needs ``if_match`` (the current ETag) when given or when
     ``check_revisions`` is on. ``KeyError`` if the resource does not exist,
@@ -327,12 +327,14 @@ def put_attachment(
     if current is not None and needs_match and not _etag_matches(current, if_match):
         raise RevisionMismatchError(current.revision)
     update.reference_blob(attachment.blob)
-    if current is not None:
-        update.release_blob(current.blob)
-        attachment = msgspec.structs.replace(attachment, revision=current.revision + 1)
     update.txn.put(key, encode(attachment), db=update.dbs["attachments"])
     update.log_change("UpdatedAttachment", level, rid, time.time())
-    return attachment
+    if current is None:
+        return attachment
+    update.release_blob(current.blob)
+    # Orthanc's SQLite index stores every attachment at revision 0, and names revision 1 in the
+    # answer to a replacement (a revision it computes and does not keep), as for metadata.
+    return msgspec.structs.replace(attachment, revision=1)
 
 
 def _etag_matches(attachment: Attachment, if_match: str | None) -> bool:
