@@ -287,6 +287,8 @@ def test_modules(
         [
             get("module unknown series", "/series/00000000-00000000-00000000-00000000-00000000/module"),
             get("module-patient of a series", f"/series/{ids['series']}/module-patient"),
+            get("patient-module of a study", f"/studies/{ids['studies']}/patient-module"),
+            get("patient-module of a patient", f"/patients/{ids['patients']}/patient-module"),
         ]
     )
     check.verdict()
@@ -800,7 +802,9 @@ def test_http_conventions(pair: ServerPair, stored: dict[str, dict[str, str]]) -
             Call("root", "GET", "/", compared_headers=redirect),
             Call("root with arguments", "GET", "/", params={"x": "1"}, compared_headers=redirect),
             Call("root with POST", "POST", "/"),
-            get("app", "/app"),
+            Call("app", "GET", "/app", compared_headers=redirect),
+            Call("app with a slash", "GET", "/app/", compared_headers=redirect),
+            get("app unknown file", "/app/nosuch.js"),
         ]
     )
     check.verdict()

@@ -42,16 +42,16 @@ def read(name: str, path: str, if_none_match: str | None = None) -> Call:
     return Call(name, "GET", path, headers=headers, compared_headers=ETAG)
 
 
-def upload_ct(servers: ServerPair) -> dict[str, str]:
-    """Store CT_small.dcm in both servers; Orthanc's upload answer."""
-    data = test_file("CT_small.dcm").read_bytes()
+def upload(servers: ServerPair, name: str = "CT_small.dcm") -> dict[str, str]:
+    """Store a test file in both servers; Orthanc's upload answer."""
+    data = test_file(name).read_bytes()
     servers.fastpacs_client.post("/instances", content=data)
     return servers.orthanc_client.post("/instances", content=data).json()
 
 
 @pytest.fixture(scope="module")
 def ct(pair: ServerPair) -> dict[str, str]:
-    return upload_ct(pair)
+    return upload(pair)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,9 @@ def test_system_metadata_at_every_level(pair: ServerPair, ct: dict[str, str]) ->
     ):
         check.compare(read(f"metadata instance {name}", f"{instance}/{name}"))
     check.compare(get("metadata unknown instance", "/instances/nonexistent/metadata"))
+    mr = upload(pair, "MR_small.dcm")  # the capture's metadata-mr-implicit-ts step
+    check.compare(get("metadata MR instance expand", f"/instances/{mr['ID']}/metadata", expand=""))
+    check.compare(read("metadata MR TransferSyntax", f"/instances/{mr['ID']}/metadata/TransferSyntax"))
     for level, key in LEVELS[:3]:
         check.compare(read(f"metadata {level} LastUpdate", f"/{level}/{ct[key]}/metadata/LastUpdate"))
     check.verdict()
@@ -169,7 +172,7 @@ def test_revisions(pair: ServerPair, ct: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def checked_ct(checked_pair: ServerPair) -> dict[str, str]:
-    return upload_ct(checked_pair)
+    return upload(checked_pair)
 
 
 def test_check_revisions(checked_pair: ServerPair, checked_ct: dict[str, str]) -> None:
