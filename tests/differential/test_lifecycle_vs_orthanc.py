@@ -1,0 +1,71 @@
+"""POST /tools/reset and /tools/shutdown compared with the reference Orthanc, on a pair of their own.
+
+fastpacs refuses both (403) unless ``RestApiResetEnabled`` and
+``RestApiShutdownEnabled`` allow them, where Orthanc 1.10.1 always obeys
+(tests/test_tools.py checks the refusal): this pair enables them, options
+Orthanc ignores, and compares what both servers answer and keep.
+"""
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from fastpacs.testing import ServerProcess
+from tests.differential.conftest import COMMON_OPTIONS
+from tests.differential.data import test_file
+from tests.differential.harness import Call, ServerPair, get
+
+pytestmark = pytest.mark.reference
+
+RESTART_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def controllable_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
+    options = {**COMMON_OPTIONS, "RestApiResetEnabled": True, "RestApiShutdownEnabled": True}
+    servers = ServerPair.start(tmp_path_factory.mktemp("lifecycle"), options)
+    yield servers
+    servers.stop()
+
+
+def _answers_again(server: ServerProcess) -> bool:
+    """Whether the server answers /system within the restart timeout."""
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{server.base_url}/system", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def test_reset_then_shutdown(controllable_pair: ServerPair) -> None:
+    pair = controllable_pair
+    data = test_file("CT_small.dcm").read_bytes()
+    pair.fastpacs_client.post("/instances", content=data)
+    ct = pair.orthanc_client.post("/instances", content=data).json()
+    check = pair.checker()
+    check.compare(Call("reset", "POST", "/tools/reset"))
+    time.sleep(1)  # both restart once the answer has gone out
+    assert _answers_again(pair.orthanc), pair.orthanc.log_tail()
+    assert _answers_again(pair.fastpacs), pair.fastpacs.log_tail()
+    check.compare_all(
+        [
+            get("after reset statistics", "/statistics"),
+            get("after reset instance", f"/instances/{ct['ID']}"),
+            get("after reset metadata", f"/instances/{ct['ID']}/metadata", expand=""),
+            Call("reset with a body", "POST", "/tools/reset", body=b'{"ignored": true}'),
+        ]
+    )
+    time.sleep(1)
+    assert _answers_again(pair.orthanc), pair.orthanc.log_tail()
+    assert _answers_again(pair.fastpacs), pair.fastpacs.log_tail()
+    check.compare(Call("shutdown", "POST", "/tools/shutdown"))
+    check.verdict()
+    for server in (pair.orthanc, pair.fastpacs):
+        assert server.process is not None
+        assert server.process.wait(RESTART_TIMEOUT) == 0, server.log_tail()
