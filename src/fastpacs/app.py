@@ -20,6 +20,7 @@ from fastpacs.api.bulk import BULK_HANDLERS
 from fastpacs.api.content import (
     get_default_encoding,
     instance_content,
+    instance_content_other_methods,
     instance_content_root,
     instance_header,
     instance_pdf,
@@ -279,6 +280,7 @@ def create_app(config: Config | None = None) -> Litestar:
             instance_header,
             instance_content_root,
             instance_content,
+            instance_content_other_methods,
             instance_pdf,
             get_default_encoding,
             set_default_encoding,

@@ -73,6 +73,17 @@ async def instance_content(instance_id: str, path: str, services: Services) -> R
     return await _content(instance_id, path, services)
 
 
+@route(
+    ["/instances/{instance_id:str}/content", "/instances/{instance_id:str}/content/{path:path}"],
+    http_method=[HttpMethod.POST, HttpMethod.PUT, HttpMethod.DELETE],
+    name="instance-content-other-methods",
+    include_in_schema=False,
+)
+async def instance_content_other_methods() -> Response[bytes]:
+    """Orthanc answers another method than GET below /content as an unknown route, not with a 405."""
+    raise unknown_resource()
+
+
 @get("/instances/{instance_id:str}/pdf", name="instance-pdf")
 async def instance_pdf(instance_id: str, services: Services) -> Response[bytes]:
     document = await services.content.pdf(_instance_or_unknown(instance_id))

@@ -41,7 +41,7 @@ async def root() -> Response[bytes]:
 
 @get("/app/explorer.html", name="explorer", include_in_schema=False)
 async def explorer() -> Response[bytes]:
-    return Response(EXPLORER_PAGE, media_type="text/html; charset=utf-8")
+    return Response(EXPLORER_PAGE, media_type="text/html")  # Litestar adds "; charset=utf-8"
 
 
 @get(["/app", "/app/{path:path}"], name="app-files", include_in_schema=False)

@@ -34,6 +34,10 @@ async def get_job(job_id: str, services: Services) -> Response[bytes]:
 
 @get("/jobs/{job_id:str}/{output:str}", name="jobs-output")
 async def job_output(job_id: str, output: str, services: Services) -> File:
+    return _output(job_id, output, services)
+
+
+def _output(job_id: str, output: str, services: Services) -> File:
     found = services.jobs.output(job_id, output)
     if found is None:
         raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Job has no such output: {output}")
@@ -42,6 +46,16 @@ async def job_output(job_id: str, output: str, services: Services) -> File:
         media_type=found.media_type,
         headers={"content-disposition": f'filename="{found.filename}"'},
     )
+
+
+def _action_output_handler(action: str) -> HTTPRouteHandler:
+    """GET of an action's path: Orthanc reads it as the job output of that name (none has one)."""
+
+    @get(f"/jobs/{{job_id:str}}/{action}", name=f"jobs-{action}-output", include_in_schema=False)
+    async def output(job_id: str, services: Services) -> File:
+        return _output(job_id, action, services)
+
+    return output
 
 
 def _action_handler(action: str) -> HTTPRouteHandler:
@@ -60,4 +74,5 @@ JOB_HANDLERS: list[HTTPRouteHandler] = [
     get_job,
     job_output,
     *(_action_handler(action) for action in ACTIONS),
+    *(_action_output_handler(action) for action in ACTIONS),
 ]
