@@ -147,6 +147,19 @@ ALLOWED.update(
         ("anonymize*", "*.6000,4000"): _OVERLAYS_REMOVED,
     }
 )
+_STORED_UNCOMPRESSED = (
+    "POST .../compress: Orthanc zlib-compresses the stored attachment; fastpacs stores every attachment "
+    "uncompressed (content-addressed blobs, see services/attachments.py), so it stays at is-compressed 0 and "
+    "its compressed views show the attachment itself. Its content, size, MD5 and ETag are the same."
+)
+ALLOWED.update(
+    {
+        ("compressed attachment * compress*/is-compressed", "body"): _STORED_UNCOMPRESSED,
+        ("compressed attachment * compress*/compressed-size", "body"): _STORED_UNCOMPRESSED,
+        ("compressed attachment * compress*/info", "$.CompressedMD5"): _STORED_UNCOMPRESSED,
+        ("compressed attachment * compress*/info", "$.CompressedSize"): _STORED_UNCOMPRESSED,
+    }
+)
 ALLOWED.update(
     {
         ("root*", "header:content-type"): (

@@ -164,6 +164,47 @@ def test_user_attachments(pair: ServerPair, stored: dict[str, dict[str, str]]) -
     assert changes[1] == changes[0]
 
 
+def test_compress_and_uncompress(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
+    """POST compress and uncompress: the content and its uncompressed views stay the same."""
+    rtdose = stored["rtdose.dcm"]
+    check = pair.checker()
+    for label, base in (
+        ("dicom", f"/instances/{rtdose['ID']}/attachments/dicom"),
+        ("user", f"/series/{rtdose['ParentSeries']}/attachments/1040"),
+    ):
+        if label == "user":
+            check.compare(Call("compressed attachment user put", "PUT", base, body=bytes(4000)))
+        for step in ("compress", "compress again", "uncompress", "uncompress again"):
+            check.compare(Call(f"compressed attachment {label} {step}", "POST", f"{base}/{step.split()[0]}"))
+            for view in ("/data", "/size", "/md5", "/is-compressed", "/compressed-size", "/info"):
+                check.compare(
+                    Call(
+                        f"compressed attachment {label} {step}{view}",
+                        "GET",
+                        f"{base}{view}",
+                        compared_headers=ETAG,
+                    )
+                )
+            check.compare(
+                Call(f"compressed attachment {label} {step} verify-md5", "POST", f"{base}/verify-md5")
+            )
+    check.compare_all(
+        [
+            Call(
+                "compressed attachment unknown",
+                "POST",
+                f"/instances/{rtdose['ID']}/attachments/1041/compress",
+            ),
+            Call(
+                "compressed attachment unknown name",
+                "POST",
+                f"/instances/{rtdose['ID']}/attachments/x/compress",
+            ),
+        ]
+    )
+    check.verdict()
+
+
 def _derived(source: str, series: int, index: int, **changes: object) -> bytes:
     """A test file copied as instance ``index`` of a new series, attributes changed (None: removed)."""
     dataset = pydicom.dcmread(test_file(source))
@@ -212,6 +253,7 @@ SAMPLE_VALUES = {
     "SH": "SH", "SL": -3, "SS": -3, "ST": "ST", "TM": "120000", "UC": "UC", "UI": "1.2.3", "UL": 3,
     "UR": "http://x", "US": 3, "UT": "UT", "SV": -3, "UV": 3,
 }  # fmt: skip
+LOG_CATEGORIES = ("generic", "plugins", "http", "sqlite", "dicom", "lua", "jobs")
 NOT_YET_TOOLS: set[str] = set()
 """What GET /tools may list in Orthanc and not in fastpacs (nothing any more)."""
 SLICE_SERIES = {
@@ -381,6 +423,15 @@ def test_tools(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
             Call("now with POST", "POST", "/tools/now"),
             Call("reconstruct a study", "POST", f"/studies/{ct['ParentStudy']}/reconstruct"),
             Call("reconstruct an instance", "POST", f"/instances/{ct['ID']}/reconstruct"),
+            Call("reconstruct a patient", "POST", f"/patients/{mr['ParentPatient']}/reconstruct"),
+            Call("reconstruct a series", "POST", f"/series/{mr['ParentSeries']}/reconstruct"),
+            Call("reconstruct a study by a series route", "POST", f"/series/{ct['ParentStudy']}/reconstruct"),
+            Call("reconstruct an instance by a study route", "POST", f"/studies/{ct['ID']}/reconstruct"),
+            Call(
+                "reconstruct a patient by an instance route",
+                "POST",
+                f"/instances/{mr['ParentPatient']}/reconstruct",
+            ),
             Call(
                 "reconstruct unknown",
                 "POST",
@@ -392,6 +443,32 @@ def test_tools(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
             get("after reconstruct", f"/studies/{ct['ParentStudy']}"),
             Call("reset with GET", "GET", "/tools/reset"),
             Call("shutdown with GET", "GET", "/tools/shutdown"),
+        ]
+    )
+    for category in LOG_CATEGORIES:
+        check.compare_all(
+            [
+                get(f"log-level {category}", f"/tools/log-level-{category}"),
+                Call(f"log-level {category} set trace", "PUT", f"/tools/log-level-{category}", body=b"trace"),
+                get(f"log-level {category} after trace", f"/tools/log-level-{category}"),
+                Call(
+                    f"log-level {category} set a bad value", "PUT", f"/tools/log-level-{category}", body=b"x"
+                ),
+                Call(
+                    f"log-level {category} set default",
+                    "PUT",
+                    f"/tools/log-level-{category}",
+                    body=b"default",
+                ),
+            ]
+        )
+    check.compare_all(
+        [
+            get("log-level unknown category", "/tools/log-level-nosuch"),
+            Call("log-level set trace", "PUT", "/tools/log-level", body=b"trace"),
+            get("log-level after trace", "/tools/log-level"),
+            get("log-level of a category after trace", "/tools/log-level-dicom"),
+            Call("log-level set back to default", "PUT", "/tools/log-level", body=b"default"),
         ]
     )
     for level in ("Patient", "Study", "Series", "Instance"):

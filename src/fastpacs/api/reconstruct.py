@@ -18,7 +18,7 @@ def _reconstruct_handler(level: Level) -> HTTPRouteHandler:
         rid = parse_id(resource_id)
         if rid is None:
             raise unknown_resource()
-        await services.reconstruct.reconstruct(level, rid)
+        await services.reconstruct.reconstruct(rid)
         return empty_ok()
 
     return reconstruct

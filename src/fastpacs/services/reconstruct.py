@@ -38,15 +38,20 @@ class ReconstructService:
         self.default_encoding = default_encoding
         self._background: asyncio.Task | None = None
 
-    def _instances(self, level: Level | None, rid: RawId | None) -> list[tuple[RawId, bytes]]:
-        """The instances to reconstruct with their blob digests: below a resource, or all (``None``)."""
+    def _instances(self, rid: RawId | None) -> list[tuple[RawId, bytes]]:
+        """The instances to reconstruct with their blob digests: below a resource, or all (``None``).
+
+        The resource is found at whatever level it is, as Orthanc does whatever route names it
+        (``/series/{a study's ID}/reconstruct`` reconstructs the study).
+        """
         with self.database.read() as view:
-            if level is None or rid is None:
+            if rid is None:
                 instances = view.list_level(Level.INSTANCE)
             else:
-                if view.resource_at(rid, level) is None:
+                resource = view.resource(rid)
+                if resource is None:
                     raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-                instances = view.descendants(rid, level, Level.INSTANCE)
+                instances = view.descendants(rid, resource.level, Level.INSTANCE)
             found = []
             for instance in instances:
                 record = view.resource(instance)
@@ -65,9 +70,9 @@ class ReconstructService:
             return False
         return await self.writer.run(lambda update: refresh_instance(update, instance, summary))
 
-    async def reconstruct(self, level: Level | None = None, rid: RawId | None = None) -> int:
+    async def reconstruct(self, rid: RawId | None = None) -> int:
         """Reconstruct the instances below a resource (or all); return how many were rewritten."""
-        instances = self._instances(level, rid)
+        instances = self._instances(rid)
         batch = 2 * self.pool.processes
         rewritten = 0
         for start in range(0, len(instances), batch):
