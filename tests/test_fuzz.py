@@ -420,6 +420,7 @@ def fill_path(template: str, seeds: Seeds, junk: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda match: quote(values.get(match.group(1), junk), safe=""), template)
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")  # hostile ZIPs repeat names on purpose
 def test_hostile_input_never_gets_an_unexplained_server_error(
     target: ServerProcess, figures: Figures
 ) -> None:
