@@ -2,14 +2,16 @@
 
 pyorthanc (resource objects over the REST API) and orthanc-api-client
 (Orthanc's own team's client): uploads, resource objects, find, tags,
-modify and anonymize, metadata and attachments with revisions, changes,
-log levels. Each client gets the server as it would get an Orthanc.
+modify and anonymize, archives, metadata and attachments (with revisions
+through orthanc-api-client), changes, log levels. Each client gets the
+server as it would get an Orthanc.
 """
 
 import io
 import zipfile
 from collections.abc import Iterator
 
+import httpx
 import pydicom
 import pyorthanc
 import pytest
@@ -154,3 +156,26 @@ def test_archives_through_both_clients(
     zipped = pyorthanc.Study(CT_STUDY, orthanc).get_zip()
     with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
         assert len(archive.namelist()) == 1
+
+
+# pyorthanc's metadata PUT takes the value as ``data``, which httpx still sends as the raw body.
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes/text content:DeprecationWarning")
+def test_pyorthanc_metadata_and_attachments(orthanc: pyorthanc.Orthanc) -> None:
+    instance = pyorthanc.Instance(CT_INSTANCE, orthanc)
+    metadata = orthanc.get_instances_id_metadata(instance.id_, params={"expand": ""})
+    assert metadata["TransferSyntax"] == "1.2.840.10008.1.2.1"
+    assert metadata["SopClassUid"] == "1.2.840.10008.5.1.4.1.1.2"
+    assert orthanc.get_instances_id_metadata_name(instance.id_, "Origin") == "RestApi"
+    orthanc.put_instances_id_metadata_name(instance.id_, "1030", data="by pyorthanc")  # type: ignore[arg-type]
+    assert orthanc.get_instances_id_metadata_name(instance.id_, "1030") == "by pyorthanc"
+    assert "1030" in orthanc.get_instances_id_metadata(instance.id_)
+    orthanc.delete_instances_id_metadata_name(instance.id_, "1030")
+    with pytest.raises(httpx.HTTPError, match="HTTP code: 404"):
+        orthanc.get_instances_id_metadata_name(instance.id_, "1030")
+
+    study = instance.parent_study.id_
+    orthanc.put_studies_id_attachments_name(study, "1040", content=b"pyorthanc attachment")
+    assert orthanc.get_studies_id_attachments_name_data(study, "1040") == b"pyorthanc attachment"
+    assert "1040" in orthanc.get_studies_id_attachments(study)
+    orthanc.delete_studies_id_attachments_name(study, "1040")
+    assert "1040" not in orthanc.get_studies_id_attachments(study)
