@@ -109,6 +109,19 @@ def test_user_metadata_life_cycle(pair: ServerPair, ct: dict[str, str]) -> None:
     check.compare(get("metadata list with user", instance, expand=""))
     check.compare(Call("metadata put system", "PUT", f"{instance}/IndexInSeries", body=b"5"))
     check.compare(Call("metadata delete system", "DELETE", f"{instance}/IndexInSeries"))
+    check.compare(
+        Call("metadata put ReceptionDate", "PUT", f"{instance}/ReceptionDate", body=b"20200101T000000")
+    )
+    check.compare(Call("metadata delete Origin", "DELETE", f"{instance}/Origin"))
+    check.compare(
+        Call("metadata put study LastUpdate", "PUT", f"/studies/{ct['ParentStudy']}/metadata/LastUpdate")
+    )
+    check.compare(
+        Call(
+            "metadata delete series LastUpdate", "DELETE", f"/series/{ct['ParentSeries']}/metadata/LastUpdate"
+        )
+    )
+    check.compare(Call("metadata put system by number", "PUT", f"{instance}/3", body=b"x"))
     check.compare(Call("metadata delete user", "DELETE", f"{instance}/1024"))
     check.compare(get("metadata after delete", f"{instance}/1024"))
     check.compare(Call("metadata delete again", "DELETE", f"{instance}/1024"))
@@ -219,6 +232,9 @@ def test_user_metadata_names(checked_pair: ServerPair, checked_ct: dict[str, str
             get("user name list expand", instance, expand=""),
             get("user name study list", study),
             get("user name study list expand", study, expand=""),
+            get("user name list numeric", instance, numeric=""),
+            get("user name list numeric expand", instance, numeric="", expand=""),
+            get("user name attachments numeric", f"/instances/{checked_ct['ID']}/attachments", numeric=""),
         ]
     )
     for name in ("Undeclared", "score", "+5", "0x10", "1024.0", " 1025", "99999999999", "-1", "0", "70000"):
