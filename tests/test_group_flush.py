@@ -1,6 +1,7 @@
 """The group flush of ingest: callers share flushes, and none is served by a flush that began before it."""
 
 import asyncio
+import gc
 import threading
 from pathlib import Path
 
@@ -82,3 +83,36 @@ def test_a_failed_flush_fails_its_callers_and_the_next_one_retries(tmp_path: Pat
 
     asyncio.run(scenario())
     assert store.flushes == 2
+
+
+def test_a_flush_begun_early_covers_what_was_written_before(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    group = GroupFlush(store)
+
+    async def scenario() -> None:
+        flushed = group.begin()
+        await until(lambda: store.flushes == 1)
+        assert not flushed.done()
+        store.gate.set()
+        await flushed
+
+    asyncio.run(scenario())
+    assert store.flushes == 1
+
+
+def test_a_failed_flush_begun_and_never_awaited_is_not_reported_unretrieved(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    store.failure = OSError(5, "Input/output error")
+    store.gate.set()
+    group = GroupFlush(store)
+    unretrieved: list[dict] = []
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: unretrieved.append(context))
+        flushed = group.begin()
+        await until(flushed.done)
+        del flushed
+        gc.collect()
+
+    asyncio.run(scenario())
+    assert unretrieved == []

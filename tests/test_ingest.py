@@ -66,6 +66,14 @@ def test_already_stored_keeps_the_first_file(
     assert sha256(implicit) not in stored_blobs(shared_server.directory / "storage")
 
 
+def test_a_refused_file_leaves_no_blob(shared_server: ServerProcess, shared_client: httpx.Client) -> None:
+    """The server writes a file before the workers check it: a file refused is removed again."""
+    refused = b"not DICOM at all, " * 1000
+    answer = shared_client.post("/instances", content=refused)
+    assert answer.status_code == 400
+    assert sha256(refused) not in stored_blobs(shared_server.directory / "storage")
+
+
 def test_zip_upload_stores_every_dicom_entry_and_skips_the_rest(shared_client: httpx.Client) -> None:
     files = {
         "a/rtplan.dcm": dicom_variant("rtplan.dcm", instance="71"),

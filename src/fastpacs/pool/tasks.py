@@ -35,7 +35,7 @@ DICOM_MAGIC_OFFSET = 128
 
 
 class ParsedFile(msgspec.Struct, array_like=True):
-    """A file checked, summarized and durably stored, ready to be indexed."""
+    """A file of a ZIP archive checked, summarized and stored by the worker, to be flushed and indexed."""
 
     summary: InstanceSummary
     blob: StoredBlob
@@ -62,7 +62,7 @@ def _end_with_parent() -> None:
 
 def _store(data: bytes) -> StoredBlob:
     assert _storage is not None, "worker not initialized"
-    return _storage.put(data)  # the index writer flushes the storage before referencing it
+    return _storage.put(data)  # ingest flushes the storage before the index references it
 
 
 def read_blob(digest: bytes) -> bytes:
@@ -76,17 +76,12 @@ def is_zip(data: bytes) -> bool:
     return data.startswith(ZIP_SIGNATURES) and data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] != b"DICM"
 
 
-def parse_and_store(data: bytes, default_encoding: str) -> ParsedFile:
-    """Check and summarize one DICOM file, then store its bytes."""
-    summary = summarize(data, default_encoding)
-    started = time.perf_counter()
-    blob = _store(data)
-    return ParsedFile(summary=summary, blob=blob, store_seconds=time.perf_counter() - started)
+def summarize_blob(digest: bytes, default_encoding: str) -> InstanceSummary:
+    """Check and summarize a file the server has just stored, read here from the storage.
 
-
-def store(data: bytes) -> StoredBlob:
-    """Store bytes again (when the index found their blob removed meanwhile)."""
-    return _store(data)
+    ``FileNotFoundError`` if a concurrent delete of the same bytes removed it meanwhile.
+    """
+    return summarize(read_blob(digest), default_encoding)
 
 
 def parse_and_store_zip(data: bytes, default_encoding: str, max_expanded_size: int) -> list[ParsedFile]:

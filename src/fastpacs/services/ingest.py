@@ -1,8 +1,13 @@
 """The ingest pipeline: one path from bytes to an indexed instance, for every producer.
 
-bytes → check and summarize in the worker pool (header only) → blob written
-by the worker → blob flushed (:class:`GroupFlush`, shared with the ingests
-around) → index operation in the next group commit → answer.
+bytes → blob written by a thread of the server → checked and summarized in
+the worker pool (header only), which reads the blob from the storage, while
+the blob is flushed (:class:`GroupFlush`, shared with the ingests around) →
+index operation in the next group commit → answer. The bytes never cross a
+pipe to the workers (pickling and copying half a megabyte through the pool's
+queues cost more than the write itself), and the parse overlaps the flush.
+A blob whose file is refused is released through the writer, which removes
+it unless an instance already references the same bytes.
 REST uploads, C-STORE, and the outputs of modify/anonymize/merge/split and
 create-dicom all come through :meth:`IngestService.ingest`.
 
@@ -13,6 +18,7 @@ stored and its status is ``FilteredOut``), and
 already stored (``OnStoredInstance``).
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +27,7 @@ from contextvars import ContextVar
 import msgspec
 
 from fastpacs.dicom.ids import resource_ids
-from fastpacs.dicom.parse import InstanceSummary
+from fastpacs.dicom.parse import InstanceSummary, summarize
 from fastpacs.errors import OrthancError, ServerBusyError
 from fastpacs.index.updates import BlobMissingError, IngestOutcome, add_instance, orthanc_timestamp
 from fastpacs.index.writer import IndexWriter
@@ -29,6 +35,7 @@ from fastpacs.metrics import DISABLED_METRICS, ServerMetrics
 from fastpacs.pool import tasks
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.storage.blobs import StoredBlob
 from fastpacs.storage.flush import GroupFlush
 
 MAX_BLOB_RETRIES = 3
@@ -123,15 +130,40 @@ class IngestService:
     async def ingest(self, data: bytes, origin: Origin) -> IngestOutcome:
         """Store one DICOM file; ``OrthancError`` if it is not acceptable."""
         started = time.perf_counter()
+        for _ in range(MAX_BLOB_RETRIES):
+            try:
+                blob, store_seconds = await self._store(data)
+            except OrthancError:
+                self.metrics.observe_rejected(len(data))
+                raise
+            flushed = self.flush.begin()
+            try:
+                summary = await self.pool.run(tasks.summarize_blob, blob.digest, self.default_encoding.name)
+            except FileNotFoundError:
+                continue  # a concurrent delete of the same bytes removed the blob: store it again
+            except OrthancError:
+                self.metrics.observe_rejected(len(data))
+                await self._release(blob)
+                raise
+            outcome = await self._index(summary, blob, data, origin, flushed)
+            seconds = time.perf_counter() - started
+            self.metrics.observe_ingest(outcome.status, len(data), seconds, store_seconds)
+            return outcome
+        raise BlobMissingError("the blob was removed by concurrent deletes at every try")
+
+    async def _store(self, data: bytes) -> tuple[StoredBlob, float]:
+        """Write the blob (on a thread) and say how long that took.
+
+        A full storage refuses the file, but a file that is no DICOM is still
+        refused as such first, as Orthanc checks before it writes.
+        """
+        started = time.perf_counter()
         try:
-            parsed = await self.pool.run(tasks.parse_and_store, data, self.default_encoding.name)
+            blob = await asyncio.to_thread(self.writer.storage.put, data)
         except OrthancError:
-            self.metrics.observe_rejected(len(data))
+            await self.pool.run(summarize, data, self.default_encoding.name)
             raise
-        outcome = await self._index(parsed, data, origin)
-        seconds = time.perf_counter() - started
-        self.metrics.observe_ingest(outcome.status, len(data), seconds, parsed.store_seconds)
-        return outcome
+        return blob, time.perf_counter() - started
 
     async def ingest_admitted(self, data: bytes, origin: Origin) -> IngestOutcome:
         """:meth:`ingest` counted in :attr:`pending`, for producers that hold their bytes already
@@ -146,37 +178,58 @@ class IngestService:
         parsed_files = await self.pool.run(
             tasks.parse_and_store_zip, data, self.default_encoding.name, self.max_upload_size
         )
-        outcomes = [await self._index(parsed, None, origin) for parsed in parsed_files]
+        flushed = self.flush.begin()  # the worker wrote every blob of the archive: one flush for all
+        outcomes = [
+            await self._index(parsed.summary, parsed.blob, None, origin, flushed) for parsed in parsed_files
+        ]
         for parsed, outcome in zip(parsed_files, outcomes, strict=True):
             self.metrics.observe_ingest(outcome.status, parsed.blob.size, None, parsed.store_seconds)
         return outcomes
 
-    async def _index(self, parsed: tasks.ParsedFile, data: bytes | None, origin: Origin) -> IngestOutcome:
+    async def _index(
+        self,
+        summary: InstanceSummary,
+        blob: StoredBlob,
+        data: bytes | None,
+        origin: Origin,
+        flushed: asyncio.Future[None],
+    ) -> IngestOutcome:
+        """Index a written blob once ``flushed`` (a flush begun after its write) made it durable."""
         origin = forced_origin.get() or origin
-        if self.instance_filter is not None and not await self.instance_filter(parsed.summary, origin):
-            # The blob the worker stored goes, unless an instance already stored has the same bytes.
-            await self.writer.run(lambda update: update.released_blobs.add(parsed.blob.digest))
-            return IngestOutcome(status="FilteredOut", ids=resource_ids(parsed.summary.identifiers))
-        outcome = await self._add(parsed, data, origin)
+        if self.instance_filter is not None and not await self.instance_filter(summary, origin):
+            await self._release(blob)
+            return IngestOutcome(status="FilteredOut", ids=resource_ids(summary.identifiers))
+        outcome = await self._add(summary, blob, data, origin, flushed)
         for listener in self.stored_listeners:
-            listener(outcome, parsed.summary, origin)
+            listener(outcome, summary, origin)
         return outcome
 
-    async def _add(self, parsed: tasks.ParsedFile, data: bytes | None, origin: Origin) -> IngestOutcome:
+    async def _release(self, blob: StoredBlob) -> None:
+        """Remove the blob of a file not stored, unless an instance references the same bytes."""
+        await self.writer.run(lambda update: update.released_blobs.add(blob.digest))
+
+    async def _add(
+        self,
+        summary: InstanceSummary,
+        blob: StoredBlob,
+        data: bytes | None,
+        origin: Origin,
+        flushed: asyncio.Future[None],
+    ) -> IngestOutcome:
         moment = time.time()
         metadata = origin.metadata(moment)
-        blob = parsed.blob
         for _ in range(MAX_BLOB_RETRIES):
-            await self.flush.flush()
+            await flushed
             try:
                 return await self.writer.run(
                     lambda update, blob=blob: add_instance(
-                        update, parsed.summary, blob, metadata, moment, blob_flushed=True
+                        update, summary, blob, metadata, moment, blob_flushed=True
                     )
                 )
             except BlobMissingError:
                 # The blob was removed by a concurrent delete between its write and this commit.
                 if data is None:
                     raise
-                blob = await self.pool.run(tasks.store, data)
+                blob, _ = await self._store(data)
+                flushed = self.flush.begin()
         raise BlobMissingError(blob.digest.hex())

@@ -20,6 +20,7 @@ Orthanc's "The file storage is full" (507), and the store serves again as
 soon as space returns.
 """
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -57,25 +58,38 @@ class BlobStore:
         self.root = root
         self.temporary = root / TEMPORARY_FOLDER
         self.temporary.mkdir(parents=True, exist_ok=True)
+        self._root = str(root)
+        self._temporary = str(self.temporary)
 
     def path_of(self, digest: bytes) -> Path:
         text = digest.hex()
         return self.root / text[0:2] / text[2:4] / text
 
     def put(self, data: bytes) -> StoredBlob:
-        """Store bytes (if not already there) and return their address; :meth:`sync` makes them durable."""
+        """Store bytes (if not already there) and return their address; :meth:`sync` makes them durable.
+
+        Paths are plain strings and the two folder levels are created only when a rename finds them
+        missing: this runs for every ingest, on a thread of the server process, and pathlib's
+        objects and a ``mkdir`` per call cost more than the write's own system calls.
+        """
         digest = hashlib.sha256(data).digest()
         blob = StoredBlob(digest=digest, size=len(data))
-        final = self.path_of(digest)
-        if final.exists():
+        text = digest.hex()
+        folder = f"{self._root}/{text[0:2]}/{text[2:4]}"
+        final = f"{folder}/{text}"
+        if os.path.exists(final):
             return blob
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.temporary / f"{digest.hex()}.{os.getpid()}.{uuid.uuid4().hex}"
+        temporary = f"{self._temporary}/{text}.{os.getpid()}.{uuid.uuid4().hex}"
         try:
             _write(temporary, data)
-            os.replace(temporary, final)
+            try:
+                os.replace(temporary, final)
+            except FileNotFoundError:  # the first blob of its folder
+                os.makedirs(folder, exist_ok=True)
+                os.replace(temporary, final)
         except OSError as error:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
             if error.errno in DISK_FULL:
                 raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
             raise
@@ -125,7 +139,7 @@ class BlobStore:
         return count
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: str, data: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)

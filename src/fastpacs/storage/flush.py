@@ -37,6 +37,21 @@ class GroupFlush:
                 self._running = asyncio.ensure_future(self._sync(self._started))
             await asyncio.shield(self._running)
 
+    def begin(self) -> "asyncio.Task[None]":
+        """:meth:`flush`, started now and awaited later, so that the caller works while it runs.
+
+        A caller may end up not awaiting it (the file it flushes for was refused): its
+        failure is then retrieved here, not reported as an exception nobody retrieved.
+        """
+        task = asyncio.ensure_future(self.flush())
+        task.add_done_callback(_retrieve_failure)
+        return task
+
     async def _sync(self, number: int) -> None:
         await asyncio.to_thread(self.storage.sync)
         self._completed = max(self._completed, number)
+
+
+def _retrieve_failure(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled():
+        task.exception()
