@@ -882,6 +882,12 @@ def test_http_conventions(pair: ServerPair, stored: dict[str, dict[str, str]]) -
             Call("app", "GET", "/app", compared_headers=redirect),
             Call("app with a slash", "GET", "/app/", compared_headers=redirect),
             get("app unknown file", "/app/nosuch.js"),
+            get("plugins", "/plugins"),
+            get("plugins expand", "/plugins", expand=""),
+            get("plugins explorer extensions", "/plugins/explorer.js"),
+            get("plugins unknown", "/plugins/nosuch"),
+            Call("plugins with POST", "POST", "/plugins"),
+            Call("plugins explorer extensions with PUT", "PUT", "/plugins/explorer.js"),
         ]
     )
     check.verdict()

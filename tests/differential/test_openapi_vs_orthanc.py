@@ -31,7 +31,13 @@ PARAMETERS = {
     "output": "archive",
     "operation": "raw",
 }
-NAMES = {"attachments": "dicom", "metadata": "Origin", "modalities": "nowhere", "peers": "nowhere"}
+NAMES = {
+    "attachments": "dicom",
+    "metadata": "Origin",
+    "modalities": "nowhere",
+    "peers": "nowhere",
+    "plugins": "nosuch",
+}
 """A value of ``{name}`` after each of the segments it follows."""
 
 

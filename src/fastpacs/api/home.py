@@ -1,10 +1,12 @@
-"""GET / as Orthanc answers it, the page it points to, and the OpenAPI document of the routes.
+"""GET / as Orthanc answers it, the page it points to, /plugins, and the OpenAPI document of the routes.
 
 Orthanc redirects ``/`` to its web interface, ``app/explorer.html``.
 fastpacs has no web interface of its own: that page says so and points
-to what a person can use instead. The OpenAPI document describes every
-route fastpacs serves; Litestar builds it from the route handlers the
-first time it is asked for, so it costs requests nothing.
+to what a person can use instead. fastpacs has no plugins either: /plugins
+lists what Orthanc lists without any, the script its web interface loads
+for their extensions (empty but for a comment). The OpenAPI document
+describes every route fastpacs serves; Litestar builds it from the route
+handlers the first time it is asked for, so it costs requests nothing.
 """
 
 from litestar import Response, get
@@ -12,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from fastpacs import ORTHANC_API_VERSION, __version__
+from fastpacs.api.responses import json_response
 from fastpacs.errors import BareHttpError
 
 OPENAPI_PATH = "/openapi.json"
@@ -50,6 +53,27 @@ async def app_files() -> Response[bytes]:
     raise BareHttpError(404)
 
 
+EXPLORER_EXTENSIONS = "explorer.js"
+"""What Orthanc lists in /plugins when it runs none: the script of their web interface extensions."""
+EXPLORER_EXTENSIONS_SCRIPT = b"// Extensions to Orthanc Explorer by the registered plugins\n\n"
+
+
+@get("/plugins", name="plugins")
+async def plugins() -> Response[bytes]:
+    return json_response([EXPLORER_EXTENSIONS])
+
+
+@get(f"/plugins/{EXPLORER_EXTENSIONS}", name="plugins-explorer-extensions")
+async def explorer_extensions() -> Response[bytes]:
+    return Response(EXPLORER_EXTENSIONS_SCRIPT, media_type="application/javascript")
+
+
+@get("/plugins/{name:str}", name="plugin")
+async def plugin() -> Response[bytes]:
+    """No plugin of that name: an empty 404, as Orthanc answers."""
+    raise BareHttpError(404)
+
+
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="fastpacs",
@@ -61,4 +85,4 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-HOME_HANDLERS = [root, explorer, app_files]
+HOME_HANDLERS = [root, explorer, app_files, plugins, explorer_extensions, plugin]
