@@ -46,6 +46,7 @@ from fastpacs.metrics import ServerMetrics
 from fastpacs.net.association import caller_of, is_refused
 from fastpacs.net.observation import AssociationObserver
 from fastpacs.net.query_retrieve_scp import QueryRetrieveScp
+from fastpacs.net.reactor import EventDrivenAE
 from fastpacs.net.sop_classes import STORAGE_SOP_CLASSES, register_storage_not_in_pynetdicom
 from fastpacs.net.store_scp import StoreScp
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
@@ -145,7 +146,7 @@ class DicomServer:
             else config.accepted_transfer_syntaxes
         )
         self.unknown_sop_class_accepted = config.unknown_sop_class_accepted
-        self.ae = AE(ae_title=config.dicom_aet)
+        self.ae = EventDrivenAE(ae_title=config.dicom_aet)
         self.ae.maximum_pdu_size = 0
         self.ae.maximum_associations = MAXIMUM_ASSOCIATIONS
         self.ae.network_timeout = config.dicom_scp_timeout or None

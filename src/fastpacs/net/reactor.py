@@ -1,0 +1,254 @@
+"""Event-driven association threads for the DICOM server, instead of pynetdicom's polling ones.
+
+pynetdicom (3.0.4) runs two threads per association, and both poll: the
+upper layer (DUL) thread sleeps 1 ms whenever neither its socket nor its
+queue has work, and the association thread sleeps 1 ms between two looks at
+its queues. Each step of a C-STORE (a PDU received, the request handed to
+the handler, the answer handed back for sending) waits out such a sleep,
+and every open association wakes both threads about a thousand times a
+second: 8 idle associations cost the server about a third of a core.
+
+Here both threads block until there is work instead:
+
+- the DUL thread waits in ``select`` on its socket and on a wake-up socket pair,
+  written to whenever another thread gives it a primitive to send (or an
+  event, or kills it);
+- the association thread waits on an event set whenever the DUL gives it a
+  DIMSE message or a primitive (release, abort), or when it is killed.
+
+The waits are capped (:data:`TIMER_CHECK_SECONDS`) so that the timers
+pynetdicom checks in its loops (ARTIM, network timeout) still fire. Apart
+from the waits, the loops are pynetdicom's own, step for step.
+"""
+
+import contextlib
+import logging
+import queue
+import select
+import socket
+import threading
+from collections.abc import Callable
+from copy import deepcopy
+from datetime import datetime
+from typing import Any, cast
+
+from pynetdicom import evt
+from pynetdicom._globals import MODE_ACCEPTOR
+from pynetdicom.ae import ApplicationEntity
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.transport import AssociationSocket, RequestHandler
+
+logger = logging.getLogger(__name__)
+
+TIMER_CHECK_SECONDS = 0.05
+"""Longest wait of an idle association thread: how late an expired timer or a kill may be seen."""
+
+
+class _WakingQueue(queue.Queue[Any]):
+    """A queue that calls ``wake`` after each ``put`` (made by another thread than ``owner``)."""
+
+    def __init__(self, wake: Callable[[], None], owner: threading.Thread | None = None):
+        super().__init__()
+        self._wake = wake
+        self._owner = owner
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        if self._owner is None or threading.current_thread() is not self._owner:
+            self._wake()
+
+
+class _EventDrivenDul(DULServiceProvider):
+    """pynetdicom's DUL, waiting on its socket and a wake-up socket pair instead of sleeping."""
+
+    def __init__(self, assoc: Association, wake_association: Callable[[], None]):
+        super().__init__(assoc)
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)
+        self.to_provider_queue = _WakingQueue(self.wake)
+        self.event_queue = _WakingQueue(self.wake, owner=self)
+        self.to_user_queue = _WakingQueue(wake_association)
+        self._wake_association = wake_association
+
+    def wake(self) -> None:
+        # OSError: the buffer is full (the thread will wake anyway), or closed (the thread has ended)
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        self.wake()
+
+    def stop_dul(self) -> bool:
+        """pynetdicom's: end the thread once the connection is closed (``Sta1``), woken at once."""
+        if self.state_machine.current_state != "Sta1":
+            return False
+        self._kill_thread = True
+        self.wake()
+        self.join()
+        return True
+
+    def _wait(self) -> None:
+        """Until the socket has data, another thread gives work, or a timer may have expired."""
+        waited: list[Any] = [self._wake_read]
+        connection = self.socket.socket if self.socket is not None else None
+        if connection is not None and connection.fileno() >= 0:
+            waited.append(connection)
+        try:
+            select.select(waited, [], [], TIMER_CHECK_SECONDS)
+        except (OSError, ValueError):
+            return  # the socket closed meanwhile: the loop sees it
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_read.recv(4096):
+                pass
+
+    def run_reactor(self) -> None:
+        try:
+            self._run_reactor()
+        finally:
+            self._wake_read.close()
+            self._wake_write.close()
+            self._wake_association()
+
+    def _run_reactor(self) -> None:
+        """pynetdicom's ``DULServiceProvider.run_reactor``, with :meth:`_wait` instead of its sleep."""
+        self._idle_timer.start()
+        self.socket = cast(AssociationSocket, self.socket)
+        idle = False
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+                idle = True
+            if idle:
+                self._wait()
+            if self._kill_thread:
+                break
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception:  # as pynetdicom: whatever fails here (a PDU it cannot take) aborts, logged
+                logger.exception("DICOM upper layer failed: association aborted")
+                abort_pdu = A_ABORT_RQ()
+                abort_pdu.source = 0x02
+                abort_pdu.reason_diagnostic = 0x00
+                self.socket.send(abort_pdu.encode())
+                self.assoc.is_aborted = True
+                self.assoc.is_established = False
+                self.assoc._kill = True
+                self._kill_thread = True
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                idle = True
+                continue
+            self.state_machine.do_action(event)
+            idle = False
+
+
+class _EventDrivenAssociation(Association):
+    """pynetdicom's acceptor association, waiting for its queues instead of polling them."""
+
+    def __init__(self, ae: ApplicationEntity):
+        super().__init__(ae, MODE_ACCEPTOR)
+        self._wakeup = threading.Event()
+        self.dul = _EventDrivenDul(self, self._wakeup.set)
+        self.dimse.msg_queue = _WakingQueue(self._wakeup.set)
+
+    def kill(self) -> None:
+        self._wakeup.set()
+        super().kill()
+
+    def _run_reactor(self) -> None:
+        """pynetdicom's ``Association._run_reactor``, waiting on :attr:`_wakeup` instead of sleeping.
+
+        The event is cleared before the queues are looked at, so work given
+        after the look sets it again and the next wait returns at once.
+        """
+        self._is_paused = False
+        served = False
+        while not self._kill:
+            if not served:
+                self._wakeup.wait(TIMER_CHECK_SECONDS)
+            self._wakeup.clear()
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            context_id, msg = self.dimse.get_msg(block=False)
+            served = msg is not None
+            if msg:
+                self._serve_request(msg, cast(int, context_id))
+
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+
+            if self.acse.is_aborted():
+                self.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+
+            if not self.dul.is_alive():
+                self.kill()
+                return
+
+            if self.dul.idle_timer_expired():
+                logger.warning("DICOM network timeout reached: association %s", self.network_timeout_response)
+                if self.network_timeout_response == "A-RELEASE":
+                    self._is_paused = True
+                    self._reactor_checkpoint.wait()
+                    self.release()
+                    self._is_paused = False
+                else:
+                    self.abort()
+                self.kill()
+                return
+
+
+class EventDrivenRequestHandler(RequestHandler):
+    """The server's request handler: pynetdicom's, creating event-driven associations."""
+
+    def _create_association(self) -> Association:
+        """pynetdicom's ``RequestHandler._create_association`` with the classes above."""
+        assoc = _EventDrivenAssociation(self.ae)
+        assoc._server = self.server
+        assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
+        assoc.set_socket(AssociationSocket(assoc, client_socket=self.request))
+
+        assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
+        assoc.acceptor.ae_title = self.server.ae_title
+        assoc.acceptor.address_info = self.local
+        assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
+        assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
+        assoc.acceptor.supported_contexts = deepcopy(self.server.contexts)
+        assoc.requestor.address_info = self.remote
+
+        for event, handlers in self.server._handlers.items():
+            if event.is_intervention and handlers:
+                assoc.bind(event, *handlers)
+            elif isinstance(event, evt.NotificationEvent):
+                for handler, arguments in cast(list, handlers):
+                    assoc.bind(event, handler, arguments)
+        return assoc
+
+
+class EventDrivenAE(ApplicationEntity):
+    """An AE whose servers accept associations with :class:`EventDrivenRequestHandler`."""
+
+    def make_server(self, *args: Any, **kwargs: Any) -> Any:
+        return super().make_server(*args, request_handler=EventDrivenRequestHandler, **kwargs)
