@@ -35,6 +35,7 @@ from fastpacs.api.find import find
 from fastpacs.api.home import HOME_HANDLERS, openapi_config
 from fastpacs.api.http_conventions import http_conventions_installer
 from fastpacs.api.images import IMAGE_HANDLERS
+from fastpacs.api.instance_export import export_instance
 from fastpacs.api.instances import instance_file, upload_instances
 from fastpacs.api.jobs import JOB_HANDLERS
 from fastpacs.api.lua import LUA_HANDLERS, lua_installer
@@ -262,6 +263,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *ARCHIVE_HANDLERS,
             *JOB_HANDLERS,
             *LUA_HANDLERS,
+            export_instance,
             *BULK_HANDLERS,
             *SERVER_TOOL_HANDLERS,
             *HOME_HANDLERS,

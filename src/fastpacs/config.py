@@ -170,6 +170,8 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     """Whether POST /tools/reset may restart the server (Orthanc always allows it)."""
     rest_api_shutdown_enabled: bool = False
     """Whether POST /tools/shutdown may stop the server (Orthanc always allows it)."""
+    rest_api_write_to_file_system_enabled: bool = False
+    """Whether POST /instances/{id}/export may write files where its body says (as in Orthanc)."""
     maximum_pending_ingest_size: int = 512
     """Uploads being stored at once, in MB; beyond it new uploads are answered 503 (Retry-After)."""
     lua_time_limit: float = 10

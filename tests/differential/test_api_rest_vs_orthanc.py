@@ -441,6 +441,8 @@ def test_tools(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
             Call("reconstruct everything", "POST", "/tools/reconstruct"),
             Call("invalidate-tags", "POST", "/tools/invalidate-tags"),
             get("after reconstruct", f"/studies/{ct['ParentStudy']}"),
+            Call("export refused by default", "POST", f"/instances/{ct['ID']}/export", body=b"refused.dcm"),
+            Call("export of an unknown instance refused", "POST", "/instances/nonexistent/export", body=b"x"),
             Call("reset with GET", "GET", "/tools/reset"),
             Call("shutdown with GET", "GET", "/tools/shutdown"),
         ]

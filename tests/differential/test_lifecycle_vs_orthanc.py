@@ -1,9 +1,12 @@
-"""POST /tools/reset and /tools/shutdown compared with the reference Orthanc, on a pair of their own.
+"""Routes that act on the server's machine, compared with the reference Orthanc on a pair of their own.
 
-fastpacs refuses both (403) unless ``RestApiResetEnabled`` and
-``RestApiShutdownEnabled`` allow them, where Orthanc 1.10.1 always obeys
-(tests/test_tools.py checks the refusal): this pair enables them, options
-Orthanc ignores, and compares what both servers answer and keep.
+POST /instances/{id}/export writes files where its body says; both servers
+refuse it (403) unless ``RestApiWriteToFileSystemEnabled`` allows it. POST
+/tools/reset and /tools/shutdown: fastpacs refuses them (403) unless
+``RestApiResetEnabled`` and ``RestApiShutdownEnabled`` allow them, where
+Orthanc 1.10.1 always obeys (tests/test_tools.py checks the refusal). This
+pair enables all three and compares what both servers answer and keep; the
+shutdown comes last.
 """
 
 import time
@@ -24,7 +27,12 @@ RESTART_TIMEOUT = 60.0
 
 @pytest.fixture(scope="module")
 def controllable_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
-    options = {**COMMON_OPTIONS, "RestApiResetEnabled": True, "RestApiShutdownEnabled": True}
+    options = {
+        **COMMON_OPTIONS,
+        "RestApiResetEnabled": True,
+        "RestApiShutdownEnabled": True,
+        "RestApiWriteToFileSystemEnabled": True,
+    }
     servers = ServerPair.start(tmp_path_factory.mktemp("lifecycle"), options)
     yield servers
     servers.stop()
@@ -43,11 +51,37 @@ def _answers_again(server: ServerProcess) -> bool:
     return False
 
 
-def test_reset_then_shutdown(controllable_pair: ServerPair) -> None:
-    pair = controllable_pair
+@pytest.fixture(scope="module")
+def ct(controllable_pair: ServerPair) -> dict[str, str]:
     data = test_file("CT_small.dcm").read_bytes()
-    pair.fastpacs_client.post("/instances", content=data)
-    ct = pair.orthanc_client.post("/instances", content=data).json()
+    controllable_pair.fastpacs_client.post("/instances", content=data)
+    return controllable_pair.orthanc_client.post("/instances", content=data).json()
+
+
+def test_export_to_the_file_system(controllable_pair: ServerPair, ct: dict[str, str]) -> None:
+    """Relative paths: each server writes in its own working directory, its ServerProcess directory."""
+    pair = controllable_pair
+    export = f"/instances/{ct['ID']}/export"
+    check = pair.checker()
+    check.compare_all(
+        [
+            Call("export", "POST", export, body=b"exported.dcm"),
+            Call("export into a missing directory", "POST", export, body=b"nosuch/exported.dcm"),
+            Call("export to no path", "POST", export, body=b""),
+            Call("export unknown instance", "POST", "/instances/nonexistent/export", body=b"unknown.dcm"),
+            Call("export a study", "POST", f"/studies/{ct['ParentStudy']}/export", body=b"study.dcm"),
+            get("export with GET", export),
+        ]
+    )
+    check.verdict()
+    expected = test_file("CT_small.dcm").read_bytes()
+    for server in (pair.orthanc, pair.fastpacs):
+        assert (server.directory / "exported.dcm").read_bytes() == expected, server.name
+        assert not (server.directory / "unknown.dcm").exists(), server.name
+
+
+def test_reset_then_shutdown(controllable_pair: ServerPair, ct: dict[str, str]) -> None:
+    pair = controllable_pair
     check = pair.checker()
     check.compare(Call("reset", "POST", "/tools/reset"))
     time.sleep(1)  # both restart once the answer has gone out

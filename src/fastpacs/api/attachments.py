@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable
 from litestar import Request, Response, delete, get, post, put
 from litestar.handlers import HTTPRouteHandler
 
-from fastpacs.api.responses import empty_ok, flag, json_response, text_response, unknown_resource
+from fastpacs.api.responses import (
+    empty_object,
+    empty_ok,
+    flag,
+    json_response,
+    text_response,
+    unknown_resource,
+)
 from fastpacs.dicom.ids import Level, RawId, parse_id
 from fastpacs.index.attachments import DICOM, Attachment, etag
 from fastpacs.services.attachments import AttachmentService
@@ -30,10 +37,6 @@ OPERATIONS = [
     "uuid",
 ]
 """What Orthanc 1.10.1 lists for one attachment, in its order (it lists ``uuid`` but has no such route)."""
-
-EMPTY_OBJECT = b"{}"
-BARE_JSON = "application/json"
-"""Orthanc labels the ``{}`` of attachment actions without a charset."""
 
 View = Callable[[AttachmentService, int, Attachment], Awaitable[Response[bytes]]]
 
@@ -124,7 +127,7 @@ def _action_handler(level: Level, base: str, operation: str) -> HTTPRouteHandler
             await services.attachments.verify(level, rid, name)
         else:
             await services.attachments.get(level, rid, name)
-        return Response(EMPTY_OBJECT, media_type=BARE_JSON)
+        return empty_object()
 
     return handler
 
@@ -150,7 +153,7 @@ def attachment_handlers(level: Level) -> list[HTTPRouteHandler]:
         attachment = await services.attachments.put(
             level, rid, name, await request.body(), request.headers.get("if-match")
         )
-        return _with_etag(Response(EMPTY_OBJECT, media_type=BARE_JSON), attachment)
+        return _with_etag(empty_object(), attachment)
 
     @delete(f"{base}/{{name:str}}", name=f"{level.plural}-attachment-delete", status_code=200)
     async def delete_attachment(

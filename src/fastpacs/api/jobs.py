@@ -9,7 +9,7 @@ from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import File
 
-from fastpacs.api.responses import flag, json_response
+from fastpacs.api.responses import empty_object, flag, json_response
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
 from fastpacs.services.registry import Services
 
@@ -64,7 +64,7 @@ def _action_handler(action: str) -> HTTPRouteHandler:
         accepted = await getattr(services.jobs, action)(job_id)
         if not accepted:
             raise BareHttpError(400)
-        return Response(b"{}", media_type="application/json")
+        return empty_object()
 
     return act
 

@@ -30,6 +30,14 @@ def empty_ok() -> Response[bytes]:
     return text_response(b"")
 
 
+def empty_object() -> Response[bytes]:
+    """Orthanc's ``{}`` answer to an action (a job control, a reset, an attachment written...).
+
+    Labelled ``application/json`` without a charset, as Orthanc labels it.
+    """
+    return Response(b"{}", media_type="application/json")
+
+
 def flag(request: Request, name: str) -> bool:
     """Orthanc tests boolean query arguments for presence: ``?expand`` and ``?expand=false`` both set it."""
     return name in request.query_params

@@ -7,14 +7,12 @@ from functools import cache
 from litestar import Litestar, Request, Response, get, post, put
 from litestar.handlers import HTTPRouteHandler
 
-from fastpacs.api.responses import empty_ok, json_response, text_response
+from fastpacs.api.responses import empty_object, empty_ok, json_response, text_response
 from fastpacs.dicom.modification import new_uid
 from fastpacs.errors import BareHttpError
 from fastpacs.services.conformance import conformance_statement
 from fastpacs.services.log_levels import CATEGORIES
 from fastpacs.services.registry import Services
-
-EMPTY_OBJECT = b"{}"
 
 
 @cache
@@ -76,13 +74,13 @@ def _log_level_handlers(category: str | None) -> list[HTTPRouteHandler]:
 @post("/tools/reset", name="tools-reset", status_code=200)
 async def reset(services: Services) -> Response[bytes]:
     services.lifecycle.reset()
-    return Response(EMPTY_OBJECT, media_type="application/json")
+    return empty_object()
 
 
 @post("/tools/shutdown", name="tools-shutdown", status_code=200)
 async def shutdown(services: Services) -> Response[bytes]:
     services.lifecycle.shutdown()
-    return Response(EMPTY_OBJECT, media_type="application/json")
+    return empty_object()
 
 
 SERVER_TOOL_HANDLERS = [
