@@ -142,6 +142,20 @@ def test_called_aet_is_compared_case_insensitively(server: ServerProcess) -> Non
     assoc.release()
 
 
+def test_an_idle_association_is_aborted_after_the_scp_timeout(tmp_path: Path) -> None:
+    """DicomScpTimeout: the server ends an association idle that long (its association threads wait
+    for work instead of polling, the network timer must still fire)."""
+    server = fastpacs_server(tmp_path, {"DicomScpTimeout": 1}).start()
+    try:
+        assoc = _associate(server, [build_context(Verification)], called="ORTHANC")
+        assert assoc.is_established
+        started = time.monotonic()
+        assert _ends_aborted(assoc)
+        assert time.monotonic() - started < 5
+    finally:
+        server.stop()
+
+
 # --- SCP: C-STORE --------------------------------------------------------------------------------
 
 

@@ -160,6 +160,9 @@ class _EventDrivenAssociation(Association):
         super().__init__(ae, MODE_ACCEPTOR)
         self._wakeup = threading.Event()
         self.dul = _EventDrivenDul(self, self._wakeup.set)
+        # The timeout setters gave their values to the DUL replaced above (its ARTIM and idle timers).
+        self.acse_timeout = self.acse_timeout
+        self.network_timeout = self.network_timeout
         self.dimse.msg_queue = _WakingQueue(self._wakeup.set)
 
     def kill(self) -> None:
