@@ -41,6 +41,18 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("*", "*[4c6178a8-c4ac4bfc-603cf65a-329e3698-8187a067].PatientMainDicomTags.PatientName"): (
         "Study of chrH32.dcm: the same PatientName as its patient above."
     ),
+    ("*", "*[5da4226e-dd6b44a9-4ebc294f-cafcba5d-338e476d].MainDicomTags.0020,0037*"): (
+        "The same ImageOrientationPatient as above, its tag by number (?short, ?full)."
+    ),
+    ("*", "*[8f9fa05b-2e546f2f-5862b5b8-b0a6d482-33abb909].MainDicomTags.0020,003*"): (
+        "The same Image*Patient as above, their tags by number (?short, ?full)."
+    ),
+    ("*", "*[d5b45f0e-8c2ade11-739bcb86-d0e5a860-9af1fbb4].MainDicomTags.0010,0010*"): (
+        "The same PatientName as above, its tag by number (?short, ?full)."
+    ),
+    ("*", "*[4c6178a8-c4ac4bfc-603cf65a-329e3698-8187a067].PatientMainDicomTags.0010,0010*"): (
+        "The same PatientName as above, its tag by number (?short, ?full)."
+    ),
     ("* with plus sign", "*"): (
         "Query-string decoding: Orthanc neither percent-decodes query arguments nor reads '+' as a "
         "space ('limit=%2B3' and even 'limit=%33' are malformed for it, 'limit=+3' is 3); fastpacs "

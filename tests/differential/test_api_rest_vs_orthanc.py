@@ -485,6 +485,48 @@ def test_tools(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:
                 body=f'{{"Resources": ["{ct["ID"]}"]}}'.encode(),
             ),
             Call("bulk-content without resources", "POST", "/tools/bulk-content", body=b"{}"),
+            *(
+                Call(
+                    f"bulk-content {option}",
+                    "POST",
+                    "/tools/bulk-content",
+                    body=json.dumps({"Resources": [ct["ParentSeries"], mr["ID"]], option: True}).encode(),
+                )
+                for option in ("Full", "Short", "Simplify", "Expand", "Metadata")
+            ),
+            Call(
+                "bulk-content in the order asked, repetitions kept",
+                "POST",
+                "/tools/bulk-content",
+                body=json.dumps({"Resources": [mr["ID"], ct["ID"], mr["ParentStudy"], ct["ID"]]}).encode(),
+            ),
+            Call(
+                "bulk-content of a level, once each in the order of IDs",
+                "POST",
+                "/tools/bulk-content",
+                body=json.dumps(
+                    {
+                        "Resources": [mr["ID"], ct["ParentPatient"], ct["ID"], mr["ID"]],
+                        "Level": "Instance",
+                        "Short": True,
+                    }
+                ).encode(),
+            ),
+            Call(
+                "bulk-content full not a boolean",
+                "POST",
+                "/tools/bulk-content",
+                body=json.dumps({"Resources": [ct["ID"]], "Full": 1}).encode(),
+            ),
+            Call("bulk-delete not JSON", "POST", "/tools/bulk-delete", body=b"x"),
+            Call("bulk-delete an array", "POST", "/tools/bulk-delete", body=b"[]"),
+            Call("bulk-content not JSON", "POST", "/tools/bulk-content", body=b"x"),
+            Call(
+                "bulk-content resources not strings",
+                "POST",
+                "/tools/bulk-content",
+                body=b'{"Resources": [1]}',
+            ),
             Call(
                 "bulk-content bad level",
                 "POST",

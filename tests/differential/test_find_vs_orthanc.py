@@ -489,6 +489,10 @@ MATCHING = [
     find("expand null", study({"PatientID": "FIND-P1"}, Expand=None)),
     find("query null", {"Level": "Study", "Query": None}),
     find("unknown fields ignored", study({"PatientID": "FIND-P1"}, Full=True, Unknown=1)),
+    find("expand full", study({"PatientID": "FIND-P1"}, Expand=True, Full=True)),
+    find("expand short", series({"Modality": "CT\\MR"}, Expand=True, Short=True)),
+    find("expand short wins over full", study({"PatientID": "FIND-P1"}, Expand=True, Full=True, Short=True)),
+    find("expand full false", instance({"ContentDate": "20040101-"}, Expand=True, Full=False)),
 ]
 
 ERRORS = [
@@ -521,6 +525,8 @@ ERRORS = [
     find("limit checked before since", study({}, Since="x", Limit="x")),
     find("expand a string", study({}, Expand="yes")),
     find("expand an array", study({}, Expand=[])),
+    find("full a number", study({}, Expand=True, Full=1)),
+    find("short a string", study({}, Short="yes")),
     find("value a number", study({"PatientID": 5})),  # type: ignore[dict-item]
     find("value null", study({"PatientID": None})),  # type: ignore[dict-item]
     find("value a list", study({"PatientID": ["a"]})),  # type: ignore[dict-item]

@@ -17,6 +17,14 @@ from tests.differential.harness import Call, ServerPair, get
 pytestmark = pytest.mark.reference
 
 LEVELS = ("patients", "studies", "series", "instances")
+TAG_FORMATS: tuple[dict[str, str], ...] = (
+    {"full": ""},
+    {"short": ""},
+    {"full": "", "short": ""},
+    {"simplify": "", "full": ""},
+    {"full": "false"},
+)
+"""Query flags choosing how main DICOM tags are shown (``full=false`` still asks for it)."""
 RELATIVES = {
     "patients": ("studies", "series", "instances"),
     "studies": ("patient", "series", "instances"),
@@ -58,6 +66,10 @@ def listing_calls() -> Iterator[Call]:
         yield get(f"{level} decimal since", f"/{level}", since="1.5", limit="2")
         yield get(f"{level} since beyond 64 bits", f"/{level}", since="99999999999999999999", limit="2")
         yield get(f"{level} limit beyond 32 bits", f"/{level}", since="0", limit="4294967296")
+        yield get(f"{level} full", f"/{level}", full="")
+        for flags in TAG_FORMATS:
+            name = " ".join(f"{flag}={value}" if value else flag for flag, value in flags.items())
+            yield get(f"{level} expand {name}", f"/{level}", expand="", **flags)
 
 
 @pytest.mark.parametrize("call", list(listing_calls()), ids=str)
@@ -72,6 +84,8 @@ def test_every_resource(stored: ServerPair, level: str) -> None:
     check = stored.checker()
     for resource_id in stored.orthanc_get(f"/{level}"):
         check.compare(get(f"{level} {resource_id}", f"/{level}/{resource_id}"))
+        check.compare(get(f"{level} {resource_id} full", f"/{level}/{resource_id}", full=""))
+        check.compare(get(f"{level} {resource_id} short", f"/{level}/{resource_id}", short=""))
     check.verdict()
 
 
@@ -87,6 +101,9 @@ def test_every_relatives_route(stored: ServerPair, level: str) -> None:
                     f"/{level}/{resource_id}/{relative}",
                     expand="",
                 )
+            )
+            check.compare(
+                get(f"{level} {resource_id} {relative} full", f"/{level}/{resource_id}/{relative}", full="")
             )
     check.verdict()
 

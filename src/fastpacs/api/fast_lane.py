@@ -85,7 +85,8 @@ class FastLane:
             return None
         parts = scope["path"].split("/")
         if len(parts) == 3 and parts[1] in _LEVELS:
-            return self._resource(services, _LEVELS[parts[1]], parts[2])
+            # ?short shows a resource's main tags by number: the router formats them.
+            return None if b"short" in flags else self._resource(services, _LEVELS[parts[1]], parts[2])
         if len(parts) != 4 or parts[1] != "instances":
             return None
         rid = parse_id(parts[2])

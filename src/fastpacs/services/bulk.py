@@ -9,23 +9,33 @@ from typing import Any
 
 import msgspec
 
-from fastpacs.dicom.ids import Level, RawId, parse_id
+from fastpacs.dicom.ids import Level, RawId, format_id, parse_id
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IndexUpdate, delete_resource
 from fastpacs.index.view import IndexView
 from fastpacs.index.writer import IndexWriter
 from fastpacs.services.metadata import MetadataService
-from fastpacs.services.resources import resource_json
+from fastpacs.services.resources import formatted, resource_json, tags_format_of
+
+
+def _bulk_document(body: bytes) -> dict[str, Any]:
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        document = None
+    if not isinstance(document, dict):
+        raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
+    return document
 
 
 def parse_bulk_request(body: bytes) -> tuple[list[str], Level | None]:
     """The ``Resources`` (list of IDs) and optional ``Level`` of a bulk request."""
-    try:
-        request = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Cannot parse the JSON body") from None
-    resources = request.get("Resources") if isinstance(request, dict) else None
+    return _resources_and_level(_bulk_document(body))
+
+
+def _resources_and_level(request: dict[str, Any]) -> tuple[list[str], Level | None]:
+    resources = request.get("Resources")
     if not isinstance(resources, list) or not all(isinstance(item, str) for item in resources):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "List of strings expected in field: Resources")
     level_name = request.get("Level")
@@ -38,22 +48,29 @@ def parse_bulk_request(body: bytes) -> tuple[list[str], Level | None]:
 
 
 def _at_level(view: IndexView, public_ids: list[str], level: Level | None) -> list[tuple[Level, RawId]]:
-    """The known resources, each mapped to ``level`` when one is given, without repetitions."""
-    found: dict[RawId, Level] = {}
-    for public_id in public_ids:
-        rid = parse_id(public_id)
-        record = None if rid is None else view.resource(rid)
-        if record is None or rid is None:
-            continue
-        own = Level(record.level)
-        if level is None or level == own:
-            found.setdefault(rid, own)
+    """The known resources, as Orthanc lists them.
+
+    Without ``level``: each at its own level, in the order of the request,
+    repetitions kept. With one: each mapped to that level (itself, its
+    ancestor or its descendants), once, in the order of their IDs.
+    """
+    if level is None:
+        found = []
+        for public_id in public_ids:
+            rid = parse_id(public_id)
+            record = None if rid is None else view.resource(rid)
+            if record is not None and rid is not None:
+                found.append((Level(record.level), rid))
+        return found
+    mapped: set[RawId] = set()
+    for own, rid in _at_level(view, public_ids, None):
+        if level == own:
+            mapped.add(rid)
         elif level < own:
-            found.setdefault(view.ancestor(rid, own, level), level)
+            mapped.add(view.ancestor(rid, own, level))
         else:
-            for descendant in view.descendants(rid, own, level):
-                found.setdefault(descendant, level)
-    return [(resource_level, rid) for rid, resource_level in found.items()]
+            mapped.update(view.descendants(rid, own, level))
+    return [(level, rid) for rid in sorted(mapped, key=format_id)]
 
 
 def _delete_all(update: IndexUpdate, rids: list[RawId]) -> None:
@@ -70,8 +87,10 @@ class BulkService:
         self.metadata = metadata
 
     def content(self, body: bytes) -> list[dict[str, Any]]:
-        """The JSON of every resource with its metadata (Orthanc's ``Metadata`` field), by ID as Orthanc."""
-        public_ids, level = parse_bulk_request(body)
+        """The JSON of every resource with its metadata (Orthanc's ``Metadata`` field)."""
+        document = _bulk_document(body)
+        public_ids, level = _resources_and_level(document)
+        tags_format = tags_format_of(document)
         found = []
         with self.database.read() as view:
             for resource_level, rid in _at_level(view, public_ids, level):
@@ -81,7 +100,7 @@ class BulkService:
         for resource_level, rid, answer in found:
             entries = self.metadata.entries(resource_level, rid) or {}  # its own snapshot: LMDB nests none
             answer["Metadata"] = {name: entry.value for name, entry in entries.items()}
-        return sorted((answer for _, _, answer in found), key=lambda answer: answer["ID"])
+        return [formatted(answer, tags_format) for _, _, answer in found]
 
     async def delete(self, body: bytes) -> None:
         public_ids, _ = parse_bulk_request(body)

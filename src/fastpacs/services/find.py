@@ -34,7 +34,7 @@ from fastpacs.dicom.tags import tag_key
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.find import Constraint, FindExecution, FindQuery, Kind, WorkLimitError
-from fastpacs.services.resources import ResourceJson, resource_json
+from fastpacs.services.resources import ResourceJson, TagsFormat, formatted, resource_json, tags_format_of
 
 WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 """VRs on which DICOM (PS3.4 C.2.2.2.4) and Orthanc allow wildcard matching."""
@@ -56,6 +56,7 @@ _LEVEL_ALIASES = {"image": Level.INSTANCE, "images": Level.INSTANCE}
 class FindRequest:
     query: FindQuery
     expand: bool
+    tags_format: TagsFormat = TagsFormat.HUMAN
 
 
 def _bad_request(details: str) -> OrthancError:
@@ -81,6 +82,7 @@ def parse_find_request(body: bytes) -> FindRequest:
     limit = _count_field(document, "Limit")
     since = _count_field(document, "Since")
     expand = _json_bool(document.get("Expand"))
+    tags_format = tags_format_of(document)
     level = parse_level(level_name)
     query = document["Query"]
     if query is None:
@@ -96,7 +98,7 @@ def parse_find_request(body: bytes) -> FindRequest:
             constraint = make_constraint(parse_tag(key), text, case_sensitive)
             if constraint is not None:
                 constraints.append(constraint)
-    return FindRequest(FindQuery(level, constraints, since, limit), expand)
+    return FindRequest(FindQuery(level, constraints, since, limit), expand, tags_format)
 
 
 def _count_field(document: dict[str, Any], name: str) -> int:
@@ -177,5 +179,5 @@ class FindService:
             for rid in found:
                 record = execution.record(rid)
                 assert record is not None
-                answers.append(resource_json(view, rid, record))
+                answers.append(formatted(resource_json(view, rid, record), request.tags_format))
             return answers

@@ -3,9 +3,14 @@
 Everything is read from the index in one snapshot; no file is opened.
 """
 
+from enum import Enum
+from functools import cache
 from typing import Any
 
+from fastpacs.dicom.dictionary import parse_tag
 from fastpacs.dicom.ids import Level, RawId, format_id
+from fastpacs.dicom.main_tags import MAIN_TAGS
+from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.schema import Counter, Resource
@@ -18,6 +23,56 @@ _ORIGIN_METADATA = ("ModifiedFrom", "AnonymizedFrom")
 """Metadata Orthanc also shows in the resource's JSON (resources made by modify/anonymize)."""
 _CHILD_LIST_KEYS = {Level.PATIENT: "Studies", Level.STUDY: "Series", Level.SERIES: "Instances"}
 _PARENT_KEYS = {Level.STUDY: "ParentPatient", Level.SERIES: "ParentStudy", Level.INSTANCE: "ParentSeries"}
+
+
+class TagsFormat(Enum):
+    """How the main DICOM tags of resources are shown (Orthanc's ``?short`` and ``?full``)."""
+
+    HUMAN = "human"
+    """Keyword → value, the default (and ``?simplify``, which wins over the others)."""
+    SHORT = "short"
+    """Tag number (``0010,0010``) → value; wins over ``full``."""
+    FULL = "full"
+    """Tag number → ``{"Name": keyword, "Type": "String", "Value": value}``."""
+
+
+_FORMATTED_KEYS = ("MainDicomTags", "PatientMainDicomTags")
+
+
+@cache
+def _tag_key(keyword: str) -> str:
+    tags = {name: tag for level_tags in MAIN_TAGS.values() for tag, name in level_tags}
+    tag = tags.get(keyword) or parse_tag(keyword)
+    return f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
+
+
+def _formatted_tags(tags: dict[str, str], form: TagsFormat) -> dict[str, Any]:
+    if form is TagsFormat.SHORT:
+        return {_tag_key(keyword): value for keyword, value in tags.items()}
+    return {
+        _tag_key(keyword): {"Name": keyword, "Type": "String", "Value": value}
+        for keyword, value in tags.items()
+    }
+
+
+def formatted(answer: ResourceJson, form: TagsFormat) -> ResourceJson:
+    """A resource's JSON with its main DICOM tags in the given format (the same object when HUMAN)."""
+    if form is TagsFormat.HUMAN:
+        return answer
+    return {
+        key: _formatted_tags(value, form) if key in _FORMATTED_KEYS else value
+        for key, value in answer.items()
+    }
+
+
+def tags_format_of(document: dict[str, Any]) -> TagsFormat:
+    """The format a JSON request asks for with ``"Short"`` and ``"Full"`` (Booleans, as Orthanc requires)."""
+    for name in ("Short", "Full"):
+        if not isinstance(document.get(name, False), bool):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {name}")
+    if document.get("Short"):
+        return TagsFormat.SHORT
+    return TagsFormat.FULL if document.get("Full") else TagsFormat.HUMAN
 
 
 def resource_path(level: Level, rid: RawId) -> str:
