@@ -695,7 +695,18 @@ def test_compression(pair: ServerPair, stored: dict[str, dict[str, str]]) -> Non
             _compressed("gzip refused", tags, "gzip;q=0"),
             _compressed("gzip unknown coding", tags, "br"),
             _compressed("gzip error", "/instances/nonexistent/tags", "gzip"),
+            _compressed("gzip shared-tags", f"/series/{ct['ParentSeries']}/shared-tags", "gzip"),
         ]
+    )
+    check.compare(
+        Call(
+            "gzip find",
+            "POST",
+            "/tools/find",
+            body=b'{"Level": "Instance", "Query": {}, "Expand": true}',
+            headers={"Accept-Encoding": "gzip"},
+            compared_headers=("content-type", "content-encoding"),
+        )
     )
     check.verdict()
 
@@ -707,6 +718,9 @@ AS_THEY_ARE = (
     # Content-Encoding is transparent to HTTP clients: they read the same bytes.
     ("gzip small JSON", "/studies", "gzip", True),
     ("gzip small text", "/instances/{ID}/metadata/Origin", "gzip", True),
+    ("gzip small module", "/instances/{ID}/module", "gzip", True),
+    ("gzip small metadata", "/instances/{ID}/metadata", "gzip", True),
+    ("gzip small attachments", "/instances/{ID}/attachments", "gzip", True),
     ("gzip DICOM file", "/instances/{ID}/file", "gzip", True),
     ("gzip deflate only", "/instances/{ID}/tags", "deflate", True),
     ("gzip PNG", "/instances/{ID}/preview", "gzip", False),  # PNG encoders differ in their bytes
