@@ -929,6 +929,29 @@ def test_http_conventions(pair: ServerPair, stored: dict[str, dict[str, str]]) -
             Call("override unknown", "POST", protected, headers={"X-HTTP-Method-Override": "FOO"}),
             Call("override on GET", "GET", protected, headers={"X-HTTP-Method-Override": "PUT"}),
             Call(
+                "override on PUT", "PUT", protected, body=b"1", headers={"X-HTTP-Method-Override": "DELETE"}
+            ),
+            Call("override POST", "POST", protected, body=b"1", headers={"X-HTTP-Method-Override": "POST"}),
+            Call("override empty", "POST", protected, body=b"1", headers={"X-HTTP-Method-Override": ""}),
+            Call(
+                "override metadata PUT",
+                "POST",
+                f"/instances/{stored['CT_small.dcm']['ID']}/metadata/1050",
+                body=b"by override",
+                headers={"X-HTTP-Method-Override": "PUT"},
+            ),
+            get("override metadata PUT result", f"/instances/{stored['CT_small.dcm']['ID']}/metadata/1050"),
+            Call(
+                "override metadata DELETE",
+                "POST",
+                f"/instances/{stored['CT_small.dcm']['ID']}/metadata/1050",
+                headers={"X-HTTP-Method-Override": "DELETE"},
+            ),
+            get(
+                "override metadata DELETE result", f"/instances/{stored['CT_small.dcm']['ID']}/metadata/1050"
+            ),
+            get("override protected after all", protected),
+            Call(
                 "override DELETE",
                 "POST",
                 "/instances/nonexistent",

@@ -2,7 +2,8 @@
 
 * ``X-HTTP-Method-Override: PUT`` or ``DELETE`` (any case) turns a request
   of any method into that method, for clients that can only send GET and
-  POST; any other value is an empty 400, as in Orthanc.
+  POST; any other value is an empty 400, as in Orthanc, and an empty one is
+  ignored.
 * A request body sent with ``Content-Encoding: gzip`` (an Orthanc peer with
   ``"Compress": true``) is inflated on its way in, in pieces, so that the
   upload size limit applies to the inflated bytes.
@@ -85,7 +86,7 @@ class HttpConventions:
         for name, value in scope["headers"]:
             if name == b"content-encoding" and value.strip().lower() == b"gzip":
                 gzipped = True
-            elif name == OVERRIDE_HEADER:
+            elif name == OVERRIDE_HEADER and value.strip():  # an empty one is no override (Orthanc)
                 override = value.strip().upper()
             elif name == b"accept-encoding" and self.compression_enabled:
                 accepts_gzip = _accepts_gzip(value)
