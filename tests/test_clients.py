@@ -57,6 +57,9 @@ def orthanc(server: ServerProcess, api: OrthancApiClient) -> pyorthanc.Orthanc:
 def test_api_client_resources_and_find(api: OrthancApiClient) -> None:
     assert api.is_alive()
     assert api.get_system()["ApiVersion"] >= 16
+    assert api.is_orthanc_version_at_least(1, 10)
+    assert not api.has_loaded_plugin("dicom-web")
+    assert not api.is_plugin_version_at_least("dicom-web", 1, 0)
     assert api.get_statistics().instances_count == 2
     assert api.studies.lookup("1.3.6.1.4.1.5962.1.2.1.20040119072730.12322") == CT_STUDY
     study = api.studies.get(CT_STUDY)
