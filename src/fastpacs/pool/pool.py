@@ -4,20 +4,43 @@ Processes are started with ``spawn`` (forking a process that already runs
 threads, LMDB or LLVM is unsafe) and live as long as the server. The event
 loop awaits their results; a task that fails raises its exception in the
 caller.
+
+Each worker has a pipe of its own in each direction, and the event loop
+reads and writes them itself (non-blocking, as other sockets), one task per
+worker at a time. ``ProcessPoolExecutor`` moved every task through two
+threads of its own (a manager and a queue feeder) and back: about 0.2 ms of
+the server's CPU and 0.5 ms of latency per task, and two more threads
+taking the GIL from the event loop; here a task costs one pickle and one
+write, and its answer one read.
 """
 
 import asyncio
+import contextlib
+import fcntl
 import importlib
 import multiprocessing
 import os
+import pickle
+import struct
+import traceback
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TypeVar
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+from typing import Any, TypeVar
 
 from fastpacs.pool import tasks
 
 T = TypeVar("T")
+
+_HEADER = struct.Struct("<Q")
+"""Every message on a pipe: its length, then the pickle."""
+PIPE_SIZE = 1 << 20
+"""Pipe buffer asked for, so that a task and most answers fit in one write."""
+READ_SIZE = 1 << 20
+STARTUP_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -40,35 +63,214 @@ def default_size() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+class RemoteTracebackError(Exception):
+    """The traceback of a task's exception in its worker, set as that exception's cause."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class WorkerPool:
     """A fixed set of worker processes sharing the blob storage."""
 
     def __init__(self, processes: int, storage_root: str):
         self.processes = processes or default_size()
-        self._executor = ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=tasks.initialize,
-            initargs=(storage_root,),
-        )
-        self.queued = 0
+        context = multiprocessing.get_context("spawn")
         # Spawn every process now, from this (the server's main) thread: a worker ends when the
         # thread that started it ends (tasks.initialize), so no short-lived thread may start one.
-        self._started = [self._executor.submit(os.getpid) for _ in range(self.processes)]
+        self._workers = [_Worker(context, storage_root, self._worker_free) for _ in range(self.processes)]
+        self._idle: deque[_Worker] = deque(self._workers)
+        self._waiting: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
+        self.queued = 0
+        """Tasks submitted and not answered yet (waiting for a worker or running)."""
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         """Run ``function(*args)`` in a worker and await its result."""
-        loop = asyncio.get_running_loop()
+        if not any(worker.alive for worker in self._workers):
+            raise BrokenProcessPool("every worker process has ended")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.queued += 1
         try:
-            return await loop.run_in_executor(self._executor, function, *args)
+            self._waiting.append((pickle.dumps((function, args), pickle.HIGHEST_PROTOCOL), future))
+            self._dispatch()
+            return await future
         finally:
             self.queued -= 1
 
+    def _dispatch(self) -> None:
+        while self._idle and self._waiting:
+            payload, future = self._waiting.popleft()
+            if not future.done():  # a caller cancelled while waiting gives its turn
+                self._idle.popleft().start(payload, future)
+
+    def _worker_free(self, worker: "_Worker") -> None:
+        if worker.alive:
+            self._idle.append(worker)
+        elif not any(other.alive for other in self._workers):
+            while self._waiting:
+                _, future = self._waiting.popleft()
+                if not future.done():
+                    future.set_exception(BrokenProcessPool("every worker process has ended"))
+        self._dispatch()
+
     def warm_up(self) -> None:
         """Wait until every process has started and warmed up, so that no request pays for it."""
-        for future in self._started:
-            future.result()
+        for worker in self._workers:
+            worker.wait_ready()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Let every worker finish its task and end (called once the event loop runs no more tasks)."""
+        for worker in self._workers:
+            worker.close()
+
+
+class _Worker:
+    """One worker process and the parent's ends of its two pipes, driven by the event loop."""
+
+    def __init__(self, context: Any, storage_root: str, on_free: Callable[["_Worker"], None]):
+        task_source, self._tasks = context.Pipe(duplex=False)
+        self._answers, answer_sink = context.Pipe(duplex=False)
+        self._ready: Event = context.Event()
+        self.process = context.Process(
+            target=_serve, args=(task_source, answer_sink, storage_root, self._ready), daemon=True
+        )
+        self.process.start()
+        task_source.close()  # the worker holds these now; closed here, its end shows as end of file
+        answer_sink.close()
+        for connection in (self._tasks, self._answers):
+            with contextlib.suppress(OSError):  # a smaller pipe only costs more wake-ups
+                fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            os.set_blocking(connection.fileno(), False)
+        self._on_free = on_free
+        self.alive = True
+        self._future: asyncio.Future[Any] | None = None
+        self._unsent = memoryview(b"")
+        self._received = bytearray()
+
+    def start(self, payload: bytes, future: asyncio.Future[Any]) -> None:
+        """Send one task; its answer (or the worker's end) settles ``future``."""
+        self._future = future
+        self._received = bytearray()
+        loop = future.get_loop()
+        loop.add_reader(self._answers.fileno(), self._readable)
+        self._unsent = memoryview(_HEADER.pack(len(payload)) + payload)
+        self._writable()
+        if self._unsent:
+            loop.add_writer(self._tasks.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        try:
+            written = os.write(self._tasks.fileno(), self._unsent)
+        except BlockingIOError:
+            return
+        except BrokenPipeError:  # the worker ended: its answer pipe reports it to _readable
+            written = len(self._unsent)
+        self._unsent = self._unsent[written:]
+        if not self._unsent and self._future is not None:
+            self._future.get_loop().remove_writer(self._tasks.fileno())
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._answers.fileno(), READ_SIZE)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self._ended()
+                return
+            self._received += chunk
+            if len(chunk) < READ_SIZE:
+                break
+        if len(self._received) < _HEADER.size:
+            return
+        (length,) = _HEADER.unpack_from(self._received)
+        if len(self._received) < _HEADER.size + length:
+            return
+        answer = memoryview(self._received)[_HEADER.size :]
+        try:
+            succeeded, value, remote_traceback = pickle.loads(answer)
+        except (pickle.UnpicklingError, TypeError, AttributeError, ImportError) as error:
+            succeeded, value, remote_traceback = False, error, None
+        answer.release()
+        self._finish(succeeded, value, remote_traceback)
+
+    def _finish(self, succeeded: bool, value: Any, remote_traceback: str | None) -> None:
+        future, self._future = self._future, None
+        assert future is not None
+        loop = future.get_loop()
+        loop.remove_reader(self._answers.fileno())
+        loop.remove_writer(self._tasks.fileno())
+        self._received = bytearray()
+        if not future.done():
+            if succeeded:
+                future.set_result(value)
+            else:
+                if remote_traceback is not None:
+                    value.__cause__ = RemoteTracebackError(remote_traceback)
+                future.set_exception(value)
+        self._on_free(self)
+
+    def _ended(self) -> None:
+        self.alive = False
+        self.process.join(1)
+        error = BrokenProcessPool(f"a worker process ended abruptly (exit code {self.process.exitcode})")
+        self._finish(False, error, None)
+
+    def wait_ready(self) -> None:
+        while not self._ready.wait(STARTUP_POLL_SECONDS):
+            if not self.process.is_alive():
+                raise BrokenProcessPool("a worker process failed to start")
+
+    def close(self) -> None:
+        self._tasks.close()  # end of file: the worker ends once its task is answered
+        self.process.join()
+        self._answers.close()
+        self.alive = False
+
+
+def _serve(tasks_in: Connection, answers_out: Connection, storage_root: str, ready: Event) -> None:
+    """A worker's life: start up, then run the tasks read from the pipe until its end of file."""
+    tasks.initialize(storage_root)
+    ready.set()
+    source, sink = tasks_in.fileno(), answers_out.fileno()
+    while (payload := _read_message(source)) is not None:
+        function, args = pickle.loads(payload)
+        try:
+            answer = (True, function(*args), None)
+        except Exception as error:  # noqa: BLE001 - handed to the awaiting caller, which re-raises it
+            answer = (False, error, traceback.format_exc())
+        _write_message(sink, _pickled_answer(answer))
+
+
+def _pickled_answer(answer: tuple[bool, Any, str | None]) -> bytes:
+    try:
+        return pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as error:
+        failure = RuntimeError(f"the worker's answer cannot be sent back: {error!r}")
+        return pickle.dumps((False, failure, traceback.format_exc()), pickle.HIGHEST_PROTOCOL)
+
+
+def _read_message(descriptor: int) -> bytearray | None:
+    """The next message of a blocking pipe; ``None`` at its end."""
+    header = _read_exactly(descriptor, _HEADER.size)
+    if header is None:
+        return None
+    return _read_exactly(descriptor, _HEADER.unpack(header)[0])
+
+
+def _read_exactly(descriptor: int, size: int) -> bytearray | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = os.readv(descriptor, [view[received:]])
+        if count == 0:
+            return None
+        received += count
+    return buffer
+
+
+def _write_message(descriptor: int, payload: bytes) -> None:
+    view = memoryview(_HEADER.pack(len(payload)) + payload)
+    while view:
+        view = view[os.write(descriptor, view) :]

@@ -1,0 +1,80 @@
+"""The worker pool: answers, failures, big messages, more tasks than workers, cancellation, a worker's end."""
+
+import asyncio
+import operator
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pytest
+
+from fastpacs.pool.pool import RemoteTracebackError, WorkerPool
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
+    started = WorkerPool(2, str(tmp_path_factory.mktemp("pool")))
+    started.warm_up()
+    yield started
+    started.close()
+
+
+def test_a_task_answers_and_a_failure_raises_with_the_worker_traceback(pool: WorkerPool) -> None:
+    async def scenario() -> None:
+        assert await pool.run(operator.add, 2, 3) == 5
+        with pytest.raises(ZeroDivisionError) as raised:
+            await pool.run(operator.truediv, 1, 0)
+        assert isinstance(raised.value.__cause__, RemoteTracebackError)
+        assert "ZeroDivisionError" in str(raised.value.__cause__)
+
+    asyncio.run(scenario())
+
+
+def test_big_tasks_and_answers_cross_whole(pool: WorkerPool) -> None:
+    payload = os.urandom(9_000_000)
+
+    async def scenario() -> None:
+        assert await pool.run(bytes, payload) == payload
+        assert await pool.run(bytes, 20_000_000) == bytes(20_000_000)
+
+    asyncio.run(scenario())
+
+
+def test_more_tasks_than_workers_wait_their_turn(pool: WorkerPool) -> None:
+    async def scenario() -> list[int]:
+        return await asyncio.gather(*(pool.run(operator.mul, number, number) for number in range(40)))
+
+    assert asyncio.run(scenario()) == [number * number for number in range(40)]
+    assert pool.queued == 0
+
+
+def test_a_cancelled_caller_leaves_the_pool_working(pool: WorkerPool) -> None:
+    async def scenario() -> None:
+        sleepers = [asyncio.create_task(pool.run(time.sleep, 0.3)) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        for sleeper in sleepers:
+            sleeper.cancel()
+        assert await pool.run(operator.add, 1, 1) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_that_dies_fails_its_task_and_the_others_go_on(tmp_path: Path) -> None:
+    pool = WorkerPool(2, str(tmp_path))
+    try:
+        pool.warm_up()
+
+        async def scenario() -> None:
+            with pytest.raises(BrokenProcessPool):
+                await pool.run(os._exit, 3)
+            assert await pool.run(operator.add, 1, 2) == 3
+            with pytest.raises(BrokenProcessPool):
+                await pool.run(os._exit, 3)
+            with pytest.raises(BrokenProcessPool):
+                await pool.run(operator.add, 1, 2)
+
+        asyncio.run(scenario())
+    finally:
+        pool.close()
