@@ -293,6 +293,33 @@ def test_user_content_types(checked_pair: ServerPair, checked_ct: dict[str, str]
                 if_match=etag(b"second report"),
             ),
             read("content type after second replace", f"{instance}/report"),
+            read(
+                "content type if-none-match current",
+                f"{instance}/report",
+                if_none_match=etag(b"third report"),
+            ),
+            read(
+                "content type data if-none-match",
+                f"{instance}/report/data",
+                if_none_match=etag(b"third report"),
+            ),
+            read("content type if-none-match stale", f"{instance}/report/size", if_none_match=report_etag),
+            read("content type dicom if-none-match", f"{instance}/dicom/md5", if_none_match='"0-x"'),
+            *(
+                read(
+                    f"content type {view} if-none-match current",
+                    f"{instance}/report/{view}",
+                    etag(b"third report"),
+                )
+                for view in ("size", "md5", "info", "is-compressed", "compressed-data", "compressed-size")
+            ),
+            read(
+                "content type if-none-match unquoted",
+                f"{instance}/report/data",
+                etag(b"third report").strip('"'),
+            ),
+            read("content type if-none-match malformed", f"{instance}/report/data", if_none_match="abc"),
+            read("content type if-none-match star", f"{instance}/report/data", if_none_match="*"),
             remove("content type delete without if-match", f"{instance}/scan"),
             remove("content type delete stale", f"{instance}/scan", if_match=report_etag),
             remove("content type delete", f"{instance}/scan", if_match=etag(b"%PDF-1.4 scan")),

@@ -1,7 +1,8 @@
 """/{level}/{id}/attachments: list, read, verify, add and remove attachments.
 
 Every answer about one attachment carries its ETag (revision and MD5), as
-Orthanc's do; ``PUT`` and ``DELETE`` take it back in ``If-Match``.
+Orthanc's do; ``PUT`` and ``DELETE`` take it back in ``If-Match``, ``GET``
+in ``If-None-Match`` (an empty 304 when it is current).
 """
 
 from collections.abc import Awaitable, Callable
@@ -9,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from litestar import Request, Response, delete, get, post, put
 from litestar.handlers import HTTPRouteHandler
 
+from fastpacs.api.errors import orthanc_error_response
 from fastpacs.api.responses import (
     empty_object,
     empty_ok,
@@ -18,8 +20,10 @@ from fastpacs.api.responses import (
     unknown_resource,
 )
 from fastpacs.dicom.ids import Level, RawId, parse_id
+from fastpacs.errors import OrthancError
 from fastpacs.index.attachments import DICOM, Attachment, etag
 from fastpacs.services.attachments import AttachmentService
+from fastpacs.services.metadata import ETag
 from fastpacs.services.registry import Services
 
 OPERATIONS = [
@@ -51,6 +55,20 @@ def _resource(public_id: str) -> RawId:
 def _with_etag(response: Response[bytes], attachment: Attachment) -> Response[bytes]:
     response.headers["ETag"] = f'"{etag(attachment)}"'
     return response
+
+
+def _not_modified(request: Request, attachment: Attachment) -> Response[bytes] | None:
+    """Orthanc's empty 304 when ``If-None-Match`` names the attachment's ETag.
+
+    A malformed one is its 400 "Parameter out of range", which carries the ETag too.
+    """
+    try:
+        named = ETag.parse(request.headers.get("if-none-match"), "If-None-Match")
+    except OrthancError as error:
+        return _with_etag(orthanc_error_response(request, error), attachment)
+    if named is None or str(named) != etag(attachment):
+        return None
+    return _with_etag(Response(b"", status_code=304), attachment)
 
 
 async def _data(service: AttachmentService, kind: int, attachment: Attachment) -> Response[bytes]:
@@ -110,8 +128,11 @@ VIEWS: dict[str, View] = {
 
 def _view_handler(level: Level, base: str, operation: str, view: View) -> HTTPRouteHandler:
     @get(f"{base}/{{name:str}}/{operation}", name=f"{level.plural}-attachment-{operation}")
-    async def handler(resource_id: str, name: str, services: Services) -> Response[bytes]:
+    async def handler(resource_id: str, name: str, request: Request, services: Services) -> Response[bytes]:
         kind, attachment = await services.attachments.get(level, _resource(resource_id), name)
+        not_modified = _not_modified(request, attachment)
+        if not_modified is not None:
+            return not_modified
         return _with_etag(await view(services.attachments, kind, attachment), attachment)
 
     return handler
@@ -141,9 +162,11 @@ def attachment_handlers(level: Level) -> list[HTTPRouteHandler]:
         return json_response(names if flag(request, "full") else list(names))
 
     @get(f"{base}/{{name:str}}", name=f"{level.plural}-attachment")
-    async def attachment_operations(resource_id: str, name: str, services: Services) -> Response[bytes]:
+    async def attachment_operations(
+        resource_id: str, name: str, request: Request, services: Services
+    ) -> Response[bytes]:
         _, attachment = await services.attachments.get(level, _resource(resource_id), name)
-        return _with_etag(json_response(OPERATIONS), attachment)
+        return _not_modified(request, attachment) or _with_etag(json_response(OPERATIONS), attachment)
 
     @put(f"{base}/{{name:str}}", name=f"{level.plural}-attachment-put", status_code=200)
     async def put_attachment(
