@@ -163,6 +163,10 @@ def test_revisions(pair: ServerPair, ct: dict[str, str]) -> None:
             read("revision if-none-match unquoted", entry, if_none_match=etag(b"four").strip('"')),
             read("revision if-none-match stale", entry, if_none_match=etag(b"three")),
             Call("revision if-none-match star", "GET", entry, headers={"If-None-Match": "*"}),
+            read("revision if-none-match malformed", entry, if_none_match="abc"),
+            read(
+                "revision if-none-match of the system entry", f"/instances/{ct['ID']}/metadata/Origin", "0-x"
+            ),
             remove("revision delete stale", entry, if_match=etag(b"three")),
             remove("revision delete", entry, if_match=etag(b"four")),
             remove("revision delete absent", entry, if_match=etag(b"four")),

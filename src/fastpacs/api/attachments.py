@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from litestar import Request, Response, delete, get, post, put
 from litestar.handlers import HTTPRouteHandler
 
-from fastpacs.api.errors import orthanc_error_response
+from fastpacs.api.etags import not_modified, with_etag
 from fastpacs.api.responses import (
     empty_object,
     empty_ok,
@@ -20,10 +20,8 @@ from fastpacs.api.responses import (
     unknown_resource,
 )
 from fastpacs.dicom.ids import Level, RawId, parse_id
-from fastpacs.errors import OrthancError
 from fastpacs.index.attachments import DICOM, Attachment, etag
 from fastpacs.services.attachments import AttachmentService
-from fastpacs.services.metadata import ETag
 from fastpacs.services.registry import Services
 
 OPERATIONS = [
@@ -53,22 +51,7 @@ def _resource(public_id: str) -> RawId:
 
 
 def _with_etag(response: Response[bytes], attachment: Attachment) -> Response[bytes]:
-    response.headers["ETag"] = f'"{etag(attachment)}"'
-    return response
-
-
-def _not_modified(request: Request, attachment: Attachment) -> Response[bytes] | None:
-    """Orthanc's empty 304 when ``If-None-Match`` names the attachment's ETag.
-
-    A malformed one is its 400 "Parameter out of range", which carries the ETag too.
-    """
-    try:
-        named = ETag.parse(request.headers.get("if-none-match"), "If-None-Match")
-    except OrthancError as error:
-        return _with_etag(orthanc_error_response(request, error), attachment)
-    if named is None or str(named) != etag(attachment):
-        return None
-    return _with_etag(Response(b"", status_code=304), attachment)
+    return with_etag(response, etag(attachment))
 
 
 async def _data(service: AttachmentService, kind: int, attachment: Attachment) -> Response[bytes]:
@@ -130,9 +113,9 @@ def _view_handler(level: Level, base: str, operation: str, view: View) -> HTTPRo
     @get(f"{base}/{{name:str}}/{operation}", name=f"{level.plural}-attachment-{operation}")
     async def handler(resource_id: str, name: str, request: Request, services: Services) -> Response[bytes]:
         kind, attachment = await services.attachments.get(level, _resource(resource_id), name)
-        not_modified = _not_modified(request, attachment)
-        if not_modified is not None:
-            return not_modified
+        unchanged = not_modified(request, etag(attachment))
+        if unchanged is not None:
+            return unchanged
         return _with_etag(await view(services.attachments, kind, attachment), attachment)
 
     return handler
@@ -166,7 +149,7 @@ def attachment_handlers(level: Level) -> list[HTTPRouteHandler]:
         resource_id: str, name: str, request: Request, services: Services
     ) -> Response[bytes]:
         _, attachment = await services.attachments.get(level, _resource(resource_id), name)
-        return _not_modified(request, attachment) or _with_etag(json_response(OPERATIONS), attachment)
+        return not_modified(request, etag(attachment)) or _with_etag(json_response(OPERATIONS), attachment)
 
     @put(f"{base}/{{name:str}}", name=f"{level.plural}-attachment-put", status_code=200)
     async def put_attachment(

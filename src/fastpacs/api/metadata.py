@@ -8,6 +8,7 @@ still matches). The order of the checks is the service's.
 from litestar import Request, Response, delete, get, put
 from litestar.handlers import HTTPRouteHandler
 
+from fastpacs.api.etags import not_modified, with_etag
 from fastpacs.api.responses import empty_ok, flag, json_response, text_response, unknown_resource
 from fastpacs.dicom.ids import Level, parse_id
 from fastpacs.services.metadata import ETag
@@ -15,8 +16,7 @@ from fastpacs.services.registry import Services
 
 
 def _with_etag(response: Response[bytes], etag: ETag) -> Response[bytes]:
-    response.headers["ETag"] = f'"{etag}"'
-    return response
+    return with_etag(response, str(etag))
 
 
 def metadata_handlers(level: Level) -> list[HTTPRouteHandler]:
@@ -37,9 +37,7 @@ def metadata_handlers(level: Level) -> list[HTTPRouteHandler]:
         resource_id: str, name: str, request: Request, services: Services
     ) -> Response[bytes]:
         entry = services.metadata.get(level, parse_id(resource_id), name)
-        if ETag.parse(request.headers.get("if-none-match"), "If-None-Match") == entry.etag:
-            return _with_etag(Response(b"", status_code=304), entry.etag)
-        return _with_etag(text_response(entry.value), entry.etag)
+        return not_modified(request, str(entry.etag)) or _with_etag(text_response(entry.value), entry.etag)
 
     @put(f"{base}/{{name:str}}", name=f"{level.plural}-metadata-put", status_code=200)
     async def put_metadata(
