@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, build_role, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
@@ -29,6 +29,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from fastpacs.dicom.writer import IMPLEMENTATION_CLASS_UID
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port
 from tests.conftest import pydicom_file
@@ -171,6 +172,30 @@ def test_store_lands_with_its_origin(server: ServerProcess, client: httpx.Client
     assert metadata["CalledAET"] == SERVER_AET
     stored = client.get(f"/instances/{found[0]['ID']}/file").content
     assert dcmread(pydicom_file(CT_FILE)).PixelData in stored
+
+
+@pytest.mark.parametrize("transfer_syntax", [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
+def test_stored_file_is_the_dataset_as_received_behind_fastpacs_file_meta(
+    server: ServerProcess, client: httpx.Client, transfer_syntax: str
+) -> None:
+    """fastpacs's file meta group (the transfer syntax of the context), then the dataset as received:
+    a deflated one is stored deflated once, not twice."""
+    dataset = _copy_with_new_uids(CT_FILE)
+    dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    assoc = _associate(server, [build_context(CTImageStorage, transfer_syntax)])
+    assert assoc.is_established
+    try:
+        assert assoc.send_c_store(dataset).Status == 0x0000
+    finally:
+        assoc.release()
+    found = client.post("/tools/lookup", content=str(dataset.SOPInstanceUID)).json()
+    stored = dcmread(BytesIO(client.get(f"/instances/{found[0]['ID']}/file").content))
+    assert stored.file_meta.TransferSyntaxUID == transfer_syntax
+    assert stored.file_meta.MediaStorageSOPClassUID == CTImageStorage
+    assert stored.file_meta.MediaStorageSOPInstanceUID == dataset.SOPInstanceUID
+    assert stored.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+    assert stored.PatientName == dataset.PatientName
+    assert stored.PixelData == dataset.PixelData
 
 
 @pytest.mark.parametrize(
