@@ -54,6 +54,11 @@ def _deliver(future: asyncio.Future, result: Any, error: BaseException | None) -
         future.set_result(result)
 
 
+def _deliver_all(deliveries: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    for future, result, error in deliveries:
+        _deliver(future, result, error)
+
+
 def _commit_failure(error: Exception) -> Exception:
     """What the operations of a failed commit raise: no space left is Orthanc's "storage full"."""
     if isinstance(error, lmdb.DiskError | lmdb.MapFullError):
@@ -102,16 +107,13 @@ class IndexWriter:
     def run_now(self, operation: Callable[[IndexUpdate], T]) -> T:
         """Apply one operation in its own transaction, from a thread that is not the event loop."""
         with self.database.env.begin(write=True) as txn:
-            update = IndexUpdate(txn, self.database.dbs, self._blob_exists)
+            update = IndexUpdate(txn, self.database.dbs, self.storage.exists)
             result = operation(update)
             released = self._still_released(update)
             if update.new_blobs:
                 self.storage.sync()
         self._remove_blobs(released)
         return result
-
-    def _blob_exists(self, digest: bytes) -> bool:
-        return self.storage.path_of(digest).exists()
 
     def _run(self) -> None:
         stopping = False
@@ -141,7 +143,7 @@ class IndexWriter:
             with env.begin(write=True) as txn:
                 for request in batch:
                     nested = env.begin(write=True, parent=txn)
-                    update = IndexUpdate(nested, dbs, self._blob_exists)
+                    update = IndexUpdate(nested, dbs, self.storage.exists)
                     try:
                         result = request.operation(update)
                     except Exception as error:  # noqa: BLE001 - handed to the awaiting caller, which re-raises it
@@ -153,7 +155,7 @@ class IndexWriter:
                     new_blobs |= update.new_blobs
                     outcomes.append((request, result, None))
                 if released:
-                    released = self._still_released(IndexUpdate(txn, dbs, self._blob_exists), released)
+                    released = self._still_released(IndexUpdate(txn, dbs, self.storage.exists), released)
                 if new_blobs:  # blobs are written unflushed; flush them all before they are referenced
                     self.storage.sync()
         except (lmdb.Error, OSError, OrthancError) as error:
@@ -165,8 +167,11 @@ class IndexWriter:
         self.operations += len(batch)
         self.metrics.observe_index_commit(len(batch), time.perf_counter() - started)
         self._remove_blobs(released)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, BaseException | None]]] = {}
         for request, result, error in outcomes:
-            request.loop.call_soon_threadsafe(_deliver, request.future, result, error)
+            by_loop.setdefault(request.loop, []).append((request.future, result, error))
+        for loop, deliveries in by_loop.items():  # one wake-up of each loop for the whole batch
+            loop.call_soon_threadsafe(_deliver_all, deliveries)
 
     @staticmethod
     def _still_released(update: IndexUpdate, candidates: set[bytes] | None = None) -> set[bytes]:

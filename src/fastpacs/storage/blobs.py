@@ -65,6 +65,11 @@ class BlobStore:
         text = digest.hex()
         return self.root / text[0:2] / text[2:4] / text
 
+    def exists(self, digest: bytes) -> bool:
+        """Whether a blob is stored (a string path: the index writer asks for every new instance)."""
+        text = digest.hex()
+        return os.path.exists(f"{self._root}/{text[0:2]}/{text[2:4]}/{text}")
+
     def put(self, data: bytes) -> StoredBlob:
         """Store bytes (if not already there) and return their address; :meth:`sync` makes them durable.
 
