@@ -10,7 +10,7 @@ second: 8 idle associations cost the server about a third of a core.
 
 Here both threads block until there is work instead:
 
-- the DUL thread waits in ``select`` on its socket and on a wake-up socket pair,
+- the DUL thread waits in ``poll`` on its socket and on a wake-up socket pair,
   written to whenever another thread gives it a primitive to send (or an
   event, or kills it);
 - the association thread waits on an event set whenever the DUL gives it a
@@ -92,15 +92,17 @@ class _EventDrivenDul(DULServiceProvider):
         return True
 
     def _wait(self) -> None:
-        """Until the socket has data, another thread gives work, or a timer may have expired."""
-        waited: list[Any] = [self._wake_read]
+        """Until the socket has data, another thread gives work, or a timer may have expired.
+
+        ``poll`` rather than ``select``, which refuses descriptors above 1023. A socket closed
+        meanwhile ends the wait at once (POLLNVAL); the loop then sees it closed.
+        """
+        waited = select.poll()
+        waited.register(self._wake_read, select.POLLIN)
         connection = self.socket.socket if self.socket is not None else None
         if connection is not None and connection.fileno() >= 0:
-            waited.append(connection)
-        try:
-            select.select(waited, [], [], TIMER_CHECK_SECONDS)
-        except (OSError, ValueError):
-            return  # the socket closed meanwhile: the loop sees it
+            waited.register(connection, select.POLLIN)
+        waited.poll(TIMER_CHECK_SECONDS * 1000)
         with contextlib.suppress(BlockingIOError):
             while self._wake_read.recv(4096):
                 pass
