@@ -16,15 +16,14 @@ Allowed differences, by design:
 """
 
 import io
-import re
 import time
 import zipfile
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
 
+from tests.differential.archive_jobs import JOB_TIMEOUT, normalized_job, wait_success
 from tests.differential.data import test_file
 from tests.differential.harness import Call, ServerPair
 
@@ -39,9 +38,6 @@ UPLOADED = (
     "SC_rgb_rle_2frame.dcm",
     "rtplan.dcm",
 )
-JOB_TIME = re.compile(r"^\d{8}T\d{6}\.\d{6}$")
-JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-TIMEOUT = 30.0
 
 
 def _variant(number: int, **tags: Any) -> bytes:
@@ -184,33 +180,6 @@ def test_archive_route_errors(pair: ServerPair, stored: dict) -> None:
     check.verdict()
 
 
-def _wait_success(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["State"] == "Success":
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not succeed")
-
-
-def _normalized_job(job: dict[str, Any]) -> dict[str, Any]:
-    """The job with what varies by nature replaced, once its format is checked."""
-    normalized = dict(job)
-    assert JOB_ID.match(job["ID"])
-    for key in ("CreationTime", "CompletionTime", "Timestamp"):
-        assert JOB_TIME.match(job[key]), (key, job[key])
-        normalized[key] = "<time>"
-    assert isinstance(job["EffectiveRuntime"], float)
-    normalized["ID"] = normalized["EffectiveRuntime"] = "<varies>"
-    content = dict(job["Content"])
-    # Orthanc deflates, fastpacs stores: the archive sizes differ by design.
-    assert int(content.pop("ArchiveSize")) > 0
-    assert isinstance(content.pop("ArchiveSizeMB"), int)
-    normalized["Content"] = content
-    return normalized
-
-
 def test_archive_job(pair: ServerPair, stored: dict) -> None:
     resources = [stored["SC_rgb_small_odd.dcm"]["ParentSeries"], stored["CT_small.dcm"]["ParentStudy"]]
     clients = (pair.orthanc_client, pair.fastpacs_client)
@@ -223,8 +192,8 @@ def test_archive_job(pair: ServerPair, stored: dict) -> None:
         assert answer.headers["content-type"] == "application/json; charset=utf-8"
         assert answer.json() == {"ID": answer.json()["ID"], "Path": f"/jobs/{answer.json()['ID']}"}
     ids = [answer.json()["ID"] for answer in submitted]
-    jobs = [_wait_success(client, job_id) for client, job_id in zip(clients, ids, strict=True)]
-    assert _normalized_job(jobs[1]) == _normalized_job(jobs[0])
+    jobs = [wait_success(client, job_id) for client, job_id in zip(clients, ids, strict=True)]
+    assert normalized_job(jobs[1]) == normalized_job(jobs[0])
     assert jobs[1]["Content"]["UncompressedSize"] == jobs[0]["Content"]["UncompressedSize"]
 
     outputs = [client.get(f"/jobs/{job_id}/archive") for client, job_id in zip(clients, ids, strict=True)]
@@ -254,7 +223,7 @@ def test_archive_job(pair: ServerPair, stored: dict) -> None:
     resubmit = [client.post(f"/jobs/{job_id}/resubmit") for client, job_id in zip(clients, ids, strict=True)]
     assert resubmit[0].status_code == resubmit[1].status_code == 400
     after = [client.get(f"/jobs/{job_id}").json() for client, job_id in zip(clients, ids, strict=True)]
-    assert _normalized_job(after[1]) == _normalized_job(after[0])
+    assert normalized_job(after[1]) == normalized_job(after[0])
 
 
 def test_synchronous_archive_job_in_the_list(pair: ServerPair, stored: dict) -> None:
@@ -263,12 +232,12 @@ def test_synchronous_archive_job_in_the_list(pair: ServerPair, stored: dict) -> 
     for client in (pair.orthanc_client, pair.fastpacs_client):
         before = set(client.get("/jobs").json())
         assert client.get(f"/series/{series}/archive").status_code == 200
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + JOB_TIMEOUT
         while not (fresh := set(client.get("/jobs").json()) - before) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(fresh) == 1
-        latest.append(_wait_success(client, fresh.pop()))
-    assert _normalized_job(latest[1]) == _normalized_job(latest[0])
+        latest.append(wait_success(client, fresh.pop()))
+    assert normalized_job(latest[1]) == normalized_job(latest[0])
 
 
 def test_unknown_job(pair: ServerPair) -> None:

@@ -30,12 +30,12 @@ import time
 import zipfile
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from tests.differential.archive_jobs import normalized_job, wait_success
 from tests.differential.data import CHARSET_FILES, test_file
 from tests.differential.harness import Call, ServerPair
 
@@ -52,8 +52,6 @@ UPLOADED = (
 CHARSETS = ("chrFren.dcm", "chrH31.dcm", "chrX1.dcm", "chrGreek.dcm", "chrRuss.dcm")
 UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
 NOW_TIME = re.compile(r"^\d{6}\.000000$")
-JOB_TIME = re.compile(r"^\d{8}T\d{6}\.\d{6}$")
-JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMEOUT = 30.0
 
 
@@ -268,32 +266,6 @@ def test_media_route_errors(pair: ServerPair, stored: dict) -> None:
     check.verdict()
 
 
-def _wait_success(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["State"] == "Success":
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not succeed")
-
-
-def _normalized_job(job: dict[str, Any]) -> dict[str, Any]:
-    """The job with what varies by nature replaced, once its format is checked."""
-    normalized = dict(job)
-    assert JOB_ID.match(job["ID"])
-    for key in ("CreationTime", "CompletionTime", "Timestamp"):
-        assert JOB_TIME.match(job[key]), (key, job[key])
-        normalized[key] = "<time>"
-    assert isinstance(job["EffectiveRuntime"], float)
-    normalized["ID"] = normalized["EffectiveRuntime"] = "<varies>"
-    content = dict(job["Content"])
-    assert int(content.pop("ArchiveSize")) > 0  # deflated by Orthanc, stored by fastpacs
-    assert isinstance(content.pop("ArchiveSizeMB"), int)
-    normalized["Content"] = content
-    return normalized
-
-
 def test_media_job(pair: ServerPair, stored: dict) -> None:
     resources = [stored["CT_small.dcm"]["ParentStudy"], stored["chrFren.dcm"]["ParentPatient"]]
     clients = (pair.orthanc_client, pair.fastpacs_client)
@@ -303,9 +275,7 @@ def test_media_job(pair: ServerPair, stored: dict) -> None:
         assert answer.status_code == 200
         assert answer.json() == {"ID": answer.json()["ID"], "Path": f"/jobs/{answer.json()['ID']}"}
     ids = [answer.json()["ID"] for answer in submitted]
-    jobs = [
-        _normalized_job(_wait_success(client, job_id)) for client, job_id in zip(clients, ids, strict=True)
-    ]
+    jobs = [normalized_job(wait_success(client, job_id)) for client, job_id in zip(clients, ids, strict=True)]
     check = pair.checker()
     check.compare_documents("media job", jobs[0], jobs[1])
     check.verdict()
