@@ -19,6 +19,19 @@ Here both threads block until there is work instead:
 The waits are capped (:data:`TIMER_CHECK_SECONDS`) so that the timers
 pynetdicom checks in its loops (ARTIM, network timeout) still fire. Apart
 from the waits, the loops are pynetdicom's own, step for step.
+
+Three more departures from pynetdicom, each on the path of every C-STORE:
+
+- the DUL reads each PDU with :func:`fastpacs.net.pdus.receive` (one buffer
+  of the PDU's length instead of 4096-byte reads) and hands P-DATA-TF PDUs on
+  as :class:`~fastpacs.net.pdus.ReceivedPData` (views, no copies);
+- the association's DIMSE provider is :class:`~fastpacs.net.dimse.ServerDimseProvider`
+  (C-STORE responses encoded without pydicom);
+- the server never calls ``gc.collect``, which pynetdicom's server does
+  every 60th turn of its accept loop (every 60 associations, or every 30 s
+  when idle): a full collection of the whole server process, every thread
+  stopped meanwhile. Ended associations are reclaimed by the collector's
+  ordinary generations like any other cyclic garbage.
 """
 
 import contextlib
@@ -26,6 +39,7 @@ import logging
 import queue
 import select
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from copy import deepcopy
@@ -38,7 +52,10 @@ from pynetdicom.ae import ApplicationEntity
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
-from pynetdicom.transport import AssociationSocket, RequestHandler
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+from fastpacs.net.dimse import ServerDimseProvider
+from fastpacs.net.pdus import P_DATA_TF_TYPE, PDU_HEADER, PDU_TYPES, ReceivedPData, receive
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +124,54 @@ class _EventDrivenDul(DULServiceProvider):
             while self._wake_read.recv(4096):
                 pass
 
+    def _read_pdu_data(self) -> None:
+        """pynetdicom's ``DULServiceProvider._read_pdu_data`` (the same events, the same log lines),
+        reading with :func:`receive`, a P-DATA-TF PDU made a :class:`ReceivedPData`.
+
+        pynetdicom's own decoding stays for the other PDUs, and for P-DATA-TF
+        whenever ``EVT_DATA_RECV`` or ``EVT_PDU_RECV`` has handlers (they take
+        the PDU as pynetdicom builds it).
+        """
+        connection = cast(AssociationSocket, self.socket).socket
+        assert connection is not None
+        try:
+            header = receive(connection, PDU_HEADER.size)
+            pdu_type, _, length = PDU_HEADER.unpack(header)
+        except struct.error:  # the connection closed before a whole header came
+            self.event_queue.put("Evt17")
+            return
+        except OSError:
+            logger.exception("DICOM connection closed before the entire PDU was received")
+            self.event_queue.put("Evt17")
+            return
+        if pdu_type not in PDU_TYPES:
+            logger.error("Unknown PDU type received '0x%02X'", pdu_type)
+            self.event_queue.put("Evt19")
+            return
+        try:
+            body = receive(connection, length)
+        except OSError:
+            logger.exception("DICOM connection closed before the entire PDU was received")
+            self.event_queue.put("Evt17")
+            return
+        if len(body) != length:
+            logger.error("The received PDU is shorter than expected (%d of %d bytes)", len(body), length)
+            self.event_queue.put("Evt17")
+            return
+        observed = self.assoc.get_handlers(evt.EVT_DATA_RECV) or self.assoc.get_handlers(evt.EVT_PDU_RECV)
+        try:
+            if pdu_type == P_DATA_TF_TYPE and not observed:
+                pdu: Any = ReceivedPData(body)
+                event = "Evt10"
+            else:
+                pdu, event = self._decode_pdu(bytearray(header) + body)
+        except Exception:  # as pynetdicom: a PDU that cannot be decoded is an invalid PDU (Evt19), logged
+            logger.exception("Unable to decode the received PDU data")
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
     def run_reactor(self) -> None:
         try:
             self._run_reactor()
@@ -165,6 +230,7 @@ class _EventDrivenAssociation(Association):
         # The timeout setters gave their values to the DUL replaced above (its ARTIM and idle timers).
         self.acse_timeout = self.acse_timeout
         self.network_timeout = self.network_timeout
+        self.dimse = ServerDimseProvider(self)
         self.dimse.msg_queue = _WakingQueue(self._wakeup.set)
 
     def kill(self) -> None:
@@ -252,8 +318,20 @@ class EventDrivenRequestHandler(RequestHandler):
         return assoc
 
 
+class _ServerWithoutCollections(ThreadedAssociationServer):
+    """pynetdicom's threaded server, without its periodic ``gc.collect``."""
+
+    def service_actions(self) -> None:
+        pass
+
+
 class EventDrivenAE(ApplicationEntity):
-    """An AE whose servers accept associations with :class:`EventDrivenRequestHandler`."""
+    """An AE whose servers accept associations with :class:`EventDrivenRequestHandler`.
+
+    Its non-blocking servers (``start_server(block=False)``) are :class:`_ServerWithoutCollections`.
+    """
 
     def make_server(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("server_class") is ThreadedAssociationServer:
+            kwargs["server_class"] = _ServerWithoutCollections
         return super().make_server(*args, request_handler=EventDrivenRequestHandler, **kwargs)
