@@ -78,7 +78,7 @@ from fastpacs.services.delete import DeleteService
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.exports import ExportLog, ModalityExports
 from fastpacs.services.find import FindService
-from fastpacs.services.images import RENDERED_CACHE_BYTES, ImageService
+from fastpacs.services.images import ImageService
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.lifecycle import ServerLifecycle
 from fastpacs.services.log_levels import LogLevels
@@ -156,7 +156,7 @@ async def start_services(
         content=ContentService(database, pool, default_encoding),
         creator=CreateService(database, pool, ingest, default_encoding),
         metadata=MetadataService(database, writer, config.user_metadata, config.check_revisions),
-        images=ImageService(database, pool, RenderedCache(RENDERED_CACHE_BYTES)),
+        images=ImageService(database, pool, RenderedCache(config.rendered_cache_size * MEGABYTE)),
         find=FindService(database),
         modalities=modalities,
         exports=export_log,

@@ -174,6 +174,9 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     """Whether POST /instances/{id}/export may write files where its body says (as in Orthanc)."""
     maximum_pending_ingest_size: int = 512
     """Uploads being stored at once, in MB; beyond it new uploads are answered 503 (Retry-After)."""
+    rendered_cache_size: int = 32
+    """Memory kept for rendered answers (previews, image-uint8/16, int16 frames) asked for again, in MB;
+    0: none. A 512×512 CT preview takes about 100 KB."""
     lua_time_limit: float = 10
     """Seconds of Lua execution a script run or a callback may take before it is stopped; 0: no limit."""
     lua_memory_limit: int = 512
@@ -201,6 +204,8 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             raise ValueError("WorkerProcesses cannot be negative")
         if self.maximum_upload_size <= 0:
             raise ValueError("MaximumUploadSize must be positive")
+        if self.rendered_cache_size < 0:
+            raise ValueError("RenderedCacheSize cannot be negative")
         self.dicom_modalities = {
             name: _modality_from_array(name, value) if isinstance(value, list) else value
             for name, value in self.dicom_modalities.items()

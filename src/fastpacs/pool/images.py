@@ -23,8 +23,12 @@ from fastpacs.imaging.npy import npy_file, npz_file
 from fastpacs.imaging.render import render
 from fastpacs.pool.tasks import read_blob
 
-PARSED_FILES_BUDGET = 64 * 1024 * 1024
-"""Bytes of parsed files a worker keeps for the next requests."""
+PARSED_FILES_BUDGET = 16 * 1024 * 1024
+"""Bytes of parsed files a worker keeps for the next requests (at least the last one, whatever its
+size: enough to walk the frames of a multi-frame instance, or render a slice in several ways, without
+parsing it again). Most repeated answers are served by the server's rendered cache, never reaching a
+worker: at 64 MB per worker this cache held about 130 MB per worker while answering uncached renders,
+for no hit."""
 GZIP_LEVEL = 1
 
 
@@ -43,6 +47,9 @@ class _ParsedFiles:
             return entry[0], entry[1]
         data = read_blob(digest)
         dataset = read_dataset(data)
+        # pydicom keeps the buffer it read (for deferred values, which are not used here): without
+        # this, each entry holds the file twice (its bytes, and the values parsed out of them).
+        dataset.buffer = None
         try:
             description = describe(dataset)
         except ImagingError:  # remembered as "no image"; raised again by _pixels()

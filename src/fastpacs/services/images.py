@@ -29,7 +29,6 @@ _RENDER_FRAME = WorkerFunction("fastpacs.pool.images", "render_frame")
 _FRAME_BYTES = WorkerFunction("fastpacs.pool.images", "frame_bytes")
 _FRAME_MATLAB = WorkerFunction("fastpacs.pool.images", "frame_matlab")
 _FRAMES_NUMPY = WorkerFunction("fastpacs.pool.images", "frames_numpy")
-RENDERED_CACHE_BYTES = 64 * 1024 * 1024
 
 UNSUPPORTED_MEDIA_TYPE = 415
 

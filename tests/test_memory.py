@@ -1,0 +1,70 @@
+"""Memory held by the server and its workers: caches bounded as configured, nothing kept twice."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fastpacs.config import ConfigurationError, load_config
+from fastpacs.pool import images, tasks
+from fastpacs.storage.blobs import BlobStore
+from fastpacs.testing import fastpacs_server
+from tests.conftest import dicom_variant
+
+MEGABYTE = 1024 * 1024
+
+
+def test_the_rendered_cache_size_is_an_option_in_megabytes(tmp_path: Path) -> None:
+    assert load_config(None, environ={}).rendered_cache_size == 32
+    assert load_config(None, environ={"FASTPACS__RENDERED_CACHE_SIZE": "0"}).rendered_cache_size == 0
+    with pytest.raises(ConfigurationError, match="RenderedCacheSize cannot be negative"):
+        load_config(None, environ={"FASTPACS__RENDERED_CACHE_SIZE": "-1"})
+
+
+@pytest.fixture
+def worker_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BlobStore:
+    """This process as a worker: its storage set, as :func:`tasks.initialize` does."""
+    storage = BlobStore(tmp_path / "storage")
+    monkeypatch.setattr(tasks, "_storage", storage)
+    return storage
+
+
+def test_a_worker_keeps_each_parsed_file_once_and_within_its_budget(worker_storage: BlobStore) -> None:
+    files = [dicom_variant(instance=str(number)) for number in range(4)]
+    digests = [worker_storage.put(data).digest for data in files]
+    parsed = images._ParsedFiles(maximum_bytes=2 * len(files[0]))
+    for digest in digests:
+        dataset, description = parsed.get(digest)
+        assert description is not None and description.rows == 128
+        assert dataset.buffer is None  # pydicom's copy of the file is not kept beside the parsed values
+    assert len(parsed._entries) == 2 and parsed.size <= parsed.maximum_bytes
+    assert parsed.get(digests[-1])[0] is parsed.get(digests[-1])[0]  # the last file is parsed once
+
+
+@pytest.fixture(scope="module")
+def uncached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    process = fastpacs_server(tmp_path_factory.mktemp("uncached"), {"RenderedCacheSize": 0}).start()
+    try:
+        with httpx.Client(base_url=process.base_url, timeout=30) as client:
+            yield client
+    finally:
+        process.stop()
+
+
+def _cached_answers(client: httpx.Client) -> float:
+    for line in client.get("/tools/metrics-prometheus").text.splitlines():
+        if line.startswith("orthanc_dicom_cache_count "):
+            return float(line.split()[1])
+    raise AssertionError("orthanc_dicom_cache_count is missing")
+
+
+def test_a_rendered_cache_size_of_zero_renders_every_time(uncached_server: httpx.Client) -> None:
+    client = uncached_server
+    identifier = client.post("/instances", content=dicom_variant(instance="uncached")).json()["ID"]
+    for suffix in ("preview", "frames/0/image-uint8", "frames/0/image-uint16"):
+        first = client.get(f"/instances/{identifier}/{suffix}", headers={"Accept": "image/png"})
+        again = client.get(f"/instances/{identifier}/{suffix}", headers={"Accept": "image/png"})
+        assert first.status_code == again.status_code == 200
+        assert first.content == again.content and first.content.startswith(b"\x89PNG")
+    assert _cached_answers(client) == 0
