@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ from pydicom.uid import generate_uid
 
 from fastpacs.api.images import negotiate
 from fastpacs.errors import BareHttpError
-from fastpacs.imaging import kernels
+from fastpacs.imaging import kernels, warmup
 from fastpacs.imaging.cache import RenderedCache
 from fastpacs.imaging.encode import encode_pam
 from fastpacs.imaging.formats import ImageFormat
@@ -180,6 +181,21 @@ def test_kernels_are_compiled_when_the_pool_starts(tmp_path: Path) -> None:
         "palette_to_rgb": 6,
         "png_up_filter": 1,
     }
+
+
+def test_an_up_to_date_kernel_cache_starts_no_compiling_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stamp beside the cache skips the throw-away process until what the kernels depend on changes."""
+    folder = prepare_kernel_cache()
+    stamp = folder / warmup.STAMP_NAME
+    assert stamp.read_text() == warmup.cache_key()
+    compiles: list[bool] = []
+    monkeypatch.setattr(warmup, "compile_in_child", lambda: compiles.append(True))
+    prepare_kernel_cache()
+    assert compiles == []
+    stamp.write_text(warmup.cache_key().replace(version("numba"), "0.0.0"))
+    prepare_kernel_cache()
+    assert compiles == [True]
+    assert stamp.read_text() == warmup.cache_key()
 
 
 # ---------------------------------------------------------------- the endpoints

@@ -6,11 +6,21 @@ folder fastpacs owns unless the environment sets it). Each worker then
 loads the compiled code from that cache when it starts: compiling from
 several processes at once would race on the cache files, and compiling in
 the server process would load LLVM there for nothing.
+
+That throw-away process costs a second or more of every start, loading
+Numba only to find the cache up to date; a stamp written beside the cache
+records what the compiled code depends on (the kernels' source as Numba
+checks it, Numba, llvmlite, Python and the CPU), and while it matches the
+start-up goes straight to the workers.
 """
 
+import hashlib
 import multiprocessing
 import os
+import platform
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +28,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 CACHE_ENVIRONMENT_VARIABLE = "NUMBA_CACHE_DIR"
+STAMP_NAME = "fastpacs-kernels.stamp"
+KERNELS_SOURCE = Path(__file__).with_name("kernels.py")
 GRAY_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
 """Stored grayscale pixel types the kernels are compiled for."""
 CLAMPED_TYPES = (np.uint8, np.uint16, np.int16)
@@ -90,8 +102,48 @@ def compiled_signatures() -> dict[str, int]:
 
 
 def prepare_kernel_cache() -> Path:
-    """Fill the kernel cache from one child process; the worker pool must start after this."""
+    """Fill the kernel cache from one child process, unless its stamp shows it is up to date.
+
+    The worker pool must start after this.
+    """
     folder = configure_cache_folder()
+    stamp = folder / STAMP_NAME
+    key = cache_key()
+    if stamp.exists() and stamp.read_text() == key and any(folder.rglob("*.nbi")):
+        return folder
+    compile_in_child()
+    temporary = stamp.with_suffix(f".{os.getpid()}")
+    temporary.write_text(key)
+    temporary.replace(stamp)
+    return folder
+
+
+def compile_in_child() -> None:
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as executor:
         executor.submit(compile_kernels).result()
-    return folder
+
+
+def cache_key() -> str:
+    """What Numba's cached code depends on; Numba itself checks the source's time and size."""
+    source = KERNELS_SOURCE.stat()
+    parts = [
+        hashlib.sha256(KERNELS_SOURCE.read_bytes()).hexdigest(),
+        str(source.st_mtime),
+        str(source.st_size),
+        version("numba"),
+        version("llvmlite"),
+        sys.version,
+        platform.machine(),
+        _cpu_description(),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _cpu_description() -> str:
+    """The CPU model and features (Numba compiles for the host CPU)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    wanted = [line for line in lines if line.startswith(("model name", "flags", "Features"))]
+    return hashlib.sha256("\n".join(sorted(set(wanted))).encode()).hexdigest()
