@@ -21,6 +21,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import dcmread
+from pydicom.tag import BaseTag
 
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.main_tags import MAIN_TAGS, MainTags
@@ -68,6 +69,12 @@ _IMAGES_IN_ACQUISITION = 0x00201002
 _NUMBER_OF_TEMPORAL_POSITIONS = 0x00200105
 _PIXEL_DATA = 0x7FE00010
 _IDENTIFIER_TAGS = (0x00100020, 0x0020000D, 0x0020000E, 0x00080018)
+_PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"
+_LONG_LENGTH_PIXEL_VRS_BYTES = frozenset({b"OB", b"OW", b"UN"})
+"""The VRs PixelData may have in explicit VR, all with a 4-byte length."""
+_MAX_PIXEL_TAG_CANDIDATES = 8
+"""Places where the PixelData tag's bytes appear that :func:`header_prefix` looks at (they may
+appear in other values too), so that a file full of them costs no more than a few."""
 _encoder = msgspec.json.Encoder(order="sorted")
 
 
@@ -108,11 +115,13 @@ class InstanceSummary(msgspec.Struct, array_like=True):
 
 
 def bad_file(data: bytes) -> OrthancError:
-    if not data:
+    return bad_file_of_size(len(data))
+
+
+def bad_file_of_size(size: int) -> OrthancError:
+    if not size:
         return OrthancError(ErrorCode.BAD_FILE_FORMAT, "Received an empty DICOM file")
-    return OrthancError(
-        ErrorCode.BAD_FILE_FORMAT, f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)"
-    )
+    return OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Cannot parse an invalid DICOM file (size: {size} bytes)")
 
 
 def read_dataset(data: bytes) -> Dataset:
@@ -133,9 +142,85 @@ def read_dataset(data: bytes) -> Dataset:
             complete = _is_complete(dataset, None if deflated else len(data))
         except PARSER_ERRORS as error:
             raise bad_file(data) from error
-    if not complete or any(str(warning.message).startswith(_REFUSED_WARNINGS) for warning in caught):
+    if not complete or _refused(caught):
         raise bad_file(data)
     return dataset
+
+
+def _refused(caught: list[warnings.WarningMessage]) -> bool:
+    return any(str(warning.message).startswith(_REFUSED_WARNINGS) for warning in caught)
+
+
+def header_prefix(data: bytes) -> bytes | None:
+    """The bytes of a file up to the value of its PixelData, when that value seems to end the file.
+
+    Most images end with their pixels, which the index never needs: the
+    worker can summarize the file from this prefix alone (see
+    :func:`read_header`), which is a few KB instead of the whole file. This
+    only proposes where the header ends, from a little-endian PixelData tag
+    whose declared length reaches the end of the data exactly; the worker
+    checks it is the top-level element. ``None`` when no such place is found.
+    """
+    position = data.find(_PIXEL_DATA_TAG_LE)
+    for _ in range(_MAX_PIXEL_TAG_CANDIDATES):
+        if position < 0:
+            return None
+        explicit_end = position + 12
+        if data[position + 4 : position + 6] in _LONG_LENGTH_PIXEL_VRS_BYTES and (
+            explicit_end + int.from_bytes(data[position + 8 : explicit_end], "little") == len(data)
+        ):
+            return data[:explicit_end]
+        implicit_end = position + 8
+        if implicit_end + int.from_bytes(data[position + 4 : implicit_end], "little") == len(data):
+            return data[:implicit_end]
+        position = data.find(_PIXEL_DATA_TAG_LE, position + 1)
+    return None
+
+
+def read_header(prefix: bytes, size: int) -> Dataset | None:
+    """The dataset :func:`read_dataset` gives for a file of ``size`` bytes, from its
+    :func:`header_prefix`: the PixelData element is there, its value unread (``None``, as
+    pydicom's deferred elements).
+
+    ``None`` unless the prefix ends with the header of the top-level PixelData,
+    whose value ends the file, and everything before it is whole, well-formed
+    DICOM: anything else is left to :func:`read_dataset` of the whole file,
+    which reads (or refuses) it as always.
+    """
+    file = io.BytesIO(prefix)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            dataset = dcmread(file, force=True, stop_before_pixels=True)
+            start = file.tell()
+            pixels = _final_pixel_data(file, dataset, size)
+        except PARSER_ERRORS:
+            return None
+    if pixels is None or file.tell() != len(prefix) or _refused(caught) or not _is_complete(dataset, start):
+        return None
+    dataset[_PIXEL_DATA] = pixels
+    return dataset
+
+
+def _final_pixel_data(file: io.BytesIO, dataset: Dataset, size: int) -> RawDataElement | None:
+    """The PixelData element at the position of ``file``, its value unread, if that value ends the file."""
+    if transfer_syntax_of(dataset) == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return None  # positions are in the inflated stream
+    implicit_vr, little_endian = dataset.original_encoding
+    if implicit_vr is None or not little_endian:
+        return None
+    start = file.tell()
+    header = file.read(8 if implicit_vr else 12)
+    if len(header) < (8 if implicit_vr else 12) or header[:4] != _PIXEL_DATA_TAG_LE:
+        return None
+    if not implicit_vr and header[4:6] not in _LONG_LENGTH_PIXEL_VRS_BYTES:
+        return None
+    vr = None if implicit_vr else header[4:6].decode("ascii")
+    length = int.from_bytes(header[-4:], "little")
+    value_tell = start + len(header)
+    if length == UNDEFINED_LENGTH or value_tell + length != size:
+        return None
+    return RawDataElement(BaseTag(_PIXEL_DATA), vr, length, None, value_tell, implicit_vr, True)
 
 
 def _is_complete(dataset: Dataset, size: int | None) -> bool:
@@ -184,7 +269,7 @@ def pixel_data_offset(dataset: Dataset) -> int | None:
     """Where the PixelData element starts in the file (not known for deflated files)."""
     if _PIXEL_DATA not in dataset or transfer_syntax_of(dataset) == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         return None
-    element = dataset.get_item(_PIXEL_DATA)
+    element = dataset.get_item(_PIXEL_DATA, keep_deferred=True)  # an unread value stays unread
     if not isinstance(element, RawDataElement):
         return None
     header_size = 8 if element.is_implicit_VR else 12  # tag, (VR, reserved,) length
@@ -228,14 +313,25 @@ def expected_instances(full: TagJson) -> int | None:
 
 def summarize(data: bytes, default_encoding: str) -> InstanceSummary:
     """Check an uploaded file and compute its index summary (IDs, main tags, tag JSON)."""
-    dataset = read_dataset(data)
+    return summarize_dataset(read_dataset(data), len(data), default_encoding)
+
+
+def summarize_header(prefix: bytes, size: int, default_encoding: str) -> InstanceSummary | None:
+    """:func:`summarize` of a file of ``size`` bytes from its :func:`header_prefix`; ``None`` when
+    :func:`read_header` cannot tell, and the whole file must be summarized."""
+    dataset = read_header(prefix, size)
+    return None if dataset is None else summarize_dataset(dataset, size, default_encoding)
+
+
+def summarize_dataset(dataset: Dataset, size: int, default_encoding: str) -> InstanceSummary:
+    """The index summary of a dataset read from a file of ``size`` bytes."""
     try:
         walker = tag_walker(dataset, default_encoding)
         full = walker.full(dataset)
         meta = getattr(dataset, "file_meta", None)
         header = file_meta_tags(walker, meta)
     except PARSER_ERRORS as error:
-        raise bad_file(data) from error
+        raise bad_file_of_size(size) from error
 
     identifiers = []
     for level, tag in zip(Level, _IDENTIFIER_TAGS, strict=True):

@@ -1,11 +1,14 @@
 """The ingest pipeline: one path from bytes to an indexed instance, for every producer.
 
-bytes → blob written by a thread of the server → checked and summarized in
-the worker pool (header only), which reads the blob from the storage, while
-the blob is flushed (:class:`GroupFlush`, shared with the ingests around) →
-index operation in the next group commit → answer. The bytes never cross a
-pipe to the workers (receiving and unpickling them took about 15% of a
-worker's time), and the parse overlaps the flush instead of preceding it.
+bytes → blob written by a thread of the server, and meanwhile checked and
+summarized in the worker pool from the file's header alone (the bytes up to
+its PixelData, a few KB: :func:`header_prefix`) → blob flushed
+(:class:`GroupFlush`, shared with the ingests around) → index operation in
+the next group commit → answer. The whole file never crosses a pipe to the
+workers (receiving and unpickling it took about 15% of a worker's time), and
+the parse overlaps the write and the flush instead of following the write. A
+file whose header alone does not suffice (encapsulated pixels, elements
+after them) is summarized by a worker reading the stored blob instead.
 A blob whose file is refused is released through the writer, which removes
 it unless an instance already references the same bytes.
 REST uploads, C-STORE, and the outputs of modify/anonymize/merge/split and
@@ -27,7 +30,7 @@ from contextvars import ContextVar
 import msgspec
 
 from fastpacs.dicom.ids import resource_ids
-from fastpacs.dicom.parse import InstanceSummary, summarize
+from fastpacs.dicom.parse import InstanceSummary, header_prefix, summarize, summarize_header
 from fastpacs.errors import OrthancError, ServerBusyError
 from fastpacs.index.updates import BlobMissingError, IngestOutcome, add_instance, orthanc_timestamp
 from fastpacs.index.writer import IndexWriter
@@ -36,7 +39,7 @@ from fastpacs.pool import tasks
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.storage.blobs import StoredBlob
-from fastpacs.storage.flush import GroupFlush
+from fastpacs.storage.flush import GroupFlush, retrieve_failure
 
 MAX_BLOB_RETRIES = 3
 DEFAULT_PENDING_LIMIT = 512 * 1024 * 1024
@@ -130,15 +133,20 @@ class IngestService:
     async def ingest(self, data: bytes, origin: Origin) -> IngestOutcome:
         """Store one DICOM file; ``OrthancError`` if it is not acceptable."""
         started = time.perf_counter()
+        parsing = self._parse_header(data)
         for _ in range(MAX_BLOB_RETRIES):
             try:
-                blob, store_seconds = await self._store(data)
+                blob, store_seconds = await self._store(data, parsing)
             except OrthancError:
                 self.metrics.observe_rejected(len(data))
                 raise
             flushed = self.flush.begin()
             try:
-                summary = await self.pool.run(tasks.summarize_blob, blob.digest, self.default_encoding.name)
+                summary = None if parsing is None else await parsing
+                if summary is None:
+                    summary = await self.pool.run(
+                        tasks.summarize_blob, blob.digest, self.default_encoding.name
+                    )
             except FileNotFoundError:
                 continue  # a concurrent delete of the same bytes removed the blob: store it again
             except OrthancError:
@@ -151,7 +159,21 @@ class IngestService:
             return outcome
         raise BlobMissingError("the blob was removed by concurrent deletes at every try")
 
-    async def _store(self, data: bytes) -> tuple[StoredBlob, float]:
+    def _parse_header(self, data: bytes) -> "asyncio.Future[InstanceSummary | None] | None":
+        """The summary of ``data`` from its header, being computed in the pool while the blob is
+        written (its result ``None`` if the header alone cannot tell); ``None`` without such a header."""
+        prefix = header_prefix(data)
+        if prefix is None:
+            return None
+        parsing = asyncio.ensure_future(
+            self.pool.run(summarize_header, prefix, len(data), self.default_encoding.name)
+        )
+        parsing.add_done_callback(retrieve_failure)  # not awaited when the write fails
+        return parsing
+
+    async def _store(
+        self, data: bytes, parsing: "asyncio.Future[InstanceSummary | None] | None" = None
+    ) -> tuple[StoredBlob, float]:
         """Write the blob (on a thread) and say how long that took.
 
         A full storage refuses the file, but a file that is no DICOM is still
@@ -161,7 +183,8 @@ class IngestService:
         try:
             blob = await asyncio.to_thread(self.writer.storage.put, data)
         except OrthancError:
-            await self.pool.run(summarize, data, self.default_encoding.name)
+            if parsing is None or await parsing is None:
+                await self.pool.run(summarize, data, self.default_encoding.name)
             raise
         return blob, time.perf_counter() - started
 

@@ -44,7 +44,7 @@ class GroupFlush:
         failure is then retrieved here, not reported as an exception nobody retrieved.
         """
         task = asyncio.ensure_future(self.flush())
-        task.add_done_callback(_retrieve_failure)
+        task.add_done_callback(retrieve_failure)
         return task
 
     async def _sync(self, number: int) -> None:
@@ -52,6 +52,7 @@ class GroupFlush:
         self._completed = max(self._completed, number)
 
 
-def _retrieve_failure(task: "asyncio.Task[None]") -> None:
+def retrieve_failure(task: "asyncio.Future[object]") -> None:
+    """Done-callback of a task that may end up not awaited: its failure is not reported as unretrieved."""
     if not task.cancelled():
         task.exception()
