@@ -12,8 +12,8 @@
 - :mod:`fastpacs.net.transfer_syntaxes`: the transfer syntaxes Orthanc knows and the accepted ones.
 - :mod:`fastpacs.net.peers`: the HTTP client of Orthanc peers (their REST API, over httpx).
 - :mod:`fastpacs.net.reactor`: the server's association threads (event-driven, not polling), with
-  :mod:`fastpacs.net.pdus` (PDUs read off the socket) and :mod:`fastpacs.net.dimse` (C-STORE responses
-  encoded by hand) on the path of every received instance.
+  :mod:`fastpacs.net.pdus` (PDUs read off the socket) and :mod:`fastpacs.net.dimse` (C-STORE requests and
+  responses read and written by hand) on the path of every received instance.
 
 pynetdicom runs each association in a thread of its own. Handlers never
 parse or store on those threads beyond what pynetdicom itself decodes:

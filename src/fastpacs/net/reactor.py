@@ -26,7 +26,7 @@ Three more departures from pynetdicom, each on the path of every C-STORE:
   of the PDU's length instead of 4096-byte reads) and hands P-DATA-TF PDUs on
   as :class:`~fastpacs.net.pdus.ReceivedPData` (views, no copies);
 - the association's DIMSE provider is :class:`~fastpacs.net.dimse.ServerDimseProvider`
-  (C-STORE responses encoded without pydicom);
+  (C-STORE requests read and responses written without pydicom);
 - the server never calls ``gc.collect``, which pynetdicom's server does
   every 60th turn of its accept loop (every 60 associations, or every 30 s
   when idle): a full collection of the whole server process, every thread
