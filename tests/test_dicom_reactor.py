@@ -3,13 +3,18 @@
 The network tests (tests/test_dicom_network.py) go through a real server;
 these look at what the reactor changes in pynetdicom's own behaviour: PDUs
 read by fastpacs (whole data sets through many PDUs or one), pynetdicom's
-PDU decoding kept for observed associations, and no ``gc.collect`` from the
-accept loop.
+PDU decoding kept for observed associations, sockets watched with ``poll``
+(descriptors above 1023), and no ``gc.collect`` from the accept loop.
 """
 
 import gc
+import os
+import resource
+import shutil
+import subprocess
 from collections.abc import Iterator
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 from pydicom import dcmread
@@ -103,3 +108,32 @@ def test_accept_loop_never_collects_garbage(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setattr(gc, "collect", lambda *_: pytest.fail("gc.collect called"))
         for _ in range(120):  # pynetdicom's server collects every 60th turn
             receiver.server.service_actions()
+
+
+@pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK's storescu is not installed")
+def test_associations_on_descriptors_above_1023_are_served(ct: Dataset, tmp_path: Path) -> None:
+    """``select`` cannot watch such a descriptor: pynetdicom's socket would take it for closed."""
+    path = tmp_path / "ct.dcm"
+    ct.save_as(path, implicit_vr=False, little_endian=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("fewer than 2048 descriptors allowed")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    filler: list[int] = []
+    try:
+        for receiver in _receiver(0):
+            while not filler or filler[-1] < 1100:  # the accepted socket will take a descriptor above
+                filler.append(os.dup(0))
+            sent = subprocess.run(
+                ["storescu", "-aec", "REACTOR", "127.0.0.1", str(receiver.port), str(path)],
+                check=False,
+                capture_output=True,
+                timeout=60,
+            )
+            assert sent.returncode == 0, sent.stderr.decode(errors="replace")
+            assert len(receiver.data_sets) == 1
+            assert dcmread(BytesIO(receiver.data_sets[0]), force=True).PixelData == ct.PixelData
+    finally:
+        for descriptor in filler:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

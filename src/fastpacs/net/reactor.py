@@ -20,7 +20,9 @@ The waits are capped (:data:`TIMER_CHECK_SECONDS`) so that the timers
 pynetdicom checks in its loops (ARTIM, network timeout) still fire. Apart
 from the waits, the loops are pynetdicom's own, step for step.
 
-Three more departures from pynetdicom, each on the path of every C-STORE:
+The association socket asks ``poll``, not ``select``, whether data waits
+(:class:`_PolledSocket`). Three more departures from pynetdicom, each on the
+path of every C-STORE:
 
 - the DUL reads each PDU with :func:`fastpacs.net.pdus.receive` (one buffer
   of the PDU's length instead of 4096-byte reads) and hands P-DATA-TF PDUs on
@@ -39,6 +41,7 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -119,10 +122,11 @@ class _EventDrivenDul(DULServiceProvider):
         connection = self.socket.socket if self.socket is not None else None
         if connection is not None and connection.fileno() >= 0:
             waited.register(connection, select.POLLIN)
-        waited.poll(TIMER_CHECK_SECONDS * 1000)
-        with contextlib.suppress(BlockingIOError):
-            while self._wake_read.recv(4096):
-                pass
+        woken = self._wake_read.fileno()
+        if any(descriptor == woken for descriptor, _ in waited.poll(TIMER_CHECK_SECONDS * 1000)):
+            with contextlib.suppress(BlockingIOError):
+                while self._wake_read.recv(4096):
+                    pass
 
     def _read_pdu_data(self) -> None:
         """pynetdicom's ``DULServiceProvider._read_pdu_data`` (the same events, the same log lines),
@@ -291,6 +295,30 @@ class _EventDrivenAssociation(Association):
                 return
 
 
+class _PolledSocket(AssociationSocket):
+    """pynetdicom's association socket, asking ``poll`` rather than ``select`` whether data waits.
+
+    ``select`` raises for a descriptor above 1023, which pynetdicom's
+    ``ready`` takes for a closed connection (Evt17): in a server holding many
+    files and connections, a live association would be dropped.
+    """
+
+    @property
+    def ready(self) -> bool:
+        connection = self.socket
+        if connection is None or self._is_connected is False:
+            return False
+        if isinstance(connection, ssl.SSLSocket) and connection.pending():
+            return True  # decrypted data already read off the socket
+        try:
+            polled = select.poll()
+            polled.register(connection, select.POLLIN)
+            return bool(polled.poll(0))
+        except (OSError, ValueError):  # as pynetdicom: a closed socket is a closed connection
+            self.event_queue.put("Evt17")
+            return False
+
+
 class EventDrivenRequestHandler(RequestHandler):
     """The server's request handler: pynetdicom's, creating event-driven associations."""
 
@@ -299,7 +327,7 @@ class EventDrivenRequestHandler(RequestHandler):
         assoc = _EventDrivenAssociation(self.ae)
         assoc._server = self.server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
-        assoc.set_socket(AssociationSocket(assoc, client_socket=self.request))
+        assoc.set_socket(_PolledSocket(assoc, client_socket=self.request))
 
         assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
         assoc.acceptor.ae_title = self.server.ae_title
