@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,25 @@ def test_a_failed_flush_begun_and_never_awaited_is_not_reported_unretrieved(tmp_
 
     asyncio.run(scenario())
     assert unretrieved == []
+
+
+def test_the_next_flush_starts_while_the_event_loop_is_busy(tmp_path: Path) -> None:
+    """The flushing thread starts the flush that late callers wait for as soon as the previous one ends,
+    without a turn of the event loop (busy with requests under load)."""
+    store = GatedStore(tmp_path)
+    group = GroupFlush(store)
+
+    async def scenario() -> None:
+        first = group.begin()
+        await until(lambda: store.flushes == 1)
+        late = group.begin()
+        store.gate.set()
+        deadline = time.monotonic() + 5
+        while store.flushes < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)  # blocks the event loop
+        assert store.flushes == 2
+        await first
+        await late
+
+    asyncio.run(scenario())
+    assert store.flushes == 2

@@ -9,12 +9,18 @@ commits the previous batch: the two disk waits overlap.
 
 A caller needs a flush that *started* after its blob was written; one that
 was already running may have missed it. So callers arriving while a flush
-runs wait for it to end and then share the next one.
+runs wait for it to end and then share the next. The flushing thread starts
+that next flush itself as soon as the previous one ends, and wakes each
+event loop once for all the callers a flush served: the event loop, busy
+with requests, is not a step between two flushes.
 """
 
 import asyncio
+import threading
 
 from fastpacs.storage.blobs import BlobStore
+
+_Waiter = tuple[int, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
 
 class GroupFlush:
@@ -22,34 +28,75 @@ class GroupFlush:
 
     def __init__(self, storage: BlobStore):
         self.storage = storage
+        self._lock = threading.Lock()
         self._started = 0
         """Number of the latest flush started."""
-        self._completed = 0
-        """Number of the latest flush that succeeded."""
-        self._running: asyncio.Future[None] | None = None
+        self._wanted = 0
+        """Number of the latest flush a caller waits for."""
+        self._flushing = False
+        """Whether a thread is running flushes (it stops when none is wanted)."""
+        self._waiting: list[_Waiter] = []
 
     async def flush(self) -> None:
         """Return once every blob written before this call is durable; ``OSError``/``OrthancError`` if not."""
-        needed = self._started + 1
-        while self._completed < needed:
-            if self._running is None or self._running.done():
-                self._started += 1
-                self._running = asyncio.ensure_future(self._sync(self._started))
-            await asyncio.shield(self._running)
+        await self.begin()
 
-    def begin(self) -> "asyncio.Task[None]":
+    def begin(self) -> "asyncio.Future[None]":
         """:meth:`flush`, started now and awaited later, so that the caller works while it runs.
 
         A caller may end up not awaiting it (the file it flushes for was refused): its
         failure is then retrieved here, not reported as an exception nobody retrieved.
         """
-        task = asyncio.ensure_future(self.flush())
-        task.add_done_callback(retrieve_failure)
-        return task
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        future.add_done_callback(retrieve_failure)
+        with self._lock:
+            self._wanted = self._started + 1
+            self._waiting.append((self._wanted, loop, future))
+            idle, self._flushing = not self._flushing, True
+        if idle:
+            loop.run_in_executor(None, self._run)
+        return future
 
-    async def _sync(self, number: int) -> None:
-        await asyncio.to_thread(self.storage.sync)
-        self._completed = max(self._completed, number)
+    def _run(self) -> None:
+        """Flush as long as flushes are wanted, then stop (on a thread of the executor)."""
+        while True:
+            with self._lock:
+                if self._wanted <= self._started:
+                    self._flushing = False
+                    return
+                self._started = number = self._wanted
+            failure: Exception | None = None
+            try:
+                self.storage.sync()
+            except Exception as error:  # noqa: BLE001 - handed to the waiting callers, which re-raise it
+                failure = error
+            with self._lock:
+                served = [waiter for waiter in self._waiting if waiter[0] <= number]
+                self._waiting = [waiter for waiter in self._waiting if waiter[0] > number]
+            _wake(served, failure)
+
+
+def _wake(served: list[_Waiter], failure: BaseException | None) -> None:
+    """Settle the futures of the callers a flush served, with one wake-up of each event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for _, loop, future in served:
+        by_loop.setdefault(loop, []).append(future)
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, futures, failure)
+        except RuntimeError:  # the loop was closed meanwhile (shutdown): nobody waits any more
+            continue
+
+
+def _settle(futures: list["asyncio.Future[None]"], failure: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # cancelled by its caller
+            continue
+        if failure is None:
+            future.set_result(None)
+        else:
+            future.set_exception(failure)
 
 
 def retrieve_failure(task: "asyncio.Future[object]") -> None:
