@@ -1,5 +1,8 @@
 """Memory held by the server and its workers: caches bounded as configured, nothing kept twice."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +71,39 @@ def test_a_rendered_cache_size_of_zero_renders_every_time(uncached_server: httpx
         assert first.status_code == again.status_code == 200
         assert first.content == again.content and first.content.startswith(b"\x89PNG")
     assert _cached_answers(client) == 0
+
+
+def test_malloc_arena_max_is_orthanc_s_option_with_a_default_of_two() -> None:
+    assert load_config(None, environ={}).malloc_arena_max == 2
+    assert load_config(None, environ={"FASTPACS__MALLOC_ARENA_MAX": "0"}).malloc_arena_max == 0
+    with pytest.raises(ConfigurationError, match="MallocArenaMax cannot be negative"):
+        load_config(None, environ={"FASTPACS__MALLOC_ARENA_MAX": "-1"})
+
+
+ARENAS_OF_EIGHT_THREADS = """
+import ctypes, sys, threading
+from fastpacs.malloc import limit_arenas
+limit_arenas(int(sys.argv[1]))
+started = threading.Barrier(8)
+def allocate():
+    started.wait()  # all alive at once: none can inherit the arena of one that ended
+    blocks = [bytearray(4096) for _ in range(64)]
+    started.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
+"""
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(2, 2), (0, min(9, 8 * (os.cpu_count() or 1)))])
+def test_limit_arenas_bounds_the_arenas_threads_get(limit: int, expected: int) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", ARENAS_OF_EIGHT_THREADS, str(limit)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert finished.stderr.count("Arena ") == expected

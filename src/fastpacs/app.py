@@ -64,6 +64,7 @@ from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.engine import JobEngine
 from fastpacs.logs import configure_logging
 from fastpacs.lua.engine import LuaEngine
+from fastpacs.malloc import limit_arenas
 from fastpacs.metrics import ServerMetrics
 from fastpacs.net.server import DicomServer
 from fastpacs.pool.pool import WorkerPool
@@ -233,6 +234,7 @@ def create_app(config: Config | None = None) -> Litestar:
         encoded = os.environ.get(CONFIG_ENVIRONMENT_VARIABLE)
         config = decode_config(encoded.encode()) if encoded else load_config(None)
     configure_logging(config.log_level)
+    limit_arenas(config.malloc_arena_max)  # before the lifespan starts the server's threads
     metrics = ServerMetrics(config.metrics_enabled)
 
     @asynccontextmanager

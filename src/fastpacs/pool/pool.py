@@ -144,7 +144,7 @@ class _Worker:
         self._on_free = on_free
         self.alive = True
         self._future: asyncio.Future[Any] | None = None
-        self._unsent = memoryview(b"")
+        self._unsent: list[memoryview] = []
         self._received = bytearray()
 
     def start(self, payload: bytes, future: asyncio.Future[Any]) -> None:
@@ -153,19 +153,19 @@ class _Worker:
         self._received = bytearray()
         loop = future.get_loop()
         loop.add_reader(self._answers.fileno(), self._readable)
-        self._unsent = memoryview(_HEADER.pack(len(payload)) + payload)
+        self._unsent = [memoryview(_HEADER.pack(len(payload))), memoryview(payload)]
         self._writable()
         if self._unsent:
             loop.add_writer(self._tasks.fileno(), self._writable)
 
     def _writable(self) -> None:
         try:
-            written = os.write(self._tasks.fileno(), self._unsent)
+            written = os.writev(self._tasks.fileno(), self._unsent)
         except BlockingIOError:
             return
         except BrokenPipeError:  # the worker ended: its answer pipe reports it to _readable
-            written = len(self._unsent)
-        self._unsent = self._unsent[written:]
+            written = sum(len(buffer) for buffer in self._unsent)
+        self._unsent = _after(self._unsent, written)
         if not self._unsent and self._future is not None:
             self._future.get_loop().remove_writer(self._tasks.fileno())
 
@@ -271,6 +271,18 @@ def _read_exactly(descriptor: int, size: int) -> bytearray | None:
 
 
 def _write_message(descriptor: int, payload: bytes) -> None:
-    view = memoryview(_HEADER.pack(len(payload)) + payload)
-    while view:
-        view = view[os.write(descriptor, view) :]
+    unsent = [memoryview(_HEADER.pack(len(payload))), memoryview(payload)]
+    while unsent:
+        unsent = _after(unsent, os.writev(descriptor, unsent))
+
+
+def _after(buffers: list[memoryview], written: int) -> list[memoryview]:
+    """What remains of ``buffers`` once ``written`` bytes of them are sent (the header and the
+    payload go out together without being joined: a join copied every message, megabytes for a batch
+    of modified files)."""
+    remaining = list(buffers)
+    while remaining and written >= len(remaining[0]):
+        written -= len(remaining.pop(0))
+    if remaining and written:
+        remaining[0] = remaining[0][written:]
+    return remaining
