@@ -18,7 +18,8 @@ Here both threads block until there is work instead:
 
 The waits are capped (:data:`TIMER_CHECK_SECONDS`) so that the timers
 pynetdicom checks in its loops (ARTIM, network timeout) still fire. Apart
-from the waits, the loops are pynetdicom's own, step for step.
+from the waits and the order of the steps of a release (marked released before the
+answer is sent), the loops are pynetdicom's own, step for step.
 
 The association socket asks ``poll``, not ``select``, whether data waits
 (:class:`_PolledSocket`). Three more departures from pynetdicom, each on the
@@ -263,10 +264,13 @@ class _EventDrivenAssociation(Association):
                 self._serve_request(msg, cast(int, context_id))
 
             if self.is_established and self.acse.is_release_requested():
-                self.acse.send_release(is_response=True)
+                # Released before the answer goes out (pynetdicom: after): the peer closes the
+                # connection as soon as it has the answer, and EVT_CONN_CLOSE, triggered by the
+                # DUL thread, must find the association released, not aborted.
                 self.is_released = True
                 self.is_established = False
                 evt.trigger(self, evt.EVT_RELEASED, {})
+                self.acse.send_release(is_response=True)
                 self.kill()
                 return
 
