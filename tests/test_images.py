@@ -183,18 +183,23 @@ def test_kernels_are_compiled_when_the_pool_starts(tmp_path: Path) -> None:
     }
 
 
-def test_an_up_to_date_kernel_cache_starts_no_compiling_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_up_to_date_kernel_cache_starts_no_compiling_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The stamp beside the cache skips the throw-away process until what the kernels depend on changes."""
-    folder = prepare_kernel_cache()
-    stamp = folder / warmup.STAMP_NAME
-    assert stamp.read_text() == warmup.cache_key()
+    monkeypatch.setenv(CACHE_ENVIRONMENT_VARIABLE, str(tmp_path))
     compiles: list[bool] = []
     monkeypatch.setattr(warmup, "compile_in_child", lambda: compiles.append(True))
     prepare_kernel_cache()
-    assert compiles == []
-    stamp.write_text(warmup.cache_key().replace(version("numba"), "0.0.0"))
+    assert compiles == [True], "an empty cache is filled"
+    (tmp_path / "kernels.min_max-15.py311.nbi").touch()  # what the compiling process leaves
+    stamp = tmp_path / warmup.STAMP_NAME
+    assert stamp.read_text() == warmup.cache_key()
     prepare_kernel_cache()
     assert compiles == [True]
+    stamp.write_text(warmup.cache_key().replace(version("numba"), "0.0.0"))
+    prepare_kernel_cache()
+    assert compiles == [True, True]
     assert stamp.read_text() == warmup.cache_key()
 
 
