@@ -117,8 +117,8 @@ def shared_client(shared_server: ServerProcess) -> Iterator[httpx.Client]:
         yield http
 
 
-FIGURES = pytest.StashKey[list[tuple[str, str]]]()
-"""The figures recorded in this run: (test node ID, "name: text"), in the order recorded."""
+FIGURE = "figure"
+"""Key of the figures in a test's ``user_properties``: they travel in its reports, also from xdist workers."""
 
 
 class Figures:
@@ -128,18 +128,22 @@ class Figures:
     reliability tests are recorded here instead, so that every run shows them.
     """
 
-    def __init__(self, test: str, lines: list[tuple[str, str]]):
-        self._test = test
-        self._lines = lines
+    def __init__(self, properties: list[tuple[str, object]]):
+        self._properties = properties
 
     def add(self, name: str, text: str) -> None:
         """Record the line ``name: text`` for this test."""
-        self._lines.append((self._test, f"{name}: {text}"))
+        self._properties.append((FIGURE, f"{name}: {text}"))
 
 
 @pytest.fixture
 def figures(request: pytest.FixtureRequest) -> Figures:
-    return Figures(request.node.nodeid, request.config.stash.setdefault(FIGURES, []))
+    return Figures(request.node.user_properties)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The soak, the longest test by far, first: a parallel run (``-n 2``) then ends soonest."""
+    items.sort(key=lambda item: item.path.name != "test_soak.py")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -147,7 +151,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
     tests/differential/conftest.py has a hook of the same name (known bugs not met): pytest runs both.
     """
-    recorded = terminalreporter.config.stash.get(FIGURES, [])
+    recorded = [
+        (report.nodeid, value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport) and report.when == "teardown"
+        for key, value in report.user_properties
+        if key == FIGURE
+    ]
     if not recorded:
         return
     terminalreporter.section("figures")
