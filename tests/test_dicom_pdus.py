@@ -7,6 +7,7 @@ pynetdicom's would be, and what they refuse must fall back to it.
 
 import socket
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from io import BytesIO
 
@@ -20,6 +21,7 @@ from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 
+from fastpacs.net import pdus
 from fastpacs.net.dimse import ServerDimseProvider, store_request, store_response_command
 from fastpacs.net.pdus import ReceivedPData, receive
 
@@ -287,3 +289,30 @@ def test_receive_stops_short_when_the_peer_closes(connected: tuple[socket.socket
     writer.sendall(b"abc")
     writer.shutdown(socket.SHUT_WR)
     assert bytes(receive(reader, 6)) == b"abc"
+
+
+def test_receive_grows_its_buffer_past_the_first(
+    connected: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pdus, "FIRST_BUFFER", 1000)
+    reader, writer = connected
+    payload = bytes(range(256)) * 1000
+    sender = threading.Thread(target=writer.sendall, args=(payload,))
+    sender.start()
+    assert bytes(receive(reader, len(payload))) == payload
+    sender.join()
+
+
+def test_receive_never_allocates_what_a_header_merely_announces(
+    connected: tuple[socket.socket, socket.socket],
+) -> None:
+    reader, writer = connected
+    writer.sendall(b"x" * 100)
+    writer.shutdown(socket.SHUT_WR)
+    tracemalloc.start()
+    try:
+        assert bytes(receive(reader, 2**32 - 1)) == b"x" * 100
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * pdus.FIRST_BUFFER

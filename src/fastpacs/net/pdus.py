@@ -23,21 +23,29 @@ PDV_HEADER = struct.Struct(">LB")
 """Item length (the context ID and the value), presentation context ID (PS3.8 9.3.5.1)."""
 P_DATA_TF_TYPE = 0x04
 PDU_TYPES = frozenset(range(0x01, 0x08))
+FIRST_BUFFER = 4 * 1024 * 1024
+"""Bytes a PDU's buffer holds at first; a PDU as long as that (most are) is received in place."""
 
 
 def receive(connection: socket.socket | SSLSocket, length: int) -> memoryview:
     """``length`` bytes from ``connection``, fewer only if the peer closed it first.
 
-    Blocks until they are all there; a time-out or a broken connection raises ``OSError``.
+    Blocks until they are all there; a time-out or a broken connection raises
+    ``OSError``. The buffer grows with what arrives (doubling, from
+    :data:`FIRST_BUFFER`), never to the length a peer merely announces: a PDU
+    header can announce 4 GB.
     """
-    buffer = memoryview(bytearray(length))
+    buffer = bytearray(min(length, FIRST_BUFFER))
     received = 0
     while received < length:
-        count = connection.recv_into(buffer[received:])
+        if received == len(buffer):
+            buffer.extend(bytes(min(len(buffer), length - received)))
+        with memoryview(buffer) as whole:
+            count = connection.recv_into(whole[received:])
         if not count:
-            return buffer[:received]
+            break
         received += count
-    return buffer
+    return memoryview(buffer)[:received] if received < length else memoryview(buffer)
 
 
 class ReceivedPData(P_DATA_TF):
