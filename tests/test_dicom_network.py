@@ -83,10 +83,28 @@ def _associate(server: ServerProcess, contexts, aet: str = TEST_AET, called: str
     )
 
 
+def _sending_only(assoc) -> None:
+    """Keep the association's own reactor thread from taking the answers ``send_c_store`` waits for.
+
+    pynetdicom 3.0.4's requestor pauses its reactor before each request on a
+    flag the reactor may have raised just before resuming; a reactor delayed
+    there (a loaded machine, a fast server) takes the C-STORE response off the
+    queue as "unexpected" and ``send_c_store`` times out without a status.
+    These associations only send, so their reactor never needs a message.
+    """
+    get_msg = assoc.dimse.get_msg
+
+    def sender_only_get_msg(block: bool = False, **kwargs):
+        return get_msg(block=block, **kwargs) if block else (None, None)
+
+    assoc.dimse.get_msg = sender_only_get_msg
+
+
 def _store(server: ServerProcess, datasets: list[Dataset], aet: str = TEST_AET) -> list[int]:
     contexts = [build_context(CTImageStorage), build_context(MRImageStorage)]
     assoc = _associate(server, contexts, aet)
     assert assoc.is_established
+    _sending_only(assoc)
     try:
         statuses = []
         for dataset in datasets:
