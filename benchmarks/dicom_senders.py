@@ -26,6 +26,7 @@ from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, _config, evt
 
 from benchmarks.stats import RunResult, latencies_result
+from fastpacs.net.scu import leave_answers_to_requests
 
 CALLING_AET = "FASTPACSBENCH"
 STORESCU = shutil.which("storescu") or "/usr/bin/storescu"
@@ -86,6 +87,7 @@ def _association(
     if not association.is_established:
         tally.failure(len(files), f"association with {called_aet}@{host}:{port} not established")
         return
+    leave_answers_to_requests(association)
     try:
         for sent, path in enumerate(files):
             if deadline is not None and time.perf_counter() >= deadline:

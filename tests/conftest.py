@@ -14,6 +14,7 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
+from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.testing import ServerProcess, fastpacs_server
 
 T = TypeVar("T")
@@ -93,6 +94,7 @@ def c_store_file(server: ServerProcess, data: bytes, calling_aet: str) -> int:
     ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
     association = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
     assert association.is_established
+    leave_answers_to_requests(association)
     try:
         return association.send_c_store(pydicom.dcmread(io.BytesIO(data))).Status
     finally:

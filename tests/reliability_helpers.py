@@ -24,6 +24,7 @@ from pynetdicom import AE, build_context
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import CTImageStorage
 
+from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import ServerProcess
 from tests.conftest import orthanc_id, pydicom_file, stored_blobs
@@ -112,6 +113,7 @@ def c_store_all(
     if not assoc.is_established:
         outcome.failed = True
         return outcome
+    leave_answers_to_requests(assoc)
     try:
         for dataset in datasets:
             data = sent_bytes(dataset)

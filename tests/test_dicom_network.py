@@ -30,6 +30,7 @@ from pynetdicom.sop_class import (
 )
 
 from fastpacs.dicom.writer import IMPLEMENTATION_CLASS_UID
+from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port
 from tests.conftest import pydicom_file
@@ -83,28 +84,11 @@ def _associate(server: ServerProcess, contexts, aet: str = TEST_AET, called: str
     )
 
 
-def _sending_only(assoc) -> None:
-    """Keep the association's own reactor thread from taking the answers ``send_c_store`` waits for.
-
-    pynetdicom 3.0.4's requestor pauses its reactor before each request on a
-    flag the reactor may have raised just before resuming; a reactor delayed
-    there (a loaded machine, a fast server) takes the C-STORE response off the
-    queue as "unexpected" and ``send_c_store`` times out without a status.
-    These associations only send, so their reactor never needs a message.
-    """
-    get_msg = assoc.dimse.get_msg
-
-    def sender_only_get_msg(block: bool = False, **kwargs):
-        return get_msg(block=block, **kwargs) if block else (None, None)
-
-    assoc.dimse.get_msg = sender_only_get_msg
-
-
 def _store(server: ServerProcess, datasets: list[Dataset], aet: str = TEST_AET) -> list[int]:
     contexts = [build_context(CTImageStorage), build_context(MRImageStorage)]
     assoc = _associate(server, contexts, aet)
     assert assoc.is_established
-    _sending_only(assoc)
+    leave_answers_to_requests(assoc)
     try:
         statuses = []
         for dataset in datasets:
@@ -138,6 +122,21 @@ def test_echo_from_a_known_modality(server: ServerProcess) -> None:
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0x0000
     assoc.release()
+
+
+def test_a_requestors_reactor_leaves_the_answers_to_its_requests(server: ServerProcess) -> None:
+    """The reactor's look at the queue takes nothing; the requests get their answers."""
+    assoc = _associate(server, [build_context(Verification)])
+    assert assoc.is_established
+    leave_answers_to_requests(assoc)
+    try:
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.dimse.msg_queue.put((1, "an answer"))
+        assert assoc.dimse.get_msg(block=False) == (None, None)
+        assert assoc.dimse.get_msg(block=True) == (1, "an answer")
+        assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        assoc.release()
 
 
 def test_echo_from_an_unknown_aet_is_allowed(server: ServerProcess) -> None:

@@ -32,6 +32,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, build_context
 from pynetdicom.sop_class import CTImageStorage
 
+from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import ServerProcess, fastpacs_server
 from tests.conftest import Figures, pydicom_file
@@ -147,6 +148,7 @@ def test_c_stores_beyond_the_pending_limit_are_refused_then_land(
             evt_handlers=NO_DELAY_HANDLERS,
         )
         assert assoc.is_established
+        leave_answers_to_requests(assoc)
         try:
             return [int(assoc.send_c_store(dataset).Status) for dataset in batch]
         finally:

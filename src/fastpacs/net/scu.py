@@ -22,6 +22,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from pydicom import dcmread
@@ -126,6 +127,25 @@ def _application_entity(node: RemoteNode) -> AE:
     return ae
 
 
+def leave_answers_to_requests(assoc: Association) -> None:
+    """Keep a requestor's reactor thread from taking the answers its requests wait for.
+
+    pynetdicom (3.0.4) pauses the reactor before each request on a flag the
+    reactor may have raised just before it resumed; a reactor delayed there (a
+    loaded machine, a fast peer) takes the answer off the queue as
+    "unexpected" and the request times out after the DIMSE timeout without a
+    status. The associations fastpacs opens serve no request of their peer
+    (it is no C-GET SCU), so their reactor never needs a message; the
+    benchmark's and the tests' senders use this too.
+    """
+    get_message = assoc.dimse.get_msg
+
+    def answers_for_requests_only(block: bool = False) -> tuple[int | None, Any]:
+        return get_message(block=True) if block else (None, None)
+
+    assoc.dimse.get_msg = answers_for_requests_only  # type: ignore[method-assign]
+
+
 def open_association(node: RemoteNode, contexts: list[PresentationContext]) -> Association:
     """An established association; :class:`DicomNetworkError` otherwise."""
     ae = _application_entity(node)
@@ -133,6 +153,7 @@ def open_association(node: RemoteNode, contexts: list[PresentationContext]) -> A
         node.host, node.port, contexts, ae_title=node.aet, max_pdu=0, evt_handlers=NO_DELAY_HANDLERS
     )
     if assoc.is_established:
+        leave_answers_to_requests(assoc)
         return assoc
     reason = "Association rejected by the remote modality" if assoc.is_rejected else _connection_failure(node)
     raise DicomNetworkError(f'DicomAssociation - connecting to AET "{node.aet}": {reason}')
