@@ -18,15 +18,17 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.pixels import convert_color_space, pixel_array
-from pydicom.uid import generate_uid
+from pydicom.data import get_testdata_files
+from pydicom.pixels import convert_color_space, get_decoder, pixel_array
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from fastpacs.api.images import negotiate
 from fastpacs.errors import BareHttpError
 from fastpacs.imaging import kernels, warmup
 from fastpacs.imaging.cache import RenderedCache
+from fastpacs.imaging.decode import decode_frame, describe
 from fastpacs.imaging.encode import encode_pam
-from fastpacs.imaging.formats import ImageFormat
+from fastpacs.imaging.formats import ImageFormat, UndecodableImageError
 from fastpacs.imaging.npy import npy_file
 from fastpacs.imaging.png import encode_png
 from fastpacs.imaging.warmup import CACHE_ENVIRONMENT_VARIABLE, compiled_signatures, prepare_kernel_cache
@@ -84,6 +86,40 @@ def test_ybr_kernel_matches_pydicom() -> None:
     expected = convert_color_space(ybr.copy(), "YBR_FULL", "RGB")
     actual = kernels.ybr_full_to_rgb(ybr.copy().reshape(-1)).reshape(ybr.shape)
     assert np.abs(actual.astype(int) - expected.astype(int)).max() <= 1
+
+
+def _native_grayscale_files() -> list[Path]:
+    """pydicom's test files of native little-endian grayscale data whose samples fill 8 or 16 bits."""
+    found = []
+    for name in get_testdata_files("*.dcm"):
+        dataset = pydicom.dcmread(name, force=True, stop_before_pixels=True)
+        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+        if (
+            syntax in (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+            and dataset.get("PhotometricInterpretation") in ("MONOCHROME1", "MONOCHROME2")
+            and dataset.get("BitsAllocated") in (8, 16)
+            and dataset.get("BitsStored") == dataset.get("BitsAllocated")
+        ):
+            found.append(Path(name))
+    return found
+
+
+@pytest.mark.parametrize("path", _native_grayscale_files(), ids=lambda path: path.name)
+def test_native_grayscale_is_read_as_pydicom_decodes_it(path: Path) -> None:
+    """decode_frame reads such frames straight from the file: the same pixels as pydicom's decoder."""
+    dataset = pydicom.dcmread(path, force=True)
+    description = describe(dataset)
+    for index in {0, description.number_of_frames - 1}:
+        try:
+            expected, _ = get_decoder(description.transfer_syntax).as_array(dataset, index=index, raw=True)
+        except (ValueError, AttributeError):  # pixel data the decoder refuses: so does decode_frame
+            with pytest.raises(UndecodableImageError):
+                decode_frame(dataset, description, index)
+            continue
+        actual = decode_frame(dataset, description, index).pixels
+        assert actual.dtype == expected.dtype.newbyteorder("=")
+        assert actual.flags.writeable
+        np.testing.assert_array_equal(actual, expected)
 
 
 def test_rescale_kernel_floors_in_single_precision() -> None:

@@ -26,6 +26,8 @@ from pydicom.uid import (
     JPEG2000,
     JPEG2000MC,
     UID,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEG2000MCLossless,
     JPEGBaseline8Bit,
@@ -75,6 +77,8 @@ class ImageDescription:
     columns: int
     samples_per_pixel: int
     bits_allocated: int
+    bits_stored: int
+    """0 when absent or not a number (pydicom's decoder then refuses the pixels)."""
     pixel_representation: int
     photometric_interpretation: str
     number_of_frames: int
@@ -97,6 +101,13 @@ def _number(dataset: Dataset, keyword: str, default: float) -> float:
         return default
 
 
+def _optional_int(dataset: Dataset, keyword: str) -> int:
+    try:
+        return int(dataset.get(keyword) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def describe(dataset: Dataset) -> ImageDescription:
     """The description of the pixels; :class:`NoPixelDataError` when there are none."""
     if PIXEL_DATA not in dataset:
@@ -110,6 +121,7 @@ def describe(dataset: Dataset) -> ImageDescription:
             columns=int(dataset.Columns),
             samples_per_pixel=int(dataset.get("SamplesPerPixel", 1) or 1),
             bits_allocated=int(dataset.BitsAllocated),
+            bits_stored=_optional_int(dataset, "BitsStored"),
             pixel_representation=int(dataset.get("PixelRepresentation", 0) or 0),
             photometric_interpretation=str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
             number_of_frames=number_of_frames(dataset.get("NumberOfFrames", 1)),
@@ -167,9 +179,51 @@ def _palette_table(dataset: Dataset, description: ImageDescription) -> tuple[np.
     return np.ascontiguousarray(table), first_mapped
 
 
+_NATIVE_LITTLE_ENDIAN = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
+_MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+_OTHER_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
+"""FloatPixelData, DoubleFloatPixelData: next to PixelData, the decoder refuses the dataset."""
+
+
+def _plain_grayscale(dataset: Dataset, description: ImageDescription, index: int) -> DecodedFrame | None:
+    """Frame ``index`` of native little-endian grayscale whose samples fill their 8 or 16 bits, read
+    straight from the PixelData value; ``None`` for any other pixel data.
+
+    The pixels are those pydicom's decoder gives (the same bytes, nothing to correct), without its
+    set-up and checks per frame (about 0.1 ms, a tenth of an uncached CT slice's rendering). The
+    PixelData value must hold every frame, as the decoder requires.
+    """
+    bits = description.bits_allocated
+    if (
+        description.transfer_syntax not in _NATIVE_LITTLE_ENDIAN
+        or description.samples_per_pixel != 1
+        or description.photometric_interpretation not in _MONOCHROME
+        or bits not in (8, 16)
+        or description.bits_stored != bits
+        or description.pixel_representation not in (0, 1)
+        or not (0 < description.rows < 65536 and 0 < description.columns < 65536)
+        or any(tag in dataset for tag in _OTHER_PIXEL_DATA)
+    ):
+        return None
+    data = dataset.PixelData
+    length = description.frame_length
+    if len(data) < length * description.number_of_frames:
+        return None
+    dtype = np.dtype(f"<{'i' if description.pixel_representation else 'u'}{bits // 8}")
+    pixels = np.frombuffer(data, dtype, description.rows * description.columns, index * length)
+    # A copy, as the decoder gives: the kernels are compiled (and warmed) for writeable arrays only.
+    return DecodedFrame(
+        pixels.reshape(description.rows, description.columns).copy(),
+        monochrome1=description.photometric_interpretation == "MONOCHROME1",
+    )
+
+
 def decode_frame(dataset: Dataset, description: ImageDescription, index: int) -> DecodedFrame:
     """Decode frame ``index`` (checked against the number of frames)."""
     check_frame_index(description, index)
+    plain = _plain_grayscale(dataset, description, index)
+    if plain is not None:
+        return plain
     plugin, raw = _codec_call(description)
     try:
         with warnings.catch_warnings():
