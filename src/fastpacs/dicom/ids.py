@@ -64,8 +64,7 @@ def hash_identifiers(identifiers: list[str]) -> RawId:
 
 def format_id(raw: RawId) -> str:
     """``b'\\xfa\\x55...'`` → ``"fa558bce-587a86d3-ad0da9b3-9d043d9d-4f5c5718"``."""
-    text = raw.hex()
-    return f"{text[0:8]}-{text[8:16]}-{text[16:24]}-{text[24:32]}-{text[32:40]}"
+    return raw.hex("-", 4)  # groups of 4 bytes counted from the right: exact for 20 bytes
 
 
 _PUBLIC_ID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}")

@@ -6,6 +6,7 @@ part of fastpacs asks: a resource, its children, a level's listing, the
 change log, counters.
 """
 
+from collections import deque
 from collections.abc import Iterator
 from enum import StrEnum
 from itertools import islice
@@ -91,15 +92,59 @@ class IndexView:
         return self.counter(Counter.count_of(level))
 
     def list_level(self, level: Level, since: int = 0, limit: int = 0) -> list[RawId]:
-        """IDs of a level in insertion order; ``since`` skips, ``limit`` (0: none) truncates."""
-        if since >= self.count(level):
+        """IDs of a level in insertion order; ``since`` skips, ``limit`` (0: none) truncates.
+
+        The level's counter says where the page lies, so the skipped entries
+        are stepped over without reading them (in C), from the nearer end of
+        the level; the level bytes of the page's first and last keys confirm
+        the count (else the level is scanned).
+        """
+        total = self.count(level)
+        if since >= total:
             return []
+        wanted = min(limit, total - since) if limit else total - since
         cursor = self.txn.cursor(db=self.dbs["levels"])
-        if not cursor.set_range(bytes([level])):
+        marker = bytes([level])
+        if since <= total - since - wanted:
+            found = self._page_forward(cursor, marker, since, wanted)
+        else:
+            found = self._page_backward(cursor, marker, total - since - wanted, wanted)
+        return found if found is not None else self._scan_level(cursor, marker, since, limit)
+
+    @staticmethod
+    def _page_forward(cursor: lmdb.Cursor, marker: bytes, skip: int, wanted: int) -> list[RawId] | None:
+        if not cursor.set_range(marker) or cursor.key()[:1] != marker:
+            return None
+        if skip:
+            deque(islice(cursor.iternext(keys=False, values=False), skip), maxlen=0)
+            cursor.next()
+        found = list(islice(cursor.iternext(keys=False), wanted))
+        return found if len(found) == wanted and cursor.key()[:1] == marker else None
+
+    @staticmethod
+    def _page_backward(cursor: lmdb.Cursor, marker: bytes, skip: int, wanted: int) -> list[RawId] | None:
+        """The page ending ``skip`` entries before the level's last one."""
+        if not (cursor.prev() if cursor.set_range(bytes([marker[0] + 1])) else cursor.last()):
+            return None
+        if cursor.key()[:1] != marker:
+            return None
+        if skip:
+            deque(islice(cursor.iterprev(keys=False, values=False), skip), maxlen=0)
+            cursor.prev()
+        found = list(islice(cursor.iterprev(keys=False), wanted))
+        if len(found) != wanted or cursor.key()[:1] != marker:
+            return None
+        found.reverse()
+        return found
+
+    @staticmethod
+    def _scan_level(cursor: lmdb.Cursor, marker: bytes, since: int, limit: int) -> list[RawId]:
+        """The page read entry by entry, when the level's counter disagrees with its entries."""
+        if not cursor.set_range(marker):
             return []
         found: list[RawId] = []
-        for key, value in islice(cursor.iternext(), since, None):  # skipped in C: twice as fast
-            if key[0] != level:
+        for key, value in islice(cursor.iternext(), since, None):
+            if key[:1] != marker:
                 break
             found.append(value)
             if limit and len(found) >= limit:
