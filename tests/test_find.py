@@ -12,6 +12,8 @@ here, on a bulk-loaded index of a few thousand resources:
 """
 
 import asyncio
+import gzip
+import json
 import random
 import re
 from collections.abc import Iterator
@@ -355,3 +357,24 @@ def test_deleted_resources_are_not_found(server: ServerProcess, client: httpx.Cl
     assert client.delete(f"/instances/{upload['ID']}").status_code == 200
     assert _find(client, query).json() == []
     assert format_id(bytes(20)) not in _find(client, {"Level": "Patient", "Query": {}}).json()
+
+
+def test_lane_and_router_answer_alike(server: ServerProcess, client: httpx.Client) -> None:
+    """Small finds and plain listings are answered in front of the router (the fast lane), the rest by it."""
+    assert client.post("/instances", content=pydicom_file("CT_small.dcm").read_bytes()).status_code == 200
+    body = {"Level": "Instance", "Query": {"PatientName": "*"}}
+    expected = _find(client, body).json()
+    assert len(expected) >= 1
+    padded = json.dumps(body) + " " * 70_000  # above the lane's body size: routed
+    assert client.post("/tools/find", content=padded).json() == expected
+    gzipped = gzip.compress(json.dumps(body).encode())
+    answer = client.post("/tools/find", content=gzipped, headers={"Content-Encoding": "gzip"})
+    assert answer.json() == expected
+    refused = client.post("/tools/find", content=b"[1")  # read by the lane, refused by the router
+    assert refused.status_code == 400
+    assert refused.json()["Details"] == "The body must contain a JSON object"
+    everything = client.get("/instances").json()
+    assert client.get("/instances?since=0&limit=1").json() == everything[:1]
+    assert client.get("/instances?limit=1&since=0&expand").json()[0]["ID"] == everything[0]
+    assert client.get("/instances?since=0").json()["Details"].startswith('Missing "limit" argument')
+    assert client.get("/instances?since=x&limit=1").status_code == 400

@@ -1,32 +1,38 @@
 """The fast lane: the hottest read routes answered in front of the router.
 
 GET of a resource (``/patients|studies|series|instances/{id}``), of an
-instance's stored tag JSON (``/tags`` in its three forms, ``/simplified-tags``)
-and of its file (``/instances/{id}/file``) make most of the traffic of a busy
-PACS. Routing, dependency injection and response objects cost about 30 µs a
+instance's stored tag JSON (``/tags`` in its three forms, ``/simplified-tags``),
+of its file (``/instances/{id}/file``), the listings of a level
+(``/studies``, ``?since&limit``, ``?expand``) and ``POST /tools/find`` make
+most of the traffic of a busy PACS. Routing, dependency injection and response objects cost about 30 µs a
 request in the framework, more than answering itself, so these answers are
 written straight to ASGI from the index. The lane answers only success: a
 request it cannot answer as the route would (unknown ID, a query argument it
 does not handle, tags to decode again) goes on to the router unchanged, which
-keeps a single implementation of every error. It sits behind access control
+keeps a single implementation of every error (a find's body, once read,
+is handed on to the router as it arrived). It sits behind access control
 and the HTTP conventions, and reports to the request metrics with the same
 route names the router gives (``scope["path_template"]``).
 """
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 
 import msgspec
 from litestar import Litestar
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastpacs.api.responses import JSON_MEDIA_TYPE
+from fastpacs.api.responses import JSON_MEDIA_TYPE, parse_integer
+from fastpacs.api.timeouts import BodyDeadline
 from fastpacs.dicom.ids import Level, RawId, parse_id
+from fastpacs.errors import BareHttpError, OrthancError
 from fastpacs.logs import log_request
 from fastpacs.metrics import ServerMetrics
 from fastpacs.services.content import TagForm
+from fastpacs.services.find import parse_find_request
 from fastpacs.services.registry import Services
 
 PATH_SEND = "http.response.pathsend"
@@ -36,6 +42,10 @@ _TAG_ROUTES = {
     "tags": "/instances/{instance_id}/tags",
     "simplified-tags": "/instances/{instance_id}/simplified-tags",
 }
+_LIST_ARGUMENTS = frozenset({b"since", b"limit", b"expand"})
+FIND_PATH = "/tools/find"
+MAX_LANE_BODY = 1 << 16
+"""A find body larger than this (or of unknown length) goes to the router."""
 _encoder = msgspec.json.Encoder(order="sorted")
 
 Answer = tuple[list[tuple[bytes, bytes]], bytes | str, str]
@@ -57,7 +67,14 @@ class FastLane:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        if method == "POST" and scope["path"] == FIND_PATH:
+            await self._find(scope, receive, send)
+            return
+        if method != "GET":
             await self.app(scope, receive, send)
             return
         started = perf_counter()
@@ -69,21 +86,46 @@ class FastLane:
         if isinstance(body, str):
             await self._send_file(scope, send, headers, body)
         else:
-            headers = [*headers, (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
+            await _send_json(send, body)
+        self._finished(scope, "GET", route, started)
+
+    def _finished(self, scope: Scope, method: str, route: str, started: float) -> None:
         seconds = perf_counter() - started
         if self.metrics.enabled:
             self.metrics.request_started()
-            self.metrics.request_finished("GET", route, 200, seconds)
+            self.metrics.request_finished(method, route, 200, seconds)
         log_request(scope, route, 200, seconds)
+
+    async def _find(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /tools/find: answered here when the body is small and the query valid, else routed."""
+        started = perf_counter()
+        services: Services | None = getattr(self.litestar.state, "services", None)
+        if services is None or not _small_body(scope):
+            await self.app(scope, receive, send)
+            return
+        body = _ReadBody(receive)
+        await body.read(services.config.http_request_timeout)
+        if body.failure is None:
+            try:
+                answer = await services.find.find(parse_find_request(body.data))
+            except OrthancError:
+                answer = None
+            if answer is not None:
+                await _send_json(send, _encoder.encode(answer))
+                self._finished(scope, "POST", FIND_PATH, started)
+                return
+        await self.app(scope, body.replay, send)
 
     def _answer(self, scope: Scope) -> Answer | None:
         services: Services | None = getattr(self.litestar.state, "services", None)
-        flags = _query_flags(scope["query_string"])
-        if services is None or flags is None:
+        if services is None:
             return None
         parts = scope["path"].split("/")
+        if len(parts) == 2 and parts[1] in _LEVELS:
+            return self._listing(services, _LEVELS[parts[1]], scope["query_string"])
+        flags = _query_flags(scope["query_string"])
+        if flags is None:
+            return None
         if len(parts) == 3 and parts[1] in _LEVELS:
             # ?short shows a resource's main tags by number: the router formats them.
             return None if b"short" in flags else self._resource(services, _LEVELS[parts[1]], parts[2])
@@ -105,6 +147,18 @@ class FastLane:
         if answer is None:
             return None
         return _JSON, _encoder.encode(answer), f"/{level.plural}/{{resource_id}}"
+
+    @staticmethod
+    def _listing(services: Services, level: Level, query: bytes) -> Answer | None:
+        """``GET /{level}`` with ``since`` and ``limit`` (both or neither) and ``expand``, nothing else."""
+        arguments = _list_arguments(query)
+        if arguments is None:
+            return None
+        since, limit, expand = arguments
+        route = f"/{level.plural}"
+        if expand:
+            return _JSON, _encoder.encode(services.resources.list_expanded(level, since, limit)), route
+        return _JSON, _encoder.encode(services.resources.list_ids(level, since, limit)), route
 
     @staticmethod
     def _tags(services: Services, rid: RawId, segment: str, flags: set[bytes]) -> Answer | None:
@@ -138,6 +192,82 @@ class FastLane:
         headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _list_arguments(query: bytes) -> tuple[int, int | None, bool] | None:
+    """(since, limit or ``None`` for all, expand) of a listing; ``None`` for what the router answers."""
+    values: dict[bytes, bytes] = {}
+    for item in query.split(b"&"):
+        if item:
+            name, _, value = item.partition(b"=")
+            if name not in _LIST_ARGUMENTS or name in values:
+                return None
+            values[name] = value
+    expand = b"expand" in values
+    if b"since" not in values and b"limit" not in values:
+        return 0, None, expand
+    since, limit = _count(values.get(b"since")), _count(values.get(b"limit"))
+    if since is None or limit is None:
+        return None  # missing or malformed: the router words the error
+    return since, limit, expand
+
+
+def _count(value: bytes | None) -> int | None:
+    """A ``since``/``limit`` value as the router accepts it (digits, below 2**64), else ``None``."""
+    if value is None:
+        return None
+    number = parse_integer(value.decode("latin-1"))
+    return number if number is not None and 0 <= number < 2**64 else None
+
+
+def _small_body(scope: Scope) -> bool:
+    """Whether the request announces a body of at most :data:`MAX_LANE_BODY` bytes."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.isdigit() and int(value) <= MAX_LANE_BODY
+    return False
+
+
+async def _send_json(send: Send, body: bytes) -> None:
+    headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+@dataclass
+class _ReadBody:
+    """A request body read whole (under the body deadline), then replayed to the router if need be."""
+
+    receive: Receive
+    data: bytes = b""
+    failure: BareHttpError | Message | None = None
+    """The deadline's 408, or the message that ended the body (a disconnection): replayed as met."""
+    _replayed: bool = False
+
+    async def read(self, timeout: float) -> None:
+        receive = BodyDeadline(self.receive, timeout) if timeout > 0 else self.receive
+        chunks = []
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    self.failure = message
+                    break
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except BareHttpError as failure:
+            self.failure = failure
+        self.data = b"".join(chunks)
+
+    async def replay(self) -> Message:
+        """The body as one message, then the connection's own ``receive``."""
+        if self._replayed:
+            return await self.receive()
+        self._replayed = True
+        if isinstance(self.failure, BareHttpError):
+            raise self.failure
+        return self.failure or {"type": "http.request", "body": self.data, "more_body": False}
 
 
 def fast_lane_installer(metrics: ServerMetrics) -> Callable[[Litestar], None]:

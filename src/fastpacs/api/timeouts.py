@@ -35,10 +35,10 @@ class RequestBodyTimeout:
         if scope["type"] != "http" or self.timeout <= 0:
             await self.app(scope, receive, send)
             return
-        await self.app(scope, _BodyDeadline(receive, self.timeout), send)
+        await self.app(scope, BodyDeadline(receive, self.timeout), send)
 
 
-class _BodyDeadline:
+class BodyDeadline:
     """``receive`` with a deadline that moves forward with the bytes received."""
 
     __slots__ = ("complete", "deadline", "receive")
