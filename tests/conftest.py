@@ -5,7 +5,7 @@ import io
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pydicom
@@ -148,19 +148,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name != "test_soak.py")
 
 
+def reported_properties(terminalreporter: pytest.TerminalReporter, key: str) -> list[tuple[str, Any]]:
+    """(test node ID, value) of every ``user_properties`` entry under ``key`` in this run's reports."""
+    return [
+        (report.nodeid, value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport) and report.when == "teardown"
+        for name, value in report.user_properties
+        if name == key
+    ]
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """List the recorded figures, under the name of the test that measured them.
 
     tests/differential/conftest.py has a hook of the same name (known bugs not met): pytest runs both.
     """
-    recorded = [
-        (report.nodeid, value)
-        for reports in terminalreporter.stats.values()
-        for report in reports
-        if isinstance(report, pytest.TestReport) and report.when == "teardown"
-        for key, value in report.user_properties
-        if key == FIGURE
-    ]
+    recorded = reported_properties(terminalreporter, FIGURE)
     if not recorded:
         return
     terminalreporter.section("figures")

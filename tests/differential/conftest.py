@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import reported_properties
 from tests.differential.allowlist import KNOWN_BUGS
 from tests.differential.harness import KNOWN_BUGS_MET, ServerPair
 
@@ -29,14 +30,7 @@ def _report_known_bugs_met(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Name the known bugs no test met: fixed, or not exercised by the selected tests."""
-    met = {
-        tuple(value)
-        for reports in terminalreporter.stats.values()
-        for report in reports
-        if isinstance(report, pytest.TestReport) and report.when == "teardown"
-        for key, value in report.user_properties
-        if key == KNOWN_BUG
-    }
+    met = {tuple(value) for _, value in reported_properties(terminalreporter, KNOWN_BUG)}
     if not met:
         return
     unmet = [key for key in KNOWN_BUGS if key not in met]
