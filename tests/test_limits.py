@@ -257,3 +257,15 @@ def large_dataset(maker: InstanceMaker, association: int, number: int):
     dataset.Rows = dataset.Columns = 512
     dataset.PixelData = bytes(512 * 512 * 2)
     return dataset
+
+
+def test_a_find_body_sent_a_byte_at_a_time_is_cut_off(limited: ServerProcess) -> None:
+    """The fast lane reads /tools/find bodies under the same deadline as the router."""
+    body = b'{"Level": "Study", "Query": {}}' + b" " * 2000
+    head = (
+        f"POST /tools/find HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n"
+        "Content-Type: application/json\r\n\r\n"
+    ).encode()
+    answer, seconds = trickle(limited, head, body, 0.2)
+    assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 408 Request Timeout"
+    assert TIMEOUT <= seconds < TIMEOUT + 3
