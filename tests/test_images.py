@@ -18,7 +18,6 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.data import get_testdata_files
 from pydicom.pixels import convert_color_space, get_decoder, pixel_array
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
@@ -35,6 +34,7 @@ from fastpacs.imaging.warmup import CACHE_ENVIRONMENT_VARIABLE, compiled_signatu
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.testing import fastpacs_server
 from tests.conftest import pydicom_file
+from tests.differential.data import TEST_FILES
 
 # ---------------------------------------------------------------- the rules, in NumPy
 
@@ -91,8 +91,8 @@ def test_ybr_kernel_matches_pydicom() -> None:
 def _native_grayscale_files() -> list[Path]:
     """pydicom's test files of native little-endian grayscale data whose samples fill 8 or 16 bits."""
     found = []
-    for name in get_testdata_files("*.dcm"):
-        dataset = pydicom.dcmread(name, force=True, stop_before_pixels=True)
+    for path in TEST_FILES:
+        dataset = pydicom.dcmread(path, force=True, stop_before_pixels=True)
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
         if (
             syntax in (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
@@ -100,7 +100,7 @@ def _native_grayscale_files() -> list[Path]:
             and dataset.get("BitsAllocated") in (8, 16)
             and dataset.get("BitsStored") == dataset.get("BitsAllocated")
         ):
-            found.append(Path(name))
+            found.append(path)
     return found
 
 
