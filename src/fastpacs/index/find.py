@@ -499,9 +499,15 @@ class FindExecution:
 
     def _choose_driver(self) -> _Driver | None:
         """The indexed constraint giving the fewest candidates; ``None``: scanning the level is cheaper."""
+        indexed = list(self._indexed())
+        if len(indexed) == 1:
+            level, tag, constraint = indexed[0]
+            if constraint.kind in (Kind.EQUAL, Kind.LIST) and level <= self.level:
+                # Its keys name at most every resource of the level: always chosen, no need to count.
+                return _Driver(level, tag, constraint.value_ranges(), 0.0)
         best: _Driver | None = None
         best_estimate = float(self.view.count(self.level))
-        indexed = sorted(self._indexed(), key=lambda item: item[2].kind not in (Kind.EQUAL, Kind.LIST))
+        indexed.sort(key=lambda item: item[2].kind not in (Kind.EQUAL, Kind.LIST))
         for level, tag, constraint in indexed:
             ranges = constraint.value_ranges()
             fan_out = self._fan_out(level)

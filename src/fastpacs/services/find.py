@@ -24,6 +24,7 @@ own read transaction.
 
 import asyncio
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -95,7 +96,7 @@ def parse_find_request(body: bytes) -> FindRequest:
         if not isinstance(text, str):
             raise _bad_request(f'Tag "{key}" should be associated with a string')
         if text:  # an empty value is universal matching: no constraint
-            constraint = make_constraint(parse_tag(key), text, case_sensitive)
+            constraint = make_constraint(_query_tag(key), text, case_sensitive)
             if constraint is not None:
                 constraints.append(constraint)
     return FindRequest(FindQuery(level, constraints, since, limit), expand, tags_format)
@@ -135,6 +136,12 @@ def _no_wildcards_allowed(tag: int) -> OrthancError:
 
 def _has_wildcard(text: str) -> bool:
     return "*" in text or "?" in text
+
+
+@lru_cache(maxsize=1024)
+def _query_tag(key: str) -> int:
+    """The tag of a query key (clients repeat the same few keys: each is parsed once)."""
+    return parse_tag(key)
 
 
 def make_constraint(tag: int, text: str, case_sensitive: bool) -> Constraint | None:
