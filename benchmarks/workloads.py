@@ -71,7 +71,8 @@ class Settings:
     duration: float = 3.0
     warmup: float = 1.0
     runs: int = 3
-    scale_instances: int = 10_000
+    scale_instances: int = 22_000
+    """The size at which issue 3 gives Orthanc's find latency (4.3 ms p50 by SOPInstanceUID)."""
     cstore_files: int | None = None
     """Files per measured C-STORE run; ``None``: ``duration`` seconds' worth, at most ``cstore_max_files``."""
     cstore_max_files: int = 3000
