@@ -15,13 +15,14 @@ from pydicom.dataset import Dataset
 
 from fastpacs.dicom.parse import read_dataset
 from fastpacs.imaging import kernels
-from fastpacs.imaging.decode import ImageDescription, decode_frame, describe, raw_frame
+from fastpacs.imaging.decode import DecodedFrame, ImageDescription, decode_frame, describe, raw_frame
 from fastpacs.imaging.encode import encode_image
 from fastpacs.imaging.formats import ImageFormat, ImagingError, Operation
 from fastpacs.imaging.matlab import matlab_text
+from fastpacs.imaging.native import NativeImage, read_native
 from fastpacs.imaging.npy import npy_file, npz_file
 from fastpacs.imaging.render import render
-from fastpacs.pool.tasks import read_blob
+from fastpacs.pool.tasks import read_blob_writeable
 
 PARSED_FILES_BUDGET = 16 * 1024 * 1024
 """Bytes of parsed files a worker keeps for the next requests (at least the last one, whatever its
@@ -33,53 +34,90 @@ GZIP_LEVEL = 1
 
 
 class _ParsedFiles:
-    """The most recently used parsed files of this worker, by digest."""
+    """The most recently used files of this worker, by digest: plain native grayscale files as their
+    bytes (:class:`NativeImage`, read without pydicom), every other file as pydicom's dataset."""
 
     def __init__(self, maximum_bytes: int):
         self.maximum_bytes = maximum_bytes
         self.size = 0
-        self._entries: OrderedDict[bytes, tuple[Dataset, ImageDescription | None, int]] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[NativeImage | Dataset, ImageDescription | None, int]] = (
+            OrderedDict()
+        )
 
-    def get(self, digest: bytes) -> tuple[Dataset, ImageDescription | None]:
+    def get(
+        self, digest: bytes, native: bool = True
+    ) -> tuple[NativeImage | Dataset, ImageDescription | None]:
+        """The file, as a :class:`NativeImage` when it is one and ``native`` allows, else its dataset."""
         entry = self._entries.get(digest)
-        if entry is not None:
+        if entry is not None and (native or isinstance(entry[0], Dataset)):
             self._entries.move_to_end(digest)
             return entry[0], entry[1]
-        data = read_blob(digest)
-        dataset = read_dataset(data)
+        data = entry[0].data if entry is not None else read_blob_writeable(digest)
+        image = read_native(data) if native else None
+        if image is not None:
+            return self._keep(digest, image, image.description, len(data))
+        dataset = read_dataset(bytes(data))
         # pydicom keeps the buffer it read (for deferred values, which are not used here): without
         # this, each entry holds the file twice (its bytes, and the values parsed out of them).
         dataset.buffer = None
         try:
             description = describe(dataset)
-        except ImagingError:  # remembered as "no image"; raised again by _pixels()
+        except ImagingError:  # remembered as "no image"; raised again by _image() and _pixels()
             description = None
-        self._entries[digest] = (dataset, description, len(data))
-        self.size += len(data)
+        return self._keep(digest, dataset, description, len(data))
+
+    def _keep(
+        self, digest: bytes, parsed: NativeImage | Dataset, description: ImageDescription | None, size: int
+    ) -> tuple[NativeImage | Dataset, ImageDescription | None]:
+        previous = self._entries.pop(digest, None)
+        if previous is not None:
+            self.size -= previous[2]
+        self._entries[digest] = (parsed, description, size)
+        self.size += size
         while self.size > self.maximum_bytes and len(self._entries) > 1:
             _, (_, _, evicted) = self._entries.popitem(last=False)
             self.size -= evicted
-        return dataset, description
+        return parsed, description
 
 
 _parsed = _ParsedFiles(PARSED_FILES_BUDGET)
 
 
 def _pixels(digest: bytes) -> tuple[Dataset, ImageDescription]:
-    dataset, description = _parsed.get(digest)
+    """The parsed dataset of an image (``raw`` needs pydicom's view of the pixel data)."""
+    dataset, description = _parsed.get(digest, native=False)
+    assert isinstance(dataset, Dataset)
     if description is None:
         describe(dataset)  # raises the reason there is no image
     assert description is not None
     return dataset, description
 
 
-def render_frame(
-    digest: bytes, index: int, operation: Operation, image_format: ImageFormat, quality: int
-) -> bytes:
-    """``/preview``, ``/image-uint8``, ``/image-uint16``, ``/image-int16`` of one frame, encoded."""
-    dataset, description = _pixels(digest)
-    frame = decode_frame(dataset, description, index)
-    return encode_image(render(frame, operation), image_format, quality)
+def _image(digest: bytes) -> tuple[NativeImage | Dataset, ImageDescription]:
+    image, description = _parsed.get(digest)
+    if description is None:
+        assert isinstance(image, Dataset)
+        describe(image)  # raises the reason there is no image
+    assert description is not None
+    return image, description
+
+
+def _decoded(image: NativeImage | Dataset, description: ImageDescription, index: int) -> DecodedFrame:
+    """Frame ``index``; a native image's frame is a view of the file's bytes, not to be written to."""
+    if isinstance(image, NativeImage):
+        return image.frame(index)
+    return decode_frame(image, description, index)
+
+
+def render_frame(digest: bytes, index: int, operation: str, image_format: str, quality: int) -> bytes:
+    """``/preview``, ``/image-uint8``, ``/image-uint16``, ``/image-int16`` of one frame, encoded.
+
+    The operation and the format come as their values: unpickling an enum member costs more than
+    the lookup here.
+    """
+    image, description = _image(digest)
+    frame = _decoded(image, description, index)
+    return encode_image(render(frame, Operation(operation)), ImageFormat(image_format), quality)
 
 
 def frame_bytes(digest: bytes, index: int, compress: bool) -> tuple[bytes, str]:
@@ -92,13 +130,15 @@ def frame_bytes(digest: bytes, index: int, compress: bool) -> tuple[bytes, str]:
 
 
 def frame_matlab(digest: bytes, index: int) -> bytes:
-    dataset, description = _pixels(digest)
-    return matlab_text(decode_frame(dataset, description, index).pixels)
+    image, description = _image(digest)
+    return matlab_text(_decoded(image, description, index).pixels)
 
 
-def _numpy_frame(dataset: Dataset, description: ImageDescription, index: int, rescale: bool) -> np.ndarray:
+def _numpy_frame(
+    image: NativeImage | Dataset, description: ImageDescription, index: int, rescale: bool
+) -> np.ndarray:
     """One frame as ``(rows, columns, channels)``: colour as uint8, grayscale rescaled (float32) or not."""
-    pixels = decode_frame(dataset, description, index).pixels
+    pixels = _decoded(image, description, index).pixels
     if pixels.ndim == 3:
         return pixels
     if rescale:
@@ -111,12 +151,12 @@ def _numpy_frame(dataset: Dataset, description: ImageDescription, index: int, re
 
 def frames_numpy(digest: bytes, index: int | None, rescale: bool, compress: bool) -> bytes:
     """``/numpy`` of one frame (``index``) or of every frame (``None``, with a leading frame axis)."""
-    dataset, description = _pixels(digest)
+    image, description = _image(digest)
     if index is not None:
-        array = _numpy_frame(dataset, description, index, rescale)
+        array = _numpy_frame(image, description, index, rescale)
     else:
         array = np.stack(
-            [_numpy_frame(dataset, description, i, rescale) for i in range(description.number_of_frames)]
+            [_numpy_frame(image, description, i, rescale) for i in range(description.number_of_frames)]
         )
     npy = npy_file(array)
     return npz_file(npy) if compress else npy

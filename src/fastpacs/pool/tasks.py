@@ -8,6 +8,7 @@ boundary.
 
 import ctypes
 import io
+import os
 import signal
 import time
 import zipfile
@@ -69,6 +70,21 @@ def read_blob(digest: bytes) -> bytes:
     """The content of a stored blob, read by the worker itself (only the digest crosses processes)."""
     assert _storage is not None, "worker not initialized"
     return _storage.read(digest)
+
+
+def read_blob_writeable(digest: bytes) -> bytearray:
+    """A stored blob read into a buffer of its own, whose arrays (pixels) are writeable without a copy."""
+    assert _storage is not None, "worker not initialized"
+    with _storage.path_of(digest).open("rb", buffering=0) as file:
+        data = bytearray(os.fstat(file.fileno()).st_size)
+        view = memoryview(data)
+        received = 0
+        while received < len(data):
+            count = file.readinto(view[received:])
+            if not count:  # a blob is written once and renamed into place: never shorter
+                raise OSError(f"blob {digest.hex()} ended before its size")
+            received += count
+    return data
 
 
 def is_zip(data: bytes) -> bool:

@@ -92,7 +92,10 @@ class ImageService:
         if cached is not None:
             return cached[0]
         try:
-            body = await self.pool.run(_RENDER_FRAME, *key)
+            # The enums' values: a plain string costs less to unpickle than an enum member.
+            body = await self.pool.run(
+                _RENDER_FRAME, record.blob.digest, frame, operation.value, image_format.value, quality
+            )
         except ImagingError:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         self.cache.put(key, body, image_format.value)
