@@ -1,6 +1,7 @@
 """POST /instances on fastpacs alone: single files, ZIP archives, multipart forms, duplicates, concurrency."""
 
 import hashlib
+import io
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -149,3 +150,38 @@ def test_concurrent_uploads_are_all_acknowledged_and_counted(shared_server: Serv
         assert sorted(series["Instances"]) == sorted(answer["ID"] for answer in answers)
         for answer, data in zip(answers[::10], files[::10], strict=True):
             assert http.get(f"/instances/{answer['ID']}/file").content == data
+
+
+def test_a_series_is_logged_completed_once_its_expected_instances_are_all_there(
+    shared_client: httpx.Client,
+) -> None:
+    def instance(number: int) -> bytes:
+        dataset = pydicom.dcmread(pydicom_file("CT_small.dcm"), force=True)
+        dataset.PatientID = "INGEST COMPLETION"
+        dataset.SeriesInstanceUID = f"{dataset.SeriesInstanceUID}.77"
+        dataset.SOPInstanceUID = f"{dataset.SOPInstanceUID}.77.{number}"
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        dataset.InstanceNumber = str(number)
+        dataset.CardiacNumberOfImages = "3"
+        buffer = io.BytesIO()
+        dataset.save_as(buffer)
+        return buffer.getvalue()
+
+    def completions_since(last: int) -> list[str]:
+        changes = shared_client.get("/changes", params={"since": last, "limit": 100}).json()["Changes"]
+        return [change["ID"] for change in changes if change["ChangeType"] == "CompletedSeries"]
+
+    start = shared_client.get("/changes", params={"last": ""}).json()["Last"]
+    for number in (3, 1):
+        assert shared_client.post("/instances", content=instance(number)).json()["Status"] == "Success"
+    assert completions_since(start) == []
+
+    answer = shared_client.post("/instances", content=instance(2)).json()
+    assert completions_since(start) == [answer["ParentSeries"]]
+    series = shared_client.get(f"/series/{answer['ParentSeries']}").json()
+    assert (series["ExpectedNumberOfInstances"], series["Status"]) == (3, "Complete")
+
+    # A fourth instance makes the series inconsistent, and is not logged as completing it again.
+    assert shared_client.post("/instances", content=instance(4)).json()["Status"] == "Success"
+    assert completions_since(start) == [answer["ParentSeries"]]
+    assert shared_client.get(f"/series/{answer['ParentSeries']}").json()["Status"] == "Inconsistent"
