@@ -353,6 +353,14 @@ class ServerMetrics:
         self._rest_api_duration.update(seconds * 1000, now)
         self.requests.observe(method, route, status, seconds)
 
+    def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        """:meth:`request_started` and :meth:`request_finished` at once, for a request counted once
+        answered (the fast lane): one clock read instead of two, the same observations."""
+        now = time.time()
+        self.recent_active_requests.update(self.active_requests + 1, now)
+        self._rest_api_duration.update(seconds * 1000, now)
+        self.requests.observe(method, route, status, seconds)
+
     # ------------------------------------------------------------ ingest, storage, index
 
     def observe_ingest(self, outcome: str, size: int, seconds: float | None, write_seconds: float) -> None:

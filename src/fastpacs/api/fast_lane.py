@@ -15,10 +15,10 @@ and the HTTP conventions, and reports to the request metrics with the same
 route names the router gives (``scope["path_template"]``).
 """
 
-import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from functools import lru_cache
 from time import perf_counter
 
 import msgspec
@@ -34,15 +34,21 @@ from fastpacs.metrics import ServerMetrics
 from fastpacs.services.content import TagForm
 from fastpacs.services.find import parse_find_request
 from fastpacs.services.registry import Services
+from fastpacs.storage.blobs import BlobStore
 
 PATH_SEND = "http.response.pathsend"
-_JSON = [(b"content-type", JSON_MEDIA_TYPE.encode())]
+_JSON_TYPE = (b"content-type", JSON_MEDIA_TYPE.encode())
+_DICOM_TYPE = (b"content-type", b"application/dicom")
 _LEVELS = {level.plural: level for level in Level}
+_RESOURCE_ROUTES = {level: f"/{level.plural}/{{resource_id}}" for level in Level}
+_FILE_ROUTE = "/instances/{resource_id}/file"
+_NO_FLAGS: frozenset[bytes] = frozenset()
 _TAG_ROUTES = {
     "tags": "/instances/{instance_id}/tags",
     "simplified-tags": "/instances/{instance_id}/simplified-tags",
 }
 _LIST_ARGUMENTS = frozenset({b"since", b"limit", b"expand"})
+_LANE_FLAGS = frozenset({b"simplify", b"short", b"expand"})
 FIND_PATH = "/tools/find"
 MAX_LANE_BODY = 1 << 16
 """A find body larger than this (or of unknown length) goes to the router."""
@@ -52,10 +58,10 @@ Answer = tuple[list[tuple[bytes, bytes]], bytes | str, str]
 """Headers, then the body (bytes) or a file path to send (str), then the route name."""
 
 
-def _query_flags(query: bytes) -> set[bytes] | None:
+def _query_flags(query: bytes) -> frozenset[bytes] | None:
     """Names of the query arguments; ``None`` when one the lane does not handle is present."""
-    names = {item.partition(b"=")[0] for item in query.split(b"&") if item}
-    return names if names <= {b"simplify", b"short", b"expand"} else None
+    names = frozenset(item.partition(b"=")[0] for item in query.split(b"&") if item)
+    return names if names <= _LANE_FLAGS else None
 
 
 class FastLane:
@@ -65,41 +71,44 @@ class FastLane:
         self.app = app
         self.litestar = litestar
         self.metrics = metrics
+        self._services: Services | None = None
+
+    def _current_services(self) -> Services | None:
+        """The services once the lifespan started them (looked up once: ``State`` lookups are slow)."""
+        if self._services is None:
+            self._services = getattr(self.litestar.state, "services", None)
+        return self._services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        if method == "POST" and scope["path"] == FIND_PATH:
+        method = scope.get("method")
+        if method == "GET":
+            started = perf_counter()
+            answer = self._answer(scope)
+            if answer is None:
+                await self.app(scope, receive, send)
+                return
+            headers, body, route = answer
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if isinstance(body, str):
+                await send({"type": PATH_SEND, "path": body})
+            else:
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            self._finished(scope, "GET", route, started)
+        elif method == "POST" and scope["path"] == FIND_PATH and scope["type"] == "http":
             await self._find(scope, receive, send)
-            return
-        if method != "GET":
-            await self.app(scope, receive, send)
-            return
-        started = perf_counter()
-        answer = self._answer(scope)
-        if answer is None:
-            await self.app(scope, receive, send)
-            return
-        headers, body, route = answer
-        if isinstance(body, str):
-            await self._send_file(scope, send, headers, body)
         else:
-            await _send_json(send, body)
-        self._finished(scope, "GET", route, started)
+            await self.app(scope, receive, send)
 
     def _finished(self, scope: Scope, method: str, route: str, started: float) -> None:
         seconds = perf_counter() - started
         if self.metrics.enabled:
-            self.metrics.request_started()
-            self.metrics.request_finished(method, route, 200, seconds)
+            self.metrics.request_answered(method, route, 200, seconds)
         log_request(scope, route, 200, seconds)
 
     async def _find(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST /tools/find: answered here when the body is small and the query valid, else routed."""
         started = perf_counter()
-        services: Services | None = getattr(self.litestar.state, "services", None)
+        services = self._current_services()
         if services is None or not _small_body(scope):
             await self.app(scope, receive, send)
             return
@@ -111,19 +120,23 @@ class FastLane:
             except OrthancError:
                 answer = None
             if answer is not None:
-                await _send_json(send, _encoder.encode(answer))
+                body = _encoder.encode(answer)
+                await send({"type": "http.response.start", "status": 200, "headers": _json_headers(body)})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
                 self._finished(scope, "POST", FIND_PATH, started)
                 return
         await self.app(scope, body.replay, send)
 
     def _answer(self, scope: Scope) -> Answer | None:
-        services: Services | None = getattr(self.litestar.state, "services", None)
+        """The answer to a GET, or ``None`` to hand the request on (websocket scopes have no method)."""
+        services = self._current_services()
         if services is None:
             return None
         parts = scope["path"].split("/")
+        query = scope["query_string"]
         if len(parts) == 2 and parts[1] in _LEVELS:
-            return self._listing(services, _LEVELS[parts[1]], scope["query_string"])
-        flags = _query_flags(scope["query_string"])
+            return self._listing(services, _LEVELS[parts[1]], query)
+        flags = _query_flags(query) if query else _NO_FLAGS
         if flags is None:
             return None
         if len(parts) == 3 and parts[1] in _LEVELS:
@@ -135,7 +148,7 @@ class FastLane:
         if rid is None:
             return None
         if parts[3] == "file":
-            return self._file(services, rid)
+            return self._file(services, rid, PATH_SEND in scope.get("extensions", ()))
         if parts[3] in _TAG_ROUTES:
             return self._tags(services, rid, parts[3], flags)
         return None
@@ -146,7 +159,8 @@ class FastLane:
         answer = services.resources.get(level, rid) if rid is not None else None
         if answer is None:
             return None
-        return _JSON, _encoder.encode(answer), f"/{level.plural}/{{resource_id}}"
+        body = _encoder.encode(answer)
+        return _json_headers(body), body, _RESOURCE_ROUTES[level]
 
     @staticmethod
     def _listing(services: Services, level: Level, query: bytes) -> Answer | None:
@@ -155,43 +169,45 @@ class FastLane:
         if arguments is None:
             return None
         since, limit, expand = arguments
-        route = f"/{level.plural}"
         if expand:
-            return _JSON, _encoder.encode(services.resources.list_expanded(level, since, limit)), route
-        return _JSON, _encoder.encode(services.resources.list_ids(level, since, limit)), route
+            body = _encoder.encode(services.resources.list_expanded(level, since, limit))
+        else:
+            body = _encoder.encode(services.resources.list_ids(level, since, limit))
+        return _json_headers(body), body, f"/{level.plural}"
 
     @staticmethod
-    def _tags(services: Services, rid: RawId, segment: str, flags: set[bytes]) -> Answer | None:
+    def _tags(services: Services, rid: RawId, segment: str, flags: frozenset[bytes]) -> Answer | None:
         if segment == "simplified-tags" or b"simplify" in flags:
             form = TagForm.SIMPLIFIED
         else:
             form = TagForm.SHORT if b"short" in flags else TagForm.FULL
         body = services.content.stored_tags_json(rid, form)
-        return None if body is None else (_JSON, body, _TAG_ROUTES[segment])
+        return None if body is None else (_json_headers(body), body, _TAG_ROUTES[segment])
 
     @staticmethod
-    def _file(services: Services, rid: RawId) -> Answer | None:
-        found = services.resources.instance_blob_digest(rid)
+    def _file(services: Services, rid: RawId, path_send: bool) -> Answer | None:
+        """The DICOM file, sent by the server from its path (Granian's zero-copy ``pathsend``).
+
+        The headers name its length, as Orthanc's do (a client may check the size
+        it gets, or preallocate), so the answer is not chunked. A file that cannot
+        be stat'ed, or a server without ``pathsend``, is left to the router.
+        """
+        found = services.resources.instance_blob_digest(rid) if path_send else None
         if found is None:
             return None
-        digest, file_uuid = found
-        headers = [
-            (b"content-type", b"application/dicom"),
-            (b"content-disposition", f'filename="{file_uuid}.dcm"'.encode()),
-        ]
-        return headers, str(services.storage.path_of(digest)), "/instances/{resource_id}/file"
+        path, disposition = _blob_file(services.storage, *found)
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            return None
+        headers = [_DICOM_TYPE, disposition, (b"content-length", str(size).encode())]
+        return headers, path, _FILE_ROUTE
 
-    @staticmethod
-    async def _send_file(scope: Scope, send: Send, headers: list[tuple[bytes, bytes]], path: str) -> None:
-        """The file by the server's zero-copy path when it offers one (Granian does), else read."""
-        if PATH_SEND in scope.get("extensions", {}):
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": PATH_SEND, "path": path})
-            return
-        body = await asyncio.to_thread(Path(path).read_bytes)
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+@lru_cache(maxsize=4096)
+def _blob_file(storage: BlobStore, digest: bytes, file_uuid: str) -> tuple[str, tuple[bytes, bytes]]:
+    """The path of a blob and its ``Content-Disposition``, both fixed by its digest (content-addressed)."""
+    return str(storage.path_of(digest)), (b"content-disposition", f'filename="{file_uuid}.dcm"'.encode())
 
 
 def _list_arguments(query: bytes) -> tuple[int, int | None, bool] | None:
@@ -228,10 +244,8 @@ def _small_body(scope: Scope) -> bool:
     return False
 
 
-async def _send_json(send: Send, body: bytes) -> None:
-    headers = [*_JSON, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [_JSON_TYPE, (b"content-length", str(len(body)).encode())]
 
 
 @dataclass

@@ -31,7 +31,7 @@
 """
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from isal import igzip
 from litestar import Litestar
@@ -77,10 +77,10 @@ class HttpConventions:
         self.app = app
         self.compression_enabled = compression_enabled
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The application's own call when no convention applies (most requests): no extra frame."""
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         accepts_gzip = gzipped = has_body = False
         override: bytes | None = None
         for name, value in scope["headers"]:
@@ -100,15 +100,14 @@ class HttpConventions:
         if override is not None:
             method = OVERRIDABLE.get(override)
             if method is None:
-                await _bad_request(send)
-                return
+                return _bad_request(send)
             scope = {**scope, "method": method}
         if gzipped:
             scope = {**scope, "headers": _without_body_encoding(scope["headers"])}
             receive = _GunzipReceiver(receive).receive
         if accepts_gzip:
             send = _GzipSender(send).send
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 def _without_body_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -56,10 +56,13 @@ class LuaHttpFilter:
         self.engine = engine
         self.authentication = authentication
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The filtered request, or the application's own call when no script defines the filter."""
         if scope["type"] != "http" or "IncomingHttpRequestFilter" not in self.engine.defined:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._filtered(scope, receive, send)
+
+    async def _filtered(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:

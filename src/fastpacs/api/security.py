@@ -9,7 +9,7 @@ import base64
 import binascii
 import hmac
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 
 from litestar import Litestar
@@ -45,6 +45,7 @@ class AccessPolicy:
     def __init__(self, config: Config):
         self.remote_allowed = config.remote_access_allowed
         self.users = config.registered_users if config.authentication_required else None
+        self.serves_everyone = self.remote_allowed and self.users is None
 
     def refusal(self, scope: Scope) -> tuple[int, dict[str, str]] | None:
         """The status and headers that refuse this HTTP request, or ``None`` to serve it."""
@@ -69,13 +70,13 @@ class AccessControl:
         self.app = app
         self.policy = AccessPolicy(config)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The refusal, or the application's own call (no extra frame on the way to it)."""
+        if scope["type"] == "http" and not self.policy.serves_everyone:
             refusal = self.policy.refusal(scope)
             if refusal is not None:
-                await _answer(send, *refusal)
-                return
-        await self.app(scope, receive, send)
+                return _answer(send, *refusal)
+        return self.app(scope, receive, send)
 
 
 async def _answer(send: Send, status: int, headers: dict[str, str]) -> None:
