@@ -181,7 +181,8 @@ class IngestService:
         """
         started = time.perf_counter()
         try:
-            blob = await asyncio.to_thread(self.writer.storage.put, data)
+            # run_in_executor rather than to_thread: the write needs no copy of the context variables
+            blob = await asyncio.get_running_loop().run_in_executor(None, self.writer.storage.put, data)
         except OrthancError:
             if parsing is None or await parsing is None:
                 await self.pool.run(summarize, data, self.default_encoding.name)

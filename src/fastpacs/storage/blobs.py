@@ -2,7 +2,10 @@
 
 Layout: ``<root>/<aa>/<bb>/<sha256 hex>`` where ``aa`` and ``bb`` are the
 first two bytes of the digest, plus ``<root>/tmp/`` for files being written.
-A blob is written to a temporary file and renamed into place, and is not
+A blob is written to an unnamed file (``O_TMPFILE``) and linked into place;
+where the file system cannot, to a named temporary file renamed into place
+(the unnamed file spares a name's creation, a rename and a random name per
+blob, and a crash leaves nothing of it). A blob is not
 durable until :meth:`sync` flushes the file system (``syncfs``: file data,
 new names and new folders alike). The index writer does that once per
 batch, before it commits the transaction that first references some new
@@ -34,8 +37,13 @@ from fastpacs.errors import ErrorCode, OrthancError
 
 TEMPORARY_FOLDER = "tmp"
 _LIBC = ctypes.CDLL(None, use_errno=True)
-"""For ``syncfs(2)``, which the os module does not offer (Linux)."""
+"""For ``syncfs(2)`` and ``linkat(2)`` with ``AT_SYMLINK_FOLLOW``, which the os module does not offer
+(``os.link`` calls ``link(2)``, which cannot name an unnamed file through ``/proc/self/fd``)."""
+_AT_FDCWD = -100
+_AT_SYMLINK_FOLLOW = 0x400
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+"""What ``open`` with ``O_TMPFILE`` raises where the kernel or the file system lacks it."""
 
 
 class StoredBlob(msgspec.Struct, array_like=True, frozen=True):
@@ -60,6 +68,8 @@ class BlobStore:
         self.temporary.mkdir(parents=True, exist_ok=True)
         self._root = str(root)
         self._temporary = str(self.temporary)
+        self._unnamed_files = hasattr(os, "O_TMPFILE")
+        """Whether blobs are written as unnamed files (until the file system refuses one)."""
 
     def path_of(self, digest: bytes) -> Path:
         text = digest.hex()
@@ -84,6 +94,8 @@ class BlobStore:
         final = f"{folder}/{text}"
         if os.path.exists(final):
             return blob
+        if self._unnamed_files and self._put_unnamed(data, folder, final):
+            return blob
         temporary = f"{self._temporary}/{text}.{os.getpid()}.{uuid.uuid4().hex}"
         try:
             _write(temporary, data)
@@ -99,6 +111,38 @@ class BlobStore:
                 raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
             raise
         return blob
+
+    def _put_unnamed(self, data: bytes, folder: str, final: str) -> bool:
+        """Write ``data`` to an unnamed file of the store and link it as ``final``; False (and
+        unnamed files no more) where the system offers none, or cannot link one."""
+        try:
+            descriptor = os.open(self._temporary, os.O_WRONLY | os.O_TMPFILE, 0o644)
+        except OSError as error:
+            if error.errno not in _NO_UNNAMED_FILES:
+                raise
+            self._unnamed_files = False
+            return False
+        try:
+            _write_all(descriptor, data)
+            source = f"/proc/self/fd/{descriptor}".encode()
+            code = _link(source, final)
+            if code == errno.ENOENT and not os.path.isdir(folder):  # the first blob of its folder
+                os.makedirs(folder, exist_ok=True)
+                code = _link(source, final)
+        except OSError as error:
+            if error.errno in DISK_FULL:
+                raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
+            raise
+        finally:
+            os.close(descriptor)  # an unlinked file vanishes with its descriptor
+        if code in (0, errno.EEXIST):  # EEXIST: the same bytes were stored meanwhile
+            return True
+        if code in DISK_FULL:
+            raise OrthancError(ErrorCode.FULL_STORAGE, os.strerror(code))
+        if code == errno.ENOENT:  # no /proc to name the file by
+            self._unnamed_files = False
+            return False
+        raise OSError(code, os.strerror(code), final)
 
     def sync(self) -> None:
         """Make every blob written so far durable (the whole file system is flushed)."""
@@ -147,12 +191,23 @@ class BlobStore:
 def _write(path: str, data: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(descriptor, view)
-            view = view[written:]
+        _write_all(descriptor, data)
     finally:
         os.close(descriptor)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(descriptor, view)
+        view = view[written:]
+
+
+def _link(source: bytes, target: str) -> int:
+    """``linkat`` following ``source`` (a ``/proc/self/fd`` entry) to its file: 0, or the errno."""
+    if _LIBC.linkat(_AT_FDCWD, source, _AT_FDCWD, target.encode(), _AT_SYMLINK_FOLLOW) == 0:
+        return 0
+    return ctypes.get_errno()
 
 
 def fsync_directory(path: Path) -> None:

@@ -1,0 +1,61 @@
+"""The blob store on a real folder: where blobs land, how they are written, what a write leaves behind."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from fastpacs.storage.blobs import BlobStore
+
+
+def blob_path(root: Path, data: bytes) -> Path:
+    text = hashlib.sha256(data).hexdigest()
+    return root / text[0:2] / text[2:4] / text
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed file", "named temporary file"])
+def test_put_stores_the_bytes_under_their_digest_and_leaves_no_temporary_file(
+    tmp_path: Path, unnamed: bool
+) -> None:
+    store = BlobStore(tmp_path)
+    store._unnamed_files = unnamed and store._unnamed_files
+    files = [os.urandom(300_000), b"", b"small"]
+
+    blobs = [store.put(data) for data in files]
+    store.sync()
+
+    for data, blob in zip(files, blobs, strict=True):
+        assert (blob.digest, blob.size) == (hashlib.sha256(data).digest(), len(data))
+        assert blob_path(tmp_path, data).read_bytes() == data
+        assert store.read(blob.digest) == data
+        assert oct(blob_path(tmp_path, data).stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+    assert list(store.temporary.iterdir()) == []
+    assert sorted(digest for digest, _ in store.digests()) == sorted(blob.digest for blob in blobs)
+
+
+def test_the_store_writes_unnamed_files_where_the_system_allows(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    store.put(b"probe")
+    assert store._unnamed_files == (hasattr(os, "O_TMPFILE") and Path("/proc/self/fd").is_dir())
+
+
+def test_identical_bytes_linked_again_keep_the_first_file(tmp_path: Path) -> None:
+    """Two writers of the same bytes (threads, or a worker process): the second link finds the blob."""
+    store = BlobStore(tmp_path)
+    data = os.urandom(10_000)
+    first = store.put(data)
+    text = first.digest.hex()
+    folder = f"{tmp_path}/{text[0:2]}/{text[2:4]}"
+    inode = blob_path(tmp_path, data).stat().st_ino
+    if store._unnamed_files:
+        assert store._put_unnamed(data, folder, f"{folder}/{text}")
+    assert store.put(data) == first
+    assert blob_path(tmp_path, data).stat().st_ino == inode
+    assert blob_path(tmp_path, data).read_bytes() == data
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
