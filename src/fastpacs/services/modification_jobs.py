@@ -1,7 +1,7 @@
 """Modifications of many instances in steps: the jobs ResourceModification, SplitStudy and MergeStudy.
 
 The three are one kind of work: modify stored instances in the worker pool,
-a batch per step (spread over the workers, one round trip each), store the
+a batch per step (spread over the workers, a few instances per round trip), store the
 new files through the ingest pipeline, record where modified resources come
 from, and delete the sources at the end unless ``KeepSource``. They differ
 in what they change (a :class:`Modification` built from the request) and in
@@ -40,7 +40,9 @@ from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.services.resources import resource_path
 
 INSTANCES_PER_WORKER = 12
-"""Instances one worker modifies per round trip; a step gives each worker one such batch."""
+"""Instances a step gives each worker to modify."""
+INSTANCES_PER_TASK = 3
+"""Instances a worker modifies per round trip (see :meth:`ModificationWork.modify_batch`)."""
 DESCRIPTION = "REST API"
 
 
@@ -113,24 +115,34 @@ class ModificationWork:
         await self.store_batch(state, step, files)
 
     async def modify_batch(self, state: RunState, step: int) -> list[bytes | None]:
-        """The modified files of one batch, spread over the workers (one round trip each)."""
+        """The modified files of one batch, a few per round trip, one round trip per worker at a time.
+
+        The ingest of the batch before queues its header parses on the same workers: behind a
+        round trip of a dozen instances they waited about as long as the whole batch took to
+        modify, and the ingest with them (about half the time of each step).
+        """
         batch = state.sources[step * state.step_size : (step + 1) * state.step_size]
-        workers = min(self.pool.processes, len(batch))
-        results = await asyncio.gather(
-            *(
-                self.pool.run(
+        files: list[bytes | None] = [None] * len(batch)
+        chunks = iter(
+            [
+                range(start, min(start + INSTANCES_PER_TASK, len(batch)))
+                for start in range(0, len(batch), INSTANCES_PER_TASK)
+            ]
+        )
+
+        async def lane() -> None:
+            for chunk in chunks:  # shared by the lanes: each takes the next chunk when its own is done
+                modified = await self.pool.run(
                     modify_stored,
                     state.modification,
-                    [source.digest for source in batch[worker::workers]],
+                    [batch[index].digest for index in chunk],
                     self.default_encoding.name,
                     state.transcode,
                 )
-                for worker in range(workers)
-            )
-        )
-        files: list[bytes | None] = [None] * len(batch)
-        for worker, chunk in enumerate(results):
-            files[worker::workers] = chunk
+                for index, data in zip(chunk, modified, strict=True):
+                    files[index] = data
+
+        await asyncio.gather(*(lane() for _ in range(self.pool.processes)))
         return files
 
     async def store_batch(self, state: RunState, step: int, files: list[bytes | None]) -> None:
