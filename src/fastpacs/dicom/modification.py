@@ -53,7 +53,7 @@ from pydicom.tag import Tag
 from fastpacs.dicom.anonymization import in_removed_repeating_group
 from fastpacs.dicom.dictionary import dictionary_vr, is_private, private_creator_tag, private_entry
 from fastpacs.dicom.ids import Level
-from fastpacs.dicom.parse import PARSER_ERRORS, bad_file, transfer_syntax_of
+from fastpacs.dicom.parse import PARSER_ERRORS, bad_file, header_prefix, read_header, transfer_syntax_of
 from fastpacs.dicom.values import DEFAULT_ENCODINGS, STRING_VRS, python_encodings
 from fastpacs.dicom.writer import DatasetWriter, part10_file
 from fastpacs.errors import ErrorCode, OrthancError
@@ -65,6 +65,7 @@ SERIES_INSTANCE_UID = 0x0020000E
 SOP_INSTANCE_UID = 0x00080018
 SOP_CLASS_UID = 0x00080016
 SPECIFIC_CHARACTER_SET = 0x00080005
+PIXEL_DATA = 0x7FE00010
 REFERENCED_SOP_INSTANCE_UID = 0x00081155
 REFERENCED_FRAME_OF_REFERENCE_SEQUENCE = 0x30060010
 RT_REFERENCED_STUDY_SEQUENCE = 0x30060012
@@ -210,10 +211,7 @@ def out_of_range(tag: int, text: str) -> OrthancError:
 
 def modify(modification: Modification, data: bytes, default_encoding: str) -> bytes:
     """The modified file (Part 10, same transfer syntax as ``data``)."""
-    try:
-        dataset = dcmread(io.BytesIO(data), force=True)
-    except PARSER_ERRORS as error:
-        raise bad_file(data) from error
+    dataset = _read(data)
     transfer_syntax = transfer_syntax_of(dataset)
     _Modifier(modification, dataset, default_encoding).apply()
     implicit_vr, little_endian = dataset.original_encoding
@@ -221,6 +219,26 @@ def modify(modification: Modification, data: bytes, default_encoding: str) -> by
     encoded = DatasetWriter(bool(implicit_vr), little_endian is not False, encodings).dataset(dataset)
     sop_class = _text(dataset, SOP_CLASS_UID, encodings) or _meta_sop_class(dataset)
     return part10_file(sop_class, _text(dataset, SOP_INSTANCE_UID, encodings) or "", transfer_syntax, encoded)
+
+
+def _read(data: bytes) -> Dataset:
+    """The dataset of a file to modify; its PixelData value, when it ends the file, not copied.
+
+    Pixels are most of an image file and never modified: pydicom would copy them out of the file
+    into the dataset and the writer back into the new file. When the file ends with them (most
+    images), only the header is parsed (:func:`read_header`) and the PixelData element holds a view
+    of ``data``, written as it is.
+    """
+    prefix = header_prefix(data)
+    dataset = read_header(prefix, len(data)) if prefix is not None else None
+    if dataset is not None:
+        pixels = dataset.get_item(PIXEL_DATA, keep_deferred=True)
+        dataset[PIXEL_DATA] = pixels._replace(value=memoryview(data)[len(prefix) :])
+        return dataset
+    try:
+        return dcmread(io.BytesIO(data), force=True)
+    except PARSER_ERRORS as error:
+        raise bad_file(data) from error
 
 
 def _meta_sop_class(dataset: Dataset) -> str:
