@@ -1,10 +1,12 @@
 """The fast lane's answers carry what the router's do: lengths, types, the file as stored, metrics, ETags."""
 
-import hashlib
+import io
 
 import httpx
+import pydicom
 import pytest
 
+from fastpacs.api.fast_lane import MAX_READ_FILE
 from fastpacs.testing import ServerProcess
 from tests.conftest import pydicom_file
 
@@ -17,18 +19,36 @@ def instance(server: ServerProcess) -> tuple[str, bytes]:
     return answer.json()["ID"], data
 
 
-def test_file_has_its_length_type_and_name(client: httpx.Client, instance: tuple[str, bytes]) -> None:
+@pytest.mark.parametrize("large", [False, True], ids=["read", "pathsend"])
+def test_file_has_its_length_type_and_name(
+    client: httpx.Client, instance: tuple[str, bytes], large: bool
+) -> None:
     instance_id, data = instance
-    answer = client.get(f"/instances/{instance_id}/file", headers={"Accept-Encoding": "gzip"})
+    if large:  # above MAX_READ_FILE: sent from its path by the server
+        data = _large_file()
+        instance_id = client.post("/instances", content=data).json()["ID"]
+    answer = client.get(f"/instances/{instance_id}/file", headers={"Accept-Encoding": "identity"})
     assert answer.status_code == 200
     assert answer.content == data
     assert answer.headers["content-length"] == str(len(data))
     assert "transfer-encoding" not in answer.headers
-    assert "content-encoding" not in answer.headers  # DICOM files are sent as stored
     assert answer.headers["content-type"] == "application/dicom"
     file_uuid = client.get(f"/instances/{instance_id}").json()["FileUuid"]
     assert answer.headers["content-disposition"] == f'filename="{file_uuid}.dcm"'
-    assert hashlib.sha256(answer.content).hexdigest() == hashlib.sha256(data).hexdigest()
+    gzipped = client.get(f"/instances/{instance_id}/file", headers={"Accept-Encoding": "gzip"})
+    assert gzipped.content == data
+    assert "content-encoding" not in gzipped.headers  # as stored (test_answers_sent_as_they_are)
+
+
+def _large_file() -> bytes:
+    dataset = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    dataset.SOPInstanceUID = pydicom.uid.generate_uid()
+    dataset.Rows = dataset.Columns = 1100
+    dataset.PixelData = bytes(1100 * 1100 * 2)
+    assert len(dataset.PixelData) > MAX_READ_FILE
+    output = io.BytesIO()
+    dataset.save_as(output, enforce_file_format=True)
+    return output.getvalue()
 
 
 def test_json_answers_have_their_length(client: httpx.Client, instance: tuple[str, bytes]) -> None:

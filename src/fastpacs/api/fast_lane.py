@@ -52,6 +52,8 @@ _LANE_FLAGS = frozenset({b"simplify", b"short", b"expand"})
 FIND_PATH = "/tools/find"
 MAX_LANE_BODY = 1 << 16
 """A find body larger than this (or of unknown length) goes to the router."""
+MAX_READ_FILE = 2 << 20
+"""Bytes: a larger file is sent by ``pathsend`` (even a cached one would hold the event loop too long)."""
 _encoder = msgspec.json.Encoder(order="sorted")
 
 Answer = tuple[list[tuple[bytes, bytes]], bytes | str, str]
@@ -91,6 +93,11 @@ class FastLane:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             if isinstance(body, str):
                 await send({"type": PATH_SEND, "path": body})
+            elif route is _FILE_ROUTE:
+                # Sent as a stream of one piece, as the file by its path would be: DICOM files go
+                # out as stored, not gzipped (see the HTTP conventions).
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
             else:
                 await send({"type": "http.response.body", "body": body, "more_body": False})
             self._finished(scope, "GET", route, started)
@@ -186,22 +193,45 @@ class FastLane:
 
     @staticmethod
     def _file(services: Services, rid: RawId, path_send: bool) -> Answer | None:
-        """The DICOM file, sent by the server from its path (Granian's zero-copy ``pathsend``).
+        """The DICOM file, with its length in the headers as Orthanc's (not chunked).
 
-        The headers name its length, as Orthanc's do (a client may check the size
-        it gets, or preallocate), so the answer is not chunked. A file that cannot
-        be stat'ed, or a server without ``pathsend``, is left to the router.
+        A file of at most :data:`MAX_READ_FILE` bytes that is in the page cache is
+        read on the event loop, without blocking (``RWF_NOWAIT``): measured with
+        the ``file`` benchmark, that halves the server's CPU per request against
+        Granian's ``pathsend`` (a file read in pieces on its blocking threads) or a
+        read on a thread. Larger files, and files the read would wait for, are
+        sent by ``pathsend``; a file that cannot be opened, or one to wait for on a
+        server without ``pathsend``, is left to the router.
         """
-        found = services.resources.instance_blob_digest(rid) if path_send else None
+        found = services.resources.instance_blob_digest(rid)
         if found is None:
             return None
         path, disposition = _blob_file(services.storage, *found)
         try:
-            size = os.stat(path).st_size
+            size, body = _read_if_cached(path)
         except OSError:
             return None
+        if body is None and not path_send:
+            return None
         headers = [_DICOM_TYPE, disposition, (b"content-length", str(size).encode())]
-        return headers, path, _FILE_ROUTE
+        return headers, path if body is None else body, _FILE_ROUTE
+
+
+def _read_if_cached(path: str) -> tuple[int, bytes | None]:
+    """The size of a file, and its content if it is small and in the page cache (else ``None``)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(descriptor).st_size
+        if size > MAX_READ_FILE:
+            return size, None
+        buffer = bytearray(size)
+        try:
+            read = os.preadv(descriptor, [buffer], 0, os.RWF_NOWAIT)
+        except OSError:  # some of it is not in the page cache (or the file system cannot tell)
+            return size, None
+    finally:
+        os.close(descriptor)
+    return size, bytes(buffer) if read == size else None
 
 
 @lru_cache(maxsize=4096)

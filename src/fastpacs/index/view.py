@@ -49,6 +49,13 @@ class IndexView:
         self.txn = txn
         self.dbs = dbs
 
+    def __enter__(self) -> "IndexView":
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        """Ends the read-only transaction of :meth:`Database.read` (a write one is its writer's to end)."""
+        self.txn.abort()
+
     def counter(self, name: bytes) -> int:
         value = self.txn.get(name, db=self.dbs["counters"])
         return 0 if value is None else unpack_u64(value)
