@@ -2,29 +2,42 @@
 
 The server process sends the :class:`Modification` and the digests of the
 stored files; each worker reads the files from the shared storage itself
-and sends back the new files' bytes, a batch at a time, so that one round
-trip covers many instances.
+and hands back the new files, a few at a time, through files of a spool
+folder (:mod:`fastpacs.pool.spool`); the instance-level operations get the
+new file's bytes in the answer.
 """
 
 from fastpacs.dicom.modification import Modification, modify
 from fastpacs.dicom.transcoding import transcode
+from fastpacs.pool import spool
 from fastpacs.pool.tasks import read_blob
 
 
 def modify_stored(
-    modification: Modification, digests: list[bytes], default_encoding: str, transfer_syntax: str | None
-) -> list[bytes | None]:
-    """The modified files, in order, in ``transfer_syntax`` when given (``Transcode``); ``None`` for a
-    file deleted since the request was accepted."""
-    modified: list[bytes | None] = []
-    for digest in digests:
-        try:
-            data = read_blob(digest)
-        except FileNotFoundError:
-            modified.append(None)
-            continue
-        modified.append(modify_file(modification, data, default_encoding, transfer_syntax))
-    return modified
+    modification: Modification,
+    digests: list[bytes],
+    default_encoding: str,
+    transfer_syntax: str | None,
+    spool_folder: str,
+) -> list[str | None]:
+    """The modified files, in order, in ``transfer_syntax`` when given (``Transcode``), each written to
+    a file of ``spool_folder`` whose path is returned (:mod:`fastpacs.pool.spool`: the server reads and
+    removes it); ``None`` for a file deleted since the request was accepted."""
+    spooled: list[str | None] = []
+    try:
+        for digest in digests:
+            try:
+                data = read_blob(digest)
+            except FileNotFoundError:
+                spooled.append(None)
+                continue
+            spooled.append(
+                spool.write(spool_folder, modify_file(modification, data, default_encoding, transfer_syntax))
+            )
+    except BaseException:
+        spool.discard(spooled)  # the caller gets the error, not the files written before it
+        raise
+    return spooled
 
 
 def modify_file(

@@ -33,6 +33,7 @@ from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.updates import IndexUpdate, IngestOutcome, delete_resource
 from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.job import Job
+from fastpacs.pool import spool
 from fastpacs.pool.modify import modify_stored
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
@@ -106,6 +107,8 @@ class ModificationWork:
         self.writer = writer
         self.ingest = ingest
         self.default_encoding = default_encoding
+        self.spool_folder = str(writer.storage.temporary)
+        """Where the workers leave the modified files (:mod:`fastpacs.pool.spool`)."""
 
     async def run_step(self, state: RunState, step: int, lookahead: "Lookahead") -> None:
         """Store one batch, modified while the previous one was being stored (see :class:`Lookahead`)."""
@@ -132,13 +135,22 @@ class ModificationWork:
 
         async def lane() -> None:
             for chunk in chunks:  # shared by the lanes: each takes the next chunk when its own is done
-                modified = await self.pool.run(
-                    modify_stored,
-                    state.modification,
-                    [batch[index].digest for index in chunk],
-                    self.default_encoding.name,
-                    state.transcode,
+                running = asyncio.ensure_future(
+                    self.pool.run(
+                        modify_stored,
+                        state.modification,
+                        [batch[index].digest for index in chunk],
+                        self.default_encoding.name,
+                        state.transcode,
+                        self.spool_folder,
+                    )
                 )
+                try:
+                    spooled = await asyncio.shield(running)
+                except asyncio.CancelledError:  # the files the worker is writing are nobody's
+                    running.add_done_callback(_discard_spooled)
+                    raise
+                modified = await asyncio.to_thread(spool.take, spooled)
                 for index, data in zip(chunk, modified, strict=True):
                     files[index] = data
 
@@ -204,6 +216,11 @@ class Lookahead:
             elif not self.task.cancelled():
                 self.task.exception()  # retrieved: an error of work nobody waits for is not one
         self.step, self.task = None, None
+
+
+def _discard_spooled(running: "asyncio.Future[list[str | None]]") -> None:
+    if not running.cancelled() and running.exception() is None:
+        spool.discard(running.result())
 
 
 def _record_provenance(
