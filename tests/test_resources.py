@@ -115,3 +115,25 @@ def test_statistics_count_every_level(shared_client: httpx.Client) -> None:
     ]
     assert int(statistics["TotalDiskSize"]) == int(statistics["TotalUncompressedSize"]) == sum(sizes)
     assert statistics["TotalDiskSizeMB"] == sum(sizes) // (1024 * 1024)
+
+
+def test_modified_and_anonymized_resources_show_their_origin(shared_client: httpx.Client) -> None:
+    """ModifiedFrom and AnonymizedFrom (metadata) are keys of the resource's JSON at every level, as in
+    Orthanc; a resource stored as received has neither."""
+    source = upload(shared_client, dicom_variant(patient_id="ORIGIN", series="1", instance="1"))
+    modified = shared_client.post(
+        f"/studies/{source['ParentStudy']}/modify", json={"Replace": {"StudyDescription": "Modified"}}
+    ).json()
+    anonymized = shared_client.post(f"/studies/{source['ParentStudy']}/anonymize", json={}).json()
+
+    plain = shared_client.get(f"/instances/{source['ID']}").json()
+    assert "ModifiedFrom" not in plain and "AnonymizedFrom" not in plain
+    for made, key in ((modified, "ModifiedFrom"), (anonymized, "AnonymizedFrom")):
+        study = shared_client.get(made["Path"]).json()
+        series = shared_client.get(f"/series/{study['Series'][0]}").json()
+        instance = shared_client.get(f"/instances/{series['Instances'][0]}").json()
+        assert (study[key], series[key], instance[key]) == (
+            source["ParentStudy"], source["ParentSeries"], source["ID"]
+        )  # fmt: skip
+        other = "AnonymizedFrom" if key == "ModifiedFrom" else "ModifiedFrom"
+        assert other not in study and other not in series and other not in instance

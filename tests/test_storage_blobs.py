@@ -2,11 +2,12 @@
 
 import hashlib
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
-from fastpacs.storage.blobs import BlobStore
+from fastpacs.storage.blobs import BlobStore, StoredBlob
 
 
 def blob_path(root: Path, data: bytes) -> Path:
@@ -59,3 +60,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_file_uuid_is_the_digest_as_a_version_4_uuid() -> None:
+    """FileUuid is formatted by hand (it is on every GET of an instance): the same text as the uuid
+    module's, for every value of the bits the version and variant overwrite."""
+    digests = [hashlib.sha256(bytes([n])).digest() for n in range(256)]
+    digests += [bytes([n]) * 32 for n in range(256)]
+    for digest in digests:
+        expected = str(uuid.UUID(bytes=digest[:16], version=4))
+        assert StoredBlob(digest=digest, size=0).uuid == expected

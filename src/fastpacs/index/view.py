@@ -177,6 +177,22 @@ class IndexView:
             found[metadata_kind(key)] = METADATA_DECODER.decode(value)
         return found
 
+    def metadata_range(self, rid: RawId, first: int, last: int) -> dict[int, MetadataValue]:
+        """Metadata type → value of a resource, for the types from ``first`` to ``last`` (one B-tree descent,
+        where a :meth:`metadata_value` per type would make one each; usually none is found)."""
+        cursor = self.txn.cursor(db=self.dbs["metadata"])
+        found: dict[int, MetadataValue] = {}
+        if not cursor.set_range(metadata_key(rid, first)):
+            return found
+        end = metadata_key(rid, last)
+        key = cursor.key()
+        while key <= end:
+            found[metadata_kind(key)] = METADATA_DECODER.decode(cursor.value())
+            if not cursor.next():
+                break
+            key = cursor.key()
+        return found
+
     def metadata_value(self, rid: RawId, kind: int) -> MetadataValue | None:
         value = self.txn.get(metadata_key(rid, kind), db=self.dbs["metadata"])
         return None if value is None else METADATA_DECODER.decode(value)

@@ -19,8 +19,12 @@ from fastpacs.index.view import IndexView
 ResourceJson = dict[str, Any]
 MEGABYTE = 1024 * 1024
 
-_ORIGIN_METADATA = ("ModifiedFrom", "AnonymizedFrom")
-"""Metadata Orthanc also shows in the resource's JSON (resources made by modify/anonymize)."""
+_ORIGIN_METADATA = {SYSTEM_METADATA[name]: name for name in ("ModifiedFrom", "AnonymizedFrom")}
+"""Metadata Orthanc also shows in the resource's JSON (resources made by modify/anonymize): types 5
+and 6, read as one range."""
+_FIRST_ORIGIN, _LAST_ORIGIN = min(_ORIGIN_METADATA), max(_ORIGIN_METADATA)
+_LEVELS = tuple(Level)
+"""Levels by value: indexing is cheaper than ``Level(value)`` for every resource shown."""
 _CHILD_LIST_KEYS = {Level.PATIENT: "Studies", Level.STUDY: "Series", Level.SERIES: "Instances"}
 _PARENT_KEYS = {Level.STUDY: "ParentPatient", Level.SERIES: "ParentStudy", Level.INSTANCE: "ParentSeries"}
 
@@ -81,7 +85,7 @@ def resource_path(level: Level, rid: RawId) -> str:
 
 def resource_json(view: IndexView, rid: RawId, record: Resource) -> ResourceJson:
     """The object Orthanc answers for ``GET /{level}/{id}``."""
-    level = Level(record.level)
+    level = _LEVELS[record.level]
     answer: ResourceJson = {
         "ID": format_id(rid),
         "MainDicomTags": record.main_tags,
@@ -103,10 +107,8 @@ def resource_json(view: IndexView, rid: RawId, record: Resource) -> ResourceJson
     if level == Level.SERIES:
         answer["ExpectedNumberOfInstances"] = record.expected_instances
         answer["Status"] = view.series_status(record, rid).value
-    for name in _ORIGIN_METADATA:
-        origin = view.metadata_value(rid, SYSTEM_METADATA[name])
-        if origin is not None:
-            answer[name] = origin.value
+    for kind, origin in view.metadata_range(rid, _FIRST_ORIGIN, _LAST_ORIGIN).items():
+        answer[_ORIGIN_METADATA[kind]] = origin.value
     return answer
 
 
