@@ -6,10 +6,10 @@ values under /content, the embedded PDF, ``?ignore-length``, and files
 whose strings depend on a DefaultEncoding that changed since ingest.
 """
 
-import zlib
 from enum import StrEnum
 
 import msgspec
+from isal import isal_zlib
 
 from fastpacs.dicom.content import ContentAnswer
 from fastpacs.dicom.ids import Level, RawId
@@ -23,6 +23,8 @@ from fastpacs.services.encoding import DefaultEncoding
 
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 _encoder = msgspec.json.Encoder(order="sorted")
+_inflate = isal_zlib.decompress
+"""The stored forms are zlib data; ISA-L inflates them 10-20 % faster than zlib (same bytes)."""
 
 
 class TagForm(StrEnum):
@@ -49,15 +51,17 @@ class ContentService:
         """The tag JSON as stored at ingest, when it is the answer (``None``: ask :meth:`tags`).
 
         It is not when the instance does not exist, or when its strings depend on a
-        DefaultEncoding that changed since ingest.
+        DefaultEncoding that changed since ingest. Only the tags record is read: the index
+        holds one for every instance and for nothing else (written and removed with the
+        instance, in the same transaction).
         """
-        stored = self._stored(rid)
-        if stored is None:
+        with self.database.read() as view:
+            tags = view.stored_tags(rid)
+        if tags is None:
             return None
-        tags = stored[0]
         if tags.default_encoding is not None and tags.default_encoding != self.default_encoding.name:
             return None
-        return zlib.decompress(_form_of(tags, form))
+        return _inflate(_form_of(tags, form))
 
     async def _current_tags(self, rid: RawId, ignore_length: frozenset[int]) -> StoredTags | None:
         stored = self._stored(rid)
@@ -76,7 +80,7 @@ class ContentService:
         tags = await self._current_tags(rid, ignore_length)
         if tags is None:
             return None
-        return zlib.decompress(_form_of(tags, form))
+        return _inflate(_form_of(tags, form))
 
     def header(self, rid: RawId, form: TagForm) -> bytes | None:
         """The file meta group (0002,xxxx) in the given form."""
