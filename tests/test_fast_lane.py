@@ -1,6 +1,7 @@
 """The fast lane's answers carry what the router's do: lengths, types, the file as stored, metrics, ETags."""
 
 import io
+import zipfile
 
 import httpx
 import pydicom
@@ -8,7 +9,7 @@ import pytest
 
 from fastpacs.api.fast_lane import MAX_READ_FILE
 from fastpacs.testing import ServerProcess
-from tests.conftest import pydicom_file
+from tests.conftest import dicom_variant, pydicom_file, stored_blobs
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,73 @@ def test_lane_answers_are_counted_under_the_route_names(
         and 'status="200"' in line
     )
     assert float(line.rsplit(" ", 1)[1]) >= 3
+
+
+def _requests_counted(client: httpx.Client, status: int) -> float:
+    """POST /instances requests counted with ``status`` (0 before the first)."""
+    for line in client.get("/tools/metrics-prometheus").text.splitlines():
+        if (
+            line.startswith("fastpacs_http_request_duration_seconds_count")
+            and 'route="/instances"' in line
+            and 'method="POST"' in line
+            and f'status="{status}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_an_upload_answers_as_the_router_does(client: httpx.Client) -> None:
+    """A plain upload is stored by the lane; as a form or in chunks (the router's), the same file gets
+    the same answer (already stored), with the same headers, and is counted under the same route."""
+    data = dicom_variant(instance="lane1")
+    before = _requests_counted(client, 200)
+    lane = client.post("/instances", content=data, headers={"Accept-Encoding": "identity"})
+    form = client.post(
+        "/instances",
+        files={"file": ("a.dcm", data, "application/dicom")},
+        headers={"Accept-Encoding": "identity"},
+    )
+    chunked = client.post(
+        "/instances", content=iter([data[:1000], data[1000:]]), headers={"Accept-Encoding": "identity"}
+    )
+    assert lane.status_code == form.status_code == chunked.status_code == 200
+    assert lane.json()["Status"] == "Success"
+    assert {**lane.json(), "Status": "AlreadyStored"} == form.json() == chunked.json()
+    assert lane.headers["content-type"] == form.headers["content-type"] == "application/json; charset=utf-8"
+    assert lane.headers["content-length"] == str(len(lane.content))
+    instance = lane.json()["ID"]
+    assert client.get(f"/instances/{instance}/file").content == data
+    assert client.get(f"/instances/{instance}/metadata/RemoteIP").text == "127.0.0.1"
+    assert client.get(f"/instances/{instance}/metadata/Origin").text == "RestApi"
+    assert _requests_counted(client, 200) == before + 3
+
+
+def test_a_zip_upload_answers_its_instances(client: httpx.Client) -> None:
+    files = [dicom_variant(instance=f"lanezip{number}") for number in range(2)]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as writer:
+        for number, data in enumerate(files):
+            writer.writestr(f"{number}.dcm", data)
+    answer = client.post("/instances", content=archive.getvalue())
+    assert answer.status_code == 200
+    assert [item["Status"] for item in answer.json()] == ["Success", "Success"]
+
+
+def test_a_refused_upload_is_answered_as_the_router_does_and_stores_nothing(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    """The lane answers a refused file with the router's own error handler: the same body as for the
+    same bytes sent in chunks (the router's), counted once, nothing stored."""
+    blobs = stored_blobs(server.directory / "storage")
+    instances = client.get("/instances").json()
+    before = _requests_counted(client, 400)
+    data = dicom_variant(instance="lanebad")[:-100]  # its pixels cut short
+    lane = client.post("/instances", content=data)
+    routed = client.post("/instances", content=iter([data]))
+    assert lane.status_code == routed.status_code == 400
+    assert lane.json() == routed.json()
+    assert lane.json()["OrthancStatus"] == 15  # Bad file format
+    assert "connection" not in lane.headers  # the body was read to its end: the connection is kept
+    assert _requests_counted(client, 400) == before + 2
+    assert stored_blobs(server.directory / "storage") == blobs
+    assert client.get("/instances").json() == instances

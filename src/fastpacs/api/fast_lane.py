@@ -3,16 +3,21 @@
 GET of a resource (``/patients|studies|series|instances/{id}``), of an
 instance's stored tag JSON (``/tags`` in its three forms, ``/simplified-tags``),
 of its file (``/instances/{id}/file``), the listings of a level
-(``/studies``, ``?since&limit``, ``?expand``) and ``POST /tools/find`` make
-most of the traffic of a busy PACS. Routing, dependency injection and response objects cost about 30 µs a
+(``/studies``, ``?since&limit``, ``?expand``), ``POST /tools/find`` and the
+uploads (``POST /instances``) make most of the traffic of a busy PACS.
+Routing, dependency injection and response objects cost about 30 µs a
 request in the framework, more than answering itself, so these answers are
 written straight to ASGI from the index. The lane answers only success: a
 request it cannot answer as the route would (unknown ID, a query argument it
 does not handle, tags to decode again) goes on to the router unchanged, which
 keeps a single implementation of every error (a find's body, once read,
-is handed on to the router as it arrived). It sits behind access control
-and the HTTP conventions, and reports to the request metrics with the same
-route names the router gives (``scope["path_template"]``).
+is handed on to the router as it arrived). Uploads are the exception: an
+error met once the file is admitted (a refused file, a stalled body) is
+answered by the application's own exception handler for it, as if the
+route had raised it, since handing the body on would ingest it a second
+time. It sits behind access control, the Lua filter and the HTTP
+conventions, and reports to the request metrics with the same route names
+the router gives (``scope["path_template"]``).
 """
 
 import os
@@ -22,9 +27,10 @@ from functools import lru_cache
 from time import perf_counter
 
 import msgspec
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from fastpacs.api.instances import file_answer
 from fastpacs.api.responses import JSON_MEDIA_TYPE, parse_integer
 from fastpacs.api.timeouts import BodyDeadline
 from fastpacs.dicom.ids import Level, RawId, parse_id
@@ -33,6 +39,7 @@ from fastpacs.logs import log_request
 from fastpacs.metrics import ServerMetrics
 from fastpacs.services.content import TagForm
 from fastpacs.services.find import parse_find_request
+from fastpacs.services.ingest import Origin
 from fastpacs.services.registry import Services
 from fastpacs.storage.blobs import BlobStore
 
@@ -50,6 +57,7 @@ _TAG_ROUTES = {
 _LIST_ARGUMENTS = frozenset({b"since", b"limit", b"expand"})
 _LANE_FLAGS = frozenset({b"simplify", b"short", b"expand"})
 FIND_PATH = "/tools/find"
+UPLOAD_PATH = "/instances"
 MAX_LANE_BODY = 1 << 16
 """A find body larger than this (or of unknown length) goes to the router."""
 MAX_READ_FILE = 2 << 20
@@ -103,6 +111,8 @@ class FastLane:
             self._finished(scope, "GET", route, started)
         elif method == "POST" and scope["path"] == FIND_PATH and scope["type"] == "http":
             await self._find(scope, receive, send)
+        elif method == "POST" and scope["path"] == UPLOAD_PATH and scope["type"] == "http":
+            await self._upload(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -116,7 +126,8 @@ class FastLane:
         """POST /tools/find: answered here when the body is small and the query valid, else routed."""
         started = perf_counter()
         services = self._current_services()
-        if services is None or not _small_body(scope):
+        size = _body_size(scope)
+        if services is None or size is None or size > MAX_LANE_BODY:
             await self.app(scope, receive, send)
             return
         body = _ReadBody(receive)
@@ -133,6 +144,67 @@ class FastLane:
                 self._finished(scope, "POST", FIND_PATH, started)
                 return
         await self.app(scope, body.replay, send)
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /instances of one file, with its length announced and within ``MaximumUploadSize``.
+
+        Admitted among the pending ingests before its body is read, as the
+        route does. A multipart form, a body without a length (chunked,
+        inflated) or over the limit go to the router, and so does a request whose
+        client left before its body was in. Errors (503 when the pending
+        ingests are full, 408 for a body that stalls, a refused file...) are
+        answered by the application's exception handlers, as if the route had
+        raised them.
+        """
+        started = perf_counter()
+        services = self._current_services()
+        size = _body_size(scope)
+        if services is None or size is None or size > services.ingest.max_upload_size or _is_form(scope):
+            await self.app(scope, receive, send)
+            return
+        counted = False
+        try:
+            with services.ingest.pending.admit(size):
+                body = _ReadBody(receive)
+                await body.read(services.config.http_request_timeout)
+                if isinstance(body.failure, BareHttpError):
+                    raise body.failure
+                if body.failure is None:
+                    counted = self.metrics.enabled
+                    if counted:
+                        self.metrics.request_started()
+                    client = scope.get("client")
+                    origin = Origin(kind="RestApi", remote_ip=client[0] if client else "")
+                    outcome = await services.ingest.ingest_upload(body.data, origin)
+        except Exception as error:  # noqa: BLE001 - answered as the router answers what a route raises
+            status = await self._error(scope, receive, send, error)
+            self._upload_finished(scope, status, started, counted)
+            return
+        if body.failure is not None:  # the client left: the router ends the request as it does
+            await self.app(scope, body.replay, send)
+            return
+        answer = _encoder.encode(file_answer(outcome))
+        await send({"type": "http.response.start", "status": 200, "headers": _json_headers(answer)})
+        await send({"type": "http.response.body", "body": answer, "more_body": False})
+        self._upload_finished(scope, 200, started, counted)
+
+    def _upload_finished(self, scope: Scope, status: int, started: float, counted: bool) -> None:
+        """Metrics and log of an upload; ``counted`` once :meth:`ServerMetrics.request_started` said so."""
+        seconds = perf_counter() - started
+        if counted:
+            self.metrics.request_finished("POST", UPLOAD_PATH, status, seconds)
+        elif self.metrics.enabled:
+            self.metrics.request_answered("POST", UPLOAD_PATH, status, seconds)
+        log_request(scope, UPLOAD_PATH, status, seconds)
+
+    async def _error(self, scope: Scope, receive: Receive, send: Send, error: Exception) -> int:
+        """Answer ``error`` with the application's handler for it; the status sent."""
+        handlers = self.litestar.exception_handlers
+        handler = next(handlers[kind] for kind in type(error).__mro__ if kind in handlers)
+        request: Request = Request(scope, receive)
+        response = handler(request, error)
+        await response.to_asgi_response(None, request)(scope, receive, send)
+        return response.status_code
 
     def _answer(self, scope: Scope) -> Answer | None:
         """The answer to a GET, or ``None`` to hand the request on (websocket scopes have no method)."""
@@ -266,12 +338,27 @@ def _count(value: bytes | None) -> int | None:
     return number if number is not None and 0 <= number < 2**64 else None
 
 
-def _small_body(scope: Scope) -> bool:
-    """Whether the request announces a body of at most :data:`MAX_LANE_BODY` bytes."""
+def _body_size(scope: Scope) -> int | None:
+    """The length a request announces for its body (one valid ``Content-Length``), else ``None``.
+
+    A body sent in chunks, or inflated on its way in (the HTTP conventions
+    drop its encoded length), has none.
+    """
+    size = None
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return value.isdigit() and int(value) <= MAX_LANE_BODY
-    return False
+            if size is not None or not value.isdigit():
+                return None
+            size = int(value)
+    return size
+
+
+def _is_form(scope: Scope) -> bool:
+    """Whether the body is a ``multipart/form-data`` form (its parts are the files of an upload)."""
+    return any(
+        name == b"content-type" and value.partition(b";")[0].strip().lower() == b"multipart/form-data"
+        for name, value in scope["headers"]
+    )
 
 
 def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
@@ -289,6 +376,8 @@ class _ReadBody:
     _replayed: bool = False
 
     async def read(self, timeout: float) -> None:
+        # The pieces joined at the end: one copy into a bytes object (the ingest hashes slices of it,
+        # which a bytearray's are not), measured cheaper than filling a buffer of the announced size.
         receive = BodyDeadline(self.receive, timeout) if timeout > 0 else self.receive
         chunks = []
         try:

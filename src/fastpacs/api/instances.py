@@ -26,6 +26,13 @@ def upload_answer(outcome: IngestOutcome) -> dict[str, str]:
     }
 
 
+def file_answer(outcome: IngestOutcome | list[IngestOutcome]) -> dict[str, str] | list[dict[str, str]]:
+    """The answer to an upload of one file: its instance, or the list of a ZIP archive's."""
+    if isinstance(outcome, list):
+        return [upload_answer(item) for item in outcome]
+    return upload_answer(outcome)
+
+
 async def _uploaded_files(request: Request) -> list[bytes]:
     """The files of the body: the body itself, or each part of a multipart/form-data body."""
     if request.content_type[0] == "multipart/form-data":
@@ -40,18 +47,18 @@ async def _uploaded_files(request: Request) -> list[bytes]:
 @post("/instances", name="instances-upload", status_code=200)
 async def upload_instances(request: Request, services: Services) -> Response[bytes]:
     origin = Origin(kind="RestApi", remote_ip=request.client.host if request.client else "")
-    answers = []
+    answers: list[dict[str, str]] = []
     declared_size = parse_integer(request.headers.get("content-length", "")) or 0
     with services.ingest.pending.admit(declared_size):
         files = await _uploaded_files(request)
         for data in files:
-            outcome = await services.ingest.ingest_upload(data, origin)
-            if isinstance(outcome, list):
-                answers.extend(upload_answer(item) for item in outcome)
+            answer = file_answer(await services.ingest.ingest_upload(data, origin))
+            if len(files) == 1:
+                return json_response(answer)
+            if isinstance(answer, list):
+                answers.extend(answer)
             else:
-                answers.append(upload_answer(outcome))
-    if len(files) == 1 and not isinstance(outcome, list):
-        return json_response(answers[0])
+                answers.append(answer)
     return json_response(answers)
 
 
