@@ -78,3 +78,20 @@ def test_a_worker_that_dies_fails_its_task_and_the_others_go_on(tmp_path: Path) 
         asyncio.run(scenario())
     finally:
         pool.close()
+
+
+def test_submitted_tasks_run_while_the_caller_goes_on_and_are_all_accounted(pool: WorkerPool) -> None:
+    """Futures of :meth:`WorkerPool.submit`, some given up while they wait: every one is settled and
+    the count of queued tasks comes back to zero (workers handed task after task, then left idle)."""
+
+    async def scenario() -> list[int]:
+        futures = [pool.submit(operator.mul, number, 2) for number in range(30)]
+        assert pool.queued == 30
+        for future in futures[20:25]:
+            future.cancel()
+        results = [await future for future in futures[:20] + futures[25:]]
+        await pool.run(operator.add, 0, 0)  # its turn comes after every cancelled one's
+        return results
+
+    assert asyncio.run(scenario()) == [number * 2 for number in list(range(20)) + list(range(25, 30))]
+    assert pool.queued == 0

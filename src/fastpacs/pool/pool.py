@@ -39,7 +39,9 @@ _HEADER = struct.Struct("<Q")
 """Every message on a pipe: its length, then the pickle."""
 PIPE_SIZE = 1 << 20
 """Pipe buffer asked for, so that a task and most answers fit in one write."""
-READ_SIZE = 1 << 20
+FIRST_READ = 1 << 16
+"""Bytes asked for by the first read of an answer (most fit); the rest, if any, is read by its length.
+A read of a megabyte cost about 0.1 ms whatever came: the allocation of its buffer."""
 STARTUP_POLL_SECONDS = 0.2
 
 
@@ -82,33 +84,44 @@ class WorkerPool:
         self._idle: deque[_Worker] = deque(self._workers)
         self._waiting: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
         self.queued = 0
-        """Tasks submitted and not answered yet (waiting for a worker or running)."""
+        """Tasks submitted and not answered yet (waiting for a worker or running; one its caller
+        gave up while it waited counts until its turn comes)."""
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         """Run ``function(*args)`` in a worker and await its result."""
+        return await self.submit(function, *args)
+
+    def submit(self, function: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        """Start ``function(*args)`` in a worker (or queue it): the future of its result.
+
+        For a caller that awaits the result later and meanwhile does other
+        work (the ingest writes the blob while its header is parsed), without
+        a task of its own around :meth:`run`.
+        """
         if not any(worker.alive for worker in self._workers):
             raise BrokenProcessPool("every worker process has ended")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.queued += 1
-        try:
-            self._waiting.append((pickle.dumps((function, args), pickle.HIGHEST_PROTOCOL), future))
-            self._dispatch()
-            return await future
-        finally:
-            self.queued -= 1
+        self._waiting.append((pickle.dumps((function, args), pickle.HIGHEST_PROTOCOL), future))
+        self._dispatch()
+        return future
 
     def _dispatch(self) -> None:
         while self._idle and self._waiting:
             payload, future = self._waiting.popleft()
-            if not future.done():  # a caller cancelled while waiting gives its turn
+            if future.done():  # a caller cancelled while waiting gives its turn
+                self.queued -= 1
+            else:
                 self._idle.popleft().start(payload, future)
 
     def _worker_free(self, worker: "_Worker") -> None:
+        self.queued -= 1  # the task it answered
         if worker.alive:
             self._idle.append(worker)
         elif not any(other.alive for other in self._workers):
             while self._waiting:
                 _, future = self._waiting.popleft()
+                self.queued -= 1
                 if not future.done():
                     future.set_exception(BrokenProcessPool("every worker process has ended"))
         self._dispatch()
@@ -146,17 +159,23 @@ class _Worker:
         self._future: asyncio.Future[Any] | None = None
         self._unsent: list[memoryview] = []
         self._received = bytearray()
+        self._watcher: asyncio.AbstractEventLoop | None = None
+        """The event loop watching the answer pipe: from a task's start until the worker is left
+        idle (a worker handed its next task at once stays watched, as under load)."""
+        self._writing = False
 
     def start(self, payload: bytes, future: asyncio.Future[Any]) -> None:
         """Send one task; its answer (or the worker's end) settles ``future``."""
         self._future = future
-        self._received = bytearray()
         loop = future.get_loop()
-        loop.add_reader(self._answers.fileno(), self._readable)
+        if self._watcher is not loop:
+            loop.add_reader(self._answers.fileno(), self._readable)
+            self._watcher = loop
         self._unsent = [memoryview(_HEADER.pack(len(payload))), memoryview(payload)]
         self._writable()
-        if self._unsent:
+        if self._unsent and not self._writing:
             loop.add_writer(self._tasks.fileno(), self._writable)
+            self._writing = True
 
     def _writable(self) -> None:
         try:
@@ -166,26 +185,21 @@ class _Worker:
         except BrokenPipeError:  # the worker ended: its answer pipe reports it to _readable
             written = sum(len(buffer) for buffer in self._unsent)
         self._unsent = _after(self._unsent, written)
-        if not self._unsent and self._future is not None:
+        if not self._unsent and self._writing and self._future is not None:
             self._future.get_loop().remove_writer(self._tasks.fileno())
+            self._writing = False
 
     def _readable(self) -> None:
-        while True:
+        descriptor = self._answers.fileno()
+        while (missing := self._missing()) > 0:
             try:
-                chunk = os.read(self._answers.fileno(), READ_SIZE)
+                chunk = os.read(descriptor, missing)
             except BlockingIOError:
-                break
+                return
             if not chunk:
                 self._ended()
                 return
             self._received += chunk
-            if len(chunk) < READ_SIZE:
-                break
-        if len(self._received) < _HEADER.size:
-            return
-        (length,) = _HEADER.unpack_from(self._received)
-        if len(self._received) < _HEADER.size + length:
-            return
         answer = memoryview(self._received)[_HEADER.size :]
         try:
             succeeded, value, remote_traceback = pickle.loads(answer)
@@ -194,12 +208,19 @@ class _Worker:
         answer.release()
         self._finish(succeeded, value, remote_traceback)
 
+    def _missing(self) -> int:
+        """Bytes of the answer still to read (:data:`FIRST_READ` while its length is unknown)."""
+        if len(self._received) < _HEADER.size:
+            return FIRST_READ
+        return _HEADER.size + _HEADER.unpack_from(self._received)[0] - len(self._received)
+
     def _finish(self, succeeded: bool, value: Any, remote_traceback: str | None) -> None:
         future, self._future = self._future, None
         assert future is not None
         loop = future.get_loop()
-        loop.remove_reader(self._answers.fileno())
-        loop.remove_writer(self._tasks.fileno())
+        if self._writing:
+            loop.remove_writer(self._tasks.fileno())
+            self._writing = False
         self._received = bytearray()
         if not future.done():
             if succeeded:
@@ -209,6 +230,9 @@ class _Worker:
                     value.__cause__ = RemoteTracebackError(remote_traceback)
                 future.set_exception(value)
         self._on_free(self)
+        if self._future is None:  # no task was waiting for it
+            loop.remove_reader(self._answers.fileno())
+            self._watcher = None
 
     def _ended(self) -> None:
         self.alive = False

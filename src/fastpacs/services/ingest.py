@@ -165,9 +165,7 @@ class IngestService:
         prefix = header_prefix(data)
         if prefix is None:
             return None
-        parsing = asyncio.ensure_future(
-            self.pool.run(summarize_header, prefix, len(data), self.default_encoding.name)
-        )
+        parsing = self.pool.submit(summarize_header, prefix, len(data), self.default_encoding.name)
         parsing.add_done_callback(retrieve_failure)  # not awaited when the write fails
         return parsing
 
