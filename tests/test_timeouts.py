@@ -1,0 +1,111 @@
+"""BodyDeadline in-process: one deadline per body, moved forward by the bytes received.
+
+The servers' 408s (a body trickled a byte at a time, through the fast lane
+and through the router) are in tests/test_limits.py; these tests pin the
+timer's behaviour with short timeouts: a body that keeps pace is never cut,
+one that stalls is cut at its deadline, the deadline counts the bytes
+received, an outside cancellation stays a cancellation, and a complete body
+leaves no timer behind.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+from litestar.types import Message
+
+from fastpacs.api import timeouts
+from fastpacs.api.timeouts import BodyDeadline
+from fastpacs.errors import BareHttpError
+
+TIMEOUT = 0.3
+
+
+def body_source(pieces: list[tuple[float, bytes]]) -> Callable[[], Awaitable[Message]]:
+    """An ASGI ``receive`` giving each piece after its delay, the last one ending the body."""
+    remaining = list(pieces)
+
+    async def receive() -> Message:
+        delay, body = remaining.pop(0)
+        await asyncio.sleep(delay)
+        return {"type": "http.request", "body": body, "more_body": bool(remaining)}
+
+    return receive
+
+
+async def read_all(receive: Callable[[], Awaitable[Message]]) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message["body"])
+        if not message["more_body"]:
+            return b"".join(chunks)
+
+
+def test_a_body_that_keeps_coming_is_read_whole_past_the_first_deadline() -> None:
+    async def scenario() -> bytes:
+        # 10 pieces 0.1 s apart: 1 s in all, well past TIMEOUT, each piece moving the deadline on.
+        pieces = [(0.1, bytes(timeouts.MINIMUM_RATE)) for _ in range(10)]
+        return await read_all(BodyDeadline(body_source(pieces), TIMEOUT))
+
+    assert asyncio.run(scenario()) == bytes(10 * timeouts.MINIMUM_RATE)
+
+
+def test_a_stalled_body_is_cut_at_its_deadline_with_408() -> None:
+    async def scenario() -> float:
+        pieces = [(0.05, b"x" * 10), (5.0, b"never")]
+        started = time.monotonic()
+        with pytest.raises(BareHttpError) as raised:
+            await read_all(BodyDeadline(body_source(pieces), TIMEOUT))
+        assert raised.value.http_status == 408
+        assert raised.value.headers == {"Connection": "close"}
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(scenario())
+    assert TIMEOUT <= elapsed < TIMEOUT + 0.5
+
+
+def test_a_deadline_passed_while_not_reading_fails_the_next_read() -> None:
+    async def scenario() -> None:
+        receive = BodyDeadline(body_source([(0, b"a"), (0, b"b")]), TIMEOUT)
+        assert (await receive())["body"] == b"a"
+        await asyncio.sleep(TIMEOUT + 0.1)  # the application busy elsewhere past the deadline
+        with pytest.raises(BareHttpError):
+            await receive()
+
+    asyncio.run(scenario())
+
+
+def test_an_outside_cancellation_stays_a_cancellation() -> None:
+    async def scenario() -> None:
+        reader = asyncio.create_task(read_all(BodyDeadline(body_source([(5.0, b"x")]), TIMEOUT)))
+        await asyncio.sleep(0.05)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+
+    asyncio.run(scenario())
+
+
+def test_a_complete_body_leaves_no_timer_and_passes_receive_through() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        messages: list[Message] = [
+            {"type": "http.request", "body": b"whole", "more_body": False},
+            {"type": "http.disconnect"},
+        ]
+
+        async def connection() -> Message:
+            return messages.pop(0)
+
+        receive = BodyDeadline(connection, TIMEOUT)
+        assert (await receive())["body"] == b"whole"
+        assert receive.complete
+        scheduled = [handle for handle in loop._scheduled if not handle.cancelled()]
+        assert scheduled == []
+        await asyncio.sleep(TIMEOUT + 0.1)
+        # Passed through once complete, even past the deadline (a streamed answer waits for the client).
+        assert (await receive())["type"] == "http.disconnect"
+
+    asyncio.run(scenario())
