@@ -7,12 +7,14 @@ tests/differential/test_content_vs_orthanc.py.
 """
 
 import io
+import zlib
 from collections.abc import Iterator
 
 import httpx
 import pydicom
 import pytest
 
+from fastpacs.services.content import InflatedForms, TagForm
 from fastpacs.testing import ServerProcess, fastpacs_server
 from tests.conftest import pydicom_file
 
@@ -67,3 +69,20 @@ def test_tags_of_unknown_resources_are_not_found(client: httpx.Client) -> None:
     for resource in (answer["ParentPatient"], "00000000-00000000-00000000-00000000-00000000"):
         for form in FORMS:
             assert client.get(f"/instances/{resource}{form}").status_code == 404, form
+
+
+def test_inflated_forms_answer_only_for_the_bytes_they_were_inflated_from() -> None:
+    """The memo of inflated JSON: a hit for the same compressed bytes, a fresh inflate for others
+    under the same key, the least recently used entries out past the budget."""
+    first, second = b'{"a": "1"}' * 10, b'{"a": "2"}' * 10
+    forms = InflatedForms(budget=3 * (len(zlib.compress(first)) + len(first)))
+    ids = [bytes([n]) * 20 for n in range(4)]
+
+    assert forms.inflate(ids[0], TagForm.FULL, zlib.compress(first)) == first
+    assert forms.inflate(ids[0], TagForm.FULL, zlib.compress(first)) == first
+    assert forms.inflate(ids[0], TagForm.FULL, zlib.compress(second)) == second
+    assert forms.inflate(ids[0], TagForm.SHORT, zlib.compress(first)) == first
+    for rid in ids[1:]:
+        forms.inflate(rid, TagForm.FULL, zlib.compress(first))
+    assert list(forms._entries) == [(rid, TagForm.FULL) for rid in ids[1:]]
+    assert forms._size <= forms.budget
