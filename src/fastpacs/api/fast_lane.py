@@ -30,6 +30,7 @@ import msgspec
 from litestar import Litestar, Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from fastpacs.api.image_lane import IMAGE_PATH_ENDINGS, image_answer
 from fastpacs.api.instances import file_answer
 from fastpacs.api.responses import JSON_MEDIA_TYPE, parse_integer
 from fastpacs.api.timeouts import BodyDeadline
@@ -94,6 +95,8 @@ class FastLane:
         if method == "GET":
             started = perf_counter()
             answer = self._answer(scope)
+            if answer is None and scope["path"].endswith(IMAGE_PATH_ENDINGS):
+                answer = await image_answer(self._current_services(), scope)
             if answer is None:
                 await self.app(scope, receive, send)
                 return

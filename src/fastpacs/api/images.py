@@ -8,7 +8,7 @@ acceptable is an empty 404.
 """
 
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from litestar import Request, Response, get
@@ -74,9 +74,9 @@ def negotiate(accept: str | None, offered: tuple[ImageFormat, ...] = OFFERED_FOR
     return best
 
 
-def jpeg_quality(request: Request) -> int:
+def jpeg_quality(arguments: Mapping[str, str]) -> int:
     """``?quality=1..100`` (90 by default); anything else is an empty 415, whatever the format."""
-    text = request.query_params.get("quality")
+    text = arguments.get("quality")
     if text is None:
         return DEFAULT_JPEG_QUALITY
     if not _QUALITY.fullmatch(text) or not 1 <= int(text) <= 100:
@@ -103,15 +103,36 @@ def frame_index(text: str) -> int:
     return int(text)
 
 
-async def _image(request: Request, services: Services, resource_id: str, frame: int, operation: Operation):
-    image_format = negotiate(request.headers.get("accept"))
+async def render_image(
+    services: Services,
+    resource_id: str,
+    frame: int,
+    operation: Operation,
+    *,
+    accept: str | None,
+    arguments: Mapping[str, str],
+) -> tuple[bytes, ImageFormat]:
+    """A frame as ``preview`` or ``image-*`` (the body and its format), by the ``Accept`` header and
+    the query ``arguments``: the route's work, shared with the fast lane (api/image_lane.py)."""
+    image_format = negotiate(accept)
     if image_format == ImageFormat.JPEG and operation not in _EIGHT_BIT_OPERATIONS:
         raise BareHttpError(404)
-    quality = jpeg_quality(request)
+    quality = jpeg_quality(arguments)
     rid = parse_id(resource_id)
     if rid is None:
         raise BareHttpError(404)
-    body = await services.images.image(rid, frame, operation, image_format, quality)
+    return await services.images.image(rid, frame, operation, image_format, quality), image_format
+
+
+async def _image(request: Request, services: Services, resource_id: str, frame: int, operation: Operation):
+    body, image_format = await render_image(
+        services,
+        resource_id,
+        frame,
+        operation,
+        accept=request.headers.get("accept"),
+        arguments=request.query_params,
+    )
     return Response(body, media_type=image_format.value)
 
 

@@ -8,6 +8,7 @@ and a malformed ``smooth`` an empty 415.
 
 import math
 import re
+from collections.abc import Mapping
 
 from litestar import Request, Response, get
 
@@ -15,7 +16,7 @@ from fastpacs.api.images import boolean_argument, frame_index, jpeg_quality, neg
 from fastpacs.api.responses import unknown_resource
 from fastpacs.dicom.ids import parse_id
 from fastpacs.errors import BareHttpError
-from fastpacs.imaging.formats import Rendering
+from fastpacs.imaging.formats import ImageFormat, Rendering
 from fastpacs.services.registry import Services
 from fastpacs.services.request_fields import boolean_text
 
@@ -23,8 +24,8 @@ _SIZE = re.compile(r"[0-9]{1,5}")
 UNSUPPORTED_MEDIA_TYPE = 415
 
 
-def _window_value(request: Request, name: str) -> float | None:
-    text = request.query_params.get(name)
+def _window_value(arguments: Mapping[str, str], name: str) -> float | None:
+    text = arguments.get(name)
     if text is None:
         return None
     try:
@@ -36,8 +37,8 @@ def _window_value(request: Request, name: str) -> float | None:
     return value
 
 
-def _size(request: Request, name: str) -> int:
-    text = request.query_params.get(name)
+def _size(arguments: Mapping[str, str], name: str) -> int:
+    text = arguments.get(name)
     if text is None:
         return 0
     if not _SIZE.fullmatch(text):
@@ -45,27 +46,37 @@ def _size(request: Request, name: str) -> int:
     return int(text)
 
 
-def rendering_of(request: Request) -> Rendering:
-    smooth = boolean_text(request.query_params.get("smooth", "false"))
+def rendering_of(arguments: Mapping[str, str]) -> Rendering:
+    smooth = boolean_text(arguments.get("smooth", "false"))
     if smooth is None:
         raise BareHttpError(UNSUPPORTED_MEDIA_TYPE)
     return Rendering(
-        window_center=_window_value(request, "window-center"),
-        window_width=_window_value(request, "window-width"),
-        width=_size(request, "width"),
-        height=_size(request, "height"),
+        window_center=_window_value(arguments, "window-center"),
+        window_width=_window_value(arguments, "window-width"),
+        width=_size(arguments, "width"),
+        height=_size(arguments, "height"),
         smooth=smooth,
     )
 
 
-async def _rendered(request: Request, services: Services, resource_id: str, frame: int) -> Response[bytes]:
-    image_format = negotiate(request.headers.get("accept"))
-    quality = jpeg_quality(request)
-    rendering = rendering_of(request)
+async def render_windowed(
+    services: Services, resource_id: str, frame: int, *, accept: str | None, arguments: Mapping[str, str]
+) -> tuple[bytes, ImageFormat]:
+    """A frame as ``rendered`` (the body and its format), by the ``Accept`` header and the query
+    ``arguments``: the route's work, shared with the fast lane (api/image_lane.py)."""
+    image_format = negotiate(accept)
+    quality = jpeg_quality(arguments)
+    rendering = rendering_of(arguments)
     rid = parse_id(resource_id)
     if rid is None:
         raise BareHttpError(404)
-    body = await services.rendered.rendered(rid, frame, rendering, image_format, quality)
+    return await services.rendered.rendered(rid, frame, rendering, image_format, quality), image_format
+
+
+async def _rendered(request: Request, services: Services, resource_id: str, frame: int) -> Response[bytes]:
+    body, image_format = await render_windowed(
+        services, resource_id, frame, accept=request.headers.get("accept"), arguments=request.query_params
+    )
     return Response(body, media_type=image_format.value)
 
 
