@@ -13,8 +13,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from fastpacs.api.fast_lane import FastLane
 from fastpacs.api.image_lane import image_answer
 from fastpacs.imaging.formats import ImageFormat, Operation, Rendering
+from fastpacs.metrics import ServerMetrics
 from fastpacs.testing import ServerProcess
 from tests.conftest import pydicom_file
 
@@ -232,3 +234,38 @@ def test_what_the_lane_leaves_to_the_router(
     answer, calls = _ask(path, query, headers)
     assert answer is None
     assert calls == []
+
+
+def test_the_fast_lane_sends_the_answer_and_hands_on_the_rest() -> None:
+    """The wiring in :class:`FastLane`: an image path is answered without the router, others reach it."""
+    routed: list[str] = []
+
+    async def router(scope: dict, receive: object, send: object) -> None:
+        routed.append(scope["path"])
+
+    litestar = SimpleNamespace(state=SimpleNamespace(services=_Renderer()))
+    lane = FastLane(router, litestar, ServerMetrics(False))  # type: ignore[arg-type]
+
+    def get(path: str, query: bytes = b"") -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": path, "query_string": query, "headers": []}
+        asyncio.run(lane(scope, None, send))  # type: ignore[arg-type]
+        return sent
+
+    sent = get(f"/instances/{CT}/frames/0/preview")
+    assert sent == [
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"image/png"), (b"content-length", b"5")],
+        },
+        {"type": "http.response.body", "body": b"image", "more_body": False},
+    ]
+    assert routed == []
+    assert get(f"/instances/{CT}/preview", b"quality=%35%30") == []
+    assert get(f"/instances/{CT}/frames/0/raw") == []
+    assert routed == [f"/instances/{CT}/preview", f"/instances/{CT}/frames/0/raw"]
