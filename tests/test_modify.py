@@ -34,7 +34,12 @@ from fastpacs.dicom.values import python_encodings
 from fastpacs.dicom.writer import DatasetWriter, part10_file
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.services.ingest import Origin
-from fastpacs.services.modification_jobs import ResourceModificationJob, RunState, SourceInstance
+from fastpacs.services.modification_jobs import (
+    ModificationWork,
+    ResourceModificationJob,
+    RunState,
+    SourceInstance,
+)
 from tests.conftest import pydicom_file
 from tests.differential.data import CHARSET_FILES, TEST_FILES
 
@@ -655,8 +660,9 @@ def test_a_job_saves_what_resumes_it() -> None:
         provenance="AnonymizedFrom",
         level=Level.STUDY,
     )
-    job = ResourceModificationJob(None, state)  # type: ignore[arg-type]
-    loaded = ResourceModificationJob.loader(None)(job.save())  # type: ignore[arg-type]
+    work = ModificationWork.__new__(ModificationWork)  # never run: no pool, no index
+    job = ResourceModificationJob(work, state)
+    loaded = ResourceModificationJob.loader(work)(job.save())
     assert loaded.state == state and loaded.total_steps == 1
     assert loaded.content() == {
         "Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": 1, "IsAnonymization": True

@@ -1,43 +1,59 @@
 """Modification and anonymization in the worker processes.
 
 The server process sends the :class:`Modification` and the digests of the
-stored files; each worker reads the files from the shared storage itself
-and hands back the new files, a few at a time, through files of a spool
-folder (:mod:`fastpacs.pool.spool`); the instance-level operations get the
-new file's bytes in the answer.
+stored files; each worker reads the files from the shared storage itself,
+and for the jobs stores the new files itself too and hands back only their
+summaries and blobs (:class:`ParsedFile`), which the server indexes
+(:meth:`fastpacs.services.ingest.IngestService.ingest_stored`): the new
+bytes never cross the process boundary. The instance-level operations get
+the new file's bytes in the answer.
 """
 
+import time
+
 from fastpacs.dicom.modification import Modification, modify
+from fastpacs.dicom.parse import InstanceSummary, header_prefix, summarize, summarize_header
 from fastpacs.dicom.transcoding import transcode
-from fastpacs.pool import spool
-from fastpacs.pool.tasks import read_blob
+from fastpacs.pool.tasks import ParsedFile, read_blob, store
 
 
-def modify_stored(
+def modify_and_store(
     modification: Modification,
     digests: list[bytes],
     default_encoding: str,
     transfer_syntax: str | None,
-    spool_folder: str,
-) -> list[str | None]:
-    """The modified files, in order, in ``transfer_syntax`` when given (``Transcode``), each written to
-    a file of ``spool_folder`` whose path is returned (:mod:`fastpacs.pool.spool`: the server reads and
-    removes it); ``None`` for a file deleted since the request was accepted."""
-    spooled: list[str | None] = []
-    try:
-        for digest in digests:
-            try:
-                data = read_blob(digest)
-            except FileNotFoundError:
-                spooled.append(None)
-                continue
-            spooled.append(
-                spool.write(spool_folder, modify_file(modification, data, default_encoding, transfer_syntax))
-            )
-    except BaseException:
-        spool.discard(spooled)  # the caller gets the error, not the files written before it
-        raise
-    return spooled
+) -> list[ParsedFile | None]:
+    """The modified files, in order, in ``transfer_syntax`` when given (``Transcode``), each summarized
+    and stored; ``None`` for a file deleted since the request was accepted.
+
+    Every file is modified and summarized before any is stored: a file that
+    fails leaves no blob behind (the server could not release it).
+    """
+    modified: list[tuple[bytes, InstanceSummary] | None] = []
+    for digest in digests:
+        try:
+            data = read_blob(digest)
+        except FileNotFoundError:
+            modified.append(None)
+            continue
+        new = modify_file(modification, data, default_encoding, transfer_syntax)
+        modified.append((new, _summarize(new, default_encoding)))
+    stored: list[ParsedFile | None] = []
+    for item in modified:
+        if item is None:
+            stored.append(None)
+            continue
+        started = time.perf_counter()
+        blob = store(item[0])
+        stored.append(ParsedFile(summary=item[1], blob=blob, store_seconds=time.perf_counter() - started))
+    return stored
+
+
+def _summarize(data: bytes, default_encoding: str) -> InstanceSummary:
+    """The summary of a file just written, from its header when that suffices (as the ingest does)."""
+    prefix = header_prefix(data)
+    summary = None if prefix is None else summarize_header(prefix, len(data), default_encoding)
+    return summarize(data, default_encoding) if summary is None else summary
 
 
 def modify_file(

@@ -36,7 +36,8 @@ DICOM_MAGIC_OFFSET = 128
 
 
 class ParsedFile(msgspec.Struct, array_like=True):
-    """A file of a ZIP archive checked, summarized and stored by the worker, to be flushed and indexed."""
+    """A file checked, summarized and stored by a worker (a file of a ZIP archive, a modified
+    instance), to be flushed and indexed (:meth:`fastpacs.services.ingest.IngestService.ingest_stored`)."""
 
     summary: InstanceSummary
     blob: StoredBlob
@@ -61,7 +62,8 @@ def _end_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _store(data: bytes) -> StoredBlob:
+def store(data: bytes) -> StoredBlob:
+    """Write ``data`` as a blob of the storage, not yet flushed."""
     assert _storage is not None, "worker not initialized"
     return _storage.put(data)  # ingest flushes the storage before the index references it
 
@@ -124,6 +126,6 @@ def parse_and_store_zip(data: bytes, default_encoding: str, max_expanded_size: i
         except OrthancError:
             continue
         started = time.perf_counter()
-        blob = _store(content)
+        blob = store(content)
         parsed.append(ParsedFile(summary=summary, blob=blob, store_seconds=time.perf_counter() - started))
     return parsed

@@ -11,8 +11,10 @@ file whose header alone does not suffice (encapsulated pixels, elements
 after them) is summarized by a worker reading the stored blob instead.
 A blob whose file is refused is released through the writer, which removes
 it unless an instance already references the same bytes.
-REST uploads, C-STORE, and the outputs of modify/anonymize/merge/split and
-create-dicom all come through :meth:`IngestService.ingest`.
+REST uploads, C-STORE, and the outputs of the instance-level modify/anonymize and
+create-dicom all come through :meth:`IngestService.ingest`; the files a worker
+stores itself (a ZIP archive's, those of the modification jobs) through
+:meth:`IngestService.ingest_stored`.
 
 Two hooks serve Lua scripting: :attr:`IngestService.instance_filter` may
 refuse an instance once it is parsed (``ReceivedInstanceFilter``: it is not
@@ -200,10 +202,22 @@ class IngestService:
         parsed_files = await self.pool.run(
             tasks.parse_and_store_zip, data, self.default_encoding.name, self.max_upload_size
         )
-        flushed = self.flush.begin()  # the worker wrote every blob of the archive: one flush for all
-        outcomes = [
-            await self._index(parsed.summary, parsed.blob, None, origin, flushed) for parsed in parsed_files
-        ]
+        return await self.ingest_stored(parsed_files, origin)
+
+    async def ingest_stored(
+        self, parsed_files: list[tasks.ParsedFile], origin: Origin
+    ) -> list[IngestOutcome]:
+        """Index files a worker has summarized and stored already (a ZIP archive's, modified instances).
+
+        The blobs are flushed together, by a flush begun now, after their
+        writes; each is released if refused. A blob removed meanwhile by a
+        concurrent delete of the same bytes cannot be written again from
+        here: ``BlobMissingError``.
+        """
+        flushed = self.flush.begin()
+        outcomes = await asyncio.gather(
+            *(self._index(parsed.summary, parsed.blob, None, origin, flushed) for parsed in parsed_files)
+        )
         for parsed, outcome in zip(parsed_files, outcomes, strict=True):
             self.metrics.observe_ingest(outcome.status, parsed.blob.size, None, parsed.store_seconds)
         return outcomes

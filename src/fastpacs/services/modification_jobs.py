@@ -1,11 +1,11 @@
 """Modifications of many instances in steps: the jobs ResourceModification, SplitStudy and MergeStudy.
 
 The three are one kind of work: modify stored instances in the worker pool,
-a batch per step (spread over the workers, a few instances per round trip), store the
-new files through the ingest pipeline, record where modified resources come
-from, and delete the sources at the end unless ``KeepSource``. They differ
-in what they change (a :class:`Modification` built from the request) and in
-the ``Content`` they answer, which is Orthanc's:
+a batch per step (spread over the workers, a few instances per round trip, each
+worker storing the new files itself), index them through the ingest pipeline,
+record where modified resources come from, and delete the sources at the end
+unless ``KeepSource``. They differ in what they change (a :class:`Modification`
+built from the request) and in the ``Content`` they answer, which is Orthanc's:
 
 - ResourceModification: ``Description``, ``FailedInstancesCount``, ``ID``,
   ``InstancesCount``, ``IsAnonymization``, ``Path``, ``PatientID`` (the
@@ -22,7 +22,7 @@ UID as before and stores nothing twice) and what came out so far.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, ClassVar
 
 import msgspec
@@ -33,9 +33,9 @@ from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.updates import IndexUpdate, IngestOutcome, delete_resource
 from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.job import Job
-from fastpacs.pool import spool
-from fastpacs.pool.modify import modify_stored
+from fastpacs.pool.modify import modify_and_store
 from fastpacs.pool.pool import WorkerPool
+from fastpacs.pool.tasks import ParsedFile
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.services.resources import resource_path
@@ -107,8 +107,7 @@ class ModificationWork:
         self.writer = writer
         self.ingest = ingest
         self.default_encoding = default_encoding
-        self.spool_folder = str(writer.storage.temporary)
-        """Where the workers leave the modified files (:mod:`fastpacs.pool.spool`)."""
+        self._releasing: set[asyncio.Future[None]] = set()
 
     async def run_step(self, state: RunState, step: int, lookahead: "Lookahead") -> None:
         """Store one batch, modified while the previous one was being stored (see :class:`Lookahead`)."""
@@ -117,15 +116,18 @@ class ModificationWork:
             lookahead.start(step + 1, self.modify_batch(state, step + 1))
         await self.store_batch(state, step, files)
 
-    async def modify_batch(self, state: RunState, step: int) -> list[bytes | None]:
-        """The modified files of one batch, a few per round trip, one round trip per worker at a time.
+    async def modify_batch(self, state: RunState, step: int) -> list[ParsedFile | None]:
+        """The modified files of one batch, stored, a few per round trip, one round trip per worker at a time.
+
+        Work dropped (canceled, or failed in another lane) releases the blobs
+        the workers stored for it, now or once their round trip ends.
 
         The ingest of the batch before queues its header parses on the same workers: behind a
         round trip of a dozen instances they waited about as long as the whole batch took to
         modify, and the ingest with them (about half the time of each step).
         """
         batch = state.sources[step * state.step_size : (step + 1) * state.step_size]
-        files: list[bytes | None] = [None] * len(batch)
+        files: list[ParsedFile | None] = [None] * len(batch)
         chunks = iter(
             [
                 range(start, min(start + INSTANCES_PER_TASK, len(batch)))
@@ -137,32 +139,58 @@ class ModificationWork:
             for chunk in chunks:  # shared by the lanes: each takes the next chunk when its own is done
                 running = asyncio.ensure_future(
                     self.pool.run(
-                        modify_stored,
+                        modify_and_store,
                         state.modification,
                         [batch[index].digest for index in chunk],
                         self.default_encoding.name,
                         state.transcode,
-                        self.spool_folder,
                     )
                 )
                 try:
-                    spooled = await asyncio.shield(running)
-                except asyncio.CancelledError:  # the files the worker is writing are nobody's
-                    running.add_done_callback(_discard_spooled)
+                    modified = await asyncio.shield(running)
+                except asyncio.CancelledError:  # the blobs the worker is storing are nobody's
+                    running.add_done_callback(self._release_when_done)
                     raise
-                modified = await asyncio.to_thread(spool.take, spooled)
-                for index, data in zip(chunk, modified, strict=True):
-                    files[index] = data
+                for index, parsed in zip(chunk, modified, strict=True):
+                    files[index] = parsed
 
-        await asyncio.gather(*(lane() for _ in range(self.pool.processes)))
+        lanes = [asyncio.ensure_future(lane()) for _ in range(self.pool.processes)]
+        try:
+            await asyncio.gather(*lanes)
+        except BaseException:
+            for running_lane in lanes:  # a canceled lane stores nothing more in files
+                running_lane.cancel()
+            self.release(files)
+            raise
         return files
 
-    async def store_batch(self, state: RunState, step: int, files: list[bytes | None]) -> None:
-        """Store the modified files through the ingest pipeline and record where they come from."""
+    def release(self, files: Iterable[ParsedFile | None]) -> None:
+        """Release, in the background, the blobs of modified files that will not be indexed (removed
+        unless an instance references the same bytes; left to the start-up repair if the server stops)."""
+        digests = [parsed.blob.digest for parsed in files if parsed is not None]
+        if not digests:
+            return
+        releasing = asyncio.ensure_future(
+            self.writer.run(lambda update: update.released_blobs.update(digests))
+        )
+        self._releasing.add(releasing)
+        releasing.add_done_callback(self._released)
+
+    def _released(self, releasing: "asyncio.Future[None]") -> None:
+        self._releasing.discard(releasing)
+        if not releasing.cancelled():
+            releasing.exception()  # retrieved: a writer stopped meanwhile leaves the blobs to the repair
+
+    def _release_when_done(self, running: "asyncio.Future[list[ParsedFile | None]]") -> None:
+        if not running.cancelled() and running.exception() is None:
+            self.release(running.result())
+
+    async def store_batch(self, state: RunState, step: int, files: list[ParsedFile | None]) -> None:
+        """Index the modified files through the ingest pipeline and record where they come from."""
         batch = state.sources[step * state.step_size : (step + 1) * state.step_size]
-        stored = [(source, data) for source, data in zip(batch, files, strict=True) if data is not None]
+        stored = [(source, parsed) for source, parsed in zip(batch, files, strict=True) if parsed is not None]
         state.failed += len(batch) - len(stored)
-        outcomes = await asyncio.gather(*(self.ingest.ingest(data, state.origin) for _, data in stored))
+        outcomes = await self.ingest.ingest_stored([parsed for _, parsed in stored], state.origin)
         if state.provenance is not None:
             name = state.provenance
             pairs = [(source, outcome) for (source, _), outcome in zip(stored, outcomes, strict=True)]
@@ -180,7 +208,7 @@ class ModificationWork:
 
     async def complete(self, state: RunState) -> None:
         """Every step, then the end: a request answered without a job."""
-        lookahead = Lookahead()
+        lookahead = Lookahead(self.release)
         for step in range(state.total_steps):
             await self.run_step(state, step, lookahead)
         await self.finish(state)
@@ -189,19 +217,23 @@ class ModificationWork:
 class Lookahead:
     """The modification of the next batch, started while the current one is stored.
 
-    Modifying has no effect but the bytes it returns, so the work started
-    ahead is simply dropped when the job is paused, canceled or restarted.
+    The work started ahead has no effect but the blobs it stores, none of
+    them indexed: when the job is paused, canceled or restarted the work is
+    dropped and its blobs released (``release``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, release: Callable[[list[ParsedFile | None]], None]) -> None:
+        self.release = release
         self.step: int | None = None
         self.task: asyncio.Task | None = None
 
-    def start(self, step: int, work: Coroutine[Any, Any, list[bytes | None]]) -> None:
+    def start(self, step: int, work: Coroutine[Any, Any, list[ParsedFile | None]]) -> None:
         self.drop()
         self.step, self.task = step, asyncio.ensure_future(work)
 
-    async def take(self, step: int, work: Callable[[], Awaitable[list[bytes | None]]]) -> list[bytes | None]:
+    async def take(
+        self, step: int, work: Callable[[], Awaitable[list[ParsedFile | None]]]
+    ) -> list[ParsedFile | None]:
         """The batch modified ahead when it is this one, else modified now."""
         if self.step == step and self.task is not None:
             task, self.step, self.task = self.task, None, None
@@ -213,14 +245,9 @@ class Lookahead:
         if self.task is not None:
             if not self.task.done():
                 self.task.cancel()
-            elif not self.task.cancelled():
-                self.task.exception()  # retrieved: an error of work nobody waits for is not one
+            elif not self.task.cancelled() and self.task.exception() is None:  # an error nobody waits for
+                self.release(self.task.result())
         self.step, self.task = None, None
-
-
-def _discard_spooled(running: "asyncio.Future[list[str | None]]") -> None:
-    if not running.cancelled() and running.exception() is None:
-        spool.discard(running.result())
 
 
 def _record_provenance(
@@ -252,7 +279,7 @@ class ModificationJob(Job):
     def __init__(self, work: ModificationWork, state: RunState):
         self.work = work
         self.state = state
-        self.lookahead = Lookahead()
+        self.lookahead = Lookahead(work.release)
 
     @property
     def total_steps(self) -> int:
