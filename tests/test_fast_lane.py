@@ -73,6 +73,19 @@ def test_unknown_and_unhandled_requests_go_to_the_router(
     assert overridden.status_code == 400
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'{"Level": "\xff\xfe"}', b'{"Level": "Study", "Query": {"PatientName": "\xc3"}}', b"[" * 5000],
+    ids=["invalid-utf8-level", "invalid-utf8-value", "nested-too-deep"],
+)
+def test_a_find_body_that_cannot_be_decoded_is_answered_400_as_by_the_router(
+    client: httpx.Client, body: bytes
+) -> None:
+    answer = client.post("/tools/find", content=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["OrthancError"] == "Bad file format"
+
+
 def test_lane_answers_are_counted_under_the_route_names(
     client: httpx.Client, instance: tuple[str, bytes]
 ) -> None:

@@ -138,7 +138,9 @@ class FastLane:
         if body.failure is None:
             try:
                 answer = await services.find.find(parse_find_request(body.data))
-            except OrthancError:
+            except (OrthancError, UnicodeDecodeError, RecursionError):
+                # A bad query, or a body msgspec cannot decode (invalid UTF-8, nesting too deep):
+                # the router answers it as the route raising it (api/errors.py).
                 answer = None
             if answer is not None:
                 body = _encoder.encode(answer)
