@@ -1,8 +1,12 @@
-"""Modified files stored by the workers themselves (pool/modify.py ``modify_and_store``) and indexed by
-the server (``IngestService.ingest_stored``): the bytes never cross back, no blob is left unreferenced."""
+"""Files stored by the workers themselves (modified files: pool/modify.py ``modify_and_store``; the files
+of a ZIP upload) and indexed by the server (``IngestService.ingest_stored``): the bytes never cross back,
+no blob is left unreferenced, not even when a store fails half-way."""
 
+import asyncio
+import hashlib
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -13,9 +17,12 @@ from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.pool import modify as pool_modify
 from fastpacs.pool import tasks
 from fastpacs.pool.modify import modify_and_store, modify_file
-from fastpacs.storage.blobs import BlobStore
+from fastpacs.pool.tasks import ParsedFile, StoreInterruptedError
+from fastpacs.services.ingest import IngestService, Origin
+from fastpacs.storage.blobs import BlobStore, StoredBlob
 from fastpacs.testing import ServerProcess
-from tests.conftest import dicom_variant
+from tests.conftest import dicom_variant, stored_blobs
+from tests.differential.data import zip_of
 
 
 def test_the_worker_stores_and_summarizes_each_modified_file(
@@ -57,8 +64,113 @@ def test_a_worker_failing_half_way_stores_nothing(tmp_path: Path, monkeypatch: p
     assert [digest for digest, _ in storage.digests()] == [good]
 
 
+def test_a_store_failing_after_others_names_the_blobs_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker cannot remove what it wrote (an upload of the same bytes may be indexing it):
+    it tells the server, which releases the blobs, along with the failure to answer."""
+    storage = BlobStore(tmp_path / "storage")
+    monkeypatch.setattr(tasks, "_storage", storage)
+    sources = [storage.put(dicom_variant(instance=f"interrupted{number}")).digest for number in range(3)]
+    modification = parse_anonymize_request({}).modification
+    real_put = storage.put
+    written: list[bytes] = []
+    stores_allowed = 2
+
+    def failing_put(data: bytes) -> StoredBlob:
+        if len(written) >= stores_allowed:
+            raise OrthancError(ErrorCode.FULL_STORAGE, "no space left")
+        blob = real_put(data)
+        written.append(blob.digest)
+        return blob
+
+    monkeypatch.setattr(storage, "put", failing_put)
+    with pytest.raises(StoreInterruptedError) as raised:
+        modify_and_store(modification, sources, "Latin1", None)
+    assert raised.value.digests == written
+    assert isinstance(raised.value.error, OrthancError)
+    assert raised.value.error.code == ErrorCode.FULL_STORAGE
+
+    written.clear()
+    stores_allowed = 0  # a first store that fails has nothing to name: its error as it is
+    with pytest.raises(OrthancError):
+        modify_and_store(modification, sources, "Latin1", None)
+
+
+def test_a_zip_whose_store_fails_half_way_leaves_no_blob(server: ServerProcess, client: httpx.Client) -> None:
+    """The third file of the archive cannot be stored (its folder is taken by a file): the upload
+    fails, and the two blobs stored before it are released."""
+    storage = Path(server.directory) / "storage"
+    taken = {path.name for path in storage.iterdir()}
+    files = [dicom_variant(study="zip-interrupted", instance=f"zip{number}") for number in range(2)]
+    folders = {hashlib.sha256(data).hexdigest()[:2] for data in files}
+    number = 2
+    while (folder := hashlib.sha256(third := dicom_variant(instance=f"zip{number}")).hexdigest()[:2]) in (
+        taken | folders
+    ):
+        number += 1
+    blocker = storage / folder
+    blocker.write_bytes(b"")
+    blobs_before = stored_blobs(storage).keys()
+    try:
+        answer = client.post(
+            "/instances", content=zip_of({"1.dcm": files[0], "2.dcm": files[1], "3.dcm": third})
+        )
+        assert answer.status_code == 500, answer.text
+    finally:
+        blocker.unlink()
+    deadline = time.monotonic() + 10
+    while stored_blobs(storage).keys() != blobs_before:  # released by the index writer, after the answer
+        assert time.monotonic() < deadline, "the blobs stored before the failure were left behind"
+        time.sleep(0.05)
+    assert client.post("/instances", content=zip_of({"3.dcm": third})).json()[0]["Status"] == "Success"
+
+
+class _IndexFailingFor(IngestService):
+    """An ingest service whose indexing of a file takes its size in hundredths of a second, and fails
+    for the sizes in ``failing``; it records what it indexed and the statuses of its metrics."""
+
+    def __init__(self, failing: set[int]):
+        self.failing = failing
+        self.indexed: list[int] = []
+        self.statuses: list[str] = []
+        self.metrics = self  # type: ignore[assignment]
+        self.flush = self  # type: ignore[assignment]
+
+    def begin(self) -> None:  # the flush, done at once
+        return None
+
+    def observe_ingest(self, status: str, *_: object) -> None:
+        self.statuses.append(status)
+
+    async def _index(  # type: ignore[override]
+        self, summary: object, blob: StoredBlob, data: object, origin: Origin, flushed: object
+    ) -> SimpleNamespace:
+        await asyncio.sleep(blob.size / 100)
+        if blob.size in self.failing:
+            raise OrthancError(ErrorCode.INTERNAL_ERROR, f"file {blob.size}")
+        self.indexed.append(blob.size)
+        return SimpleNamespace(status="Success")
+
+
+def test_indexing_stored_files_sees_every_file_through_before_failing() -> None:
+    """A file of a ZIP failing to index fails the upload, but only once its siblings are indexed
+    (and counted): no indexing is left running, no failure unretrieved; the first failure is raised."""
+    service = _IndexFailingFor(failing={1, 3})
+    files = [ParsedFile(summary=None, blob=StoredBlob(digest=bytes(32), size=size)) for size in (4, 3, 1, 2)]
+
+    async def ingest() -> None:
+        await service.ingest_stored(files, Origin())
+
+    with pytest.raises(OrthancError, match="file 3"):
+        asyncio.run(ingest())
+    assert service.indexed == [2, 4]
+    assert service.statuses == ["Success", "Success"]
+
+
 def test_anonymizing_a_study_leaves_no_unreferenced_blob(server: ServerProcess, client: httpx.Client) -> None:
     study = "1.2.826.0.1.3680043.8.498.stored"
+    before = client.get("/statistics").json()["CountInstances"]
     for number in range(8):
         answer = client.post("/instances", content=dicom_variant(study=study, instance=f"stored{number}"))
         assert answer.status_code == 200
@@ -72,7 +184,7 @@ def test_anonymizing_a_study_leaves_no_unreferenced_blob(server: ServerProcess, 
         stored = client.get(f"/instances/{instance['ID']}/file").content
         assert summarize(stored, "Latin1").identifiers[3] == instance["MainDicomTags"]["SOPInstanceUID"]
     storage = BlobStore(Path(server.directory) / "storage")
-    assert len(storage.digests()) == client.get("/statistics").json()["CountInstances"] == 16
+    assert len(storage.digests()) == client.get("/statistics").json()["CountInstances"] == before + 16
 
 
 def test_a_job_canceled_half_way_leaves_no_unreferenced_blob(

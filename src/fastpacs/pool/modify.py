@@ -9,12 +9,10 @@ bytes never cross the process boundary. The instance-level operations get
 the new file's bytes in the answer.
 """
 
-import time
-
 from fastpacs.dicom.modification import Modification, modify
 from fastpacs.dicom.parse import InstanceSummary, header_prefix, summarize, summarize_header
 from fastpacs.dicom.transcoding import transcode
-from fastpacs.pool.tasks import ParsedFile, read_blob, store
+from fastpacs.pool.tasks import ParsedFile, read_blob, store_parsed
 
 
 def modify_and_store(
@@ -27,7 +25,8 @@ def modify_and_store(
     and stored; ``None`` for a file deleted since the request was accepted.
 
     Every file is modified and summarized before any is stored: a file that
-    fails leaves no blob behind (the server could not release it).
+    fails leaves no blob behind. A store that fails after others raises
+    :class:`~fastpacs.pool.tasks.StoreInterruptedError`, which names the blobs already written.
     """
     modified: list[tuple[bytes, InstanceSummary] | None] = []
     for digest in digests:
@@ -38,15 +37,8 @@ def modify_and_store(
             continue
         new = modify_file(modification, data, default_encoding, transfer_syntax)
         modified.append((new, _summarize(new, default_encoding)))
-    stored: list[ParsedFile | None] = []
-    for item in modified:
-        if item is None:
-            stored.append(None)
-            continue
-        started = time.perf_counter()
-        blob = store(item[0])
-        stored.append(ParsedFile(summary=item[1], blob=blob, store_seconds=time.perf_counter() - started))
-    return stored
+    stored: list[ParsedFile] = []
+    return [None if item is None else store_parsed(item[0], item[1], stored) for item in modified]
 
 
 def _summarize(data: bytes, default_encoding: str) -> InstanceSummary:

@@ -45,6 +45,21 @@ class ParsedFile(msgspec.Struct, array_like=True):
     """Time the worker took to store the bytes (for the storage metrics)."""
 
 
+class StoreInterruptedError(Exception):
+    """A task stored some files, then could not store the next one (a full disk, say).
+
+    The blobs it had written are referenced by nothing yet; the worker cannot
+    remove them itself (an upload of the same bytes may be indexing one), so
+    the server releases them through the index writer (:attr:`digests`) and
+    answers :attr:`error`, as for the failure of a single store.
+    """
+
+    def __init__(self, error: OSError | OrthancError, digests: list[bytes]):
+        super().__init__(error, digests)
+        self.error = error
+        self.digests = digests
+
+
 def initialize(storage_root: str) -> None:
     """Worker start-up: die with the server, open the storage, warm the Numba kernels."""
     global _storage  # noqa: PLW0603 - the worker's one storage handle, set once at start
@@ -66,6 +81,21 @@ def store(data: bytes) -> StoredBlob:
     """Write ``data`` as a blob of the storage, not yet flushed."""
     assert _storage is not None, "worker not initialized"
     return _storage.put(data)  # ingest flushes the storage before the index references it
+
+
+def store_parsed(data: bytes, summary: InstanceSummary, stored: list[ParsedFile]) -> ParsedFile:
+    """Store a summarized file and add it to ``stored``, what the task has stored so far; if the
+    store fails after others, :class:`StoreInterruptedError` names those for the server to release."""
+    started = time.perf_counter()
+    try:
+        blob = store(data)
+    except (OSError, OrthancError) as error:
+        if not stored:
+            raise
+        raise StoreInterruptedError(error, [parsed.blob.digest for parsed in stored]) from error
+    parsed = ParsedFile(summary=summary, blob=blob, store_seconds=time.perf_counter() - started)
+    stored.append(parsed)
+    return parsed
 
 
 def read_blob(digest: bytes) -> bytes:
@@ -125,7 +155,5 @@ def parse_and_store_zip(data: bytes, default_encoding: str, max_expanded_size: i
             summary = summarize(content, default_encoding)
         except OrthancError:
             continue
-        started = time.perf_counter()
-        blob = store(content)
-        parsed.append(ParsedFile(summary=summary, blob=blob, store_seconds=time.perf_counter() - started))
+        store_parsed(content, summary, parsed)
     return parsed

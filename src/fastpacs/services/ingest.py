@@ -153,7 +153,7 @@ class IngestService:
                 continue  # a concurrent delete of the same bytes removed the blob: store it again
             except OrthancError:
                 self.metrics.observe_rejected(len(data))
-                await self._release(blob)
+                await self._release(blob.digest)
                 raise
             outcome = await self._index(summary, blob, data, origin, flushed)
             seconds = time.perf_counter() - started
@@ -199,9 +199,13 @@ class IngestService:
         """A POST /instances body: one DICOM file, or a ZIP archive of them."""
         if not tasks.is_zip(data):
             return await self.ingest(data, origin)
-        parsed_files = await self.pool.run(
-            tasks.parse_and_store_zip, data, self.default_encoding.name, self.max_upload_size
-        )
+        try:
+            parsed_files = await self.pool.run(
+                tasks.parse_and_store_zip, data, self.default_encoding.name, self.max_upload_size
+            )
+        except tasks.StoreInterruptedError as interrupted:
+            await self._release(*interrupted.digests)
+            raise interrupted.error from interrupted
         return await self.ingest_stored(parsed_files, origin)
 
     async def ingest_stored(
@@ -212,14 +216,26 @@ class IngestService:
         The blobs are flushed together, by a flush begun now, after their
         writes; each is released if refused. A blob removed meanwhile by a
         concurrent delete of the same bytes cannot be written again from
-        here: ``BlobMissingError``.
+        here: ``BlobMissingError``. The files are indexed concurrently and
+        every one is seen through before the first failure, if any, is raised
+        (the others stay indexed, as files of a ZIP archive Orthanc stored
+        before one failed).
         """
         flushed = self.flush.begin()
-        outcomes = await asyncio.gather(
-            *(self._index(parsed.summary, parsed.blob, None, origin, flushed) for parsed in parsed_files)
+        results = await asyncio.gather(
+            *(self._index(parsed.summary, parsed.blob, None, origin, flushed) for parsed in parsed_files),
+            return_exceptions=True,
         )
-        for parsed, outcome in zip(parsed_files, outcomes, strict=True):
-            self.metrics.observe_ingest(outcome.status, parsed.blob.size, None, parsed.store_seconds)
+        outcomes: list[IngestOutcome] = []
+        failures: list[BaseException] = []
+        for parsed, result in zip(parsed_files, results, strict=True):
+            if isinstance(result, BaseException):
+                failures.append(result)
+                continue
+            self.metrics.observe_ingest(result.status, parsed.blob.size, None, parsed.store_seconds)
+            outcomes.append(result)
+        if failures:
+            raise failures[0]
         return outcomes
 
     async def _index(
@@ -233,16 +249,16 @@ class IngestService:
         """Index a written blob once ``flushed`` (a flush begun after its write) made it durable."""
         origin = forced_origin.get() or origin
         if self.instance_filter is not None and not await self.instance_filter(summary, origin):
-            await self._release(blob)
+            await self._release(blob.digest)
             return IngestOutcome(status="FilteredOut", ids=resource_ids(summary.identifiers))
         outcome = await self._add(summary, blob, data, origin, flushed)
         for listener in self.stored_listeners:
             listener(outcome, summary, origin)
         return outcome
 
-    async def _release(self, blob: StoredBlob) -> None:
-        """Remove the blob of a file not stored, unless an instance references the same bytes."""
-        await self.writer.run(lambda update: update.released_blobs.add(blob.digest))
+    async def _release(self, *digests: bytes) -> None:
+        """Remove the blobs of files not stored, unless an instance references the same bytes."""
+        await self.writer.run(lambda update: update.released_blobs.update(digests))
 
     async def _add(
         self,

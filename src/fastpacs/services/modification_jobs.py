@@ -35,7 +35,7 @@ from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.job import Job
 from fastpacs.pool.modify import modify_and_store
 from fastpacs.pool.pool import WorkerPool
-from fastpacs.pool.tasks import ParsedFile
+from fastpacs.pool.tasks import ParsedFile, StoreInterruptedError
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.services.resources import resource_path
@@ -151,6 +151,9 @@ class ModificationWork:
                 except asyncio.CancelledError:  # the blobs the worker is storing are nobody's
                     running.add_done_callback(self._release_when_done)
                     raise
+                except StoreInterruptedError as interrupted:
+                    self.release_digests(interrupted.digests)
+                    raise interrupted.error from interrupted
                 for index, parsed in zip(chunk, modified, strict=True):
                     files[index] = parsed
 
@@ -167,7 +170,10 @@ class ModificationWork:
     def release(self, files: Iterable[ParsedFile | None]) -> None:
         """Release, in the background, the blobs of modified files that will not be indexed (removed
         unless an instance references the same bytes; left to the start-up repair if the server stops)."""
-        digests = [parsed.blob.digest for parsed in files if parsed is not None]
+        self.release_digests([parsed.blob.digest for parsed in files if parsed is not None])
+
+    def release_digests(self, digests: list[bytes]) -> None:
+        """:meth:`release`, of blobs named by their digests."""
         if not digests:
             return
         releasing = asyncio.ensure_future(
@@ -182,8 +188,13 @@ class ModificationWork:
             releasing.exception()  # retrieved: a writer stopped meanwhile leaves the blobs to the repair
 
     def _release_when_done(self, running: "asyncio.Future[list[ParsedFile | None]]") -> None:
-        if not running.cancelled() and running.exception() is None:
+        if running.cancelled():
+            return
+        failure = running.exception()
+        if failure is None:
             self.release(running.result())
+        elif isinstance(failure, StoreInterruptedError):
+            self.release_digests(failure.digests)
 
     async def store_batch(self, state: RunState, step: int, files: list[ParsedFile | None]) -> None:
         """Index the modified files through the ingest pipeline and record where they come from."""
