@@ -109,3 +109,22 @@ def test_a_complete_body_leaves_no_timer_and_passes_receive_through() -> None:
         assert (await receive())["type"] == "http.disconnect"
 
     asyncio.run(scenario())
+
+
+def test_a_body_left_unread_leaves_no_timer_once_the_request_is_over() -> None:
+    """A route may answer without reading the whole body: the middleware closes its deadline."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        pieces = body_source([(0, b"first"), (5.0, b"never read")])
+
+        async def answers_after_one_message(
+            scope: object, receive: Callable[[], Awaitable[Message]], send: object
+        ) -> None:
+            assert (await receive())["body"] == b"first"
+
+        middleware = timeouts.RequestBodyTimeout(answers_after_one_message, TIMEOUT)  # type: ignore[arg-type]
+        await middleware({"type": "http"}, pieces, None)  # type: ignore[arg-type]
+        assert [handle for handle in loop._scheduled if not handle.cancelled()] == []
+
+    asyncio.run(scenario())

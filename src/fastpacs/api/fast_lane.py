@@ -383,7 +383,8 @@ class _ReadBody:
     async def read(self, timeout: float) -> None:
         # The pieces joined at the end: one copy into a bytes object (the ingest hashes slices of it,
         # which a bytearray's are not), measured cheaper than filling a buffer of the announced size.
-        receive = BodyDeadline(self.receive, timeout) if timeout > 0 else self.receive
+        deadline = BodyDeadline(self.receive, timeout) if timeout > 0 else None
+        receive = deadline or self.receive
         chunks = []
         try:
             while True:
@@ -396,6 +397,9 @@ class _ReadBody:
                     break
         except BareHttpError as failure:
             self.failure = failure
+        finally:
+            if deadline is not None:  # cancelled (the server stopping): no timer left behind
+                deadline.close()
         self.data = b"".join(chunks)
 
     async def replay(self) -> Message:

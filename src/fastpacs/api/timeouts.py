@@ -35,7 +35,11 @@ class RequestBodyTimeout:
         if scope["type"] != "http" or self.timeout <= 0:
             await self.app(scope, receive, send)
             return
-        await self.app(scope, BodyDeadline(receive, self.timeout), send)
+        deadline = BodyDeadline(receive, self.timeout)
+        try:
+            await self.app(scope, deadline, send)
+        finally:
+            deadline.close()
 
 
 class BodyDeadline:
@@ -47,6 +51,8 @@ class BodyDeadline:
     message and, when it fires before the (since moved) deadline, armed
     again for it; at the deadline it cancels the task if it is waiting for
     the body, as ``asyncio.timeout`` would, or the next wait fails at once.
+    The owner calls :meth:`close` when the request is over, for a body it
+    did not read to its end.
     """
 
     __slots__ = ("_expired", "_task", "_timer", "_waiting", "complete", "deadline", "receive")
@@ -88,6 +94,12 @@ class BodyDeadline:
         if self.complete:
             self._timer.cancel()
         return message
+
+    def close(self) -> None:
+        """The request is over: drop the timer of a body left unread (the answer did not need it all)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._task = None
 
     def _ring(self) -> None:
         loop = asyncio.get_running_loop()
