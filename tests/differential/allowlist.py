@@ -279,3 +279,8 @@ ALLOWED.update(
         ),
     }
 )
+ALLOWED[("query-retrieve-empty-target", "$.Details")] = (
+    "An empty TargetAet: both fail the C-MOVE with the same 500 'Error in the network protocol'. Orthanc "
+    "sends the request with an empty Move Destination and shows the remote's refusal (0xC000); "
+    "fastpacs's SCU (pynetdicom) refuses to send a destination that is no valid AE title, and says so."
+)

@@ -320,6 +320,13 @@ def test_queries(pair: ServerPair, stored: dict[str, dict[str, str]], self_modal
         method="POST",
         body=retrieve,
     )
+    _compare_paths(  # an empty JSON TargetAet is sent as such: a C-MOVE without destination fails
+        checker,
+        "query-retrieve-empty-target",
+        (f"/queries/{children[0]}/answers/0/retrieve", f"/queries/{children[1]}/answers/0/retrieve"),
+        method="POST",
+        body=b'{"TargetAet": ""}',
+    )
     _compare_paths(
         checker,
         "query-delete",

@@ -609,7 +609,11 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 def _retrieve_target(body: bytes, local_aet: str) -> tuple[str, dict[str, Any]]:
-    """The target AET and the options of a retrieve: a JSON object, or the AET as text (ours when empty)."""
+    """The target AET and the options of a retrieve: a JSON object, or the AET as text (ours when empty).
+
+    A JSON ``TargetAet`` is taken as given, even empty: as Orthanc, the C-MOVE then fails for
+    want of a valid destination (500), instead of moving the studies somewhere not asked for.
+    """
     try:
         document = msgspec.json.decode(body) if body.strip() else None
     except msgspec.DecodeError:
@@ -618,7 +622,7 @@ def _retrieve_target(body: bytes, local_aet: str) -> tuple[str, dict[str, Any]]:
         target = document.get("TargetAet", local_aet)
         if not isinstance(target, str):
             raise _query_error("String value expected in field: TargetAet")
-        return target or local_aet, document
+        return target, document
     text = body.decode("utf-8", errors="replace").strip()
     return text or local_aet, {}
 
