@@ -76,6 +76,24 @@ def test_a_rendered_cache_size_of_zero_renders_every_time(uncached_server: httpx
     assert _cached_answers(client) == 0
 
 
+def test_rendered_answers_are_cached_under_everything_they_ask_for(client: httpx.Client) -> None:
+    """/rendered shares the rendered cache: one entry per frame, window, size, format and quality."""
+    identifier = client.post("/instances", content=dicom_variant(instance="rendered-cache")).json()["ID"]
+    before = _cached_answers(client)
+    windowed = f"/instances/{identifier}/rendered?window-center=40&window-width=400"
+    first, again = client.get(windowed), client.get(windowed)
+    assert first.status_code == again.status_code == 200 and first.content == again.content
+    assert _cached_answers(client) == before + 1
+    narrower = client.get(f"/instances/{identifier}/rendered?window-center=40&window-width=80")
+    assert narrower.status_code == 200 and narrower.content != first.content
+    jpeg = client.get(windowed, headers={"Accept": "image/jpeg"})
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert client.get(
+        f"/instances/{identifier}/frames/0/rendered?window-center=40&window-width=400"
+    ).content == (first.content)
+    assert _cached_answers(client) == before + 3  # frame 0 asked either way is the same entry
+
+
 def test_malloc_arena_max_is_orthanc_s_option_with_a_default_of_two() -> None:
     assert load_config(None, environ={}).malloc_arena_max == 2
     assert load_config(None, environ={"FASTPACS__MALLOC_ARENA_MAX": "0"}).malloc_arena_max == 0

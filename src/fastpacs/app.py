@@ -142,6 +142,7 @@ async def start_services(
     )
     jobs = JobEngine(database, writer, config.concurrent_jobs, config.jobs_history_size, config.save_jobs)
     archives = ArchiveService(database, storage, jobs, retained_outputs=config.media_archive_size)
+    rendered_cache = RenderedCache(config.rendered_cache_size * MEGABYTE)
     services = Services(
         config=config,
         database=database,
@@ -157,7 +158,7 @@ async def start_services(
         content=ContentService(database, pool, default_encoding),
         creator=CreateService(database, pool, ingest, default_encoding),
         metadata=MetadataService(database, writer, config.user_metadata, config.check_revisions),
-        images=ImageService(database, pool, RenderedCache(config.rendered_cache_size * MEGABYTE)),
+        images=ImageService(database, pool, rendered_cache),
         find=FindService(database),
         modalities=modalities,
         exports=export_log,
@@ -180,7 +181,7 @@ async def start_services(
             MetadataService(database, writer, config.user_metadata, config.check_revisions),
         ),
         lifecycle=ServerLifecycle(config.rest_api_reset_enabled, config.rest_api_shutdown_enabled),
-        rendered=RenderedService(database, pool),
+        rendered=RenderedService(database, pool, rendered_cache),
         reconstruct=ReconstructService(database, writer, pool, default_encoding),
         modify=ModifyService(database, writer, pool, ingest, default_encoding, engine=jobs),
         metrics=metrics,

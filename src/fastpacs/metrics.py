@@ -18,7 +18,7 @@ Orthanc's metrics keep Orthanc 1.10.1's names, meanings and text format
   Orthanc's "maximum over the last 10 seconds" values (:class:`RecentMaximum`),
   shown once the operation has happened at least once, as Orthanc does;
 - ``orthanc_dicom_cache_count|size``: fastpacs keeps no cache of parsed DICOM
-  files; its cache of rendered images (/preview, /image-*) plays that role, so
+  files; its cache of rendered images (/preview, /image-*, /rendered) plays that role, so
   these report its entries and its size in MB;
 - ``orthanc_up_time_s``: seconds since the server started.
 

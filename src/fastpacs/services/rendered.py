@@ -1,7 +1,14 @@
-"""``/rendered`` of instances and frames, and ``/series/{id}/numpy``, computed in the worker pool."""
+"""``/rendered`` of instances and frames, and ``/series/{id}/numpy``, computed in the worker pool.
+
+Renderings are kept in the rendered cache the other image routes use (one
+memory budget, ``RenderedCacheSize``), keyed by the stored file's digest and
+everything the request asks: a viewer scrolling back through a series with
+the same window gets its answers without a worker's round trip.
+"""
 
 from fastpacs.dicom.ids import Level, RawId, parse_id
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
+from fastpacs.imaging.cache import RenderedCache
 from fastpacs.imaging.formats import (
     ImageFormat,
     ImagingError,
@@ -14,15 +21,18 @@ from fastpacs.pool.pool import WorkerFunction, WorkerPool
 from fastpacs.services.slices import SliceService
 
 UNSUPPORTED_MEDIA_TYPE = 415
+RENDERED = "rendered"
+"""The part of a cache key that tells a /rendered answer from the other routes' (an :class:`Operation`)."""
 
 _RENDER_WINDOWED = WorkerFunction("fastpacs.pool.rendered", "render_windowed")
 _SERIES_NUMPY = WorkerFunction("fastpacs.pool.series", "series_numpy")
 
 
 class RenderedService:
-    def __init__(self, database: Database, pool: WorkerPool):
+    def __init__(self, database: Database, pool: WorkerPool, cache: RenderedCache):
         self.database = database
         self.pool = pool
+        self.cache = cache
         self.slices = SliceService(database)
 
     async def rendered(
@@ -39,12 +49,18 @@ class RenderedService:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         if frame >= count:
             raise BareHttpError(404 if count == 1 else UNSUPPORTED_MEDIA_TYPE)
+        key = (record.blob.digest, frame, RENDERED, rendering, image_format, quality)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached[0]
         try:
-            return await self.pool.run(
+            body = await self.pool.run(
                 _RENDER_WINDOWED, record.blob.digest, frame, rendering, image_format, quality
             )
         except ImagingError:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
+        self.cache.put(key, body, image_format.value)
+        return body
 
     async def series_numpy(self, series_id: RawId, rescale: bool, compress: bool) -> bytes:
         """Every frame of the series in ``ordered-slices`` order, as one ``.npy`` (or ``.npz``)."""
