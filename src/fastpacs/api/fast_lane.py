@@ -65,7 +65,7 @@ MAX_READ_FILE = 2 << 20
 """Bytes: a larger file is sent by ``pathsend`` (even a cached one would hold the event loop too long)."""
 _encoder = msgspec.json.Encoder(order="sorted")
 
-Answer = tuple[list[tuple[bytes, bytes]], bytes | str, str]
+Answer = tuple[list[tuple[bytes, bytes]], bytes | bytearray | str, str]
 """Headers, then the body (bytes) or a file path to send (str), then the route name."""
 
 
@@ -294,8 +294,12 @@ class FastLane:
         return headers, path if body is None else body, _FILE_ROUTE
 
 
-def _read_if_cached(path: str) -> tuple[int, bytes | None]:
-    """The size of a file, and its content if it is small and in the page cache (else ``None``)."""
+def _read_if_cached(path: str) -> tuple[int, bytearray | None]:
+    """The size of a file, and its content if it is small and in the page cache (else ``None``).
+
+    The buffer read into is the body sent: Granian takes any buffer, and a copy
+    into ``bytes`` cost about a tenth of the server's CPU per request.
+    """
     descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = os.fstat(descriptor).st_size
@@ -308,7 +312,7 @@ def _read_if_cached(path: str) -> tuple[int, bytes | None]:
             return size, None
     finally:
         os.close(descriptor)
-    return size, bytes(buffer) if read == size else None
+    return size, buffer if read == size else None
 
 
 @lru_cache(maxsize=4096)
