@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from fastpacs.index.updates import orthanc_timestamp
 from fastpacs.testing import ServerProcess
 from tests.conftest import dicom_variant
 
@@ -157,3 +158,10 @@ def test_clearing_the_log_keeps_the_numbering(shared_client: httpx.Client, uploa
         (last + 1, "NewInstance", added["ID"]),
         (last + 2, "NewSeries", added["ParentSeries"]),
     ]
+
+
+def test_change_dates_are_local_seconds_formatted_once_per_second() -> None:
+    """orthanc_timestamp keeps a few formatted seconds: the same text as formatting each moment."""
+    now = time.time()
+    for moment in (0.0, 1.999, -0.5, now, now + 0.999, now + 1.0, 1_000_000_000.7):
+        assert orthanc_timestamp(moment) == time.strftime("%Y%m%dT%H%M%S", time.localtime(moment)), moment
