@@ -121,6 +121,14 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     dicom_check_modality_host: bool = False
     dicom_scp_timeout: int = 30
     dicom_scu_timeout: int = 10
+    dicom_tls_enabled: bool = False
+    """Whether the DICOM server accepts TLS connections only (:mod:`fastpacs.net.tls`)."""
+    dicom_tls_certificate: str = ""
+    """PEM certificate of this server, presented by the DICOM server and to modalities with UseDicomTls."""
+    dicom_tls_private_key: str = ""
+    dicom_tls_trusted_certificates: str = ""
+    """PEM certificates (concatenated) of the remote modalities or CAs trusted over DICOM TLS."""
+    dicom_tls_remote_certificate_required: bool = True
     accepted_transfer_syntaxes: list[str] | str = msgspec.field(default_factory=lambda: ["1.2.840.10008.1.*"])
     unknown_sop_class_accepted: bool = False
     query_retrieve_size: int = 100
@@ -204,6 +212,7 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             raise ValueError("MediaArchiveSize must be at least 1")
         if self.ssl_enabled and not self.ssl_certificate:
             raise ValueError("SslEnabled needs SslCertificate (a PEM file with the certificate and its key)")
+        self._check_dicom_tls_files()
         if self.worker_processes < 0:
             raise ValueError("WorkerProcesses cannot be negative")
         if self.maximum_upload_size <= 0:
@@ -220,6 +229,26 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             name: _peer_from_array(name, value) if isinstance(value, list) else value
             for name, value in self.orthanc_peers.items()
         }
+
+    def _check_dicom_tls_files(self) -> None:
+        """With ``DicomTlsEnabled``, the three files must be set; every file set must be readable
+        (Orthanc refuses to start too). Whether they hold usable PEM is checked by the DICOM server."""
+        files = {
+            "DicomTlsCertificate": self.dicom_tls_certificate,
+            "DicomTlsPrivateKey": self.dicom_tls_private_key,
+            "DicomTlsTrustedCertificates": self.dicom_tls_trusted_certificates,
+        }
+        missing = [name for name, path in files.items() if not path]
+        if self.dicom_tls_enabled and missing:
+            raise ValueError(f"DicomTlsEnabled needs {', '.join(missing)}")
+        for name, path in files.items():
+            if not path:
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as error:
+                raise ValueError(f"{name}: cannot read {path}: {error.strerror or error}") from error
 
     @property
     def authentication_required(self) -> bool:
@@ -254,11 +283,6 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "SslVerifyPeers",
         "SslTrustedClientCertificates",
         "SslCiphersAccepted",
-        "DicomTlsEnabled",
-        "DicomTlsCertificate",
-        "DicomTlsPrivateKey",
-        "DicomTlsTrustedCertificates",
-        "DicomTlsRemoteCertificateRequired",
         "DicomAssociationCloseDelay",
         "DicomScuPreferredTransferSyntax",
         "DicomThreadsCount",

@@ -10,9 +10,10 @@ Statuses:
   a key that cannot be matched (a wildcard on a date...); Cancel (0xFE00)
   when the caller cancels.
 - C-MOVE: 0xA801 when the destination AET is not a registered modality or
-  cannot be reached; pynetdicom runs the C-STORE sub-operations over one
-  association with the destination and answers Success, 0xB000 (some
-  sub-operations failed) or 0xA702 (all failed).
+  cannot be reached (over DICOM TLS when its ``UseDicomTls`` is set);
+  pynetdicom runs the C-STORE sub-operations over one association with the
+  destination and answers Success, 0xB000 (some sub-operations failed) or
+  0xA702 (all failed).
 - C-GET: the same sub-operations, sent back on the caller's association.
 - A caller not allowed to make the request: the association is aborted.
 
@@ -31,6 +32,7 @@ from pydicom import dcmread
 from pynetdicom import evt
 from pynetdicom.association import Association
 
+from fastpacs.errors import OrthancError
 from fastpacs.net.association import caller_of, is_refused
 from fastpacs.net.datasets import dataset_of, identifier_keys
 from fastpacs.net.scu import (
@@ -39,6 +41,7 @@ from fastpacs.net.scu import (
     accepted_pairs,
     dataset_to_send,
     storage_contexts,
+    tls_arguments,
 )
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.services.modalities import DicomRequest, ModalityRegistry
@@ -84,6 +87,12 @@ class QueryRetrieveScp:
             yield None, None
             return
         _, destination = destinations[0]
+        try:
+            tls = tls_arguments(self.registry.node(destination))
+        except (OrthancError, DicomNetworkError) as error:  # DICOM TLS not configured, its files unusable
+            logger.warning("C-MOVE refused: %s", error)
+            yield None, None
+            return
         instances = self._instances(event)
         store_association: list[Association] = []
 
@@ -97,6 +106,7 @@ class QueryRetrieveScp:
                 "ae_title": destination.aet,
                 "contexts": storage_contexts(instances),
                 "max_pdu": 0,
+                "tls_args": tls,
                 "evt_handlers": [*NO_DELAY_HANDLERS, (evt.EVT_ESTABLISHED, established)],
             },
         )

@@ -118,9 +118,11 @@ class _EventDrivenDul(DULServiceProvider):
         ``poll`` rather than ``select``, which refuses descriptors above 1023. A socket closed
         meanwhile ends the wait at once (POLLNVAL); the loop then sees it closed.
         """
+        connection = self.socket.socket if self.socket is not None else None
+        if isinstance(connection, ssl.SSLSocket) and connection.pending():
+            return  # decrypted data already read off the socket: poll would not see it
         waited = select.poll()
         waited.register(self._wake_read, select.POLLIN)
-        connection = self.socket.socket if self.socket is not None else None
         if connection is not None and connection.fileno() >= 0:
             waited.register(connection, select.POLLIN)
         woken = self._wake_read.fileno()
@@ -324,7 +326,30 @@ class _PolledSocket(AssociationSocket):
 
 
 class EventDrivenRequestHandler(RequestHandler):
-    """The server's request handler: pynetdicom's, creating event-driven associations."""
+    """The server's request handler: pynetdicom's, creating event-driven associations.
+
+    On a DICOM TLS server, it first completes the TLS handshake of the
+    connection, on the connection's own thread (see :class:`_ServerWithoutCollections`).
+    """
+
+    def handle(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket) and not self._handshake(self.request):
+            return
+        super().handle()
+
+    def _handshake(self, connection: ssl.SSLSocket) -> bool:
+        """The TLS handshake, within the ACSE timeout; a failed one is logged and closes the connection."""
+        timeout = connection.gettimeout()
+        connection.settimeout(self.ae.acse_timeout)
+        try:
+            connection.do_handshake()
+        except OSError as error:  # ssl.SSLError (a certificate refused...), a time-out, a reset
+            logger.warning("DICOM TLS connection from %s refused: %s", self.client_address[0], error)
+            with contextlib.suppress(OSError):
+                connection.close()
+            return False
+        connection.settimeout(timeout)
+        return True
 
     def _create_association(self) -> Association:
         """pynetdicom's ``RequestHandler._create_association`` with the classes above."""
@@ -351,10 +376,24 @@ class EventDrivenRequestHandler(RequestHandler):
 
 
 class _ServerWithoutCollections(ThreadedAssociationServer):
-    """pynetdicom's threaded server, without its periodic ``gc.collect``."""
+    """pynetdicom's threaded server, without its periodic ``gc.collect``, leaving TLS handshakes to
+    the connections' threads.
+
+    pynetdicom makes the handshake of an accepted TLS connection in the
+    server's accept loop, with no time-out: a caller that connects and sends
+    nothing would hold every other caller at the door.
+    """
 
     def service_actions(self) -> None:
         pass
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        connection, address = cast(socket.socket, self.socket).accept()
+        if self.ssl_context is not None:
+            connection = self.ssl_context.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
 
 class EventDrivenAE(ApplicationEntity):

@@ -1,5 +1,8 @@
 """Associations fastpacs opens to remote modalities: C-ECHO, C-STORE, C-FIND, C-MOVE.
 
+With the modality's ``UseDicomTls``, associations are made over DICOM TLS
+(:mod:`fastpacs.net.tls`).
+
 Everything here blocks (pynetdicom's SCU API is synchronous): the services
 call it through ``asyncio.to_thread``. Every association sets TCP_NODELAY on
 its socket and asks for an unlimited PDU size. Failures raise
@@ -17,8 +20,10 @@ modality's ``AllowTranscoding`` is off (:func:`dataset_to_send`, also used
 by the C-MOVE and C-GET sub-operations of the server).
 """
 
+import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +45,7 @@ from pynetdicom.sop_class import (
 
 from fastpacs.net.datasets import dataset_of
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
+from fastpacs.net.tls import DicomTlsFiles, TlsConfigurationError, client_context
 from fastpacs.net.transfer_syntaxes import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, UNCOMPRESSED
 
 logger = logging.getLogger(__name__)
@@ -49,6 +55,8 @@ _config.STORE_SEND_CHUNKED_DATASET = True
 
 MAX_CONTEXTS = 128
 """A requestor may propose at most 128 presentation contexts (PS3.8 9.3.2.2)."""
+ALERT_WAIT = 1.0
+"""Seconds to wait for a TLS alert after a handshake, when telling why an association failed."""
 STATUS_SUCCESS = 0x0000
 STATUS_PENDING = (0xFF00, 0xFF01)
 STATUS_CANCEL = 0xFE00
@@ -98,6 +106,8 @@ class RemoteNode(msgspec.Struct, frozen=True, array_like=True):
     timeout: float
     transcode: bool = True
     """Whether compressed instances may be decompressed for a peer that only accepts uncompressed ones."""
+    tls: DicomTlsFiles | None = None
+    """The files to connect with over DICOM TLS (the modality's ``UseDicomTls``); ``None``: plain TCP."""
 
 
 def _status_text(status: int) -> str:
@@ -107,10 +117,12 @@ def _status_text(status: int) -> str:
     return f"0x{status:04X}" + (f" ({description})" if description else "")
 
 
-def _connection_failure(node: RemoteNode) -> str:
+def _connection_failure(node: RemoteNode, tls: tuple[ssl.SSLContext, str] | None) -> str:
     """Why no association could be made, told as Orthanc tells it."""
     try:
-        with socket.create_connection((node.host, node.port), timeout=node.timeout):
+        with socket.create_connection((node.host, node.port), timeout=node.timeout) as connection:
+            if tls is not None:
+                return _handshake_failure(connection, *tls)
             return "DUL network read timeout"  # the port answers, the association did not
     except ConnectionRefusedError:
         return "TCP Initialization Error: Connection refused"
@@ -118,6 +130,35 @@ def _connection_failure(node: RemoteNode) -> str:
         return "TCP Initialization Error: Operation timed out"
     except OSError as error:
         return f"TCP Initialization Error: {error.strerror or error}"
+
+
+def _handshake_failure(connection: socket.socket, context: ssl.SSLContext, server_hostname: str) -> str:
+    """Why a TLS connection failed (pynetdicom only logs it): the handshake tried again to tell.
+
+    With TLS 1.3, a server refusing this side's certificate says so after the
+    handshake, in an alert that the first read raises.
+    """
+    try:
+        with context.wrap_socket(connection, server_hostname=server_hostname) as tls_connection:
+            tls_connection.settimeout(min(connection.gettimeout() or ALERT_WAIT, ALERT_WAIT))
+            with contextlib.suppress(TimeoutError):
+                tls_connection.recv(1)
+            return "DUL network read timeout"  # the handshake succeeds, the association did not
+    except ssl.SSLError as error:
+        return f"DICOM TLS handshake failed: {error.reason or error}"
+    except OSError as error:
+        return f"DICOM TLS handshake failed: {error.strerror or error}"
+
+
+def tls_arguments(node: RemoteNode) -> tuple[ssl.SSLContext, str] | None:
+    """pynetdicom's ``tls_args`` for an association with the node; :class:`DicomNetworkError` when
+    the node uses DICOM TLS but the TLS files of this server are not configured or unusable."""
+    if node.tls is None:
+        return None
+    try:
+        return client_context(node.tls), node.host
+    except TlsConfigurationError as error:
+        raise DicomNetworkError(f'DicomAssociation - connecting to AET "{node.aet}": {error}') from error
 
 
 def _application_entity(node: RemoteNode) -> AE:
@@ -148,14 +189,23 @@ def leave_answers_to_requests(assoc: Association) -> None:
 
 def open_association(node: RemoteNode, contexts: list[PresentationContext]) -> Association:
     """An established association; :class:`DicomNetworkError` otherwise."""
+    tls = tls_arguments(node)
     ae = _application_entity(node)
     assoc = ae.associate(
-        node.host, node.port, contexts, ae_title=node.aet, max_pdu=0, evt_handlers=NO_DELAY_HANDLERS
+        node.host,
+        node.port,
+        contexts,
+        ae_title=node.aet,
+        max_pdu=0,
+        evt_handlers=NO_DELAY_HANDLERS,
+        tls_args=tls,
     )
     if assoc.is_established:
         leave_answers_to_requests(assoc)
         return assoc
-    reason = "Association rejected by the remote modality" if assoc.is_rejected else _connection_failure(node)
+    reason = (
+        "Association rejected by the remote modality" if assoc.is_rejected else _connection_failure(node, tls)
+    )
     raise DicomNetworkError(f'DicomAssociation - connecting to AET "{node.aet}": {reason}')
 
 

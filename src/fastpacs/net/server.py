@@ -20,6 +20,10 @@ mode with a transfer syntax filter). Both settings can change at run time
 (``/tools/accepted-transfer-syntaxes``, ``/tools/unknown-sop-class-accepted``);
 new associations see the change.
 
+With ``DicomTlsEnabled``, the server accepts DICOM TLS connections only
+(:mod:`fastpacs.net.tls`); the TLS handshake of each is made on its own
+thread (:mod:`fastpacs.net.reactor`).
+
 The server listens on all interfaces only when ``RemoteAccessAllowed`` is
 set, on the loopback interface otherwise (fastpacs's secure default; Orthanc
 always listens on all interfaces).
@@ -27,6 +31,7 @@ always listens on all interfaces).
 
 import asyncio
 import logging
+import ssl
 
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import PresentationContext
@@ -41,7 +46,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from fastpacs.config import Config
+from fastpacs.config import Config, ConfigurationError
 from fastpacs.metrics import ServerMetrics
 from fastpacs.net.association import caller_of, is_refused
 from fastpacs.net.observation import AssociationObserver
@@ -50,6 +55,7 @@ from fastpacs.net.reactor import EventDrivenAE
 from fastpacs.net.sop_classes import STORAGE_SOP_CLASSES, register_storage_not_in_pynetdicom
 from fastpacs.net.store_scp import StoreScp
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
+from fastpacs.net.tls import TlsConfigurationError, server_context
 from fastpacs.net.transfer_syntaxes import (
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -122,6 +128,17 @@ def presentation_contexts(transfer_syntaxes: list[str]) -> SharedContexts:
     return SharedContexts(ae.supported_contexts)
 
 
+def _ssl_context(config: Config, registry: ModalityRegistry) -> ssl.SSLContext | None:
+    """With ``DicomTlsEnabled``, what accepted connections are wrapped with; a configuration error
+    (the server does not start) when the TLS files cannot be used."""
+    if not config.dicom_tls_enabled:
+        return None
+    try:
+        return server_context(registry.tls_files, config.dicom_tls_remote_certificate_required)
+    except TlsConfigurationError as error:
+        raise ConfigurationError(str(error)) from error
+
+
 class DicomServer:
     """The AE, its listening socket and the handlers of its events."""
 
@@ -150,6 +167,7 @@ class DicomServer:
         self.ae.maximum_pdu_size = 0
         self.ae.maximum_associations = MAXIMUM_ASSOCIATIONS
         self.ae.network_timeout = config.dicom_scp_timeout or None
+        self.ssl_context = _ssl_context(config, registry)
         self._server: ThreadedAssociationServer | None = None
 
     def start(self) -> None:
@@ -172,9 +190,14 @@ class DicomServer:
             block=False,
             evt_handlers=handlers,
             contexts=presentation_contexts(self.accepted_transfer_syntaxes),
+            ssl_context=self.ssl_context,
         )
         logger.info(
-            "DICOM server %s listening on %s:%d", self.config.dicom_aet, address, self.config.dicom_port
+            "DICOM server %s listening on %s:%d%s",
+            self.config.dicom_aet,
+            address,
+            self.config.dicom_port,
+            " (DICOM TLS)" if self.ssl_context is not None else "",
         )
 
     def stop(self) -> None:

@@ -16,6 +16,9 @@ Who may do what, as Orthanc 1.10.1 decides it (:meth:`ModalityRegistry.is_allowe
   for the request is set; when several modalities share the AET, or with
   ``DicomCheckModalityHost``, the modality's host must be the caller's IP.
 
+A modality's ``UseDicomTls`` makes fastpacs call it over DICOM TLS
+(:mod:`fastpacs.net.tls`), with this server's TLS files.
+
 An association is accepted at all (:meth:`ModalityRegistry.is_known_caller`) when
 any ``DicomAlwaysAllow*`` option is set, or the caller is a registered modality.
 """
@@ -33,6 +36,7 @@ from fastpacs.index.updates import IndexUpdate
 from fastpacs.index.writer import IndexWriter
 from fastpacs.net import scu
 from fastpacs.net.scu import RemoteNode
+from fastpacs.net.tls import DicomTlsFiles, missing_files
 
 MODALITIES_DATABASE = "modalities"
 
@@ -226,6 +230,10 @@ class ModalityRegistry:
         self.database = database
         self.writer = writer
         self.in_database = config.dicom_modalities_in_database
+        self.tls_files = DicomTlsFiles(
+            config.dicom_tls_certificate, config.dicom_tls_private_key, config.dicom_tls_trusted_certificates
+        )
+        """What associations with the modalities whose ``UseDicomTls`` is set are made with."""
         configured = config.dicom_modalities
         self._modalities: dict[str, DicomModality] = (
             _load(database)
@@ -260,7 +268,15 @@ class ModalityRegistry:
     def node(
         self, modality: DicomModality, local_aet: str | None = None, timeout: int | None = None
     ) -> RemoteNode:
-        """How to reach a modality: as its LocalAet, with its Timeout, unless the request says otherwise."""
+        """How to reach a modality: as its LocalAet, with its Timeout, unless the request says otherwise;
+        over DICOM TLS with its UseDicomTls.
+
+        A modality with UseDicomTls while this server's TLS files are not
+        configured: Orthanc's 500 "Bad sequence of calls", as it answers.
+        """
+        missing = missing_files(self.tls_files) if modality.use_dicom_tls else None
+        if missing is not None:
+            raise OrthancError(ErrorCode.BAD_SEQUENCE_OF_CALLS, missing, http_status=500)
         return RemoteNode(
             aet=modality.aet,
             host=modality.host,
@@ -268,6 +284,7 @@ class ModalityRegistry:
             local_aet=local_aet or modality.local_aet or self.config.dicom_aet,
             timeout=float(timeout or modality.timeout or self.config.dicom_scu_timeout),
             transcode=modality.allow_transcoding,
+            tls=self.tls_files if modality.use_dicom_tls else None,
         )
 
     async def echo(self, name: str, timeout: int | None) -> None:
