@@ -32,6 +32,7 @@ from typing import cast
 
 import httpx
 import msgspec
+import numpy
 import pytest
 from pydicom import Dataset, dcmread
 from pynetdicom import AE
@@ -45,7 +46,7 @@ from fastpacs.index.writer import IndexWriter
 from fastpacs.net import scu
 from fastpacs.net.tls import DicomTlsFiles, TlsConfigurationError, server_context
 from fastpacs.services.modalities import ModalityRegistry
-from fastpacs.testing import ServerProcess, fastpacs_server, orthanc_server
+from fastpacs.testing import ServerProcess, fastpacs_server, free_port, orthanc_server
 from tests.conftest import dicom_variant, wait_for
 
 MAIN_AET = "FASTPACS"
@@ -165,8 +166,17 @@ def _instance_count(server: ServerProcess, sop_instance_uid: str) -> int:
 
 def _put_modality(server: ServerProcess, name: str, target: ServerProcess, use_tls: bool) -> None:
     body = {"AET": target.aet, "Host": "127.0.0.1", "Port": target.dicom_port, "UseDicomTls": use_tls}
+    _put_modality_body(server, name, body)
+
+
+def _put_modality_body(server: ServerProcess, name: str, body: dict[str, object]) -> None:
     answer = httpx.put(f"{server.base_url}/modalities/{name}", json=body, timeout=TIMEOUT)
     assert answer.status_code == 200, answer.text
+
+
+def _peer_aborted(aet: str) -> str:
+    """Orthanc's Details when the peer closes the connection instead of answering the association."""
+    return f'DicomAssociation - connecting to AET "{aet}": Peer aborted Association (or never connected)'
 
 
 def _run(*arguments: str) -> subprocess.CompletedProcess:
@@ -191,6 +201,25 @@ def test_a_trusted_caller_echoes_and_stores_over_tls(tls_server: ServerProcess, 
     finally:
         assoc.release()
     assert _instance_count(tls_server, dataset.SOPInstanceUID) == 1
+
+
+def test_a_large_instance_arrives_whole_over_tls(tls_server: ServerProcess, pki: Pki) -> None:
+    """One 6 MB PDU (the server accepts any PDU length), read off many TLS records."""
+    _, dataset = _variant("large")
+    dataset.Rows, dataset.Columns = 1536, 2048
+    dataset.PixelData = numpy.arange(1536 * 2048, dtype=numpy.uint16).tobytes()
+    assoc = _associate(tls_server, pki.client_context("client"), CTImageStorage)
+    assert assoc.is_established
+    assert assoc.acceptor.maximum_length == 0
+    try:
+        assert assoc.send_c_store(dataset).Status == 0x0000
+    finally:
+        assoc.release()
+    found = _post(
+        tls_server, "/tools/find", {"Level": "Instance", "Query": {"SOPInstanceUID": dataset.SOPInstanceUID}}
+    )
+    stored = httpx.get(f"{tls_server.base_url}/instances/{found.json()[0]}/file", timeout=TIMEOUT)
+    assert dcmread(io.BytesIO(stored.content)).PixelData == dataset.PixelData
 
 
 def test_plain_and_untrusted_callers_are_refused(tls_server: ServerProcess, pki: Pki) -> None:
@@ -290,6 +319,32 @@ def test_plain_association_with_a_tls_server_is_a_network_error(
     assert answer.status_code == 500
     assert answer.json()["OrthancError"] == "Error in the network protocol"
     assert answer.json()["OrthancStatus"] == NETWORK_PROTOCOL_ERROR
+    assert answer.json()["Details"] == _peer_aborted(OPTIONAL_AET)
+
+
+def test_use_dicom_tls_towards_a_plain_or_untrusted_scp_is_a_network_error(
+    tls_server: ServerProcess, pki: Pki
+) -> None:
+    """pynetdicom SCPs: one without TLS, one presenting the rogue certificate."""
+    rogue = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    rogue.load_cert_chain(pki.certificate("rogue"), pki.key("rogue"))
+    for name, context, reason in (
+        ("plain-scp", None, "DICOM TLS handshake failed: "),
+        ("rogue-scp", rogue, "DICOM TLS handshake failed: CERTIFICATE_VERIFY_FAILED"),
+    ):
+        ae = AE(ae_title="SCP")
+        ae.add_supported_context(Verification)
+        port = free_port()
+        scp = ae.start_server(("127.0.0.1", port), block=False, ssl_context=context)
+        try:
+            body = {"AET": "SCP", "Host": "127.0.0.1", "Port": port, "UseDicomTls": True}
+            _put_modality_body(tls_server, name, body)
+            answer = _post(tls_server, f"/modalities/{name}/echo", {})
+        finally:
+            scp.shutdown()
+        assert answer.status_code == 500, name
+        assert answer.json()["OrthancStatus"] == NETWORK_PROTOCOL_ERROR
+        assert answer.json()["Details"].startswith(f'DicomAssociation - connecting to AET "SCP": {reason}')
 
 
 def test_use_dicom_tls_without_local_tls_files_is_orthancs_error() -> None:
@@ -367,8 +422,15 @@ def test_echo_and_store_both_ways_with_orthanc(tmp_path: Path, tls_server: Serve
             failed = _post(source, f"/modalities/{name}-plain/echo", {})
             assert failed.status_code == 500, source.name
             assert failed.json()["OrthancStatus"] == NETWORK_PROTOCOL_ERROR
-            assert (
-                httpx.get(f"{source.base_url}/modalities/{name}/configuration").json()["UseDicomTls"] is True
-            )
+            assert failed.json()["Details"] == _peer_aborted(target.aet)
+        # The modality's configuration, as each shows it.
+        body = {"AET": "REMOTE", "Host": "10.0.0.1", "Port": 104, "UseDicomTls": True}
+        shown = []
+        for server in (orthanc, tls_server):
+            _put_modality_body(server, "remote", body)
+            shown.append(httpx.get(f"{server.base_url}/modalities/remote/configuration").json())
+            assert httpx.get(f"{server.base_url}/modalities?expand").json()["remote"] == shown[-1]
+        assert shown[0] == shown[1]
+        assert shown[0]["UseDicomTls"] is True
     finally:
         orthanc.stop()

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,22 +118,30 @@ def _status_text(status: int) -> str:
     return f"0x{status:04X}" + (f" ({description})" if description else "")
 
 
-def _connection_failure(node: RemoteNode, tls: tuple[ssl.SSLContext, str] | None) -> str:
-    """Why no association could be made, told as Orthanc tells it."""
+def _connection_failure(node: RemoteNode, tls: tuple[ssl.SSLContext, str] | None, timed_out: bool) -> str:
+    """Why no association could be made, told as Orthanc tells it.
+
+    The port answers: the association timed out, or the peer closed the
+    connection (a TLS-only peer called without TLS does), or, over TLS, the
+    handshake failed.
+    """
     try:
         with socket.create_connection((node.host, node.port), timeout=node.timeout) as connection:
-            if tls is not None:
-                return _handshake_failure(connection, *tls)
-            return "DUL network read timeout"  # the port answers, the association did not
+            handshake_failure = _handshake_failure(connection, *tls) if tls is not None else None
     except ConnectionRefusedError:
         return "TCP Initialization Error: Connection refused"
     except TimeoutError:
         return "TCP Initialization Error: Operation timed out"
     except OSError as error:
         return f"TCP Initialization Error: {error.strerror or error}"
+    if handshake_failure is not None:
+        return handshake_failure
+    return "DUL network read timeout" if timed_out else "Peer aborted Association (or never connected)"
 
 
-def _handshake_failure(connection: socket.socket, context: ssl.SSLContext, server_hostname: str) -> str:
+def _handshake_failure(
+    connection: socket.socket, context: ssl.SSLContext, server_hostname: str
+) -> str | None:
     """Why a TLS connection failed (pynetdicom only logs it): the handshake tried again to tell.
 
     With TLS 1.3, a server refusing this side's certificate says so after the
@@ -143,7 +152,7 @@ def _handshake_failure(connection: socket.socket, context: ssl.SSLContext, serve
             tls_connection.settimeout(min(connection.gettimeout() or ALERT_WAIT, ALERT_WAIT))
             with contextlib.suppress(TimeoutError):
                 tls_connection.recv(1)
-            return "DUL network read timeout"  # the handshake succeeds, the association did not
+            return None
     except ssl.SSLError as error:
         return f"DICOM TLS handshake failed: {error.reason or error}"
     except OSError as error:
@@ -191,6 +200,7 @@ def open_association(node: RemoteNode, contexts: list[PresentationContext]) -> A
     """An established association; :class:`DicomNetworkError` otherwise."""
     tls = tls_arguments(node)
     ae = _application_entity(node)
+    started = time.monotonic()
     assoc = ae.associate(
         node.host,
         node.port,
@@ -203,8 +213,11 @@ def open_association(node: RemoteNode, contexts: list[PresentationContext]) -> A
     if assoc.is_established:
         leave_answers_to_requests(assoc)
         return assoc
+    timed_out = time.monotonic() - started >= node.timeout
     reason = (
-        "Association rejected by the remote modality" if assoc.is_rejected else _connection_failure(node, tls)
+        "Association rejected by the remote modality"
+        if assoc.is_rejected
+        else _connection_failure(node, tls, timed_out)
     )
     raise DicomNetworkError(f'DicomAssociation - connecting to AET "{node.aet}": {reason}')
 
