@@ -399,6 +399,28 @@ def test_the_tls_configuration_is_checked_before_start(tmp_path: Path, pki: Pki)
     )
     with pytest.raises(TlsConfigurationError, match="cannot read DicomTlsTrustedCertificates"):
         server_context(not_certificates, remote_certificate_required=True)
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(
+        [
+            "openssl",
+            "rsa",
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-in",
+            str(pki.key("server")),
+            "-out",
+            str(encrypted),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    with pytest.raises(TlsConfigurationError, match="DicomTlsPrivateKey is encrypted"):  # no prompt
+        server_context(
+            DicomTlsFiles(str(pki.certificate("server")), str(encrypted), str(pki.trusted)),
+            remote_certificate_required=True,
+        )
 
 
 # --- with the reference Orthanc 1.10.1 -----------------------------------------------------------

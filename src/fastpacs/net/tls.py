@@ -92,6 +92,13 @@ def _stamp(files: DicomTlsFiles) -> tuple[int, ...]:
     return tuple(stamp)
 
 
+def _refuse_encrypted_key() -> bytes:
+    """OpenSSL's own answer to an encrypted key would be to ask for its password on the terminal."""
+    raise TlsConfigurationError(
+        "DicomTlsPrivateKey is encrypted: it must be a PEM private key without password (as in Orthanc)"
+    )
+
+
 def _context(protocol: ssl._SSLMethod, files: DicomTlsFiles) -> ssl.SSLContext:
     missing = missing_files(files)
     if missing is not None:
@@ -99,7 +106,7 @@ def _context(protocol: ssl._SSLMethod, files: DicomTlsFiles) -> ssl.SSLContext:
     context = ssl.SSLContext(protocol)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(files.certificate, files.private_key)
+        context.load_cert_chain(files.certificate, files.private_key, password=_refuse_encrypted_key)
     except (OSError, ssl.SSLError) as error:
         raise TlsConfigurationError(
             f"cannot use DicomTlsCertificate {files.certificate!r} with DicomTlsPrivateKey "
