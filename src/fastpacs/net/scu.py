@@ -118,7 +118,9 @@ def _status_text(status: int) -> str:
     return f"0x{status:04X}" + (f" ({description})" if description else "")
 
 
-def _connection_failure(node: RemoteNode, tls: tuple[ssl.SSLContext, str] | None, timed_out: bool) -> str:
+def _connection_failure(
+    node: RemoteNode, tls: tuple[ssl.SSLContext, str | None] | None, timed_out: bool
+) -> str:
     """Why no association could be made, told as Orthanc tells it.
 
     The port answers: the association timed out, or the peer closed the
@@ -140,7 +142,7 @@ def _connection_failure(node: RemoteNode, tls: tuple[ssl.SSLContext, str] | None
 
 
 def _handshake_failure(
-    connection: socket.socket, context: ssl.SSLContext, server_hostname: str
+    connection: socket.socket, context: ssl.SSLContext, server_hostname: str | None
 ) -> str | None:
     """Why a TLS connection failed (pynetdicom only logs it): the handshake tried again to tell.
 
@@ -149,7 +151,7 @@ def _handshake_failure(
     """
     try:
         with context.wrap_socket(connection, server_hostname=server_hostname) as tls_connection:
-            tls_connection.settimeout(min(connection.gettimeout() or ALERT_WAIT, ALERT_WAIT))
+            tls_connection.settimeout(ALERT_WAIT)
             with contextlib.suppress(TimeoutError):
                 tls_connection.recv(1)
             return None
@@ -159,13 +161,13 @@ def _handshake_failure(
         return f"DICOM TLS handshake failed: {error.strerror or error}"
 
 
-def tls_arguments(node: RemoteNode) -> tuple[ssl.SSLContext, str] | None:
+def tls_arguments(node: RemoteNode) -> tuple[ssl.SSLContext, str | None] | None:
     """pynetdicom's ``tls_args`` for an association with the node; :class:`DicomNetworkError` when
     the node uses DICOM TLS but the TLS files of this server are not configured or unusable."""
     if node.tls is None:
         return None
     try:
-        return client_context(node.tls), node.host
+        return client_context(node.tls), node.host or None  # the host name only goes in SNI
     except TlsConfigurationError as error:
         raise DicomNetworkError(f'DicomAssociation - connecting to AET "{node.aet}": {error}') from error
 
