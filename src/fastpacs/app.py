@@ -51,6 +51,7 @@ from fastpacs.api.resource_helpers import RESOURCE_HELPER_HANDLERS
 from fastpacs.api.resources import resource_router
 from fastpacs.api.security import access_control_installer
 from fastpacs.api.server_tools import SERVER_TOOL_HANDLERS
+from fastpacs.api.storage_commitment import STORAGE_COMMITMENT_HANDLERS
 from fastpacs.api.system import changes, clear_changes, statistics, system
 from fastpacs.api.timeouts import RequestBodyTimeout
 from fastpacs.api.timing import RequestTiming
@@ -97,6 +98,7 @@ from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
 from fastpacs.services.slices import SliceService
 from fastpacs.services.statistics import StatisticsService
+from fastpacs.services.storage_commitment import StorageCommitmentService
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.storage.lock import StoreLock
 
@@ -199,6 +201,10 @@ async def start_services(
             engine=jobs,
         ),
     )
+    services.storage_commitment = StorageCommitmentService(
+        config, database, registry=modalities, engine=jobs, deletes=services.deletes
+    )
+    dicom_server.serve_storage_commitment(services.storage_commitment)
     metrics.watch(database, pool, services.images.cache)
     metrics.watch_ingest(ingest.pending)
     metrics.watch_jobs(jobs)
@@ -292,6 +298,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *IMAGE_HANDLERS,
             find,
             *MODALITY_HANDLERS,
+            *STORAGE_COMMITMENT_HANDLERS,
             *QUERY_HANDLERS,
             *EXPORT_HANDLERS,
             *MODIFY_HANDLERS,

@@ -152,6 +152,7 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     limit_find_instances: int = 0
     concurrent_jobs: int = 2
     jobs_history_size: int = 10
+    storage_commitment_reports_size: int = 100
     media_archive_size: int = 1
     """Outputs of asynchronous archive and media jobs kept at once (the oldest are deleted)."""
     save_jobs: bool = True
@@ -301,7 +302,6 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "SynchronousCMove",
         "StorageAccessOnFind",
         "DefaultPrivateCreator",
-        "StorageCommitmentReportsSize",
         "TranscodeDicomProtocol",
         "BuiltinDecoderTranscoderOrder",
         "IngestTranscoding",

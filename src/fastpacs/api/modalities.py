@@ -13,6 +13,7 @@ from fastpacs.services.exports import parse_store_request
 from fastpacs.services.modalities import modality_json, parse_echo_timeout, parse_modality
 from fastpacs.services.registry import Services
 from fastpacs.services.request_fields import boolean_body
+from fastpacs.services.storage_commitment import wants_storage_commitment
 
 MODALITY_OPERATIONS = (
     # What GET /modalities/{name} lists (Orthanc 1.10.1's sub-routes, implemented or not).
@@ -83,8 +84,15 @@ async def echo_unregistered(request: Request, services: Services) -> Response[by
 
 @post("/modalities/{name:str}/store", name="modality-store", status_code=200)
 async def store(name: str, request: Request, services: Services) -> Response[bytes]:
-    store_request = parse_store_request(await request.body())
-    return json_response(await services.modality_exports.store(name, store_request))
+    body = await request.body()
+    store_request = parse_store_request(body)
+    commitment = wants_storage_commitment(body)
+    answer = await services.modality_exports.store(name, store_request)
+    if commitment and store_request.synchronous:  # the asynchronous job does not ask for it (yet)
+        answer["StorageCommitmentTransactionUID"] = await services.storage_commitment.request_resources(
+            name, store_request.resources, store_request.timeout
+        )
+    return json_response(answer)
 
 
 @post("/modalities/{name:str}/store-straight", name="modality-store-straight", status_code=200)

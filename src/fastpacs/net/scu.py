@@ -198,8 +198,13 @@ def leave_answers_to_requests(assoc: Association) -> None:
     assoc.dimse.get_msg = answers_for_requests_only  # type: ignore[method-assign]
 
 
-def open_association(node: RemoteNode, contexts: list[PresentationContext]) -> Association:
-    """An established association; :class:`DicomNetworkError` otherwise."""
+def open_association(
+    node: RemoteNode, contexts: list[PresentationContext], ext_neg: list[Any] | None = None
+) -> Association:
+    """An established association; :class:`DicomNetworkError` otherwise.
+
+    ``ext_neg``: extended negotiation items (SCP/SCU role selection...).
+    """
     tls = tls_arguments(node)
     ae = _application_entity(node)
     started = time.monotonic()
@@ -211,6 +216,7 @@ def open_association(node: RemoteNode, contexts: list[PresentationContext]) -> A
         max_pdu=0,
         evt_handlers=NO_DELAY_HANDLERS,
         tls_args=tls,
+        ext_neg=ext_neg,
     )
     if assoc.is_established:
         leave_answers_to_requests(assoc)

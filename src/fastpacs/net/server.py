@@ -13,7 +13,8 @@ Presentation contexts: Verification; every storage SOP class pynetdicom
 knows and the retired ones Orthanc accepts (:mod:`fastpacs.net.sop_classes`),
 in the transfer syntaxes of ``AcceptedTransferSyntaxes`` (with the
 SCP role offered for C-GET); the patient-root and study-root query/retrieve
-models (FIND, MOVE, GET). With ``UnknownSopClassAccepted``, pynetdicom's
+models (FIND, MOVE, GET); the Storage Commitment Push Model, both roles
+(:mod:`fastpacs.net.storage_commitment`). With ``UnknownSopClassAccepted``, pynetdicom's
 unrestricted storage mode accepts any storage-like SOP class — in whatever
 transfer syntax the caller proposes first (pynetdicom cannot combine that
 mode with a transfer syntax filter). Both settings can change at run time
@@ -53,6 +54,7 @@ from fastpacs.net.observation import AssociationObserver
 from fastpacs.net.query_retrieve_scp import QueryRetrieveScp
 from fastpacs.net.reactor import EventDrivenAE
 from fastpacs.net.sop_classes import STORAGE_SOP_CLASSES, register_storage_not_in_pynetdicom
+from fastpacs.net.storage_commitment import STORAGE_COMMITMENT_PUSH_MODEL, StorageCommitmentScp
 from fastpacs.net.store_scp import StoreScp
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.net.tls import TlsConfigurationError, server_context
@@ -66,6 +68,7 @@ from fastpacs.net.transfer_syntaxes import (
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.modalities import DicomRequest, ModalityRegistry
 from fastpacs.services.queries import LocalQueryRetrieve
+from fastpacs.services.storage_commitment import StorageCommitmentService
 
 logger = logging.getLogger(__name__)
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO level logs every PDU
@@ -125,6 +128,8 @@ def presentation_contexts(transfer_syntaxes: list[str]) -> SharedContexts:
             ae.add_supported_context(sop_class, storage_syntaxes, scu_role=True, scp_role=True)
     for model in QUERY_RETRIEVE_MODELS:
         ae.add_supported_context(model, list(UNCOMPRESSED))
+    # The SCP role too: a peer answering fastpacs's request sends its N-EVENT-REPORT as the SCP.
+    ae.add_supported_context(STORAGE_COMMITMENT_PUSH_MODEL, list(UNCOMPRESSED), scu_role=True, scp_role=True)
     return SharedContexts(ae.supported_contexts)
 
 
@@ -155,7 +160,9 @@ class DicomServer:
         self.config = config
         self.observer = AssociationObserver(metrics)
         self.registry = registry
+        self.loop = loop
         self.store = StoreScp(registry, ingest, loop)
+        self.storage_commitment: StorageCommitmentScp | None = None
         self.query_retrieve = QueryRetrieveScp(registry, local)
         self.accepted_transfer_syntaxes = matching_transfer_syntaxes(
             [config.accepted_transfer_syntaxes]
@@ -185,6 +192,14 @@ class DicomServer:
             (evt.EVT_C_MOVE, observer.timed_generator("C-MOVE", self.query_retrieve.move)),
             (evt.EVT_C_GET, observer.timed_generator("C-GET", self.query_retrieve.get)),
         ]
+        if self.storage_commitment is not None:
+            handlers += [
+                (evt.EVT_N_ACTION, observer.timed("N-ACTION", self.storage_commitment.n_action)),
+                (
+                    evt.EVT_N_EVENT_REPORT,
+                    observer.timed("N-EVENT-REPORT", self.storage_commitment.n_event_report),
+                ),
+            ]
         self._server = self.ae.start_server(
             (address, self.config.dicom_port),
             block=False,
@@ -198,6 +213,12 @@ class DicomServer:
             address,
             self.config.dicom_port,
             " (DICOM TLS)" if self.ssl_context is not None else "",
+        )
+
+    def serve_storage_commitment(self, service: StorageCommitmentService) -> None:
+        """Handle the Storage Commitment Push Model with this service (before :meth:`start`)."""
+        self.storage_commitment = StorageCommitmentScp(
+            self.registry, self.loop, service.requested, service.received
         )
 
     def stop(self) -> None:

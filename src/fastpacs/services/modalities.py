@@ -80,6 +80,8 @@ class DicomRequest(StrEnum):
     GET = "Get"
     MOVE = "Move"
     STORE = "Store"
+    N_ACTION = "NAction"
+    EVENT_REPORT = "EventReport"
 
 
 _ALLOWED_BY = {
@@ -89,6 +91,8 @@ _ALLOWED_BY = {
     DicomRequest.GET: "allow_get",
     DicomRequest.MOVE: "allow_move",
     DicomRequest.STORE: "allow_store",
+    DicomRequest.N_ACTION: "allow_n_action",
+    DicomRequest.EVENT_REPORT: "allow_event_report",
 }
 
 
@@ -247,6 +251,8 @@ class ModalityRegistry:
             DicomRequest.GET: config.dicom_always_allow_get,
             DicomRequest.MOVE: config.dicom_always_allow_move,
             DicomRequest.STORE: config.dicom_always_allow_store,
+            DicomRequest.N_ACTION: False,  # Orthanc 1.10.1 has no DicomAlwaysAllow option for these two
+            DicomRequest.EVENT_REPORT: False,
         }
 
     def names(self) -> list[str]:
@@ -333,6 +339,11 @@ class ModalityRegistry:
         if len(candidates) > 1 or self.config.dicom_check_modality_host:
             candidates = [modality for modality in candidates if modality.host == host]
         return candidates
+
+    def modality_of_caller(self, aet: str, host: str) -> DicomModality | None:
+        """The registered modality a caller is (the first by name when several can be), if any."""
+        candidates = self._callers(aet, host)
+        return candidates[0] if candidates else None
 
     def is_known_caller(self, aet: str, host: str) -> bool:
         """Whether an association from this AET and host is accepted at all."""

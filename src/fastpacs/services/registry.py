@@ -37,6 +37,7 @@ from fastpacs.services.resource_tags import ResourceTagsService
 from fastpacs.services.resources import ResourceService
 from fastpacs.services.slices import SliceService
 from fastpacs.services.statistics import StatisticsService
+from fastpacs.services.storage_commitment import StorageCommitmentService
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.storage.lock import StoreLock
 
@@ -83,3 +84,5 @@ class Services:
     peers: PeerService
     lua: LuaEngine = field(init=False)
     """Created once the other services exist (it hooks into several of them)."""
+    storage_commitment: StorageCommitmentService = field(init=False)
+    """Created once the jobs and deletes exist; the DICOM server serves its N-ACTION and N-EVENT-REPORT."""
