@@ -409,3 +409,41 @@ def test_both_roles_over_dicom_tls(tmp_path_factory: pytest.TempPathFactory, tls
             archiver.stop()
     finally:
         requester.stop()
+
+
+@pytest.mark.reference
+@pytest.mark.slow
+def test_report_refused_without_allow_event_report_equal_orthanc(pair: Pair) -> None:
+    """A peer without AllowEventReport cannot deliver its report: it stays Pending, and the
+    answering side's job fails, on both servers."""
+    clients = (pair.orthanc_client, pair.fastpacs_client)
+    servers = (pair.fastpacs, pair.orthanc)  # each client's peer
+    paths = []
+    try:
+        for client, peer in zip(clients, servers, strict=True):
+            body = {"AET": peer.aet, "Host": "127.0.0.1", "Port": peer.dicom_port, "AllowEventReport": False}
+            assert client.put("/modalities/peer", json=body).is_success
+        for client in clients:
+            answer = client.post(
+                "/modalities/peer/storage-commitment", json={"DicomInstances": [list(CT_ITEM)]}
+            )
+            assert answer.status_code == 200, answer.text
+            paths.append((answer.json()["ID"], answer.json()["Path"]))
+
+        def job_state(client: httpx.Client, transaction_uid: str) -> str | None:
+            jobs = client.get("/jobs", params={"expand": ""}).json()
+            found = [job for job in jobs if job["Content"].get("TransactionUid") == transaction_uid]
+            return found[0]["State"] if found and found[0]["State"] in ("Success", "Failure") else None
+
+        # Orthanc's request is answered by fastpacs's job, and the other way round.
+        states = [
+            wait_for(lambda: job_state(pair.fastpacs_client, paths[0][0])),
+            wait_for(lambda: job_state(pair.orthanc_client, paths[1][0])),
+        ]
+        assert states == ["Failure", "Failure"]
+        reports = [client.get(path).json() for client, (_, path) in zip(clients, paths, strict=True)]
+        assert [report["Status"] for report in reports] == ["Pending", "Pending"]
+    finally:
+        for client, peer in zip(clients, servers, strict=True):
+            body = {"AET": peer.aet, "Host": "127.0.0.1", "Port": peer.dicom_port}
+            assert client.put("/modalities/peer", json=body).is_success
