@@ -330,14 +330,14 @@ def test_remove_equal_orthanc(pair: Pair, tmp_path: Path) -> None:
         assert refused.json()["Details"] == (
             "Cannot remove DICOM instances after failure in storage commitment transaction: " + answer["ID"]
         )
-    fastpacs = pair.fastpacs_client
-    answer = fastpacs.post("/modalities/peer/storage-commitment", json={"DicomInstances": [list(CT_ITEM)]})
-    path = answer.json()["Path"]
-    wait_for(lambda: fastpacs.get(path).json()["Status"] == "Success")
-    removed = fastpacs.post(f"{path}/remove")
-    assert (removed.status_code, removed.json()) == (200, {})
-    assert fastpacs.get("/instances").json() == []
-    assert fastpacs.post("/instances", content=CT.read_bytes()).is_success  # as the other tests expect
+    for client in (pair.orthanc_client, pair.fastpacs_client):
+        answer = client.post("/modalities/peer/storage-commitment", json={"DicomInstances": [list(CT_ITEM)]})
+        path = answer.json()["Path"]
+        assert _wait_report(client, path)["Status"] == "Success"
+        removed = client.post(f"{path}/remove")
+        assert (removed.status_code, removed.json()) == (200, {})
+        assert client.get("/instances").json() == []
+        assert client.post("/instances", content=CT.read_bytes()).is_success  # as the other tests expect
 
 
 @pytest.mark.reference
