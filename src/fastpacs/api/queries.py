@@ -1,13 +1,17 @@
 """/modalities/{name}/query and /queries: C-FIND to modalities, their answers, and C-MOVE of them.
 
-Also /modalities/{name}/move, a C-MOVE of resources named in the request.
+Also /modalities/{name}/move, a C-MOVE of resources named in the request, and Orthanc's
+deprecated C-FIND shortcuts /modalities/{name}/find-* and /find (services/modality_finds.py).
 """
 
 from litestar import Request, Response, delete, get, post
+from litestar.handlers import HTTPRouteHandler
 
 from fastpacs.api.responses import empty_ok, flag, json_response, parse_integer, text_response
+from fastpacs.dicom.ids import Level
 from fastpacs.dicom.tags import TagJson, shorten, simplify
 from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.services.modality_finds import find_hierarchy, find_keys, find_level
 from fastpacs.services.queries import CHILD_QUERIES, RemoteQuery, parse_move_request, parse_query_request
 from fastpacs.services.registry import Services
 
@@ -43,6 +47,31 @@ async def move_from_modality(name: str, request: Request, services: Services) ->
     """C-MOVE resources named by their identifiers from the modality (synchronously, as Orthanc 1.10.1)."""
     await services.queries.move(name, parse_move_request(await request.body()))
     return Response(b"{}", media_type="application/json")
+
+
+FIND_LEVELS = {
+    "find-patient": Level.PATIENT,
+    "find-study": Level.STUDY,
+    "find-series": Level.SERIES,
+    "find-instance": Level.INSTANCE,
+}
+
+
+def _find_level_handler(shortcut: str, level: Level) -> HTTPRouteHandler:
+    """The route of one of ``find-patient``, ``find-study``, ``find-series``, ``find-instance``."""
+
+    async def find_in_modality(name: str, request: Request, services: Services) -> Response[bytes]:
+        keys = find_keys(await request.body(), level)
+        return json_response(await find_level(services.queries, name, level, keys))
+
+    route = post(f"/modalities/{{name:str}}/{shortcut}", name=f"modality-{shortcut}", status_code=200)
+    return route(find_in_modality)
+
+
+@post("/modalities/{name:str}/find", name="modality-find", status_code=200)
+async def find_hierarchy_in_modality(name: str, request: Request, services: Services) -> Response[bytes]:
+    """The patients matching the body, with their studies and series."""
+    return json_response(await find_hierarchy(services.queries, name, await request.body()))
 
 
 @get("/queries", name="queries")
@@ -115,6 +144,8 @@ async def retrieve_all(query_id: str, request: Request, services: Services) -> R
 QUERY_HANDLERS = [
     query_modality,
     move_from_modality,
+    *(_find_level_handler(shortcut, level) for shortcut, level in FIND_LEVELS.items()),
+    find_hierarchy_in_modality,
     list_queries,
     query_operations,
     delete_query,

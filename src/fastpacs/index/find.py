@@ -637,8 +637,10 @@ class FindExecution:
         return True
 
 
-def instance_strings(view: IndexView, instance: RawId) -> dict[str, str]:
-    """The string values of an instance's top-level tags (``"gggg,eeee"`` → text), from the stored JSON.
+def instance_strings(view: IndexView, instance: RawId, *, with_header: bool = False) -> dict[str, str]:
+    """The string values of an instance's top-level tags (``"gggg,eeee"`` → text), from the stored JSON,
+    and ``with_header``, of its file meta group (C-FIND answers give MediaStorageSOPInstanceUID, as
+    Orthanc's do).
 
     Binary, too long and sequence values are left out: they match nothing.
     """
@@ -646,4 +648,6 @@ def instance_strings(view: IndexView, instance: RawId) -> dict[str, str]:
     if stored is None:
         return {}
     full = _FULL_TAGS_DECODER.decode(zlib.decompress(stored.full))
+    if with_header:
+        full = {**_FULL_TAGS_DECODER.decode(stored.header), **full}
     return {key: entry["Value"] for key, entry in full.items() if entry.get("Type") == "String"}  # type: ignore[misc]

@@ -185,7 +185,7 @@ class LocalQueryRetrieve:
             if value is None:
                 if instance_tags is None:
                     first = _first_instance(view, rid, level)
-                    instance_tags = instance_strings(view, first) if first is not None else {}
+                    instance_tags = {} if first is None else instance_strings(view, first, with_header=True)
                 value = instance_tags.get(tag_key(tag), "")
             answer[tag] = value
         return answer
@@ -530,6 +530,15 @@ class QueryService:
         while len(self._queries) > max(1, self.config.query_retrieve_size):
             self._queries.popitem(last=False)
         return query
+
+    async def find_answers(self, name: str, level: Level, keys: dict[int, str]) -> list[TagJson]:
+        """A C-FIND of ``keys`` as they are (with the character set and the level) and its answers,
+        not kept as a query (the deprecated find-* shortcuts)."""
+        modality = self.registry.require(name)
+        default_set = DEFAULT_ENCODINGS.get(self.default_encoding.name, "ISO_IR 100")
+        wire = {SPECIFIC_CHARACTER_SET: default_set, **keys, QUERY_RETRIEVE_LEVEL: LEVEL_NAMES[level]}
+        node = self.registry.node(modality)
+        return await asyncio.to_thread(_find_answers, node, wire, level, default_set)
 
     async def move(self, name: str, request: MoveRequest) -> None:
         """C-MOVE each resource from the modality to the target, over one association opened at need.
