@@ -10,7 +10,8 @@ As observed on Orthanc 1.10.1:
   study level, ModalitiesInStudy is); an unknown tag name is Orthanc's
   "Unknown DICOM tag", a body that is no JSON object an empty 400;
 - a value that is not a string is sent as its JSON text (``5``, ``true``;
-  ``null`` as empty);
+  ``null`` as empty); a list or an object is refused with 400 "Bad file
+  format" (Orthanc fails with an internal error);
 - below the patient level, the parents must be named: PatientID or
   AccessionNumber for studies, plus StudyInstanceUID for series, plus
   SeriesInstanceUID for instances, each longer than two characters (``*``
