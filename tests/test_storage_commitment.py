@@ -12,6 +12,7 @@
 
 import queue
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from pynetdicom import AE, evt
+from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from fastpacs.net.storage_commitment import CommitmentItem, CommitmentResult
@@ -447,3 +448,65 @@ def test_report_refused_without_allow_event_report_equal_orthanc(pair: Pair) -> 
         for client, peer in zip(clients, servers, strict=True):
             body = {"AET": peer.aet, "Host": "127.0.0.1", "Port": peer.dicom_port}
             assert client.put("/modalities/peer", json=body).is_success
+
+
+class FakeArchive:
+    """A pynetdicom archive that answers every N-ACTION with a report failing each instance with
+    the reason given as its SOP Instance UID's last component (what a real archive cannot be made to do)."""
+
+    def __init__(self, requesters: dict[str, int]):
+        self.requesters = requesters  # AET -> DICOM port
+        self.port = free_port()
+        self.ae = AE(ae_title="ARCHIVE")
+        self.ae.add_supported_context(StorageCommitmentPushModel)
+        self.ae.add_requested_context(StorageCommitmentPushModel)
+        self.server = self.ae.start_server(
+            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_N_ACTION, self._on_action)]
+        )
+
+    def _on_action(self, event: evt.Event) -> tuple[int, None]:
+        caller = event.assoc.requestor.ae_title
+        threading.Thread(target=self._report, args=(caller, event.action_information)).start()
+        return 0x0000, None
+
+    def _report(self, caller: str, request: Dataset) -> None:
+        report = Dataset()
+        report.TransactionUID = request.TransactionUID
+        report.FailedSOPSequence = []
+        for item in request.ReferencedSOPSequence:
+            failed = Dataset()
+            failed.ReferencedSOPClassUID = item.ReferencedSOPClassUID
+            failed.ReferencedSOPInstanceUID = item.ReferencedSOPInstanceUID
+            failed.FailureReason = int(str(item.ReferencedSOPInstanceUID).rsplit(".", 1)[1])
+            report.FailedSOPSequence.append(failed)
+        report.ReferencedSOPSequence = []
+        role = build_role(StorageCommitmentPushModel, scp_role=True)
+        assoc = self.ae.associate("127.0.0.1", self.requesters[caller], ae_title=caller, ext_neg=[role])
+        assert assoc.is_established
+        assoc.send_n_event_report(report, 2, StorageCommitmentPushModel, WELL_KNOWN_INSTANCE)
+        assoc.release()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.reference
+def test_failure_reasons_read_as_orthanc(pair: Pair) -> None:
+    """Every failure reason of PS3.4 J.3.3.1.1 (and one it does not define) in the reports of both servers."""
+    archive = FakeArchive({"ORTHANC": pair.orthanc.dicom_port, "FASTPACS": pair.fastpacs.dicom_port})
+    reasons = (0x0110, 0x0112, 0x0119, 0x0122, 0x0131, 0x0213, 0xA700)
+    body = {"DicomInstances": [[CT_ITEM[0], f"1.2.3.{reason}"] for reason in reasons]}
+    reports = []
+    try:
+        for client in (pair.orthanc_client, pair.fastpacs_client):
+            modality = {"AET": "ARCHIVE", "Host": "127.0.0.1", "Port": archive.port}
+            assert client.put("/modalities/archive", json=modality).is_success
+            answer = client.post("/modalities/archive/storage-commitment", json=body)
+            assert answer.status_code == 200, answer.text
+            reports.append(_wait_report(client, answer.json()["Path"]))
+    finally:
+        archive.close()
+        for client in (pair.orthanc_client, pair.fastpacs_client):
+            client.delete("/modalities/archive")
+    assert [failure["FailureReason"] for failure in reports[0]["Failures"]] == list(reasons)
+    assert reports[1] == reports[0]

@@ -53,18 +53,21 @@ NO_SUCH_OBJECT_INSTANCE = 0x0112
 CLASS_INSTANCE_CONFLICT = 0x0119
 """Failure reasons (PS3.4 J.3.3.1.1) for an instance not stored and one stored with another SOP class."""
 FAILURE_DESCRIPTIONS = {
-    # Orthanc 1.10.1's descriptions in /storage-commitment/{uid} (observed).
+    # The meanings PS3.4 Table J.3-2 gives, which Orthanc 1.10.1 shows in /storage-commitment/{uid}.
+    0x0110: "A general failure in processing the operation was encountered",
     NO_SUCH_OBJECT_INSTANCE: (
         "One or more of the elements in the Referenced SOP Instance Sequence was not available"
+    ),
+    0x0213: "The SCP does not currently have enough resources to store the requested SOP Instance(s)",
+    0x0122: (
+        "Storage Commitment has been requested for a SOP Instance with a SOP Class "
+        "that is not supported by the SCP"
     ),
     CLASS_INSTANCE_CONFLICT: (
         "The SOP Class of an element in the Referenced SOP Instance Sequence did not correspond "
         "to the SOP class registered for this SOP Instance at the SCP"
     ),
-    0x0110: "Processing failure",
-    0x0131: "Duplicate transaction UID",
-    0x0122: "Referenced SOP Class not supported",
-    0x0213: "Resource limitation",
+    0x0131: "The Transaction UID of the Storage Commitment Request is already in use",
 }
 
 SUCCESS = 0x0000

@@ -57,6 +57,8 @@ from fastpacs.services.request_fields import boolean_field, integer_field
 logger = logging.getLogger(__name__)
 
 PENDING = "Pending"
+UNKNOWN_FAILURE_REASON = "Unknown failure reason"
+"""Orthanc 1.10.1's description of a reason PS3.4 does not define (observed)."""
 
 
 def _bad_request(details: str) -> OrthancError:
@@ -206,7 +208,7 @@ class CommitmentReport(msgspec.Struct):
             ]
             report["Failures"] = [
                 {
-                    "Description": FAILURE_DESCRIPTIONS.get(reason, ""),
+                    "Description": FAILURE_DESCRIPTIONS.get(reason, UNKNOWN_FAILURE_REASON),
                     "FailureReason": reason,
                     "SOPClassUID": sop_class,
                     "SOPInstanceUID": sop_instance,
