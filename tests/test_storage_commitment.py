@@ -431,17 +431,22 @@ def test_report_refused_without_allow_event_report_equal_orthanc(pair: Pair) -> 
             assert answer.status_code == 200, answer.text
             paths.append((answer.json()["ID"], answer.json()["Path"]))
 
-        def job_state(client: httpx.Client, transaction_uid: str) -> str | None:
+        def job_state(client: httpx.Client, transaction_uid: str) -> tuple[str, int, str] | None:
             jobs = client.get("/jobs", params={"expand": ""}).json()
             found = [job for job in jobs if job["Content"].get("TransactionUid") == transaction_uid]
-            return found[0]["State"] if found and found[0]["State"] in ("Success", "Failure") else None
+            if not found or found[0]["State"] not in ("Success", "Failure"):
+                return None
+            return found[0]["State"], found[0]["ErrorCode"], found[0]["ErrorDetails"]
 
         # Orthanc's request is answered by fastpacs's job, and the other way round.
         states = [
             wait_for(lambda: job_state(pair.fastpacs_client, paths[0][0])),
             wait_for(lambda: job_state(pair.orthanc_client, paths[1][0])),
         ]
-        assert states == ["Failure", "Failure"]
+        assert states == [
+            ("Failure", 9, "Storage commitment - Unable to read N-EVENT-REPORT response from AET: ORTHANC"),
+            ("Failure", 9, "Storage commitment - Unable to read N-EVENT-REPORT response from AET: FASTPACS"),
+        ]
         reports = [client.get(path).json() for client, (_, path) in zip(clients, paths, strict=True)]
         assert [report["Status"] for report in reports] == ["Pending", "Pending"]
     finally:
@@ -510,3 +515,26 @@ def test_failure_reasons_read_as_orthanc(pair: Pair) -> None:
             client.delete("/modalities/archive")
     assert [failure["FailureReason"] for failure in reports[0]["Failures"]] == list(reasons)
     assert reports[1] == reports[0]
+
+
+@pytest.mark.reference
+def test_request_refused_without_allow_n_action_equal_orthanc(pair: Pair) -> None:
+    """Each server refuses the other's N-ACTION (AllowNAction false): the requesters answer the same error."""
+    clients = (pair.orthanc_client, pair.fastpacs_client)
+    servers = (pair.fastpacs, pair.orthanc)  # each client's peer
+    try:
+        for client, peer in zip(clients, servers, strict=True):
+            body = {"AET": peer.aet, "Host": "127.0.0.1", "Port": peer.dicom_port, "AllowNAction": False}
+            assert client.put("/modalities/peer", json=body).is_success
+        answers = [
+            client.post("/modalities/peer/storage-commitment", json={"DicomInstances": [list(CT_ITEM)]})
+            for client in clients
+        ]
+    finally:
+        for client, peer in zip(clients, servers, strict=True):
+            body = {"AET": peer.aet, "Host": "127.0.0.1", "Port": peer.dicom_port}
+            assert client.put("/modalities/peer", json=body).is_success
+    assert [answer.status_code for answer in answers] == [500, 500]
+    expected, found = answers[0].json(), answers[1].json()
+    assert found["OrthancStatus"] == expected["OrthancStatus"]
+    assert found["Details"] == expected["Details"].replace("FASTPACS", "ORTHANC")

@@ -211,12 +211,14 @@ def send_event_report(node: RemoteNode, transaction_uid: str, result: Commitment
 
 
 def _check(node: RemoteNode, service: str, code: int | None) -> None:
+    """Orthanc 1.10.1's errors (observed): no answer, or an answer other than Success."""
     if code is None:
-        raise DicomNetworkError(f'{service} SCU to AET "{node.aet}" has failed (no answer)')
+        raise DicomNetworkError(
+            f"Storage commitment - Unable to read {service} response from AET: {node.aet}"
+        )
     if code != SUCCESS:
         raise DicomNetworkError(
-            f'Storage commitment - {service} SCU to AET "{node.aet}" has failed '
-            f"with DIMSE status 0x{code:04X}"
+            f"Storage commitment - The request cannot be handled by remote AET: {node.aet}"
         )
 
 
