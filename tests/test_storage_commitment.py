@@ -53,8 +53,16 @@ class Modality:
         self.ae.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
         self.ae.add_requested_context(StorageCommitmentPushModel)
         self.server = self.ae.start_server(
-            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, self._on_report)]
+            ("127.0.0.1", self.port),
+            block=False,
+            evt_handlers=[(evt.EVT_N_EVENT_REPORT, self._on_report), (evt.EVT_N_ACTION, self._on_action)],
         )
+        self.actions: queue.Queue[str] = queue.Queue()
+
+    def _on_action(self, event: evt.Event) -> tuple[int, None]:
+        """An archive's request is accepted and never reported on."""
+        self.actions.put(str(event.action_information.TransactionUID))
+        return 0x0000, None
 
     def _on_report(self, event: evt.Event) -> tuple[int, None]:
         request = event.request
@@ -108,6 +116,7 @@ def archive(
 ) -> Iterator[ServerProcess]:
     """fastpacs holding CT_small, knowing MODALITY (allowed) and DENIED (AllowNAction false)."""
     options = {
+        "StorageCommitmentReportsSize": 1,
         "DicomModalities": {
             "modality": {"AET": "MODALITY", "Host": "127.0.0.1", "Port": modalities["MODALITY"].port},
             "denied": {
@@ -116,7 +125,7 @@ def archive(
                 "Port": modalities["DENIED"].port,
                 "AllowNAction": False,
             },
-        }
+        },
     }
     server = fastpacs_server(tmp_path_factory.mktemp("fastpacs"), options).start()
     try:
@@ -185,6 +194,21 @@ def test_callers_not_allowed_are_aborted(
     assert status is None
     with pytest.raises(queue.Empty):
         modality.reports.get(timeout=1.5)
+
+
+def test_reports_kept_as_configured(archive: ServerProcess, modalities: dict[str, Modality]) -> None:
+    """StorageCommitmentReportsSize 1: a second request forgets the first; Pending until reported."""
+    with httpx.Client(base_url=archive.base_url, timeout=30) as client:
+        transactions = []
+        for _ in range(2):
+            answer = client.post(
+                "/modalities/modality/storage-commitment", json={"DicomInstances": [list(CT_ITEM)]}
+            )
+            assert answer.status_code == 200, answer.text
+            transactions.append(answer.json())
+            assert modalities["MODALITY"].actions.get(timeout=5) == transactions[-1]["ID"]
+        assert client.get(transactions[0]["Path"]).status_code == 404
+        assert client.get(transactions[1]["Path"]).json() == {"RemoteAET": "MODALITY", "Status": "Pending"}
 
 
 def test_reports_keep_the_most_recently_used() -> None:
