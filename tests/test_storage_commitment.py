@@ -196,6 +196,35 @@ def test_callers_not_allowed_are_aborted(
         modality.reports.get(timeout=1.5)
 
 
+def test_malformed_requests_answered_with_failure_statuses(
+    archive: ServerProcess, modalities: dict[str, Modality]
+) -> None:
+    """PS3.7 statuses: no such action type (0x0123), no such SOP instance (0x0112), invalid argument
+    (0x0115: no Transaction UID); no report is sent."""
+    modality = modalities["MODALITY"]
+    with_uid = Dataset()
+    with_uid.TransactionUID = generate_uid()
+    with_uid.ReferencedSOPSequence = []
+    without_uid = Dataset()
+    without_uid.ReferencedSOPSequence = []
+    assoc = modality.ae.associate("127.0.0.1", archive.dicom_port, ae_title=archive.aet)
+    assert assoc.is_established
+    try:
+        statuses = [
+            assoc.send_n_action(dataset, action, StorageCommitmentPushModel, instance)[0].Status
+            for dataset, action, instance in (
+                (with_uid, 2, WELL_KNOWN_INSTANCE),
+                (with_uid, 1, "1.2.3.4"),
+                (without_uid, 1, WELL_KNOWN_INSTANCE),
+            )
+        ]
+    finally:
+        assoc.release()
+    assert statuses == [0x0123, 0x0112, 0x0115]
+    with pytest.raises(queue.Empty):
+        modality.reports.get(timeout=1)
+
+
 def test_reports_kept_as_configured(archive: ServerProcess, modalities: dict[str, Modality]) -> None:
     """StorageCommitmentReportsSize 1: a second request forgets the first; Pending until reported."""
     with httpx.Client(base_url=archive.base_url, timeout=30) as client:

@@ -75,8 +75,10 @@ NOT_AUTHORIZED = 0x0124
 NO_SUCH_ACTION_TYPE = 0x0123
 NO_SUCH_EVENT_TYPE = 0x0113
 NO_SUCH_SOP_INSTANCE = 0x0112
+NO_SUCH_SOP_CLASS = 0x0118
 INVALID_ARGUMENT = 0x0115
-"""N-ACTION and N-EVENT-REPORT response statuses (PS3.7 C)."""
+"""N-ACTION and N-EVENT-REPORT response statuses (PS3.7 C). Orthanc 1.10.1 answers no valid status
+to a malformed N-ACTION (observed); fastpacs answers these."""
 
 
 class CommitmentItem(NamedTuple):
@@ -250,14 +252,14 @@ class StorageCommitmentScp:
             return NOT_AUTHORIZED, None
         request = event.request
         if str(request.RequestedSOPClassUID) != STORAGE_COMMITMENT_PUSH_MODEL:
-            return NO_SUCH_SOP_INSTANCE, None
+            return NO_SUCH_SOP_CLASS, None
         if str(request.RequestedSOPInstanceUID) != STORAGE_COMMITMENT_INSTANCE:
             return NO_SUCH_SOP_INSTANCE, None
         if event.action_type != REQUEST_STORAGE_COMMITMENT:
             return NO_SUCH_ACTION_TYPE, None
         try:
             transaction_uid, items = read_action(event.action_information)
-        except (MalformedRequestError, ValueError, TypeError) as error:
+        except (ValueError, TypeError) as error:  # MalformedRequestError, or values of the wrong VR
             logger.warning("storage commitment request refused: %s", error)
             return INVALID_ARGUMENT, None
         caller = caller_of(event.assoc)
@@ -274,7 +276,7 @@ class StorageCommitmentScp:
             return NO_SUCH_EVENT_TYPE, None
         try:
             transaction_uid, result = read_event(event.event_information)
-        except (MalformedRequestError, ValueError, TypeError) as error:
+        except (ValueError, TypeError) as error:  # MalformedRequestError, or values of the wrong VR
             logger.warning("storage commitment report refused: %s", error)
             return INVALID_ARGUMENT, None
         self.reported(caller_of(event.assoc).aet, transaction_uid, result)
