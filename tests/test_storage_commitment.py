@@ -28,7 +28,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel
 from fastpacs.net.storage_commitment import CommitmentItem, CommitmentResult
 from fastpacs.services.storage_commitment import CommitmentReport, CommitmentReports
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port, orthanc_server
-from tests.conftest import pydicom_file, wait_for
+from tests.conftest import dicom_variant, pydicom_file, wait_for
 
 CT = pydicom_file("CT_small.dcm")
 MR = pydicom_file("MR_small.dcm")
@@ -591,3 +591,33 @@ def test_request_refused_without_allow_n_action_equal_orthanc(pair: Pair) -> Non
     expected, found = answers[0].json(), answers[1].json()
     assert found["OrthancStatus"] == expected["OrthancStatus"]
     assert found["Details"] == expected["Details"].replace("FASTPACS", "ORTHANC")
+
+
+@pytest.mark.reference
+@pytest.mark.slow
+def test_study_resources_in_the_same_order_as_orthanc(pair: Pair) -> None:
+    """Three series uploaded interleaved, asked for as a study, one instance again, and a missing
+    instance: the same report lists, in the same order (Orthanc's is last child first)."""
+    clients = (pair.orthanc_client, pair.fastpacs_client)
+    uploaded: dict[str, Any] = {}
+    try:
+        for client in clients:
+            for name in ("a0", "b0", "a1", "b1", "a2", "b2", "c0"):
+                data = dicom_variant(study="commit", series=name[0], instance=name)
+                answer = client.post("/instances", content=data)
+                assert answer.is_success
+                uploaded[name] = answer.json()
+        body = {
+            "DicomInstances": [list(MISSING_ITEM)],
+            "Resources": [uploaded["a0"]["ParentStudy"], uploaded["b1"]["ID"]],
+        }
+        reports = [_finished_report(client, body) for client in clients]
+    finally:
+        for client in clients:
+            client.delete(f"/studies/{uploaded['a0']['ParentStudy']}")
+    for report in reports:
+        report.pop("RemoteAET")
+    assert [item["SOPInstanceUID"].rsplit(".", 1)[1] for item in reports[0]["Success"]] == [
+        "c0", "b2", "b1", "b0", "a2", "a1", "a0", "b1"
+    ]  # fmt: skip
+    assert reports[1] == reports[0]

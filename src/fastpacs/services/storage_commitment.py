@@ -101,7 +101,8 @@ def _instances_of(view: IndexView, rid: RawId) -> list[CommitmentItem]:
     if record is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
     found = []
-    for instance in view.descendants(rid, Level(record.level), Level.INSTANCE):
+    # Orthanc 1.10.1 walks the tree last child first: the reverse of the insertion order (observed).
+    for instance in reversed(view.descendants(rid, Level(record.level), Level.INSTANCE)):
         sop_class = view.metadata_value(instance, SYSTEM_METADATA["SopClassUid"])
         stored = view.resource_at(instance, Level.INSTANCE)
         if stored is not None:
@@ -356,11 +357,11 @@ class StorageCommitmentService:
     # --- SCU
 
     def _items(self, request: CommitmentRequest) -> list[CommitmentItem]:
-        items = list(request.instances)
+        items = []
         with self.database.read() as view:
             for rid in request.resources:
                 items.extend(_instances_of(view, rid))
-        return items
+        return items + request.instances  # in Orthanc's order (observed)
 
     async def request_resources(self, name: str, resources: list[str], timeout: int | None) -> str:
         """Ask the modality to commit to the instances of these resources (after a store); the
