@@ -373,7 +373,7 @@ class StorageCommitmentService:
     async def request(self, name: str, request: CommitmentRequest) -> dict[str, str]:
         """Send the N-ACTION for the instances named to modality ``name``; the transaction's ID and path."""
         modality = self.registry.require(name)
-        items = self._items(request)
+        items = await asyncio.to_thread(self._items, request)  # a Python loop over every instance
         node = self.registry.node(modality, timeout=request.timeout)
         transaction_uid = new_uid()
         self.reports.add(transaction_uid, CommitmentReport(remote_aet=modality.aet))
