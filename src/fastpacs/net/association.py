@@ -35,7 +35,7 @@ def is_refused(event: evt.Event, registry: ModalityRegistry, request: DicomReque
     if registry.is_allowed(request, caller.aet, caller.host):
         return False
     logger.warning(
-        "%s request refused: AET %r on %s is not allowed to make it (DicomModalities, DicomAlwaysAllow%s)",
+        "%s request refused: AET %r on %s is not allowed to make it (see Allow%s in DicomModalities)",
         request.value,
         caller.aet,
         caller.host,
