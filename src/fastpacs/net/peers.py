@@ -24,7 +24,6 @@ protocol".
 
 import asyncio
 import logging
-import os
 import ssl
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,6 +31,7 @@ from http import HTTPStatus
 import httpx
 
 from fastpacs.config import OrthancPeer
+from fastpacs.net.tls import files_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +106,7 @@ class PeerClient:
 
     def _files_stamp(self, identity: TlsIdentity) -> tuple[int, ...]:
         """When the files of a TLS context last changed: a renewed certificate needs a new context."""
-        stamp = []
-        for path in (self.ca_certificates, identity.certificate_file, identity.key_file):
-            try:
-                stamp.append(os.stat(path).st_mtime_ns if path else 0)
-            except OSError:
-                stamp.append(-1)
-        return tuple(stamp)
+        return files_stamp(self.ca_certificates, identity.certificate_file, identity.key_file)
 
     def _client(self, peer: OrthancPeer) -> httpx.AsyncClient:
         identity = TlsIdentity.of(peer)

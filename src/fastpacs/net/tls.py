@@ -82,9 +82,14 @@ def _cached_client_context(files: DicomTlsFiles, stamp: tuple[int, ...]) -> ssl.
 
 
 def _stamp(files: DicomTlsFiles) -> tuple[int, ...]:
-    """When the files last changed: a renewed certificate must be used without a restart."""
+    return files_stamp(files.certificate, files.private_key, files.trusted_certificates)
+
+
+def files_stamp(*paths: str) -> tuple[int, ...]:
+    """When TLS files last changed (0: not configured, -1: unreadable), to key the contexts built
+    from them: a renewed certificate must be used without a restart."""
     stamp = []
-    for path in (files.certificate, files.private_key, files.trusted_certificates):
+    for path in paths:
         try:
             stamp.append(os.stat(path).st_mtime_ns if path else 0)
         except OSError:
