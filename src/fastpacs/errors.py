@@ -39,6 +39,7 @@ class ErrorCode(IntEnum):
     DATABASE_UNAVAILABLE = 36
     CANCELED_JOB = 37
     REVISION = 43
+    NO_C_FIND_AT_REMOTE = 2016
     CANNOT_EXECUTE_LUA = 2031
     LUA_NOT_A_PREDICATE = 2034
     CANNOT_ORDER_SLICES = 2040
@@ -80,6 +81,10 @@ _DESCRIPTIONS: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.REVISION: (
         "A bad revision number was provided, which might indicate conflict between multiple writers",
         409,
+    ),
+    ErrorCode.NO_C_FIND_AT_REMOTE: (
+        "DicomUserConnection: The C-FIND command is not supported by the remote SCP",
+        500,
     ),
     ErrorCode.CANNOT_EXECUTE_LUA: ("Cannot execute a Lua command", 500),
     ErrorCode.LUA_NOT_A_PREDICATE: (

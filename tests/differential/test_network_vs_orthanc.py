@@ -28,9 +28,10 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from pynetdicom import AE, build_context
+from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
+    ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
 )
@@ -410,6 +411,70 @@ def test_find_shortcuts(pair: ServerPair, stored: dict[str, dict[str, str]], sel
             )
         else:
             _record(checker, call, answer_differences(orthanc, fastpacs, call, ({}, {})))
+    checker.verdict()
+
+
+@pytest.fixture
+def worklist_modality(pair: ServerPair) -> Iterator[list[dict[str, Any]]]:
+    """A pynetdicom RIS with one worklist item, modality "ris" of both servers; yields the identifiers
+    it receives (in DICOM JSON)."""
+    received: list[dict[str, Any]] = []
+
+    def on_find(event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
+        received.append(event.identifier.to_json_dict())
+        item = Dataset()
+        item.Modality, item.ScheduledProcedureStepStartDate, item.ScheduledStationAETitle = (
+            "CT",
+            "20261128",
+            "CT1",
+        )
+        answer = Dataset()
+        answer.SpecificCharacterSet, answer.PatientName, answer.PatientID = "ISO_IR 100", "Doe^John", "WL1"
+        answer.ScheduledProcedureStepSequence = [item]
+        yield 0xFF00, answer
+
+    ae = AE(ae_title="RIS")
+    ae.add_supported_context(ModalityWorklistInformationFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    for client in (pair.orthanc_client, pair.fastpacs_client):
+        assert client.put(
+            "/modalities/ris", json={"AET": "RIS", "Host": "127.0.0.1", "Port": port}
+        ).is_success
+    try:
+        yield received
+    finally:
+        for client in (pair.orthanc_client, pair.fastpacs_client):
+            client.delete("/modalities/ris")
+        server.shutdown()
+
+
+WORKLIST_QUERIES: list[tuple[str, Any]] = [
+    ("ris", {}),
+    ("ris", {"PatientName": "", "ScheduledProcedureStepSequence": [{"Modality": "CT"}]}),
+    ("ris", {"ScheduledProcedureStepSequence": []}),
+    ("ris", {"PatientID": 5}),
+    ("ris", {"ScheduledProcedureStepSequence": {"Modality": "CT"}}),
+    ("ris", {"Nosuch": "x"}),
+    ("self", {}),  # a modality without worklists: Orthanc's 2016
+]
+
+
+def test_find_worklist(pair: ServerPair, self_modality: str, worklist_modality: list[dict[str, Any]]) -> None:
+    """Both servers ask the same RIS: the identifiers sent, the answers and the errors are Orthanc's."""
+    checker = pair.checker()
+    for index, (modality, body) in enumerate(WORKLIST_QUERIES):
+        worklist_modality.clear()
+        call = Call(
+            f"find-worklist {index}",
+            "POST",
+            f"/modalities/{modality}/find-worklist",
+            body=json.dumps(body).encode(),
+        )
+        orthanc, fastpacs = pair.send(call)
+        _record(checker, call, answer_differences(orthanc, fastpacs, call, ({}, {})))
+        if len(worklist_modality) == 2:
+            _compare_documents(checker, f"{call.name} identifier", worklist_modality[0], worklist_modality[1])
     checker.verdict()
 
 

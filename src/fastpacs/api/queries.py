@@ -11,7 +11,7 @@ from fastpacs.api.responses import empty_ok, flag, json_response, parse_integer,
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.tags import TagJson, shorten, simplify
 from fastpacs.errors import ErrorCode, OrthancError
-from fastpacs.services.modality_finds import find_hierarchy, find_keys, find_level
+from fastpacs.services.modality_finds import find_hierarchy, find_keys, find_level, find_worklist
 from fastpacs.services.queries import CHILD_QUERIES, RemoteQuery, parse_move_request, parse_query_request
 from fastpacs.services.registry import Services
 
@@ -72,6 +72,12 @@ def _find_level_handler(shortcut: str, level: Level) -> HTTPRouteHandler:
 async def find_hierarchy_in_modality(name: str, request: Request, services: Services) -> Response[bytes]:
     """The patients matching the body, with their studies and series."""
     return json_response(await find_hierarchy(services.queries, name, await request.body()))
+
+
+@post("/modalities/{name:str}/find-worklist", name="modality-find-worklist", status_code=200)
+async def find_worklist_in_modality(name: str, request: Request, services: Services) -> Response[bytes]:
+    """The worklist items of the modality (a RIS) matching the body."""
+    return json_response(await find_worklist(services.queries, name, await request.body()))
 
 
 @get("/queries", name="queries")
@@ -146,6 +152,7 @@ QUERY_HANDLERS = [
     move_from_modality,
     *(_find_level_handler(shortcut, level) for shortcut, level in FIND_LEVELS.items()),
     find_hierarchy_in_modality,
+    find_worklist_in_modality,
     list_queries,
     query_operations,
     delete_query,

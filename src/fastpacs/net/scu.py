@@ -37,6 +37,7 @@ from pynetdicom import AE, _config, build_context
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
+    ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
@@ -87,6 +88,10 @@ class StoredInstance:
 
 class DicomNetworkError(Exception):
     """An association could not be made, broke, or a request failed (the message says which)."""
+
+
+class ServiceNotSupportedError(DicomNetworkError):
+    """The modality accepted the association but not the presentation context of the request."""
 
 
 class DimseStatusError(DicomNetworkError):
@@ -227,7 +232,10 @@ def open_association(
         if assoc.is_rejected
         else _connection_failure(node, tls, timed_out)
     )
-    raise DicomNetworkError(f'DicomAssociation - connecting to AET "{node.aet}": {reason}')
+    message = f'DicomAssociation - connecting to AET "{node.aet}": {reason}'
+    if assoc.is_aborted and assoc.rejected_contexts and not assoc.accepted_contexts:
+        raise ServiceNotSupportedError(message)  # accepted without any service asked for: pynetdicom aborts
+    raise DicomNetworkError(message)
 
 
 def echo(node: RemoteNode) -> None:
@@ -372,6 +380,18 @@ def find(node: RemoteNode, keys: dict[int, str], patient_root: bool) -> list[Dat
     assoc = open_association(node, [build_context(model)])
     try:
         return list(_responses(node, "C-FIND", assoc.send_c_find(dataset_of(keys), model)))
+    finally:
+        assoc.release()
+
+
+def find_worklist(node: RemoteNode, identifier: Dataset) -> list[Dataset]:
+    """The answers of a Modality Worklist C-FIND; :class:`ServiceNotSupportedError` if the
+    modality offers no worklist (the only context asked for)."""
+    assoc = open_association(node, [build_context(ModalityWorklistInformationFind)])
+    try:
+        return list(
+            _responses(node, "C-FIND", assoc.send_c_find(identifier, ModalityWorklistInformationFind))
+        )
     finally:
         assoc.release()
 

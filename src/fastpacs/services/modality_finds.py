@@ -1,5 +1,6 @@
-"""Orthanc's deprecated C-FIND shortcuts: POST /modalities/{name}/find-patient, find-study,
-find-series, find-instance, and find (patients with their studies and series).
+"""Orthanc's C-FIND shortcuts: POST /modalities/{name}/find-patient, find-study, find-series,
+find-instance, and find (patients with their studies and series), deprecated; and find-worklist
+(the Modality Worklist of a RIS).
 
 Each answers the modality's C-FIND answers at once, simplified (tag names
 to values), instead of keeping them as a query (/modalities/{name}/query).
@@ -18,16 +19,24 @@ As observed on Orthanc 1.10.1:
   is not a name); otherwise an empty 400 and nothing is sent;
 - the patient level is asked with the Patient Root model, the others with
   the Study Root model.
+
+find-worklist sends the request's fields as they are (sequences as arrays
+of objects), with the character set: values must be strings, sequences
+arrays of objects ("Bad Parameter type for tag ..." otherwise, as Orthanc);
+a modality without a worklist is Orthanc's 2016 error.
 """
 
 from typing import Any
 
 import msgspec
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from fastpacs.dicom.dictionary import parse_tag
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.tags import TagJson, simplify
+from fastpacs.dicom.values import DEFAULT_ENCODINGS
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
 from fastpacs.services.queries import ACCESSION_NUMBER, IDENTIFIER_TAGS, MODALITIES_IN_STUDY, QueryService
 
@@ -150,3 +159,41 @@ async def find_hierarchy(queries: QueryService, modality: str, body: bytes) -> l
 def _answer_value(answer: TagJson, name: str) -> str:
     value = answer.get(name)
     return value if isinstance(value, str) else ""
+
+
+async def find_worklist(queries: QueryService, modality: str, body: bytes) -> list[TagJson]:
+    """The modality's worklist items matching the body, simplified."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        document = None
+    if not isinstance(document, dict):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The worklist query must be a JSON object")
+    identifier = _worklist_dataset(document)
+    identifier.SpecificCharacterSet = DEFAULT_ENCODINGS.get(queries.default_encoding.name, "ISO_IR 100")
+    return [simplify(answer) for answer in await queries.find_worklist_answers(modality, identifier)]
+
+
+def _worklist_dataset(fields: dict[str, Any]) -> Dataset:
+    dataset = Dataset()
+    for name, value in fields.items():
+        tag = parse_tag(name)
+        try:
+            vr = dictionary_VR(tag).split(" or ")[0]
+        except KeyError:
+            vr = "UN"
+        if vr == "SQ":
+            if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+                raise _bad_type(tag)
+            dataset.add_new(tag, vr, Sequence([_worklist_dataset(item) for item in value]))
+        elif isinstance(value, str):
+            dataset.add_new(tag, vr, value or None)
+        else:
+            raise _bad_type(tag)
+    return dataset
+
+
+def _bad_type(tag: int) -> OrthancError:
+    return OrthancError(
+        ErrorCode.BAD_PARAMETER_TYPE, f"Bad Parameter type for tag {tag >> 16:04x},{tag & 0xFFFF:04x}"
+    )

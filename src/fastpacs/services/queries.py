@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from pydicom.dataset import Dataset
 
 from fastpacs.config import Config
 from fastpacs.dicom.dictionary import attribute_name, dictionary_vr, parse_tag
@@ -540,6 +541,12 @@ class QueryService:
         node = self.registry.node(modality)
         return await asyncio.to_thread(_find_answers, node, wire, level, default_set)
 
+    async def find_worklist_answers(self, name: str, identifier: Dataset) -> list[TagJson]:
+        """A Modality Worklist C-FIND and its answers in full tag form."""
+        node = self.registry.node(self.registry.require(name))
+        default_set = DEFAULT_ENCODINGS.get(self.default_encoding.name, "ISO_IR 100")
+        return await asyncio.to_thread(_worklist_answers, node, identifier, default_set)
+
     async def move(self, name: str, request: MoveRequest) -> None:
         """C-MOVE each resource from the modality to the target, over one association opened at need.
 
@@ -648,6 +655,17 @@ def _find_answers(node: RemoteNode, keys: dict[int, str], level: Level, default_
     """C-FIND (in a thread) and the answers in full tag form."""
     try:
         datasets = scu.find(node, keys, patient_root=level == Level.PATIENT)
+    except scu.DicomNetworkError as error:
+        raise OrthancError(ErrorCode.NETWORK_PROTOCOL, str(error)) from error
+    walker = TagWalker(python_encodings(None, default_set), True, default_set)
+    return [walker.full(dataset) for dataset in datasets]
+
+
+def _worklist_answers(node: RemoteNode, identifier: Dataset, default_set: str) -> list[TagJson]:
+    try:
+        datasets = scu.find_worklist(node, identifier)
+    except scu.ServiceNotSupportedError as error:
+        raise OrthancError(ErrorCode.NO_C_FIND_AT_REMOTE, f"Remote AET is {node.aet}") from error
     except scu.DicomNetworkError as error:
         raise OrthancError(ErrorCode.NETWORK_PROTOCOL, str(error)) from error
     walker = TagWalker(python_encodings(None, default_set), True, default_set)
