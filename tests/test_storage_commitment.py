@@ -416,6 +416,44 @@ def test_store_with_storage_commitment_equal_orthanc(pair: Pair) -> None:
     assert reports[0]["Status"] == "Success"
 
 
+def _finished_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: (job := client.get(f"/jobs/{job_id}").json())["State"] in ("Success", "Failure") and job
+    )
+
+
+@pytest.mark.reference
+@pytest.mark.slow
+def test_asynchronous_store_with_storage_commitment_equal_orthanc(pair: Pair) -> None:
+    """``"StorageCommitment": true`` on an asynchronous store: the job asks once the instances are sent
+    and shows the transaction in its content; a job that failed shows one it never asked for."""
+    unreachable = {"AET": "DOWN", "Host": "127.0.0.1", "Port": free_port()}
+    contents, reports, unknown = [], [], []
+    for client in (pair.orthanc_client, pair.fastpacs_client):
+        assert client.put("/modalities/down", json=unreachable).is_success
+        instance = client.get("/instances").json()[0]
+        body = {"Resources": [instance], "StorageCommitment": True, "Asynchronous": True}
+        job = _finished_job(client, client.post("/modalities/peer/store", json=body).json()["ID"])
+        assert job["State"] == "Success", job
+        contents.append(job["Content"])
+        reports.append(
+            _wait_report(client, f"/storage-commitment/{job['Content']['StorageCommitmentTransactionUID']}")
+        )
+        failed = _finished_job(client, client.post("/modalities/down/store", json=body).json()["ID"])
+        assert failed["State"] == "Failure"
+        never_asked = client.get(
+            f"/storage-commitment/{failed['Content']['StorageCommitmentTransactionUID']}"
+        )
+        unknown.append((never_asked.status_code, never_asked.json()["Message"]))
+        assert client.delete("/modalities/down").is_success
+    for content, report in zip(contents, reports, strict=True):
+        assert content.pop("StorageCommitmentTransactionUID").startswith("2.25.")
+        content.pop("RemoteAet"), content.pop("LocalAet"), report.pop("RemoteAET")
+    assert contents[1] == contents[0]
+    assert reports[1] == reports[0] and reports[0]["Status"] == "Success"
+    assert unknown[1] == unknown[0] == (404, "Accessing an inexistent item")
+
+
 # --- over DICOM TLS ----------------------------------------------------------------------------------
 
 

@@ -205,6 +205,7 @@ async def start_services(
         config, database, registry=modalities, engine=jobs, deletes=services.deletes
     )
     dicom_server.serve_storage_commitment(services.storage_commitment)
+    services.modality_exports.commit = services.storage_commitment.request_sent
     metrics.watch(database, pool, services.images.cache)
     metrics.watch_ingest(ingest.pending)
     metrics.watch_jobs(jobs)

@@ -86,9 +86,9 @@ async def echo_unregistered(request: Request, services: Services) -> Response[by
 async def store(name: str, request: Request, services: Services) -> Response[bytes]:
     body = await request.body()
     store_request = parse_store_request(body)
-    commitment = wants_storage_commitment(body)
+    store_request.storage_commitment = commitment = wants_storage_commitment(body)
     answer = await services.modality_exports.store(name, store_request)
-    if commitment and store_request.synchronous:  # the asynchronous job does not ask for it (yet)
+    if commitment and store_request.synchronous:  # an asynchronous store's job asks for it itself
         answer["StorageCommitmentTransactionUID"] = await services.storage_commitment.request_resources(
             name, store_request.resources, store_request.timeout
         )

@@ -15,7 +15,7 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from pydicom.errors import InvalidDicomError
 
 from fastpacs.config import Config
 from fastpacs.dicom.ids import Level, RawId, format_id, parse_id
+from fastpacs.dicom.modification import new_uid
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.metadata import SYSTEM_METADATA
@@ -165,6 +166,8 @@ class StoreRequest:
     local_aet: str | None = None
     timeout: int | None = None
     move_originator: tuple[str, int] | None = None
+    storage_commitment: bool = False
+    """Ask the modality for storage commitment of the instances sent (asynchronous stores: by the job)."""
 
 
 def _store_error(details: str | None = None) -> OrthancError:
@@ -238,6 +241,10 @@ class StoreJobState(msgspec.Struct, array_like=True):
     permissive: bool = False
     move_originator: tuple[str, int] | None = None
     failed: int = 0
+    commitment_uid: str | None = None
+    """The storage commitment transaction asked for once the instances are sent (``StorageCommitment``)."""
+    sent: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    """(SOP Class UID, SOP Instance UID) of the instances sent, for the storage commitment request."""
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -245,6 +252,8 @@ _state_decoder = msgspec.msgpack.Decoder(StoreJobState)
 
 InstanceResolver = Callable[[list[RawId]], list[StoredInstance | None]]
 """Finds the files of instances by ID (``None`` for an instance deleted since)."""
+CommitmentRequester = Callable[[RemoteNode, str, list[tuple[str, str]]], Awaitable[None]]
+"""Sends a storage commitment request (node, transaction UID, instances) and records its report."""
 
 
 class ModalityStoreJob(Job):
@@ -253,14 +262,20 @@ class ModalityStoreJob(Job):
     One step per instance. The association opens at the first step run (again
     after a pause or a restart) and closes when the job ends; a broken one is
     opened again at the next step. Without ``Permissive`` the first failure
-    fails the job; with it failures are counted and the job goes on.
+    fails the job; with it failures are counted and the job goes on. With
+    ``StorageCommitment``, the instances sent are submitted to the modality's
+    storage commitment once the last is sent (as Orthanc: a job that failed
+    asks for nothing, but shows its transaction UID).
     """
 
     type_name = "DicomModalityStore"
 
-    def __init__(self, state: StoreJobState, resolve: InstanceResolver):
+    def __init__(
+        self, state: StoreJobState, resolve: InstanceResolver, commit: CommitmentRequester | None = None
+    ):
         self.state = state
         self.resolve = resolve
+        self.commit = commit
         self._instances: list[StoredInstance | None] | None = None
         self._association: StoreAssociation | None = None
 
@@ -297,6 +312,8 @@ class ModalityStoreJob(Job):
                 ErrorCode.NETWORK_PROTOCOL,
                 f'C-STORE SCU to AET "{node.aet}" has failed with DIMSE status 0x{status:04X}',
             )
+        elif self.state.commitment_uid is not None:
+            self.state.sent.append((instance.sop_class_uid, instance.sop_instance_uid))
 
     def _fail(self, code: ErrorCode, details: str) -> None:
         if not self.state.permissive:
@@ -311,12 +328,15 @@ class ModalityStoreJob(Job):
 
     async def finish(self) -> None:
         await self._close()
+        if self.state.commitment_uid is not None and self.commit is not None:
+            await self.commit(self.state.node, self.state.commitment_uid, self.state.sent)
 
     async def abort(self) -> None:
         await self._close()
 
     def reset(self) -> None:
         self.state.failed = 0
+        self.state.sent = []
 
     def content(self) -> dict[str, Any]:
         state = self.state
@@ -331,6 +351,8 @@ class ModalityStoreJob(Job):
             content["ParentResources"] = state.parents
         if state.move_originator is not None:
             content["MoveOriginatorAET"], content["MoveOriginatorID"] = state.move_originator
+        if state.commitment_uid is not None:
+            content["StorageCommitmentTransactionUID"] = state.commitment_uid
         return content
 
     def save(self) -> bytes:
@@ -364,10 +386,17 @@ class ModalityExports:
         self.registry = registry
         self.log = log
         self.engine = engine
+        self.commit: CommitmentRequester | None = None
+        """Sends the storage commitment requests of asynchronous stores (set once that service exists)."""
         engine.register(ModalityStoreJob.type_name, self._load)
 
     def _load(self, data: bytes) -> ModalityStoreJob:
-        return ModalityStoreJob(_state_decoder.decode(data), self._resolve)
+        return ModalityStoreJob(_state_decoder.decode(data), self._resolve, self._commit)
+
+    async def _commit(self, node: RemoteNode, transaction_uid: str, sent: list[tuple[str, str]]) -> None:
+        if self.commit is None:
+            raise OrthancError(ErrorCode.BAD_SEQUENCE_OF_CALLS, "Storage commitment is not available")
+        await self.commit(node, transaction_uid, sent)
 
     def _resolve(self, instances: list[RawId]) -> list[StoredInstance | None]:
         with self.database.read() as view:
@@ -398,8 +427,9 @@ class ModalityExports:
             parents=sorted({format_id(rid) for _, rid in named}),
             permissive=request.permissive,
             move_originator=request.move_originator,
+            commitment_uid=new_uid() if request.storage_commitment and not request.synchronous else None,
         )
-        return ModalityStoreJob(state, self._resolve)
+        return ModalityStoreJob(state, self._resolve, self._commit)
 
     async def store(self, name: str, request: StoreRequest) -> dict[str, Any]:
         """Store synchronously (the job's content) or queue the job (its ID and path)."""

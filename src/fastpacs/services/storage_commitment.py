@@ -39,7 +39,7 @@ from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.view import IndexView
 from fastpacs.jobs.engine import JobEngine
 from fastpacs.jobs.job import Job
-from fastpacs.net.scu import DicomNetworkError
+from fastpacs.net.scu import DicomNetworkError, RemoteNode
 from fastpacs.net.storage_commitment import (
     CLASS_INSTANCE_CONFLICT,
     FAILURE_DESCRIPTIONS,
@@ -382,6 +382,15 @@ class StorageCommitmentService:
         except DicomNetworkError as error:
             raise OrthancError(ErrorCode.NETWORK_PROTOCOL, str(error)) from error
         return {"ID": transaction_uid, "Path": f"/storage-commitment/{transaction_uid}"}
+
+    async def request_sent(self, node: RemoteNode, transaction_uid: str, sent: list[tuple[str, str]]) -> None:
+        """The request of an asynchronous store job for the instances it sent (its transaction UID given)."""
+        self.reports.add(transaction_uid, CommitmentReport(remote_aet=node.aet))
+        items = [CommitmentItem(sop_class, sop_instance) for sop_class, sop_instance in sent]
+        try:
+            await asyncio.to_thread(request_commitment, node, transaction_uid, items)
+        except DicomNetworkError as error:
+            raise OrthancError(ErrorCode.NETWORK_PROTOCOL, str(error)) from error
 
     def received(self, remote_aet: str, transaction_uid: str, result: CommitmentResult) -> None:
         """The N-EVENT-REPORT of a peer (on a DICOM server thread)."""
