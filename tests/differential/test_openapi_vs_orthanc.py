@@ -25,6 +25,7 @@ PARAMETERS = {
     "study_id": "nonexistent",
     "job_id": "nonexistent",
     "query_id": "nonexistent",
+    "transaction_uid": "nonexistent",
     "index": "0",
     "path": "0010-0010",
     "child": "query-series",
