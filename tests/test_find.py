@@ -238,6 +238,23 @@ def test_plan_gives_the_brute_force_answers(loaded: Database) -> None:
     assert nonempty > 150, "the random queries should mostly find something"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"Level": "Series", "Query": {"PatientID": "abc", "StudyInstanceUID": "1.2.3"}}',
+        '{"Level": "Study", "Query": {"PatientID": "abc", "PatientName": "x*"}}',
+        '{"Level": "Instance", "Query": {"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2"}}',
+    ],
+)
+def test_an_empty_index_answers_nothing_whatever_the_constraints(tmp_path: Path, body: str) -> None:
+    """Several indexed constraints on an empty level (an empty server) divided by its count: a 500."""
+    database = Database(tmp_path / "index", 1)
+    try:
+        assert _execution(database, body)[0] == []
+    finally:
+        database.close()
+
+
 def _execution(database: Database, body: str) -> tuple[list[RawId], float]:
     request = parse_find_request(body.encode())
     with database.read() as view:

@@ -499,6 +499,9 @@ class FindExecution:
 
     def _choose_driver(self) -> _Driver | None:
         """The indexed constraint giving the fewest candidates; ``None``: scanning the level is cheaper."""
+        resources = float(self.view.count(self.level))
+        if resources == 0:
+            return None  # an empty level (an empty server): nothing to scan, nothing to estimate against
         indexed = list(self._indexed())
         if len(indexed) == 1:
             level, tag, constraint = indexed[0]
@@ -506,7 +509,7 @@ class FindExecution:
                 # Its keys name at most every resource of the level: always chosen, no need to count.
                 return _Driver(level, tag, constraint.value_ranges(), 0.0)
         best: _Driver | None = None
-        best_estimate = float(self.view.count(self.level))
+        best_estimate = resources
         indexed.sort(key=lambda item: item[2].kind not in (Kind.EQUAL, Kind.LIST))
         for level, tag, constraint in indexed:
             ranges = constraint.value_ranges()
