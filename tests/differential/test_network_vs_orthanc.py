@@ -372,6 +372,15 @@ FIND_CASES: list[tuple[str, Any]] = [
     ("find-study", {"PatientID": "1CT1", "ModalitiesInStudy": "CT", "InstitutionName": "x"}),
     ("find-series", {"PatientID": "1CT1", "StudyInstanceUID": CT_STUDY, "Manufacturer": "x"}),
     ("find-instance", {"PatientID": "1CT1", "StudyInstanceUID": CT_STUDY, "SeriesInstanceUID": CT_SERIES}),
+    (
+        "find-instance",
+        {
+            "PatientID": "1CT1",
+            "StudyInstanceUID": CT_STUDY,
+            "SeriesInstanceUID": CT_SERIES,
+            "InstanceNumber": "x",
+        },
+    ),
     ("find", {}),
     ("find", {"PatientName": "*MR*"}),
     # Refused before any C-FIND: parents not named (two characters or fewer), not an object, unknown tag.
@@ -457,6 +466,13 @@ WORKLIST_QUERIES: list[tuple[str, Any]] = [
     ("ris", {"ScheduledProcedureStepSequence": {"Modality": "CT"}}),
     ("ris", {"Nosuch": "x"}),
     ("self", {}),  # a modality without worklists: Orthanc's 2016
+    # Texts that do not fit their VR, binary and private tags, nested sequences.
+    ("ris", {"Rows": "x"}),
+    ("ris", {"Rows": "12"}),
+    ("ris", {"PixelData": "x"}),
+    ("ris", {"0009,1001": "x"}),
+    ("ris", {"PatientAge": "abcdefgh"}),
+    ("ris", {"ScheduledProcedureStepSequence": [{"ScheduledProcedureStepSequence": [{"Rows": "12"}]}]}),
 ]
 
 

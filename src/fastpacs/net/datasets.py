@@ -48,7 +48,7 @@ def identifier_keys(identifier: Dataset) -> dict[int, str]:
     return keys
 
 
-def _typed(vr: str, text: str) -> object:
+def typed_value(vr: str, text: str) -> object:
     """The value pydicom expects for a VR, from its text (``None`` for an empty one)."""
     if not text:
         return None
@@ -86,17 +86,22 @@ def dataset_of(keys: dict[int, str]) -> Dataset:
             character_set = UTF8
         dataset.SpecificCharacterSet = character_set.split("\\")
     for tag, text in sorted(keys.items()):
-        if tag == SPECIFIC_CHARACTER_SET:
-            continue
-        vr = dictionary_vr(tag, None)
-        if vr == "SQ":
-            dataset.add_new(tag, vr, Sequence())
-        elif vr in STRING_VRS or vr in INTEGER_VRS or vr in FLOAT_VRS:
-            try:
-                dataset.add_new(tag, vr, _typed(vr, text))
-            except (ValueError, OverflowError):
-                logger.debug("answer value %r of %08x is not a valid %s: sent empty", text, tag, vr)
-                dataset.add_new(tag, vr, None)
-        else:
-            dataset.add_new(tag, vr if len(vr) == 2 else "UN", None)
+        if tag != SPECIFIC_CHARACTER_SET:
+            _add_text_element(dataset, tag, text)
     return dataset
+
+
+def _add_text_element(dataset: Dataset, tag: int, text: str) -> None:
+    """One element from its text, in its dictionary VR: empty when the text does not fit the VR, for a
+    binary or unknown VR, and for a sequence (whose items a text cannot give)."""
+    vr = dictionary_vr(tag, None)
+    if vr == "SQ":
+        dataset.add_new(tag, vr, Sequence())
+    elif vr in STRING_VRS or vr in INTEGER_VRS or vr in FLOAT_VRS:
+        try:
+            dataset.add_new(tag, vr, typed_value(vr, text))
+        except (ValueError, OverflowError):
+            logger.debug("value %r of %08x is not a valid %s: sent empty", text, tag, vr)
+            dataset.add_new(tag, vr, None)
+    else:  # an ambiguous VR ("OB or OW", "US or SS") as its first, which pydicom need not correct
+        dataset.add_new(tag, vr.split(" or ")[0], None)

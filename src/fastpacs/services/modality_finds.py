@@ -29,15 +29,16 @@ a modality without a worklist is Orthanc's 2016 error.
 from typing import Any
 
 import msgspec
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from fastpacs.dicom.dictionary import parse_tag
+from fastpacs.dicom.dictionary import dictionary_vr, parse_tag
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.tags import TagJson, simplify
-from fastpacs.dicom.values import DEFAULT_ENCODINGS
+from fastpacs.dicom.values import DEFAULT_ENCODINGS, STRING_VRS
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
+from fastpacs.net.datasets import FLOAT_VRS, INTEGER_VRS, typed_value
 from fastpacs.services.queries import ACCESSION_NUMBER, IDENTIFIER_TAGS, MODALITIES_IN_STUDY, QueryService
 
 PATIENT_ID = IDENTIFIER_TAGS[Level.PATIENT]
@@ -175,22 +176,38 @@ async def find_worklist(queries: QueryService, modality: str, body: bytes) -> li
 
 
 def _worklist_dataset(fields: dict[str, Any]) -> Dataset:
+    """The identifier of a worklist query: texts in their VRs, sequences from arrays of objects."""
     dataset = Dataset()
     for name, value in fields.items():
         tag = parse_tag(name)
-        try:
-            vr = dictionary_VR(tag).split(" or ")[0]
-        except KeyError:
-            vr = "UN"
-        if vr == "SQ":
+        if dictionary_vr(tag, None) == "SQ":
             if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
                 raise _bad_type(tag)
-            dataset.add_new(tag, vr, Sequence([_worklist_dataset(item) for item in value]))
+            dataset.add_new(tag, "SQ", Sequence([_worklist_dataset(item) for item in value]))
         elif isinstance(value, str):
-            dataset.add_new(tag, vr, value or None)
+            _put_text(dataset, tag, value)
         else:
             raise _bad_type(tag)
     return dataset
+
+
+def _put_text(dataset: Dataset, tag: int, text: str) -> None:
+    """A text value in its VR; as Orthanc, "Bad file format" for a text its VR cannot hold (a number
+    that is none, binary data), and an unknown (private) tag's text sent as its bytes."""
+    vr = dictionary_vr(tag, None)
+    if vr in STRING_VRS or vr in INTEGER_VRS or vr in FLOAT_VRS:
+        try:
+            dataset.add_new(tag, vr, typed_value(vr, text))
+        except (ValueError, OverflowError):
+            tag_text = f"({tag >> 16:04x},{tag & 0xFFFF:04x})"
+            details = f'While creating a DICOM instance, tag {tag_text} has out-of-range value: "{text}"'
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, details) from None
+    elif vr == "UN":
+        dataset.add_new(tag, vr, text.encode("utf-8"))
+    elif text:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    else:
+        dataset.add_new(tag, vr.split(" or ")[0], None)
 
 
 def _bad_type(tag: int) -> OrthancError:
