@@ -11,6 +11,7 @@ the client's certificates.
   caller that connects and says nothing holds nobody else at the door.
 - ``DicomTlsRemoteCertificateRequired`` false: a caller without certificate
   is served, an untrusted certificate is still refused.
+- A trusted caller's C-GET: the instance comes back on its TLS association.
 - Outgoing: C-ECHO, C-STORE, C-FIND and C-MOVE (whose C-STORE
   sub-operations go back over TLS) between two fastpacs servers with
   ``UseDicomTls``; without it towards a TLS-only server, Orthanc's 500.
@@ -35,9 +36,9 @@ import msgspec
 import numpy
 import pytest
 from pydicom import Dataset, dcmread
-from pynetdicom import AE
+from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
-from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet, Verification
 
 from fastpacs.config import Config, ConfigurationError, DicomModality, load_config
 from fastpacs.errors import ErrorCode, OrthancError
@@ -220,6 +221,52 @@ def test_a_large_instance_arrives_whole_over_tls(tls_server: ServerProcess, pki:
     )
     stored = httpx.get(f"{tls_server.base_url}/instances/{found.json()[0]}/file", timeout=TIMEOUT)
     assert dcmread(io.BytesIO(stored.content)).PixelData == dataset.PixelData
+
+
+def test_get_sends_instances_back_over_the_same_tls_association(tls_server: ServerProcess, pki: Pki) -> None:
+    """C-GET's C-STORE sub-operations travel on the caller's TLS association (a 6 MB instance: many
+    TLS records each way)."""
+    _, dataset = _variant("get over tls")
+    dataset.Rows, dataset.Columns = 1536, 2048
+    dataset.PixelData = numpy.arange(1536 * 2048, dtype=numpy.uint16).tobytes()
+    storing = _associate(tls_server, pki.client_context("client"), CTImageStorage)
+    try:
+        assert storing.send_c_store(dataset).Status == 0x0000
+    finally:
+        storing.release()
+    getter = {"AET": "TLSGETTER", "Host": "127.0.0.1", "Port": 11112}
+    _put_modality_body(tls_server, "getter", getter)  # only declared modalities may C-GET
+    received: list[Dataset] = []
+
+    def on_store(event: evt.Event) -> int:
+        received.append(event.dataset)
+        return 0x0000
+
+    ae = AE(ae_title="TLSGETTER")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 15
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate(
+        "127.0.0.1",
+        tls_server.dicom_port,
+        ae_title=tls_server.aet,
+        ext_neg=[build_role(CTImageStorage, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+        tls_args=(pki.client_context("client"), None),
+    )
+    assert assoc.is_established
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID = dataset.StudyInstanceUID
+    query.SeriesInstanceUID = dataset.SeriesInstanceUID
+    query.SOPInstanceUID = dataset.SOPInstanceUID
+    try:
+        answers = list(assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet))
+    finally:
+        assoc.release()
+    assert answers[-1][0].Status == 0x0000
+    assert [item.SOPInstanceUID for item in received] == [dataset.SOPInstanceUID]
+    assert received[0].PixelData == dataset.PixelData
 
 
 def test_plain_and_untrusted_callers_are_refused(tls_server: ServerProcess, pki: Pki) -> None:
