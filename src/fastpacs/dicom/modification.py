@@ -38,6 +38,8 @@ Elements nobody touched are written back as the bytes they were read as
 import hashlib
 import hmac
 import io
+import math
+import re
 import struct
 import uuid
 from collections.abc import Iterator
@@ -177,26 +179,39 @@ _INTEGER_RANGES = {
     "UV": (0, 0xFFFFFFFFFFFFFFFF),
     "SV": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
 }
+_FLOAT_LIMITS = {"FL": 3.4028234663852886e38, "FD": 1.7976931348623157e308}
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_FLOAT = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)", re.ASCII | re.I
+)
+"""One number as Orthanc reads one for a binary VR (C++'s lexical casts): no spaces, no ``\\``."""
 
 
 def cast_text(tag: int, vr: str, text: str) -> Value:
-    """A JSON string as a value of ``vr``: numbers for the binary numeric VRs and AT, the text
-    itself otherwise; Orthanc's 400 when the text cannot be one (``"abc"`` for Rows)."""
-    components = text.split("\\")
-    try:
-        if vr in _INTEGER_RANGES:
-            low, high = _INTEGER_RANGES[vr]
-            numbers = tuple(int(component) for component in components)
-            if all(low <= number <= high for number in numbers):
-                return numbers
-        elif vr in ("FL", "FD"):
-            return tuple(float(component) for component in components)
-        elif vr == "AT":
-            return tuple(int(component.replace(",", ""), 16) for component in components)
-        else:
-            return text
-    except ValueError:
-        pass
+    """A JSON string as a value of ``vr``: a number for the binary numeric VRs, tags for AT, the
+    text itself otherwise; Orthanc's 400 when the text cannot be one (``"abc"``, ``" 12"``,
+    ``"1\\2"`` or ``"70000"`` for Rows). An empty string empties a number, as in Orthanc."""
+    if vr in _INTEGER_RANGES or vr in _FLOAT_LIMITS:
+        if not text:
+            return None
+        return (_number(tag, vr, text),)
+    if vr == "AT":
+        try:
+            return tuple(int(component.replace(",", ""), 16) for component in text.split("\\"))
+        except ValueError:
+            raise out_of_range(tag, text) from None
+    return text
+
+
+def _number(tag: int, vr: str, text: str) -> int | float:
+    if vr in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[vr]
+        if _INTEGER.fullmatch(text) and low <= int(text) <= high:
+            return int(text)
+    elif _FLOAT.fullmatch(text):
+        number = float(text)  # infinite when too large, unless spelled so
+        if math.isnan(number) or "inf" in text.lower() or abs(number) <= _FLOAT_LIMITS[vr]:
+            return number
     raise out_of_range(tag, text)
 
 
@@ -276,6 +291,7 @@ class _Modifier:
     def __init__(self, modification: Modification, dataset: Dataset, default_encoding: str):
         self.modification = modification
         self.dataset = dataset
+        self.default_encoding = default_encoding
         self.encodings = _encodings(dataset, default_encoding)
         self.implicit_vr = bool(dataset.original_encoding[0])
         self.little_endian = dataset.original_encoding[1] is not False
@@ -300,6 +316,7 @@ class _Modifier:
             removed = tag in m.removals or (m.remove_repeating_groups and in_removed_repeating_group(tag))
             if removed and tag in self.dataset:
                 del self.dataset[tag]
+        self._change_character_set()
         for replacement in self.top_replacements.values():
             self._write(self.dataset, replacement)
         self._regenerate_identifiers()
@@ -313,6 +330,16 @@ class _Modifier:
             for item in self._items_at(replacement.path.steps):
                 self._write(item, replacement)
         self._drop_group_lengths()
+
+    def _change_character_set(self) -> None:
+        """A SpecificCharacterSet replaced or removed first: the new text is written in the new one
+        (as in Orthanc; the values already there are left as they are, as in Orthanc too)."""
+        replacement = self.top_replacements.get(SPECIFIC_CHARACTER_SET)
+        if replacement is not None:
+            self._write(self.dataset, replacement)
+        elif SPECIFIC_CHARACTER_SET not in self.modification.removals:
+            return
+        self.encodings = _encodings(self.dataset, self.default_encoding)
 
     def _top_tags(self) -> list[int]:
         return [int(tag) for tag in self.dataset.keys()]  # noqa: SIM118 - a copy, elements are deleted

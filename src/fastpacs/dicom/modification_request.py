@@ -42,7 +42,7 @@ DEIDENTIFICATION_METHOD = 0x00120063
 DATABASE_KEYS = frozenset({PATIENT_ID, *IDENTIFIER_TAGS.values()})
 """The attributes Orthanc's index is keyed on: changing them needs ``Force``."""
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-_PATH_STEP = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<index>\*|\d+)\]$")
+_INDEX = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DATA_URI = re.compile(r"^data:[^,;]*;base64,", re.ASCII)
 
 SPLIT_MODULE_TAGS = tuple(tag for tag, _name in (*PATIENT_MODULE, *GENERAL_STUDY_MODULE))
@@ -75,16 +75,36 @@ def string_member(request: dict[str, Any], name: str) -> str | None:
 
 
 def parse_path(name: str) -> TagPath:
-    """``PatientName``, ``0010,0010``, ``0010-0010`` or ``Seq[0].Other[*].Tag``."""
+    """``PatientName``, ``0010,0010``, ``0010-0010`` or ``Seq[0].Other[*].Tag``, with Orthanc's
+    errors: the final tag's first ("Unknown DICOM tag"), then each step's (400s naming the fault)."""
     *prefix, final = name.split(".")
-    steps = []
-    for step in prefix:
-        match = _PATH_STEP.match(step)
-        if match is None:
-            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG)
-        index = match["index"]
-        steps.append((parse_tag(match["name"]), None if index == "*" else int(index)))
-    return TagPath(tag=parse_tag(final), steps=tuple(steps))
+    tag = parse_tag(final.strip())
+    return TagPath(tag=tag, steps=tuple(_path_step(step) for step in prefix))
+
+
+def _path_step(step: str) -> tuple[int, int | None]:
+    """``Seq[2]`` or ``Seq[*]``: the sequence and the item (``None``: every item)."""
+    name, bracket, rest = step.partition("[")
+    name, rest = name.strip(), rest.strip()
+    if not bracket:
+        raise _bad_path("Parent path doesn't contain an index")
+    if not name:
+        raise _bad_path("Parent path doesn't contain a tag")
+    if not rest.endswith("]"):
+        raise _bad_path("Parent path doesn't contain the end of the index")
+    sequence = parse_tag(name)
+    index = rest[:-1].strip()
+    if index == "*":
+        return sequence, None
+    if not _INDEX.fullmatch(index) or not -(2**31) <= int(index) < 2**31:
+        raise _bad_path(f"Not a valid index in parent path: [{index}]")
+    if int(index) < 0:
+        raise _bad_path(f"Negative index in parent path: {index}")
+    return sequence, int(index)
+
+
+def _bad_path(details: str) -> OrthancError:
+    return OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, details)
 
 
 def dictionary_vr_of(tag: int) -> str:
@@ -139,6 +159,13 @@ def _replacement(path: TagPath, value: Any) -> Replacement:
     return Replacement(path=path, vr=vr, value=value)
 
 
+def _is_file_meta(path: TagPath) -> bool:
+    """An attribute of the file meta group, which the writer makes (as Orthanc, which ignores
+    requests to replace or remove them: a TransferSyntaxUID that did not describe the data would
+    make the file unreadable)."""
+    return not path.steps and path.tag >> 16 == 0x0002
+
+
 class _Builder:
     """Orthanc's DicomModification while a request is read: the sets each option changes."""
 
@@ -168,6 +195,8 @@ class _Builder:
 
     def remove(self, path: TagPath) -> None:
         self.orthanc_anonymization = False
+        if _is_file_meta(path):
+            return
         if path.steps:
             self.path_removals.append(path)
             return
@@ -175,6 +204,8 @@ class _Builder:
         self.removals.add(path.tag)
 
     def replace(self, path: TagPath, replacement: Replacement) -> None:
+        if _is_file_meta(path):
+            return
         if path.steps:
             self.replacements[path] = replacement
             return
@@ -293,7 +324,17 @@ def modification_level(builder: _Builder) -> Level:
 
 def parse_modify_request(request: dict[str, Any], level: Level | None) -> Modification:
     """A /modify body; ``level`` is the resource's (``None``: deduced from the identifiers replaced, as
-    for an instance or a bulk request without ``Level``)."""
+    for an instance or a bulk request without ``Level``). Refused when it breaks the rules of its level
+    (:func:`level_refusal`)."""
+    modification = read_modify_request(request, level)
+    refusal = level_refusal(modification, level)
+    if refusal is not None:
+        raise refusal
+    return modification
+
+
+def read_modify_request(request: dict[str, Any], level: Level | None) -> Modification:
+    """A /modify body, the rules of its level not checked (see :func:`parse_modify_request`)."""
     force = boolean_member(request, "Force", False)
     builder = _Builder(Level.INSTANCE if level is None else level, anonymization=False)
     builder.remove_private_tags = boolean_member(request, "RemovePrivateTags", False)
@@ -301,14 +342,24 @@ def parse_modify_request(request: dict[str, Any], level: Level | None) -> Modifi
     _forbid_identifier_removal(builder)
     if level is None:
         builder.level = modification_level(builder)
-    elif level == Level.PATIENT and not builder.is_replaced(PATIENT_ID):
-        raise OrthancError(
+    return builder.build(os.urandom(UID_KEY_SIZE))
+
+
+def level_refusal(modification: Modification, level: Level | None) -> OrthancError | None:
+    """The error a modification of a resource of ``level`` breaking the rules of that level gets (a
+    patient's PatientID must change, a study's must not...). Orthanc's job checks them on each instance:
+    a synchronous request gets the error, an asynchronous one a job that fails with it."""
+    replaced = {
+        replacement.path.tag for replacement in modification.replacements if not replacement.path.steps
+    }
+    if level == Level.PATIENT and PATIENT_ID not in replaced:
+        return OrthancError(
             ErrorCode.BAD_REQUEST, "When modifying a patient, her PatientID is required to be modified"
         )
     for checked_level, tag, message in _LEVEL_CHECKS:
-        if level == checked_level and builder.is_replaced(tag):
-            raise OrthancError(ErrorCode.BAD_REQUEST, message)
-    return builder.build(os.urandom(UID_KEY_SIZE))
+        if level == checked_level and tag in replaced:
+            return OrthancError(ErrorCode.BAD_REQUEST, message)
+    return None
 
 
 class AnonymizationRequest(msgspec.Struct, frozen=True):
