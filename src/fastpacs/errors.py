@@ -40,6 +40,7 @@ class ErrorCode(IntEnum):
     CANCELED_JOB = 37
     REVISION = 43
     NO_C_FIND_AT_REMOTE = 2016
+    CANNOT_STORE_INSTANCE = 2018
     CANNOT_EXECUTE_LUA = 2031
     LUA_NOT_A_PREDICATE = 2034
     CANNOT_ORDER_SLICES = 2040
@@ -86,6 +87,7 @@ _DESCRIPTIONS: dict[ErrorCode, tuple[str, int]] = {
         "DicomUserConnection: The C-FIND command is not supported by the remote SCP",
         500,
     ),
+    ErrorCode.CANNOT_STORE_INSTANCE: ("Cannot store an instance", 500),
     ErrorCode.CANNOT_EXECUTE_LUA: ("Cannot execute a Lua command", 500),
     ErrorCode.LUA_NOT_A_PREDICATE: (
         "The Lua function is not a predicate (only true/false outputs allowed)",

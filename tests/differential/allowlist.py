@@ -249,6 +249,76 @@ ALLOWED[('bulk-modify error {"Resources": [], "Level": 3}', "*")] = (
     "fastpacs answers 400 Bad file format naming the field, as bad input never gets a 500."
 )
 
+# Edge cases of modify and anonymize (tests/differential/test_modify_edge_cases_vs_orthanc.py).
+_TEXT_OUTSIDE_CHARACTER_SET = (
+    "A replacement with characters the file's SpecificCharacterSet cannot encode (Cyrillic or CJK in "
+    "Latin-1, 'é' in ISO_IR 144): Orthanc drops them silently ('Mller'), fastpacs writes a '?' for each "
+    "('M?ller'), so the loss stays visible. Neither switches the character set, and the rest is equal."
+)
+ALLOWED.update(
+    {
+        ("modify edge replace-with-creator *", "$.dataset.0009,1001.*"): ALLOWED[
+            ("modify replace-private *", "$.dataset.0009,1001.*")
+        ],
+        ("modify edge us-negative *", "*"): (
+            "A negative value for an unsigned VR (Rows '-1'): Orthanc's C++ cast wraps it around (65535; "
+            "'-65535' gives 1) and writes that; fastpacs refuses it with the 400 'out-of-range value' "
+            "Orthanc gives other values that do not fit ('70000', 'abc'), rather than write a number nobody "
+            "sent."
+        ),
+        ("modify edge at-bad *", "*"): (
+            "A value that is no tag for an AT attribute ('zz'): Orthanc answers 500 'Unknown DICOM tag'; "
+            "fastpacs answers the 400 'out-of-range value' of the other VRs, as bad input never gets a 500."
+        ),
+        ("modify edge unencodable *", "$.dataset.*.value"): _TEXT_OUTSIDE_CHARACTER_SET,
+        ("modify edge latin-1 chrRuss.dcm", "$.dataset.*.value"): _TEXT_OUTSIDE_CHARACTER_SET,
+        ("modify edge sequence-item chrRuss.dcm", "$.dataset.*.value"): _TEXT_OUTSIDE_CHARACTER_SET,
+        ("* edge latin-1* chrH31.dcm", "$.dataset.*.value"): (
+            "Latin-1 letters in a file whose SpecificCharacterSet is '\\ISO 2022 IR 87' (ASCII and JIS X "
+            "0208, which has no 'ü'): neither server can write them in a declared set. Orthanc switches to "
+            "JIS X 0212 by an escape sequence the file does not declare (pydicom shows the raw escapes); "
+            "fastpacs writes their Latin-1 bytes, which readers of this ISO 2022 default (pydicom) show as "
+            "sent."
+        ),
+        ("modify edge sequence-item chrH31.dcm", "$.dataset.*.value"): "As for 'modify edge latin-1 chrH31'.",
+        ("modify edge * SC_rgb_jpeg_dcmtk.dcm", "$.dataset.7fe0,0010.*"): (
+            "JPEG 8-bit RGB decompressed into a native syntax: Orthanc (DCMTK) writes the pixels as OW, "
+            "fastpacs (pydicom) as OB, both allowed for 8 bits; in big endian OW swaps each pair of bytes "
+            "(hence another SHA-256). The pixel values read back are the same."
+        ),
+        ("modify edge rle *", "*"): (
+            "Transcode to RLE Lossless: Orthanc 1.10.1 without plugins has no RLE encoder (500 'Cannot "
+            "transcode'); fastpacs encodes it (pydicom)."
+        ),
+        ("modify edge jpeg-2000 *", "*"): (
+            "Transcode to JPEG 2000 Lossless: Orthanc 1.10.1 without plugins has no JPEG 2000 codec (500 "
+            "'Cannot transcode'); fastpacs encodes it (pydicom, OpenJPEG)."
+        ),
+    }
+)
+KNOWN_BUGS.update(
+    {
+        ("modify edge jpeg-l* *", "*"): (
+            "Transcode to JPEG Lossless (.4.70) or JPEG-LS (.4.80) — Orthanc (DCMTK) encodes both; "
+            "fastpacs's transcoding (dicom/transcoding.py, pydicom) has no encoder for them: 500 "
+            "'Cannot transcode to transfer syntax'."
+        ),
+        ("modify edge jpeg-baseline chrX1.dcm", "*"): (
+            "Transcode of a file without pixel data to JPEG baseline — Orthanc changes the transfer syntax; "
+            "fastpacs answers 500 'Cannot transcode to transfer syntax' (dicom/transcoding.py)."
+        ),
+        ("modify edge transcode series jpeg-baseline*", "*"): (
+            "Transcode to JPEG baseline of a series of raw, JPEG and RLE instances — Orthanc transcodes all "
+            "three; fastpacs fails on one of them: 500 'Cannot transcode' (dicom/transcoding.py)."
+        ),
+        ("modify edge study every-item: new resource", "$.instances[*].6000,4000.Name"): (
+            "/tags names (6000,4000) ACR_NEMA_OverlayComments — Orthanc (DCMTK) names it "
+            "RETIRED_OverlayComments: dicom/dictionary.py takes the first of the two repeating-group entries "
+            "of the DCMTK dictionary for this tag, DCMTK the other."
+        ),
+    }
+)
+
 # Lua scripting (tests/differential/test_lua_vs_orthanc.py).
 ALLOWED.update(
     {

@@ -29,6 +29,7 @@ import msgspec
 
 from fastpacs.dicom.ids import Level, RawId, format_id
 from fastpacs.dicom.modification import Modification
+from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.updates import IndexUpdate, IngestOutcome, delete_resource
 from fastpacs.index.writer import IndexWriter
@@ -73,6 +74,9 @@ class RunState(msgspec.Struct, kw_only=True):
     """MergeStudy: the study the resources are merged into."""
     bulk: bool = False
     """ResourceModification of /tools/bulk-modify or bulk-anonymize (answers ``Resources``)."""
+    refusal: tuple[int, str] | None = None
+    """ResourceModification: the error code and details every instance is refused with (the rules of
+    the level, which Orthanc's job checks: the job of an asynchronous request fails with them)."""
     outcomes: list[IngestOutcome] = msgspec.field(default_factory=list)
     failed: int = 0
     processed: list[RawId] = msgspec.field(default_factory=list)
@@ -202,12 +206,19 @@ class ModificationWork:
         stored = [(source, parsed) for source, parsed in zip(batch, files, strict=True) if parsed is not None]
         state.failed += len(batch) - len(stored)
         outcomes = await self.ingest.ingest_stored([parsed for _, parsed in stored], state.origin)
+        pairs = [(source, outcome) for (source, _), outcome in zip(stored, outcomes, strict=True)]
+        refused = [source for source, outcome in pairs if _refused(source, outcome)]
+        pairs = [(source, outcome) for source, outcome in pairs if outcome.status == "Success"]
         if state.provenance is not None:
             name = state.provenance
-            pairs = [(source, outcome) for (source, _), outcome in zip(stored, outcomes, strict=True)]
             await self.writer.run(lambda update: _record_provenance(update, name, pairs))
-        state.outcomes.extend(outcomes)
-        state.processed.extend(source.ids[Level.INSTANCE] for source, _ in stored)
+        state.outcomes.extend(outcome for _, outcome in pairs)
+        state.processed.extend(source.ids[Level.INSTANCE] for source, _ in pairs)
+        if refused:
+            instance = format_id(refused[0].ids[Level.INSTANCE])
+            raise OrthancError(
+                ErrorCode.CANNOT_STORE_INSTANCE, f"Error while storing a modified instance {instance}"
+            )
 
     async def finish(self, state: RunState) -> None:
         """Delete the sources, unless kept (never one the result is stored as)."""
@@ -261,6 +272,16 @@ class Lookahead:
         self.step, self.task = None, None
 
 
+def _refused(source: SourceInstance, outcome: IngestOutcome) -> bool:
+    """Whether a modified instance was not stored: filtered out, or the source itself (every UID kept,
+    the same instance, which is not overwritten). The modification did not happen: the job fails, as
+    Orthanc's, rather than answer a success. (An instance of another ID already there was stored by this
+    very job before a restart: resumed, it goes on.)"""
+    if outcome.status == "FilteredOut":
+        return True
+    return outcome.status == "AlreadyStored" and outcome.ids[Level.INSTANCE] == source.ids[Level.INSTANCE]
+
+
 def _record_provenance(
     update: IndexUpdate, name: str, pairs: list[tuple[SourceInstance, IngestOutcome]]
 ) -> None:
@@ -297,6 +318,9 @@ class ModificationJob(Job):
         return self.state.total_steps
 
     async def run_step(self, index: int) -> None:
+        if self.state.refusal is not None:
+            code, details = self.state.refusal
+            raise OrthancError(ErrorCode(code), details)
         await self.work.run_step(self.state, index, self.lookahead)
 
     async def finish(self) -> None:

@@ -30,9 +30,11 @@ from fastpacs.dicom.modification_request import (
     SPLIT_MODULE_TAGS,
     AnonymizationRequest,
     decode_body,
+    level_refusal,
     merge_modification,
     parse_anonymize_request,
     parse_modify_request,
+    read_modify_request,
     split_modification,
     string_member,
     with_patient_name,
@@ -124,7 +126,7 @@ class ModifyService:
         self, level: Level, public_id: str, body: bytes, origin: Origin
     ) -> dict[str, Any]:
         request = decode_body(body)
-        modification = parse_modify_request(request, level)
+        modification = read_modify_request(request, level)
         return await self._resource(
             level=level,
             sources=self._sources_below(public_id),
@@ -132,6 +134,7 @@ class ModifyService:
             modification=modification,
             origin=origin,
             provenance="ModifiedFrom",
+            refusal=level_refusal(modification, level),
         )
 
     async def anonymize_resource(
@@ -160,10 +163,15 @@ class ModifyService:
         origin: Origin,
         provenance: str,
         bulk: bool = False,
+        refusal: OrthancError | None = None,
     ) -> dict[str, Any]:
+        """``refusal``: the error every instance gets (:func:`level_refusal`), answered at once to a
+        synchronous request, the error of the job an asynchronous one gets (as Orthanc)."""
         transcode = string_member(request, "Transcode")
         if transcode is not None and not is_transfer_syntax(transcode):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Unknown transfer syntax UID: {transcode}")
+        if refusal is not None and (is_synchronous(request) or self.engine is None):
+            raise refusal
         state = self._state(
             sources,
             modification,
@@ -173,6 +181,7 @@ class ModifyService:
             transcode=transcode,
             level=level,
             bulk=bulk,
+            refusal=None if refusal is None else (refusal.code, refusal.details or ""),
         )
         return await self._run(ResourceModificationJob(self.work, state), request)
 
@@ -192,10 +201,12 @@ class ModifyService:
         modification = parse_modify_request(request, None)
         level = _bulk_level(request)
         sources = self._bulk_sources(request)
+        refusal = None
         if sources and level is not None:
-            # The rules of the level (a patient's PatientID must change, a study's must not...) are
-            # Orthanc's job's: they refuse instances, so a request without any passes.
-            modification = parse_modify_request(request, level)
+            # The rules of the level are Orthanc's job's: they refuse instances, so a request without
+            # any passes.
+            modification = read_modify_request(request, level)
+            refusal = level_refusal(modification, level)
         return await self._resource(
             level=modification.level,
             sources=sources,
@@ -204,6 +215,7 @@ class ModifyService:
             origin=origin,
             provenance="ModifiedFrom",
             bulk=True,
+            refusal=refusal,
         )
 
     async def bulk_anonymize(self, body: bytes, origin: Origin) -> dict[str, Any]:

@@ -1,0 +1,311 @@
+"""Edge cases of /modify and /anonymize compared with Orthanc 1.10.1 (a fresh-eyes probe).
+
+What tests/differential/test_modify_vs_orthanc.py does not cover: paths into
+sequences (``Seq[0].Tag``, ``Seq[*].Tag``) and their syntax errors, private
+attributes with and without ``PrivateCreator``, values that do not fit their
+VR (binary numbers with spaces, several values, empty, out of range), text
+outside the file's character set and a replaced SpecificCharacterSet, the
+file meta group (which a request cannot change), malformed options,
+transcoding to compressed syntaxes (instances of mixed transfer syntaxes
+too), a study modified twice, every UID kept twice, and the rules of a
+level checked by the job of an asynchronous request.
+
+Compared by structure, with the rules and helpers of test_modify_vs_orthanc.py
+(generated UIDs and IDs become placeholders); modified files are compared tag
+by tag, new resources through their tags and metadata, jobs through their JSON.
+"""
+
+import pytest
+
+from tests.differential.data import CHARSET_FILES_ROOT, test_file
+from tests.differential.harness import Call, ServerPair, get
+from tests.differential.test_bulk_modify_vs_orthanc import _job_when_done
+from tests.differential.test_modify_vs_orthanc import StructureChecker, known_ids, nested_file, post
+
+pytestmark = pytest.mark.reference
+
+FILES = (
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "SC_rgb_small_odd.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+    "SC_rgb_rle_2frame.dcm",
+)
+CHARSET_FILES = ("chrH31.dcm", "chrFrenMulti.dcm", "chrX1.dcm", "chrRuss.dcm")
+
+
+@pytest.fixture(scope="module")
+def stored(pair: ServerPair) -> dict[str, dict]:
+    """File name → Orthanc's upload answer, the same files on both servers."""
+    files = {name: test_file(name).read_bytes() for name in FILES}
+    files |= {name: (CHARSET_FILES_ROOT / name).read_bytes() for name in CHARSET_FILES}
+    files["nested"] = nested_file()
+    answers = {}
+    for name, data in files.items():
+        orthanc, fastpacs = pair.send(Call(f"upload {name}", "POST", "/instances", body=data))
+        assert (orthanc.status, fastpacs.status) == (200, 200), name
+        assert orthanc.json == fastpacs.json, name
+        answers[name] = orthanc.json
+    return answers
+
+
+def _instance_calls(
+    check: StructureChecker, stored: dict, operation: str, names: tuple, bodies: dict
+) -> None:
+    for name in names:
+        for option, body in bodies.items():
+            path = f"/instances/{stored[name]['ID']}/{operation}"
+            check.exchange(post(f"{operation} edge {option} {name}", path, body))
+
+
+PATHS = {
+    "replace-item": {"Replace": {"ReferencedImageSequence[0].ReferencedSOPInstanceUID": "1.2.3"}},
+    "replace-every-item": {
+        "Replace": {"ReferencedStudySequence[*].ReferencedImageSequence[*].PatientName": "X"}
+    },
+    "replace-identifier-in-item": {"Replace": {"ReferencedStudySequence[0].StudyInstanceUID": "1.2.3"}},
+    "replace-sequence-in-item": {
+        "Replace": {
+            "ReferencedStudySequence[0].ReferencedImageSequence": [{"ReferencedSOPInstanceUID": "1.2"}]
+        }
+    },
+    "replace-missing-item": {"Replace": {"ReferencedStudySequence[5].InstitutionName": "A"}},
+    "replace-missing-sequence": {"Replace": {"ReferencedPatientSequence[0].PatientName": "A"}},
+    "remove-every-item": {"Remove": ["ReferencedStudySequence[*].InstitutionName"]},
+    "remove-missing-item": {"Remove": ["ReferencedStudySequence[5].InstitutionName"]},
+    "keep-item": {"Keep": ["ReferencedStudySequence[0].InstitutionName"]},
+    "spaces": {"Replace": {" ReferencedStudySequence [ 0 ] . InstitutionName ": "S"}},
+    "hexadecimal": {"Remove": ["0008,1110[0].0008,0080"]},
+    # Syntax errors: each of Orthanc's messages, and "Unknown DICOM tag" (500) where it gives that.
+    "no-index": {"Replace": {"ReferencedStudySequence.PatientName": "A"}},
+    "bad-index": {"Replace": {"ReferencedStudySequence[x].PatientName": "A"}},
+    "negative-index": {"Remove": ["ReferencedStudySequence[-1].PatientName"]},
+    "huge-index": {"Remove": ["ReferencedStudySequence[99999999999999999999].PatientName"]},
+    "no-sequence": {"Remove": ["[0].PatientName"]},
+    "unclosed-index": {"Keep": ["ReferencedStudySequence[0.PatientName"]},
+    "nothing-after-index": {"Keep": ["ReferencedStudySequence[0]x.PatientName"]},
+    "unknown-sequence": {"Replace": {"NoSuchSequence[0].PatientName": "A"}},
+    "unknown-final-tag": {"Replace": {"ReferencedStudySequence[0].NoSuchTag": "A"}},
+    "empty-final-tag": {"Remove": ["ReferencedStudySequence[0]."]},
+    "no-dot": {"Replace": {"ReferencedStudySequence[0]PatientName": "A"}},
+}
+PRIVATE = {
+    "replace-with-creator": {"Replace": {"0009,1001": "v"}, "PrivateCreator": "ACME"},
+    "create-without-creator": {"Replace": {"0011,1001": "v"}},
+    "create-with-creator": {"Replace": {"0011,1001": "v"}, "PrivateCreator": "MINE"},
+    "create-creator-element": {"Replace": {"0011,0010": "MINE", "0011,1001": "v"}},
+    "remove-element": {"Remove": ["0009,1001"]},
+    "remove-creator": {"Remove": ["0009,0010"]},
+    "remove-all-keep-creator": {"RemovePrivateTags": True, "Keep": ["0009,0010"]},
+}
+VALUES = {
+    "us-spaces": {"Replace": {"Rows": " 12 "}},
+    "us-several": {"Replace": {"Rows": "1\\2"}},
+    "us-empty": {"Replace": {"Rows": ""}},
+    "us-plus": {"Replace": {"Rows": "+5"}},
+    "us-negative": {"Replace": {"Rows": "-1"}},
+    "us-too-large": {"Replace": {"Rows": "70000"}},
+    "ss-empty": {"Replace": {"SmallestImagePixelValue": ""}},
+    "ss-too-small": {"Replace": {"SmallestImagePixelValue": "-70000"}},
+    "sl-negative": {"Replace": {"ReferencePixelX0": "-1"}},
+    "fd-spaces": {"Replace": {"RecommendedDisplayFrameRateInFloat": " 1.5"}},
+    "fd-several": {"Replace": {"RecommendedDisplayFrameRateInFloat": "1.5\\2"}},
+    "fd-empty": {"Replace": {"RecommendedDisplayFrameRateInFloat": ""}},
+    "fd-overflow": {"Replace": {"RecommendedDisplayFrameRateInFloat": "1e400"}},
+    "fd-exponent": {"Replace": {"RecommendedDisplayFrameRateInFloat": "-2.5e3"}},
+    "fl-overflow": {"Replace": {"ExaminedBodyThickness": "1e39"}},
+    "at-comma": {"Replace": {"FrameIncrementPointer": "0018,1063"}},
+    "at-bad": {"Replace": {"FrameIncrementPointer": "zz"}},
+    "da-bad": {"Replace": {"StudyDate": "x"}},
+    "is-decimal": {"Replace": {"SeriesNumber": "1.5"}},
+    "ds-bad": {"Replace": {"PatientWeight": "abc"}},
+    "lo-too-long": {"Replace": {"InstitutionName": "A" * 100}},
+    "ui-bad": {"Replace": {"FrameOfReferenceUID": "abc.def"}},
+    "ob-text": {"Replace": {"0029,1010": "abc"}},
+}
+CHARACTERS = {
+    "latin-1": {"Replace": {"PatientName": "Müller^Jürgen", "StudyDescription": "Étude"}},
+    "utf-8-and-new-set": {"Replace": {"SpecificCharacterSet": "ISO_IR 192", "PatientName": "Zoë^山田"}},
+    "latin-1-and-new-set": {"Replace": {"SpecificCharacterSet": "ISO_IR 100", "InstitutionName": "Hôpital"}},
+    "new-set-only": {"Replace": {"SpecificCharacterSet": "ISO_IR 192"}},
+    "set-removed": {"Remove": ["SpecificCharacterSet"]},
+    "set-removed-and-ascii": {"Remove": ["SpecificCharacterSet"], "Replace": {"InstitutionName": "Plain"}},
+    "sequence-item": {
+        "Replace": {"OtherPatientIDsSequence": [{"PatientID": "é1", "IssuerOfPatientID": "Hôpital"}]}
+    },
+    "unencodable": {"Replace": {"PatientName": "山田^太郎", "InstitutionName": "Больница"}},
+}
+META = {
+    "transfer-syntax": {"Replace": {"TransferSyntaxUID": "1.2.840.10008.1.2"}, "Force": True},
+    "implementation-name": {"Replace": {"ImplementationVersionName": "X"}},
+    "remove-implementation-name": {"Remove": ["0002,0013"]},
+}
+MALFORMED = {
+    "replace-list": {"Replace": {"PatientName": ["a"]}},
+    "replace-object": {"Replace": {"PatientName": {"a": 1}}},
+    "replace-boolean": {"Replace": {"PatientName": True}},
+    "replace-private-number": {"Replace": {"0009,1001": 5}},
+    "remove-string": {"Remove": "PatientName"},
+    "remove-number": {"Remove": [1]},
+    "remove-unknown": {"Remove": ["NoSuchTag"]},
+    "keep-string": {"Keep": "PatientName"},
+    "keep-unknown": {"Keep": ["NoSuchTag"]},
+    "remove-private-string": {"RemovePrivateTags": "yes"},
+    "transcode-number": {"Transcode": 5},
+    "asynchronous-instance": {"Asynchronous": True},
+    "unknown-option": {"Foo": 1},
+    "dicom-version": {"DicomVersion": "2008"},
+    "keep-private-tags": {"KeepPrivateTags": True},
+    "remove-pixels": {"Remove": ["PixelData"]},
+}
+ANONYMIZATIONS = {
+    "keep-item": {"Keep": ["ReferencedStudySequence[0].InstitutionName"]},
+    "keep-every-item": {"Keep": ["ReferencedStudySequence[*].ReferencedSOPInstanceUID"]},
+    "keep-private-element": {"Keep": ["0009,1001"]},
+    "keep-private-block": {"Keep": ["0009,0010", "0009,1001"]},
+    "private-creator": {"KeepPrivateTags": True, "Replace": {"0011,1001": "v"}, "PrivateCreator": "MINE"},
+    "remove-item": {"Remove": ["ReferencedStudySequence[0].AccessionNumber"]},
+    "replace-item": {"Replace": {"ReferencedStudySequence[0].AccessionNumber": "Z"}},
+    "bad-path": {"Keep": ["ReferencedStudySequence.InstitutionName"]},
+    "2021b": {"DicomVersion": "2021b"},
+    "2019c": {"DicomVersion": "2019c"},
+    "version-empty": {"DicomVersion": ""},
+    "latin-1-name": {"Replace": {"PatientName": "Zoë^Ærø"}},
+    "keep-private-string": {"KeepPrivateTags": "yes"},
+    "force-number": {"Force": 1},
+    "meta": {"Replace": {"TransferSyntaxUID": "1.2.840.10008.1.2"}},
+}
+
+
+def test_paths_into_sequences(pair: ServerPair, stored: dict[str, dict]) -> None:
+    check = StructureChecker(pair, known_ids(stored))
+    _instance_calls(check, stored, "modify", ("nested", "CT_small.dcm"), PATHS)
+    check.verdict()
+
+
+def test_paths_into_sequences_of_a_study(pair: ServerPair, stored: dict[str, dict]) -> None:
+    check = StructureChecker(pair, known_ids(stored))
+    study = stored["nested"]["ParentStudy"]
+    for name, body in (
+        ("study no-index", PATHS["no-index"]),
+        ("study every-item", PATHS["remove-every-item"]),
+    ):
+        orthanc, fastpacs = check.exchange(post(f"modify edge {name}", f"/studies/{study}/modify", body))
+        check.compare_new_resource(f"modify edge {name}", orthanc, fastpacs)
+    check.verdict()
+
+
+def test_private_attributes(pair: ServerPair, stored: dict[str, dict]) -> None:
+    check = StructureChecker(pair, known_ids(stored))
+    _instance_calls(check, stored, "modify", ("nested", "CT_small.dcm"), PRIVATE)
+    check.verdict()
+
+
+def test_values_that_do_not_fit(pair: ServerPair, stored: dict[str, dict]) -> None:
+    check = StructureChecker(pair, known_ids(stored))
+    _instance_calls(check, stored, "modify", ("CT_small.dcm",), VALUES)
+    check.verdict()
+
+
+def test_character_sets(pair: ServerPair, stored: dict[str, dict]) -> None:
+    check = StructureChecker(pair, known_ids(stored))
+    _instance_calls(check, stored, "modify", ("CT_small.dcm", *CHARSET_FILES), CHARACTERS)
+    check.verdict()
+
+
+def test_file_meta_and_malformed_options(pair: ServerPair, stored: dict[str, dict]) -> None:
+    check = StructureChecker(pair, known_ids(stored))
+    _instance_calls(check, stored, "modify", ("CT_small.dcm", "SC_rgb_jpeg_dcmtk.dcm"), META)
+    _instance_calls(check, stored, "modify", ("nested",), MALFORMED)
+    check.verdict()
+
+
+def test_anonymization_options(pair: ServerPair, stored: dict[str, dict]) -> None:
+    check = StructureChecker(pair, known_ids(stored))
+    _instance_calls(check, stored, "anonymize", ("nested", "chrH31.dcm", "chrX1.dcm"), ANONYMIZATIONS)
+    check.verdict()
+
+
+TRANSCODINGS = {
+    "explicit": "1.2.840.10008.1.2.1",
+    "big-endian": "1.2.840.10008.1.2.2",
+    "deflated": "1.2.840.10008.1.2.1.99",
+    "jpeg-baseline": "1.2.840.10008.1.2.4.50",
+    "jpeg-lossless": "1.2.840.10008.1.2.4.70",
+    "jpeg-ls": "1.2.840.10008.1.2.4.80",
+    "jpeg-2000": "1.2.840.10008.1.2.4.90",
+    "rle": "1.2.840.10008.1.2.5",
+}
+
+
+def test_transcoding(pair: ServerPair, stored: dict[str, dict]) -> None:
+    """Transcode to each syntax, from files of several syntaxes and without pixels; a series of instances
+    in three syntaxes (raw, JPEG, RLE), at once."""
+    check = StructureChecker(pair, known_ids(stored))
+    bodies = {name: {"Transcode": syntax} for name, syntax in TRANSCODINGS.items()}
+    _instance_calls(check, stored, "modify", ("CT_small.dcm", "SC_rgb_jpeg_dcmtk.dcm", "chrX1.dcm"), bodies)
+    series = stored["SC_rgb_jpeg_dcmtk.dcm"]["ParentSeries"]
+    for name in ("explicit", "jpeg-baseline"):
+        call = post(f"modify edge transcode series {name}", f"/series/{series}/modify", bodies[name])
+        orthanc, fastpacs = check.exchange(call)
+        check.compare_new_resource(call.name, orthanc, fastpacs)
+    check.verdict()
+
+
+def test_resources_modified_twice(pair: ServerPair, stored: dict[str, dict]) -> None:
+    """A study modified, then its copy; every UID kept twice (the same instances: Orthanc's job fails)."""
+    check = StructureChecker(pair, known_ids(stored))
+    study = stored["MR_small.dcm"]["ParentStudy"]
+    orthanc, fastpacs = check.exchange(
+        post("modify edge study once", f"/studies/{study}/modify", {"Replace": {"StudyDescription": "Once"}})
+    )
+    check.compare_new_resource("modify edge study once", orthanc, fastpacs)
+    twice = {"Replace": {"StudyDescription": "Twice"}}
+    answers = (
+        pair.orthanc_client.post(f"/studies/{orthanc['ID']}/modify", json=twice),
+        pair.fastpacs_client.post(f"/studies/{fastpacs['ID']}/modify", json=twice),
+    )
+    check.compare_structures(
+        get("modify edge study twice", ""), answers[0].json(), answers[1].json()
+    )  # its own copy
+    check.compare_new_resource("modify edge study twice", answers[0].json(), answers[1].json())
+    every_uid = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+    for number in (1, 2):
+        body = {"Replace": {"StudyDescription": f"Kept {number}"}, "Keep": every_uid, "Force": True}
+        call = post(f"modify edge keep every uid {number}", f"/studies/{study}/modify", body)
+        orthanc, fastpacs = check.exchange(call)
+        check.compare_new_resource(call.name, orthanc, fastpacs)
+    check.verdict()
+
+
+def test_asynchronous_jobs(pair: ServerPair, stored: dict[str, dict]) -> None:
+    """The job of an asynchronous request, its content or its error: the rules of a level are checked by
+    the job (a 200 and a job that fails), the options' syntax and ``Force`` at once (400)."""
+    check = StructureChecker(pair, known_ids(stored))
+    study, series = stored["CT_small.dcm"]["ParentStudy"], stored["SC_rgb_jpeg_dcmtk.dcm"]["ParentSeries"]
+    patient = stored["chrRuss.dcm"]["ParentPatient"]
+    requests = [
+        ("study modify", f"/studies/{study}/modify", {"Replace": {"StudyDescription": "Later"}}),
+        ("series anonymize", f"/series/{series}/anonymize", {}),
+        ("patient modify", f"/patients/{patient}/modify", {"Replace": {"PatientID": "LATER"}, "Force": True}),
+        ("study patientid", f"/studies/{study}/modify", {"Replace": {"PatientID": "X"}, "Force": True}),
+        ("series studyuid", f"/series/{series}/modify",
+         {"Replace": {"StudyInstanceUID": "1.2"}, "Force": True}),
+        ("patient no patientid", f"/patients/{patient}/modify", {"Replace": {"PatientName": "X"}}),
+        ("force missing", f"/series/{series}/modify", {"Replace": {"StudyInstanceUID": "1.2"}}),
+        ("bad path", f"/studies/{study}/modify", {"Remove": ["ReferencedStudySequence.PatientName"]}),
+        ("bulk study patientid", "/tools/bulk-modify",
+         {"Resources": [study], "Level": "Study", "Replace": {"PatientID": "X"}, "Force": True}),
+    ]  # fmt: skip
+    for name, path, body in requests:
+        orthanc, fastpacs = check.exchange(post(f"async edge {name}", path, body | {"Asynchronous": True}))
+        if not all(isinstance(answer, dict) and "Path" in answer for answer in (orthanc, fastpacs)):
+            continue
+        jobs = [
+            _job_when_done(pair, server_get, answer["ID"])
+            for server_get, answer in ((pair.orthanc_get, orthanc), (pair.fastpacs_get, fastpacs))
+        ]
+        check.compare_structures(get(f"async edge {name} job", ""), jobs[0], jobs[1])
+        if "Path" in jobs[0]["Content"]:
+            check.compare_new_resource(f"async edge {name} job", jobs[0]["Content"], jobs[1]["Content"])
+    check.verdict()
