@@ -51,6 +51,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import dcmread
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
+from pydicom.uid import UID
 
 from fastpacs.dicom.anonymization import in_removed_repeating_group
 from fastpacs.dicom.dictionary import dictionary_vr, is_private, private_creator_tag, private_entry
@@ -229,11 +230,25 @@ def modify(modification: Modification, data: bytes, default_encoding: str) -> by
     dataset = _read(data)
     transfer_syntax = transfer_syntax_of(dataset)
     _Modifier(modification, dataset, default_encoding).apply()
+    if UID(transfer_syntax).is_encapsulated:
+        _encapsulated_pixels_as_ob(dataset)
     implicit_vr, little_endian = dataset.original_encoding
     encodings = _encodings(dataset, default_encoding)
     encoded = DatasetWriter(bool(implicit_vr), little_endian is not False, encodings).dataset(dataset)
     sop_class = _text(dataset, SOP_CLASS_UID, encodings) or _meta_sop_class(dataset)
     return part10_file(sop_class, _text(dataset, SOP_INSTANCE_UID, encodings) or "", transfer_syntax, encoded)
+
+
+def _encapsulated_pixels_as_ob(dataset: Dataset) -> None:
+    """Encapsulated pixel data is OB (PS3.5 A.4); a file that labels it OW is written with OB, as by
+    Orthanc (DCMTK)."""
+    element = dataset.get_item(PIXEL_DATA) if PIXEL_DATA in dataset else None
+    if element is None or element.VR != "OW":
+        return
+    if isinstance(element, RawDataElement):
+        dataset[PIXEL_DATA] = element._replace(VR="OB")
+    else:
+        element.VR = "OB"
 
 
 def _read(data: bytes) -> Dataset:
