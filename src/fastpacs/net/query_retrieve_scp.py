@@ -17,10 +17,10 @@ Statuses:
 - C-GET: the same sub-operations, sent back on the caller's association.
 - A caller not allowed to make the request: the association is aborted.
 
-Sub-operations decode each file (pynetdicom sends datasets, converting them
-between the uncompressed transfer syntaxes); a compressed file the peer does
-not accept as it is gets decompressed (Orthanc's transcoding; not when the
-peer modality's AllowTranscoding is off), and counts as a failed
+Sub-operations decode each file (pynetdicom sends datasets); a file whose
+transfer syntax the peer did not accept is transcoded to an uncompressed one
+it did (Orthanc's transcoding, :func:`fastpacs.net.scu.dataset_to_send`; not
+when the peer modality's AllowTranscoding is off), and counts as a failed
 sub-operation when that is not possible.
 """
 
@@ -115,6 +115,7 @@ class QueryRetrieveScp:
             instances,
             lambda: accepted_pairs(store_association[0]) if store_association else set(),
             destination.allow_transcoding,
+            destination.aet,
         )
 
     def get(self, event: evt.Event) -> Iterator[Any]:
@@ -123,7 +124,11 @@ class QueryRetrieveScp:
         caller = caller_of(event.assoc)
         transcode = all(modality.allow_transcoding for _, modality in self.registry.by_aet(caller.aet))
         yield from _sub_operations(
-            event, self._instances(event), lambda: accepted_pairs(event.assoc, as_scu=True), transcode
+            event,
+            self._instances(event),
+            lambda: accepted_pairs(event.assoc, as_scu=True),
+            transcode,
+            caller.aet,
         )
 
     def _instances(self, event: evt.Event) -> list[StoredInstance]:
@@ -139,6 +144,7 @@ def _sub_operations(
     instances: list[StoredInstance],
     accepted: Callable[[], set[tuple[str, str]]],
     transcode: bool,
+    peer_aet: str,
 ) -> Iterator[Any]:
     """The number of C-STORE sub-operations, then one dataset per instance (pynetdicom sends them).
 
@@ -151,7 +157,7 @@ def _sub_operations(
             yield CANCEL, None
             return
         try:
-            dataset = dataset_to_send(instance, accepted(), transcode)
+            dataset = dataset_to_send(instance, accepted(), transcode, peer_aet)
         except DicomNetworkError as error:
             logger.warning("C-STORE sub-operation of %s failed: %s", instance.sop_instance_uid, error)
             yield PENDING, UNSENDABLE

@@ -12,15 +12,16 @@ into Orthanc's "Error in the network protocol".
 
 C-STORE sends each file as it is stored, without decoding it, in a
 presentation context with the file's own transfer syntax. Each SOP class is
-also proposed in the uncompressed transfer syntaxes; a file in an
-uncompressed syntax the peer did not accept is decoded and sent in one it
-did (pynetdicom converts between the uncompressed syntaxes), and a
-compressed one is decompressed first, as Orthanc transcodes, unless the
-modality's ``AllowTranscoding`` is off (:func:`dataset_to_send`, also used
-by the C-MOVE and C-GET sub-operations of the server).
+also proposed in the uncompressed transfer syntaxes (Explicit and Implicit VR
+Little Endian, Explicit VR Big Endian, as Orthanc proposes them); a file whose
+transfer syntax the peer did not accept is transcoded to one of those it did
+(decompressed, inflated, its byte order changed), as Orthanc does, unless the
+modality's ``AllowTranscoding`` is off (:func:`dataset_to_send`, also used by
+the C-MOVE and C-GET sub-operations of the server).
 """
 
 import contextlib
+import io
 import logging
 import socket
 import ssl
@@ -33,6 +34,7 @@ from typing import Any
 import msgspec
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filewriter import dcmwrite
 from pynetdicom import AE, _config, build_context
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
@@ -45,10 +47,17 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from fastpacs.dicom.transcoding import transcode
+from fastpacs.errors import OrthancError
 from fastpacs.net.datasets import dataset_of
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.net.tls import DicomTlsFiles, TlsConfigurationError, client_context
-from fastpacs.net.transfer_syntaxes import EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, UNCOMPRESSED
+from fastpacs.net.transfer_syntaxes import (
+    EXPLICIT_VR_BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    UNCOMPRESSED,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +71,9 @@ ALERT_WAIT = 1.0
 STATUS_SUCCESS = 0x0000
 STATUS_PENDING = (0xFF00, 0xFF01)
 STATUS_CANCEL = 0xFE00
+TRANSCODING_TARGETS = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
+"""What an instance is transcoded to when the peer does not accept its transfer syntax, by preference
+(Explicit VR Little Endian first: Orthanc's default ``DicomScuPreferredTransferSyntax``)."""
 
 _STATUS_DESCRIPTIONS = {
     0xA700: "out of resources",
@@ -94,6 +106,10 @@ class ServiceNotSupportedError(DicomNetworkError):
     """The modality accepted the association but not the presentation context of the request."""
 
 
+class TranscodingError(DicomNetworkError):
+    """An instance could not be converted to a transfer syntax the peer accepts."""
+
+
 class DimseStatusError(DicomNetworkError):
     """The peer answered a request with a failure status."""
 
@@ -111,7 +127,8 @@ class RemoteNode(msgspec.Struct, frozen=True, array_like=True):
     local_aet: str
     timeout: float
     transcode: bool = True
-    """Whether compressed instances may be decompressed for a peer that only accepts uncompressed ones."""
+    """Whether instances may be transcoded for a peer that does not accept their transfer syntax
+    (the modality's ``AllowTranscoding``)."""
     tls: DicomTlsFiles | None = None
     """The files to connect with over DICOM TLS (the modality's ``UseDicomTls``); ``None``: plain TCP."""
 
@@ -261,7 +278,7 @@ def storage_contexts(instances: list[StoredInstance]) -> list[PresentationContex
     pairs = dict.fromkeys((item.sop_class_uid, item.transfer_syntax) for item in instances)
     contexts = [build_context(sop_class, [syntax]) for sop_class, syntax in pairs]
     for sop_class in dict.fromkeys(sop_class for sop_class, _ in pairs):
-        contexts.append(build_context(sop_class, [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]))
+        contexts.append(build_context(sop_class, list(TRANSCODING_TARGETS)))
     if len(contexts) > MAX_CONTEXTS:
         logger.warning(
             "C-STORE: %d presentation contexts needed, only %d proposed", len(contexts), MAX_CONTEXTS
@@ -281,37 +298,43 @@ def accepted_pairs(assoc: Association, as_scu: bool = True) -> set[tuple[str, st
 def dataset_to_send(
     instance: StoredInstance,
     accepted: set[tuple[str, str]],
-    transcode: bool,
+    transcode_allowed: bool,
+    peer_aet: str,
     dataset: Dataset | None = None,
 ) -> Dataset | None:
-    """What to send for an instance: ``None`` for its file as stored (the peer accepted its transfer
-    syntax), else the decoded dataset, decompressed when the peer only accepts uncompressed ones
-    (Orthanc's transcoding, unless the modality's AllowTranscoding is off).
+    """What to send for an instance: ``None`` (or ``dataset`` when given) for the instance as it is,
+    when the peer accepted its transfer syntax; else the instance transcoded to an uncompressed
+    transfer syntax the peer accepted (:data:`TRANSCODING_TARGETS`), as Orthanc transcodes.
 
-    :class:`DicomNetworkError` when the peer accepts nothing this instance can be sent in.
+    As Orthanc, nothing is converted for a modality whose AllowTranscoding is off, not even from
+    one uncompressed syntax to another. :class:`DicomNetworkError` (with Orthanc's texts) when the
+    instance cannot be sent: :class:`TranscodingError` when it could not be converted.
     """
     sop_class, syntax = instance.sop_class_uid, instance.transfer_syntax
     if (sop_class, syntax) in accepted:
         return dataset
-    if not any(other in UNCOMPRESSED for accepted_class, other in accepted if accepted_class == sop_class):
+    targets = [target for target in TRANSCODING_TARGETS if (sop_class, target) in accepted]
+    if not transcode_allowed or not targets:
         raise DicomNetworkError(
-            f"no context accepted for SOP class {sop_class} (instance {instance.sop_instance_uid})"
-        )
-    if dataset is None:
-        assert instance.path is not None
-        dataset = dcmread(instance.path)
-    if syntax in UNCOMPRESSED:
-        return dataset  # pynetdicom converts between the uncompressed transfer syntaxes
-    if not transcode:
-        raise DicomNetworkError(
-            f"the transfer syntax {syntax} of instance {instance.sop_instance_uid} is not accepted, "
-            "and transcoding is disabled for this modality"
+            f"No valid presentation context was negotiated for SOP class UID [{sop_class}] "
+            f"and transfer syntax [{syntax}] while sending to modality [{peer_aet}]"
         )
     try:
-        dataset.decompress(generate_instance_uid=False)
-    except (NotImplementedError, RuntimeError, ValueError) as error:
-        raise DicomNetworkError(f"cannot transcode instance {instance.sop_instance_uid}: {error}") from error
-    return dataset
+        converted = transcode(_file_bytes(instance, dataset), targets[0])
+    except OrthancError as error:
+        listed = " ".join(target for target in UNCOMPRESSED if target in targets)
+        raise TranscodingError(f"Cannot transcode from {syntax} to one of [ {listed} ]") from error
+    return dcmread(io.BytesIO(converted))
+
+
+def _file_bytes(instance: StoredInstance, dataset: Dataset | None) -> bytes:
+    """The instance as a DICOM file: the stored one, or ``dataset`` encoded."""
+    if dataset is None:
+        assert instance.path is not None
+        return instance.path.read_bytes()
+    output = io.BytesIO()
+    dcmwrite(output, dataset)
+    return output.getvalue()
 
 
 class StoreAssociation:
@@ -319,7 +342,11 @@ class StoreAssociation:
 
     def __init__(self, node: RemoteNode, instances: list[StoredInstance]):
         self.node = node
-        self.assoc = open_association(node, storage_contexts(instances))
+        try:
+            self.assoc = open_association(node, storage_contexts(instances))
+        except ServiceNotSupportedError as error:
+            message = f'Unable to negotiate a presentation context with AET "{node.aet}"'
+            raise DicomNetworkError(message) from error
         self._accepted = accepted_pairs(self.assoc)
         self._message_id = 0
 
@@ -336,10 +363,7 @@ class StoreAssociation:
         if not self.assoc.is_established:
             raise DicomNetworkError(f'DicomAssociation - the association with AET "{self.node.aet}" was lost')
         self._message_id = self._message_id % 65535 + 1
-        try:
-            dataset = dataset_to_send(instance, self._accepted, self.node.transcode, dataset)
-        except DicomNetworkError as error:
-            raise DicomNetworkError(f'C-STORE SCU to AET "{self.node.aet}": {error}') from error
+        dataset = dataset_to_send(instance, self._accepted, self.node.transcode, self.node.aet, dataset)
         originator_aet, originator_id = originator if originator is not None else (None, None)
         try:
             status = self.assoc.send_c_store(
