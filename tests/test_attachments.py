@@ -153,8 +153,9 @@ def test_verify_md5_detects_corruption(client: httpx.Client, server: ServerProce
     damaged = client.post(f"{base}/verify-md5")
     assert (damaged.status_code, damaged.json()["OrthancStatus"]) == (500, 20)
     path.unlink()
+    # A missing file: as Orthanc (tests/differential/test_lost_files_vs_orthanc.py).
     missing = client.post(f"{base}/verify-md5")
-    assert (missing.status_code, missing.json()["OrthancStatus"]) == (404, 13)
+    assert (missing.status_code, missing.json()["OrthancStatus"]) == (500, 2006)
     Path(path).write_bytes(content)
     assert client.delete(base).status_code == 200
 

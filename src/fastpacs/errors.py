@@ -39,6 +39,7 @@ class ErrorCode(IntEnum):
     DATABASE_UNAVAILABLE = 36
     CANCELED_JOB = 37
     REVISION = 43
+    REGULAR_FILE_EXPECTED = 2006
     NO_C_FIND_AT_REMOTE = 2016
     CANNOT_STORE_INSTANCE = 2018
     CANNOT_EXECUTE_LUA = 2031
@@ -83,6 +84,7 @@ _DESCRIPTIONS: dict[ErrorCode, tuple[str, int]] = {
         "A bad revision number was provided, which might indicate conflict between multiple writers",
         409,
     ),
+    ErrorCode.REGULAR_FILE_EXPECTED: ("The specified path does not point to a regular file", 500),
     ErrorCode.NO_C_FIND_AT_REMOTE: (
         "DicomUserConnection: The C-FIND command is not supported by the remote SCP",
         500,

@@ -112,6 +112,19 @@ def undecodable_input_response(
     return orthanc_error_response(request, OrthancError(ErrorCode.BAD_FILE_FORMAT, str(error)))
 
 
+def missing_file_response(request: Request, error: FileNotFoundError) -> Response[bytes]:
+    """A stored file that is not there when the request reads it: Orthanc's 500 "The specified
+    path does not point to a regular file", naming the file.
+
+    Requests look a resource up in the index, then read its file: besides a
+    file lost from the storage, a delete committed in between removes it
+    (Orthanc answers both the same way). Logged, so that a lost file is seen.
+    """
+    logger.warning("a stored file is missing on %s %s: %s", request.method, request.url.path, error)
+    details = f"The path does not point to a regular file: {error.filename}"
+    return orthanc_error_response(request, OrthancError(ErrorCode.REGULAR_FILE_EXPECTED, details))
+
+
 def internal_error_response(request: Request, error: Exception) -> Response[bytes]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return orthanc_error_response(
@@ -129,5 +142,6 @@ EXCEPTION_HANDLERS = {
     HTTPException: http_exception_response,
     RecursionError: undecodable_input_response,
     UnicodeDecodeError: undecodable_input_response,
+    FileNotFoundError: missing_file_response,
     Exception: internal_error_response,
 }

@@ -129,10 +129,8 @@ class AttachmentService:
         return kind, attachment
 
     async def read(self, attachment: Attachment) -> bytes:
-        try:
-            return await asyncio.to_thread(self.storage.read, attachment.blob.digest)
-        except FileNotFoundError:
-            raise OrthancError(ErrorCode.INEXISTENT_FILE) from None
+        """The attachment's content; ``FileNotFoundError`` if its file is missing from the storage."""
+        return await asyncio.to_thread(self.storage.read, attachment.blob.digest)
 
     async def verify(self, level: Level, rid: RawId, name: str) -> None:
         """Read the attachment again and check it against its SHA-256 name and its MD5."""

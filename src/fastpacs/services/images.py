@@ -96,7 +96,7 @@ class ImageService:
             body = await self.pool.run(
                 _RENDER_FRAME, record.blob.digest, frame, operation.value, image_format.value, quality
             )
-        except ImagingError:
+        except (ImagingError, FileNotFoundError):  # the file: lost, or deleted since the lookup
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         self.cache.put(key, body, image_format.value)
         return body

@@ -57,7 +57,7 @@ class RenderedService:
             body = await self.pool.run(
                 _RENDER_WINDOWED, record.blob.digest, frame, rendering, image_format, quality
             )
-        except ImagingError:
+        except (ImagingError, FileNotFoundError):  # the file: lost, or deleted since the lookup
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         self.cache.put(key, body, image_format.value)
         return body
