@@ -218,10 +218,39 @@ def _plain_grayscale(dataset: Dataset, description: ImageDescription, index: int
     )
 
 
+def _bit_packed(dataset: Dataset, description: ImageDescription, index: int) -> DecodedFrame | None:
+    """Frame ``index`` of native 1-bit grayscale (mapped to 0/255); ``None`` for any other pixel data.
+
+    pydicom's decoder cannot give a frame that does not start on a byte boundary (the second frame of
+    5x3 pixels starts at bit 15): the frame's bits are unpacked here from the bytes that hold them.
+    """
+    if (
+        description.bits_allocated != 1
+        or description.samples_per_pixel != 1
+        or description.transfer_syntax.is_encapsulated
+        or not description.transfer_syntax.is_little_endian
+        or description.photometric_interpretation not in _MONOCHROME
+        or any(tag in dataset for tag in _OTHER_PIXEL_DATA)
+    ):
+        return None
+    count = description.rows * description.columns
+    data = dataset.PixelData
+    if len(data) * 8 < count * description.number_of_frames:
+        raise UndecodableImageError("The pixel data is shorter than its frames")
+    first_bit = index * count
+    first_byte = first_bit // 8
+    packed = np.frombuffer(data, np.uint8, (first_bit + count + 7) // 8 - first_byte, first_byte)
+    bits = np.unpackbits(packed, bitorder="little")[first_bit % 8 : first_bit % 8 + count]
+    return DecodedFrame(
+        (bits * np.uint8(255)).reshape(description.rows, description.columns),
+        monochrome1=description.photometric_interpretation == "MONOCHROME1",
+    )
+
+
 def decode_frame(dataset: Dataset, description: ImageDescription, index: int) -> DecodedFrame:
     """Decode frame ``index`` (checked against the number of frames)."""
     check_frame_index(description, index)
-    plain = _plain_grayscale(dataset, description, index)
+    plain = _plain_grayscale(dataset, description, index) or _bit_packed(dataset, description, index)
     if plain is not None:
         return plain
     plugin, raw = _codec_call(description)

@@ -2,24 +2,27 @@
 
 Grayscale frames go through the modality rescale (slope, intercept), then
 the window: the ``window-center``/``window-width`` arguments, else the
-first WindowCenter/WindowWidth of the file, else the range of the pixel
-type as Orthanc takes it (8-bit pixels unchanged; 16-bit: center 32768,
-width 65536). A value becomes ``floor((v - (center - width / 2)) * 255 /
-width)`` clamped to 0..255 — checked pixel for pixel against Orthanc by
-tests/differential/test_api_rest_vs_orthanc.py — and MONOCHROME1 is
-inverted. Colour frames are given as 8-bit RGB. Resizing
-keeps the aspect ratio within the requested box, sampling the nearest
-source pixel of each target pixel's centre (``smooth``: bilinear).
+first WindowCenter/WindowWidth of the file (whatever the width: below 1 it
+counts as 1), else the range of BitsStored as Orthanc takes it (center
+``2 ** (BitsStored - 1)``, width ``2 ** BitsStored``: 8-bit values become
+``floor(v * 255 / 256)``). A value becomes ``floor(a * v + b)`` clamped to
+0..255, with ``a = 255 / width`` and ``b = -(center - width / 2) * a`` in
+single precision (which, as in Orthanc, may give one level less than the
+exact quotient). MONOCHROME1 is inverted after resizing (as Orthanc, whose
+smoothing floors). Colour frames are given as 8-bit RGB. Resizing follows
+Orthanc's rules (:mod:`fastpacs.imaging.resize`). All checked pixel for
+pixel against Orthanc by tests/differential/test_api_rest_vs_orthanc.py and
+tests/differential/test_odd_images_vs_orthanc.py.
 """
 
 import numpy as np
-from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from fastpacs.imaging.decode import DecodedFrame, ImageDescription, decode_frame
 from fastpacs.imaging.encode import encode_image
 from fastpacs.imaging.formats import ImageFormat, Rendering, UnsupportedConversionError
+from fastpacs.imaging.resize import fitted
 from fastpacs.pool.images import _pixels
 
 
@@ -39,7 +42,7 @@ def _first_number(dataset: Dataset, keyword: str) -> float | None:
 def windowed(
     frame: DecodedFrame, dataset: Dataset, description: ImageDescription, rendering: Rendering
 ) -> np.ndarray:
-    """The frame as 8-bit grayscale (windowed) or RGB."""
+    """The frame as 8-bit grayscale (windowed, MONOCHROME1 not yet inverted) or RGB."""
     pixels = frame.pixels
     if description.bits_allocated > 16:
         raise UnsupportedConversionError()  # Orthanc 1.10.1 renders no 32-bit image (rtdose)
@@ -52,36 +55,18 @@ def windowed(
     if center is None or width is None:
         stored_center = _first_number(dataset, "WindowCenter")
         stored_width = _first_number(dataset, "WindowWidth")
-        if stored_center is not None and stored_width is not None and stored_width > 0:
+        if stored_center is not None and stored_width is not None:
             center = stored_center if center is None else center
             width = stored_width if width is None else width
         else:
-            default_center, default_width = (
-                (127.5, 255.0) if description.bits_allocated <= 8 else (32768.0, 65536.0)
-            )
-            center = default_center if center is None else center
-            width = default_width if width is None else width
+            bits = description.bits_stored or description.bits_allocated
+            center = float(2 ** (bits - 1)) if center is None else center
+            width = float(2**bits) if width is None else width
     width = max(float(width), 1.0)
-    low = np.float32(center - width / 2)
-    scaled = np.floor((values - low) * np.float32(255.0 / width))
-    out = np.clip(scaled, 0, 255).astype(np.uint8)
-    return 255 - out if frame.monochrome1 else out
-
-
-def resized(image: np.ndarray, rendering: Rendering) -> np.ndarray:
-    rows, columns = image.shape[:2]
-    scales = [
-        size / extent for size, extent in ((rendering.width, columns), (rendering.height, rows)) if size > 0
-    ]
-    if not scales:
-        return image
-    scale = min(scales)
-    target = (max(1, round(columns * scale)), max(1, round(rows * scale)))
-    if rendering.smooth:
-        return np.asarray(Image.fromarray(image).resize(target, Image.Resampling.BILINEAR))
-    source_columns = np.minimum(((np.arange(target[0]) + 0.5) / scale).astype(np.int64), columns - 1)
-    source_rows = np.minimum(((np.arange(target[1]) + 0.5) / scale).astype(np.int64), rows - 1)
-    return image[source_rows[:, np.newaxis], source_columns]
+    scale = np.float32(255.0 / width)
+    offset = -np.float32(center - width / 2) * scale
+    scaled = np.floor(values * scale + offset)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
 def render_windowed(
@@ -89,5 +74,9 @@ def render_windowed(
 ) -> bytes:
     dataset, description = _pixels(digest)
     frame = decode_frame(dataset, description, index)
-    image = windowed(frame, dataset, description, rendering)
-    return encode_image(resized(image, rendering), image_format, quality)
+    image = fitted(
+        windowed(frame, dataset, description, rendering), rendering.width, rendering.height, rendering.smooth
+    )
+    if frame.monochrome1:  # after the smoothing, whose flooring is not symmetric (as Orthanc)
+        image = 255 - image
+    return encode_image(image, image_format, quality)
