@@ -30,6 +30,7 @@ from fastpacs.index.database import INDEX_FOLDER, Database
 from fastpacs.index.find import (
     MAIN_TAG_LEVELS,
     MODALITIES_IN_STUDY,
+    MODALITY,
     Constraint,
     FindExecution,
     FindQuery,
@@ -143,10 +144,10 @@ def _chain(view: IndexView, record: Resource) -> dict[Level, Resource]:
 
 def _brute_force(view: IndexView, query: FindQuery) -> list[RawId]:
     """Every resource of the level checked one by one, without any index."""
-    modalities = [c for c in query.constraints if c.tag == MODALITIES_IN_STUDY and query.level == Level.STUDY]
-    in_insertion_order = query.level == Level.INSTANCE or bool(modalities)
+    if query.level == Level.STUDY and any(c.tag == MODALITIES_IN_STUDY for c in query.constraints):
+        return _brute_force_by_modalities(view, query)
     resources = [(rid, view.resource(rid)) for rid in view.list_level(query.level)]
-    if not in_insertion_order:
+    if query.level != Level.INSTANCE:
         resources.sort(key=lambda item: item[0])
     matches = []
     for rid, record in resources:
@@ -154,23 +155,26 @@ def _brute_force(view: IndexView, query: FindQuery) -> list[RawId]:
         chain = _chain(view, record)
         accepted = True
         for constraint in query.constraints:
-            if constraint in modalities:
-                series = [view.resource(child) for child in view.children(rid)]
-                accepted &= any(
-                    s is not None
-                    and "Modality" in s.main_tags
-                    and constraint.database_matches(s.main_tags["Modality"])
-                    for s in series
-                )
-                continue
             level, keyword = MAIN_TAG_LEVELS[constraint.tag]
             value = chain[level].main_tags.get(keyword) if level <= query.level else None
             accepted &= value is not None and constraint.database_matches(value) and constraint.matches(value)
         if accepted:
             matches.append(rid)
-    if modalities:
-        return matches[query.since : query.limit] if query.limit else matches
     return matches[query.since : query.since + query.limit] if query.limit else matches[query.since :]
+
+
+def _brute_force_by_modalities(view: IndexView, query: FindQuery) -> list[RawId]:
+    """Orthanc's ModalitiesInStudy: the series query with Modality in its place, then their studies by UID."""
+    constraints = [c.on_tag(MODALITY) if c.tag == MODALITIES_IN_STUDY else c for c in query.constraints]
+    studies: dict[str, RawId] = {}
+    for rid in _brute_force(view, FindQuery(Level.SERIES, constraints)):
+        series = view.resource(rid)
+        assert series is not None and series.parent is not None
+        study = view.resource(series.parent)
+        assert study is not None
+        studies.setdefault(study.main_tags["StudyInstanceUID"], series.parent)
+    ordered = [studies[uid] for uid in sorted(studies)]
+    return ordered[query.since : query.limit] if query.limit else ordered
 
 
 def _random_query(rng: random.Random) -> FindQuery:

@@ -18,9 +18,10 @@ differ, so fastpacs reproduces both:
    tags of one instance of the resource, its first one.
 
 A resource is an answer when it passes both. ``ModalitiesInStudy`` at study
-level is the exception: a database condition on the Modality of the study's
-series, and with tags read from instances, the first instance of each
-matching series is tried.
+level is the exception: Orthanc runs the query at series level instead, with a
+constraint on ``Modality`` in its place (the other constraints kept, so a main
+tag of the series level is now matched too), and answers the studies of the
+matching series once each, in the order of their StudyInstanceUID.
 
 Secondary indexes, kept by :func:`index_resource` and
 :func:`unindex_resource` when a resource is created or destroyed (main tags
@@ -41,7 +42,8 @@ candidates each indexed constraint gives (exactly for keys, by a scan
 stopped as soon as it exceeds the best so far for prefixes and intervals),
 drives the query with the most selective one and checks the others on each
 candidate. Answers come in Orthanc's order: patients, studies and series by
-ID, instances in insertion order.
+ID, instances in insertion order, studies found through ModalitiesInStudy by
+StudyInstanceUID.
 """
 
 import re
@@ -205,6 +207,10 @@ class Constraint:
     def __repr__(self) -> str:
         return f"Constraint({self.tag:08x}, {self.kind.value}, {self.operands!r}, {self.case_sensitive})"
 
+    def on_tag(self, tag: int) -> "Constraint":
+        """The same condition on another tag (ModalitiesInStudy's made a condition on Modality)."""
+        return Constraint(tag, self.kind, self.operands, self.case_sensitive)
+
     def _fold(self, text: str) -> str:
         return text if self.case_sensitive else upper_with_accents(text)
 
@@ -339,8 +345,6 @@ class _Plan:
     """Main tags of a lower level: the matching phase only."""
     other: list[_Placed] = field(default_factory=list)
     """Tags that are not main tags: the matching phase only, on an instance's tags."""
-    modalities: Constraint | None = None
-    """ModalitiesInStudy at study level."""
 
     @property
     def reads_instances(self) -> bool:
@@ -359,10 +363,21 @@ class FindExecution:
     def __init__(self, view: IndexView, query: FindQuery, max_work: float | None = None):
         self.view = view
         self.query = query
-        self.level = query.level
         self.max_work = max_work
         self.work = 0.0
-        self.plan = self._place(query)
+        constraints = query.constraints
+        self.by_modalities_in_study = query.level == Level.STUDY and any(
+            constraint.tag == MODALITIES_IN_STUDY for constraint in constraints
+        )
+        """Whether the query runs at series level, its answers grouped by study (see the module)."""
+        if self.by_modalities_in_study:
+            constraints = [
+                constraint.on_tag(MODALITY) if constraint.tag == MODALITIES_IN_STUDY else constraint
+                for constraint in constraints
+            ]
+        self.level = Level.SERIES if self.by_modalities_in_study else query.level
+        """The level the constraints are matched at."""
+        self.plan = self._place(constraints)
         self._records: dict[RawId, Resource] = {}
         self._values = view.txn.cursor(db=view.dbs["find_values"])
 
@@ -371,12 +386,9 @@ class FindExecution:
         if self.max_work is not None and self.work > self.max_work:
             raise WorkLimitError
 
-    def _place(self, query: FindQuery) -> _Plan:
+    def _place(self, constraints: list[Constraint]) -> _Plan:
         plan = _Plan()
-        for constraint in query.constraints:
-            if constraint.tag == MODALITIES_IN_STUDY and self.level == Level.STUDY:
-                plan.modalities = constraint
-                continue
+        for constraint in constraints:
             main = MAIN_TAG_LEVELS.get(constraint.tag)
             if main is None:
                 plan.other.append(_Placed(constraint, None))
@@ -392,14 +404,12 @@ class FindExecution:
         """IDs of the matching resources, in Orthanc's order, ``since`` skipped, at most ``limit``."""
         if self.plan.lower and not self.plan.reads_instances:
             return []  # a lower level's main tag is unknown to the matching phase
-        since, limit = self._paging()
-        if since is None:
-            return []
+        if self.by_modalities_in_study:
+            return self._studies_of_matching_series()
+        since, limit = self.query.since, self.query.limit
         answers: list[RawId] = []
         skipped = 0
-        for rid, record in self._ordered_candidates():
-            if not self._accepts(rid, record):
-                continue
+        for rid in self._matching():
             if skipped < since:
                 skipped += 1
                 continue
@@ -408,24 +418,29 @@ class FindExecution:
                 break
         return answers
 
-    def _paging(self) -> tuple[int | None, int]:
-        """(answers to skip, answers to give, 0 for all); ``None`` to skip everything.
+    def _matching(self) -> Iterator[RawId]:
+        for rid, record in self._ordered_candidates():
+            if self._accepts(rid, record):
+                yield rid
 
-        Orthanc 1.10.1 pages the answers of a ModalitiesInStudy query as the
-        slice ``[Since, Limit)``: Limit is where they stop, and without a
-        Limit, Since is ignored.
+    def _studies_of_matching_series(self) -> list[RawId]:
+        """The studies of the matching series, each once, by StudyInstanceUID, paged as Orthanc 1.10.1 does.
+
+        A study is named by the first matching series (in ID order) with its
+        StudyInstanceUID. The page is the slice ``[Since, Limit)``: Limit is
+        where the answers stop, and without a Limit, Since is ignored.
         """
+        studies: dict[str, RawId] = {}
+        for rid in self._matching():
+            series = self.record(rid)
+            assert series is not None and series.parent is not None
+            study = self.record(series.parent)
+            uid = study.main_tags.get("StudyInstanceUID") if study is not None else None
+            if uid is not None:
+                studies.setdefault(uid, series.parent)
+        ordered = [studies[uid] for uid in sorted(studies)]  # code point order: UTF-8 byte order
         since, limit = self.query.since, self.query.limit
-        if self.plan.modalities is None:
-            return since, limit
-        if not limit:
-            return 0, 0
-        return (since, limit - since) if limit > since else (None, 0)
-
-    @property
-    def _in_insertion_order(self) -> bool:
-        """Instances, and studies found through ModalitiesInStudy, come in insertion order; others by ID."""
-        return self.level == Level.INSTANCE or self.plan.modalities is not None
+        return ordered[since:limit] if limit else ordered
 
     # --- records
 
@@ -452,7 +467,7 @@ class FindExecution:
             yield from self._whole_level()
             return
         candidates = self._candidates(driver)
-        if not self._in_insertion_order:
+        if self.level != Level.INSTANCE:  # patients, studies, series by ID; instances in insertion order
             for rid in sorted(candidates):
                 record = self.record(rid)
                 if record is not None:
@@ -471,7 +486,7 @@ class FindExecution:
     def _whole_level(self) -> Iterator[tuple[RawId, Resource]]:
         """Every resource of the level, in answer order."""
         level = self.level
-        by_seq = self._in_insertion_order
+        by_seq = level == Level.INSTANCE
         cursor = self.view.txn.cursor(db=self.view.dbs["levels" if by_seq else "find_ids"])
         if not cursor.set_range(bytes([level])):
             return
@@ -494,8 +509,6 @@ class FindExecution:
         for placed in self.plan.database:
             assert placed.level is not None
             yield placed.level, placed.constraint.tag, placed.constraint
-        if self.plan.modalities is not None:
-            yield Level.SERIES, MODALITY, self.plan.modalities
 
     def _choose_driver(self) -> _Driver | None:
         """The indexed constraint giving the fewest candidates; ``None``: scanning the level is cheaper."""
@@ -555,17 +568,10 @@ class FindExecution:
                 yield rid
 
     def _candidates(self, driver: _Driver) -> set[RawId]:
-        """Query-level IDs below (or, for ModalitiesInStudy, above) what the driver's keys name."""
+        """Query-level IDs below what the driver's keys name."""
         found = set(self._scan(driver))
         if driver.level == self.level:
             return found
-        if driver.level > self.level:  # series of ModalitiesInStudy → their studies
-            parents = set()
-            for rid in found:
-                record = self.record(rid)
-                if record is not None and record.parent is not None:
-                    parents.add(record.parent)
-            return parents
         candidates: set[RawId] = set()
         for rid in found:
             below = self.view.descendants(rid, driver.level, self.level)
@@ -586,29 +592,10 @@ class FindExecution:
                 return False
             if not reads_instances and not placed.constraint.matches(value):
                 return False
-        series = None
-        if self.plan.modalities is not None:
-            series = self._series_with_modality(rid, self.plan.modalities)
-            if not series:
-                return False
         if not reads_instances:
             return True
-        if series is not None:
-            instances = [first for one in series if (first := self._first_instance(one, Level.SERIES))]
-        else:
-            first = self._first_instance(rid, self.level)
-            instances = [first] if first is not None else []
-        return any(self._instance_matches(instance) for instance in instances)
-
-    def _series_with_modality(self, study: RawId, modalities: Constraint) -> list[RawId]:
-        """Series of the study whose Modality passes the database phase, in insertion order."""
-        found = []
-        for child in self.view.children(study):
-            record = self.record(child)
-            modality = record.main_tags.get("Modality") if record is not None else None
-            if modality is not None and modalities.database_matches(modality):
-                found.append(child)
-        return found
+        first = self._first_instance(rid, self.level)
+        return first is not None and self._instance_matches(first)
 
     def _first_instance(self, rid: RawId, level: Level) -> RawId | None:
         """The instance below ``rid`` that was stored first (Orthanc reads that one's tags)."""

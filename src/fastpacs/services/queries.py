@@ -16,7 +16,9 @@ An answer holds every key of the identifier, plus ``SpecificCharacterSet``,
 ``QueryRetrieveLevel`` and ``RetrieveAETitle``. A key's value comes from the
 main tags of the resource or its ancestors, from the counters, or else from
 the stored tags of the resource's first instance; a key found nowhere is
-answered empty.
+answered empty. As in Orthanc, the instance is read only when a key or a
+constraint is not a main tag of any level: a study-level query asking for
+``SeriesDescription`` alone answers it empty.
 
 A C-MOVE or C-GET names resources by their identifier at the query level
 (several separated by ``\\``); without a level, the lowest level whose
@@ -96,6 +98,11 @@ COUNTERS = {
 }
 _NOT_MATCHED = {level: {QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET, *COUNTERS[level]} for level in Level}
 _NOT_MATCHED[Level.STUDY].add(SOP_CLASSES_IN_STUDY)
+_ANSWERED_FROM_INDEX = frozenset(
+    {*MAIN_TAG_LEVELS, *_NOT_MATCHED[Level.PATIENT], *_NOT_MATCHED[Level.STUDY], *_NOT_MATCHED[Level.SERIES]}
+    | {MODALITIES_IN_STUDY}
+)
+"""Keys whose value never needs an instance's tags (Orthanc reads the file for any other key)."""
 
 Answer = dict[int, str]
 """Tag → value as text (multiple values separated by ``\\``)."""
@@ -154,8 +161,17 @@ class LocalQueryRetrieve:
         with self.database.read() as view:
             execution = FindExecution(view, FindQuery(level, constraints, 0, limit))
             found = execution.run()
+            reads_files = execution.plan.reads_instances or not _ANSWERED_FROM_INDEX.issuperset(keys)
             return [
-                self._answer(view, execution, rid, level=level, keys=keys, character_set=character_set)
+                self._answer(
+                    view,
+                    execution,
+                    rid,
+                    level=level,
+                    keys=keys,
+                    character_set=character_set,
+                    reads_files=reads_files,
+                )
                 for rid in found
             ]
 
@@ -168,6 +184,7 @@ class LocalQueryRetrieve:
         level: Level,
         keys: dict[int, str],
         character_set: str,
+        reads_files: bool,
     ) -> Answer:
         record = execution.record(rid)
         assert record is not None
@@ -183,6 +200,8 @@ class LocalQueryRetrieve:
             value = self._computed(view, level, rid, tag)
             if value is None:
                 value = self._main_tag(execution, level, record, tag)
+            if value is None and not reads_files:
+                value = ""
             if value is None:
                 if instance_tags is None:
                     first = _first_instance(view, rid, level)
