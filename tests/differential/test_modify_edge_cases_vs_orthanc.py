@@ -15,6 +15,9 @@ Compared by structure, with the rules and helpers of test_modify_vs_orthanc.py
 by tag, new resources through their tags and metadata, jobs through their JSON.
 """
 
+import io
+
+import pydicom
 import pytest
 
 from tests.differential.data import CHARSET_FILES_ROOT, TEST_FILES, test_file
@@ -76,6 +79,8 @@ PATHS = {
     "keep-item": {"Keep": ["ReferencedStudySequence[0].InstitutionName"]},
     "spaces": {"Replace": {" ReferencedStudySequence [ 0 ] . InstitutionName ": "S"}},
     "hexadecimal": {"Remove": ["0008,1110[0].0008,0080"]},
+    "parenthesised": {"Replace": {"(0008,1110)[0].(0008,0080)": "P", "(0010,0010)": "Paren^Name"}},
+    "file-meta-in-item": {"Replace": {"ReferencedStudySequence[0].TransferSyntaxUID": "1.2"}},
     # Syntax errors: each of Orthanc's messages, and "Unknown DICOM tag" (500) where it gives that.
     "no-index": {"Replace": {"ReferencedStudySequence.PatientName": "A"}},
     "bad-index": {"Replace": {"ReferencedStudySequence[x].PatientName": "A"}},
@@ -122,6 +127,12 @@ VALUES = {
     "lo-too-long": {"Replace": {"InstitutionName": "A" * 100}},
     "ui-bad": {"Replace": {"FrameOfReferenceUID": "abc.def"}},
     "ob-text": {"Replace": {"0029,1010": "abc"}},
+    "data-uri-rows": {"Replace": {"Rows": "data:application/octet-stream;base64,AAE="}},
+    "data-uri-number": {"Replace": {"Rows": "data:application/octet-stream;base64,MTI="}},
+    "data-uri-bad": {"Replace": {"PatientName": "data:application/octet-stream;base64,!!"}},
+    "lo-70000": {"Replace": {"InstitutionName": "L" * 70000}},
+    "pn-70000": {"Replace": {"PatientName": "P" * 70000}},
+    "lt-70000": {"Replace": {"0040,1400": "T" * 70000}},
 }
 CHARACTERS = {
     "latin-1": {"Replace": {"PatientName": "Müller^Jürgen", "StudyDescription": "Étude"}},
@@ -157,6 +168,17 @@ MALFORMED = {
     "dicom-version": {"DicomVersion": "2008"},
     "keep-private-tags": {"KeepPrivateTags": True},
     "remove-pixels": {"Remove": ["PixelData"]},
+    "pixel-data-text": {"Replace": {"PixelData": "abc"}},
+    "sequence-null": {"Replace": {"ReferencedStudySequence": None}},
+    "sequence-empty": {"Replace": {"ReferencedStudySequence": []}},
+    "sequence-items-not-objects": {"Replace": {"ReferencedStudySequence": ["x"]}},
+    "sequence-item-path": {
+        "Replace": {"ReferencedStudySequence": [{"ReferencedImageSequence[0].PatientName": "x"}]}
+    },
+    "sequence-item-unknown-tag": {"Replace": {"ReferencedStudySequence": [{"NoSuchTag": "x"}]}},
+    "private-sequence": {"Replace": {"0009,1002": [{"PatientName": "x"}]}, "PrivateCreator": "ACME"},
+    "replace-and-remove": {"Replace": {"PatientName": "x"}, "Remove": ["PatientName"]},
+    "remove-and-keep": {"Remove": ["InstitutionName"], "Keep": ["InstitutionName"]},
 }
 ANONYMIZATIONS = {
     "keep-item": {"Keep": ["ReferencedStudySequence[0].InstitutionName"]},
@@ -174,6 +196,9 @@ ANONYMIZATIONS = {
     "keep-private-string": {"KeepPrivateTags": "yes"},
     "force-number": {"Force": 1},
     "meta": {"Replace": {"TransferSyntaxUID": "1.2.840.10008.1.2"}},
+    "keep-patient-id": {"Keep": ["PatientID"], "Force": True},
+    "keep-patient-id-without-force": {"Keep": ["PatientID"]},
+    "keep-deidentification-method": {"Keep": ["DeidentificationMethod"]},
 }
 
 
@@ -294,6 +319,7 @@ def test_asynchronous_jobs(pair: ServerPair, stored: dict[str, dict]) -> None:
         ("patient no patientid", f"/patients/{patient}/modify", {"Replace": {"PatientName": "X"}}),
         ("force missing", f"/series/{series}/modify", {"Replace": {"StudyInstanceUID": "1.2"}}),
         ("bad path", f"/studies/{study}/modify", {"Remove": ["ReferencedStudySequence.PatientName"]}),
+        ("anonymize keep patient id", f"/studies/{study}/anonymize", {"Keep": ["PatientID"], "Force": True}),
         ("bulk study patientid", "/tools/bulk-modify",
          {"Resources": [study], "Level": "Study", "Replace": {"PatientID": "X"}, "Force": True}),
     ]  # fmt: skip
@@ -332,3 +358,20 @@ def test_every_test_file(pair: ServerPair, stored: dict[str, dict]) -> None:
         compared += 1
     assert compared >= 30, compared
     check.verdict()
+
+
+def test_generated_names_after_a_refusal(pair: ServerPair, stored: dict[str, dict]) -> None:
+    """An anonymization refused by the rule of the patient level (PatientID kept) consumes a generated
+    name (``AnonymizedN``) in Orthanc, one refused while read (no Force) does not: the numbers of the
+    names around them differ alike on both servers."""
+    path = f"/instances/{stored['CT_small.dcm']['ID']}/anonymize"
+    bodies = [{}, {"Keep": ["PatientID"], "Force": True}, {"Keep": ["PatientID"]}, {}]
+    numbers: dict[str, list[int]] = {"orthanc": [], "fastpacs": []}
+    for body in bodies:
+        for server, answer in zip(numbers, pair.send(post("name", path, body)), strict=True):
+            if answer.status == 200:
+                name = str(pydicom.dcmread(io.BytesIO(answer.content)).PatientName)
+                numbers[server].append(int(name.removeprefix("Anonymized")))
+    assert len(numbers["orthanc"]) == 2, numbers
+    gaps = {server: found[1] - found[0] for server, found in numbers.items()}
+    assert gaps["orthanc"] == gaps["fastpacs"] == 2, numbers

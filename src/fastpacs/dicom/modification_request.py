@@ -42,7 +42,9 @@ DEIDENTIFICATION_METHOD = 0x00120063
 DATABASE_KEYS = frozenset({PATIENT_ID, *IDENTIFIER_TAGS.values()})
 """The attributes Orthanc's index is keyed on: changing them needs ``Force``."""
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
 _INDEX = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_PARENTHESISED_TAG = re.compile(r"\([0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\)")
 _DATA_URI = re.compile(r"^data:[^,;]*;base64,", re.ASCII)
 
 SPLIT_MODULE_TAGS = tuple(tag for tag, _name in (*PATIENT_MODULE, *GENERAL_STUDY_MODULE))
@@ -78,8 +80,15 @@ def parse_path(name: str) -> TagPath:
     """``PatientName``, ``0010,0010``, ``0010-0010`` or ``Seq[0].Other[*].Tag``, with Orthanc's
     errors: the final tag's first ("Unknown DICOM tag"), then each step's (400s naming the fault)."""
     *prefix, final = name.split(".")
-    tag = parse_tag(final.strip())
+    tag = _path_tag(final.strip())
     return TagPath(tag=tag, steps=tuple(_path_step(step) for step in prefix))
+
+
+def _path_tag(text: str) -> int:
+    """A tag of a path: as everywhere (:func:`parse_tag`), or ``(gggg,eeee)``."""
+    if _PARENTHESISED_TAG.fullmatch(text):
+        return int(text[1:5] + text[6:10], 16)
+    return parse_tag(text)
 
 
 def _path_step(step: str) -> tuple[int, int | None]:
@@ -92,7 +101,7 @@ def _path_step(step: str) -> tuple[int, int | None]:
         raise _bad_path("Parent path doesn't contain a tag")
     if not rest.endswith("]"):
         raise _bad_path("Parent path doesn't contain the end of the index")
-    sequence = parse_tag(name)
+    sequence = _path_tag(name)
     index = rest[:-1].strip()
     if index == "*":
         return sequence, None
@@ -126,9 +135,12 @@ def cast_value(tag: int, vr: str, value: Any) -> Value | bytes:
         raise _bad_type(tag)
     if _DATA_URI.match(value):
         try:
-            return base64.b64decode(value.partition(",")[2], validate=True)
-        except binascii.Error:
-            pass
+            decoded = base64.b64decode(value.partition(",")[2], validate=True)
+        except binascii.Error as error:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from error
+        if vr not in _NUMBER_VRS:
+            return decoded
+        value = decoded.decode("latin-1")  # the number it spells, as Orthanc reads it
     if vr in _BINARY_VRS:
         return value.encode()
     return cast_text(tag, vr, value) if vr else value
@@ -144,13 +156,15 @@ def _replacement(path: TagPath, value: Any) -> Replacement:
     """A ``Replace`` entry: a value cast to the attribute's VR, or a sequence's items."""
     vr = dictionary_vr_of(path.tag)
     if vr == "SQ" or (not vr and isinstance(value, list)):
-        if isinstance(value, str):
-            raise out_of_range(path.tag, value)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(i, dict) for i in value)):
+        if isinstance(value, str) or value is None:
+            raise out_of_range(path.tag, value or "")
+        if not isinstance(value, list):
             raise _bad_type(path.tag)
+        if not all(isinstance(item, dict) for item in value):
+            raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE)
         items = tuple(
-            tuple(_replacement(parse_path(name), item_value) for name, item_value in item.items())
-            for item in value or ()
+            tuple(_replacement(TagPath(tag=parse_tag(name)), item_value) for name, item_value in item.items())
+            for item in value
         )
         return Replacement(path=path, vr="SQ", items=items)
     value = cast_value(path.tag, vr, value)
@@ -160,10 +174,10 @@ def _replacement(path: TagPath, value: Any) -> Replacement:
 
 
 def _is_file_meta(path: TagPath) -> bool:
-    """An attribute of the file meta group, which the writer makes (as Orthanc, which ignores
-    requests to replace or remove them: a TransferSyntaxUID that did not describe the data would
-    make the file unreadable)."""
-    return not path.steps and path.tag >> 16 == 0x0002
+    """An attribute of the file meta group, which the writer makes; Orthanc ignores requests to replace
+    or remove them (a TransferSyntaxUID that did not describe the data would make the file unreadable),
+    and to write them into sequence items, where they have no place."""
+    return path.tag >> 16 == 0x0002
 
 
 class _Builder:
@@ -353,19 +367,31 @@ def level_refusal(modification: Modification, level: Level | None) -> OrthancErr
         replacement.path.tag for replacement in modification.replacements if not replacement.path.steps
     }
     if level == Level.PATIENT and PATIENT_ID not in replaced:
-        return OrthancError(
-            ErrorCode.BAD_REQUEST, "When modifying a patient, her PatientID is required to be modified"
-        )
+        return _patient_id_required()
     for checked_level, tag, message in _LEVEL_CHECKS:
         if level == checked_level and tag in replaced:
             return OrthancError(ErrorCode.BAD_REQUEST, message)
     return None
 
 
+def _patient_id_required() -> OrthancError:
+    return OrthancError(
+        ErrorCode.BAD_REQUEST, "When modifying a patient, her PatientID is required to be modified"
+    )
+
+
 class AnonymizationRequest(msgspec.Struct, frozen=True):
     modification: Modification
     needs_patient_name: bool
     """Neither replaced, kept nor removed: the server gives it a generated name (``AnonymizedN``)."""
+    keeps_patient_id: bool = False
+    """``Keep`` of PatientID (with ``Force``). An anonymization is a modification of the patient level,
+    whose rule is a new PatientID: refused (see :func:`anonymization_refusal`)."""
+
+
+def anonymization_refusal(anonymization: AnonymizationRequest) -> OrthancError | None:
+    """The error of an anonymization breaking the rule of the patient level, as :func:`level_refusal`."""
+    return _patient_id_required() if anonymization.keeps_patient_id else None
 
 
 def parse_anonymize_request(request: dict[str, Any]) -> AnonymizationRequest:
@@ -391,11 +417,12 @@ def parse_anonymize_request(request: dict[str, Any]) -> AnonymizationRequest:
     builder.read_options(request, force)
     _forbid_identifier_removal(builder)
     needs_patient_name = PATIENT_NAME in builder.uid_tags
+    keeps_patient_id = PATIENT_ID not in builder.uid_tags and not builder.is_replaced(PATIENT_ID)
     builder.uid_tags.discard(PATIENT_NAME)
     if builder.orthanc_anonymization:
         method = TagPath(tag=DEIDENTIFICATION_METHOD)
         builder.replace(method, Replacement(method, "LO", chosen.deidentification_method))
-    return AnonymizationRequest(builder.build(os.urandom(UID_KEY_SIZE)), needs_patient_name)
+    return AnonymizationRequest(builder.build(os.urandom(UID_KEY_SIZE)), needs_patient_name, keeps_patient_id)
 
 
 def with_patient_name(modification: Modification, name: str) -> Modification:

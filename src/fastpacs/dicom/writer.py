@@ -95,6 +95,8 @@ class DatasetWriter:
         vr = vr or "UN"
         if vr in LONG_HEADER_VRS:
             return self._explicit_long.pack(group, element, vr.encode(), length)
+        if length > 0xFFFF:  # too long for its VR's 2-byte length (a 70 000-character LO): UN, as DCMTK
+            return self._explicit_long.pack(group, element, b"UN", length)
         return self._explicit_short.pack(group, element, vr.encode(), length)
 
 

@@ -29,6 +29,7 @@ from fastpacs.dicom.modification import Modification, new_uid
 from fastpacs.dicom.modification_request import (
     SPLIT_MODULE_TAGS,
     AnonymizationRequest,
+    anonymization_refusal,
     decode_body,
     level_refusal,
     merge_modification,
@@ -104,6 +105,9 @@ class ModifyService:
         anonymization = parse_anonymize_request(decode_body(body))
         digest = self._digest(rid)  # an unknown instance consumes no generated name
         modification = await self._named(anonymization)
+        refusal = anonymization_refusal(anonymization)  # after the name, which Orthanc's refusal consumes
+        if refusal is not None:
+            raise refusal
         return await self.pool.run(modify_stored_file, modification, digest, self.default_encoding.name, None)
 
     def _digest(self, rid: RawId) -> bytes:
@@ -151,6 +155,7 @@ class ModifyService:
             modification=modification,
             origin=origin,
             provenance="AnonymizedFrom",
+            refusal=anonymization_refusal(anonymization),
         )
 
     async def _resource(
@@ -231,6 +236,7 @@ class ModifyService:
             origin=origin,
             provenance="AnonymizedFrom",
             bulk=True,
+            refusal=anonymization_refusal(anonymization) if sources else None,
         )
 
     def _bulk_sources(self, request: dict[str, Any]) -> list[SourceInstance]:
