@@ -8,6 +8,7 @@ an ``Allow`` header. Nothing escapes as a traceback.
 """
 
 import logging
+import os
 from http import HTTPStatus
 
 import msgspec
@@ -16,10 +17,13 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 
 from fastpacs.api.security import AccessPolicy
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError, ServerBusyError, describe
+from fastpacs.services.registry import Services
 
 logger = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder(order="sorted")
+BLOB_NAME_LENGTH = 64
+"""Hex digits of a SHA-256: the length of a blob file's name."""
 _LITESTAR_STATUS_TO_ORTHANC = {
     400: ErrorCode.BAD_REQUEST,
     401: ErrorCode.UNAUTHORIZED,
@@ -113,16 +117,32 @@ def undecodable_input_response(
 
 
 def missing_file_response(request: Request, error: FileNotFoundError) -> Response[bytes]:
-    """A stored file that is not there when the request reads it: Orthanc's 500 "The specified
-    path does not point to a regular file", naming the file.
+    """A stored file that is not there when the request reads it.
 
-    Requests look a resource up in the index, then read its file: besides a
-    file lost from the storage, a delete committed in between removes it
-    (Orthanc answers both the same way). Logged, so that a lost file is seen.
+    Requests look a resource up in the index, then read its file. A delete
+    committed in between removes the file: the request is answered as it
+    would have been a moment later, 404 "Unknown resource". A file the index
+    still refers to was lost from the storage: Orthanc's 500 "The specified
+    path does not point to a regular file", naming it (logged, to be seen).
     """
+    digest = _blob_digest(error.filename)
+    services: Services = request.app.state.services
+    if digest is not None and not services.resources.is_blob_referenced(digest):
+        return orthanc_error_response(request, OrthancError(ErrorCode.UNKNOWN_RESOURCE))
     logger.warning("a stored file is missing on %s %s: %s", request.method, request.url.path, error)
     details = f"The path does not point to a regular file: {error.filename}"
     return orthanc_error_response(request, OrthancError(ErrorCode.REGULAR_FILE_EXPECTED, details))
+
+
+def _blob_digest(path: object) -> bytes | None:
+    """The SHA-256 a blob file is named by (see :class:`fastpacs.storage.blobs.BlobStore`)."""
+    name = os.path.basename(str(path))
+    if len(name) != BLOB_NAME_LENGTH:
+        return None
+    try:
+        return bytes.fromhex(name)
+    except ValueError:
+        return None
 
 
 def internal_error_response(request: Request, error: Exception) -> Response[bytes]:

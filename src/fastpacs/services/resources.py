@@ -189,6 +189,11 @@ class ResourceService:
                 return None
             return record.blob.digest, record.blob.uuid
 
+    def is_blob_referenced(self, digest: bytes) -> bool:
+        """Whether some stored resource still refers to the blob of this SHA-256."""
+        with self.database.read() as view:
+            return view.blob_references(digest) > 0
+
     def statistics(self) -> dict[str, Any]:
         """GET /statistics: counts per level and stored sizes (sizes as strings, as Orthanc has them)."""
         with self.database.read() as view:
