@@ -102,6 +102,7 @@ PRIVATE = {
     "remove-element": {"Remove": ["0009,1001"]},
     "remove-creator": {"Remove": ["0009,0010"]},
     "remove-all-keep-creator": {"RemovePrivateTags": True, "Keep": ["0009,0010"]},
+    "replace-in-other-creator-block": {"Replace": {"0011,1010": "v"}, "PrivateCreator": "OTHER"},
 }
 VALUES = {
     "us-spaces": {"Replace": {"Rows": " 12 "}},
@@ -179,6 +180,13 @@ MALFORMED = {
     "private-sequence": {"Replace": {"0009,1002": [{"PatientName": "x"}]}, "PrivateCreator": "ACME"},
     "replace-and-remove": {"Replace": {"PatientName": "x"}, "Remove": ["PatientName"]},
     "remove-and-keep": {"Remove": ["InstitutionName"], "Keep": ["InstitutionName"]},
+    "private-creator-null": {"PrivateCreator": None, "Replace": {"0011,1001": "x"}},
+    "transcode-null": {"Transcode": None},
+    "nulls": {"Keep": None, "Remove": None, "Replace": None, "Force": None, "KeepSource": None},
+    "body-bom": b"\xef\xbb\xbf{}",
+    "body-trailing-text": b"{}garbage",
+    "body-invalid-utf-8": b'{"Replace": {"PatientName": "\xff\xfe"}}',
+    "body-nul": b'{"Replace": {"PatientName": "a\\u0000b"}}',
 }
 ANONYMIZATIONS = {
     "keep-item": {"Keep": ["ReferencedStudySequence[0].InstitutionName"]},
@@ -192,6 +200,7 @@ ANONYMIZATIONS = {
     "2021b": {"DicomVersion": "2021b"},
     "2019c": {"DicomVersion": "2019c"},
     "version-empty": {"DicomVersion": ""},
+    "version-null": {"DicomVersion": None},
     "latin-1-name": {"Replace": {"PatientName": "Zoë^Ærø"}},
     "keep-private-string": {"KeepPrivateTags": "yes"},
     "force-number": {"Force": 1},

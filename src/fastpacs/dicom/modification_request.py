@@ -70,8 +70,9 @@ def boolean_member(request: dict[str, Any], name: str, default: bool) -> bool:
 
 
 def string_member(request: dict[str, Any], name: str) -> str | None:
+    """A text option; ``None`` when absent (a JSON null is no text: Orthanc's 400, as for a number)."""
     value = request.get(name)
-    if value is not None and not isinstance(value, str):
+    if name in request and not isinstance(value, str):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"String value expected in field: {name}")
     return value
 
@@ -398,7 +399,7 @@ def parse_anonymize_request(request: dict[str, Any]) -> AnonymizationRequest:
     """An /anonymize body: the basic profile of ``DicomVersion``, then the request's own options."""
     force = boolean_member(request, "Force", False)
     version = request.get("DicomVersion")
-    if version is not None and not isinstance(version, str):
+    if "DicomVersion" in request and not isinstance(version, str):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
     chosen = profile(version)
     builder = _Builder(Level.PATIENT, anonymization=True)
