@@ -377,6 +377,8 @@ class FindExecution:
             ]
         self.level = Level.SERIES if self.by_modalities_in_study else query.level
         """The level the constraints are matched at."""
+        self.sample_series: dict[RawId, RawId] = {}
+        """With ModalitiesInStudy: each study answered → its first matching series (Orthanc's sample)."""
         self.plan = self._place(constraints)
         self._records: dict[RawId, Resource] = {}
         self._values = view.txn.cursor(db=view.dbs["find_values"])
@@ -436,8 +438,9 @@ class FindExecution:
             assert series is not None and series.parent is not None
             study = self.record(series.parent)
             uid = study.main_tags.get("StudyInstanceUID") if study is not None else None
-            if uid is not None:
-                studies.setdefault(uid, series.parent)
+            if uid is not None and uid not in studies:
+                studies[uid] = series.parent
+                self.sample_series[series.parent] = rid
         ordered = [studies[uid] for uid in sorted(studies)]  # code point order: UTF-8 byte order
         since, limit = self.query.since, self.query.limit
         return ordered[since:limit] if limit else ordered

@@ -204,7 +204,12 @@ class LocalQueryRetrieve:
                 value = ""
             if value is None:
                 if instance_tags is None:
-                    first = _first_instance(view, rid, level)
+                    sample = execution.sample_series.get(rid)  # ModalitiesInStudy: a matching series
+                    first = (
+                        _first_instance(view, sample, Level.SERIES)
+                        if sample
+                        else _first_instance(view, rid, level)
+                    )
                     instance_tags = {} if first is None else instance_strings(view, first, with_header=True)
                 value = instance_tags.get(tag_key(tag), "")
             answer[tag] = value
