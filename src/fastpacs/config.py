@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from pydicom.uid import AllTransferSyntaxes
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,9 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     dicom_check_modality_host: bool = False
     dicom_scp_timeout: int = 30
     dicom_scu_timeout: int = 10
+    dicom_scu_preferred_transfer_syntax: str = "1.2.840.10008.1.2.1"
+    """Proposed to modalities, and what an instance is transcoded to first when a modality does not
+    accept its transfer syntax (:func:`fastpacs.net.scu.dataset_to_send`)."""
     dicom_tls_enabled: bool = False
     """Whether the DICOM server accepts TLS connections only (:mod:`fastpacs.net.tls`)."""
     dicom_tls_certificate: str = ""
@@ -205,6 +209,9 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             raise ValueError(f"DicomPort must be between 1 and 65535, not {self.dicom_port}")
         if not 0 < len(self.dicom_aet) <= 16:
             raise ValueError(f"DicomAet must have 1 to 16 characters, not {self.dicom_aet!r}")
+        preferred = self.dicom_scu_preferred_transfer_syntax
+        if preferred not in AllTransferSyntaxes:
+            raise ValueError(f"DicomScuPreferredTransferSyntax is no transfer syntax: {preferred!r}")
         if self.stable_age < 0:
             raise ValueError("StableAge cannot be negative")
         if self.concurrent_jobs < 0:
@@ -285,7 +292,6 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "SslTrustedClientCertificates",
         "SslCiphersAccepted",
         "DicomAssociationCloseDelay",
-        "DicomScuPreferredTransferSyntax",
         "DicomThreadsCount",
         "DeflatedTransferSyntaxAccepted",
         "JpegTransferSyntaxAccepted",

@@ -17,6 +17,11 @@ Orthanc does, what fastpacs sends must decode to the original pixels
 (:func:`_check_pixels`): lossless syntaxes exactly, lossy JPEG within the
 rounding by which two JPEG decoders may differ.
 
+A second pair of servers is configured with ``DicomScuPreferredTransferSyntax``
+Implicit VR Little Endian (:func:`test_preferred_transfer_syntax`); what a
+compressed preferred syntax does is checked on fastpacs alone (Orthanc 1.10.1
+encodes neither RLE nor JPEG 2000).
+
 C-MOVE and C-GET results are compared by the category of the final status and
 the count of completed sub-operations: when sub-operations fail, fastpacs
 (pynetdicom) answers 0xA702 with the count of failed ones, Orthanc 0xC000 with
@@ -42,6 +47,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    RLELossless,
 )
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
@@ -52,11 +59,11 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from fastpacs.net.scu import StoredInstance, TranscodingError, dataset_to_send
 from fastpacs.testing import free_port
+from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.data import test_file
 from tests.differential.harness import Answer, Call, Checker, ServerPair, answer_differences
-
-pytestmark = pytest.mark.reference
 
 FILES = (
     "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline, YBR_FULL colour
@@ -81,8 +88,8 @@ STORE_PEERS = ("all", "unc", "impl", "be", "uncnt", "implnt", "bent")
 """Modalities stored to synchronously: a profile, ``nt`` for the same peer without AllowTranscoding
 (the peer accepting nothing has its own test)."""
 JOB_PEERS = ("unc", "implnt")
-MOVE_PEERS = ("unc", "impl", "be", "none", "uncnt")
-GET_PEERS = ("all", "impl", "be", "none", "implnt")
+MOVE_PEERS = ("unc", "be", "none", "uncnt")
+GET_PEERS = ("all", "impl", "be", "implnt")
 LOSSY = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit})
 MOVER = "MOVER"
 GETTER = "GETTER"
@@ -116,9 +123,9 @@ def arrivals() -> Arrivals:
 
 
 @pytest.fixture(scope="module")
-def peers(pair: ServerPair, arrivals: Arrivals) -> Iterator[None]:
-    """One storage SCP per profile, registered on both servers (``{profile}`` and ``{profile}nt``), and
-    the C-MOVE and C-GET requestors of the test."""
+def peer_modalities(arrivals: Arrivals) -> Iterator[dict[str, dict[str, Any]]]:
+    """One storage SCP per profile, as modalities ``{profile}`` and ``{profile}nt`` (no AllowTranscoding),
+    and the C-MOVE and C-GET requestors of the test."""
     servers = []
     modalities: dict[str, dict[str, Any]] = {
         "mover": {"AET": MOVER, "Host": "127.0.0.1", "Port": 104},
@@ -137,15 +144,20 @@ def peers(pair: ServerPair, arrivals: Arrivals) -> Iterator[None]:
         base = {"Host": "127.0.0.1", "Port": port}
         modalities[profile] = {"AET": profile.upper(), **base}
         modalities[f"{profile}nt"] = {"AET": f"{profile.upper()}NT", **base, "AllowTranscoding": False}
+    yield modalities
+    for server in servers:
+        server.shutdown()
+
+
+def _register(pair: ServerPair, modalities: dict[str, dict[str, Any]]) -> None:
     for client in (pair.orthanc_client, pair.fastpacs_client):
         for name, body in modalities.items():
             assert client.put(f"/modalities/{name}", json=body).status_code == 200
-    yield
-    for server in servers:
-        server.shutdown()
-    for client in (pair.orthanc_client, pair.fastpacs_client):
-        for name in modalities:
-            client.delete(f"/modalities/{name}")
+
+
+@pytest.fixture(scope="module")
+def peers(pair: ServerPair, peer_modalities: dict[str, dict[str, Any]]) -> None:
+    _register(pair, peer_modalities)
 
 
 class Stored:
@@ -231,10 +243,12 @@ def _on_both(pair: ServerPair, arrivals: Arrivals, request: Any) -> tuple[tuple[
 # --- C-STORE SCU: /modalities/{id}/store ---------------------------------------------------------------
 
 
+@pytest.mark.reference
 def test_store(pair: ServerPair, arrivals: Arrivals, stored: Stored) -> None:
     _compare_stores(pair, arrivals, stored, STORE_PEERS, JOB_PEERS)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("stored", ["CT_small.dcm", "SC_rgb_jpeg_dcmtk.dcm"], indirect=True)
 def test_store_to_a_peer_accepting_nothing(pair: ServerPair, arrivals: Arrivals, stored: Stored) -> None:
     """The association is refused for want of a presentation context: the same Details as Orthanc's."""
@@ -317,9 +331,11 @@ def _c_move(port: int, stored: Stored, destination: str) -> dict[str, Any]:
         assoc.release()
 
 
-def _c_get(port: int, stored: Stored, profile: str, arrivals: Arrivals) -> dict[str, Any]:
+def _c_get(
+    port: int, stored: Stored, profile: str, arrivals: Arrivals, one_context_per_syntax: bool = False
+) -> dict[str, Any]:
     """A C-GET by an SCU proposing the file's SOP class in the profile's transfer syntaxes (another
-    SOP class for ``none``)."""
+    SOP class for ``none``), in one presentation context or one per transfer syntax."""
     transcoding = not profile.endswith("nt")
     syntaxes = PROFILES[profile if transcoding else profile[:-2]]
     sop_class = str(stored.original.SOPClassUID)
@@ -328,7 +344,8 @@ def _c_get(port: int, stored: Stored, profile: str, arrivals: Arrivals) -> dict[
         syntaxes = [ExplicitVRLittleEndian]
     ae = AE(ae_title=GETTER if transcoding else GETTER + "NT")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    ae.add_requested_context(sop_class, syntaxes)
+    for group in [[syntax] for syntax in syntaxes] if one_context_per_syntax else [syntaxes]:
+        ae.add_requested_context(sop_class, group)
     handlers = [(evt.EVT_C_STORE, arrivals.on_c_store)]
     roles = [build_role(sop_class, scp_role=True)]
     assoc = ae.associate("127.0.0.1", port, ae_title="ORTHANC", ext_neg=roles, evt_handlers=handlers)
@@ -339,6 +356,7 @@ def _c_get(port: int, stored: Stored, profile: str, arrivals: Arrivals) -> dict[
         assoc.release()
 
 
+@pytest.mark.reference
 def test_move_and_get(pair: ServerPair, arrivals: Arrivals, stored: Stored) -> None:
     checker = pair.checker()
     ports = (pair.orthanc.dicom_port, pair.fastpacs.dicom_port)
@@ -357,3 +375,91 @@ def test_move_and_get(pair: ServerPair, arrivals: Arrivals, stored: Stored) -> N
         checker.compare_documents(name, *results)
         _compare_arrivals(checker, stored, name, *received)
     checker.verdict()
+
+
+# --- DicomScuPreferredTransferSyntax -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def preferring_pair(
+    tmp_path_factory: pytest.TempPathFactory, peer_modalities: dict[str, dict[str, Any]]
+) -> Iterator[ServerPair]:
+    options = {**COMMON_OPTIONS, "DicomScuPreferredTransferSyntax": ImplicitVRLittleEndian}
+    servers = ServerPair.start(tmp_path_factory.mktemp("preferring"), options)
+    try:
+        _register(servers, peer_modalities)
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("file_name", ["SC_rgb_jpeg_dcmtk.dcm", "CT_small.dcm"])
+def test_preferred_transfer_syntax(preferring_pair: ServerPair, arrivals: Arrivals, file_name: str) -> None:
+    """Implicit VR Little Endian preferred: what the peer does not accept as stored arrives in it, when
+    the peer accepts it too; a file the peer accepts as stored is sent as it is."""
+    pair = preferring_pair
+    stored = Stored(file_name, pair)
+    checker = pair.checker()
+    clients = (pair.orthanc_client, pair.fastpacs_client)
+    ports = (pair.orthanc.dicom_port, pair.fastpacs.dicom_port)
+    try:
+        for peer in ("unc",):
+            name = f"preferred store {stored.name} to {peer}"
+            call = Call(name, "POST", f"/modalities/{peer}/store")
+            body = {"Resources": [stored.id], "Synchronous": True}
+            answers, received = _on_both(
+                pair,
+                arrivals,
+                lambda index, path=call.path, body=body: Answer.of(clients[index].post(path, json=body)),
+            )
+            checker.record(call, answer_differences(*answers, call, ({}, {})))
+            _compare_arrivals(checker, stored, name, *received)
+        name = f"preferred c-move {stored.name} to unc"
+        results, received = _on_both(pair, arrivals, lambda index: _c_move(ports[index], stored, "UNC"))
+        checker.compare_documents(name, *results)
+        _compare_arrivals(checker, stored, name, *received)
+        name = f"preferred c-get {stored.name} to unc"
+        results, received = _on_both(
+            pair,
+            arrivals,
+            lambda index: _c_get(ports[index], stored, "unc", arrivals, one_context_per_syntax=True),
+        )
+        checker.compare_documents(name, *results)
+        _compare_arrivals(checker, stored, name, *received)
+    finally:
+        for client in clients:
+            client.delete(f"/instances/{stored.id}")
+    checker.verdict()
+
+
+def _ct_small(accepted: set[str], preferred: str) -> Dataset | None:
+    """CT_small.dcm (Explicit VR Little Endian) as sent to a peer accepting ``accepted`` for CT."""
+    path = test_file("CT_small.dcm")
+    instance = StoredInstance(
+        path, CTImageStorage, "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322", ExplicitVRLittleEndian
+    )
+    return dataset_to_send(
+        instance, {(CTImageStorage, syntax) for syntax in accepted}, True, "PEER", preferred=preferred
+    )
+
+
+def test_a_compressed_preferred_transfer_syntax_is_encoded_when_pydicom_can() -> None:
+    """RLE Lossless preferred and accepted: the file is compressed (losslessly) to it."""
+    sent = _ct_small({RLELossless, ImplicitVRLittleEndian}, RLELossless)
+    assert sent is not None
+    assert sent.file_meta.TransferSyntaxUID == RLELossless
+    assert numpy.array_equal(sent.pixel_array, dcmread(test_file("CT_small.dcm")).pixel_array)
+
+
+def test_a_preferred_transfer_syntax_no_encoder_writes_falls_back_to_an_uncompressed_one() -> None:
+    """JPEG Lossless preferred (pydicom has no encoder for it): the uncompressed syntax the peer
+    accepted; none accepted: Orthanc's error, naming the preferred syntax."""
+    sent = _ct_small({JPEGLosslessSV1, ImplicitVRLittleEndian}, JPEGLosslessSV1)
+    assert sent is not None
+    assert sent.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    with pytest.raises(TranscodingError) as failure:
+        _ct_small({JPEGLosslessSV1}, JPEGLosslessSV1)
+    assert str(failure.value) == (
+        f"Cannot transcode from {ExplicitVRLittleEndian} to one of [ {JPEGLosslessSV1} ]"
+    )

@@ -88,7 +88,8 @@ class QueryRetrieveScp:
             return
         _, destination = destinations[0]
         try:
-            tls = tls_arguments(self.registry.node(destination))
+            node = self.registry.node(destination)
+            tls = tls_arguments(node)
         except (OrthancError, DicomNetworkError) as error:  # DICOM TLS not configured, its files unusable
             logger.warning("C-MOVE refused: %s", error)
             yield None, None
@@ -104,7 +105,7 @@ class QueryRetrieveScp:
             destination.port,
             {
                 "ae_title": destination.aet,
-                "contexts": storage_contexts(instances),
+                "contexts": storage_contexts(instances, node.preferred_transfer_syntax),
                 "max_pdu": 0,
                 "tls_args": tls,
                 "evt_handlers": [*NO_DELAY_HANDLERS, (evt.EVT_ESTABLISHED, established)],
@@ -114,8 +115,9 @@ class QueryRetrieveScp:
             event,
             instances,
             lambda: accepted_pairs(store_association[0]) if store_association else set(),
-            destination.allow_transcoding,
-            destination.aet,
+            transcode=node.transcode,
+            peer_aet=node.aet,
+            preferred=node.preferred_transfer_syntax,
         )
 
     def get(self, event: evt.Event) -> Iterator[Any]:
@@ -127,8 +129,9 @@ class QueryRetrieveScp:
             event,
             self._instances(event),
             lambda: accepted_pairs(event.assoc, as_scu=True),
-            transcode,
-            caller.aet,
+            transcode=transcode,
+            peer_aet=caller.aet,
+            preferred=self.registry.config.dicom_scu_preferred_transfer_syntax,
         )
 
     def _instances(self, event: evt.Event) -> list[StoredInstance]:
@@ -143,8 +146,10 @@ def _sub_operations(
     event: evt.Event,
     instances: list[StoredInstance],
     accepted: Callable[[], set[tuple[str, str]]],
+    *,
     transcode: bool,
     peer_aet: str,
+    preferred: str,
 ) -> Iterator[Any]:
     """The number of C-STORE sub-operations, then one dataset per instance (pynetdicom sends them).
 
@@ -157,7 +162,7 @@ def _sub_operations(
             yield CANCEL, None
             return
         try:
-            dataset = dataset_to_send(instance, accepted(), transcode, peer_aet)
+            dataset = dataset_to_send(instance, accepted(), transcode, peer_aet, preferred=preferred)
         except DicomNetworkError as error:
             logger.warning("C-STORE sub-operation of %s failed: %s", instance.sop_instance_uid, error)
             yield PENDING, UNSENDABLE

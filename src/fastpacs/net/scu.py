@@ -12,12 +12,14 @@ into Orthanc's "Error in the network protocol".
 
 C-STORE sends each file as it is stored, without decoding it, in a
 presentation context with the file's own transfer syntax. Each SOP class is
-also proposed in the uncompressed transfer syntaxes (Explicit and Implicit VR
-Little Endian, Explicit VR Big Endian, as Orthanc proposes them); a file whose
-transfer syntax the peer did not accept is transcoded to one of those it did
-(decompressed, inflated, its byte order changed), as Orthanc does, unless the
-modality's ``AllowTranscoding`` is off (:func:`dataset_to_send`, also used by
-the C-MOVE and C-GET sub-operations of the server).
+also proposed in the configured ``DicomScuPreferredTransferSyntax`` and the
+uncompressed transfer syntaxes (Explicit and Implicit VR Little Endian,
+Explicit VR Big Endian), as Orthanc proposes them; a file whose transfer syntax
+the peer did not accept is transcoded to one of those it did (decompressed,
+inflated, its byte order changed, compressed when the preferred syntax is one
+pydicom can encode), as Orthanc does, unless the modality's
+``AllowTranscoding`` is off (:func:`dataset_to_send`, also used by the C-MOVE
+and C-GET sub-operations of the server).
 """
 
 import contextlib
@@ -72,8 +74,8 @@ STATUS_SUCCESS = 0x0000
 STATUS_PENDING = (0xFF00, 0xFF01)
 STATUS_CANCEL = 0xFE00
 TRANSCODING_TARGETS = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
-"""What an instance is transcoded to when the peer does not accept its transfer syntax, by preference
-(Explicit VR Little Endian first: Orthanc's default ``DicomScuPreferredTransferSyntax``)."""
+"""The uncompressed transfer syntaxes an instance is transcoded to when the peer does not accept its
+own, by preference after the configured ``DicomScuPreferredTransferSyntax``."""
 
 _STATUS_DESCRIPTIONS = {
     0xA700: "out of resources",
@@ -131,6 +133,8 @@ class RemoteNode(msgspec.Struct, frozen=True, array_like=True):
     (the modality's ``AllowTranscoding``)."""
     tls: DicomTlsFiles | None = None
     """The files to connect with over DICOM TLS (the modality's ``UseDicomTls``); ``None``: plain TCP."""
+    preferred_transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN
+    """The configuration's ``DicomScuPreferredTransferSyntax`` (:func:`transcoding_targets`)."""
 
 
 def _status_text(status: int) -> str:
@@ -273,12 +277,30 @@ def _code_suffix(code: int | None) -> str:
 # --- C-STORE -------------------------------------------------------------------------------------
 
 
-def storage_contexts(instances: list[StoredInstance]) -> list[PresentationContext]:
-    """Each (SOP class, transfer syntax) pair, then each SOP class in the uncompressed syntaxes."""
+def transcoding_targets(preferred: str) -> tuple[str, ...]:
+    """What an instance is transcoded to, in order, when the peer does not accept its transfer syntax:
+    the preferred transfer syntax, then the uncompressed ones (as Orthanc)."""
+    return (preferred, *(target for target in TRANSCODING_TARGETS if target != preferred))
+
+
+def storage_contexts(
+    instances: list[StoredInstance], preferred: str = EXPLICIT_VR_LITTLE_ENDIAN
+) -> list[PresentationContext]:
+    """Each (SOP class, transfer syntax) pair in a context of its own, then for each SOP class the
+    preferred transfer syntax alone (a peer accepting it gets a context in it even when it also
+    accepts another) and the other uncompressed ones."""
     pairs = dict.fromkeys((item.sop_class_uid, item.transfer_syntax) for item in instances)
     contexts = [build_context(sop_class, [syntax]) for sop_class, syntax in pairs]
     for sop_class in dict.fromkeys(sop_class for sop_class, _ in pairs):
-        contexts.append(build_context(sop_class, list(TRANSCODING_TARGETS)))
+        if (sop_class, preferred) not in pairs:
+            contexts.append(build_context(sop_class, [preferred]))
+        others = [
+            target
+            for target in TRANSCODING_TARGETS
+            if target != preferred and (sop_class, target) not in pairs
+        ]
+        if others:
+            contexts.append(build_context(sop_class, others))
     if len(contexts) > MAX_CONTEXTS:
         logger.warning(
             "C-STORE: %d presentation contexts needed, only %d proposed", len(contexts), MAX_CONTEXTS
@@ -300,11 +322,14 @@ def dataset_to_send(
     accepted: set[tuple[str, str]],
     transcode_allowed: bool,
     peer_aet: str,
+    *,
     dataset: Dataset | None = None,
+    preferred: str = EXPLICIT_VR_LITTLE_ENDIAN,
 ) -> Dataset | None:
     """What to send for an instance: ``None`` (or ``dataset`` when given) for the instance as it is,
-    when the peer accepted its transfer syntax; else the instance transcoded to an uncompressed
-    transfer syntax the peer accepted (:data:`TRANSCODING_TARGETS`), as Orthanc transcodes.
+    when the peer accepted its transfer syntax; else the instance transcoded, as Orthanc does, to the
+    ``preferred`` transfer syntax if the peer accepted it and it can be encoded, or else to the first
+    uncompressed one the peer accepted (:func:`transcoding_targets`).
 
     As Orthanc, nothing is converted for a modality whose AllowTranscoding is off, not even from
     one uncompressed syntax to another. :class:`DicomNetworkError` (with Orthanc's texts) when the
@@ -313,18 +338,24 @@ def dataset_to_send(
     sop_class, syntax = instance.sop_class_uid, instance.transfer_syntax
     if (sop_class, syntax) in accepted:
         return dataset
-    targets = [target for target in TRANSCODING_TARGETS if (sop_class, target) in accepted]
+    targets = [target for target in transcoding_targets(preferred) if (sop_class, target) in accepted]
     if not transcode_allowed or not targets:
         raise DicomNetworkError(
             f"No valid presentation context was negotiated for SOP class UID [{sop_class}] "
             f"and transfer syntax [{syntax}] while sending to modality [{peer_aet}]"
         )
-    try:
-        converted = transcode(_file_bytes(instance, dataset), targets[0])
-    except OrthancError as error:
-        listed = " ".join(target for target in UNCOMPRESSED if target in targets)
-        raise TranscodingError(f"Cannot transcode from {syntax} to one of [ {listed} ]") from error
-    return dcmread(io.BytesIO(converted))
+    uncompressed = [target for target in targets if target in UNCOMPRESSED]
+    attempts = uncompressed[:1]  # every uncompressed target fails alike (the decoding does): one is enough
+    if (sop_class, preferred) in accepted and preferred not in UNCOMPRESSED:
+        attempts.insert(0, preferred)
+    data = _file_bytes(instance, dataset)
+    for target in attempts:
+        try:
+            return dcmread(io.BytesIO(transcode(data, target)))
+        except OrthancError as error:
+            logger.info("cannot transcode %s to %s: %s", instance.sop_instance_uid, target, error.__cause__)
+    listed = [target for target in UNCOMPRESSED if target in uncompressed] or [preferred]
+    raise TranscodingError(f"Cannot transcode from {syntax} to one of [ {' '.join(listed)} ]")
 
 
 def _file_bytes(instance: StoredInstance, dataset: Dataset | None) -> bytes:
@@ -343,7 +374,7 @@ class StoreAssociation:
     def __init__(self, node: RemoteNode, instances: list[StoredInstance]):
         self.node = node
         try:
-            self.assoc = open_association(node, storage_contexts(instances))
+            self.assoc = open_association(node, storage_contexts(instances, node.preferred_transfer_syntax))
         except ServiceNotSupportedError as error:
             message = f'Unable to negotiate a presentation context with AET "{node.aet}"'
             raise DicomNetworkError(message) from error
@@ -363,7 +394,15 @@ class StoreAssociation:
         if not self.assoc.is_established:
             raise DicomNetworkError(f'DicomAssociation - the association with AET "{self.node.aet}" was lost')
         self._message_id = self._message_id % 65535 + 1
-        dataset = dataset_to_send(instance, self._accepted, self.node.transcode, self.node.aet, dataset)
+        node = self.node
+        dataset = dataset_to_send(
+            instance,
+            self._accepted,
+            node.transcode,
+            node.aet,
+            dataset=dataset,
+            preferred=node.preferred_transfer_syntax,
+        )
         originator_aet, originator_id = originator if originator is not None else (None, None)
         try:
             status = self.assoc.send_c_store(

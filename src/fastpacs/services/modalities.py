@@ -275,7 +275,7 @@ class ModalityRegistry:
         self, modality: DicomModality, local_aet: str | None = None, timeout: int | None = None
     ) -> RemoteNode:
         """How to reach a modality: as its LocalAet, with its Timeout, unless the request says otherwise;
-        over DICOM TLS with its UseDicomTls.
+        over DICOM TLS with its UseDicomTls; transcoding to DicomScuPreferredTransferSyntax first.
 
         A modality with UseDicomTls while this server's TLS files are not
         configured: Orthanc's 500 "Bad sequence of calls", as it answers.
@@ -291,6 +291,7 @@ class ModalityRegistry:
             timeout=float(timeout or modality.timeout or self.config.dicom_scu_timeout),
             transcode=modality.allow_transcoding,
             tls=self.tls_files if modality.use_dicom_tls else None,
+            preferred_transfer_syntax=self.config.dicom_scu_preferred_transfer_syntax,
         )
 
     async def echo(self, name: str, timeout: int | None) -> None:
