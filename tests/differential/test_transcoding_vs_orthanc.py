@@ -284,6 +284,34 @@ def _compare_stores(
     checker.verdict()
 
 
+@pytest.mark.reference
+def test_store_straight(pair: ServerPair, arrivals: Arrivals, stored: Stored) -> None:
+    """``/modalities/{id}/store-straight`` of the file. Orthanc 1.10.1 does not transcode there (it fails
+    with 'No valid presentation context was negotiated...' when the peer does not accept the file as
+    it is); fastpacs transcodes as for ``/store``: it must then answer the success and send the original
+    pixels in a syntax the peer accepts. Everything else is compared."""
+    checker = pair.checker()
+    clients = (pair.orthanc_client, pair.fastpacs_client)
+    for peer in ("unc", "be"):
+        name = f"store-straight {stored.name} to {peer}"
+        call = Call(name, "POST", f"/modalities/{peer}/store-straight")
+        answers, received = _on_both(
+            pair,
+            arrivals,
+            lambda index, path=call.path: Answer.of(clients[index].post(path, content=stored.data)),
+        )
+        orthanc, fastpacs = answers
+        if orthanc.status == 500 and orthanc.json["Details"].startswith("No valid presentation context"):
+            assert fastpacs.status == 200, fastpacs.content
+            (syntax, _), *others = received[1]
+            assert not others and syntax in PROFILES[peer], received[1]
+            _check_pixels(name, _arrivals_document(stored, received[1]))
+            continue
+        checker.record(call, answer_differences(*answers, call, ({}, {})))
+        _compare_arrivals(checker, stored, name, *received)
+    checker.verdict()
+
+
 def _finished_job(client: httpx.Client, path: str, body: dict[str, Any], timeout: float = 20.0) -> dict:
     """The job's outcome once it has ended."""
     answer = client.post(path, json=body)
