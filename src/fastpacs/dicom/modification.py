@@ -229,14 +229,31 @@ def modify(modification: Modification, data: bytes, default_encoding: str) -> by
     """The modified file (Part 10, same transfer syntax as ``data``)."""
     dataset = _read(data)
     transfer_syntax = transfer_syntax_of(dataset)
-    _Modifier(modification, dataset, default_encoding).apply()
+    modifier = _Modifier(modification, dataset, default_encoding)
+    modifier.apply()
     if UID(transfer_syntax).is_encapsulated:
         _encapsulated_pixels_as_ob(dataset)
     implicit_vr, little_endian = dataset.original_encoding
     encodings = _encodings(dataset, default_encoding)
-    encoded = DatasetWriter(bool(implicit_vr), little_endian is not False, encodings).dataset(dataset)
+    writer = DatasetWriter(bool(implicit_vr), little_endian is not False, encodings)
+    for group in modifier.groups_with_length:
+        _put_group_length(writer, dataset, group)
+    encoded = writer.dataset(dataset)
     sop_class = _text(dataset, SOP_CLASS_UID, encodings) or _meta_sop_class(dataset)
     return part10_file(sop_class, _text(dataset, SOP_INSTANCE_UID, encodings) or "", transfer_syntax, encoded)
+
+
+def _put_group_length(writer: DatasetWriter, dataset: Dataset, group: int) -> None:
+    """The group length (gggg,0000, retired) of a group that had one in the source, computed for the
+    modified group (0 for a group left empty), as Orthanc (DCMTK) writes it."""
+    elements = Dataset()
+    for tag in dataset.keys():  # noqa: SIM118 - the tags only, the elements are not converted
+        if tag >> 16 == group:
+            elements[tag] = dataset.get_item(tag)
+    length = sum(len(chunk) for chunk in writer.dataset(elements))
+    value = struct.pack("<L" if writer.little_endian else ">L", length)
+    tag = Tag(group << 16)
+    dataset[tag] = RawDataElement(tag, "UL", 4, value, 0, writer.implicit_vr, writer.little_endian)
 
 
 def _encapsulated_pixels_as_ob(dataset: Dataset) -> None:
@@ -314,6 +331,7 @@ class _Modifier:
         top_level = [r for r in modification.replacements if not r.path.steps]
         self.top_replacements = {r.path.tag: r for r in top_level}
         self.path_replacements = [r for r in modification.replacements if r.path.steps]
+        self.groups_with_length: list[int] = []
 
     def apply(self) -> None:
         m = self.modification
@@ -529,7 +547,9 @@ class _Modifier:
         return struct.pack(("<" if self.little_endian else ">") + codes, *numbers)
 
     def _drop_group_lengths(self) -> None:
-        """Group lengths (gggg,0000, retired) would be wrong after a change: drop them."""
+        """Group lengths (gggg,0000, retired) would be wrong after a change: dropped, their groups noted
+        (:func:`modify` writes them again once the elements are final)."""
         for tag in self._top_tags():
             if tag & 0xFFFF == 0 and tag >> 16 > 0x0002:
                 del self.dataset[tag]
+                self.groups_with_length.append(tag >> 16)
