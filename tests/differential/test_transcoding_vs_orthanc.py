@@ -94,6 +94,7 @@ LOSSY = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit})
 MOVER = "MOVER"
 GETTER = "GETTER"
 FINAL_STATUS = {0x0000: "Success", 0xFE00: "Cancel"}
+PIXEL_DATA = 0x7FE00010
 
 
 class Arrivals:
@@ -207,19 +208,32 @@ def _pixels_verdict(stored: Stored, dataset: Dataset) -> str:
     return "as the original" if difference <= tolerance else f"differ by up to {difference}"
 
 
-def _arrivals_document(stored: Stored, received: list[tuple[str, Dataset]]) -> list[dict[str, str]]:
+def _changed_attributes(stored: Stored, dataset: Dataset) -> dict[str, str]:
+    """The attributes (but the pixel data) that arrived different from the original's, or were added
+    or removed: what the transcoding changed besides the encoding."""
+    changed = {}
+    for tag in sorted(set(stored.original.keys()) | set(dataset.keys())):
+        if tag == PIXEL_DATA:
+            continue
+        before, after = stored.original.get(tag), dataset.get(tag)
+        if before is None or after is None or before.value != after.value:
+            changed[str(tag)] = "<absent>" if after is None else f"{after.value!r:.80}"
+    return changed
+
+
+def _arrivals_document(stored: Stored, received: list[tuple[str, Dataset]]) -> list[dict[str, Any]]:
     return [
         {
             "TransferSyntax": UID(syntax).name,
             "SOPInstanceUID": str(dataset.SOPInstanceUID),
-            "PhotometricInterpretation": str(dataset.get("PhotometricInterpretation")),
+            "Changed": _changed_attributes(stored, dataset),
             "Pixels": _pixels_verdict(stored, dataset),
         }
         for syntax, dataset in received
     ]
 
 
-def _check_pixels(name: str, document: list[dict[str, str]]) -> None:
+def _check_pixels(name: str, document: list[dict[str, Any]]) -> None:
     """What fastpacs sent must decode to the original pixels, whatever Orthanc does."""
     for arrival in document:
         assert arrival["Pixels"] == "as the original", f"{name}: {arrival}"
