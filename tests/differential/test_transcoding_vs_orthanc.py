@@ -299,6 +299,11 @@ def _compare_stores(
 
 
 @pytest.mark.reference
+@pytest.mark.parametrize(
+    "stored",
+    ["SC_rgb_jpeg_dcmtk.dcm", "JPEG2000.dcm", "image_dfl.dcm", "MR_small_bigendian.dcm", "CT_small.dcm"],
+    indirect=True,
+)
 def test_store_straight(pair: ServerPair, arrivals: Arrivals, stored: Stored) -> None:
     """``/modalities/{id}/store-straight`` of the file. Orthanc 1.10.1 does not transcode there (it fails
     with 'No valid presentation context was negotiated...' when the peer does not accept the file as
