@@ -161,7 +161,7 @@ async def start_services(
         creator=CreateService(database, pool, ingest, default_encoding),
         metadata=MetadataService(database, writer, config.user_metadata, config.check_revisions),
         images=ImageService(database, pool, rendered_cache),
-        find=FindService(database),
+        find=FindService(database, config.limit_find_results, config.limit_find_instances),
         modalities=modalities,
         exports=export_log,
         modality_exports=ModalityExports(

@@ -21,6 +21,7 @@ a sequence, ``_`` and ``%`` in identifiers):
 import io
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
 )
 
+from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.harness import Call, ServerPair
 from tests.differential.test_find_vs_orthanc import corpus, find, instance, patient, series, study
 
@@ -526,5 +528,77 @@ def test_c_find_non_ascii(stored: ServerPair, charset: str | list[str], name: st
         f"c-find non-ascii {name}",
         _identifiers(c_find(stored.orthanc.dicom_port, PATIENT_ROOT, keys, charset)),
         _identifiers(c_find(stored.fastpacs.dicom_port, PATIENT_ROOT, keys, charset)),
+    )
+    check.verdict()
+
+
+# --- LimitFindResults and LimitFindInstances -----------------------------------------------------------
+
+LIMITS = {"LimitFindResults": 3, "LimitFindInstances": 4}
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
+    """Both servers with LimitFindResults 3 and LimitFindInstances 4, holding the corpus."""
+    pair = ServerPair.start(tmp_path_factory.mktemp("limited"), {**COMMON_OPTIONS, **LIMITS})
+    try:
+        for number, data in enumerate(corpus()):
+            orthanc, fastpacs = pair.send(Call(f"upload {number}", "POST", "/instances", body=data))
+            assert orthanc.status == fastpacs.status == 200
+        pair.wait_until_stable()
+        modality = json.dumps({"AET": PROBE_AET, "Host": "127.0.0.1", "Port": 9}).encode()
+        orthanc, fastpacs = pair.send(Call("probe modality", "PUT", "/modalities/probe", body=modality))
+        assert orthanc.status == fastpacs.status == 200
+        yield pair
+    finally:
+        pair.stop()
+
+
+LIMITED = [
+    # Orthanc 1.10.1 applies the limits to /tools/find too: the first limit + 1 resources passing the
+    # database phase, in insertion order, are the only candidates; then the usual order and paging.
+    find("limited studies", study({})),
+    find("limited studies limit", study({}, Limit=2)),
+    find("limited studies since", study({}, Since=2)),
+    find("limited studies by date", study({"StudyDate": "20040101-"})),
+    find("limited studies by name", study({"PatientName": "doe*"})),
+    find("limited studies having a description", study({"StudyDescription": "*"})),
+    find("limited series", series({"Modality": "CT\\MR"})),
+    find("limited instances", instance({})),
+    find("limited instances by modality", instance({"Modality": "CT"})),
+    find("limited instances read from files", instance({"ContentDate": "20040101-"})),
+    find("limited instances file tag skipping", instance({"ContentDate": "20040120"})),
+    find("limited modalities in study", study({"ModalitiesInStudy": "CT\\MR"})),
+    find("limited patients expanded", patient({"PatientName": "*"}, Expand=True)),
+]
+
+
+@pytest.mark.parametrize("call", LIMITED, ids=str)
+def test_find_limited(limited: ServerPair, call: Call) -> None:
+    check = limited.checker()
+    check.compare(call)
+    check.verdict()
+
+
+C_FIND_LIMITED = {
+    "limited patients": (PATIENT_ROOT, {"QueryRetrieveLevel": "PATIENT", "PatientID": ""}),
+    "limited studies": (STUDY_ROOT, {"QueryRetrieveLevel": "STUDY", "StudyDate": "20040101-", "StudyID": ""}),
+    "limited studies mis": (STUDY_ROOT, {"QueryRetrieveLevel": "STUDY", "ModalitiesInStudy": "CT\\MR"}),
+    "limited images": (STUDY_ROOT, {"QueryRetrieveLevel": "IMAGE", "SOPInstanceUID": ""}),
+    "limited images from files": (
+        STUDY_ROOT,
+        {"QueryRetrieveLevel": "IMAGE", "ContentDate": "20040120", "SOPInstanceUID": ""},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", C_FIND_LIMITED)
+def test_c_find_limited(limited: ServerPair, name: str) -> None:
+    model, keys = C_FIND_LIMITED[name]
+    check = limited.checker()
+    check.compare_documents(
+        f"c-find {name}",
+        c_find(limited.orthanc.dicom_port, model, keys, None),
+        c_find(limited.fastpacs.dicom_port, model, keys, None),
     )
     check.verdict()

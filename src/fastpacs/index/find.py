@@ -313,6 +313,10 @@ class FindQuery:
     constraints: list[Constraint]
     since: int = 0
     limit: int = 0
+    candidates: int = 0
+    """At most this many resources passing the database phase are matched, the first ones in insertion
+    order (0: all): Orthanc's LimitFindResults (LimitFindInstances for instances) plus one, the SQL
+    LIMIT of its database phase."""
 
 
 class WorkLimitError(Exception):
@@ -466,8 +470,11 @@ class FindExecution:
 
     def _ordered_candidates(self) -> Iterator[tuple[RawId, Resource]]:
         driver = self._choose_driver()
+        if self.query.candidates:
+            yield from self._first_candidates(driver, self.query.candidates)
+            return
         if driver is None:
-            yield from self._whole_level()
+            yield from self._whole_level(by_seq=self.level == Level.INSTANCE)
             return
         candidates = self._candidates(driver)
         if self.level != Level.INSTANCE:  # patients, studies, series by ID; instances in insertion order
@@ -476,6 +483,9 @@ class FindExecution:
                 if record is not None:
                     yield rid, record
             return
+        yield from self._in_insertion_order(candidates)
+
+    def _in_insertion_order(self, candidates: set[RawId]) -> list[tuple[RawId, Resource]]:
         records = []
         for rid in candidates:
             self._spend(WORK_PER_CANDIDATE)
@@ -483,13 +493,29 @@ class FindExecution:
             if record is not None:
                 records.append((record.seq, rid, record))
         records.sort(key=lambda item: item[0])
-        for _, rid, record in records:
-            yield rid, record
+        return [(rid, record) for _, rid, record in records]
 
-    def _whole_level(self) -> Iterator[tuple[RawId, Resource]]:
-        """Every resource of the level, in answer order."""
+    def _first_candidates(self, driver: _Driver | None, count: int) -> list[tuple[RawId, Resource]]:
+        """The first ``count`` resources passing the database phase in insertion order, in answer order."""
+        pool = (
+            self._whole_level(by_seq=True)
+            if driver is None
+            else self._in_insertion_order(self._candidates(driver))
+        )
+        kept = []
+        for rid, record in pool:
+            self._spend(WORK_PER_CANDIDATE)
+            if all(self._passes_database(record, placed) for placed in self.plan.database):
+                kept.append((rid, record))
+                if len(kept) >= count:
+                    break
+        if self.level != Level.INSTANCE:
+            kept.sort(key=lambda item: item[0])
+        return kept
+
+    def _whole_level(self, *, by_seq: bool) -> Iterator[tuple[RawId, Resource]]:
+        """Every resource of the level, in insertion order or by ID."""
         level = self.level
-        by_seq = level == Level.INSTANCE
         cursor = self.view.txn.cursor(db=self.view.dbs["levels" if by_seq else "find_ids"])
         if not cursor.set_range(bytes([level])):
             return
@@ -588,9 +614,7 @@ class FindExecution:
         self._spend(WORK_PER_CANDIDATE)
         reads_instances = self.plan.reads_instances
         for placed in self.plan.database:
-            assert placed.level is not None
-            holder = self._ancestor(record, placed.level)
-            value = holder.main_tags.get(placed.keyword) if holder is not None else None
+            value = self._value(record, placed)
             if value is None or not placed.constraint.database_matches(value):
                 return False
             if not reads_instances and not placed.constraint.matches(value):
@@ -599,6 +623,16 @@ class FindExecution:
             return True
         first = self._first_instance(rid, self.level)
         return first is not None and self._instance_matches(first)
+
+    def _value(self, record: Resource, placed: _Placed) -> str | None:
+        """The value of a main tag of the query level or above, for the resource (``None``: absent)."""
+        assert placed.level is not None
+        holder = self._ancestor(record, placed.level)
+        return holder.main_tags.get(placed.keyword) if holder is not None else None
+
+    def _passes_database(self, record: Resource, placed: _Placed) -> bool:
+        value = self._value(record, placed)
+        return value is not None and placed.constraint.database_matches(value)
 
     def _first_instance(self, rid: RawId, level: Level) -> RawId | None:
         """The instance below ``rid`` that was stored first (Orthanc reads that one's tags)."""

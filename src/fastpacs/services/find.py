@@ -23,7 +23,7 @@ own read transaction.
 """
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -162,13 +162,23 @@ def make_constraint(tag: int, text: str, case_sensitive: bool) -> Constraint | N
 
 
 class FindService:
-    """Runs find queries on snapshots of the index."""
+    """Runs find queries on snapshots of the index.
 
-    def __init__(self, database: Database):
+    ``limit_find_results`` and ``limit_find_instances`` (0: none) are Orthanc's
+    LimitFindResults and LimitFindInstances, which 1.10.1 applies to /tools/find
+    too: only the first that many plus one resources passing the database phase,
+    in insertion order, are candidates (see :attr:`FindQuery.candidates`).
+    """
+
+    def __init__(self, database: Database, limit_find_results: int = 0, limit_find_instances: int = 0):
         self.database = database
+        self.limits = {level: limit_find_results for level in Level} | {Level.INSTANCE: limit_find_instances}
 
     async def find(self, request: FindRequest) -> list[str] | list[ResourceJson]:
         """IDs (or, with Expand, the resources' JSON) of the resources matching the request."""
+        limit = self.limits[request.query.level]
+        if limit:
+            request = replace(request, query=replace(request.query, candidates=limit + 1))
         try:
             return self._answer(request, INLINE_WORK)
         except WorkLimitError:

@@ -10,7 +10,9 @@ from a C-FIND:
   and ``SpecificCharacterSet`` are never matched, nor the counters Orthanc
   computes (``NumberOf*Related*``, ``SOPClassesInStudy``);
 - matching is case-sensitive except on PN values (unless ``CaseSensitivePN``);
-- answers are cut at ``LimitFindResults`` (``LimitFindInstances`` for instances).
+- answers are cut at ``LimitFindResults`` (``LimitFindInstances`` for instances),
+  and as in Orthanc only the first that many plus one resources passing the
+  database phase are candidates (:attr:`fastpacs.index.find.FindQuery.candidates`).
 
 An answer holds every key of the identifier, plus ``SpecificCharacterSet``,
 ``QueryRetrieveLevel`` and ``RetrieveAETitle``. A key's value comes from the
@@ -159,7 +161,8 @@ class LocalQueryRetrieve:
             self.default_encoding.name, "ISO_IR 100"
         )
         with self.database.read() as view:
-            execution = FindExecution(view, FindQuery(level, constraints, 0, limit))
+            query = FindQuery(level, constraints, 0, limit, candidates=limit + 1 if limit else 0)
+            execution = FindExecution(view, query)
             found = execution.run()
             reads_files = execution.plan.reads_instances or not _ANSWERED_FROM_INDEX.issuperset(keys)
             return [
