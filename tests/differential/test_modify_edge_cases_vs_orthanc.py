@@ -229,9 +229,20 @@ def test_paths_into_sequences_of_a_study(pair: ServerPair, stored: dict[str, dic
     check.verdict()
 
 
+KNOWN_CREATORS = {
+    "known-creator-cs": {"Replace": {"0029,1008": "IMAGE NUM 4"}, "PrivateCreator": "SIEMENS CSA HEADER"},
+    "known-creator-us": {"Replace": {"0009,1025": "7"}, "PrivateCreator": "GEMS_ACQU_01"},
+    "known-creator-us-text": {"Replace": {"0009,1025": "x"}, "PrivateCreator": "GEMS_ACQU_01"},
+    "known-creator-sl": {"Replace": {"0019,1002": "-7"}, "PrivateCreator": "GEMS_ACQU_01"},
+    "known-creator-ob": {"Replace": {"0029,1010": "abc"}, "PrivateCreator": "SIEMENS CSA HEADER"},
+}
+"""Private attributes a file without their block gets, whose VR the private dictionaries give."""
+
+
 def test_private_attributes(pair: ServerPair, stored: dict[str, dict]) -> None:
     check = StructureChecker(pair, known_ids(stored))
     _instance_calls(check, stored, "modify", ("nested", "CT_small.dcm"), PRIVATE)
+    _instance_calls(check, stored, "modify", ("chrX1.dcm",), KNOWN_CREATORS)
     check.verdict()
 
 
