@@ -181,7 +181,8 @@ _INTEGER_RANGES = {
     "SV": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
 }
 _FLOAT_LIMITS = {"FL": 3.4028234663852886e38, "FD": 1.7976931348623157e308}
-_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}", re.ASCII)
+"""Up to 20 digits: every 64-bit number, and no text too long for ``int`` (which refuses 4300 digits)."""
 _FLOAT = re.compile(
     r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)", re.ASCII | re.I
 )

@@ -43,7 +43,8 @@ DATABASE_KEYS = frozenset({PATIENT_ID, *IDENTIFIER_TAGS.values()})
 """The attributes Orthanc's index is keyed on: changing them needs ``Force``."""
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
-_INDEX = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_INDEX = re.compile(r"[+-]?[0-9]{1,11}", re.ASCII)
+"""An item index: an ``int`` of C++ (Orthanc's), checked for range once read; no more digits than one."""
 _PARENTHESISED_TAG = re.compile(r"\([0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\)")
 _DATA_URI = re.compile(r"^data:[^,;]*;base64,", re.ASCII)
 
