@@ -20,6 +20,7 @@ from fastpacs.dicom.parse import EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDI
 from fastpacs.dicom.writer import file_meta, part10_file
 from fastpacs.errors import ErrorCode, OrthancError
 
+PIXEL_DATA = 0x7FE00010
 _WORD_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 """Binary VRs made of words, whose bytes are swapped when the byte order changes."""
 _FAILURES = (
@@ -76,8 +77,15 @@ def transcode(data: bytes, transfer_syntax: str) -> bytes:
 
 def _swap_words(dataset: Dataset) -> None:
     """Convert every element (pydicom then encodes them in the new byte order) and swap the bytes of
-    the binary values made of words, which pydicom writes as they are."""
+    the binary values made of words, which pydicom writes as they are.
+
+    Native pixel data of 32 or 64 bits per pixel cell is swapped by pixel cells, as pydicom (and the
+    Big Endian files of its test data) read it, although its VR (OW) says 16-bit words; with 1, 8 or
+    16 bits, by its VR, as any element.
+    """
+    pixel_cell = {32: 4, 64: 8}.get(int(dataset.get("BitsAllocated", 0)))
+    pixels = dataset.get(PIXEL_DATA)  # the element (a tag, not a keyword, is asked for)
     for element in dataset.iterall():
-        size = _WORD_SIZES.get(element.VR)
+        size = pixel_cell if element is pixels and pixel_cell else _WORD_SIZES.get(element.VR)
         if size and isinstance(element.value, bytes) and len(element.value) % size == 0:
             element.value = numpy.frombuffer(element.value, dtype=f"u{size}").byteswap().tobytes()
