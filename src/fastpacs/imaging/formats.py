@@ -63,6 +63,28 @@ class UnsupportedConversionError(ImagingError):
     """A conversion the pixels do not allow (``image-uint8`` of a colour image, for instance)."""
 
 
+NATIVE_TRANSFER_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2",  # Implicit VR Little Endian
+        "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+        "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+        "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+    }
+)
+"""Transfer syntaxes whose pixel data is not encapsulated (any other is)."""
+
+
+def out_of_range_is_not_found(transfer_syntax: str | None) -> bool:
+    """Whether Orthanc answers a frame index beyond the last with an empty 404 rather than a 415.
+
+    Orthanc 1.10.1 finds the frames of native pixel data by their length (an index beyond them is a
+    404, once the image has been decoded: undecodable pixels are its 415 first) and the fragments of
+    encapsulated pixel data by their offsets (an index beyond them is a 415), whatever the number of
+    frames.
+    """
+    return transfer_syntax is None or transfer_syntax in NATIVE_TRANSFER_SYNTAXES
+
+
 def number_of_frames(value: object) -> int:
     """NumberOfFrames as Orthanc reads it: 1 when absent or empty, an error when not a number."""
     text = "" if value is None else str(value).strip()

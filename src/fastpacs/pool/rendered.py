@@ -5,7 +5,8 @@ the window: the ``window-center``/``window-width`` arguments, else the
 first WindowCenter/WindowWidth of the file (whatever the width: below 1 it
 counts as 1), else the range of BitsStored as Orthanc takes it (center
 ``2 ** (BitsStored - 1)``, width ``2 ** BitsStored``: 8-bit values become
-``floor(v * 255 / 256)``). A value becomes ``floor(a * v + b)`` clamped to
+``floor(v * 255 / 256)``; 32 bits stored, rendered from RLE only, give a
+width of 1). A value becomes ``floor(a * v + b)`` clamped to
 0..255, with ``a = 255 / width`` and ``b = -(center - width / 2) * a`` in
 single precision (which, as in Orthanc, may give one level less than the
 exact quotient). MONOCHROME1 is inverted after resizing (as Orthanc, whose
@@ -18,6 +19,7 @@ tests/differential/test_odd_images_vs_orthanc.py.
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.uid import RLELossless
 
 from fastpacs.imaging.decode import DecodedFrame, ImageDescription, decode_frame
 from fastpacs.imaging.encode import encode_image
@@ -39,13 +41,23 @@ def _first_number(dataset: Dataset, keyword: str) -> float | None:
         return None
 
 
+def _rendered_32_bit(frame: DecodedFrame, description: ImageDescription) -> bool:
+    """Whether Orthanc 1.10.1 renders these 32-bit pixels: unsigned grayscale RLE only (rtdose_rle.dcm;
+    native 32-bit, as rtdose.dcm, signed or colour data are its 415)."""
+    return (
+        description.transfer_syntax == RLELossless
+        and description.pixel_representation == 0
+        and not frame.is_color
+    )
+
+
 def windowed(
     frame: DecodedFrame, dataset: Dataset, description: ImageDescription, rendering: Rendering
 ) -> np.ndarray:
     """The frame as 8-bit grayscale (windowed, MONOCHROME1 not yet inverted) or RGB."""
     pixels = frame.pixels
-    if description.bits_allocated > 16:
-        raise UnsupportedConversionError()  # Orthanc 1.10.1 renders no 32-bit image (rtdose)
+    if description.bits_allocated > 16 and not _rendered_32_bit(frame, description):
+        raise UnsupportedConversionError()
     if frame.is_color:
         return pixels if pixels.dtype == np.uint8 else (pixels >> 8).astype(np.uint8)
     slope, intercept = np.float32(description.rescale_slope), np.float32(description.rescale_intercept)
@@ -59,9 +71,10 @@ def windowed(
             center = stored_center if center is None else center
             width = stored_width if width is None else width
         else:
-            bits = description.bits_stored or description.bits_allocated
-            center = float(2 ** (bits - 1)) if center is None else center
-            width = float(2**bits) if width is None else width
+            # 2 ** BitsStored as Orthanc computes it, a 32-bit shift: 32 bits stored give 1.
+            default_width = float(1 << ((description.bits_stored or description.bits_allocated) % 32))
+            center = default_width / 2 if center is None else center
+            width = default_width if width is None else width
     width = max(float(width), 1.0)
     scale = np.float32(255.0 / width)
     offset = -np.float32(center - width / 2) * scale

@@ -24,6 +24,7 @@ from fastpacs.imaging.formats import (
 from fastpacs.index.database import Database
 from fastpacs.index.schema import Resource
 from fastpacs.pool.pool import WorkerFunction, WorkerPool
+from fastpacs.services.rendered import frame_out_of_range
 
 _RENDER_FRAME = WorkerFunction("fastpacs.pool.images", "render_frame")
 _FRAME_BYTES = WorkerFunction("fastpacs.pool.images", "frame_bytes")
@@ -76,7 +77,7 @@ class ImageService:
     ) -> bytes:
         """A rendered frame (``preview``, ``image-*``); an unknown instance is an empty 404.
 
-        A frame beyond the last is an empty 415, or 404 for a single-frame instance (as Orthanc).
+        A frame beyond the last is an empty 404 or 415, as Orthanc (:func:`frame_out_of_range`).
         """
         record = self._instance(rid)
         if record is None or record.blob is None:
@@ -86,7 +87,7 @@ class ImageService:
         except InvalidFrameCountError:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         if frame >= count:
-            raise BareHttpError(404 if count == 1 else UNSUPPORTED_MEDIA_TYPE)
+            await frame_out_of_range(self.database, self.pool, rid, record.blob.digest)
         key = (record.blob.digest, frame, operation, image_format, quality)
         cached = self.cache.get(key)
         if cached is not None:

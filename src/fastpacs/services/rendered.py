@@ -6,17 +6,22 @@ everything the request asks: a viewer scrolling back through a series with
 the same window gets its answers without a worker's round trip.
 """
 
+from typing import NoReturn
+
 from fastpacs.dicom.ids import Level, RawId, parse_id
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
 from fastpacs.imaging.cache import RenderedCache
 from fastpacs.imaging.formats import (
+    DEFAULT_JPEG_QUALITY,
     ImageFormat,
     ImagingError,
     InvalidFrameCountError,
     Rendering,
     number_of_frames,
+    out_of_range_is_not_found,
 )
 from fastpacs.index.database import Database
+from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.pool.pool import WorkerFunction, WorkerPool
 from fastpacs.services.slices import SliceService
 
@@ -26,6 +31,26 @@ RENDERED = "rendered"
 
 _RENDER_WINDOWED = WorkerFunction("fastpacs.pool.rendered", "render_windowed")
 _SERIES_NUMPY = WorkerFunction("fastpacs.pool.series", "series_numpy")
+
+
+async def frame_out_of_range(database: Database, pool: WorkerPool, rid: RawId, digest: bytes) -> NoReturn:
+    """Orthanc's answer to a rendering (``preview``, ``image-*``, ``rendered``) of a frame beyond the last.
+
+    An empty 415 for encapsulated pixel data and for pixels Orthanc cannot decode, else an empty 404, even
+    for a colour image asked as ``image-uint8`` (Orthanc checks the index before the conversion; see
+    :func:`fastpacs.imaging.formats.out_of_range_is_not_found`). Whether the pixels can be decoded is
+    told by ``/rendered`` of the first frame, which refuses what Orthanc cannot render (native 32-bit
+    grayscale, whose ``preview`` fastpacs gives).
+    """
+    with database.read() as view:
+        syntax = view.metadata_value(rid, SYSTEM_METADATA["TransferSyntax"])
+    if not out_of_range_is_not_found(None if syntax is None else syntax.value):
+        raise BareHttpError(UNSUPPORTED_MEDIA_TYPE)
+    try:
+        await pool.run(_RENDER_WINDOWED, digest, 0, Rendering(), ImageFormat.PNG, DEFAULT_JPEG_QUALITY)
+    except (ImagingError, FileNotFoundError):
+        raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
+    raise BareHttpError(404)
 
 
 class RenderedService:
@@ -48,7 +73,7 @@ class RenderedService:
         except InvalidFrameCountError:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         if frame >= count:
-            raise BareHttpError(404 if count == 1 else UNSUPPORTED_MEDIA_TYPE)
+            await frame_out_of_range(self.database, self.pool, rid, record.blob.digest)
         key = (record.blob.digest, frame, RENDERED, rendering, image_format, quality)
         cached = self.cache.get(key)
         if cached is not None:
