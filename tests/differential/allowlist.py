@@ -271,7 +271,7 @@ ALLOWED.update(
             "Orthanc gives other values that do not fit ('70000', 'abc'), rather than write a number nobody "
             "sent."
         ),
-        ("modify edge at-bad *", "*"): (
+        ("modify edge at-bad* *", "*"): (
             "A value that is no tag for an AT attribute ('zz'): Orthanc answers 500 'Unknown DICOM tag'; "
             "fastpacs answers the 400 'out-of-range value' of the other VRs, as bad input never gets a 500."
         ),

@@ -54,7 +54,7 @@ from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from fastpacs.dicom.anonymization import in_removed_repeating_group
-from fastpacs.dicom.dictionary import dictionary_vr, is_private, private_creator_tag, private_entry
+from fastpacs.dicom.dictionary import dictionary_vr, is_private, parse_tag, private_creator_tag, private_entry
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.parse import PARSER_ERRORS, bad_file, header_prefix, read_header, transfer_syntax_of
 from fastpacs.dicom.values import DEFAULT_ENCODINGS, STRING_VRS, python_encodings
@@ -199,8 +199,8 @@ def cast_text(tag: int, vr: str, text: str) -> Value:
         return (_number(tag, vr, text),)
     if vr == "AT":
         try:
-            return tuple(int(component.replace(",", ""), 16) for component in text.split("\\"))
-        except ValueError:
+            return tuple(parse_tag(component) for component in text.split("\\"))
+        except OrthancError:
             raise out_of_range(tag, text) from None
     return text
 
