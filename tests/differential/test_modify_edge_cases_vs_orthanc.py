@@ -7,8 +7,10 @@ VR (binary numbers with spaces, several values, empty, out of range), text
 outside the file's character set and a replaced SpecificCharacterSet, the
 file meta group (which a request cannot change), malformed options,
 transcoding to compressed syntaxes (instances of mixed transfer syntaxes
-too), a study modified twice, every UID kept twice, and the rules of a
-level checked by the job of an asynchronous request.
+too), a study modified twice, every UID kept twice, the rules of a level
+checked by the job of an asynchronous request, the generated names a refused
+anonymization consumes, and every pydicom test file both servers store
+(group lengths, big endian, encapsulated pixels...) modified and anonymized.
 
 Compared by structure, with the rules and helpers of test_modify_vs_orthanc.py
 (generated UIDs and IDs become placeholders); modified files are compared tag
