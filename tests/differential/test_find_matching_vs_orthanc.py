@@ -15,7 +15,9 @@ a sequence, ``_`` and ``%`` in identifiers):
 - malformed ranges and lists, multi-valued main tags, DT ranges, tags named
   in unusual forms, tags that only the files hold;
 - the same constraints through the C-FIND SCP (Patient Root and Study Root),
-  answers compared as sets (C-FIND answers come in no stable order).
+  answers compared as sets (C-FIND answers come in no stable order);
+- POST /tools/lookup (identifiers compared in Orthanc's normalized form);
+- LimitFindResults and LimitFindInstances, on a second pair of servers.
 """
 
 import io
@@ -39,6 +41,7 @@ from pynetdicom.sop_class import (
 
 from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.harness import Call, ServerPair
+from tests.differential.test_find_vs_orthanc import UID_ROOT as CORPUS_UID_ROOT
 from tests.differential.test_find_vs_orthanc import corpus, find, instance, patient, series, study
 
 pytestmark = pytest.mark.reference
@@ -166,6 +169,8 @@ def generated_files() -> list[bytes]:
             ReferringPhysicianName="Who^Dr",
             Modality="OT",
         ),
+        _file(6, PatientID="", PatientName="Empty^Id", StudyDate="20200101"),
+        _file(7, "ISO_IR 192", PatientID="Pàt-Ü_1", PatientName="NonAscii^Id", StudyDate="20200101"),
     ]
 
 
@@ -339,6 +344,23 @@ MATCHING = [
 def test_find(stored: ServerPair, call: Call) -> None:
     check = stored.checker()
     check.compare(call)
+    check.verdict()
+
+
+LOOKUPS = [
+    # Orthanc compares identifiers in normalized form (ASCII, upper case, '_' and '%' as spaces, trimmed)
+    *("FIND-P1", "find-p1", " find-p1 ", "FIND-P1\t", "FIND_P3", "find p3", "find%p4", "FIND P4"),
+    *("xp3", "scsgreek", "2008-4", "ab_c", "ACC_001", "FIND-P1\\FIND_P3", "\\"),
+    *(f"{CORPUS_UID_ROOT}1.1", f" {CORPUS_UID_ROOT}1.1.1 ", f"{CORPUS_UID_ROOT}1.1.1.1", "1.2.826.0.1"),
+    *("Pàt-Ü_1", "pàt-ü_1", "PT- 1", "pt-_1"),  # non-ASCII letters are dropped
+    *("", " ", "FIND?P3", "FIND*", "*", "1.2.*"),  # the empty identifier; wildcards refused
+]
+
+
+@pytest.mark.parametrize("text", LOOKUPS)
+def test_lookup(stored: ServerPair, text: str) -> None:
+    check = stored.checker()
+    check.compare(Call(f"lookup {text!r}", "POST", "/tools/lookup", body=text.encode()))
     check.verdict()
 
 

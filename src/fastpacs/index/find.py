@@ -78,6 +78,12 @@ IDENTIFIER_TAGS = frozenset(
     }
 )
 """Main tags Orthanc keeps in its identifier table, compared in normalized form by its database."""
+LEVEL_IDENTIFIERS = {
+    Level.PATIENT: 0x00100020,  # PatientID
+    Level.STUDY: 0x0020000D,  # StudyInstanceUID
+    Level.SERIES: 0x0020000E,  # SeriesInstanceUID
+    Level.INSTANCE: 0x00080018,  # SOPInstanceUID
+}
 
 
 def _main_tag_levels() -> dict[int, tuple[Level, str]]:
@@ -662,6 +668,26 @@ class FindExecution:
             if value is None or not placed.constraint.matches(value):
                 return False
         return True
+
+
+def lookup_identifier(view: IndexView, text: str) -> list[tuple[Level, RawId]]:
+    """Resources whose identifier (PatientID, Study/Series/SOPInstanceUID) equals ``text`` in Orthanc's
+    normalized form (:func:`identifier_key`: ``find p3`` finds ``FIND_P3``), by level then ID."""
+    cursor = view.txn.cursor(db=view.dbs["find_values"])
+    wanted = identifier_key(text)
+    found = []
+    for level in Level:
+        if not cursor.set_key(_index_key(level, LEVEL_IDENTIFIERS[level], wanted[:MAX_VALUE_KEY])):
+            continue
+        for rid in sorted(cursor.iternext_dup()):
+            if len(wanted) < MAX_VALUE_KEY or _full_identifier_key(view, rid) == wanted:  # keys are cut
+                found.append((level, rid))
+    return found
+
+
+def _full_identifier_key(view: IndexView, rid: RawId) -> bytes | None:
+    record = view.resource(rid)
+    return identifier_key(view.identifier_of(record)) if record is not None else None
 
 
 def instance_strings(view: IndexView, instance: RawId, *, with_header: bool = False) -> dict[str, str]:

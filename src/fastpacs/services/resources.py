@@ -12,6 +12,7 @@ from fastpacs.dicom.ids import Level, RawId, format_id
 from fastpacs.dicom.main_tags import MAIN_TAGS
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
+from fastpacs.index.find import lookup_identifier
 from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.schema import Counter, Resource
 from fastpacs.index.view import IndexView
@@ -212,11 +213,12 @@ class ResourceService:
         }
 
     def lookup(self, identifier: str) -> list[ResourceJson]:
-        """POST /tools/lookup: resources whose PatientID or UID equals the text; an empty text finds none."""
-        if not identifier.strip():
-            return []
-        with self.database.read() as view:
-            found = sorted(view.lookup(identifier))
+        """POST /tools/lookup: resources whose PatientID or UID equals the text as Orthanc compares
+        identifiers (normalized: ``find p3`` finds ``FIND_P3``); wildcards refused as Orthanc does."""
+        if "*" in identifier or "?" in identifier:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Wildcards are not allowed on tag 0010,0020")
+        with self.database.read() as view:  # an empty text finds the empty identifiers, as in Orthanc
+            found = lookup_identifier(view, identifier)
         return [
             {"ID": format_id(rid), "Path": resource_path(level, rid), "Type": level.type_name}
             for level, rid in found
