@@ -52,7 +52,8 @@ logger = logging.getLogger(__name__)
 PENDING = 0xFF00
 CANCEL = 0xFE00
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
-UNSENDABLE = "no transfer syntax the peer accepts"
+UNSENDABLE = "an instance that cannot be sent"
+"""Given to pynetdicom in place of a dataset: it counts a failed sub-operation."""
 
 
 class QueryRetrieveScp:
@@ -153,19 +154,24 @@ def _sub_operations(
 ) -> Iterator[Any]:
     """The number of C-STORE sub-operations, then one dataset per instance (pynetdicom sends them).
 
-    An instance the peer cannot receive (no acceptable transfer syntax) is
-    given to pynetdicom as a non-dataset, which it counts as a failed sub-operation.
+    An instance the peer cannot receive (no acceptable transfer syntax), or
+    deleted since the retrieve listed it (its file gone), is given to
+    pynetdicom as a non-dataset, which it counts as a failed sub-operation.
     """
     yield len(instances)
     for instance in instances:
         if event.is_cancelled:
             yield CANCEL, None
             return
+        assert instance.path is not None
         try:
             dataset = dataset_to_send(instance, accepted(), transcode, peer_aet, preferred=preferred)
+            if dataset is None:
+                dataset = dcmread(instance.path)
         except DicomNetworkError as error:
             logger.warning("C-STORE sub-operation of %s failed: %s", instance.sop_instance_uid, error)
-            yield PENDING, UNSENDABLE
-            continue
-        assert instance.path is not None
-        yield PENDING, dataset if dataset is not None else dcmread(instance.path)
+            dataset = UNSENDABLE
+        except FileNotFoundError:
+            logger.warning("C-STORE sub-operation of %s: deleted meanwhile", instance.sop_instance_uid)
+            dataset = UNSENDABLE
+        yield PENDING, dataset

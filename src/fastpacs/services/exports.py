@@ -292,10 +292,9 @@ class ModalityStoreJob(Job):
     async def run_step(self, index: int) -> None:
         assert self._instances is not None
         instance = self._instances[index]
+        deleted = f"Instance {format_id(self.state.instances[index])} was deleted"
         if instance is None:
-            self._fail(
-                ErrorCode.UNKNOWN_RESOURCE, f"Instance {format_id(self.state.instances[index])} was deleted"
-            )
+            self._fail(ErrorCode.UNKNOWN_RESOURCE, deleted)
             return
         node = self.state.node
         try:
@@ -306,6 +305,9 @@ class ModalityStoreJob(Job):
         except DicomNetworkError as error:
             await self._close()
             self._fail(ErrorCode.NETWORK_PROTOCOL, str(error))
+            return
+        except FileNotFoundError:  # deleted since the job started: its file went before anything was sent
+            self._fail(ErrorCode.UNKNOWN_RESOURCE, deleted)
             return
         if not is_store_success(status):
             self._fail(
