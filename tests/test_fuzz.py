@@ -72,6 +72,7 @@ ORTHANC_500S = {
     2: "Not implemented yet: Orthanc's answer for pixel data it cannot decode (matlab, numpy, raw frames)",
     2031: "Cannot execute a Lua command: Orthanc answers 500 for a Lua error",
     9: "Error in the network protocol: Orthanc answers 500 when a modality cannot be reached",
+    2015: "No acceptable presentation context: Orthanc's answer to a store a modality accepts nothing of",
     2018: "Cannot store an instance: Orthanc's answer to a modification keeping every UID of its source",
 }
 """OrthancStatus of the 500 answers Orthanc 1.10.1 gives itself, with the reason fastpacs copies them."""

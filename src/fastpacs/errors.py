@@ -40,6 +40,7 @@ class ErrorCode(IntEnum):
     CANCELED_JOB = 37
     REVISION = 43
     REGULAR_FILE_EXPECTED = 2006
+    NO_PRESENTATION_CONTEXT = 2015
     NO_C_FIND_AT_REMOTE = 2016
     CANNOT_STORE_INSTANCE = 2018
     CANNOT_EXECUTE_LUA = 2031
@@ -85,6 +86,10 @@ _DESCRIPTIONS: dict[ErrorCode, tuple[str, int]] = {
         409,
     ),
     ErrorCode.REGULAR_FILE_EXPECTED: ("The specified path does not point to a regular file", 500),
+    ErrorCode.NO_PRESENTATION_CONTEXT: (
+        "DicomUserConnection: No acceptable presentation context for modality",
+        500,
+    ),
     ErrorCode.NO_C_FIND_AT_REMOTE: (
         "DicomUserConnection: The C-FIND command is not supported by the remote SCP",
         500,

@@ -417,22 +417,6 @@ ALLOWED.update(
         ("*c-get JPEG2000.dcm to all", "*"): _JPEG_2000_DECODED,
     }
 )
-_NO_PRESENTATION_CONTEXT = (
-    "Store to a modality accepting no presentation context: 9 instead of 2015 — fastpacs fails the "
-    "store (synchronous: 500; job: Failure) with the same Details as Orthanc ('Unable to negotiate a "
-    "presentation context with AET \"X\"') but with error 9 'Error in the network protocol', where Orthanc "
-    "says 2015 'DicomUserConnection: No acceptable presentation context for modality'. The fix needs an "
-    "ErrorCode 2015 (errors.py) and services/exports.py giving it for that error of net/scu.py."
-)
-KNOWN_BUGS.update(
-    {
-        ("store * to none", "$.OrthancStatus"): _NO_PRESENTATION_CONTEXT,
-        ("store * to none", "$.Message"): _NO_PRESENTATION_CONTEXT,
-        ("store * to none", "$.OrthancError"): _NO_PRESENTATION_CONTEXT,
-        ("store-job * to none", "$.ErrorCode"): _NO_PRESENTATION_CONTEXT,
-        ("store-job * to none", "$.ErrorDescription"): _NO_PRESENTATION_CONTEXT,
-    }
-)
 ALLOWED.update(
     {
         ("lost file *", "$.Details"): (

@@ -108,6 +108,10 @@ class ServiceNotSupportedError(DicomNetworkError):
     """The modality accepted the association but not the presentation context of the request."""
 
 
+class NoAcceptableContextError(DicomNetworkError):
+    """The modality accepted the association but none of the presentation contexts proposed for a store."""
+
+
 class TranscodingError(DicomNetworkError):
     """An instance could not be converted to a transfer syntax the peer accepts."""
 
@@ -377,7 +381,7 @@ class StoreAssociation:
             self.assoc = open_association(node, storage_contexts(instances, node.preferred_transfer_syntax))
         except ServiceNotSupportedError as error:
             message = f'Unable to negotiate a presentation context with AET "{node.aet}"'
-            raise DicomNetworkError(message) from error
+            raise NoAcceptableContextError(message) from error
         self._accepted = accepted_pairs(self.assoc)
         self._message_id = 0
 

@@ -35,7 +35,14 @@ from fastpacs.index.view import IndexView
 from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.engine import JobEngine
 from fastpacs.jobs.job import Job, JobState
-from fastpacs.net.scu import DicomNetworkError, RemoteNode, StoreAssociation, StoredInstance, is_store_success
+from fastpacs.net.scu import (
+    DicomNetworkError,
+    NoAcceptableContextError,
+    RemoteNode,
+    StoreAssociation,
+    StoredInstance,
+    is_store_success,
+)
 from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.services.request_fields import boolean_field, integer_field, is_synchronous
 from fastpacs.services.resources import resource_path
@@ -302,6 +309,9 @@ class ModalityStoreJob(Job):
                 remaining = [item for item in self._instances[index:] if item is not None]
                 self._association = await asyncio.to_thread(StoreAssociation, node, remaining)
             status = await asyncio.to_thread(self._association.send, instance, self.state.move_originator)
+        except NoAcceptableContextError as error:
+            self._fail(ErrorCode.NO_PRESENTATION_CONTEXT, str(error))
+            return
         except DicomNetworkError as error:
             await self._close()
             self._fail(ErrorCode.NETWORK_PROTOCOL, str(error))
