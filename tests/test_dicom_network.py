@@ -379,13 +379,13 @@ def test_find_with_a_wildcard_on_a_date_fails(server: ServerProcess) -> None:
     query = Dataset()
     query.QueryRetrieveLevel = "STUDY"
     query.StudyDate = "2004*"
-    assert [status for status, _ in _find(server, query)] == [0xA900]
+    assert [status for status, _ in _find(server, query)] == [0xC000]
 
 
 def test_find_without_a_level_fails(server: ServerProcess) -> None:
     query = Dataset()
     query.PatientID = "x"
-    assert [status for status, _ in _find(server, query)] == [0xA900]
+    assert [status for status, _ in _find(server, query)] == [0xC000]
 
 
 def test_find_from_a_modality_not_allowed_to_find_aborts(server: ServerProcess) -> None:

@@ -440,17 +440,6 @@ ALLOWED.update(
         ): "As for 'c-find patients' PatientName above.",
     }
 )
-KNOWN_BUGS.update(
-    {
-        ("c-find studies bad level", "$.Status"): (
-            "C-FIND status of a refused identifier — Orthanc answers 0xC000 (unable to process) for an "
-            "unknown or missing QueryRetrieveLevel and for a wildcard on a date or UID; fastpacs's SCP "
-            "(net/query_retrieve_scp.py, QueryError) answers 0xA900. Both send no answer."
-        ),
-        ("c-find studies no level", "$.Status"): "As for 'c-find studies bad level'.",
-        ("c-find studies wildcard on a date", "$.Status"): "As for 'c-find studies bad level'.",
-    }
-)
 KNOWN_BUGS[("c-find limited *", "$.Status")] = (
     "C-FIND final status when LimitFindResults/LimitFindInstances cut the candidates — Orthanc ends "
     "with 0xFE00 (its answers marked incomplete: the database phase had more than the limit, or the "

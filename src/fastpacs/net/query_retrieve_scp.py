@@ -5,9 +5,9 @@ Matching and answers come from :class:`fastpacs.services.queries.LocalQueryRetri
 
 Statuses:
 
-- C-FIND: Pending (0xFF00) per answer, then Success; 0xA900 (identifier
-  does not match SOP class) for an identifier without a valid level or with
-  a key that cannot be matched (a wildcard on a date...); Cancel (0xFE00)
+- C-FIND: Pending (0xFF00) per answer, then Success; 0xC000 (unable to
+  process, as Orthanc) for an identifier without a valid level or with a
+  key that cannot be matched (a wildcard on a date...); Cancel (0xFE00)
   when the caller cancels.
 - C-MOVE: 0xA801 when the destination AET is not a registered modality or
   cannot be reached (over DICOM TLS when its ``UseDicomTls`` is set);
@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 PENDING = 0xFF00
 CANCEL = 0xFE00
-IDENTIFIER_DOES_NOT_MATCH = 0xA900
+UNABLE_TO_PROCESS = 0xC000
 UNSENDABLE = "an instance that cannot be sent"
 """Given to pynetdicom in place of a dataset: it counts a failed sub-operation."""
 
@@ -71,7 +71,7 @@ class QueryRetrieveScp:
             answers = self.local.find(keys)
         except QueryError as error:
             logger.warning("C-FIND identifier refused: %s", error)
-            yield IDENTIFIER_DOES_NOT_MATCH, None
+            yield UNABLE_TO_PROCESS, None
             return
         for answer in answers:
             if event.is_cancelled:
