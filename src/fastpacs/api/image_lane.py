@@ -6,10 +6,11 @@
 the tags. Rendering costs the server process little (the worker pool does
 the work), so the framework's routing, dependency injection and response
 objects were about half of the server's CPU per uncached render. The lane
-calls the routes' own functions (:func:`render_image`, :func:`render_windowed`:
-format negotiation, arguments, the rendered cache) with the ``Accept``
-header and query arguments read straight from the ASGI scope, and answers
-with the headers the route's ``Response`` has (type and length).
+calls the routes' own functions (:func:`image_request`,
+:func:`rendered_request`: format negotiation and arguments;
+:func:`render_image`, :func:`render_windowed`: the rendered cache) with the
+``Accept`` header and query arguments read straight from the ASGI scope, and
+answers with the headers the route's ``Response`` has (type and length).
 
 Only the plain cases are answered here: query arguments written without
 escapes, each given once, and at most one ``Accept`` header. Anything else,
@@ -24,8 +25,8 @@ from collections.abc import Mapping
 
 from litestar.types import Scope
 
-from fastpacs.api.images import frame_index, render_image
-from fastpacs.api.rendered import render_windowed
+from fastpacs.api.images import frame_index, image_request, render_image
+from fastpacs.api.rendered import render_windowed, rendered_request
 from fastpacs.imaging.formats import ImageFormat, Operation
 from fastpacs.services.registry import Services
 
@@ -67,12 +68,15 @@ async def image_answer(services: Services | None, scope: Scope) -> Answer | None
     try:
         frame = 0 if frame_text is None else frame_index(frame_text)
         if name == RENDERED:
-            body, image_format = await render_windowed(
-                services, parts[2], frame, accept=accept, arguments=arguments
+            image_format, quality, rendering = rendered_request(accept, arguments)
+            body = await render_windowed(
+                services, parts[2], frame, rendering, image_format=image_format, quality=quality
             )
         else:
-            body, image_format = await render_image(
-                services, parts[2], frame, _OPERATIONS[name], accept=accept, arguments=arguments
+            operation = _OPERATIONS[name]
+            image_format, quality = image_request(accept, operation, arguments)
+            body = await render_image(
+                services, parts[2], frame, operation, image_format=image_format, quality=quality
             )
     except Exception:  # noqa: BLE001 - every failure is the router's to answer, as the route does
         return None

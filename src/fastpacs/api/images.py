@@ -103,35 +103,51 @@ def frame_index(text: str) -> int:
     return int(text)
 
 
+def image_request(
+    accept: str | None, operation: Operation, arguments: Mapping[str, str]
+) -> tuple[ImageFormat, int]:
+    """The format and JPEG quality a ``preview`` or ``image-*`` request asks for, by its ``Accept``
+    header and query ``arguments``; the empty 404 or 415 of a request for nothing it can have."""
+    image_format = negotiate(accept)
+    if image_format == ImageFormat.JPEG and operation not in _EIGHT_BIT_OPERATIONS:
+        raise BareHttpError(404)
+    return image_format, jpeg_quality(arguments)
+
+
 async def render_image(
     services: Services,
     resource_id: str,
     frame: int,
     operation: Operation,
     *,
-    accept: str | None,
-    arguments: Mapping[str, str],
-) -> tuple[bytes, ImageFormat]:
-    """A frame as ``preview`` or ``image-*`` (the body and its format), by the ``Accept`` header and
-    the query ``arguments``: the route's work, shared with the fast lane (api/image_lane.py)."""
-    image_format = negotiate(accept)
-    if image_format == ImageFormat.JPEG and operation not in _EIGHT_BIT_OPERATIONS:
-        raise BareHttpError(404)
-    quality = jpeg_quality(arguments)
+    image_format: ImageFormat,
+    quality: int,
+) -> bytes:
+    """A frame as ``preview`` or ``image-*``: the route's work, shared with the fast lane
+    (api/image_lane.py); an unknown instance is an empty 404."""
     rid = parse_id(resource_id)
     if rid is None:
         raise BareHttpError(404)
-    return await services.images.image(rid, frame, operation, image_format, quality), image_format
+    return await services.images.image(rid, frame, operation, image_format, quality)
 
 
 async def _image(request: Request, services: Services, resource_id: str, frame: int, operation: Operation):
-    body, image_format = await render_image(
-        services,
-        resource_id,
-        frame,
-        operation,
-        accept=request.headers.get("accept"),
-        arguments=request.query_params,
+    try:
+        image_format, quality = image_request(request.headers.get("accept"), operation, request.query_params)
+    except BareHttpError:
+        # Orthanc reads the frame before the request's Accept and arguments: an unknown instance is its
+        # 404 and pixels it cannot decode its 415, whatever they ask.
+        await render_image(
+            services,
+            resource_id,
+            frame,
+            Operation.PREVIEW,
+            image_format=ImageFormat.PNG,
+            quality=DEFAULT_JPEG_QUALITY,
+        )
+        raise
+    body = await render_image(
+        services, resource_id, frame, operation, image_format=image_format, quality=quality
     )
     return Response(body, media_type=image_format.value)
 

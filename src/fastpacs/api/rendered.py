@@ -16,7 +16,7 @@ from fastpacs.api.images import boolean_argument, frame_index, jpeg_quality, neg
 from fastpacs.api.responses import unknown_resource
 from fastpacs.dicom.ids import parse_id
 from fastpacs.errors import BareHttpError
-from fastpacs.imaging.formats import ImageFormat, Rendering
+from fastpacs.imaging.formats import DEFAULT_JPEG_QUALITY, ImageFormat, Rendering
 from fastpacs.services.registry import Services
 from fastpacs.services.request_fields import boolean_text
 
@@ -59,23 +59,48 @@ def rendering_of(arguments: Mapping[str, str]) -> Rendering:
     )
 
 
-async def render_windowed(
-    services: Services, resource_id: str, frame: int, *, accept: str | None, arguments: Mapping[str, str]
-) -> tuple[bytes, ImageFormat]:
-    """A frame as ``rendered`` (the body and its format), by the ``Accept`` header and the query
-    ``arguments``: the route's work, shared with the fast lane (api/image_lane.py)."""
+def rendered_request(accept: str | None, arguments: Mapping[str, str]) -> tuple[ImageFormat, int, Rendering]:
+    """The format, JPEG quality and rendering a ``rendered`` request asks for, by its ``Accept`` header
+    and query ``arguments``; the empty 404 or 415 of a malformed or unacceptable request."""
     image_format = negotiate(accept)
-    quality = jpeg_quality(arguments)
-    rendering = rendering_of(arguments)
+    return image_format, jpeg_quality(arguments), rendering_of(arguments)
+
+
+async def render_windowed(
+    services: Services,
+    resource_id: str,
+    frame: int,
+    rendering: Rendering,
+    *,
+    image_format: ImageFormat,
+    quality: int,
+) -> bytes:
+    """A frame as ``rendered``: the route's work, shared with the fast lane (api/image_lane.py); an
+    unknown instance is an empty 404."""
     rid = parse_id(resource_id)
     if rid is None:
         raise BareHttpError(404)
-    return await services.rendered.rendered(rid, frame, rendering, image_format, quality), image_format
+    return await services.rendered.rendered(rid, frame, rendering, image_format, quality)
 
 
 async def _rendered(request: Request, services: Services, resource_id: str, frame: int) -> Response[bytes]:
-    body, image_format = await render_windowed(
-        services, resource_id, frame, accept=request.headers.get("accept"), arguments=request.query_params
+    try:
+        image_format, quality, rendering = rendered_request(
+            request.headers.get("accept"), request.query_params
+        )
+    except BareHttpError:
+        # As Orthanc: an unknown instance is its 404 and pixels it cannot decode its 415 first.
+        await render_windowed(
+            services,
+            resource_id,
+            frame,
+            Rendering(),
+            image_format=ImageFormat.PNG,
+            quality=DEFAULT_JPEG_QUALITY,
+        )
+        raise
+    body = await render_windowed(
+        services, resource_id, frame, rendering, image_format=image_format, quality=quality
     )
     return Response(body, media_type=image_format.value)
 

@@ -39,6 +39,7 @@ from fastpacs.imaging import kernels
 from fastpacs.imaging.formats import (
     FrameOutOfRangeError,
     NoPixelDataError,
+    ShortPixelDataError,
     UndecodableImageError,
     number_of_frames,
 )
@@ -86,11 +87,20 @@ class ImageDescription:
     rescale_intercept: float
 
     @property
-    def frame_length(self) -> int:
-        """Bytes of one native frame (1-bit frames are packed; YBR_FULL_422 keeps two samples per pixel)."""
+    def frame_bits(self) -> int:
+        """Bits of one native frame (YBR_FULL_422 keeps two samples per pixel)."""
         samples = 2 if self.photometric_interpretation == "YBR_FULL_422" else self.samples_per_pixel
-        bits = self.rows * self.columns * samples * self.bits_allocated
-        return (bits + 7) // 8
+        return self.rows * self.columns * samples * self.bits_allocated
+
+    @property
+    def frame_length(self) -> int:
+        """Bytes of one native frame (1-bit frames are packed)."""
+        return (self.frame_bits + 7) // 8
+
+    @property
+    def pixel_data_length(self) -> int:
+        """Bytes of native pixel data holding every frame (1-bit frames packed one after another)."""
+        return (self.frame_bits * self.number_of_frames + 7) // 8
 
 
 def _number(dataset: Dataset, keyword: str, default: float) -> float:
@@ -135,6 +145,16 @@ def describe(dataset: Dataset) -> ImageDescription:
 def check_frame_index(description: ImageDescription, index: int) -> None:
     if not 0 <= index < description.number_of_frames:
         raise FrameOutOfRangeError()
+
+
+def check_native_length(dataset: Dataset, description: ImageDescription) -> None:
+    """:class:`ShortPixelDataError` when native pixel data cannot hold every frame its attributes
+    declare: Orthanc then gives no frame of it, not even the first (400 "Bad file format")."""
+    if (
+        not description.transfer_syntax.is_encapsulated
+        and len(dataset.PixelData) < description.pixel_data_length
+    ):
+        raise ShortPixelDataError("The pixel data is shorter than its frames")
 
 
 @dataclass(frozen=True)
@@ -235,8 +255,6 @@ def _bit_packed(dataset: Dataset, description: ImageDescription, index: int) -> 
         return None
     count = description.rows * description.columns
     data = dataset.PixelData
-    if len(data) * 8 < count * description.number_of_frames:
-        raise UndecodableImageError("The pixel data is shorter than its frames")
     first_bit = index * count
     first_byte = first_bit // 8
     packed = np.frombuffer(data, np.uint8, (first_bit + count + 7) // 8 - first_byte, first_byte)
@@ -249,6 +267,7 @@ def _bit_packed(dataset: Dataset, description: ImageDescription, index: int) -> 
 
 def decode_frame(dataset: Dataset, description: ImageDescription, index: int) -> DecodedFrame:
     """Decode frame ``index`` (checked against the number of frames)."""
+    check_native_length(dataset, description)
     check_frame_index(description, index)
     plain = _plain_grayscale(dataset, description, index) or _bit_packed(dataset, description, index)
     if plain is not None:
@@ -286,6 +305,7 @@ def raw_frame(dataset: Dataset, description: ImageDescription, index: int) -> tu
     Native data is given in little-endian order (as Orthanc does for big-endian
     files); a compressed frame is given as its codestream.
     """
+    check_native_length(dataset, description)
     check_frame_index(description, index)
     data = dataset.PixelData
     if description.transfer_syntax.is_encapsulated:
@@ -303,7 +323,4 @@ def raw_frame(dataset: Dataset, description: ImageDescription, index: int) -> tu
         # (DCMTK) gives them back in little-endian order, 32-bit samples included.
         words = np.frombuffer(data[: len(data) // 2 * 2], ">u2")
         data = words.astype("<u2").tobytes()
-    frame = bytes(data[start : start + length])
-    if len(frame) != length:
-        raise UndecodableImageError("The pixel data is shorter than its frames")
-    return frame, "application/octet-stream"
+    return bytes(data[start : start + length]), "application/octet-stream"

@@ -55,6 +55,10 @@ class UndecodableImageError(ImagingError):
     """Pixel data that no codec can decode, or a pixel layout that makes no image."""
 
 
+class ShortPixelDataError(UndecodableImageError):
+    """Native pixel data shorter than the frames its attributes declare (Orthanc: "Bad file format")."""
+
+
 class InvalidFrameCountError(ImagingError):
     """NumberOfFrames is present but not a number (Orthanc: "Bad file format")."""
 

@@ -18,6 +18,7 @@ from fastpacs.imaging.formats import (
     ImagingError,
     InvalidFrameCountError,
     Operation,
+    ShortPixelDataError,
     UndecodableImageError,
     number_of_frames,
 )
@@ -42,6 +43,8 @@ def _not_decodable(
         return OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
     if isinstance(error, InvalidFrameCountError):
         return OrthancError(bad_frame_count)
+    if isinstance(error, ShortPixelDataError):
+        return OrthancError(ErrorCode.BAD_FILE_FORMAT)
     details = str(error) if isinstance(error, UndecodableImageError) and str(error) else None
     return OrthancError(ErrorCode.NOT_IMPLEMENTED, details)
 
