@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.data import ALL_FILES, file_name
 from tests.differential.harness import Call, ServerPair, get
 
@@ -31,6 +32,21 @@ RELATIVES = {
     "series": ("patient", "study", "instances"),
     "instances": ("patient", "study", "series"),
 }
+
+
+STABLE_AGE = 3
+"""Seconds without a new instance before a resource is stable. Longer than the other modules' 1 s: a
+patient whose files are apart in the upload order must not turn stable in between on one server and
+not on the other (two StablePatient changes against one), which a loaded machine's slow uploads made
+happen with 1 s."""
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
+    options = {**COMMON_OPTIONS, "StableAge": STABLE_AGE}
+    servers = ServerPair.start(tmp_path_factory.mktemp("resources"), options)
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture(scope="module")
