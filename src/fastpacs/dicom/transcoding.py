@@ -2,8 +2,9 @@
 
 pydicom does the work: compressed pixel data is decoded with the installed
 decoders, and encoded again when the target is a compressed syntax pydicom
-can write (RLE Lossless, JPEG 2000 Lossless). A target no encoder can
-produce gets Orthanc's answer, a 500 "Cannot transcode to transfer syntax".
+can write (RLE Lossless, JPEG 2000, JPEG-LS with pyjpegls). A target no
+encoder can produce (JPEG baseline and lossless: pydicom has none) gets a
+500 "Cannot transcode to transfer syntax".
 Runs in the worker pool.
 """
 
