@@ -266,6 +266,16 @@ class ServerPair:
         )
         return orthanc, fastpacs
 
+    def upload_all(self, files: dict[str, bytes]) -> dict[str, Any]:
+        """Upload each file to both servers, which must store it and answer alike: Orthanc's answers."""
+        answers = {}
+        for name, data in files.items():
+            orthanc, fastpacs = self.send(Call(f"upload {name}", "POST", "/instances", body=data))
+            assert (orthanc.status, fastpacs.status) == (200, 200), name
+            assert orthanc.json == fastpacs.json, name
+            answers[name] = orthanc.json
+        return answers
+
     def exchange(self, call: Call) -> Exchange:
         orthanc, fastpacs = self.send(call)
         return Exchange(call, orthanc, fastpacs, answer_differences(orthanc, fastpacs, call, self._ports))

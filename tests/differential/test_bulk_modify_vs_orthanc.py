@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.differential.data import test_file
-from tests.differential.harness import Call, ServerPair, get
+from tests.differential.harness import ServerPair, get
 from tests.differential.test_modify_vs_orthanc import (
     FASTPACS_UID,
     ORTHANC_UID,
@@ -50,13 +50,7 @@ def stored(pair: ServerPair) -> dict[str, dict]:
     files = {name: test_file(name).read_bytes() for name in FILES}
     for number, data in enumerate(multi_series_study()):
         files[f"multi {number}"] = data
-    answers = {}
-    for name, data in files.items():
-        orthanc, fastpacs = pair.send(Call(f"upload {name}", "POST", "/instances", body=data))
-        assert (orthanc.status, fastpacs.status) == (200, 200), name
-        assert orthanc.json == fastpacs.json, name
-        answers[name] = orthanc.json
-    return answers
+    return pair.upload_all(files)
 
 
 def _instances_made(check: StructureChecker, name: str, orthanc: Any, fastpacs: Any) -> None:

@@ -51,11 +51,7 @@ def uploaded(pair: ServerPair) -> dict[str, dict[str, str]]:
     """File name → Orthanc's upload answer, once both servers are stable."""
     files: dict[str, bytes] = {name: test_file(name).read_bytes() for name in BURST}
     files[CT_SECOND_SERIES] = ct_second_series()
-    answers = {}
-    for name, data in files.items():
-        orthanc, fastpacs = pair.send(Call(f"upload {name}", "POST", "/instances", body=data))
-        assert (orthanc.status, fastpacs.status) == (200, 200), name
-        answers[name] = orthanc.json
+    answers = pair.upload_all(files)
     pair.wait_until_stable()
     return answers
 

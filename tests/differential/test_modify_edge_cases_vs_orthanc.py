@@ -45,13 +45,7 @@ def stored(pair: ServerPair) -> dict[str, dict]:
     files = {name: test_file(name).read_bytes() for name in FILES}
     files |= {name: (CHARSET_FILES_ROOT / name).read_bytes() for name in CHARSET_FILES}
     files["nested"] = nested_file()
-    answers = {}
-    for name, data in files.items():
-        orthanc, fastpacs = pair.send(Call(f"upload {name}", "POST", "/instances", body=data))
-        assert (orthanc.status, fastpacs.status) == (200, 200), name
-        assert orthanc.json == fastpacs.json, name
-        answers[name] = orthanc.json
-    return answers
+    return pair.upload_all(files)
 
 
 def _instance_calls(

@@ -295,13 +295,7 @@ def stored(pair: ServerPair) -> dict[str, dict]:
     files["nested"] = nested_file()
     for number, data in enumerate(multi_series_study()):
         files[f"multi {number}"] = data
-    answers = {}
-    for name, data in files.items():
-        orthanc, fastpacs = pair.send(Call(f"upload {name}", "POST", "/instances", body=data))
-        assert (orthanc.status, fastpacs.status) == (200, 200), name
-        assert orthanc.json == fastpacs.json, name
-        answers[name] = orthanc.json
-    return answers
+    return pair.upload_all(files)
 
 
 def known_ids(stored: dict[str, dict]) -> set[str]:
