@@ -455,3 +455,8 @@ ALLOWED.update(
         ),
     }
 )
+KNOWN_BUGS[("c-get patient id wildcard", "$.Status")] = (
+    "C-GET/C-MOVE status of an identifier with a wildcard — Orthanc refuses it, 0xC000; fastpacs's "
+    "services/queries.py raises QueryError, which the SCP (net/query_retrieve_scp.py) turns into a "
+    "retrieve of nothing with Success. Neither sends an instance."
+)

@@ -16,7 +16,7 @@ a sequence, ``_`` and ``%`` in identifiers):
   in unusual forms, tags that only the files hold;
 - the same constraints through the C-FIND SCP (Patient Root and Study Root),
   answers compared as sets (C-FIND answers come in no stable order);
-- POST /tools/lookup (identifiers compared in Orthanc's normalized form);
+- POST /tools/lookup and C-GET (identifiers compared in Orthanc's normalized form);
 - LimitFindResults and LimitFindInstances, on a second pair of servers.
 """
 
@@ -33,10 +33,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE, build_context
+from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
 )
 
 from tests.differential.conftest import COMMON_OPTIONS
@@ -48,11 +50,14 @@ pytestmark = pytest.mark.reference
 
 UID_ROOT = "1.2.826.0.1.3680043.10.543.77."
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 CHARSET_FILES = sorted((Path(pydicom.data.__file__).parent / "charset_files").glob("chr*.dcm"))
 """pydicom's character-set test files (installed with pydicom: nothing is downloaded)."""
 PROBE_AET = "FINDPROBE"
 PATIENT_ROOT = PatientRootQueryRetrieveInformationModelFind
 STUDY_ROOT = StudyRootQueryRetrieveInformationModelFind
+PATIENT_ROOT_GET = PatientRootQueryRetrieveInformationModelGet
+STUDY_ROOT_GET = StudyRootQueryRetrieveInformationModelGet
 
 
 def _file(number: int, charset: str = "ISO_IR 100", **tags: Any) -> bytes:
@@ -550,6 +555,64 @@ def test_c_find_non_ascii(stored: ServerPair, charset: str | list[str], name: st
         f"c-find non-ascii {name}",
         _identifiers(c_find(stored.orthanc.dicom_port, PATIENT_ROOT, keys, charset)),
         _identifiers(c_find(stored.fastpacs.dicom_port, PATIENT_ROOT, keys, charset)),
+    )
+    check.verdict()
+
+
+def c_get(port: int, model: str, keys: dict[str, str]) -> dict[str, Any]:
+    """The final status of a C-GET and the SOPInstanceUIDs it sent back (sorted)."""
+    received: list[str] = []
+
+    def on_store(event: evt.Event) -> int:
+        received.append(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    ae = AE(ae_title=PROBE_AET)
+    ae.add_requested_context(model)
+    for context in (CT_IMAGE_STORAGE, MR_IMAGE_STORAGE):
+        ae.add_requested_context(context)
+    roles = [build_role(uid, scp_role=True) for uid in (CT_IMAGE_STORAGE, MR_IMAGE_STORAGE)]
+    assoc = ae.associate("127.0.0.1", port, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert assoc.is_established
+    identifier = Dataset()
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    status = None
+    try:
+        for reply, _ in assoc.send_c_get(identifier, model):
+            status = reply.Status if reply else None
+    finally:
+        assoc.release()
+    return {"Status": status, "Received": sorted(received)}
+
+
+C_GET = {
+    # C-MOVE and C-GET name resources as /tools/lookup does: identifiers in normalized form.
+    "patient id": (PATIENT_ROOT_GET, {"QueryRetrieveLevel": "PATIENT", "PatientID": "FIND_P3"}),
+    "patient id as spaces": (PATIENT_ROOT_GET, {"QueryRetrieveLevel": "PATIENT", "PatientID": "find p3"}),
+    "patient id percent": (PATIENT_ROOT_GET, {"QueryRetrieveLevel": "PATIENT", "PatientID": "FIND P4"}),
+    "patient ids list": (
+        PATIENT_ROOT_GET,
+        {"QueryRetrieveLevel": "PATIENT", "PatientID": "find-p2\\FIND_P3"},
+    ),
+    "patient id wildcard": (PATIENT_ROOT_GET, {"QueryRetrieveLevel": "PATIENT", "PatientID": "FIND*"}),
+    "study uid space": (
+        STUDY_ROOT_GET,
+        {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": f"{CORPUS_UID_ROOT}1.2 "},
+    ),
+    "accession lower": (STUDY_ROOT_GET, {"QueryRetrieveLevel": "STUDY", "AccessionNumber": "acc_001"}),
+    "accession as space": (STUDY_ROOT_GET, {"QueryRetrieveLevel": "STUDY", "AccessionNumber": "ACC 001"}),
+}
+
+
+@pytest.mark.parametrize("name", C_GET)
+def test_c_get(stored: ServerPair, name: str) -> None:
+    model, keys = C_GET[name]
+    check = stored.checker()
+    check.compare_documents(
+        f"c-get {name}",
+        c_get(stored.orthanc.dicom_port, model, keys),
+        c_get(stored.fastpacs.dicom_port, model, keys),
     )
     check.verdict()
 

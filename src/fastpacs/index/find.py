@@ -673,21 +673,31 @@ class FindExecution:
 def lookup_identifier(view: IndexView, text: str) -> list[tuple[Level, RawId]]:
     """Resources whose identifier (PatientID, Study/Series/SOPInstanceUID) equals ``text`` in Orthanc's
     normalized form (:func:`identifier_key`: ``find p3`` finds ``FIND_P3``), by level then ID."""
+    return [
+        (level, rid)
+        for level in Level
+        for rid in resources_with_identifier(view, level, LEVEL_IDENTIFIERS[level], text)
+    ]
+
+
+def resources_with_identifier(view: IndexView, level: Level, tag: int, text: str) -> list[RawId]:
+    """Orthanc's exact identifier lookup (/tools/lookup, C-MOVE, C-GET): the resources of ``level``
+    whose ``tag``, one of :data:`IDENTIFIER_TAGS` kept at that level, has ``text``'s normalized form."""
     cursor = view.txn.cursor(db=view.dbs["find_values"])
     wanted = identifier_key(text)
-    found = []
-    for level in Level:
-        if not cursor.set_key(_index_key(level, LEVEL_IDENTIFIERS[level], wanted[:MAX_VALUE_KEY])):
-            continue
-        for rid in sorted(cursor.iternext_dup()):
-            if len(wanted) < MAX_VALUE_KEY or _full_identifier_key(view, rid) == wanted:  # keys are cut
-                found.append((level, rid))
-    return found
+    if not cursor.set_key(_index_key(level, tag, wanted[:MAX_VALUE_KEY])):
+        return []
+    keyword = MAIN_TAG_LEVELS[tag][1]
+    return [
+        rid
+        for rid in sorted(cursor.iternext_dup())
+        if len(wanted) < MAX_VALUE_KEY or _full_identifier_key(view, rid, keyword) == wanted  # keys are cut
+    ]
 
 
-def _full_identifier_key(view: IndexView, rid: RawId) -> bytes | None:
+def _full_identifier_key(view: IndexView, rid: RawId, keyword: str) -> bytes | None:
     record = view.resource(rid)
-    return identifier_key(view.identifier_of(record)) if record is not None else None
+    return identifier_key(record.main_tags.get(keyword, "")) if record is not None else None
 
 
 def instance_strings(view: IndexView, instance: RawId, *, with_header: bool = False) -> dict[str, str]:

@@ -23,8 +23,9 @@ constraint is not a main tag of any level: a study-level query asking for
 ``SeriesDescription`` alone answers it empty.
 
 A C-MOVE or C-GET names resources by their identifier at the query level
-(several separated by ``\\``); without a level, the lowest level whose
-identifier is present is used, as Orthanc does.
+(several separated by ``\\``), compared in Orthanc's normalized form
+(``find p3`` names ``FIND_P3``; a wildcard is refused); without a level, the
+lowest level whose identifier is present is used, as Orthanc does.
 
 Remote side (``/modalities/{name}/query`` and ``/queries``, :class:`QueryService`):
 the query goes out as Orthanc's SCU sends it (normalized to the main tags
@@ -52,7 +53,13 @@ from fastpacs.dicom.tags import TagJson, TagWalker, shorten, simplify, tag_key
 from fastpacs.dicom.values import DEFAULT_ENCODINGS, python_encodings
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
-from fastpacs.index.find import MAIN_TAG_LEVELS, FindExecution, FindQuery, instance_strings
+from fastpacs.index.find import (
+    MAIN_TAG_LEVELS,
+    FindExecution,
+    FindQuery,
+    instance_strings,
+    resources_with_identifier,
+)
 from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.schema import Resource
 from fastpacs.index.view import IndexView
@@ -281,21 +288,17 @@ def _named_resources(view: IndexView, level: Level, keys: dict[int, str]) -> lis
     """Resources of ``level`` whose identifier is one of the values given for it."""
     text = keys.get(IDENTIFIER_TAGS[level], "").strip()
     if not text and level == Level.STUDY:
-        text = keys.get(ACCESSION_NUMBER, "").strip()
-        return _by_main_tag(view, level, "AccessionNumber", text)
-    return _by_main_tag(view, level, level.identifier_keyword, text)
+        return _by_main_tag(view, level, ACCESSION_NUMBER, keys.get(ACCESSION_NUMBER, ""))
+    return _by_main_tag(view, level, IDENTIFIER_TAGS[level], text)
 
 
-def _by_main_tag(view: IndexView, level: Level, keyword: str, text: str) -> list[RawId]:
+def _by_main_tag(view: IndexView, level: Level, tag: int, text: str) -> list[RawId]:
+    """Orthanc's exact lookup of each value: normalized (``find p3`` names ``FIND_P3``), no wildcards."""
     found: list[RawId] = []
     for value in filter(None, (part.strip() for part in text.split("\\"))):
-        if keyword == level.identifier_keyword:
-            found.extend(rid for found_level, rid in view.lookup(value) if found_level == level)
-        else:
-            constraint = make_constraint(ACCESSION_NUMBER, value, True)
-            assert constraint is not None
-            execution = FindExecution(view, FindQuery(level, [constraint]))
-            found.extend(execution.run())
+        if "*" in value or "?" in value:
+            raise QueryError(f"wildcards are not allowed in a retrieve: {value!r}")
+        found.extend(resources_with_identifier(view, level, tag, value))
     return list(dict.fromkeys(found))
 
 
