@@ -37,14 +37,15 @@ from pydicom.uid import (
 
 from fastpacs.imaging import kernels
 from fastpacs.imaging.formats import (
+    BadPixelDataError,
     FrameOutOfRangeError,
     NoPixelDataError,
-    ShortPixelDataError,
     UndecodableImageError,
     number_of_frames,
 )
 
 PIXEL_DATA = 0x7FE00010
+FLOAT_PIXEL_DATA = 0x7FE00008
 
 _YBR_FULL = ("YBR_FULL", "YBR_FULL_422")
 _PILLOW_SYNTAXES = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit})
@@ -121,7 +122,9 @@ def _optional_int(dataset: Dataset, keyword: str) -> int:
 def describe(dataset: Dataset) -> ImageDescription:
     """The description of the pixels; :class:`NoPixelDataError` when there are none."""
     if PIXEL_DATA not in dataset:
-        raise NoPixelDataError()
+        if FLOAT_PIXEL_DATA in dataset:
+            raise BadPixelDataError("Float pixel data")
+        raise NoPixelDataError()  # DoubleFloatPixelData included: Orthanc's 500 "Not implemented"
     meta = getattr(dataset, "file_meta", None)
     syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     try:
@@ -148,13 +151,13 @@ def check_frame_index(description: ImageDescription, index: int) -> None:
 
 
 def check_native_length(dataset: Dataset, description: ImageDescription) -> None:
-    """:class:`ShortPixelDataError` when native pixel data cannot hold every frame its attributes
+    """:class:`BadPixelDataError` when native pixel data cannot hold every frame its attributes
     declare: Orthanc then gives no frame of it, not even the first (400 "Bad file format")."""
     if (
         not description.transfer_syntax.is_encapsulated
         and len(dataset.PixelData) < description.pixel_data_length
     ):
-        raise ShortPixelDataError("The pixel data is shorter than its frames")
+        raise BadPixelDataError("The pixel data is shorter than its frames")
 
 
 @dataclass(frozen=True)

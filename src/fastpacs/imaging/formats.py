@@ -55,8 +55,10 @@ class UndecodableImageError(ImagingError):
     """Pixel data that no codec can decode, or a pixel layout that makes no image."""
 
 
-class ShortPixelDataError(UndecodableImageError):
-    """Native pixel data shorter than the frames its attributes declare (Orthanc: "Bad file format")."""
+class BadPixelDataError(UndecodableImageError):
+    """Pixel data Orthanc refuses as a bad file (400 "Bad file format" for ``raw``, ``matlab``, ``numpy``):
+    native pixel data shorter than the frames its attributes declare, or 32-bit float pixels
+    (FloatPixelData)."""
 
 
 class InvalidFrameCountError(ImagingError):

@@ -9,6 +9,9 @@ Measured against Orthanc pixel for pixel (tests/differential/test_odd_images_vs_
 * every target pixel takes the source pixel under its centre,
   ``floor((i + 0.5) * (source / target))``, the ratio in single precision,
   separately for rows and columns (their ratios differ after rounding);
+* a target of more than :data:`MAX_PIXELS` is refused (415): Orthanc
+  1.10.1 tries to allocate it and dies (``width=99999`` of a 3x3 image is
+  10 GB);
 * ``smooth`` blurs the source with a 5x5 Gaussian (``[1 4 6 4 1] / 16``
   both ways, edges repeated, the sum floored) before sampling, when the
   image shrinks; enlarged images are sampled as they are.
@@ -18,6 +21,8 @@ import numpy as np
 
 from fastpacs.imaging.formats import UnsupportedConversionError
 
+MAX_PIXELS = 8192 * 8192
+"""The largest rendering answered (64 MB of grayscale, 192 MB of RGB before encoding)."""
 _SINGLE = np.float32
 _GAUSSIAN = (1, 4, 6, 4, 1)
 _GAUSSIAN_SUM = 16 * 16
@@ -32,7 +37,7 @@ def fitted(image: np.ndarray, width: int, height: int, smooth: bool) -> np.ndarr
     scale = min(scales)
     target_columns = int(np.floor(_SINGLE(columns) * scale + _SINGLE(0.5)))
     target_rows = int(np.floor(_SINGLE(rows) * scale + _SINGLE(0.5)))
-    if target_columns == 0 or target_rows == 0:
+    if target_columns == 0 or target_rows == 0 or target_columns * target_rows > MAX_PIXELS:
         raise UnsupportedConversionError()
     if smooth and scale < 1:
         image = gaussian_5x5(image)

@@ -13,12 +13,12 @@ from fastpacs.dicom.ids import Level, RawId
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
 from fastpacs.imaging.cache import RenderedCache
 from fastpacs.imaging.formats import (
+    BadPixelDataError,
     FrameOutOfRangeError,
     ImageFormat,
     ImagingError,
     InvalidFrameCountError,
     Operation,
-    ShortPixelDataError,
     UndecodableImageError,
     number_of_frames,
 )
@@ -43,7 +43,7 @@ def _not_decodable(
         return OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
     if isinstance(error, InvalidFrameCountError):
         return OrthancError(bad_frame_count)
-    if isinstance(error, ShortPixelDataError):
+    if isinstance(error, BadPixelDataError):
         return OrthancError(ErrorCode.BAD_FILE_FORMAT)
     details = str(error) if isinstance(error, UndecodableImageError) and str(error) else None
     return OrthancError(ErrorCode.NOT_IMPLEMENTED, details)
