@@ -279,16 +279,7 @@ def _compare_stores(
     checker = pair.checker()
     clients = (pair.orthanc_client, pair.fastpacs_client)
     for peer in peers:
-        name = f"store {stored.name} to {peer}"
-        call = Call(name, "POST", f"/modalities/{peer}/store")
-        body = {"Resources": [stored.id], "Synchronous": True}
-        answers, received = _on_both(
-            pair,
-            arrivals,
-            lambda index, path=call.path, body=body: Answer.of(clients[index].post(path, json=body)),
-        )
-        checker.record(call, answer_differences(*answers, call, ({}, {})))
-        _compare_arrivals(checker, stored, name, *received)
+        _compare_synchronous_store(checker, arrivals, stored, peer, f"store {stored.name} to {peer}")
     for peer in job_peers:
         name = f"store-job {stored.name} to {peer}"
         body = {"Resources": [stored.id], "Asynchronous": True}
@@ -299,6 +290,21 @@ def _compare_stores(
         checker.compare_documents(name, *jobs)
         _compare_arrivals(checker, stored, name, *received)
     checker.verdict()
+
+
+def _compare_synchronous_store(
+    checker: Checker, arrivals: Arrivals, stored: Stored, peer: str, name: str
+) -> None:
+    """A synchronous store of ``stored`` to ``peer`` by both servers: the answers and what arrived."""
+    pair = checker.pair
+    clients = (pair.orthanc_client, pair.fastpacs_client)
+    call = Call(name, "POST", f"/modalities/{peer}/store")
+    body = {"Resources": [stored.id], "Synchronous": True}
+    answers, received = _on_both(
+        pair, arrivals, lambda index: Answer.of(clients[index].post(call.path, json=body))
+    )
+    checker.record(call, answer_differences(*answers, call, ({}, {})))
+    _compare_arrivals(checker, stored, name, *received)
 
 
 @pytest.mark.reference
@@ -455,17 +461,7 @@ def test_preferred_transfer_syntax(preferring_pair: ServerPair, arrivals: Arriva
     clients = (pair.orthanc_client, pair.fastpacs_client)
     ports = (pair.orthanc.dicom_port, pair.fastpacs.dicom_port)
     try:
-        for peer in ("unc",):
-            name = f"preferred store {stored.name} to {peer}"
-            call = Call(name, "POST", f"/modalities/{peer}/store")
-            body = {"Resources": [stored.id], "Synchronous": True}
-            answers, received = _on_both(
-                pair,
-                arrivals,
-                lambda index, path=call.path, body=body: Answer.of(clients[index].post(path, json=body)),
-            )
-            checker.record(call, answer_differences(*answers, call, ({}, {})))
-            _compare_arrivals(checker, stored, name, *received)
+        _compare_synchronous_store(checker, arrivals, stored, "unc", f"preferred store {stored.name} to unc")
         name = f"preferred c-move {stored.name} to unc"
         results, received = _on_both(pair, arrivals, lambda index: _c_move(ports[index], stored, "UNC"))
         checker.compare_documents(name, *results)
