@@ -7,7 +7,8 @@ every pydicom file. This module adds what it does not reach:
   sizes, BitsStored below BitsAllocated, MONOCHROME1, signed 8-bit, 1-bit
   frames not on byte boundaries, planar configuration 1, native YBR_FULL,
   palettes, rescale and windows in the file, pixel data shorter or longer
-  than declared, missing or inconsistent attributes), through every image
+  than declared, RLE, float pixel data, missing or inconsistent
+  attributes), through every image
   route: frames, instance level, ``/rendered`` with arguments, and the
   ``Accept`` header;
 * ``/rendered`` (window, resizing, smoothing) of every pydicom file;
