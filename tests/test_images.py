@@ -432,8 +432,8 @@ def test_error_answers(client: httpx.Client, stored: dict[str, str]) -> None:
     ct, dose, rgb = stored["CT_small.dcm"], stored["rtdose.dcm"], stored["SC_rgb_rle_2frame.dcm"]
     expectations = [
         (f"/instances/{ct}/frames/abc/preview", {}, 404),
-        (f"/instances/{ct}/frames/1/preview", {}, 404),  # single frame: 404
-        (f"/instances/{rgb}/frames/2/preview", {}, 415),  # multi-frame: 415
+        (f"/instances/{ct}/frames/1/preview", {}, 404),  # native pixel data: 404
+        (f"/instances/{rgb}/frames/2/preview", {}, 415),  # encapsulated (RLE): 415
         (f"/instances/{dose}/frames/15/image-uint8", {}, 415),
         (f"/instances/{ct}/frames/1/raw", {}, 400),
         (f"/instances/{ct}/preview?quality=0", {}, 415),
