@@ -348,11 +348,6 @@ KNOWN_BUGS.update(
             "Transcode to JPEG baseline of a series of raw, JPEG and RLE instances — Orthanc transcodes all "
             "three; fastpacs fails on one of them: 500 'Cannot transcode' (dicom/transcoding.py)."
         ),
-        ("modify edge study every-item: new resource", "$.instances[*].6000,4000.Name"): (
-            "/tags names (6000,4000) ACR_NEMA_OverlayComments — Orthanc (DCMTK) names it "
-            "RETIRED_OverlayComments: dicom/dictionary.py takes the first of the two repeating-group entries "
-            "of the DCMTK dictionary for this tag, DCMTK the other."
-        ),
     }
 )
 

@@ -44,6 +44,17 @@ def _dictionary() -> dict[str, Any]:
     return json.loads(gzip.decompress(data))
 
 
+@cache
+def _public_ranges() -> list[list[Any]]:
+    """The repeating-group entries; of two for the same tags (an ACR-NEMA name and the DICOM one),
+    the later, which replaces the other when DCMTK loads its dictionary (``RETIRED_OverlayComments``
+    for (60xx,4000), not ``ACR_NEMA_OverlayComments``)."""
+    ranges: dict[tuple[int, ...], list[Any]] = {}
+    for entry in _dictionary()["public_ranges"]:
+        ranges[tuple(entry[:5])] = entry
+    return list(ranges.values())
+
+
 def _group_matches(group: int, low: int, high: int, parity: str) -> bool:
     if not low <= group <= high:
         return False
@@ -66,7 +77,7 @@ def public_entry(tag: int) -> Entry | None:
     if found:
         return found[0], found[1]
     group, element = tag >> 16, tag & 0xFFFF
-    for group_low, group_high, parity, element_low, element_high, name, vr in dictionary["public_ranges"]:
+    for group_low, group_high, parity, element_low, element_high, name, vr in _public_ranges():
         if _group_matches(group, group_low, group_high, parity) and element_low <= element <= element_high:
             return name, vr
     return None
@@ -138,7 +149,7 @@ def _tags_by_name() -> dict[str, int]:
     names: dict[str, int] = {}
     for tag, (name, _vr) in dictionary["public"].items():
         names.setdefault(name, int(tag, 16))
-    for group_low, _high, _parity, element_low, _element_high, name, _vr in dictionary["public_ranges"]:
+    for group_low, _high, _parity, element_low, _element_high, name, _vr in _public_ranges():
         names.setdefault(name, (group_low << 16) | element_low)
     return names
 
