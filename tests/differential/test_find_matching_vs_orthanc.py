@@ -508,6 +508,20 @@ C_FIND = {
         STUDY_ROOT,
         {"QueryRetrieveLevel": "IMAGE", "AcquisitionDateTime": "2020-", "SOPInstanceUID": ""},
     ),
+    "images sequence": (
+        STUDY_ROOT,
+        {"QueryRetrieveLevel": "IMAGE", "SOPInstanceUID": f"{UID_ROOT}1.1.1", "ReferencedImageSequence": []},
+    ),
+    "series sequence and private tag": (
+        STUDY_ROOT,
+        {
+            "QueryRetrieveLevel": "SERIES",
+            "PatientID": "XP*",
+            "SeriesInstanceUID": "",
+            "ReferencedImageSequence": [],
+            "ImageComments": "",
+        },
+    ),
     "images class list": (
         STUDY_ROOT,
         {

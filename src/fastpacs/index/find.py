@@ -700,17 +700,26 @@ def _full_identifier_key(view: IndexView, rid: RawId, keyword: str) -> bytes | N
     return identifier_key(record.main_tags.get(keyword, "")) if record is not None else None
 
 
-def instance_strings(view: IndexView, instance: RawId, *, with_header: bool = False) -> dict[str, str]:
-    """The string values of an instance's top-level tags (``"gggg,eeee"`` → text), from the stored JSON,
-    and ``with_header``, of its file meta group (C-FIND answers give MediaStorageSOPInstanceUID, as
-    Orthanc's do).
+TagsJson = dict[str, dict[str, object]]
+"""Tags in Orthanc's full JSON: ``"gggg,eeee"`` → ``{"Name", "Type", "Value"}``."""
 
-    Binary, too long and sequence values are left out: they match nothing.
-    """
+
+def instance_tags(view: IndexView, instance: RawId, *, with_header: bool = False) -> TagsJson:
+    """An instance's tags, and ``with_header``, its file meta group (C-FIND answers give
+    MediaStorageSOPInstanceUID, as Orthanc's do)."""
     stored = view.stored_tags(instance)
     if stored is None:
         return {}
     full = _FULL_TAGS_DECODER.decode(zlib.decompress(stored.full))
     if with_header:
         full = {**_FULL_TAGS_DECODER.decode(stored.header), **full}
+    return full
+
+
+def instance_strings(view: IndexView, instance: RawId) -> dict[str, str]:
+    """The string values of an instance's top-level tags (``"gggg,eeee"`` → text), from the stored JSON.
+
+    Binary, too long and sequence values are left out: they match nothing.
+    """
+    full = instance_tags(view, instance)
     return {key: entry["Value"] for key, entry in full.items() if entry.get("Type") == "String"}  # type: ignore[misc]

@@ -2,8 +2,9 @@
 
 Services see a C-FIND identifier as ``{tag: text}`` (multiple values
 separated by ``\\``, numbers written out, sequences as empty text) and
-answer the same way; the values are given back their VR here, from the
-DICOM dictionary, to build the datasets pynetdicom encodes.
+answer the same way, a sequence's items as a list of such maps; the values
+are given back their VR here, from the DICOM dictionary, to build the
+datasets pynetdicom encodes.
 
 An answer whose text does not fit its single-byte character set (a
 Japanese name under the default ISO_IR 100) is sent in UTF-8 (ISO_IR 192)
@@ -11,6 +12,7 @@ rather than with characters dropped, as Orthanc 1.10.1 drops them.
 """
 
 import logging
+from collections.abc import Mapping
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -25,6 +27,8 @@ INTEGER_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
 FLOAT_VRS = frozenset({"FL", "FD"})
 SPECIFIC_CHARACTER_SET = 0x00080005
 UTF8 = "ISO_IR 192"
+Value = str | list["Mapping[int, Value]"]
+"""A value as services give it: text, or a sequence's items."""
 
 
 def _text(value: object) -> str:
@@ -62,14 +66,15 @@ def typed_value(vr: str, text: str) -> object:
     return numbers[0] if len(numbers) == 1 else numbers
 
 
-def _fits(keys: dict[int, str], character_set: str) -> bool:
+def _fits(keys: Mapping[int, Value], character_set: str) -> bool:
     """Whether every text value can be written in a single-byte character set (others are not checked)."""
     encodings = python_encodings(character_set, character_set)
     if len(encodings) != 1:
         return True
     try:
         for text in keys.values():
-            text.encode(encodings[0])
+            if isinstance(text, str):
+                text.encode(encodings[0])
     except UnicodeEncodeError:
         return False
     except LookupError:
@@ -77,11 +82,12 @@ def _fits(keys: dict[int, str], character_set: str) -> bool:
     return True
 
 
-def dataset_of(keys: dict[int, str]) -> Dataset:
-    """A query identifier or an answer, each value in its dictionary VR (binary ones left empty)."""
+def dataset_of(keys: Mapping[int, Value]) -> Dataset:
+    """A query identifier or an answer, each value in its dictionary VR (binary ones left empty), the
+    items of a sequence given as a list."""
     dataset = Dataset()
     character_set = keys.get(SPECIFIC_CHARACTER_SET)
-    if character_set:
+    if isinstance(character_set, str) and character_set:
         if not _fits(keys, character_set):
             character_set = UTF8
         dataset.SpecificCharacterSet = character_set.split("\\")
@@ -91,11 +97,13 @@ def dataset_of(keys: dict[int, str]) -> Dataset:
     return dataset
 
 
-def _add_text_element(dataset: Dataset, tag: int, text: str) -> None:
+def _add_text_element(dataset: Dataset, tag: int, text: Value) -> None:
     """One element from its text, in its dictionary VR: empty when the text does not fit the VR, for a
-    binary or unknown VR, and for a sequence (whose items a text cannot give)."""
+    binary or unknown VR, and for a sequence given as a text; a sequence given as items has them."""
     vr = dictionary_vr(tag, None)
-    if vr == "SQ":
+    if isinstance(text, list):
+        dataset.add_new(tag, "SQ", Sequence([dataset_of(item) for item in text]))
+    elif vr == "SQ":
         dataset.add_new(tag, vr, Sequence())
     elif vr in STRING_VRS or vr in INTEGER_VRS or vr in FLOAT_VRS:
         try:

@@ -20,7 +20,8 @@ main tags of the resource or its ancestors, from the counters, or else from
 the stored tags of the resource's first instance; a key found nowhere is
 answered empty. As in Orthanc, the instance is read only when a key or a
 constraint is not a main tag of any level: a study-level query asking for
-``SeriesDescription`` alone answers it empty.
+``SeriesDescription`` alone answers it empty. A sequence key is answered with
+the instance's items, and left out when the instance has none.
 
 A C-MOVE or C-GET names resources by their identifier at the query level
 (several separated by ``\\``), compared in Orthanc's normalized form
@@ -57,7 +58,8 @@ from fastpacs.index.find import (
     MAIN_TAG_LEVELS,
     FindExecution,
     FindQuery,
-    instance_strings,
+    TagsJson,
+    instance_tags,
     resources_with_identifier,
 )
 from fastpacs.index.metadata import SYSTEM_METADATA
@@ -113,8 +115,8 @@ _ANSWERED_FROM_INDEX = frozenset(
 )
 """Keys whose value never needs an instance's tags (Orthanc reads the file for any other key)."""
 
-Answer = dict[int, str]
-"""Tag → value as text (multiple values separated by ``\\``)."""
+Answer = dict[int, "str | list[Answer]"]
+"""Tag → value as text (multiple values separated by ``\\``), or a sequence's items."""
 
 
 class QueryError(Exception):
@@ -203,26 +205,29 @@ class LocalQueryRetrieve:
             QUERY_RETRIEVE_LEVEL: LEVEL_NAMES[level],
             RETRIEVE_AE_TITLE: self.config.dicom_aet,
         }
-        instance_tags: dict[str, str] | None = None
+        tags: TagsJson | None = None
         for tag in keys:
             if tag in answer:
                 continue
-            value = self._computed(view, level, rid, tag)
+            value: str | list[Answer] | None = self._computed(view, level, rid, tag)
             if value is None:
                 value = self._main_tag(execution, level, record, tag)
             if value is None and not reads_files:
                 value = ""
             if value is None:
-                if instance_tags is None:
+                if tags is None:
                     sample = execution.sample_series.get(rid)  # ModalitiesInStudy: a matching series
                     first = (
                         _first_instance(view, sample, Level.SERIES)
                         if sample
                         else _first_instance(view, rid, level)
                     )
-                    instance_tags = {} if first is None else instance_strings(view, first, with_header=True)
-                value = instance_tags.get(tag_key(tag), "")
-            answer[tag] = value
+                    tags = {} if first is None else instance_tags(view, first, with_header=True)
+                entry = tags.get(tag_key(tag))
+                value = _answer_value(entry) if entry is not None else None
+            if value is None and dictionary_vr(tag, None) == "SQ":
+                continue  # as in Orthanc, a sequence the instance lacks is left out of the answer
+            answer[tag] = "" if value is None else value
         return answer
 
     @staticmethod
@@ -274,6 +279,26 @@ class LocalQueryRetrieve:
             for resource in resources:
                 found.extend(stored_instances(view, self.storage, level, resource))
             return list(dict.fromkeys(found))
+
+
+def _answer_value(entry: dict[str, object]) -> str | list[Answer] | None:
+    """An answer's value from an element of the stored JSON: its text, a sequence's items (as Orthanc
+    copies them from the file), ``None`` for a binary or too long value."""
+    if entry.get("Type") == "String":
+        return str(entry["Value"])
+    if entry.get("Type") == "Sequence":
+        items = entry.get("Value")
+        return (
+            [_answer_item(item) for item in items if isinstance(item, dict)]
+            if isinstance(items, list)
+            else []
+        )
+    return None
+
+
+def _answer_item(item: dict[str, dict[str, object]]) -> Answer:
+    values = {int(key.replace(",", ""), 16): _answer_value(element) for key, element in item.items()}
+    return {tag: value for tag, value in values.items() if value is not None}
 
 
 def _first_instance(view: IndexView, rid: RawId, level: Level) -> RawId | None:
