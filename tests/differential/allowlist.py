@@ -340,14 +340,6 @@ KNOWN_BUGS.update(
             "(dicom/transcoding.py, pydicom) has no encoder for it: 500 'Cannot transcode to transfer "
             "syntax'."
         ),
-        ("modify edge jpeg-baseline chrX1.dcm", "*"): (
-            "Transcode of a file without pixel data to JPEG baseline — Orthanc changes the transfer syntax; "
-            "fastpacs answers 500 'Cannot transcode to transfer syntax' (dicom/transcoding.py)."
-        ),
-        ("modify edge transcode series jpeg-baseline*", "*"): (
-            "Transcode to JPEG baseline of a series of raw, JPEG and RLE instances — Orthanc transcodes all "
-            "three; fastpacs fails on one of them: 500 'Cannot transcode' (dicom/transcoding.py)."
-        ),
     }
 )
 
@@ -440,6 +432,18 @@ KNOWN_BUGS[("c-find limited *", "$.Status")] = (
     "with 0xFE00 (its answers marked incomplete: the database phase had more than the limit, or the "
     "answers were cut at it); fastpacs's SCP (net/query_retrieve_scp.py) ends with Success. The answers "
     "themselves are the same."
+)
+_ODD_SIZED_JPEG = (
+    "JPEG baseline of SC_rgb_small_odd.dcm (3x3 RGB): DCMTK's encoder pads an odd-sized colour image "
+    "differently and notes '[Scaled image]' in DerivationDescription, so its stream is 666 bytes where "
+    "Pillow's (libjpeg) is 642: the compression ratio (0.040541 / 0.042042) and the description differ. "
+    "The frames of the other images are byte for byte DCMTK's."
+)
+ALLOWED.update(
+    {
+        ("modify edge transcode series jpeg-baseline*", "$.instances[*].0008,2111.Value"): _ODD_SIZED_JPEG,
+        ("modify edge transcode series jpeg-baseline*", "$.instances[*].0028,2112.Value"): _ODD_SIZED_JPEG,
+    }
 )
 ALLOWED.update(
     {

@@ -2,9 +2,11 @@
 
 pydicom does the work: compressed pixel data is decoded with the installed
 decoders, and encoded again when the target is a compressed syntax pydicom
-can write (RLE Lossless, JPEG 2000, JPEG-LS with pyjpegls). A target no
-encoder can produce (JPEG baseline and lossless: pydicom has none) gets a
-500 "Cannot transcode to transfer syntax".
+can write (RLE Lossless, JPEG 2000, JPEG-LS with pyjpegls). JPEG baseline,
+which makes a new lossy image, is written by :mod:`fastpacs.dicom.jpeg_baseline`
+where the caller allows it (/modify does, C-STORE does not, as in Orthanc).
+A target no encoder can produce (JPEG lossless: none here) gets a 500
+"Cannot transcode to transfer syntax".
 Runs in the worker pool.
 """
 
@@ -17,6 +19,7 @@ from pydicom.filereader import dcmread
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, AllTransferSyntaxes
 
+from fastpacs.dicom import jpeg_baseline
 from fastpacs.dicom.parse import EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, transfer_syntax_of
 from fastpacs.dicom.writer import file_meta, part10_file
 from fastpacs.errors import ErrorCode, OrthancError
@@ -41,8 +44,11 @@ def is_transfer_syntax(uid: str) -> bool:
     return uid in AllTransferSyntaxes
 
 
-def transcode(data: bytes, transfer_syntax: str) -> bytes:
-    """``data`` in ``transfer_syntax`` (unchanged when already there)."""
+def transcode(
+    data: bytes, transfer_syntax: str, *, lossy: bool = False, new_instance_uid: bool = False
+) -> bytes:
+    """``data`` in ``transfer_syntax`` (unchanged when already there). ``lossy``: JPEG baseline may be
+    written, a derived image, given a new SOP Instance UID when ``new_instance_uid``."""
     target = UID(transfer_syntax)
     dataset = dcmread(io.BytesIO(data), force=True)
     current = UID(transfer_syntax_of(dataset))
@@ -57,7 +63,10 @@ def transcode(data: bytes, transfer_syntax: str) -> bytes:
             order = EXPLICIT_VR_BIG_ENDIAN if current.is_little_endian else EXPLICIT_VR_LITTLE_ENDIAN
             dataset.file_meta = file_meta(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), order)
         if target.is_compressed and "PixelData" in dataset:
-            dataset.compress(target, generate_instance_uid=False)
+            if lossy and target == jpeg_baseline.JPEG_BASELINE:
+                jpeg_baseline.compress(dataset, new_instance_uid=new_instance_uid)
+            else:
+                dataset.compress(target, generate_instance_uid=False)
         bare = Dataset(dataset)  # the elements only: part10_file writes the file meta group
         output = io.BytesIO()
         dcmwrite(

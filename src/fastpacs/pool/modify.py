@@ -9,7 +9,8 @@ bytes never cross the process boundary. The instance-level operations get
 the new file's bytes in the answer.
 """
 
-from fastpacs.dicom.modification import Modification, modify
+from fastpacs.dicom.ids import Level
+from fastpacs.dicom.modification import SOP_INSTANCE_UID, Modification, modify
 from fastpacs.dicom.parse import InstanceSummary, header_prefix, summarize, summarize_header
 from fastpacs.dicom.transcoding import transcode
 from fastpacs.pool.tasks import ParsedFile, read_blob, store_parsed
@@ -53,7 +54,12 @@ def modify_file(
 ) -> bytes:
     """One modified file, in ``transfer_syntax`` when given."""
     modified = modify(modification, data, default_encoding)
-    return modified if transfer_syntax is None else transcode(modified, transfer_syntax)
+    if transfer_syntax is None:
+        return modified
+    # As in Orthanc, a lossy image made by the modification of a series, study or patient keeps the SOP
+    # Instance UID the modification gave it; one of a single instance, or whose UID is kept, gets a new one.
+    new_uid = modification.level == Level.INSTANCE or SOP_INSTANCE_UID in modification.kept_identifiers
+    return transcode(modified, transfer_syntax, lossy=True, new_instance_uid=new_uid)
 
 
 def modify_stored_file(
