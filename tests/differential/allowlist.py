@@ -427,12 +427,6 @@ ALLOWED.update(
         ): "As for 'c-find patients' PatientName above.",
     }
 )
-KNOWN_BUGS[("c-find limited *", "$.Status")] = (
-    "C-FIND final status when LimitFindResults/LimitFindInstances cut the candidates — Orthanc ends "
-    "with 0xFE00 (its answers marked incomplete: the database phase had more than the limit, or the "
-    "answers were cut at it); fastpacs's SCP (net/query_retrieve_scp.py) ends with Success. The answers "
-    "themselves are the same."
-)
 _ODD_SIZED_JPEG = (
     "JPEG baseline of SC_rgb_small_odd.dcm (3x3 RGB): DCMTK's encoder pads an odd-sized colour image "
     "differently and notes '[Scaled image]' in DerivationDescription, so its stream is 666 bytes where "

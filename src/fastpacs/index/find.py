@@ -389,6 +389,10 @@ class FindExecution:
         """The level the constraints are matched at."""
         self.sample_series: dict[RawId, RawId] = {}
         """With ModalitiesInStudy: each study answered → its first matching series (Orthanc's sample)."""
+        self.complete = True
+        """False when the database phase had more candidates than ``query.candidates`` allows (C-FIND's
+        LimitFindResults/LimitFindInstances): some matches may be missing, and a C-FIND then ends with
+        Orthanc's 0xFE00. (Its answers, at most the candidates, are never cut at ``limit`` otherwise.)"""
         self.plan = self._place(constraints)
         self._records: dict[RawId, Resource] = {}
         self._values = view.txn.cursor(db=view.dbs["find_values"])
@@ -514,6 +518,7 @@ class FindExecution:
             if all(self._passes_database(record, placed) for placed in self.plan.database):
                 kept.append((rid, record))
                 if len(kept) >= count:
+                    self.complete = False
                     break
         if self.level != Level.INSTANCE:
             kept.sort(key=lambda item: item[0])

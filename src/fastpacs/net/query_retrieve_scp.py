@@ -8,7 +8,8 @@ Statuses:
 - C-FIND: Pending (0xFF00) per answer, then Success; 0xC000 (unable to
   process, as Orthanc) for an identifier without a valid level or with a
   key that cannot be matched (a wildcard on a date...); Cancel (0xFE00)
-  when the caller cancels.
+  when the caller cancels, and after the answers when LimitFindResults or
+  LimitFindInstances cut them (as Orthanc marks them incomplete).
 - C-MOVE: 0xA801 when the destination AET is not a registered modality or
   cannot be reached (over DICOM TLS when its ``UseDicomTls`` is set);
   pynetdicom runs the C-STORE sub-operations over one association with the
@@ -68,7 +69,7 @@ class QueryRetrieveScp:
             return
         keys = identifier_keys(event.identifier)
         try:
-            answers = self.local.find(keys)
+            answers, complete = self.local.find(keys)
         except QueryError as error:
             logger.warning("C-FIND identifier refused: %s", error)
             yield UNABLE_TO_PROCESS, None
@@ -78,6 +79,8 @@ class QueryRetrieveScp:
                 yield CANCEL, None
                 return
             yield PENDING, dataset_of(answer)
+        if not complete:
+            yield CANCEL, None  # Orthanc's end of answers the find limits cut
 
     def move(self, event: evt.Event) -> Iterator[Any]:
         if is_refused(event, self.registry, DicomRequest.MOVE):

@@ -149,8 +149,10 @@ class LocalQueryRetrieve:
 
     # --- C-FIND
 
-    def find(self, keys: dict[int, str]) -> list[Answer]:
-        """The answers to a C-FIND identifier (its keys as text); :class:`QueryError` if it has none."""
+    def find(self, keys: dict[int, str]) -> tuple[list[Answer], bool]:
+        """The answers to a C-FIND identifier (its keys as text), and whether they are all the matches
+        (not when LimitFindResults/LimitFindInstances cut the candidates); :class:`QueryError` if the
+        identifier has no valid level or a key that cannot be matched."""
         level = query_level(keys)
         constraints = []
         for tag, value in keys.items():
@@ -174,7 +176,7 @@ class LocalQueryRetrieve:
             execution = FindExecution(view, query)
             found = execution.run()
             reads_files = execution.plan.reads_instances or not _ANSWERED_FROM_INDEX.issuperset(keys)
-            return [
+            answers = [
                 self._answer(
                     view,
                     execution,
@@ -186,6 +188,7 @@ class LocalQueryRetrieve:
                 )
                 for rid in found
             ]
+            return answers, execution.complete
 
     def _answer(
         self,
