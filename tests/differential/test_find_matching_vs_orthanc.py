@@ -29,10 +29,9 @@ from typing import Any
 
 import pydicom.data
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -44,6 +43,7 @@ from pynetdicom.sop_class import (
 from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.harness import Call, ServerPair
 from tests.differential.test_find_vs_orthanc import UID_ROOT as CORPUS_UID_ROOT
+from tests.differential.test_find_vs_orthanc import _file as part10_file
 from tests.differential.test_find_vs_orthanc import corpus, find, instance, patient, series, study
 
 pytestmark = pytest.mark.reference
@@ -75,16 +75,7 @@ def _file(number: int, charset: str = "ISO_IR 100", **tags: Any) -> bytes:
         warnings.simplefilter("ignore")  # malformed values are wanted here
         for keyword, value in tags.items():
             setattr(dataset, keyword, value)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.file_meta = meta
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dcmwrite(buffer, dataset, enforce_file_format=True)
-    return buffer.getvalue()
+    return part10_file(dataset)
 
 
 def _referenced_image() -> Sequence:
