@@ -139,7 +139,11 @@ def _client(server: ServerProcess) -> httpx.Client:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    folder = tmp_path_factory.mktemp("images-differential")
+    yield from running_pair(tmp_path_factory.mktemp("images-differential"))
+
+
+def running_pair(folder: Path) -> Iterator[Pair]:
+    """A reference Orthanc and a fastpacs started in ``folder``, their clients, until the caller is done."""
     orthanc = orthanc_server(folder / "orthanc").start()
     try:
         fastpacs = fastpacs_server(folder / "fastpacs").start()

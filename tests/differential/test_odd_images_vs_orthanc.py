@@ -36,15 +36,14 @@ from pydicom.uid import (
 
 from fastpacs.imaging.formats import UnsupportedConversionError
 from fastpacs.imaging.resize import MAX_PIXELS, fitted
-from fastpacs.testing import fastpacs_server, orthanc_server
 from tests.differential.test_images_vs_orthanc import (
     FILES,
     LOSSY_JPEG_SOURCES,
     STORED_VALUE_TOLERANCE,
     Pair,
-    _client,
     _store,
     compare,
+    running_pair,
 )
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
@@ -335,19 +334,7 @@ def _allowed(name: str, path: str, orthanc: httpx.Response, fastpacs: httpx.Resp
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    folder = tmp_path_factory.mktemp("odd-images")
-    orthanc = orthanc_server(folder / "orthanc").start()
-    try:
-        fastpacs = fastpacs_server(folder / "fastpacs").start()
-    except BaseException:
-        orthanc.stop()
-        raise
-    pair = Pair(_client(orthanc), _client(fastpacs))
-    yield pair
-    pair.orthanc.close()
-    pair.fastpacs.close()
-    fastpacs.stop()
-    orthanc.stop()
+    yield from running_pair(tmp_path_factory.mktemp("odd-images"))
 
 
 Check = Callable[..., None]
