@@ -134,6 +134,18 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     """PEM certificates (concatenated) of the remote modalities or CAs trusted over DICOM TLS."""
     dicom_tls_remote_certificate_required: bool = True
     accepted_transfer_syntaxes: list[str] | str = msgspec.field(default_factory=lambda: ["1.2.840.10008.1.*"])
+    deflated_transfer_syntax_accepted: bool | None = None
+    """This and the eight options below: Orthanc's groups of transfer syntaxes, applied after
+    ``AcceptedTransferSyntaxes`` when set (true adds the group, false removes it; see
+    :mod:`fastpacs.net.transfer_syntaxes`)."""
+    jpeg_transfer_syntax_accepted: bool | None = None
+    jpeg2000_transfer_syntax_accepted: bool | None = None
+    jpeg_lossless_transfer_syntax_accepted: bool | None = None
+    jpip_transfer_syntax_accepted: bool | None = None
+    mpeg2_transfer_syntax_accepted: bool | None = None
+    rle_transfer_syntax_accepted: bool | None = None
+    mpeg4_transfer_syntax_accepted: bool | None = None
+    h265_transfer_syntax_accepted: bool | None = None
     unknown_sop_class_accepted: bool = False
     query_retrieve_size: int = 100
     dicom_modalities: dict[str, DicomModality | list[Any]] = msgspec.field(default_factory=dict)
@@ -266,6 +278,16 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
         return self.authentication_enabled
 
     @property
+    def transfer_syntax_groups(self) -> dict[str, bool]:
+        """The ``*TransferSyntaxAccepted`` options the configuration sets, by their Orthanc names."""
+        return {
+            field.encode_name: value
+            for field in msgspec.structs.fields(self)
+            if field.encode_name.endswith("TransferSyntaxAccepted")
+            and (value := getattr(self, field.name)) is not None
+        }
+
+    @property
     def storage_path(self) -> Path:
         return Path(self.storage_directory)
 
@@ -293,15 +315,6 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "SslCiphersAccepted",
         "DicomAssociationCloseDelay",
         "DicomThreadsCount",
-        "DeflatedTransferSyntaxAccepted",
-        "JpegTransferSyntaxAccepted",
-        "Jpeg2000TransferSyntaxAccepted",
-        "JpegLosslessTransferSyntaxAccepted",
-        "JpipTransferSyntaxAccepted",
-        "Mpeg2TransferSyntaxAccepted",
-        "RleTransferSyntaxAccepted",
-        "Mpeg4TransferSyntaxAccepted",
-        "H265TransferSyntaxAccepted",
         "StoreMD5ForAttachments",
         "LoadPrivateDictionary",
         "Dictionary",

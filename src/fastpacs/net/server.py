@@ -62,8 +62,9 @@ from fastpacs.net.transfer_syntaxes import (
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
+    LISTED_ONLY,
     UNCOMPRESSED,
-    matching_transfer_syntaxes,
+    accepted_at_start,
 )
 from fastpacs.services.ingest import IngestService
 from fastpacs.services.modalities import DicomRequest, ModalityRegistry
@@ -94,9 +95,11 @@ CALLED_AE_NOT_RECOGNISED = 0x07
 
 def _preferred_first(transfer_syntaxes: list[str]) -> list[str]:
     """Orthanc's preference among the syntaxes a caller proposes in one context: explicit little
-    endian, explicit big endian, implicit little endian, then the compressed ones."""
+    endian, explicit big endian, implicit little endian, then the compressed ones (not those
+    listed only)."""
     preferred = [syntax for syntax in STORAGE_PREFERENCE if syntax in transfer_syntaxes]
-    return preferred + [syntax for syntax in transfer_syntaxes if syntax not in STORAGE_PREFERENCE]
+    others = [syntax for syntax in transfer_syntaxes if syntax not in STORAGE_PREFERENCE]
+    return preferred + [syntax for syntax in others if syntax not in LISTED_ONLY]
 
 
 class SharedContexts(list[PresentationContext]):
@@ -164,10 +167,11 @@ class DicomServer:
         self.store = StoreScp(registry, ingest, loop)
         self.storage_commitment: StorageCommitmentScp | None = None
         self.query_retrieve = QueryRetrieveScp(registry, local)
-        self.accepted_transfer_syntaxes = matching_transfer_syntaxes(
+        self.accepted_transfer_syntaxes = accepted_at_start(
             [config.accepted_transfer_syntaxes]
             if isinstance(config.accepted_transfer_syntaxes, str)
-            else config.accepted_transfer_syntaxes
+            else config.accepted_transfer_syntaxes,
+            config.transfer_syntax_groups,
         )
         self.unknown_sop_class_accepted = config.unknown_sop_class_accepted
         self.ae = EventDrivenAE(ae_title=config.dicom_aet)

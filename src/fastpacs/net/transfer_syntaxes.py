@@ -62,3 +62,36 @@ def parse_patterns(body: bytes) -> list[str]:
     if isinstance(document, list) and all(isinstance(item, str) for item in document):
         return document
     raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+
+
+LISTED_ONLY = ("1.2.840.10008.1.2.6.1", "1.2.840.10008.1.2.6.2")
+"""MIME encapsulation and XML encoding: listed as accepted, but no association is accepted in them
+(observed on Orthanc 1.10.1, whose DICOM toolkit has no such network transfer syntax)."""
+
+_JPEG = tuple(f"1.2.840.10008.1.2.4.{number}" for number in range(50, 67))
+
+TRANSFER_SYNTAX_GROUPS: dict[str, tuple[str, ...]] = {
+    "DeflatedTransferSyntaxAccepted": (DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,),
+    "JpegTransferSyntaxAccepted": (*_JPEG, "1.2.840.10008.1.2.4.70"),
+    "Jpeg2000TransferSyntaxAccepted": tuple(f"1.2.840.10008.1.2.4.{number}" for number in range(90, 94)),
+    "JpegLosslessTransferSyntaxAccepted": ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"),
+    "JpipTransferSyntaxAccepted": ("1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"),
+    "Mpeg2TransferSyntaxAccepted": ("1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.101"),
+    "RleTransferSyntaxAccepted": ("1.2.840.10008.1.2.5",),
+    "Mpeg4TransferSyntaxAccepted": tuple(f"1.2.840.10008.1.2.4.{number}" for number in range(102, 107)),
+    "H265TransferSyntaxAccepted": ("1.2.840.10008.1.2.4.107", "1.2.840.10008.1.2.4.108"),
+}
+"""Orthanc's groups of transfer syntaxes, as its options name them (observed on Orthanc 1.10.1:
+its "JpegLossless" group is JPEG-LS; JPEG lossless proper belongs to the "Jpeg" group)."""
+
+
+def accepted_at_start(patterns: Iterable[str], groups: dict[str, bool]) -> list[str]:
+    """The transfer syntaxes accepted at start-up: those ``AcceptedTransferSyntaxes`` matches, then
+    each group option set in the configuration adds its group (true) or removes it (false)."""
+    accepted = set(matching_transfer_syntaxes(patterns))
+    for option, enabled in groups.items():
+        if enabled:
+            accepted.update(TRANSFER_SYNTAX_GROUPS[option])
+        else:
+            accepted.difference_update(TRANSFER_SYNTAX_GROUPS[option])
+    return [uid for uid in KNOWN_TRANSFER_SYNTAXES if uid in accepted]
