@@ -333,15 +333,6 @@ ALLOWED.update(
         ),
     }
 )
-KNOWN_BUGS.update(
-    {
-        ("modify edge jpeg-lossless *", "*"): (
-            "Transcode to JPEG Lossless (.4.70) — Orthanc (DCMTK) encodes it; fastpacs's transcoding "
-            "(dicom/transcoding.py, pydicom) has no encoder for it: 500 'Cannot transcode to transfer "
-            "syntax'."
-        ),
-    }
-)
 
 # Lua scripting (tests/differential/test_lua_vs_orthanc.py).
 ALLOWED.update(

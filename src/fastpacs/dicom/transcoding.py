@@ -2,11 +2,13 @@
 
 pydicom does the work: compressed pixel data is decoded with the installed
 decoders, and encoded again when the target is a compressed syntax pydicom
-can write (RLE Lossless, JPEG 2000, JPEG-LS with pyjpegls). JPEG baseline,
+can write (RLE Lossless, JPEG 2000, JPEG-LS with pyjpegls). JPEG Lossless
+(process 14) is written by :mod:`fastpacs.dicom.jpeg_lossless`. JPEG baseline,
 which makes a new lossy image, is written by :mod:`fastpacs.dicom.jpeg_baseline`
 where the caller allows it (/modify does, C-STORE does not, as in Orthanc).
-A target no encoder can produce (JPEG lossless: none here) gets a 500
-"Cannot transcode to transfer syntax".
+Pixels a target cannot hold (floating point pixel data in any compressed
+syntax, 32-bit cells in JPEG Lossless...) get a 500 "Cannot transcode to
+transfer syntax", as in Orthanc.
 Runs in the worker pool.
 """
 
@@ -19,12 +21,14 @@ from pydicom.filereader import dcmread
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, AllTransferSyntaxes
 
-from fastpacs.dicom import jpeg_baseline
+from fastpacs.dicom import jpeg_baseline, jpeg_lossless
 from fastpacs.dicom.parse import EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, transfer_syntax_of
 from fastpacs.dicom.writer import file_meta, part10_file
 from fastpacs.errors import ErrorCode, OrthancError
 
 PIXEL_DATA = 0x7FE00010
+_FLOAT_PIXEL_DATA = ("FloatPixelData", "DoubleFloatPixelData")
+"""Pixel data no compressed transfer syntax can hold."""
 _WORD_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 """Binary VRs made of words, whose bytes are swapped when the byte order changes."""
 _FAILURES = (
@@ -62,9 +66,13 @@ def transcode(
             # The values are now in the target's byte order: say so, for the encoders.
             order = EXPLICIT_VR_BIG_ENDIAN if current.is_little_endian else EXPLICIT_VR_LITTLE_ENDIAN
             dataset.file_meta = file_meta(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), order)
+        if target.is_compressed and any(keyword in dataset for keyword in _FLOAT_PIXEL_DATA):
+            raise ValueError("floating point pixel data cannot be compressed")
         if target.is_compressed and "PixelData" in dataset:
             if lossy and target == jpeg_baseline.JPEG_BASELINE:
                 jpeg_baseline.compress(dataset, new_instance_uid=new_instance_uid)
+            elif target in jpeg_lossless.SELECTION_VALUES:
+                jpeg_lossless.compress(dataset, target)
             else:
                 dataset.compress(target, generate_instance_uid=False)
         bare = Dataset(dataset)  # the elements only: part10_file writes the file meta group
