@@ -13,9 +13,12 @@ and fails: they are not compared. Orthanc is started without its storage
 cache, which would otherwise keep serving the file it just received.
 """
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import pydicom_file, stored_blobs
@@ -94,4 +97,50 @@ def test_renderings_of_a_missing_file_are_an_empty_415(lost: tuple[ServerPair, d
     for route in IMAGE_ROUTES:
         exchange = checker.compare(get(f"lost file {route}", f"/instances/{instance['ID']}/{route}"))
         assert (exchange.fastpacs.status, exchange.fastpacs.content) == (415, b"")
+    checker.verdict()
+
+
+def _finished_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """What a finished job says of its outcome (its ID and times differ by nature)."""
+    deadline = time.monotonic() + 30
+    while (job := client.get(f"/jobs/{job_id}").json())["State"] not in ("Success", "Failure"):
+        assert time.monotonic() < deadline, f"job {job_id} did not finish"
+        time.sleep(0.05)
+    return {key: job[key] for key in ("State", "ErrorCode", "ErrorDescription", "ErrorDetails", "Content")}
+
+
+def test_modifications_of_a_missing_file_fail_unless_permissive(
+    lost: tuple[ServerPair, dict[str, str]],
+) -> None:
+    """Without ``Permissive`` the job fails (-1 "Internal error", a 500 when synchronous); with it,
+    the instance is counted in FailedInstancesCount and the job succeeds."""
+    pair, instance = lost
+    checker = pair.checker()
+    study, series = instance["ParentStudy"], instance["ParentSeries"]
+    for name, path, body in (
+        ("anonymize", f"/studies/{study}/anonymize", b"{}"),
+        ("modify", f"/studies/{study}/modify", b'{"Replace": {"PatientName": "LOST"}}'),
+        (
+            "permissive modify",
+            f"/series/{series}/modify",
+            b'{"Replace": {"StudyID": "9"}, "Permissive": true}',
+        ),
+        ("permissive anonymize", f"/studies/{study}/anonymize", b'{"Permissive": true}'),
+    ):
+        exchange = checker.compare(Call(f"lost file study {name}", "POST", path, body=body))
+        assert exchange.fastpacs.status == (200 if name.startswith("permissive") else 500)
+    for name, body in (
+        ("job", b'{"Asynchronous": true}'),
+        ("permissive job", b'{"Asynchronous": true, "Permissive": true}'),
+    ):
+        answers = [
+            client.post(f"/studies/{study}/anonymize", content=body)
+            for client in (pair.orthanc_client, pair.fastpacs_client)
+        ]
+        orthanc, fastpacs = (
+            _finished_job(client, answer.json()["ID"])
+            for client, answer in zip((pair.orthanc_client, pair.fastpacs_client), answers, strict=True)
+        )
+        checker.compare_documents(f"lost file study anonymize {name}", orthanc, fastpacs)
+        assert fastpacs["State"] == ("Success" if name.startswith("permissive") else "Failure")
     checker.verdict()

@@ -77,6 +77,9 @@ class RunState(msgspec.Struct, kw_only=True):
     refusal: tuple[int, str] | None = None
     """ResourceModification: the error code and details every instance is refused with (the rules of
     the level, which Orthanc's job checks: the job of an asynchronous request fails with them)."""
+    permissive: bool = False
+    """``Permissive``: an instance that cannot be modified (its file is gone) is counted as failed and
+    the job goes on; without it, the job fails with Orthanc's -1 "Internal error"."""
     outcomes: list[IngestOutcome] = msgspec.field(default_factory=list)
     failed: int = 0
     processed: list[RawId] = msgspec.field(default_factory=list)
@@ -205,6 +208,9 @@ class ModificationWork:
         batch = state.sources[step * state.step_size : (step + 1) * state.step_size]
         stored = [(source, parsed) for source, parsed in zip(batch, files, strict=True) if parsed is not None]
         state.failed += len(batch) - len(stored)
+        if len(stored) < len(batch) and not state.permissive:
+            self.release(files)
+            raise OrthancError(ErrorCode.INTERNAL_ERROR)
         outcomes = await self.ingest.ingest_stored([parsed for _, parsed in stored], state.origin)
         pairs = [(source, outcome) for (source, _), outcome in zip(stored, outcomes, strict=True)]
         refused = [source for source, outcome in pairs if _refused(source, outcome)]

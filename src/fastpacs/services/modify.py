@@ -182,6 +182,7 @@ class ModifyService:
             modification,
             origin,
             keep_source=boolean_field(request, "KeepSource", True),
+            permissive=boolean_field(request, "Permissive", False),
             provenance=provenance,
             transcode=transcode,
             level=level,
@@ -268,7 +269,12 @@ class ModifyService:
         target_uid = new_uid()
         modification = split_modification(target_uid, replace, remove)
         state = self._state(
-            sources, modification, origin, keep_source=keep_source, target_study_uid=target_uid
+            sources,
+            modification,
+            origin,
+            keep_source=keep_source,
+            permissive=boolean_field(request, "Permissive", False),
+            target_study_uid=target_uid,
         )
         return await self._run(SplitStudyJob(self.work, state), request)
 
@@ -284,7 +290,10 @@ class ModifyService:
             sources = _merge_sources(view, study, _strings(request, "Resources", required=True))
         keep_source = boolean_field(request, "KeepSource", False)
         modification = merge_modification(target_values)
-        state = self._state(sources, modification, origin, keep_source=keep_source, target_study=study)
+        permissive = boolean_field(request, "Permissive", False)
+        state = self._state(
+            sources, modification, origin, keep_source=keep_source, permissive=permissive, target_study=study
+        )
         return await self._run(MergeStudyJob(self.work, state), request)
 
     # -- running the work
