@@ -255,6 +255,20 @@ def test_frames_are_the_ones_dcmtk_writes(client: httpx.Client) -> None:
     assert b"\xff\xc4\x00\x15\x00\x01\x01" + bytes(14) + b"\x00\x10" in zero
 
 
+def test_a_lossless_transcoding_makes_no_derived_image(client: httpx.Client) -> None:
+    """SOPInstanceUID kept: the file keeps it, as in Orthanc (probed), ImageType unchanged, no lossy
+    compression marks or source image (unlike JPEG baseline)."""
+    original = _with_new_uids(pydicom_file("CT_small.dcm").read_bytes())
+    body = {"Transcode": JPEG_LOSSLESS_SV1, "Keep": ["SOPInstanceUID"], "Force": True}
+    answer = client.post(f"/instances/{_upload(client, original)}/modify", json=body)
+    assert answer.status_code == 200, answer.text
+    source, result = pydicom.dcmread(io.BytesIO(original)), pydicom.dcmread(io.BytesIO(answer.content))
+    assert result.SOPInstanceUID == result.file_meta.MediaStorageSOPInstanceUID == source.SOPInstanceUID
+    assert result.ImageType == source.ImageType
+    absent = ("LossyImageCompression", "SourceImageSequence", "DerivationCodeSequence")
+    assert not [keyword for keyword in absent if keyword in result]
+
+
 def test_study_anonymization_transcodes_the_stored_copies(client: httpx.Client, tmp_path: Path) -> None:
     """``Transcode`` at the study level: the anonymized instances are stored in JPEG Lossless (Orthanc
     ignores it for a single instance's /anonymize, and so does fastpacs)."""
@@ -264,6 +278,11 @@ def test_study_anonymization_transcodes_the_stored_copies(client: httpx.Client, 
     assert answer.status_code == 200, answer.text
     (instance,) = client.get(f"/studies/{answer.json()['ID']}/instances").json()
     assert client.get(f"/instances/{instance['ID']}/metadata/TransferSyntax").text == JPEG_LOSSLESS_SV1
+    numpy_url = f"/instances/{instance['ID']}/frames/0/numpy"
+    rendered = client.get(numpy_url, params={"rescale": "false"})  # fastpacs decodes its own frames
+    assert rendered.status_code == 200, rendered.text
+    expected = pydicom.dcmread(io.BytesIO(original)).pixel_array
+    assert numpy.array_equal(numpy.load(io.BytesIO(rendered.content)).reshape(expected.shape), expected)
     _check_round_trip(
         original, client.get(f"/instances/{instance['ID']}/file").content, tmp_path, JPEG_LOSSLESS_SV1
     )
