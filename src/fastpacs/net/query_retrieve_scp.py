@@ -16,6 +16,10 @@ Statuses:
   destination and answers Success, 0xB000 (some sub-operations failed) or
   0xA702 (all failed).
 - C-GET: the same sub-operations, sent back on the caller's association.
+- A retrieve Orthanc 1.10.1 refuses (an unknown level, a wildcard, an
+  identifier naming nothing; for C-GET also no level, or any listed value
+  naming nothing: :meth:`LocalQueryRetrieve.instances_to_retrieve`) is
+  refused with 0xC000 and nothing sent (:func:`_refusal`).
 - A caller not allowed to make the request: the association is aborted.
 
 Sub-operations decode each file (pynetdicom sends datasets); a file whose
@@ -30,8 +34,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom import dcmread
-from pynetdicom import evt
+from pynetdicom import StoragePresentationContexts, build_context, evt
 from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification
 
 from fastpacs.errors import OrthancError
 from fastpacs.net.association import caller_of, is_refused
@@ -98,7 +103,15 @@ class QueryRetrieveScp:
             logger.warning("C-MOVE refused: %s", error)
             yield None, None
             return
-        instances = self._instances(event)
+        try:
+            instances = self.local.instances_to_retrieve(identifier_keys(event.identifier))
+        except QueryError as error:
+            logger.warning("C-MOVE refused: %s", error)
+            contexts = [build_context(Verification), *StoragePresentationContexts]
+            address = {"ae_title": destination.aet, "contexts": contexts, "tls_args": tls}
+            yield destination.host, destination.port, address
+            yield from _refusal()
+            return
         store_association: list[Association] = []
 
         def established(sub_event: evt.Event) -> None:
@@ -127,23 +140,39 @@ class QueryRetrieveScp:
     def get(self, event: evt.Event) -> Iterator[Any]:
         if is_refused(event, self.registry, DicomRequest.GET):
             return
+        try:
+            instances = self.local.instances_to_retrieve(identifier_keys(event.identifier), every_value=True)
+        except QueryError as error:
+            logger.warning("C-GET refused: %s", error)
+            yield from _refusal()
+            return
         caller = caller_of(event.assoc)
         transcode = all(modality.allow_transcoding for _, modality in self.registry.by_aet(caller.aet))
         yield from _sub_operations(
             event,
-            self._instances(event),
+            instances,
             lambda: accepted_pairs(event.assoc, as_scu=True),
             transcode=transcode,
             peer_aet=caller.aet,
             preferred=self.registry.config.dicom_scu_preferred_transfer_syntax,
         )
 
-    def _instances(self, event: evt.Event) -> list[StoredInstance]:
-        try:
-            return self.local.instances_to_retrieve(identifier_keys(event.identifier))
-        except QueryError as error:
-            logger.warning("retrieve identifier refused: %s", error)
-            return []
+
+def _refusal() -> Iterator[Any]:
+    """Orthanc's refusal of a retrieve (0xC000, nothing sent), as closely as pynetdicom allows.
+
+    pynetdicom (3.0.4) takes a handler's final status only after it yielded
+    the number of sub-operations (and, for C-MOVE, after it associated with
+    the destination, and answers 0xA801 if it cannot: :meth:`QueryRetrieveScp.move`
+    proposes Verification and pynetdicom's common storage contexts, so that
+    any storage SCP accepts the association, and sends no C-STORE on it);
+    zero sub-operations would make it answer Success. So one sub-operation
+    is announced, then refused: the answer is 0xC000 with 0 completed and 0
+    warning sub-operations, as Orthanc's, but 1 failed where Orthanc says 0,
+    and an empty Failed SOP Instance UID List where Orthanc sends no identifier.
+    """
+    yield 1
+    yield UNABLE_TO_PROCESS, None
 
 
 def _sub_operations(

@@ -266,18 +266,30 @@ class LocalQueryRetrieve:
 
     # --- C-MOVE and C-GET
 
-    def instances_to_retrieve(self, keys: dict[int, str]) -> list[StoredInstance]:
-        """The instances a C-MOVE or C-GET identifier names, each resource's in insertion order."""
+    def instances_to_retrieve(
+        self, keys: dict[int, str], *, every_value: bool = False
+    ) -> list[StoredInstance]:
+        """The instances a C-MOVE or C-GET identifier names, each resource's in insertion order.
+
+        Raises :class:`QueryError` where Orthanc 1.10.1 refuses the retrieve:
+        an unknown level, a wildcard, an identifier naming nothing. With
+        ``every_value`` (Orthanc's C-GET), also a missing level, and a listed
+        value (an empty one too) naming nothing.
+        """
         with self.database.read() as view:
             if keys.get(QUERY_RETRIEVE_LEVEL, "").strip():
                 level = query_level(keys)
-                resources = _named_resources(view, level, keys)
+                resources = _named_resources(view, level, keys, every_value)
+            elif every_value:
+                raise QueryError("no QueryRetrieveLevel")
             else:  # no level (not standard, but some modalities do it): the lowest level named
                 resources = []
                 for level in reversed(Level):
-                    resources = _named_resources(view, level, keys)
+                    resources = _named_resources(view, level, keys, every_value)
                     if resources:
                         break
+            if not resources:
+                raise QueryError("the identifier names no resource")
             found: list[StoredInstance] = []
             for resource in resources:
                 found.extend(stored_instances(view, self.storage, level, resource))
@@ -312,21 +324,25 @@ def _first_instance(view: IndexView, rid: RawId, level: Level) -> RawId | None:
     return current
 
 
-def _named_resources(view: IndexView, level: Level, keys: dict[int, str]) -> list[RawId]:
+def _named_resources(view: IndexView, level: Level, keys: dict[int, str], every_value: bool) -> list[RawId]:
     """Resources of ``level`` whose identifier is one of the values given for it."""
     text = keys.get(IDENTIFIER_TAGS[level], "").strip()
     if not text and level == Level.STUDY:
-        return _by_main_tag(view, level, ACCESSION_NUMBER, keys.get(ACCESSION_NUMBER, ""))
-    return _by_main_tag(view, level, IDENTIFIER_TAGS[level], text)
+        return _by_main_tag(view, level, ACCESSION_NUMBER, keys.get(ACCESSION_NUMBER, ""), every_value)
+    return _by_main_tag(view, level, IDENTIFIER_TAGS[level], text, every_value)
 
 
-def _by_main_tag(view: IndexView, level: Level, tag: int, text: str) -> list[RawId]:
-    """Orthanc's exact lookup of each value: normalized (``find p3`` names ``FIND_P3``), no wildcards."""
+def _by_main_tag(view: IndexView, level: Level, tag: int, text: str, every_value: bool) -> list[RawId]:
+    """Orthanc's exact lookup of each value: normalized (``find p3`` names ``FIND_P3``), no wildcards;
+    with ``every_value``, each value (an empty one too) must name a resource."""
     found: list[RawId] = []
-    for value in filter(None, (part.strip() for part in text.split("\\"))):
+    for value in (part.strip() for part in text.split("\\")):
         if "*" in value or "?" in value:
             raise QueryError(f"wildcards are not allowed in a retrieve: {value!r}")
-        found.extend(resources_with_identifier(view, level, tag, value))
+        named = resources_with_identifier(view, level, tag, value) if value else []
+        if every_value and not named:
+            raise QueryError(f"no resource named {value!r} at the {level.name.lower()} level")
+        found.extend(named)
     return list(dict.fromkeys(found))
 
 
