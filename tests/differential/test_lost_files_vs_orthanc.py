@@ -13,13 +13,16 @@ and fails: they are not compared. Orthanc is started without its storage
 cache, which would otherwise keep serving the file it just received.
 """
 
+import io
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pydicom import dcmread
 
 from tests.conftest import pydicom_file, stored_blobs
 from tests.differential.conftest import COMMON_OPTIONS
@@ -144,3 +147,15 @@ def test_modifications_of_a_missing_file_fail_unless_permissive(
         checker.compare_documents(f"lost file study anonymize {name}", orthanc, fastpacs)
         assert fastpacs["State"] == ("Success" if name.startswith("permissive") else "Failure")
     checker.verdict()
+
+
+def test_media_leaves_a_missing_file_out_of_its_dicomdir(lost: tuple[ServerPair, dict[str, str]]) -> None:
+    """The DICOMDIR has no record of a file the media could not include (both have an empty one)."""
+    pair, instance = lost
+    for client in (pair.orthanc_client, pair.fastpacs_client):
+        answer = client.get(f"/studies/{instance['ParentStudy']}/media")
+        assert answer.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(answer.content)) as media:
+            assert media.namelist() == ["DICOMDIR"]
+            dicomdir = dcmread(io.BytesIO(media.read("DICOMDIR")))
+        assert len(dicomdir.DirectoryRecordSequence) == 0, client.base_url

@@ -70,11 +70,12 @@ class MediaJob(ArchiveJob):
         return await self.media.plan(self.state.resources, skip_unknown=True)
 
     async def run_step(self, index: int) -> None:
-        assert self.entries is not None
+        assert self.entries is not None and self._zip is not None
         file = await asyncio.to_thread(self.media.media_file, self.entries[index])
-        if file is not None:
-            self.files[index] = file
+        written = self._zip.offset
         await super().run_step(index)
+        if file is not None and self._zip.offset > written:  # no record of a file left out (gone meanwhile)
+            self.files[index] = file
 
     async def closing_files(self) -> list[tuple[str, bytes]]:
         files = [self.files[step] for step in sorted(self.files)]
