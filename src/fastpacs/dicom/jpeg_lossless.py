@@ -14,11 +14,12 @@ The stream has DCMTK's (libjpeg's) layout, so that fastpacs's frames are byte-id
 from the same pixels: a JFIF APP0 for MONOCHROME1/2 and YBR_FULL, component identifiers 1, 2, 3 for
 YBR_FULL (luminance with Huffman table 0, chrominance with table 1), 0, 1, 2 for RGB (and 0 for
 PALETTE COLOR), all with table 0. Huffman tables are the optimal ones for the frame, computed as
-libjpeg does (two passes: the difference categories are counted, then coded), which is both what
-DCMTK writes and smaller than any fixed table. A frame of odd length gets a 0xFF fill byte before
-its EOI marker, as DCMTK writes it. As DCMTK, the compression is noted at the head of
-DerivationDescription, with its ratio; nothing else of the image changes (a lossless compression makes
-no derived image: no LossyImageCompression, same SOP Instance UID).
+libjpeg does (two passes: the difference categories are counted, then coded): what DCMTK writes, for
+microseconds per frame, and smaller than a standard-style fixed table (0.5 % on a 512x512 CT frame,
+38 % on full-range noise, whose large categories such a table codes long). A frame of odd length
+gets a 0xFF fill byte before its EOI marker, as DCMTK writes it. As DCMTK, the compression is noted at
+the head of DerivationDescription, with its ratio; nothing else of the image changes (a lossless
+compression makes no derived image: no LossyImageCompression, same SOP Instance UID).
 
 The per-sample work (prediction, categories, Huffman coding with byte stuffing) runs in Numba
 kernels; :func:`warm_up` compiles them (or loads them from Numba's cache).
