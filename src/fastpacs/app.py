@@ -81,7 +81,7 @@ from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.exports import ExportLog, ModalityExports
 from fastpacs.services.find import FindService
 from fastpacs.services.images import ImageService
-from fastpacs.services.ingest import IngestService
+from fastpacs.services.ingest import IngestService, ingest_transcoding
 from fastpacs.services.lifecycle import ServerLifecycle
 from fastpacs.services.log_levels import LogLevels
 from fastpacs.services.media import MediaService
@@ -135,6 +135,7 @@ async def start_services(
         config.maximum_upload_size * MEGABYTE,
         metrics,
         pending_limit=config.maximum_pending_ingest_size * MEGABYTE,
+        transcoding=ingest_transcoding(config),
     )
     modalities = await load_registry(config, database, writer)
     export_log = ExportLog(database, writer, config.log_exported_resources)

@@ -27,6 +27,10 @@ CONFIG_ENVIRONMENT_VARIABLE = "FASTPACS_CONFIG_JSON"
 """How ``fastpacs serve`` hands the validated configuration to the server process."""
 
 
+DEFAULT_LOSSY_QUALITY = 90
+"""Orthanc's ``DicomLossyTranscodingQuality`` default, the only quality the JPEG baseline encoder writes."""
+
+
 class ConfigurationError(Exception):
     """The configuration cannot be used; the message says which option and why."""
 
@@ -163,6 +167,16 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     strict_aet_comparison: bool = False
     log_exported_resources: bool = False
     overwrite_instances: bool = False
+    ingest_transcoding: str | None = None
+    """Transfer syntax every new instance is converted to before it is stored; ``None``: stored as
+    received (:mod:`fastpacs.pool.ingest_transcoding`)."""
+    ingest_transcoding_of_uncompressed: bool = True
+    """Whether ``IngestTranscoding`` converts files received uncompressed (Little/Big Endian)."""
+    ingest_transcoding_of_compressed: bool = True
+    """Whether ``IngestTranscoding`` converts files received in any other transfer syntax."""
+    dicom_lossy_transcoding_quality: int = DEFAULT_LOSSY_QUALITY
+    """JPEG quality (1-100) of lossy transcoding in Orthanc; fastpacs's JPEG baseline encoder writes 90
+    only, and warns at start-up about any other value."""
     case_sensitive_pn: bool = msgspec.field(name="CaseSensitivePN", default=False)
     limit_find_results: int = 0
     limit_find_instances: int = 0
@@ -224,6 +238,11 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
         preferred = self.dicom_scu_preferred_transfer_syntax
         if preferred not in AllTransferSyntaxes:
             raise ValueError(f"DicomScuPreferredTransferSyntax is no transfer syntax: {preferred!r}")
+        if self.ingest_transcoding is not None and self.ingest_transcoding not in AllTransferSyntaxes:
+            # Orthanc refuses to start too, with this message.
+            raise ValueError(f"Unknown transfer syntax for ingest transcoding: {self.ingest_transcoding}")
+        if not 1 <= self.dicom_lossy_transcoding_quality <= 100:
+            raise ValueError("DicomLossyTranscodingQuality must be between 1 and 100")
         if self.stable_age < 0:
             raise ValueError("StableAge cannot be negative")
         if self.concurrent_jobs < 0:
@@ -323,10 +342,6 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "DefaultPrivateCreator",
         "TranscodeDicomProtocol",
         "BuiltinDecoderTranscoderOrder",
-        "IngestTranscoding",
-        "IngestTranscodingOfUncompressed",
-        "IngestTranscodingOfCompressed",
-        "DicomLossyTranscodingQuality",
         "SyncStorageArea",
         "DeidentifyLogs",
         "DeidentifyLogsDicomVersion",
@@ -411,9 +426,16 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         else:
             logger.warning("unknown configuration option %r is ignored", name)
     try:
-        return msgspec.convert(document, Config, strict=True)
+        config = msgspec.convert(document, Config, strict=True)
     except msgspec.ValidationError as error:
         raise ConfigurationError(f"invalid configuration: {error}") from error
+    if config.dicom_lossy_transcoding_quality != DEFAULT_LOSSY_QUALITY:
+        logger.warning(
+            "DicomLossyTranscodingQuality %d is not supported: JPEG baseline is written at quality %d",
+            config.dicom_lossy_transcoding_quality,
+            DEFAULT_LOSSY_QUALITY,
+        )
+    return config
 
 
 def encode_config(config: Config) -> bytes:

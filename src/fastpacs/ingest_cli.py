@@ -54,7 +54,7 @@ from fastpacs.pool.pool import WorkerPool
 from fastpacs.pool.tasks import is_zip
 from fastpacs.services.consistency import repair_storage
 from fastpacs.services.encoding import DefaultEncoding
-from fastpacs.services.ingest import IngestService, Origin
+from fastpacs.services.ingest import IngestService, Origin, ingest_transcoding
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.storage.lock import StoreInUseError, StoreLock
 
@@ -458,7 +458,13 @@ async def opened_store(config: Config) -> AsyncIterator[IngestService]:
             pool = WorkerPool(config.worker_processes, str(config.storage_path))
             try:
                 encoding = DefaultEncoding(config.default_encoding)
-                yield IngestService(pool, writer, encoding, config.maximum_upload_size * MEGABYTE)
+                yield IngestService(
+                    pool,
+                    writer,
+                    encoding,
+                    config.maximum_upload_size * MEGABYTE,
+                    transcoding=ingest_transcoding(config),
+                )
             finally:
                 await asyncio.to_thread(pool.close)
         finally:

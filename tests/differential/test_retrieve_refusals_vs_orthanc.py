@@ -168,11 +168,7 @@ def retrieve(
         }
     assoc = ae.associate("127.0.0.1", port, **options)
     assert assoc.is_established
-    identifier = Dataset()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns of wildcards in UI values
-        for keyword, value in keys.items():
-            setattr(identifier, keyword, value)
+    identifier = _identifier(keys)
     responses = (
         assoc.send_c_get(identifier, model, msg_id=7)
         if operation == "get"
@@ -196,6 +192,15 @@ def retrieve(
         "FailedSOPInstanceUIDList": None if failed is None else _uids(failed),
         "Received": sorted(destinations.received),
     }
+
+
+def _identifier(keys: dict[str, str]) -> Dataset:
+    identifier = Dataset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of wildcards in UI values
+        for keyword, value in keys.items():
+            setattr(identifier, keyword, value)
+    return identifier
 
 
 def _uids(value: str | list[str]) -> list[str]:
@@ -251,6 +256,7 @@ IDENTIFIERS: dict[str, tuple[str, dict[str, str]]] = {
     "accession number": ("study", {"QueryRetrieveLevel": "STUDY", "AccessionNumber": "ACC2"}),
     "unknown accession number": ("study", {"QueryRetrieveLevel": "STUDY", "AccessionNumber": "NOPE"}),
     "unknown patient id": ("patient", _patient("NOPE")),
+    "no key but the character set": ("study", {"SpecificCharacterSet": "ISO_IR 100"}),
 }
 
 
@@ -306,6 +312,50 @@ def test_cancel(servers: ServerPair, destinations: Destinations, operation: str)
         assert final["Status"] == "0xFE00", answers
         assert final["Remaining"] + final["Completed"] + final["Failed"] + final["Warning"] == 3, answers
         assert final["Failed"] == final["Warning"] == 0, answers
+
+
+def get_without_storage_role(port: int) -> dict[str, Any]:
+    """The final response of a C-GET whose caller offers no storage SCP role: no sub-operation can work."""
+    ae = AE(ae_title=PROBE_AET)
+    ae.add_requested_context(PATIENT_GET)
+    assoc = ae.associate("127.0.0.1", port)
+    assert assoc.is_established
+    try:
+        *_, (status, answer) = assoc.send_c_get(_identifier(_patient("PAT1")), PATIENT_GET)
+    finally:
+        assoc.release()
+    failed = answer.get("FailedSOPInstanceUIDList") if answer is not None else None
+    return {
+        "Status": status.Status,
+        **{name: status.get(f"NumberOf{name}Suboperations") for name in ("Completed", "Failed", "Warning")},
+        "FailedSOPInstanceUIDList": None if failed is None else sorted(_uids(failed)),
+    }
+
+
+def test_get_without_storage_role(servers: ServerPair) -> None:
+    """Every C-STORE sub-operation fails: both answer a failure and send nothing.
+
+    Orthanc stops at the first failed sub-operation (0xC000, 1 failed, no
+    identifier); pynetdicom's SCP tries each (0xA702 "unable to perform
+    sub-operations", 3 failed) and lists the SOP Instance UIDs that failed,
+    as the standard asks for a failure response."""
+    orthanc = get_without_storage_role(servers.orthanc.dicom_port)
+    fastpacs = get_without_storage_role(servers.fastpacs.dicom_port)
+    assert orthanc == {
+        "Status": UNABLE_TO_PROCESS,
+        "Completed": 0,
+        "Failed": 1,
+        "Warning": 0,
+        "FailedSOPInstanceUIDList": None,
+    }
+    patient_uids = sorted(ROOT + sop for sop, (patient, _, _) in INSTANCES.items() if patient == "PAT1")
+    assert fastpacs == {
+        "Status": 0xA702,
+        "Completed": 0,
+        "Failed": 3,
+        "Warning": 0,
+        "FailedSOPInstanceUIDList": patient_uids,
+    }
 
 
 DCMTK_RETRIEVES = {

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pynetdicom import StoragePresentationContexts, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification
@@ -58,8 +59,6 @@ logger = logging.getLogger(__name__)
 PENDING = 0xFF00
 CANCEL = 0xFE00
 UNABLE_TO_PROCESS = 0xC000
-UNSENDABLE = "an instance that cannot be sent"
-"""Given to pynetdicom in place of a dataset: it counts a failed sub-operation."""
 
 
 class QueryRetrieveScp:
@@ -188,7 +187,7 @@ def _sub_operations(
 
     An instance the peer cannot receive (no acceptable transfer syntax), or
     deleted since the retrieve listed it (its file gone), is given to
-    pynetdicom as a non-dataset, which it counts as a failed sub-operation.
+    pynetdicom as :func:`_unsendable`: a failed sub-operation.
     """
     yield len(instances)
     for instance in instances:
@@ -202,8 +201,23 @@ def _sub_operations(
                 dataset = dcmread(instance.path)
         except DicomNetworkError as error:
             logger.warning("C-STORE sub-operation of %s failed: %s", instance.sop_instance_uid, error)
-            dataset = UNSENDABLE
+            dataset = _unsendable(instance)
         except FileNotFoundError:
             logger.warning("C-STORE sub-operation of %s: deleted meanwhile", instance.sop_instance_uid)
-            dataset = UNSENDABLE
+            dataset = _unsendable(instance)
         yield PENDING, dataset
+
+
+def _unsendable(instance: StoredInstance) -> Dataset:
+    """A stand-in for an instance that cannot be sent, naming it: a failed sub-operation.
+
+    pynetdicom's ``send_c_store`` refuses a dataset without a Transfer Syntax
+    UID in its file meta (AttributeError) before sending anything; the SCP then
+    counts the sub-operation failed, one fewer remaining, and lists its SOP
+    Instance UID in the Failed SOP Instance UID List. (A non-dataset would be
+    counted failed too, but listed as an empty UID and left among the remaining.)
+    """
+    stand_in = Dataset()
+    stand_in.SOPClassUID = instance.sop_class_uid
+    stand_in.SOPInstanceUID = instance.sop_instance_uid
+    return stand_in

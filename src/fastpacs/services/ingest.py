@@ -11,6 +11,11 @@ file whose header alone does not suffice (encapsulated pixels, elements
 after them) is summarized by a worker reading the stored blob instead.
 A blob whose file is refused is released through the writer, which removes
 it unless an instance already references the same bytes.
+With ``IngestTranscoding`` configured, a file in another transfer syntax is
+then converted by a worker, which reads the blob, stores the converted file
+as a new blob and summarizes it; the new file is flushed and indexed instead,
+and the received blob released (:mod:`fastpacs.pool.ingest_transcoding`).
+Files needing no conversion take the path above unchanged.
 REST uploads, C-STORE, and the outputs of the instance-level modify/anonymize and
 create-dicom all come through :meth:`IngestService.ingest`; the files a worker
 stores itself (a ZIP archive's, those of the modification jobs) through
@@ -31,6 +36,7 @@ from contextvars import ContextVar
 
 import msgspec
 
+from fastpacs.config import Config
 from fastpacs.dicom.ids import resource_ids
 from fastpacs.dicom.parse import InstanceSummary, header_prefix, summarize, summarize_header
 from fastpacs.errors import OrthancError, ServerBusyError
@@ -38,6 +44,7 @@ from fastpacs.index.updates import BlobMissingError, IngestOutcome, add_instance
 from fastpacs.index.writer import IndexWriter
 from fastpacs.metrics import DISABLED_METRICS, ServerMetrics
 from fastpacs.pool import tasks
+from fastpacs.pool.ingest_transcoding import IngestTranscoding, transcode_stored
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.storage.blobs import StoredBlob
@@ -79,6 +86,18 @@ forced_origin: ContextVar[Origin | None] = ContextVar("forced_origin", default=N
 """The origin of every ingest of the current task, whatever its producer says: set around the
 REST requests of Lua scripts, whose uploads Orthanc records as coming from ``Lua``."""
 
+
+def ingest_transcoding(config: Config) -> IngestTranscoding | None:
+    """The ``IngestTranscoding`` options of a configuration; ``None``: files are stored as received."""
+    if config.ingest_transcoding is None:
+        return None
+    return IngestTranscoding(
+        config.ingest_transcoding,
+        of_uncompressed=config.ingest_transcoding_of_uncompressed,
+        of_compressed=config.ingest_transcoding_of_compressed,
+    )
+
+
 InstanceFilter = Callable[[InstanceSummary, Origin], Awaitable[bool]]
 StoredInstanceListener = Callable[[IngestOutcome, InstanceSummary, Origin], None]
 
@@ -119,6 +138,7 @@ class IngestService:
         metrics: ServerMetrics = DISABLED_METRICS,
         *,
         pending_limit: int = DEFAULT_PENDING_LIMIT,
+        transcoding: IngestTranscoding | None = None,
     ):
         self.pool = pool
         self.writer = writer
@@ -127,6 +147,8 @@ class IngestService:
         self.max_upload_size = max_upload_size
         self.metrics = metrics
         self.pending = PendingIngests(pending_limit)
+        self.transcoding = transcoding
+        """The transfer syntax new files are converted to (``IngestTranscoding``); ``None``: none."""
         self.instance_filter: InstanceFilter | None = None
         """Decides whether a parsed instance is stored (``None``: every one is)."""
         self.stored_listeners: list[StoredInstanceListener] = []
@@ -149,13 +171,20 @@ class IngestService:
                     summary = await self.pool.run(
                         tasks.summarize_blob, blob.digest, self.default_encoding.name
                     )
+                converted = await self._converted(summary, blob)
             except FileNotFoundError:
                 continue  # a concurrent delete of the same bytes removed the blob: store it again
             except OrthancError:
                 self.metrics.observe_rejected(len(data))
                 await self._release(blob.digest)
                 raise
-            outcome = await self._index(summary, blob, data, origin, flushed)
+            if converted is None:
+                outcome = await self._index(summary, blob, data, origin, flushed)
+            else:
+                try:
+                    outcome = await self._index_converted(converted, blob, origin)
+                except BlobMissingError:
+                    continue  # the converted blob was removed by a concurrent delete: start again
             seconds = time.perf_counter() - started
             self.metrics.observe_ingest(outcome.status, len(data), seconds, store_seconds)
             return outcome
@@ -223,7 +252,7 @@ class IngestService:
         """
         flushed = self.flush.begin()
         results = await asyncio.gather(
-            *(self._index(parsed.summary, parsed.blob, None, origin, flushed) for parsed in parsed_files),
+            *(self._index_stored(parsed, origin, flushed) for parsed in parsed_files),
             return_exceptions=True,
         )
         outcomes: list[IngestOutcome] = []
@@ -237,6 +266,47 @@ class IngestService:
         if failures:
             raise failures[0]
         return outcomes
+
+    async def _index_stored(
+        self, parsed: tasks.ParsedFile, origin: Origin, flushed: asyncio.Future[None]
+    ) -> IngestOutcome:
+        """Index one file of :meth:`ingest_stored`, converted first if ``IngestTranscoding`` says so."""
+        try:
+            converted = await self._converted(parsed.summary, parsed.blob)
+        except FileNotFoundError as error:
+            raise BlobMissingError(parsed.blob.digest.hex()) from error
+        except OrthancError:
+            await self._release(parsed.blob.digest)
+            raise
+        if converted is None:
+            return await self._index(parsed.summary, parsed.blob, None, origin, flushed)
+        return await self._index_converted(converted, parsed.blob, origin)
+
+    async def _converted(self, summary: InstanceSummary, blob: StoredBlob) -> tasks.ParsedFile | None:
+        """The stored file converted to the ``IngestTranscoding`` syntax and stored as a new blob, by a
+        worker; ``None`` when it is to be indexed as received (no conversion wanted, or not possible).
+        ``FileNotFoundError`` if a concurrent delete of the same bytes removed ``blob``."""
+        if self.transcoding is None or not self.transcoding.applies_to(summary.transfer_syntax):
+            return None
+        return await self.pool.run(
+            transcode_stored, blob.digest, self.transcoding, self.default_encoding.name
+        )
+
+    async def _index_converted(
+        self, converted: tasks.ParsedFile, received: StoredBlob, origin: Origin
+    ) -> IngestOutcome:
+        """Index a converted file once a flush begun after its write made it durable, and release the
+        blob of the file as it was received, which nothing references."""
+        flushed = self.flush.begin()
+        indexed, released = await asyncio.gather(
+            self._index(converted.summary, converted.blob, None, origin, flushed),
+            self._release(received.digest),
+            return_exceptions=True,
+        )
+        for result in (indexed, released):
+            if isinstance(result, BaseException):
+                raise result
+        return indexed
 
     async def _index(
         self,
