@@ -499,16 +499,24 @@ def test_a_compressed_preferred_transfer_syntax_is_encoded_when_pydicom_can() ->
     assert numpy.array_equal(sent.pixel_array, dcmread(test_file("CT_small.dcm")).pixel_array)
 
 
-def test_a_preferred_transfer_syntax_no_encoder_writes_falls_back_to_an_uncompressed_one() -> None:
-    """JPEG Lossless preferred (pydicom has no encoder for it): the uncompressed syntax the peer
-    accepted; none accepted: Orthanc's error, naming the preferred syntax."""
+def test_a_preferred_jpeg_lossless_is_encoded() -> None:
+    """JPEG Lossless (.4.70) preferred and accepted: the file is compressed to it, losslessly."""
     sent = _ct_small({JPEGLosslessSV1, ImplicitVRLittleEndian}, JPEGLosslessSV1)
+    assert sent is not None
+    assert sent.file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    assert numpy.array_equal(sent.pixel_array, dcmread(test_file("CT_small.dcm")).pixel_array)
+
+
+def test_a_preferred_transfer_syntax_no_encoder_writes_falls_back_to_an_uncompressed_one() -> None:
+    """JPEG Extended 12-bit preferred (nothing here encodes it): the uncompressed syntax the peer
+    accepted; none accepted: Orthanc's error, naming the preferred syntax."""
+    sent = _ct_small({JPEGExtended12Bit, ImplicitVRLittleEndian}, JPEGExtended12Bit)
     assert sent is not None
     assert sent.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     with pytest.raises(TranscodingError) as failure:
-        _ct_small({JPEGLosslessSV1}, JPEGLosslessSV1)
+        _ct_small({JPEGExtended12Bit}, JPEGExtended12Bit)
     assert str(failure.value) == (
-        f"Cannot transcode from {ExplicitVRLittleEndian} to one of [ {JPEGLosslessSV1} ]"
+        f"Cannot transcode from {ExplicitVRLittleEndian} to one of [ {JPEGExtended12Bit} ]"
     )
 
 

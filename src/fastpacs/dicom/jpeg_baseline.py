@@ -24,6 +24,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 
+from fastpacs.dicom.jpeg_lossless import compression_ratio_text
 from fastpacs.dicom.modification import new_uid
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
@@ -84,7 +85,7 @@ def _encode(frame: numpy.ndarray, mode: str) -> bytes:
 
 def _mark_lossy(dataset: Dataset, source: tuple[str, str], ratio: float) -> None:
     """The attributes of an image derived from ``source`` by lossy compression of the given ratio."""
-    formatted_ratio = f"{ratio:.5g}"
+    formatted_ratio = compression_ratio_text(ratio)
     image_type = list(dataset.get("ImageType") or [])
     dataset.ImageType = ["DERIVED", *image_type[1:]] if image_type else "DERIVED"
     dataset.LossyImageCompression = "01"
