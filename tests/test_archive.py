@@ -526,11 +526,11 @@ def test_synchronous_flags(client: httpx.Client, stored: dict) -> None:
 
 def test_post_resource_archive(client: httpx.Client, stored: dict) -> None:
     series = stored["SC_rgb_small_odd.dcm"]["ParentSeries"]
-    for body in (b"{}", b"[]"):
+    for body in (b"{}", b"[]", b'"x"', b"null"):  # as Orthanc, JSON that is not an object is ignored
         answer = client.post(f"/series/{series}/archive", content=body)
         assert answer.headers["content-disposition"] == f'filename="{series}.zip"'
         assert len(_zip_listing(answer.content)) == 3
-    for body in (b"", b"garbage", b'"x"'):
+    for body in (b"", b"garbage"):
         answer = client.post(f"/series/{series}/archive", content=body)
         assert (answer.status_code, answer.json()["OrthancStatus"]) == (400, 15)
     job_id = client.post(f"/series/{series}/archive", json={"Asynchronous": True, "Priority": 3}).json()["ID"]

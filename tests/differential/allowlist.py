@@ -469,3 +469,96 @@ ALLOWED.update(
         ("c-move destination *", "$.Warning"): _MOVE_DESTINATION,
     }
 )
+# JSON request bodies (tests/differential/test_json_bodies_vs_orthanc.py).
+_NOT_AN_OBJECT = ("bare string", "bare number", "true", "empty array", "nested 100 deep")
+_ORTHANC_500 = (
+    "A body that is JSON but not an object: Orthanc 1.10.1 answers 500 'Internal error' (JsonCpp throws "
+    "when asked for a member of a scalar or an array); fastpacs answers a 400 as to a body that is not JSON."
+)
+_AET_TEXT = (
+    "bom only",
+    "two boms",
+    "utf-16le bom",
+    "utf-16be bom",
+    "garbage",
+    "truncated",
+    "nan",
+    "infinity",
+    "minus infinity",
+    "duplicate key last",
+    "lone comma",
+    "unclosed comment",
+    "single quotes",
+)
+ALLOWED.update(
+    {
+        ("json-body create-archive *", "body"): (
+            "A ZIP answered by both (the body was read alike): Orthanc deflates and signs its ZIP "
+            "('Created by Orthanc'), fastpacs stores; the test compares statuses and headers."
+        ),
+        ("json-body create-media *", "body"): "A ZIP answered by both, as for create-archive above.",
+        ("json-body study-archive *", "body"): "A ZIP answered by both, as for create-archive above.",
+        ("json-body study-media *", "body"): "A ZIP answered by both, as for create-archive above.",
+        **{
+            (f"json-body {route} {case}", "*"): _ORTHANC_500
+            for route in (
+                "modality-find-worklist",
+                "study-split",
+                "query-child",
+                "query-retrieve",
+                "query-retrieve-answer",
+            )
+            for case in _NOT_AN_OBJECT
+        },
+        ("json-body modality-find-worklist null", "*"): (
+            "A worklist query of null: Orthanc answers 'Bad type for a parameter', fastpacs the 'Must "
+            "provide a JSON object' Orthanc gives a body that is not JSON."
+        ),
+        ("json-body study-split null", "*"): (
+            "A split of null: Orthanc reads null as an object without members ('Bad request', neither "
+            "Series nor Instances); fastpacs answers 'Bad file format' as to a body that is not JSON."
+        ),
+        **{
+            (f"json-body study-merge {case}", "$.Details"): (
+                "A merge whose body is JSON but not an object: both answer 'Bad file format'; Orthanc "
+                "details 'List of strings expected in field: Resources', fastpacs none."
+            )
+            for case in (*_NOT_AN_OBJECT, "null")
+        },
+        **{
+            (f"json-body query-retrieve* {case}", "$.Details"): (
+                "A retrieve whose body is not JSON names the target AET: both fail the C-MOVE, fastpacs "
+                "words the failure otherwise (pynetdicom refuses an AET of more than 16 characters or "
+                "not ASCII before sending; a 0xC000 status without Orthanc's guess 'resource not found ?')."
+            )
+            for case in _AET_TEXT
+        },
+        ("json-body query-retrieve* whitespace only", "*"): (
+            "A retrieve whose body is only whitespace: Orthanc asks a C-MOVE to that whitespace (which "
+            "fails, 500); fastpacs trims the AET text, finds none and retrieves to itself, as for an "
+            "empty body."
+        ),
+    }
+)
+
+# User dictionary (tests/differential/test_user_dictionary_vs_orthanc.py).
+ALLOWED.update(
+    {
+        ("c-find no creator", "$.Answers[*].43211001"): (
+            "A private attribute the Dictionary option declares without a private creator ('4321,1001' "
+            "DS): Orthanc names it and reads its value as DS in /tags, but answers it in C-FIND as UN "
+            "(NUL-padded bytes); fastpacs answers it in the declared VR, as it reads it everywhere else."
+        ),
+        ("anonymize * implicit", "$.dataset.0029,1103.*"): (
+            "A private sequence only the user dictionary knows, in an Implicit VR file kept through an "
+            "anonymization: Orthanc writes it with a defined length, fastpacs with an undefined one. The "
+            "test reads the files with a pydicom that does not know the attribute, which can tell a "
+            "sequence only by its undefined length: the 42 bytes Orthanc wrote are the same one item "
+            "(PrivateCreator and AcmeLeaf) fastpacs wrote."
+        ),
+        ("modify replace private tag explicit", "$.dataset.0029,1101.*"): (
+            "Replacing a private attribute by its tag without PrivateCreator: Orthanc writes it as UN, "
+            "fastpacs keeps the VR the file gives it (LO), as for 'modify replace-private' above."
+        ),
+    }
+)

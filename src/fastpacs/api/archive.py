@@ -19,6 +19,7 @@ from litestar.response import Stream
 from fastpacs.api.responses import json_response
 from fastpacs.dicom.ids import Level, RawId, parse_id
 from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.json_body import json_body
 from fastpacs.services.registry import Services
 from fastpacs.services.request_fields import boolean_field, is_synchronous, priority_field
 
@@ -28,11 +29,6 @@ class ArchiveOptions(msgspec.Struct):
     priority: int = 0
     extended: bool = False
     """Media only: the extended DICOMDIR."""
-
-
-def _decode(body: bytes) -> Any:
-    """The JSON of a body; ``msgspec.DecodeError`` when there is none."""
-    return msgspec.json.decode(body)
 
 
 def _options(document: dict[str, Any], extended: bool = False) -> ArchiveOptions:
@@ -61,12 +57,7 @@ def parse_create_archive(body: bytes, extended: bool = False) -> tuple[list[RawI
 
     ``extended``: the media's ``Extended`` when the body does not say.
     """
-    try:
-        document = _decode(body)
-    except msgspec.DecodeError:
-        raise OrthancError(
-            ErrorCode.BAD_FILE_FORMAT, "Expected a list of resources to archive in the body"
-        ) from None
+    document = json_body(body, details="Expected a list of resources to archive in the body")
     if isinstance(document, list):
         return _resource_ids(document), ArchiveOptions(extended=extended)
     if not isinstance(document, dict):
@@ -77,16 +68,9 @@ def parse_create_archive(body: bytes, extended: bool = False) -> tuple[list[RawI
 
 
 def parse_resource_archive(body: bytes) -> ArchiveOptions:
-    """The body of ``POST /{level}/{id}/archive``: options in an object (a list is accepted and ignored)."""
-    try:
-        document = _decode(body)
-    except msgspec.DecodeError:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
-    if isinstance(document, dict):
-        return _options(document)
-    if isinstance(document, list):
-        return ArchiveOptions()
-    raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    """The body of ``POST /{level}/{id}/archive``: options in an object (any other JSON is ignored)."""
+    document = json_body(body)
+    return _options(document) if isinstance(document, dict) else ArchiveOptions()
 
 
 async def archive_response(

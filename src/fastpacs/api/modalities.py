@@ -77,7 +77,7 @@ async def echo(name: str, request: Request, services: Services) -> Response[byte
 async def echo_unregistered(request: Request, services: Services) -> Response[bytes]:
     """C-ECHO a node described in the body as for PUT /modalities/{name} (its Timeout included)."""
     body = await request.body()
-    timeout = parse_echo_timeout(body)  # first: its error names an unreadable body as Orthanc does
+    timeout = parse_echo_timeout(body, body_required=True)  # first: its error names a bad body as Orthanc
     await services.modalities.echo_modality(parse_modality(body), timeout)
     return Response(EMPTY_JSON_OBJECT, media_type="application/json")
 

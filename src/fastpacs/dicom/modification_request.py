@@ -35,6 +35,7 @@ from fastpacs.dicom.modification import (
 )
 from fastpacs.dicom.modules import GENERAL_STUDY_MODULE, PATIENT_MODULE
 from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.json_body import json_object_body
 
 UID_KEY_SIZE = 32
 PATIENT_IDENTITY_REMOVED = 0x00120062
@@ -54,13 +55,7 @@ SPLIT_MODULE_TAGS = tuple(tag for tag, _name in (*PATIENT_MODULE, *GENERAL_STUDY
 
 def decode_body(body: bytes) -> dict[str, Any]:
     """The JSON object of a request body; Orthanc's "Bad file format" for anything else."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as error:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from error
-    if not isinstance(document, dict):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
-    return document
+    return json_object_body(body)
 
 
 def boolean_member(request: dict[str, Any], name: str, default: bool) -> bool:

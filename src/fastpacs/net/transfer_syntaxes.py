@@ -9,9 +9,8 @@ default pattern ``1.2.840.10008.1.*`` accepts all of them.
 import re
 from collections.abc import Iterable
 
-import msgspec
-
 from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.json_body import NotJsonError, read_json
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -52,11 +51,14 @@ def matching_transfer_syntaxes(patterns: Iterable[str]) -> list[str]:
 
 
 def parse_patterns(body: bytes) -> list[str]:
-    """A ``PUT /tools/accepted-transfer-syntaxes`` body: a JSON string or array of strings (patterns)."""
+    """A ``PUT /tools/accepted-transfer-syntaxes`` body: a JSON string or array of strings (patterns).
+
+    A body that is not JSON is one pattern, as Orthanc reads it (``1.2.840.10008.1.2.*``).
+    """
     try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
+        document = read_json(body)
+    except NotJsonError:
+        return [body.decode("utf-8", errors="replace")]
     if isinstance(document, str):
         return [document]
     if isinstance(document, list) and all(isinstance(item, str) for item in document):

@@ -7,26 +7,19 @@ descendants. IDs nobody knows are skipped, as Orthanc does.
 
 from typing import Any
 
-import msgspec
-
 from fastpacs.dicom.ids import Level, RawId, format_id, parse_id
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IndexUpdate, delete_resource
 from fastpacs.index.view import IndexView
 from fastpacs.index.writer import IndexWriter
+from fastpacs.json_body import json_object_body
 from fastpacs.services.metadata import MetadataService
 from fastpacs.services.resources import formatted, resource_json, tags_format_of
 
 
 def _bulk_document(body: bytes) -> dict[str, Any]:
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        document = None
-    if not isinstance(document, dict):
-        raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
-    return document
+    return json_object_body(body, ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
 
 
 def parse_bulk_request(body: bytes) -> tuple[list[str], Level | None]:

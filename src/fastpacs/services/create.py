@@ -7,15 +7,18 @@ from fastpacs.dicom.ids import Level, parse_id
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IngestOutcome
+from fastpacs.json_body import json_object_body
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 
 
 def parse_create_request(body: bytes) -> CreateRequest:
+    """The request; Orthanc's bare "Bad request" when the body is not a JSON object."""
+    document = json_object_body(body, ErrorCode.BAD_REQUEST)
     try:
-        return msgspec.json.decode(body, type=CreateRequest)
-    except msgspec.DecodeError as error:
+        return msgspec.convert(document, CreateRequest)
+    except msgspec.ValidationError as error:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Bad create-dicom request: {error}") from error
 
 

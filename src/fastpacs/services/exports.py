@@ -35,6 +35,7 @@ from fastpacs.index.view import IndexView
 from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.engine import JobEngine
 from fastpacs.jobs.job import Job, JobState
+from fastpacs.json_body import json_body
 from fastpacs.net.scu import (
     DicomNetworkError,
     NoAcceptableContextError,
@@ -186,16 +187,13 @@ def parse_store_request(body: bytes) -> StoreRequest:
     text = body.decode("utf-8", errors="replace").strip()
     if parse_id(text) is not None:
         return StoreRequest(resources=[text])
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise _store_error("Must provide a JSON value") from None
+    document = json_body(body, details="Must provide a JSON value")
     if isinstance(document, str):
         document = [document]
     if isinstance(document, list):
         document = {"Resources": document}
     if not isinstance(document, dict):
-        raise _store_error()
+        raise _store_error("Must provide a JSON object, or a JSON array of strings")
     if "Resources" not in document:
         raise _store_error('Missing field in JSON: "Resources"')
     resources = document["Resources"]

@@ -27,14 +27,13 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-import msgspec
-
 from fastpacs.dicom.dictionary import dictionary_vr, parse_tag
 from fastpacs.dicom.ids import Level, format_id
 from fastpacs.dicom.tags import tag_key
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.find import Constraint, FindExecution, FindQuery, Kind, WorkLimitError
+from fastpacs.json_body import json_object_body
 from fastpacs.services.resources import ResourceJson, TagsFormat, formatted, resource_json, tags_format_of
 
 WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
@@ -66,12 +65,7 @@ def _bad_request(details: str) -> OrthancError:
 
 def parse_find_request(body: bytes) -> FindRequest:
     """Read a POST /tools/find body; :class:`OrthancError` as Orthanc answers a bad one."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        document = None
-    if not isinstance(document, dict):
-        raise _bad_request("The body must contain a JSON object")
+    document = json_object_body(body, ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
     level_name = document.get("Level")
     if not isinstance(level_name, str):
         raise _bad_request('Field "Level" is missing, or should be a string')

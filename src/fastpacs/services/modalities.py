@@ -34,6 +34,7 @@ from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IndexUpdate
 from fastpacs.index.writer import IndexWriter
+from fastpacs.json_body import json_body
 from fastpacs.net import scu
 from fastpacs.net.scu import RemoteNode
 from fastpacs.net.tls import DicomTlsFiles, missing_files
@@ -130,10 +131,7 @@ def _string_field(document: dict[str, Any], name: str) -> str:
 
 def parse_modality(body: bytes) -> DicomModality:
     """A ``PUT /modalities/{name}`` body, checked with Orthanc's errors (object or array form)."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise _bad_format() from None
+    document = json_body(body)
     if isinstance(document, list):
         return _modality_from_array(document)
     if not isinstance(document, dict):
@@ -181,14 +179,14 @@ def _modality_from_array(items: list[Any]) -> DicomModality:
     return modality
 
 
-def parse_echo_timeout(body: bytes) -> int | None:
-    """The ``Timeout`` of a ``POST /modalities/{name}/echo`` body (empty, or a JSON object)."""
-    if not body.strip():
+def parse_echo_timeout(body: bytes, body_required: bool = False) -> int | None:
+    """The ``Timeout`` of an echo body: a JSON object, or nothing at all unless ``body_required``.
+
+    As Orthanc, only a body of no byte is no body (whitespace is a JSON body that cannot be parsed).
+    """
+    if not body and not body_required:
         return None
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise _bad_format("Cannot parse the JSON body") from None
+    document = json_body(body, details="Cannot parse the JSON body")
     if not isinstance(document, dict) or "Timeout" not in document:
         return None
     timeout = document["Timeout"]

@@ -38,6 +38,7 @@ from fastpacs.dicom.ids import Level
 from fastpacs.dicom.tags import TagJson, simplify
 from fastpacs.dicom.values import DEFAULT_ENCODINGS, STRING_VRS
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
+from fastpacs.json_body import NotJsonError, json_object_body, read_json
 from fastpacs.net.datasets import FLOAT_VRS, INTEGER_VRS, typed_value
 from fastpacs.services.queries import ACCESSION_NUMBER, IDENTIFIER_TAGS, MODALITIES_IN_STUDY, QueryService
 
@@ -102,9 +103,9 @@ SHORTEST_NAME = 3
 def find_keys(body: bytes, level: Level) -> dict[int, str]:
     """The keys a shortcut sends for a request body; an empty 400 when the parents are not named."""
     try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        document = None
+        document = read_json(body)
+    except NotJsonError:
+        raise BareHttpError(400) from None
     if not isinstance(document, dict):
         raise BareHttpError(400)
     given = {parse_tag(name): _text(value) for name, value in document.items()}
@@ -164,12 +165,7 @@ def _answer_value(answer: TagJson, name: str) -> str:
 
 async def find_worklist(queries: QueryService, modality: str, body: bytes) -> list[TagJson]:
     """The modality's worklist items matching the body, simplified."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        document = None
-    if not isinstance(document, dict):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The worklist query must be a JSON object")
+    document = json_object_body(body, details="Must provide a JSON object")
     identifier = _worklist_dataset(document)
     identifier.SpecificCharacterSet = DEFAULT_ENCODINGS.get(queries.default_encoding.name, "ISO_IR 100")
     return [simplify(answer) for answer in await queries.find_worklist_answers(modality, identifier)]

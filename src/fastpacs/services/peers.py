@@ -36,12 +36,13 @@ from isal import igzip
 from fastpacs.config import Config, ConfigurationError, OrthancPeer
 from fastpacs.dicom.ids import Level, RawId, format_id, parse_id
 from fastpacs.dicom.transcoding import is_transfer_syntax, transcode
-from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IndexUpdate
 from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.engine import JobEngine
 from fastpacs.jobs.job import Job
+from fastpacs.json_body import NotJsonError, read_json
 from fastpacs.net.peers import PeerClient, PeerError
 from fastpacs.net.scu import StoredInstance
 from fastpacs.pool.pool import WorkerPool
@@ -105,9 +106,9 @@ def _existing_file(path: str, what: str) -> str:
 def parse_peer(body: bytes) -> OrthancPeer:
     """A ``PUT /peers/{name}`` body, checked with Orthanc's errors (object or array form)."""
     try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise _bad_format("The body must be a JSON object or array") from None
+        document = read_json(body)
+    except NotJsonError:
+        raise BareHttpError(404) from None  # Orthanc answers nothing, hence its 404
     if isinstance(document, list):
         return _peer_from_items(document)
     if not isinstance(document, dict):
@@ -283,8 +284,8 @@ def parse_peer_store_request(body: bytes) -> PeerStoreRequest:
     """The resources (a bare ID, a list, or ``{"Resources": [...]}``) and the options of a store."""
     request = PeerStoreRequest(parse_store_request(body))
     try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+        document = read_json(body)
+    except NotJsonError:
         return request  # a bare ID
     if not isinstance(document, dict):
         return request

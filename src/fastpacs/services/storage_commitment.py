@@ -39,6 +39,7 @@ from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.view import IndexView
 from fastpacs.jobs.engine import JobEngine
 from fastpacs.jobs.job import Job
+from fastpacs.json_body import NotJsonError, json_object_body, read_json
 from fastpacs.net.scu import DicomNetworkError, RemoteNode
 from fastpacs.net.storage_commitment import (
     CLASS_INSTANCE_CONFLICT,
@@ -146,12 +147,7 @@ def _instance_entry(entry: Any) -> CommitmentItem:
 
 def parse_commitment_request(body: bytes) -> CommitmentRequest:
     """The instances and resources to ask a commitment for, with Orthanc 1.10.1's errors (observed)."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        document = None
-    if not isinstance(document, dict):
-        raise _bad_request("Must provide a JSON object with a list of resources")
+    document = json_object_body(body, details="Must provide a JSON object with a list of resources")
     if "DicomInstances" not in document and "Resources" not in document:
         raise _bad_request(
             "Empty storage commitment request, one of these fields is mandatory: "
@@ -179,8 +175,8 @@ def parse_commitment_request(body: bytes) -> CommitmentRequest:
 def wants_storage_commitment(body: bytes) -> bool:
     """Whether a ``POST /modalities/{name}/store`` body asks for a commitment (``"StorageCommitment"``)."""
     try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:  # a bare resource ID
+        document = read_json(body)
+    except NotJsonError:  # a bare resource ID
         return False
     return isinstance(document, dict) and boolean_field(document, "StorageCommitment", False)
 
