@@ -11,7 +11,9 @@ Statuses:
   when the caller cancels, and after the answers when LimitFindResults or
   LimitFindInstances cut them (as Orthanc marks them incomplete).
 - C-MOVE: 0xA801 when the destination AET is not a registered modality or
-  cannot be reached (over DICOM TLS when its ``UseDicomTls`` is set);
+  cannot be reached (over DICOM TLS when its ``UseDicomTls`` is set) —
+  Orthanc 1.10.1 answers 0xC000 there, but pynetdicom answers 0xA801 by
+  itself when its association with the destination fails;
   pynetdicom runs the C-STORE sub-operations over one association with the
   destination and answers Success, 0xB000 (some sub-operations failed) or
   0xA702 (all failed).
