@@ -57,6 +57,7 @@ from fastpacs.api.timeouts import RequestBodyTimeout
 from fastpacs.api.timing import RequestTiming
 from fastpacs.api.tools import create_dicom, lookup
 from fastpacs.config import CONFIG_ENVIRONMENT_VARIABLE, Config, decode_config, load_config
+from fastpacs.dicom.dictionary import install as install_dictionary
 from fastpacs.dicom.ids import Level
 from fastpacs.imaging.cache import RenderedCache
 from fastpacs.imaging.warmup import prepare_kernel_cache
@@ -125,7 +126,9 @@ async def start_services(
     writer = IndexWriter(database, storage, metrics)
     writer.start()
     await asyncio.to_thread(prepare_kernel_cache)  # before the pool: workers load the compiled kernels
-    pool = WorkerPool(config.worker_processes, str(config.storage_path))
+    user_dictionary = config.user_dictionary
+    install_dictionary(user_dictionary)  # for this process; the workers install it at their start
+    pool = WorkerPool(config.worker_processes, str(config.storage_path), user_dictionary)
     await asyncio.to_thread(pool.warm_up)
     default_encoding = DefaultEncoding(config.default_encoding)
     ingest = IngestService(

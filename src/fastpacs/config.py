@@ -20,6 +20,8 @@ from typing import Any
 import msgspec
 from pydicom.uid import AllTransferSyntaxes
 
+from fastpacs.dicom import dictionary as tag_dictionary
+
 logger = logging.getLogger(__name__)
 
 ENVIRONMENT_PREFIX = "FASTPACS__"
@@ -227,6 +229,13 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     lua_unsafe_libraries_enabled: bool = False
     """Give Lua scripts io, os, require, loadfile, dofile, debug and CallSystem(), as Orthanc does;
     off, they have no access to files or processes."""
+    dictionary: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The site's own attributes, ``{"gggg,eeee": [VR, name, min, max, private creator]}``
+    (:func:`fastpacs.dicom.dictionary.user_dictionary`)."""
+    load_private_dictionary: bool = True
+    """Whether DCMTK's private attribute names are known (``false``: only those of ``Dictionary``)."""
+    default_private_creator: str = ""
+    """The private creator of private tags a modification or creation request names without one."""
 
     def __post_init__(self) -> None:
         if not 0 < self.http_port < 65536:
@@ -268,6 +277,8 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             name: _peer_from_array(name, value) if isinstance(value, list) else value
             for name, value in self.orthanc_peers.items()
         }
+        if self.dictionary:
+            tag_dictionary.user_dictionary(self.dictionary, self.load_private_dictionary, "")  # as Orthanc
 
     def _check_dicom_tls_files(self) -> None:
         """With ``DicomTlsEnabled``, the three files must be set; every file set must be readable
@@ -295,6 +306,13 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
         if self.authentication_enabled is None:
             return self.remote_access_allowed
         return self.authentication_enabled
+
+    @property
+    def user_dictionary(self) -> tag_dictionary.UserDictionary:
+        """``Dictionary``, ``LoadPrivateDictionary`` and ``DefaultPrivateCreator``, checked."""
+        return tag_dictionary.user_dictionary(
+            self.dictionary, self.load_private_dictionary, self.default_private_creator
+        )
 
     @property
     def transfer_syntax_groups(self) -> dict[str, bool]:
@@ -335,11 +353,8 @@ IGNORED_ORTHANC_OPTIONS = frozenset(
         "DicomAssociationCloseDelay",
         "DicomThreadsCount",
         "StoreMD5ForAttachments",
-        "LoadPrivateDictionary",
-        "Dictionary",
         "SynchronousCMove",
         "StorageAccessOnFind",
-        "DefaultPrivateCreator",
         "TranscodeDicomProtocol",
         "BuiltinDecoderTranscoderOrder",
         "SyncStorageArea",

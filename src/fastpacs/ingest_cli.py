@@ -455,7 +455,7 @@ async def opened_store(config: Config) -> AsyncIterator[IngestService]:
         writer.start()
         try:
             await asyncio.to_thread(prepare_kernel_cache)  # the workers load the compiled kernels
-            pool = WorkerPool(config.worker_processes, str(config.storage_path))
+            pool = WorkerPool(config.worker_processes, str(config.storage_path), config.user_dictionary)
             try:
                 encoding = DefaultEncoding(config.default_encoding)
                 yield IngestService(

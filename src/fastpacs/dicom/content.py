@@ -17,7 +17,13 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
 from pydicom.sequence import Sequence
 
-from fastpacs.dicom.dictionary import dictionary_vr, parse_tag
+from fastpacs.dicom.dictionary import (
+    dictionary_vr,
+    is_private,
+    is_private_creator,
+    parse_tag,
+    private_creator_tag,
+)
 from fastpacs.dicom.parse import read_dataset
 from fastpacs.errors import BareHttpError
 
@@ -70,8 +76,15 @@ def _swapped(raw: bytes, word_size: int) -> bytes:
 def _is_sequence(dataset: Dataset, tag: int) -> bool:
     """Whether an element is a sequence, without converting it (conversion loses the raw bytes)."""
     element = dataset.get_item(tag)
-    vr = element.VR or dictionary_vr(tag, None)
+    vr = element.VR or dictionary_vr(tag, _creator(dataset, tag))
     return vr == "SQ"
+
+
+def _creator(dataset: Dataset, tag: int) -> str | None:
+    """The private creator of a private element's block (its dictionary entry depends on it)."""
+    if not is_private(tag) or is_private_creator(tag) or private_creator_tag(tag) not in dataset:
+        return None
+    return str(dataset[private_creator_tag(tag)].value)
 
 
 def _pixel_fragments(dataset: Dataset, little_endian: bool) -> list[bytes]:

@@ -23,7 +23,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from fastpacs.dicom.dictionary import is_private, is_private_creator, parse_tag, private_entry
+from fastpacs.dicom.dictionary import (
+    default_private_creator,
+    is_private,
+    is_private_creator,
+    parse_tag,
+    private_entry,
+)
 from fastpacs.dicom.values import DEFAULT_ENCODINGS
 from fastpacs.errors import ErrorCode, OrthancError
 
@@ -72,7 +78,7 @@ class DatasetBuilder:
         dataset.add_new(tag, vr.split(" or ")[0], self._value(vr, value))
 
     def _put_private(self, dataset: Dataset, tag: int, value: Any) -> None:
-        creator = self.private_creator
+        creator = self.private_creator or default_private_creator()
         if not creator:
             raise OrthancError(ErrorCode.BAD_REQUEST, "Missing PrivateCreator for a private tag")
         block = dataset.private_block(tag >> 16, creator, create=True)

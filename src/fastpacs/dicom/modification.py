@@ -54,7 +54,14 @@ from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from fastpacs.dicom.anonymization import in_removed_repeating_group
-from fastpacs.dicom.dictionary import dictionary_vr, is_private, parse_tag, private_creator_tag, private_entry
+from fastpacs.dicom.dictionary import (
+    default_private_creator,
+    dictionary_vr,
+    is_private,
+    parse_tag,
+    private_creator_tag,
+    private_entry,
+)
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.parse import PARSER_ERRORS, bad_file, header_prefix, read_header, transfer_syntax_of
 from fastpacs.dicom.values import DEFAULT_ENCODINGS, STRING_VRS, python_encodings
@@ -516,7 +523,9 @@ class _Modifier:
         if tag in dataset and dataset.get_item(tag).VR:
             return str(dataset.get_item(tag).VR)
         creator = (
-            _text(dataset, private_creator_tag(tag), self.encodings) or self.modification.private_creator
+            _text(dataset, private_creator_tag(tag), self.encodings)
+            or self.modification.private_creator
+            or default_private_creator()
         )
         entry = private_entry(tag, creator) if creator else None
         return entry[1].split(" or ")[0] if entry and entry[1] != "NONE" else "UN"

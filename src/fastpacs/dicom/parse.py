@@ -23,6 +23,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import dcmread
 from pydicom.tag import BaseTag
 
+from fastpacs.dicom.dictionary import installed_fingerprint
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.main_tags import MAIN_TAGS, MainTags
 from fastpacs.dicom.tags import SPECIFIC_CHARACTER_SET, TagJson, TagWalker, shorten, simplify, tag_key
@@ -94,6 +95,24 @@ class StoredTags(msgspec.Struct, array_like=True):
     """The DefaultEncoding the strings were decoded with, when the file has no
     SpecificCharacterSet and contains non-ASCII text (``None`` otherwise): such
     tags are decoded again if DefaultEncoding changes."""
+    dictionary: str | None = None
+    """The user dictionary (``Dictionary``, ``LoadPrivateDictionary``) names and VRs were read with,
+    by its :attr:`~fastpacs.dicom.dictionary.UserDictionary.fingerprint` (``None``: DCMTK's alone,
+    as for every record written before user dictionaries); :data:`NO_USER_DICTIONARY` when no
+    user dictionary could change them. Tags read with another dictionary are read again from the
+    file, as Orthanc reads them at each request.
+    """
+
+    def is_current(self, default_encoding: str) -> bool:
+        """Whether these tags are those the file gives with today's DefaultEncoding and dictionary."""
+        return (self.default_encoding is None or self.default_encoding == default_encoding) and (
+            self.dictionary == NO_USER_DICTIONARY or self.dictionary == installed_fingerprint()
+        )
+
+
+NO_USER_DICTIONARY = ""
+""":attr:`StoredTags.dictionary` of tags no user dictionary could change (only public attributes
+DCMTK's dictionary knows)."""
 
 
 class InstanceSummary(msgspec.Struct, array_like=True):
@@ -365,13 +384,15 @@ def summarize_dataset(dataset: Dataset, size: int, default_encoding: str) -> Ins
         expected_instances=expected_instances(full),
         transfer_syntax=transfer_syntax_of(dataset),
         sop_class_uid=sop_class_uid,
-        tags=store_tags(full, header, SPECIFIC_CHARACTER_SET in dataset, default_encoding),
+        tags=store_tags(walker, full, header, SPECIFIC_CHARACTER_SET in dataset, default_encoding),
         pixel_data_offset=pixel_data_offset(dataset),
     )
 
 
-def store_tags(full: TagJson, header: TagJson, has_character_set: bool, default_encoding: str) -> StoredTags:
-    """Encode and compress the tag JSON forms of an instance (see :class:`StoredTags`)."""
+def store_tags(
+    walker: TagWalker, full: TagJson, header: TagJson, has_character_set: bool, default_encoding: str
+) -> StoredTags:
+    """Encode and compress the tag JSON forms ``walker`` made of an instance (see :class:`StoredTags`)."""
     full_json = _encoder.encode(full)
     depends_on_default = not has_character_set and not full_json.isascii()
     return StoredTags(
@@ -380,4 +401,5 @@ def store_tags(full: TagJson, header: TagJson, has_character_set: bool, default_
         short=zlib.compress(_encoder.encode(shorten(full)), TAGS_COMPRESSION_LEVEL),
         header=_encoder.encode(header),
         default_encoding=default_encoding if depends_on_default else None,
+        dictionary=installed_fingerprint() if walker.named_by_user_dictionary else NO_USER_DICTIONARY,
     )

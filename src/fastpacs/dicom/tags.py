@@ -16,12 +16,14 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from fastpacs.dicom.dictionary import (
+    UNKNOWN_NAME,
     UNSIGNED_OFFSET,
     attribute_name,
     dictionary_vr,
     is_private_creator,
     is_unsigned_offset,
     private_creator_tag,
+    user_public_tags,
 )
 from fastpacs.dicom.values import STRING_VRS, TOO_LONG, format_value, python_encodings
 
@@ -46,6 +48,10 @@ class TagWalker:
         self.default_character_set = default_character_set
         self.ignore_length: frozenset[int] = frozenset()
         """Tags whose long values are given in full instead of ``TooLong``."""
+        self.named_by_user_dictionary = False
+        """Whether a name or VR met so far is one a user dictionary could change: that of a private
+        attribute, of a public one DCMTK does not know, or of one the user dictionary declares."""
+        self._user_public_tags = user_public_tags()
 
     def full(self, dataset: Dataset, encodings: list[str] | None = None) -> TagJson:
         # Dataset.items() gives the elements as read (RawDataElement), keyed by pydicom's
@@ -84,7 +90,11 @@ class TagWalker:
         creator = None
         if tag & 0x10000 and tag & 0xFFFF and not is_private_creator(tag):  # private data element
             creator = self._creator(context, tag)
-        entry: TagJson = {"Name": attribute_name(tag, creator)}
+            self.named_by_user_dictionary = True
+        name = attribute_name(tag, creator)
+        if name == UNKNOWN_NAME or tag in self._user_public_tags:
+            self.named_by_user_dictionary = True
+        entry: TagJson = {"Name": name}
         vr = element.VR if element.VR else dictionary_vr(tag, creator)
         if is_unsigned_offset(tag):
             vr = UNSIGNED_OFFSET

@@ -21,4 +21,4 @@ def tags_of(digest: bytes, default_encoding: str, ignore_length: frozenset[int])
     walker.ignore_length = ignore_length
     full = walker.full(dataset)
     header = file_meta_tags(walker, getattr(dataset, "file_meta", None))
-    return store_tags(full, header, SPECIFIC_CHARACTER_SET in dataset, default_encoding)
+    return store_tags(walker, full, header, SPECIFIC_CHARACTER_SET in dataset, default_encoding)

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from typing import Any, TypeVar
 
+from fastpacs.dicom.dictionary import UserDictionary
 from fastpacs.pool import tasks
 
 T = TypeVar("T")
@@ -75,12 +76,16 @@ class RemoteTracebackError(Exception):
 class WorkerPool:
     """A fixed set of worker processes sharing the blob storage."""
 
-    def __init__(self, processes: int, storage_root: str):
+    def __init__(self, processes: int, storage_root: str, dictionary: UserDictionary | None = None):
+        """``dictionary``: the user dictionary the workers read files with (the server's own)."""
         self.processes = processes or default_size()
+        dictionary = dictionary or UserDictionary()
         context = multiprocessing.get_context("spawn")
         # Spawn every process now, from this (the server's main) thread: a worker ends when the
         # thread that started it ends (tasks.initialize), so no short-lived thread may start one.
-        self._workers = [_Worker(context, storage_root, self._worker_free) for _ in range(self.processes)]
+        self._workers = [
+            _Worker(context, storage_root, dictionary, self._worker_free) for _ in range(self.processes)
+        ]
         self._idle: deque[_Worker] = deque(self._workers)
         self._waiting: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
         self.queued = 0
@@ -140,12 +145,18 @@ class WorkerPool:
 class _Worker:
     """One worker process and the parent's ends of its two pipes, driven by the event loop."""
 
-    def __init__(self, context: Any, storage_root: str, on_free: Callable[["_Worker"], None]):
+    def __init__(
+        self,
+        context: Any,
+        storage_root: str,
+        dictionary: UserDictionary,
+        on_free: Callable[["_Worker"], None],
+    ):
         task_source, self._tasks = context.Pipe(duplex=False)
         self._answers, answer_sink = context.Pipe(duplex=False)
         self._ready: Event = context.Event()
         self.process = context.Process(
-            target=_serve, args=(task_source, answer_sink, storage_root, self._ready), daemon=True
+            target=_serve, args=(task_source, answer_sink, storage_root, dictionary, self._ready), daemon=True
         )
         self.process.start()
         task_source.close()  # the worker holds these now; closed here, its end shows as end of file
@@ -252,9 +263,11 @@ class _Worker:
         self.alive = False
 
 
-def _serve(tasks_in: Connection, answers_out: Connection, storage_root: str, ready: Event) -> None:
+def _serve(
+    tasks_in: Connection, answers_out: Connection, storage_root: str, dictionary: UserDictionary, ready: Event
+) -> None:
     """A worker's life: start up, then run the tasks read from the pipe until its end of file."""
-    tasks.initialize(storage_root)
+    tasks.initialize(storage_root, dictionary)
     ready.set()
     source, sink = tasks_in.fileno(), answers_out.fileno()
     while (payload := _read_message(source)) is not None:

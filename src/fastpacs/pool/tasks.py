@@ -17,6 +17,8 @@ from pathlib import Path
 
 import msgspec
 
+from fastpacs.dicom.dictionary import UserDictionary
+from fastpacs.dicom.dictionary import install as install_dictionary
 from fastpacs.dicom.parse import InstanceSummary, summarize
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.imaging.warmup import warm_worker
@@ -60,10 +62,12 @@ class StoreInterruptedError(Exception):
         self.digests = digests
 
 
-def initialize(storage_root: str) -> None:
-    """Worker start-up: die with the server, open the storage, warm the Numba kernels."""
+def initialize(storage_root: str, dictionary: UserDictionary) -> None:
+    """Worker start-up: die with the server, read tags with its dictionary, open the storage, warm the
+    Numba kernels."""
     global _storage  # noqa: PLW0603 - the worker's one storage handle, set once at start
     _end_with_parent()
+    install_dictionary(dictionary)
     _storage = BlobStore(Path(storage_root))
     warm_worker()  # loads the kernels prepare_kernel_cache() compiled: no request compiles
 

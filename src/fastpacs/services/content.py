@@ -89,15 +89,13 @@ class ContentService:
         """The tag JSON as stored at ingest, when it is the answer (``None``: ask :meth:`tags`).
 
         It is not when the instance does not exist, or when its strings depend on a
-        DefaultEncoding that changed since ingest. Only the tags record is read: the index
-        holds one for every instance and for nothing else (written and removed with the
-        instance, in the same transaction).
+        DefaultEncoding or a user dictionary that changed since ingest. Only the tags record
+        is read: the index holds one for every instance and for nothing else (written and
+        removed with the instance, in the same transaction).
         """
         with self.database.read() as view:
             tags = view.stored_tags(rid)
-        if tags is None:
-            return None
-        if tags.default_encoding is not None and tags.default_encoding != self.default_encoding.name:
+        if tags is None or not tags.is_current(self.default_encoding.name):
             return None
         return self._inflated.inflate(rid, form, _form_of(tags, form))
 
@@ -107,7 +105,7 @@ class ContentService:
             return None
         tags, digest = stored
         encoding = self.default_encoding.name
-        if ignore_length or (tags.default_encoding is not None and tags.default_encoding != encoding):
+        if ignore_length or not tags.is_current(encoding):
             return await self.pool.run(content_tasks.tags_of, digest, encoding, ignore_length)
         return tags
 

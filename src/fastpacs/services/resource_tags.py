@@ -77,8 +77,8 @@ class ResourceTagsService:
             ]
 
     def _is_current(self, tags: StoredTags | None) -> bool:
-        """False when the strings were decoded with another DefaultEncoding than today's."""
-        return tags is not None and tags.default_encoding in (None, self.default_encoding.name)
+        """False when the tags were read with another DefaultEncoding or user dictionary than today's."""
+        return tags is not None and tags.is_current(self.default_encoding.name)
 
     async def _compressed(self, instance: RawId, tags: StoredTags | None, form: TagForm) -> bytes:
         """One instance's tags in ``form``, zlib-compressed as stored."""
