@@ -562,3 +562,33 @@ ALLOWED.update(
         ),
     }
 )
+
+# IngestTranscoding (tests/differential/test_ingest_transcoding_vs_orthanc.py).
+ALLOWED.update(
+    {
+        ("ingest-transcoding * MR_jpeg_2000", "$.TransferSyntax"): (
+            "A JPEG 2000 file to be stored in another syntax: Orthanc 1.10.1 (DCMTK, no JPEG 2000 decoder) "
+            "cannot decode it and stores it as received; fastpacs decodes it (OpenJPEG) and converts it as "
+            "asked. The pixels are the same."
+        ),
+        ("ingest-transcoding * JPEG_12_bit", "$.TransferSyntax"): (
+            "pydicom's JPEG-lossy.dcm (12-bit JPEG extended, with a scan header libjpeg refuses: 'scan "
+            "start must be zero'): DCMTK decodes it and Orthanc converts it; fastpacs's decoders cannot, "
+            "and store it as received, as Orthanc does with any file it cannot convert."
+        ),
+        ("ingest-transcoding * JPEG_12_bit", "$.Pixels"): (
+            "The same file: the test's pydicom decodes Orthanc's converted copy, not the original fastpacs "
+            "stored."
+        ),
+    }
+)
+KNOWN_BUGS.update(
+    {
+        ("ingest-transcoding jpeg-ls create-dicom", "$.TransferSyntax"): (
+            "create-dicom image not converted by IngestTranscoding — its dataset has no SOPClassUID (only "
+            "the file meta has it, in Orthanc's output too), and dicom.transcoding.transcode reads "
+            "dataset.SOPClassUID outside its checks: the conversion fails and the file is stored as "
+            "received. Orthanc converts it. Any uploaded file without SOPClassUID meets the same."
+        ),
+    }
+)
