@@ -1,17 +1,19 @@
 """The benchmark suite's own parts: corpus generator, statistics, wrk summary, process monitor, and
 how workloads are selected and what they send and count (without running them)."""
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pydicom
 import pytest
+from benchmarks import ceiling_app, wrk
 from benchmarks import corpus as corpus_module
-from benchmarks import wrk
 from benchmarks.corpus import CorpusSpec, ensure_corpus, ensure_scale_set, generation_token, variant
 from benchmarks.dicom_senders import set_tcp_nodelay
 from benchmarks.http_client import Request
@@ -357,3 +359,30 @@ def test_large_and_small_archives_are_measured_on_the_same_stored_data(tiny_corp
     assert small.build(context).source().path == "/studies/small/archive"
     assert large.build(context).source().path == "/studies/large/archive"
     assert set(context.studies) == {SMALL_STUDY_SLICES, 30}
+
+
+def test_the_ceiling_app_answers_what_was_recorded_by_path_and_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bare application of ``benchmarks.ceiling`` tells ``/tags`` from ``/tags?simplify``; else 404."""
+    recorded = {
+        "/instances/a/tags": ([(b"content-type", b"application/json")], b"{}"),
+        "/instances/a/tags?simplify": ([(b"content-type", b"application/json")], b"[]"),
+    }
+    answers = tmp_path / "answers.msgpack"
+    answers.write_bytes(msgspec.msgpack.encode(recorded))
+    monkeypatch.setenv("CEILING_ANSWERS", str(answers))
+    app = ceiling_app.create_app()
+
+    def answer(path: str, query: bytes) -> tuple[int, bytes]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        asyncio.run(app({"type": "http", "path": path, "query_string": query}, None, send))
+        return sent[0]["status"], sent[1]["body"]
+
+    assert answer("/instances/a/tags", b"") == (200, b"{}")
+    assert answer("/instances/a/tags", b"simplify") == (200, b"[]")
+    assert answer("/instances/b/tags", b"") == (404, b"")
