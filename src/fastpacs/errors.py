@@ -43,6 +43,13 @@ class ErrorCode(IntEnum):
     NO_PRESENTATION_CONTEXT = 2015
     NO_C_FIND_AT_REMOTE = 2016
     CANNOT_STORE_INSTANCE = 2018
+    CREATE_DICOM_NOT_STRING = 2019
+    CREATE_DICOM_OVERRIDE_TAG = 2020
+    CREATE_DICOM_USE_CONTENT = 2021
+    CREATE_DICOM_NO_PAYLOAD = 2022
+    CREATE_DICOM_USE_DATA_URI_SCHEME = 2023
+    CREATE_DICOM_BAD_PARENT = 2024
+    CREATE_DICOM_PARENT_IS_INSTANCE = 2025
     CANNOT_EXECUTE_LUA = 2031
     LUA_NOT_A_PREDICATE = 2034
     CANNOT_ORDER_SLICES = 2040
@@ -95,6 +102,25 @@ _DESCRIPTIONS: dict[ErrorCode, tuple[str, int]] = {
         500,
     ),
     ErrorCode.CANNOT_STORE_INSTANCE: ("Cannot store an instance", 500),
+    ErrorCode.CREATE_DICOM_NOT_STRING: (
+        "Only string values are supported when creating DICOM instances",
+        400,
+    ),
+    ErrorCode.CREATE_DICOM_OVERRIDE_TAG: ("Trying to override a value inherited from a parent module", 400),
+    ErrorCode.CREATE_DICOM_USE_CONTENT: ('Use "Content" to inject an image into a new DICOM instance', 400),
+    ErrorCode.CREATE_DICOM_NO_PAYLOAD: ("No payload is present for one instance in the series", 400),
+    ErrorCode.CREATE_DICOM_USE_DATA_URI_SCHEME: (
+        "The payload of the DICOM instance must be specified according to Data URI scheme",
+        400,
+    ),
+    ErrorCode.CREATE_DICOM_BAD_PARENT: (
+        "Trying to attach a new DICOM instance to an inexistent resource",
+        400,
+    ),
+    ErrorCode.CREATE_DICOM_PARENT_IS_INSTANCE: (
+        "Trying to attach a new DICOM instance to an instance (must be a series, study or patient)",
+        400,
+    ),
     ErrorCode.CANNOT_EXECUTE_LUA: ("Cannot execute a Lua command", 500),
     ErrorCode.LUA_NOT_A_PREDICATE: (
         "The Lua function is not a predicate (only true/false outputs allowed)",

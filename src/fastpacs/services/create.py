@@ -1,25 +1,46 @@
-"""``POST /tools/create-dicom``: a new instance built from JSON, stored through the ingest pipeline."""
+"""``POST /tools/create-dicom``: new instances built from JSON, stored through the ingest pipeline."""
+
+from typing import Any
 
 import msgspec
 
-from fastpacs.dicom.create import CreateRequest, create_dicom
-from fastpacs.dicom.ids import Level, parse_id
+from fastpacs.dicom.create import Inheritance, character_set_of, create_dicom, read_options, read_request
+from fastpacs.dicom.ids import Level, RawId, parse_id
+from fastpacs.dicom.modules import MODULES
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IngestOutcome
-from fastpacs.json_body import json_object_body
 from fastpacs.pool.pool import WorkerPool
+from fastpacs.services.content import ContentService, TagForm
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 
+_SPECIFIC_CHARACTER_SET = "0008,0005"
 
-def parse_create_request(body: bytes) -> CreateRequest:
-    """The request; Orthanc's bare "Bad request" when the body is not a JSON object."""
-    document = json_object_body(body, ErrorCode.BAD_REQUEST)
-    try:
-        return msgspec.convert(document, CreateRequest)
-    except msgspec.ValidationError as error:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Bad create-dicom request: {error}") from error
+
+class Created(msgspec.Struct, frozen=True):
+    """What a create-dicom request stored: one instance, or a series (an array ``Content``)."""
+
+    outcomes: list[IngestOutcome]
+    is_series: bool
+
+
+def inherited_tags(full: dict[str, Any], level: Level) -> dict[int, str]:
+    """The string values of the modules of ``level`` and the levels above it, in an instance's tags.
+
+    As Orthanc, sequences and binary values are not inherited, and an empty value is.
+    """
+    inherited: dict[int, str] = {}
+    for module_level in range(Level.PATIENT, level + 1):
+        for tag, _ in MODULES[Level(module_level)]:
+            entry = full.get(f"{tag >> 16:04x},{tag & 0xFFFF:04x}")
+            if entry is None:
+                continue
+            if entry["Type"] == "String":
+                inherited[tag] = entry["Value"]
+            elif entry["Type"] == "Null":
+                inherited[tag] = ""
+    return inherited
 
 
 class CreateService:
@@ -30,21 +51,41 @@ class CreateService:
         self.pool = pool
         self.ingest = ingest
         self.default_encoding = default_encoding
+        self.content = ContentService(database, pool, default_encoding)
 
-    def _parent_tags(self, public_id: str) -> dict[str, str]:
-        """Main tags of the parent and its ancestors, which the new instance inherits."""
-        rid = parse_id(public_id)
+    def _sibling(self, parent: Any) -> tuple[Level, RawId]:
+        """The parent's level and the instance whose tags the new one inherits; Orthanc's refusals."""
+        rid = parse_id(parent) if isinstance(parent, str) else None
         with self.database.read() as view:
             record = view.resource(rid) if rid is not None else None
-            if record is None or record.level == Level.INSTANCE:
-                raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Unknown parent resource: {public_id}")
-            inherited: dict[str, str] = {}
-            while record is not None:
-                inherited = {**record.main_tags, **inherited}
-                record = view.resource(record.parent) if record.parent is not None else None
-        return inherited
+            if record is None or rid is None:
+                raise OrthancError(ErrorCode.CREATE_DICOM_BAD_PARENT)
+            if record.level == Level.INSTANCE:
+                raise OrthancError(ErrorCode.CREATE_DICOM_PARENT_IS_INSTANCE)
+            instances = view.descendants(rid, record.level, Level.INSTANCE)
+        if not instances:
+            raise OrthancError(ErrorCode.INTERNAL_ERROR)
+        return record.level, instances[-1]  # Orthanc's choice: the last one indexed
 
-    async def create(self, request: CreateRequest, origin: Origin) -> IngestOutcome:
-        parent_tags = self._parent_tags(request.parent) if request.parent else {}
-        data = await self.pool.run(create_dicom, request, parent_tags, self.default_encoding.name)
-        return await self.ingest.ingest(data, origin)
+    async def _inheritance(self, parent: Any) -> Inheritance:
+        level, sibling = self._sibling(parent)
+        full_json = await self.content.tags(sibling, TagForm.FULL)
+        if full_json is None:
+            raise OrthancError(ErrorCode.INTERNAL_ERROR)
+        full = msgspec.json.decode(full_json)
+        term = full.get(_SPECIFIC_CHARACTER_SET, {}).get("Value")
+        return Inheritance(
+            level=level,
+            tags=inherited_tags(full, level),
+            character_set=character_set_of(term if isinstance(term, str) else None),
+        )
+
+    async def create(self, document: dict[str, Any], origin: Origin) -> Created:
+        request = read_request(document)
+        inheritance = None
+        if not request.legacy and "Parent" in document:
+            inheritance = await self._inheritance(document["Parent"])
+        request = read_options(request, document)
+        files = await self.pool.run(create_dicom, request, inheritance, self.default_encoding.name)
+        outcomes = [await self.ingest.ingest(data, origin) for data in files]
+        return Created(outcomes, is_series=isinstance(request.content, list) and bool(request.content))
