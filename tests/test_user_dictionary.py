@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from fastpacs.config import ConfigurationError, load_config
+from fastpacs.dicom import dictionary as tag_dictionary
 from fastpacs.testing import ServerProcess, fastpacs_server
 from tests.differential.test_user_dictionary_vs_orthanc import DICTIONARY, user_tags_file
 
@@ -149,3 +150,30 @@ def test_server_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="exited during start-up"):
         server.start()
     assert "Cannot register twice the tag (0010,0010)" in server.log_tail()
+
+
+def test_lookups_of_an_installed_dictionary() -> None:
+    """In one process: names and VRs by creator and element (low byte: any block), nicknames, the
+    fingerprint that tells stored tags apart, and the same dictionary checked again once installed."""
+    user = tag_dictionary.user_dictionary(DICTIONARY, True, "ACME 1.0")
+    try:
+        tag_dictionary.install(user)
+        assert tag_dictionary.attribute_name(0x00291101, "ACME 1.0") == "AcmeLeaf"
+        assert tag_dictionary.attribute_name(0x00292201, "ACME 1.0") == "AcmeLeaf"
+        assert tag_dictionary.attribute_name(0x00291101, "OTHER") == tag_dictionary.UNKNOWN_NAME
+        assert tag_dictionary.dictionary_vr(0x00291103, "ACME 1.0") == "SQ"
+        assert tag_dictionary.attribute_name(0x43211001, None) == "OddNoCreator"
+        assert tag_dictionary.dictionary_vr(0x43201001, None) == "DS"
+        assert tag_dictionary.parse_tag("AcmeLeaf") == 0x00290001
+        assert tag_dictionary.parse_tag("EvenUnknown") == 0x43201001
+        assert tag_dictionary.default_private_creator() == "ACME 1.0"
+        assert tag_dictionary.installed_fingerprint() == user.fingerprint is not None
+        assert tag_dictionary.user_dictionary(DICTIONARY, True, "").entries == user.entries
+        assert tag_dictionary.UserDictionary((), True, "X").fingerprint is None  # the creator reads nothing
+        tag_dictionary.install(tag_dictionary.UserDictionary((), False))
+        assert tag_dictionary.attribute_name(0x00291004, "GEMS_IMPS_01") == tag_dictionary.UNKNOWN_NAME
+    finally:
+        tag_dictionary.install(tag_dictionary.UserDictionary())
+    assert tag_dictionary.attribute_name(0x00291004, "GEMS_IMPS_01") == "LowerRangeOfPixels"
+    assert tag_dictionary.attribute_name(0x00291101, "ACME 1.0") == tag_dictionary.UNKNOWN_NAME
+    assert tag_dictionary.installed_fingerprint() is None

@@ -166,9 +166,11 @@ def installed_fingerprint() -> str | None:
 
 @lru_cache(maxsize=16384)
 def public_entry(tag: int) -> Entry | None:
-    user = _installed.public.get(tag)
-    if user is not None:
-        return user
+    return _installed.public.get(tag) or _dcmtk_public_entry(tag)
+
+
+@lru_cache(maxsize=16384)
+def _dcmtk_public_entry(tag: int) -> Entry | None:
     dictionary = _dictionary()
     found = dictionary["public"].get(f"{tag:08x}")
     main_name = _main_tag_names().get(tag)
@@ -193,7 +195,13 @@ def private_entry(tag: int, creator: str | None) -> Entry | None:
             return user
     if creator is None or not _installed.dictionary.load_private:
         return None
+    return _dcmtk_private_entry(tag, creator)
+
+
+@lru_cache(maxsize=16384)
+def _dcmtk_private_entry(tag: int, creator: str) -> Entry | None:
     dictionary = _dictionary()
+    group, element = tag >> 16, tag & 0xFFFF
     for key_element in (element, element & 0xFF):
         found = dictionary["private"].get(f"{group:04x}|{creator}|{key_element:04x}")
         if found:
@@ -327,10 +335,10 @@ def user_dictionary(declared: dict[str, Any], load_private: bool, default_creato
         except OrthancError as error:
             raise ValueError(f"Unknown DICOM tag: {key!r} in the Dictionary option") from error
         entry = _checked_entry(key, tag, definition)
-        if entry.creator is not None:
-            known = private_entry(tag, entry.creator) if load_private else None
+        if entry.creator is not None:  # DCMTK's entries: the installed ones pass again
+            known = _dcmtk_private_entry(tag, entry.creator) if load_private else None
         else:
-            known = public_entry(tag) if not is_private(tag) else None
+            known = _dcmtk_public_entry(tag) if not is_private(tag) else None
         if known is not None:
             raise ValueError(
                 f"{_ALREADY_EXISTS}: Cannot register twice the tag ({tag >> 16:04x},{tag & 0xFFFF:04x}), "
