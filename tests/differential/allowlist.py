@@ -582,16 +582,6 @@ ALLOWED.update(
         ),
     }
 )
-KNOWN_BUGS.update(
-    {
-        ("ingest-transcoding jpeg-ls create-dicom", "$.TransferSyntax"): (
-            "create-dicom image not converted by IngestTranscoding — its dataset has no SOPClassUID (only "
-            "the file meta has it, in Orthanc's output too), and dicom.transcoding.transcode reads "
-            "dataset.SOPClassUID outside its checks: the conversion fails and the file is stored as "
-            "received. Orthanc converts it. Any uploaded file without SOPClassUID meets the same."
-        ),
-    }
-)
 
 # POST /tools/create-dicom (tests/differential/test_create_dicom_vs_orthanc.py).
 ALLOWED.update(

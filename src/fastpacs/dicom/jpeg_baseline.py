@@ -26,6 +26,7 @@ from pydicom.encaps import encapsulate
 
 from fastpacs.dicom.jpeg_lossless import compression_ratio_text
 from fastpacs.dicom.modification import new_uid
+from fastpacs.dicom.writer import sop_uids
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 QUALITY = 90
@@ -61,7 +62,7 @@ def compress(dataset: Dataset, *, new_instance_uid: bool) -> None:
     frames = pixels.reshape((-1, *pixels.shape[-3 if mode == "RGB" else -2 :]))
     encoded = [_encode(frame, mode) for frame in frames]
     ratio = len(dataset.PixelData) / sum(len(frame) for frame in encoded)
-    source = (dataset.SOPClassUID, dataset.SOPInstanceUID)
+    source = sop_uids(dataset)
     dataset.PixelData = encapsulate(encoded, has_bot=True)
     dataset["PixelData"].VR = "OB"
     dataset["PixelData"].is_undefined_length = True

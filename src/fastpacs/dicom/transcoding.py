@@ -23,7 +23,7 @@ from pydicom.uid import UID, AllTransferSyntaxes
 
 from fastpacs.dicom import jpeg_baseline, jpeg_lossless
 from fastpacs.dicom.parse import EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, transfer_syntax_of
-from fastpacs.dicom.writer import file_meta, part10_file
+from fastpacs.dicom.writer import file_meta, part10_file, sop_uids
 from fastpacs.errors import ErrorCode, OrthancError
 
 PIXEL_DATA = 0x7FE00010
@@ -65,7 +65,7 @@ def transcode(
             _swap_words(dataset)
             # The values are now in the target's byte order: say so, for the encoders.
             order = EXPLICIT_VR_BIG_ENDIAN if current.is_little_endian else EXPLICIT_VR_LITTLE_ENDIAN
-            dataset.file_meta = file_meta(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), order)
+            dataset.file_meta = file_meta(*sop_uids(dataset), order)
         if target.is_compressed and any(keyword in dataset for keyword in _FLOAT_PIXEL_DATA):
             raise ValueError("floating point pixel data cannot be compressed")
         if target.is_compressed and "PixelData" in dataset:
@@ -88,9 +88,7 @@ def transcode(
         raise OrthancError(
             ErrorCode.INTERNAL_ERROR, f"Cannot transcode to transfer syntax: {target}"
         ) from error
-    return part10_file(
-        str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(target), [output.getvalue()]
-    )
+    return part10_file(*sop_uids(dataset), str(target), [output.getvalue()])
 
 
 def _swap_words(dataset: Dataset) -> None:

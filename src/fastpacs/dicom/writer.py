@@ -144,3 +144,13 @@ def part10_file(
         compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
         dataset = [compressor.compress(b"".join(dataset)) + compressor.flush()]
     return b"".join((PREAMBLE, length, group, *dataset))
+
+
+def sop_uids(dataset: Dataset) -> tuple[str, str]:
+    """The SOP Class and Instance UIDs of a file: its dataset's, else its file meta's (a file may lack
+    them in its dataset, as those /tools/create-dicom writes lack SOPClassUID, as Orthanc's do)."""
+    meta = getattr(dataset, "file_meta", Dataset())
+    return (
+        str(dataset.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID", "")),
+        str(dataset.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID", "")),
+    )

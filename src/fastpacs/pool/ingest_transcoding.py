@@ -42,11 +42,6 @@ UNCOMPRESSED_TRANSFER_SYNTAXES = frozenset(
 as compressed."""
 
 
-_NOT_CONVERTIBLE = (OrthancError, AttributeError)
-"""What :func:`transcode` raises for a file it cannot convert (AttributeError: a dataset without
-SOPClassUID, which it reads outside its own checks)."""
-
-
 class IngestTranscoding(msgspec.Struct, frozen=True):
     """The transfer syntax new instances are stored in, and which of them are converted."""
 
@@ -82,7 +77,7 @@ def transcode_stored(
             data, transcoding.transfer_syntax, lossy=transcoding.lossy, new_instance_uid=transcoding.lossy
         )
         summary: InstanceSummary = summarize(converted, default_encoding)
-    except _NOT_CONVERTIBLE as error:
+    except OrthancError as error:
         logger.info(
             "ingest transcoding to %s is not possible for this file, stored as received: %s",
             transcoding.transfer_syntax,
