@@ -31,6 +31,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from fastpacs.dicom.ids import format_id, hash_identifiers
 from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.harness import Answer, Call, Checker, ServerPair, answer_differences
 
@@ -106,6 +107,10 @@ CASES: list[tuple[str, Any]] = [
     ("uid with spaces", {"Tags": {"FrameOfReferenceUID": " 1.2 .3 "}}),
     ("US value", {"Tags": {"Rows": "12"}}),
     ("US not a number", {"Tags": {"Rows": "abc"}}),
+    ("DS values", {"Tags": {"PixelSpacing": "0.5\\0.25", "SliceThickness": ""}}),
+    ("FD value", {"Tags": {"DiffusionBValue": "1000.5"}}),
+    ("FD not a number", {"Tags": {"DiffusionBValue": "abc"}}),
+    ("AT value", {"Tags": {"DimensionIndexPointer": "00200032"}}),
     ("meta tag", {"Tags": {"0002,0010": "1.2.840.10008.1.2"}}),
     ("SOPClassUID", {"Tags": {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2"}}),
     ("PixelData tag", {"Tags": {"PixelData": uri("application/octet-stream", b"\x01\x02")}}),
@@ -139,6 +144,7 @@ CASES: list[tuple[str, Any]] = [
     ("private with creator", {"Tags": {"0009,1001": "abc"}, "PrivateCreator": "ACME"}),
     ("private creator element", {"Tags": {"0009,0010": "ACME", "0009,1001": "abc"}}),
     ("private default creator", {"Tags": {"0019,1002": "5", "0019,1010": "abc"}}),
+    ("private sequence", {"Tags": {"0009,1001": [{"PatientName": "x"}]}, "PrivateCreator": "ACME"}),
     ("private empty creator", {"Tags": {"0009,1001": "abc"}, "PrivateCreator": ""}),
     (
         "private binary",
@@ -173,6 +179,19 @@ CASES: list[tuple[str, Any]] = [
     ("japanese in latin1", {"Tags": {"PatientName": "山田^太郎", "StudyDescription": "a山b"}}),
     ("katakana ISO_IR 13", {"Tags": {"SpecificCharacterSet": "ISO_IR 13", "PatientName": "ﾔﾏﾀﾞ"}}),
     ("ISO 2022 IR 100", {"Tags": {"SpecificCharacterSet": "ISO 2022 IR 100", "PatientName": "é"}}),
+    (
+        "kanji ISO 2022 IR 87",
+        {
+            "Tags": {
+                "SpecificCharacterSet": "ISO 2022 IR 87",
+                "PatientName": "山田^太郎",
+                "StudyDescription": "a山b",
+            }
+        },
+    ),
+    ("greek ISO_IR 126", {"Tags": {"SpecificCharacterSet": "ISO_IR 126", "PatientName": "Ελληνικά^Müller"}}),
+    ("ascii ISO_IR 6", {"Tags": {"SpecificCharacterSet": "ISO_IR 6", "PatientName": "Müller"}}),
+    ("GB18030", {"Tags": {"SpecificCharacterSet": "GB18030", "PatientName": "王^小东"}}),
     ("unknown character set", {"Tags": {"SpecificCharacterSet": "NOPE"}}),
     ("two character sets", {"Tags": {"SpecificCharacterSet": "ISO_IR 100\\ISO 2022 IR 87"}}),
     # Content
@@ -231,6 +250,16 @@ BODIES = [
 ]
 
 
+UTF8_PARENT = {
+    "SpecificCharacterSet": "ISO_IR 192",
+    "PatientName": "Müller^Jürgen",
+    "PatientID": "UTF8PARENT",
+    "StudyDescription": "Étude",
+    **uids(20),
+}
+UTF8_PARENT_SERIES = format_id(hash_identifiers(["UTF8PARENT", *list(uids(20).values())[:2]]))
+
+
 def parent_cases(patient: str, study: str, series: str, instance: str) -> list[tuple[str, Any]]:
     return [
         ("parent patient", {"Tags": {"StudyDescription": "new study"}, "Parent": patient}),
@@ -249,6 +278,8 @@ def parent_cases(patient: str, study: str, series: str, instance: str) -> list[t
         ),
         ("parent after forced", {"Tags": {}, "Parent": series}),
         ("parent instance", {"Tags": {}, "Parent": instance}),
+        ("utf8 parent", {"Tags": UTF8_PARENT, "Force": True}),
+        ("child of utf8 parent", {"Tags": {"ImageComments": "Ünïcødé 山"}, "Parent": UTF8_PARENT_SERIES}),
         ("parent unknown", {"Tags": {}, "Parent": "nope"}),
         ("parent number", {"Tags": {}, "Parent": 5}),
         ("parent unknown with bad option", {"Tags": {}, "Parent": "nope", "Force": "yes"}),
@@ -292,6 +323,8 @@ class CreateChecker:
     def __init__(self, pair: ServerPair):
         self.pair = pair
         self.check: Checker = pair.checker()
+        self.created: set[str] = set()
+        """The cases both servers created something for."""
 
     def _get(self, server: str, path: str) -> Any:
         client = self.pair.orthanc_client if server == "orthanc" else self.pair.fastpacs_client
@@ -315,6 +348,7 @@ class CreateChecker:
         if orthanc.status != 200 or fastpacs.status != 200:
             self.check.record(call, answer_differences(orthanc, fastpacs, call, ({}, {})))
             return
+        self.created.add(name)
         self._compare_created(call, orthanc, fastpacs)
 
     def _compare_created(self, call: Call, orthanc: Answer, fastpacs: Answer) -> None:
@@ -366,6 +400,14 @@ def test_create_dicom(pair: ServerPair) -> None:
     for name, raw in BODIES:
         creator.compare(name, raw)
     creator.check.verdict()
+    assert {
+        "names",
+        "private default creator",
+        "png gray16",
+        "pdf",
+        "series",
+        "legacy image",
+    } <= creator.created
 
 
 def test_create_dicom_with_parent(pair: ServerPair) -> None:
@@ -376,3 +418,9 @@ def test_create_dicom_with_parent(pair: ServerPair) -> None:
     for name, body in parent_cases(*ids):
         creator.compare(name, json.dumps(body).encode())
     creator.check.verdict()
+    assert {
+        "parent patient",
+        "parent series",
+        "parent series of images",
+        "child of utf8 parent",
+    } <= creator.created

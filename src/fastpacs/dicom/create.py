@@ -51,7 +51,7 @@ from fastpacs.dicom.dictionary import (
     public_entry,
 )
 from fastpacs.dicom.ids import Level
-from fastpacs.dicom.values import DEFAULT_ENCODINGS
+from fastpacs.dicom.values import DEFAULT_ENCODINGS, TEXT_VRS
 from fastpacs.dicom.writer import file_meta
 from fastpacs.errors import ErrorCode, OrthancError
 
@@ -192,8 +192,13 @@ class ElementWriter:
     def __init__(self, character_set: str | None, private_creator: str, decode_binary: bool):
         self.private_creator = private_creator
         self.decode_binary = decode_binary
-        self.codec = None
-        if character_set is not None and character_set not in _MULTI_BYTE and "2022" not in character_set:
+        self.codec: str | None = None
+        """Python's codec for the text of single-byte character sets (what it cannot hold is dropped)."""
+        self.kanji = character_set == "ISO 2022 IR 87"
+        """Kanji text is encoded here, returning to ASCII before each delimiter as DCMTK does."""
+        if character_set == "ISO_IR 6":
+            self.codec = "ascii"
+        elif character_set is not None and character_set not in _MULTI_BYTE and "2022" not in character_set:
             self.codec = convert_encodings([character_set])[0]
 
     def vr(self, tag: int) -> str:
@@ -248,6 +253,8 @@ class ElementWriter:
             return self._numbers(tag, vr, value)
         if vr == "UI":
             return value.replace(" ", "")
+        if self.kanji and vr in TEXT_VRS:
+            return value.encode("iso2022_jp", "ignore")
         if self.codec is not None:
             return value.encode(self.codec, "ignore").decode(self.codec)
         return value
