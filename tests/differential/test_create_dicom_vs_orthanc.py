@@ -71,6 +71,8 @@ RGBA = _image(numpy.arange(48, dtype=numpy.uint8).reshape(3, 4, 4) * 5)
 GRAY16 = _image(numpy.arange(12, dtype=numpy.uint16).reshape(3, 4) * 5000)
 JPEG_GRAY = _image(numpy.full((8, 8), 100, numpy.uint8), "JPEG")
 JPEG_RGB = _image(numpy.full((8, 8, 3), 100, numpy.uint8), "JPEG")
+GRAY_ALPHA = _image(numpy.arange(24, dtype=numpy.uint8).reshape(3, 4, 2) * 9)
+ONE_BIT = _image(numpy.array([[False, True], [True, False]]))
 GIF = _image(numpy.zeros((2, 2), numpy.uint8), "GIF")
 BMP = _image(numpy.zeros((2, 2), numpy.uint8), "BMP")
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"  # odd length
@@ -110,7 +112,18 @@ CASES: list[tuple[str, Any]] = [
     ("DS values", {"Tags": {"PixelSpacing": "0.5\\0.25", "SliceThickness": ""}}),
     ("FD value", {"Tags": {"DiffusionBValue": "1000.5"}}),
     ("FD not a number", {"Tags": {"DiffusionBValue": "abc"}}),
+    ("US too large", {"Tags": {"Rows": "70000"}}),
+    ("US negative", {"Tags": {"Rows": "-1"}}),
+    ("US decimal", {"Tags": {"Rows": "1.5"}}),
+    ("US two values", {"Tags": {"Rows": "1\\2"}}),
+    ("FD infinite", {"Tags": {"DiffusionBValue": "1e400"}}),
     ("AT value", {"Tags": {"DimensionIndexPointer": "00200032"}}),
+    ("AT by name", {"Tags": {"DimensionIndexPointer": "ImagePositionPatient"}}),
+    ("AT unknown", {"Tags": {"DimensionIndexPointer": "zz"}}),
+    (
+        "binary bad base64",
+        {"Tags": {"0009,1001": f"{uri('application/octet-stream', b'')}@@"}, "PrivateCreator": "A"},
+    ),
     ("meta tag", {"Tags": {"0002,0010": "1.2.840.10008.1.2"}}),
     ("SOPClassUID", {"Tags": {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2"}}),
     ("PixelData tag", {"Tags": {"PixelData": uri("application/octet-stream", b"\x01\x02")}}),
@@ -205,6 +218,8 @@ CASES: list[tuple[str, Any]] = [
     ("pdf with modality", {"Tags": {"Modality": "MR"}, "Content": uri("application/pdf", PDF)}),
     ("pdf not a pdf", {"Tags": {}, "Content": uri("application/pdf", b"\x01\x02\x03")}),
     ("gif", {"Tags": {}, "Content": uri("image/gif", GIF)}),
+    ("png gray with alpha", {"Tags": {}, "Content": uri("image/png", GRAY_ALPHA)}),
+    ("png 1-bit", {"Tags": {}, "Content": uri("image/png", ONE_BIT)}),
     ("bmp declared png", {"Tags": {}, "Content": uri("image/png", BMP)}),
     ("png declared jpeg", {"Tags": {}, "Content": uri("image/jpeg", GRAY8)}),
     ("empty png", {"Tags": {}, "Content": "data:image/png;base64,"}),

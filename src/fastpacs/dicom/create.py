@@ -28,6 +28,7 @@ import base64
 import binascii
 import copy
 import io
+import math
 import re
 import time
 import uuid
@@ -84,10 +85,25 @@ _INSTANCE_NUMBER = 0x00200013
 _IMAGE_INDEX = 0x00541330
 
 BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
-_INTEGER_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
+_INTEGER_RANGES = {
+    "US": (-(2**15), 2**16 - 1),
+    "SS": (-(2**15), 2**15 - 1),
+    "UL": (-(2**31), 2**32 - 1),
+    "SL": (-(2**31), 2**31 - 1),
+    "UV": (-(2**63), 2**64 - 1),
+    "SV": (-(2**63), 2**63 - 1),
+}
+"""The values DCMTK takes for each binary integer VR (a negative one wraps for the unsigned ones)."""
+_INTEGER_VRS = frozenset(_INTEGER_RANGES)
+_FLOAT32_MAX = 3.4028234663852886e38
 _FLOAT_VRS = frozenset({"FL", "FD"})
 _IMAGE_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG"}
 """The images ``Content`` may hold: MIME type → Pillow's format (the only one tried)."""
+_IMAGE_MODES = {
+    "PNG": frozenset({"L", "I;16", "I;16B", "I;16L", "RGB", "RGBA"}),
+    "JPEG": frozenset({"L", "RGB"}),
+}
+"""The pixel formats Orthanc embeds (8-bit and 16-bit grayscale, RGB, RGBA); others are not implemented."""
 _DATA_URI = re.compile(r"data:/*([^;]*);base64,([a-zA-Z0-9=+/]*)", re.DOTALL)
 
 CHARACTER_SETS = {
@@ -243,7 +259,7 @@ class ElementWriter:
         if vr in BINARY_VRS:
             if self.decode_binary and value.startswith(OCTET_STREAM_URI):
                 try:
-                    return base64.b64decode(value[len(OCTET_STREAM_URI) :])
+                    return base64.b64decode(value[len(OCTET_STREAM_URI) :], validate=True)
                 except binascii.Error as error:
                     raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from error
             return value.encode()
@@ -260,15 +276,24 @@ class ElementWriter:
         return value
 
     @staticmethod
-    def _numbers(tag: int, vr: str, value: str) -> list[int | float]:
+    def _numbers(tag: int, vr: str, value: str) -> list[int | float] | int | float:
+        """A binary number, as DCMTK reads one from text: one value, in range (or ``AT``'s tags)."""
+        if vr == "AT":
+            return [parse_tag(part) for part in value.split("\\")]
         try:
-            if vr == "AT":
-                return [int(part, 16) for part in value.split("\\")]
-            if vr in _FLOAT_VRS:
-                return [float(part) for part in value.split("\\")]
-            return [int(part) for part in value.split("\\")]
+            number: int | float = float(value) if vr in _FLOAT_VRS else int(value)
         except ValueError as error:
             raise _out_of_range(tag, value) from error
+        if vr in _FLOAT_VRS:
+            if not math.isfinite(number) or (vr == "FL" and abs(number) > _FLOAT32_MAX):
+                raise _out_of_range(tag, value)
+            return number
+        low, high = _INTEGER_RANGES[vr]
+        if not low <= number <= high:
+            raise _out_of_range(tag, value)
+        if number < 0 and vr[0] == "U":
+            number += high + 1  # DCMTK wraps a negative value given for an unsigned VR: -1 is 65535
+        return number
 
 
 def decode_data_uri(text: str) -> tuple[str, bytes]:
@@ -295,13 +320,13 @@ def _image_pixels(data: bytes, image_format: str) -> tuple[numpy.ndarray, str]:
         image.load()
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from error
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return numpy.asarray(image, dtype=numpy.uint32 if image.mode == "I" else None).astype(
-            "<u2"
-        ), "MONOCHROME2"
-    if image.mode in ("L", "1", "LA"):
-        return numpy.asarray(image.convert("L"), dtype=numpy.uint8), "MONOCHROME2"
-    return numpy.asarray(image.convert("RGB"), dtype=numpy.uint8), "RGB"
+    if image.mode not in _IMAGE_MODES[image_format]:
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED)  # palette, gray with alpha, 1-bit, CMYK...
+    if image.mode.startswith("I;16"):
+        return numpy.asarray(image).astype("<u2"), "MONOCHROME2"
+    if image.mode == "L":
+        return numpy.asarray(image, dtype=numpy.uint8), "MONOCHROME2"
+    return numpy.asarray(image.convert("RGB"), dtype=numpy.uint8), "RGB"  # the alpha of RGBA is dropped
 
 
 def embed_content(dataset: Dataset, content: str) -> None:
