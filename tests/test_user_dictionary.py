@@ -143,6 +143,9 @@ def test_entries_orthanc_accepts(tmp_path: Path) -> None:
     }
     path.write_text(json.dumps({"Dictionary": stack, "LoadPrivateDictionary": False}))
     assert len(load_config(path, environ={}).user_dictionary.entries) == 2
+    for ignored in (["x"], "abc", 3, None):
+        path.write_text(json.dumps({"Dictionary": ignored}))
+        assert load_config(path, environ={}).user_dictionary.entries == ()
 
 
 def test_server_refuses_to_start(tmp_path: Path) -> None:

@@ -229,9 +229,9 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     lua_unsafe_libraries_enabled: bool = False
     """Give Lua scripts io, os, require, loadfile, dofile, debug and CallSystem(), as Orthanc does;
     off, they have no access to files or processes."""
-    dictionary: dict[str, Any] = msgspec.field(default_factory=dict)
+    dictionary: Any = msgspec.field(default_factory=dict)
     """The site's own attributes, ``{"gggg,eeee": [VR, name, min, max, private creator]}``
-    (:func:`fastpacs.dicom.dictionary.user_dictionary`)."""
+    (:func:`fastpacs.dicom.dictionary.user_dictionary`); anything but an object is ignored."""
     load_private_dictionary: bool = True
     """Whether DCMTK's private attribute names are known (``false``: only those of ``Dictionary``)."""
     default_private_creator: str = ""
@@ -277,6 +277,9 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
             name: _peer_from_array(name, value) if isinstance(value, list) else value
             for name, value in self.orthanc_peers.items()
         }
+        if not isinstance(self.dictionary, dict):  # Orthanc starts without it too
+            logger.warning("Dictionary is not a JSON object: ignored")
+            self.dictionary = {}
         if self.dictionary:
             tag_dictionary.user_dictionary(self.dictionary, self.load_private_dictionary, "")  # as Orthanc
 
