@@ -7,16 +7,20 @@ ingest too), the tags stored at ingest follow a dictionary that changed since
 Orthanc refuses stop the server at start-up with Orthanc's reason.
 """
 
+import io
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from fastpacs.config import ConfigurationError, load_config
 from fastpacs.dicom import dictionary as tag_dictionary
+from fastpacs.dicom.parse import summarize
 from fastpacs.testing import ServerProcess, fastpacs_server
 from tests.differential.test_user_dictionary_vs_orthanc import DICTIONARY, user_tags_file
 
@@ -180,3 +184,30 @@ def test_lookups_of_an_installed_dictionary() -> None:
     assert tag_dictionary.attribute_name(0x00291004, "GEMS_IMPS_01") == "LowerRangeOfPixels"
     assert tag_dictionary.attribute_name(0x00291101, "ACME 1.0") == tag_dictionary.UNKNOWN_NAME
     assert tag_dictionary.installed_fingerprint() is None
+
+
+def test_stored_tags_name_the_dictionary_they_depend_on() -> None:
+    """Tags that only public attributes DCMTK knows make are current whatever the dictionary; others
+    were read with the installed one (``None``: DCMTK's alone) and are current only with it."""
+    public_only = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    for tag in [tag for tag in public_only.keys() if tag.is_private]:  # noqa: SIM118 - deleted while walked
+        del public_only[tag]
+    out = io.BytesIO()
+    public_only.save_as(out, enforce_file_format=True)
+    independent = summarize(out.getvalue(), "Latin1").tags
+    user = tag_dictionary.user_dictionary(DICTIONARY, True, "")
+    try:
+        default = summarize(EXPLICIT, "Latin1").tags
+        tag_dictionary.install(user)
+        declared = summarize(EXPLICIT, "Latin1").tags
+        assert (independent.dictionary, default.dictionary, declared.dictionary) == (
+            "",
+            None,
+            user.fingerprint,
+        )
+        assert independent.is_current("Latin1") and declared.is_current("Latin1")
+        assert not default.is_current("Latin1")
+    finally:
+        tag_dictionary.install(tag_dictionary.UserDictionary())
+    assert independent.is_current("Latin1") and default.is_current("Latin1")
+    assert not declared.is_current("Latin1")
