@@ -52,6 +52,8 @@ from fastpacs.dicom.dictionary import (
     public_entry,
 )
 from fastpacs.dicom.ids import Level
+from fastpacs.dicom.modules import MODULES
+from fastpacs.dicom.tags import tag_key
 from fastpacs.dicom.values import DEFAULT_ENCODINGS, TEXT_VRS
 from fastpacs.dicom.writer import file_meta
 from fastpacs.errors import ErrorCode, OrthancError
@@ -144,6 +146,22 @@ class Inheritance(msgspec.Struct, frozen=True):
     character_set: str | None
     """That instance's SpecificCharacterSet, when Orthanc knows it."""
 
+    @classmethod
+    def of(cls, level: Level, instance_tags: bytes) -> "Inheritance":
+        """What a child of a ``level`` resource inherits from the full tag JSON of one of its instances.
+
+        As Orthanc, only string values are inherited (an empty one too): not sequences nor binary values.
+        """
+        full = msgspec.json.decode(instance_tags)
+        inherited: dict[int, str] = {}
+        for module_level in range(Level.PATIENT, level + 1):
+            for tag, _ in MODULES[Level(module_level)]:
+                entry = full.get(tag_key(tag))
+                if entry is not None and entry["Type"] in ("String", "Null"):
+                    inherited[tag] = entry["Value"] or ""
+        term = full.get(tag_key(SPECIFIC_CHARACTER_SET), {}).get("Value")
+        return cls(level, inherited, CHARACTER_SETS.get(term) if isinstance(term, str) else None)
+
 
 def read_request(document: dict[str, Any]) -> CreateRequest:
     """The first checks of a body: ``Tags`` an object, its SpecificCharacterSet known."""
@@ -182,24 +200,15 @@ def read_options(request: CreateRequest, document: dict[str, Any]) -> CreateRequ
     return msgspec.structs.replace(request, **options)
 
 
-def character_set_of(value: str | None) -> str | None:
-    """The term Orthanc writes for a parent's SpecificCharacterSet; ``None`` when it does not know it."""
-    return CHARACTER_SETS.get(value) if value is not None else None
-
-
-def _tag_text(tag: int) -> str:
-    return f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
-
-
 def _out_of_range(tag: int, value: str) -> OrthancError:
     return OrthancError(
         ErrorCode.BAD_FILE_FORMAT,
-        f'While creating a DICOM instance, tag ({_tag_text(tag)}) has out-of-range value: "{value}"',
+        f'While creating a DICOM instance, tag ({tag_key(tag)}) has out-of-range value: "{value}"',
     )
 
 
 def _bad_type(tag: int) -> OrthancError:
-    return OrthancError(ErrorCode.BAD_PARAMETER_TYPE, f"Bad Parameter type for tag {_tag_text(tag)}")
+    return OrthancError(ErrorCode.BAD_PARAMETER_TYPE, f"Bad Parameter type for tag {tag_key(tag)}")
 
 
 class ElementWriter:
@@ -421,12 +430,13 @@ def _part10(dataset: Dataset) -> bytes:
 
 
 def create_dicom(
-    request: CreateRequest, inheritance: Inheritance | None, default_encoding: str
+    request: CreateRequest, parent: tuple[Level, bytes] | None, default_encoding: str
 ) -> list[bytes]:
     """The new DICOM files (Part 10, explicit VR little endian): one, or one per element of ``Content``."""
     if request.legacy:
         return [_part10(_legacy_dataset(request.tags))]
     character_set = request.character_set or DEFAULT_ENCODINGS.get(default_encoding, "ISO_IR 100")
+    inheritance = Inheritance.of(*parent) if parent is not None else None
     if inheritance is not None and inheritance.character_set is not None:
         character_set = inheritance.character_set
     creator = request.private_creator if request.private_creator is not None else default_private_creator()
