@@ -86,7 +86,8 @@ _NUMBER_OF_TEMPORAL_POSITIONS = 0x00200105
 _INSTANCE_NUMBER = 0x00200013
 _IMAGE_INDEX = 0x00541330
 
-BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
+_BYTES_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
+"""VRs given as bytes: an octet-stream data URI's payload, or else the text's own bytes."""
 _INTEGER_RANGES = {
     "US": (-(2**15), 2**16 - 1),
     "SS": (-(2**15), 2**15 - 1),
@@ -265,7 +266,7 @@ class ElementWriter:
             if value:
                 raise _out_of_range(tag, value)
             return Sequence()
-        if vr in BINARY_VRS:
+        if vr in _BYTES_VRS:
             if self.decode_binary and value.startswith(OCTET_STREAM_URI):
                 try:
                     return base64.b64decode(value[len(OCTET_STREAM_URI) :], validate=True)
