@@ -446,7 +446,7 @@ def test_move_to_an_unknown_destination_fails(server: ServerProcess) -> None:
     query = Dataset()
     query.QueryRetrieveLevel = "STUDY"
     query.StudyInstanceUID = "1.2.3"
-    assert _move(server, query, "NOBODY") == [0xA801]
+    assert _move(server, query, "NOBODY") == [0xC000]  # as Orthanc 1.10.1 (not 0xA801)
 
 
 def test_move_to_a_registered_modality_sends_the_study(server: ServerProcess, tmp_path: Path) -> None:
@@ -884,8 +884,7 @@ def test_retrieve_moves_the_answers_to_the_target(
     status, code, details = _error(client.post(f"/queries/{query}/retrieve", json={"TargetAet": "NOBODY"}))
     assert (status, code) == (500, 9)
     assert (
-        details
-        == f'C-MOVE SCU to AET "{SERVER_AET}" has failed with DIMSE status 0xA801 (move destination unknown)'
+        details == f'C-MOVE SCU to AET "{SERVER_AET}" has failed with DIMSE status 0xC000 (unable to process)'
     )
 
 

@@ -439,36 +439,6 @@ ALLOWED.update(
         ),
     }
 )
-# C-GET and C-MOVE refusals (tests/differential/test_retrieve_refusals_vs_orthanc.py).
-_RETRIEVE_REFUSAL = (
-    "A retrieve Orthanc 1.10.1 refuses: both answer 0xC000 with 0 completed and 0 warning "
-    "sub-operations and send nothing, but pynetdicom's C-GET/C-MOVE SCP (3.0.4) takes a handler's "
-    "final status only after the handler announced a sub-operation, which it then counts as failed "
-    "(Orthanc: 0 failed), and it adds an empty Failed SOP Instance UID List (Orthanc sends no "
-    "identifier; DCMTK's getscu does not read it and then reports its association release as failed, "
-    "after the retrieve is over). See _refusal in net/query_retrieve_scp.py."
-)
-_MOVE_DESTINATION = (
-    "A C-MOVE destination that is not a modality, refuses the association, accepts none of the "
-    "proposed presentation contexts or does not listen: Orthanc answers 0xC000 with zero counts, "
-    "pynetdicom's C-MOVE SCP 0xA801 (move destination unknown) without counts — by itself when the "
-    "association fails, and fastpacs has no address to give it for an unknown AET. Both are failures; "
-    "nothing is sent."
-)
-ALLOWED.update(
-    {
-        ("c-* refused: *", "$.Failed"): _RETRIEVE_REFUSAL,
-        ("c-* refused: *", "$.FailedSOPInstanceUIDList"): _RETRIEVE_REFUSAL,
-        ("dcmtk getscu wildcard", "$.Failed"): _RETRIEVE_REFUSAL,
-        ("dcmtk getscu wildcard", "$.ReleaseFailed"): _RETRIEVE_REFUSAL,
-        ("c-move destination *, wildcard", "$.Failed"): _RETRIEVE_REFUSAL,
-        ("c-move destination *, wildcard", "$.FailedSOPInstanceUIDList"): _RETRIEVE_REFUSAL,
-        ("c-move destination *", "$.Status"): _MOVE_DESTINATION,
-        ("c-move destination *", "$.Completed"): _MOVE_DESTINATION,
-        ("c-move destination *", "$.Failed"): _MOVE_DESTINATION,
-        ("c-move destination *", "$.Warning"): _MOVE_DESTINATION,
-    }
-)
 # JSON request bodies (tests/differential/test_json_bodies_vs_orthanc.py).
 _NOT_AN_OBJECT = ("bare string", "bare number", "true", "empty array", "nested 100 deep")
 _ORTHANC_500 = (

@@ -1,30 +1,29 @@
-"""C-GET and C-MOVE refusals and failures, fastpacs against the reference Orthanc 1.10.1.
+"""C-GET and C-MOVE refusals, failures and answers, fastpacs against the reference Orthanc 1.10.1.
 
 Both servers hold the same four instances (two patients, three series) and
 know the same modalities: ``PROBE`` (a storage SCP, the C-MOVE destination
-and the C-GET caller), ``REFUSER`` (rejects every association), ``NOCTX``
-(accepts Verification only) and ``DEAD`` (nothing listens). The same
-identifiers are sent to both by pynetdicom (and by DCMTK's getscu and
-movescu); compared: the final response's status, its counts of completed,
-failed and warning sub-operations, its Failed SOP Instance UID List, and the
-SOP Instance UIDs the destination received.
+and the C-GET caller, which can be told to refuse some C-STOREs), ``REFUSER``
+(rejects every association), ``NOCTX`` (accepts Verification only) and
+``DEAD`` (nothing listens). The same identifiers are sent to both by
+pynetdicom (and by DCMTK's getscu and movescu); compared: every response
+(status, counts of remaining, completed, failed and warning sub-operations
+when it carries them, whether it has a data set and its Failed SOP Instance
+UID List), and the SOP Instance UIDs the destination received.
 
 Orthanc 1.10.1 refuses a retrieve with 0xC000 (0 sub-operations of each
 kind, nothing sent) for an unknown or missing level key, a wildcard, an
 identifier naming nothing; its C-GET also without QueryRetrieveLevel, or
 when any value of a list (an empty one too) names nothing, where its C-MOVE
-sends what the other values name.
-
-Not compared: the pending responses and Number of Remaining Sub-operations
-of the final one, which pynetdicom's SCP sends its own way (a C-MOVE's last
-pending response and a final Remaining of 0, both of which Orthanc leaves out).
+sends what the other values name. The sequencing of the answers is
+fastpacs's :mod:`fastpacs.net.retrieve_service`, whose docstring lists what
+these tests measured.
 """
 
 import re
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +45,13 @@ from fastpacs.testing import free_port
 from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.harness import ServerPair
 from tests.differential.test_find_vs_orthanc import _file as part10_file
+from tests.test_retrieve_delete_races import DeletingReceiver, _series_query, _stored_series
 
 pytestmark = pytest.mark.reference
 
 ROOT = "1.2.826.0.1.3680043.8.498.77."
 PROBE_AET = "PROBE"
-UNABLE_TO_PROCESS = 0xC000
-"""Orthanc's status refusing a retrieve: the allowed differences of its answers are keyed on it."""
+OUT_OF_RESOURCES = 0xA700
 PATIENT_GET, PATIENT_MOVE = (
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -85,6 +84,10 @@ class Destinations:
     def __init__(self) -> None:
         self.received: list[str] = []
         self.store_delay = 0.0
+        self.refused: set[str] = set()
+        """SOP Instance UIDs whose C-STORE the probe answers 0xA700 (out of resources)."""
+        self.on_store: Callable[[evt.Event], object] | None = None
+        """Called with each C-STORE the probe receives, before it answers."""
         self.ports = {name: free_port() for name in (PROBE_AET, "REFUSER", "NOCTX", "DEAD")}
         probe = AE(ae_title=PROBE_AET)
         for context in StoragePresentationContexts:
@@ -107,8 +110,11 @@ class Destinations:
 
     def store(self, event: evt.Event) -> int:
         time.sleep(self.store_delay)
-        self.received.append(str(event.dataset.SOPInstanceUID))
-        return 0x0000
+        uid = str(event.dataset.SOPInstanceUID)
+        self.received.append(uid)
+        if self.on_store is not None:
+            self.on_store(event)
+        return OUT_OF_RESOURCES if uid in self.refused else 0x0000
 
     @property
     def modalities(self) -> dict[str, list[Any]]:
@@ -146,52 +152,68 @@ def retrieve(
     *,
     destination: str = PROBE_AET,
     cancel: bool = False,
+    storage: str = "role",
 ) -> dict[str, Any]:
-    """The final response of a C-GET or C-MOVE sent by pynetdicom, and the instances received.
+    """Every response to a C-GET or C-MOVE sent by pynetdicom, and the instances the destination received.
 
-    With ``cancel``, a C-CANCEL follows the first pending response, and the
-    final response's Number of Remaining Sub-operations is given too.
+    With ``cancel``, a C-CANCEL follows the first pending response. A C-GET
+    caller proposes CT Image Storage with the SCP role (``storage="role"``),
+    without it (``"no role"``), or no storage context at all (``"none"``).
     """
-    counted = (
-        ("Remaining", "Completed", "Failed", "Warning") if cancel else ("Completed", "Failed", "Warning")
-    )
     destinations.received.clear()
     model = MODELS[(operation, root)]
     ae = AE(ae_title=PROBE_AET)
     ae.add_requested_context(model)
+    has_data_set: list[bool] = []
+
+    def response_received(event: evt.Event) -> None:
+        command = event.message.command_set
+        if "Status" in command:  # a response (a C-GET caller also receives C-STORE requests)
+            has_data_set.append(command.CommandDataSetType != NO_DATA_SET)
+
+    handlers: list[Any] = [(evt.EVT_DIMSE_RECV, response_received)]
     options: dict[str, Any] = {}
-    if operation == "get":
+    if operation == "get" and storage != "none":
         ae.add_requested_context(CTImageStorage)
-        options = {
-            "ext_neg": [build_role(CTImageStorage, scp_role=True)],
-            "evt_handlers": [(evt.EVT_C_STORE, destinations.store)],
-        }
-    assoc = ae.associate("127.0.0.1", port, **options)
+    if operation == "get" and storage == "role":
+        options["ext_neg"] = [build_role(CTImageStorage, scp_role=True)]
+        handlers.append((evt.EVT_C_STORE, destinations.store))
+    assoc = ae.associate("127.0.0.1", port, evt_handlers=handlers, **options)
     assert assoc.is_established
     identifier = _identifier(keys)
-    responses = (
+    requests = (
         assoc.send_c_get(identifier, model, msg_id=7)
         if operation == "get"
         else assoc.send_c_move(identifier, destination, model, msg_id=7)
     )
-    final: tuple[Dataset, Dataset | None] = (Dataset(), None)
+    responses = []
     try:
-        for status, answer in responses:
-            final = (status, answer)
+        for status, answer in requests:
+            responses.append(_response(status, answer))
             if cancel and status.get("Status") == 0xFF00:
                 context = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == model)
                 assoc.send_c_cancel(7, context.context_id)
                 cancel = False
     finally:
         assoc.release()
-    status, answer = final
-    failed = answer.get("FailedSOPInstanceUIDList") if answer is not None else None
-    return {
-        "Status": f"0x{status.Status:04X}" if "Status" in status else None,
-        **{name: status.get(f"NumberOf{name}Suboperations") for name in counted},
-        "FailedSOPInstanceUIDList": None if failed is None else _uids(failed),
-        "Received": sorted(destinations.received),
-    }
+    for response, data_set in zip(responses, has_data_set, strict=True):
+        response["DataSet"] = data_set
+    return {"Responses": responses, "Received": sorted(destinations.received)}
+
+
+NO_DATA_SET = 0x0101
+"""Command Data Set Type of a DIMSE message without a data set."""
+
+
+def _response(status: Dataset, answer: Dataset | None) -> dict[str, Any]:
+    """A response's status, the counts it carries, and its Failed SOP Instance UID List if any."""
+    response: dict[str, Any] = {"Status": f"0x{status.Status:04X}" if "Status" in status else None}
+    for name in ("Remaining", "Completed", "Failed", "Warning"):
+        if f"NumberOf{name}Suboperations" in status:
+            response[name] = status[f"NumberOf{name}Suboperations"].value
+    if answer is not None and "FailedSOPInstanceUIDList" in answer:
+        response["FailedSOPInstanceUIDList"] = sorted(_uids(answer.FailedSOPInstanceUIDList))
+    return response
 
 
 def _identifier(keys: dict[str, str]) -> Dataset:
@@ -266,18 +288,18 @@ def test_retrieve(servers: ServerPair, destinations: Destinations, name: str, op
     root, keys = IDENTIFIERS[name]
     orthanc = retrieve(destinations, servers.orthanc.dicom_port, operation, root, keys)
     fastpacs = retrieve(destinations, servers.fastpacs.dicom_port, operation, root, keys)
-    refused = "refused: " if orthanc["Status"] == f"0x{UNABLE_TO_PROCESS:04X}" else ""
     check = servers.checker()
-    check.compare_documents(f"c-{operation} {refused}{name}", orthanc, fastpacs)
+    check.compare_documents(f"c-{operation} {name}", orthanc, fastpacs)
     check.verdict()
 
 
+STUDY_1 = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ROOT + "1"}
 DESTINATIONS = {
     # name: (move destination, identifier)
-    "unknown": ("UNKNOWNAE", {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ROOT + "1"}),
-    "refusing the association": ("REFUSER", {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ROOT + "1"}),
-    "accepting no storage": ("NOCTX", {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ROOT + "1"}),
-    "not listening": ("DEAD", {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ROOT + "1"}),
+    "unknown": ("UNKNOWNAE", STUDY_1),
+    "refusing the association": ("REFUSER", STUDY_1),
+    "accepting no storage": ("NOCTX", STUDY_1),
+    "not listening": ("DEAD", STUDY_1),
     "accepting no storage, wildcard": ("NOCTX", {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "*"}),
 }
 
@@ -296,72 +318,117 @@ def test_move_destination(servers: ServerPair, destinations: Destinations, name:
 
 @pytest.mark.parametrize("operation", ["get", "move"])
 def test_cancel(servers: ServerPair, destinations: Destinations, operation: str) -> None:
-    """A C-CANCEL after the first sub-operation: a final Cancel (0xFE00) accounting for every instance.
+    """A C-CANCEL after the first sub-operation: a final Cancel (0xFE00) without data set, whose
+    counts (with the Remaining ones) account for every instance.
 
     When each server notices the cancel is a matter of timing (Orthanc's C-MOVE
-    finished all three here), so only the status and the sum are compared."""
-    answers = []
+    sometimes finishes all three), so the counts themselves are not compared."""
+    finals = []
     destinations.store_delay = 0.5
     try:
         for port in (servers.orthanc.dicom_port, servers.fastpacs.dicom_port):
-            final = retrieve(destinations, port, operation, "patient", _patient("PAT1"), cancel=True)
-            answers.append(final)
+            answer = retrieve(destinations, port, operation, "patient", _patient("PAT1"), cancel=True)
+            finals.append(answer["Responses"][-1])
     finally:
         destinations.store_delay = 0.0
-    for final in answers:
-        assert final["Status"] == "0xFE00", answers
-        assert final["Remaining"] + final["Completed"] + final["Failed"] + final["Warning"] == 3, answers
-        assert final["Failed"] == final["Warning"] == 0, answers
+    for final in finals:
+        assert final["Status"] == "0xFE00", finals
+        assert final["Remaining"] + final["Completed"] + final["Failed"] + final["Warning"] == 3, finals
+        assert final["Failed"] == final["Warning"] == 0, finals
+        assert final["DataSet"] is False, finals
 
 
-def get_without_storage_role(port: int) -> dict[str, Any]:
-    """The final response of a C-GET whose caller offers no storage SCP role: no sub-operation can work."""
-    ae = AE(ae_title=PROBE_AET)
-    ae.add_requested_context(PATIENT_GET)
-    assoc = ae.associate("127.0.0.1", port)
-    assert assoc.is_established
+@pytest.mark.parametrize("storage", ["none", "no role"])
+def test_get_without_storage(servers: ServerPair, destinations: Destinations, storage: str) -> None:
+    """A C-GET caller that cannot receive the instances: no storage context (Orthanc ends the retrieve
+    at the first instance, 0xC000 with 1 failed), or a context without the SCP role (every
+    sub-operation fails, 0xA702)."""
+    check = servers.checker()
+    answers = [
+        retrieve(destinations, port, "get", "patient", _patient("PAT1"), storage=storage)
+        for port in (servers.orthanc.dicom_port, servers.fastpacs.dicom_port)
+    ]
+    check.compare_documents(f"c-get storage {storage}", *answers)
+    check.verdict()
+
+
+STORE_FAILURES = {
+    # name: (operation, SOP Instance UID suffixes whose C-STORE the destination refuses)
+    "c-get one refused": ("get", ["1.1.2"]),
+    "c-get all refused": ("get", ["1.1.1", "1.1.2", "1.2.1"]),
+    "c-move one refused": ("move", ["1.1.2"]),
+    "c-move all refused": ("move", ["1.1.1", "1.1.2", "1.2.1"]),
+}
+
+
+@pytest.mark.parametrize("name", STORE_FAILURES)
+def test_store_failure(servers: ServerPair, destinations: Destinations, name: str) -> None:
+    """The destination refuses some C-STORE sub-operations of a study: a C-GET goes on (0xB000, or
+    0xA702 when all failed), a C-MOVE ends at the first failure (0xC000 with zero counts).
+
+    The two servers send a study's instances in different orders (Orthanc: last
+    received first) but both send 1.1.2 second: which instances reach the
+    destination differs, not how many, nor the responses."""
+    operation, refused = STORE_FAILURES[name]
+    destinations.refused = {ROOT + sop for sop in refused}
+    answers = []
     try:
-        *_, (status, answer) = assoc.send_c_get(_identifier(_patient("PAT1")), PATIENT_GET)
+        for port in (servers.orthanc.dicom_port, servers.fastpacs.dicom_port):
+            answer = retrieve(destinations, port, operation, "study", STUDY_1)
+            answers.append({**answer, "Received": len(answer["Received"])})
     finally:
-        assoc.release()
-    failed = answer.get("FailedSOPInstanceUIDList") if answer is not None else None
-    return {
-        "Status": status.Status,
-        **{name: status.get(f"NumberOf{name}Suboperations") for name in ("Completed", "Failed", "Warning")},
-        "FailedSOPInstanceUIDList": None if failed is None else sorted(_uids(failed)),
-    }
+        destinations.refused = set()
+    check = servers.checker()
+    check.compare_documents(name, *answers)
+    check.verdict()
 
 
-def test_get_without_storage_role(servers: ServerPair) -> None:
-    """Every C-STORE sub-operation fails: both answer a failure and send nothing.
+@pytest.mark.parametrize("operation", ["get", "move"])
+def test_instance_deleted_during_retrieve(
+    servers: ServerPair, destinations: Destinations, operation: str
+) -> None:
+    """An instance of a series deleted (REST) at the first sub-operation: the retrieve ends when it
+    reaches it, 0xC000 without data set; a C-GET counts the instances sent before as completed
+    (the deleted one is not counted failed), a C-MOVE counts nothing.
 
-    Orthanc stops at the first failed sub-operation (0xC000, 1 failed, no
-    identifier); pynetdicom's SCP tries each (0xA702 "unable to perform
-    sub-operations", 3 failed) and lists the SOP Instance UIDs that failed,
-    as the standard asks for a failure response."""
-    orthanc = get_without_storage_role(servers.orthanc.dicom_port)
-    fastpacs = get_without_storage_role(servers.fastpacs.dicom_port)
-    assert orthanc == {
-        "Status": UNABLE_TO_PROCESS,
-        "Completed": 0,
-        "Failed": 1,
-        "Warning": 0,
-        "FailedSOPInstanceUIDList": None,
-    }
-    patient_uids = sorted(ROOT + sop for sop, (patient, _, _) in INSTANCES.items() if patient == "PAT1")
-    assert fastpacs == {
-        "Status": 0xA702,
-        "Completed": 0,
-        "Failed": 3,
-        "Warning": 0,
-        "FailedSOPInstanceUIDList": patient_uids,
-    }
+    The servers send a series' instances in different orders, so how many go
+    before the deleted one differs: compared are the final status, its failed
+    and warning counts, and its completed count less the instances received."""
+    finals = []
+    for server in (servers.orthanc, servers.fastpacs):
+        datasets = _stored_series(server, f"DELETED-{operation.upper()}")
+        destinations.on_store = DeletingReceiver(server, datasets)
+        try:
+            keys = {keyword: _series_query(datasets[0])[keyword].value for keyword in SERIES_KEYS}
+            answer = retrieve(destinations, server.dicom_port, operation, "study", keys)
+        finally:
+            destinations.on_store = None
+        final = answer["Responses"][-1]
+        sent_before = len(answer["Received"]) if operation == "get" else 0
+        finals.append({**final, "Completed": final["Completed"] - sent_before, "Sent": bool(sent_before)})
+    check = servers.checker()
+    check.compare_documents(f"c-{operation} of a deleted instance", *finals)
+    check.verdict()
+
+
+SERIES_KEYS = ("QueryRetrieveLevel", "StudyInstanceUID", "SeriesInstanceUID")
 
 
 DCMTK_RETRIEVES = {
     # name: the tool's arguments after the server's address
     "getscu wildcard": ["getscu", "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=PAT*"],
     "getscu patient": ["getscu", "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=PAT2"],
+    "getscu patient of three": ["getscu", "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=PAT1"],
+    "getscu unknown patient": ["getscu", "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=NO"],
+    "movescu patient of three": [
+        "movescu",
+        "-aem",
+        PROBE_AET,
+        "-k",
+        "QueryRetrieveLevel=PATIENT",
+        "-k",
+        "PatientID=PAT1",
+    ],
     "movescu wildcard": [
         "movescu",
         "-aem",

@@ -35,6 +35,9 @@ path of every C-STORE:
   when idle): a full collection of the whole server process, every thread
   stopped meanwhile. Ended associations are reclaimed by the collector's
   ordinary generations like any other cyclic garbage.
+
+And C-GET and C-MOVE requests are served by fastpacs's own service class,
+:class:`~fastpacs.net.retrieve_service.RetrieveServiceClass`, which answers them as Orthanc 1.10.1 does.
 """
 
 import contextlib
@@ -54,12 +57,14 @@ from pynetdicom import evt
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.ae import ApplicationEntity
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from fastpacs.net.dimse import ServerDimseProvider
 from fastpacs.net.pdus import P_DATA_TF_TYPE, PDU_HEADER, PDU_TYPES, ReceivedPData, receive
+from fastpacs.net.retrieve_service import RetrieveServiceClass
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +248,33 @@ class _EventDrivenAssociation(Association):
     def kill(self) -> None:
         self._wakeup.set()
         super().kill()
+
+    def _serve_request(self, msg: Any, context_id: int) -> None:
+        """pynetdicom's ``Association._serve_request``, C-GET and C-MOVE served by fastpacs's
+        :class:`~fastpacs.net.retrieve_service.RetrieveServiceClass` (Orthanc's answers).
+
+        Other requests, and any C-GET or C-MOVE pynetdicom would not serve
+        (during a release, on a context not accepted, malformed), take pynetdicom's path.
+        """
+        context = self._accepted_cx.get(context_id)
+        if (
+            not isinstance(msg, C_GET | C_MOVE)
+            or self._sent_release
+            or context is None
+            or not msg.is_valid_request
+        ):
+            super()._serve_request(msg, context_id)
+            return
+        self.dimse.cancel_req = {}  # C-CANCELs received before this request
+        self._is_paused = True  # as pynetdicom: the service sends requests (C-STOREs) of its own
+        try:
+            RetrieveServiceClass(self).SCP(msg, context)
+        except Exception:  # as pynetdicom: a service that fails aborts the association, logged
+            logger.exception("%s service failed: association aborted", msg.msg_type)
+            self.abort()
+            return
+        self._is_paused = False
+        self.dimse.cancel_req = {}
 
     def _run_reactor(self) -> None:
         """pynetdicom's ``Association._run_reactor``, waiting on :attr:`_wakeup` instead of sleeping.
