@@ -143,7 +143,9 @@ def jpeg_ls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    yield from _server(tmp_path_factory, {"IngestTranscoding": JPEG_BASELINE})
+    yield from _server(
+        tmp_path_factory, {"IngestTranscoding": JPEG_BASELINE, "DicomLossyTranscodingQuality": 75}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +270,9 @@ def test_jpeg_baseline_makes_new_instances(baseline: Running) -> None:
     assert first["Status"] == "Success"
     assert first["ID"] != orthanc_id(*identifiers(data))
     stored = baseline.client.get(f"/instances/{first['ID']}/file").content
-    assert pydicom.dcmread(io.BytesIO(stored)).file_meta.TransferSyntaxUID == JPEG_BASELINE
+    written = pydicom.dcmread(io.BytesIO(stored))
+    assert written.file_meta.TransferSyntaxUID == JPEG_BASELINE
+    assert "IJG quality factor 75," in written.DerivationDescription  # DicomLossyTranscodingQuality
     assert identifiers(stored)[:3] == identifiers(data)[:3]
     assert identifiers(stored)[3] != identifiers(data)[3]
     difference = numpy.abs(pixels(stored).astype(int) - pixels(data).astype(int))

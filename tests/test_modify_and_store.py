@@ -132,6 +132,7 @@ class _IndexFailingFor(IngestService):
 
     def __init__(self, failing: set[int]):
         self.failing = failing
+        self.transcoding = None
         self.indexed: list[int] = []
         self.statuses: list[str] = []
         self.metrics = self  # type: ignore[assignment]

@@ -30,7 +30,7 @@ CONFIG_ENVIRONMENT_VARIABLE = "FASTPACS_CONFIG_JSON"
 
 
 DEFAULT_LOSSY_QUALITY = 90
-"""Orthanc's ``DicomLossyTranscodingQuality`` default, the only quality the JPEG baseline encoder writes."""
+"""Orthanc's ``DicomLossyTranscodingQuality`` default."""
 
 
 class ConfigurationError(Exception):
@@ -447,12 +447,6 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         config = msgspec.convert(document, Config, strict=True)
     except msgspec.ValidationError as error:
         raise ConfigurationError(f"invalid configuration: {error}") from error
-    if config.dicom_lossy_transcoding_quality != DEFAULT_LOSSY_QUALITY:
-        logger.warning(
-            "DicomLossyTranscodingQuality %d is not supported: JPEG baseline is written at quality %d",
-            config.dicom_lossy_transcoding_quality,
-            DEFAULT_LOSSY_QUALITY,
-        )
     return config
 
 

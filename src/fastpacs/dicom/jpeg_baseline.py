@@ -30,7 +30,7 @@ from fastpacs.dicom.writer import sop_uids
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 QUALITY = 90
-"""IJG quality factor: DCMTK's default, which Orthanc uses."""
+"""IJG quality factor: DCMTK's default, and Orthanc's ``DicomLossyTranscodingQuality`` default."""
 _MODES = {"MONOCHROME1": "L", "MONOCHROME2": "L", "RGB": "RGB"}
 """Pillow's image mode by PhotometricInterpretation of the images that can be encoded."""
 _SUBSAMPLING = {"L": 0, "RGB": 1}
@@ -50,9 +50,10 @@ class NotEncodableError(ValueError):
     """The pixel data is not 8-bit unsigned grayscale or RGB, which JPEG baseline cannot hold."""
 
 
-def compress(dataset: Dataset, *, new_instance_uid: bool) -> None:
-    """Replace the native pixel data of ``dataset`` by JPEG baseline frames, as a derived image (with a
-    new SOP Instance UID when ``new_instance_uid``: a caller that gave the image its UID keeps it)."""
+def compress(dataset: Dataset, *, new_instance_uid: bool, quality: int = QUALITY) -> None:
+    """Replace the native pixel data of ``dataset`` by JPEG baseline frames of the IJG ``quality``
+    (``DicomLossyTranscodingQuality``), as a derived image (with a new SOP Instance UID when
+    ``new_instance_uid``: a caller that gave the image its UID keeps it)."""
     photometric = str(dataset.get("PhotometricInterpretation", ""))
     mode = _MODES.get(photometric)
     bits = (dataset.get("BitsAllocated"), dataset.get("BitsStored"), dataset.get("PixelRepresentation"))
@@ -60,7 +61,7 @@ def compress(dataset: Dataset, *, new_instance_uid: bool) -> None:
         raise NotEncodableError(f"{photometric} with (allocated, stored, signed) bits {bits}")
     pixels = dataset.pixel_array
     frames = pixels.reshape((-1, *pixels.shape[-3 if mode == "RGB" else -2 :]))
-    encoded = [_encode(frame, mode) for frame in frames]
+    encoded = [_encode(frame, mode, quality) for frame in frames]
     ratio = len(dataset.PixelData) / sum(len(frame) for frame in encoded)
     source = sop_uids(dataset)
     dataset.PixelData = encapsulate(encoded, has_bot=True)
@@ -72,19 +73,19 @@ def compress(dataset: Dataset, *, new_instance_uid: bool) -> None:
     for keyword in _RANGE_KEYWORDS:  # the compression changed the values they describe
         if keyword in dataset:
             del dataset[keyword]
-    _mark_lossy(dataset, source, ratio)
+    _mark_lossy(dataset, source, ratio, quality)
     if new_instance_uid:
         dataset.SOPInstanceUID = new_uid()
 
 
-def _encode(frame: numpy.ndarray, mode: str) -> bytes:
+def _encode(frame: numpy.ndarray, mode: str, quality: int) -> bytes:
     output = io.BytesIO()
     image = Image.fromarray(numpy.ascontiguousarray(frame), mode)
-    image.save(output, "JPEG", quality=QUALITY, subsampling=_SUBSAMPLING[mode])
+    image.save(output, "JPEG", quality=quality, subsampling=_SUBSAMPLING[mode])
     return output.getvalue()
 
 
-def _mark_lossy(dataset: Dataset, source: tuple[str, str], ratio: float) -> None:
+def _mark_lossy(dataset: Dataset, source: tuple[str, str], ratio: float, quality: int) -> None:
     """The attributes of an image derived from ``source`` by lossy compression of the given ratio."""
     formatted_ratio = compression_ratio_text(ratio)
     image_type = list(dataset.get("ImageType") or [])
@@ -93,7 +94,7 @@ def _mark_lossy(dataset: Dataset, source: tuple[str, str], ratio: float) -> None
     dataset.LossyImageCompressionRatio = formatted_ratio
     dataset.LossyImageCompressionMethod = "ISO_10918_1"
     dataset.DerivationDescription = (
-        f"Lossy compression with JPEG baseline, IJG quality factor {QUALITY}, "
+        f"Lossy compression with JPEG baseline, IJG quality factor {quality}, "
         f"compression ratio {formatted_ratio}"
     )
     dataset.DerivationCodeSequence = [_code("113040", "Lossy Compression")]

@@ -49,10 +49,16 @@ def is_transfer_syntax(uid: str) -> bool:
 
 
 def transcode(
-    data: bytes, transfer_syntax: str, *, lossy: bool = False, new_instance_uid: bool = False
+    data: bytes,
+    transfer_syntax: str,
+    *,
+    lossy: bool = False,
+    new_instance_uid: bool = False,
+    quality: int = jpeg_baseline.QUALITY,
 ) -> bytes:
     """``data`` in ``transfer_syntax`` (unchanged when already there). ``lossy``: JPEG baseline may be
-    written, a derived image, given a new SOP Instance UID when ``new_instance_uid``."""
+    written, of the IJG ``quality``, a derived image, given a new SOP Instance UID when
+    ``new_instance_uid``."""
     target = UID(transfer_syntax)
     dataset = dcmread(io.BytesIO(data), force=True)
     current = UID(transfer_syntax_of(dataset))
@@ -70,7 +76,7 @@ def transcode(
             raise ValueError("floating point pixel data cannot be compressed")
         if target.is_compressed and "PixelData" in dataset:
             if lossy and target == jpeg_baseline.JPEG_BASELINE:
-                jpeg_baseline.compress(dataset, new_instance_uid=new_instance_uid)
+                jpeg_baseline.compress(dataset, new_instance_uid=new_instance_uid, quality=quality)
             elif target in jpeg_lossless.SELECTION_VALUES:
                 jpeg_lossless.compress(dataset, target)
             else:

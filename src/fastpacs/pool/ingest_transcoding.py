@@ -22,6 +22,7 @@ import logging
 import msgspec
 
 from fastpacs.dicom.jpeg_baseline import JPEG_BASELINE
+from fastpacs.dicom.jpeg_baseline import QUALITY as JPEG_QUALITY
 from fastpacs.dicom.parse import (
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -48,6 +49,8 @@ class IngestTranscoding(msgspec.Struct, frozen=True):
     transfer_syntax: str
     of_uncompressed: bool = True
     of_compressed: bool = True
+    quality: int = JPEG_QUALITY
+    """``DicomLossyTranscodingQuality``: the IJG quality of JPEG baseline."""
 
     def applies_to(self, transfer_syntax: str) -> bool:
         """Whether a file received in ``transfer_syntax`` is to be converted."""
@@ -74,7 +77,11 @@ def transcode_stored(
     data = read_blob(digest)
     try:
         converted = transcode(
-            data, transcoding.transfer_syntax, lossy=transcoding.lossy, new_instance_uid=transcoding.lossy
+            data,
+            transcoding.transfer_syntax,
+            lossy=transcoding.lossy,
+            new_instance_uid=transcoding.lossy,
+            quality=transcoding.quality,
         )
         summary: InstanceSummary = summarize(converted, default_encoding)
     except OrthancError as error:

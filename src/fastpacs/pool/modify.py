@@ -9,6 +9,8 @@ bytes never cross the process boundary. The instance-level operations get
 the new file's bytes in the answer.
 """
 
+import msgspec
+
 from fastpacs.dicom.ids import Level
 from fastpacs.dicom.modification import SOP_INSTANCE_UID, Modification, modify
 from fastpacs.dicom.parse import InstanceSummary, header_prefix, summarize, summarize_header
@@ -16,13 +18,21 @@ from fastpacs.dicom.transcoding import transcode
 from fastpacs.pool.tasks import ParsedFile, read_blob, store_parsed
 
 
+class TranscodeTarget(msgspec.Struct, frozen=True):
+    """A modification's ``Transcode``: the transfer syntax, and the IJG quality JPEG baseline is
+    written with (``DicomLossyTranscodingQuality``)."""
+
+    transfer_syntax: str
+    quality: int
+
+
 def modify_and_store(
     modification: Modification,
     digests: list[bytes],
     default_encoding: str,
-    transfer_syntax: str | None,
+    target: TranscodeTarget | None,
 ) -> list[ParsedFile | None]:
-    """The modified files, in order, in ``transfer_syntax`` when given (``Transcode``), each summarized
+    """The modified files, in order, transcoded to ``target`` when given, each summarized
     and stored; ``None`` for a file deleted since the request was accepted.
 
     Every file is modified and summarized before any is stored: a file that
@@ -36,7 +46,7 @@ def modify_and_store(
         except FileNotFoundError:
             modified.append(None)
             continue
-        new = modify_file(modification, data, default_encoding, transfer_syntax)
+        new = modify_file(modification, data, default_encoding, target)
         modified.append((new, _summarize(new, default_encoding)))
     stored: list[ParsedFile] = []
     return [None if item is None else store_parsed(item[0], item[1], stored) for item in modified]
@@ -50,20 +60,22 @@ def _summarize(data: bytes, default_encoding: str) -> InstanceSummary:
 
 
 def modify_file(
-    modification: Modification, data: bytes, default_encoding: str, transfer_syntax: str | None
+    modification: Modification, data: bytes, default_encoding: str, target: TranscodeTarget | None
 ) -> bytes:
-    """One modified file, in ``transfer_syntax`` when given."""
+    """One modified file, transcoded to ``target`` when given."""
     modified = modify(modification, data, default_encoding)
-    if transfer_syntax is None:
+    if target is None:
         return modified
     # As in Orthanc, a lossy image made by the modification of a series, study or patient keeps the SOP
     # Instance UID the modification gave it; one of a single instance, or whose UID is kept, gets a new one.
     new_uid = modification.level == Level.INSTANCE or SOP_INSTANCE_UID in modification.kept_identifiers
-    return transcode(modified, transfer_syntax, lossy=True, new_instance_uid=new_uid)
+    return transcode(
+        modified, target.transfer_syntax, lossy=True, new_instance_uid=new_uid, quality=target.quality
+    )
 
 
 def modify_stored_file(
-    modification: Modification, digest: bytes, default_encoding: str, transfer_syntax: str | None
+    modification: Modification, digest: bytes, default_encoding: str, target: TranscodeTarget | None
 ) -> bytes:
     """The modified file of one stored instance (the instance-level /modify and /anonymize)."""
-    return modify_file(modification, read_blob(digest), default_encoding, transfer_syntax)
+    return modify_file(modification, read_blob(digest), default_encoding, target)

@@ -95,6 +95,7 @@ def ingest_transcoding(config: Config) -> IngestTranscoding | None:
         config.ingest_transcoding,
         of_uncompressed=config.ingest_transcoding_of_uncompressed,
         of_compressed=config.ingest_transcoding_of_compressed,
+        quality=config.dicom_lossy_transcoding_quality,
     )
 
 

@@ -34,7 +34,7 @@ from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.updates import IndexUpdate, IngestOutcome, delete_resource
 from fastpacs.index.writer import IndexWriter
 from fastpacs.jobs.job import Job
-from fastpacs.pool.modify import modify_and_store
+from fastpacs.pool.modify import TranscodeTarget, modify_and_store
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.pool.tasks import ParsedFile, StoreInterruptedError
 from fastpacs.services.encoding import DefaultEncoding
@@ -108,12 +108,19 @@ class ModificationWork:
     """Runs the steps of a :class:`RunState` with the server's pool, ingest pipeline and index."""
 
     def __init__(
-        self, pool: WorkerPool, writer: IndexWriter, ingest: IngestService, default_encoding: DefaultEncoding
+        self,
+        pool: WorkerPool,
+        writer: IndexWriter,
+        ingest: IngestService,
+        default_encoding: DefaultEncoding,
+        lossy_quality: int,
     ):
         self.pool = pool
         self.writer = writer
         self.ingest = ingest
         self.default_encoding = default_encoding
+        self.lossy_quality = lossy_quality
+        """``DicomLossyTranscodingQuality``: the IJG quality of JPEG baseline written by ``Transcode``."""
         self._releasing: set[asyncio.Future[None]] = set()
 
     async def run_step(self, state: RunState, step: int, lookahead: "Lookahead") -> None:
@@ -150,7 +157,7 @@ class ModificationWork:
                         state.modification,
                         [batch[index].digest for index in chunk],
                         self.default_encoding.name,
-                        state.transcode,
+                        self.transcode_target(state.transcode),
                     )
                 )
                 try:
@@ -173,6 +180,10 @@ class ModificationWork:
             self.release(files)
             raise
         return files
+
+    def transcode_target(self, transfer_syntax: str | None) -> TranscodeTarget | None:
+        """What a ``Transcode`` of ``transfer_syntax`` (if any) writes."""
+        return None if transfer_syntax is None else TranscodeTarget(transfer_syntax, self.lossy_quality)
 
     def release(self, files: Iterable[ParsedFile | None]) -> None:
         """Release, in the background, the blobs of modified files that will not be indexed (removed

@@ -25,6 +25,7 @@ import zlib
 from typing import Any
 
 from fastpacs.dicom.ids import Level, RawId, format_id, parse_id
+from fastpacs.dicom.jpeg_baseline import QUALITY
 from fastpacs.dicom.modification import Modification, new_uid
 from fastpacs.dicom.modification_request import (
     SPLIT_MODULE_TAGS,
@@ -76,6 +77,7 @@ class ModifyService:
         ingest: IngestService,
         default_encoding: DefaultEncoding,
         *,
+        lossy_quality: int = QUALITY,
         engine: JobEngine | None = None,
     ):
         self.database = database
@@ -83,7 +85,7 @@ class ModifyService:
         self.pool = pool
         self.default_encoding = default_encoding
         self.engine = engine
-        self.work = ModificationWork(pool, writer, ingest, default_encoding)
+        self.work = ModificationWork(pool, writer, ingest, default_encoding, lossy_quality)
         if engine is not None:
             for job_type in JOB_TYPES:
                 engine.register(job_type.type_name, job_type.loader(self.work))
@@ -97,9 +99,9 @@ class ModifyService:
         if transcode is not None and not is_transfer_syntax(transcode):
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {transcode}")
         digest = self._digest(rid)
-        return await self.pool.run(
-            modify_stored_file, modification, digest, self.default_encoding.name, transcode
-        )
+        target = self.work.transcode_target(transcode)
+        encoding = self.default_encoding.name
+        return await self.pool.run(modify_stored_file, modification, digest, encoding, target)
 
     async def anonymize_instance(self, rid: RawId, body: bytes) -> bytes:
         anonymization = parse_anonymize_request(decode_body(body))
