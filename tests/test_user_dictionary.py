@@ -211,3 +211,16 @@ def test_stored_tags_name_the_dictionary_they_depend_on() -> None:
         tag_dictionary.install(tag_dictionary.UserDictionary())
     assert independent.is_current("Latin1") and default.is_current("Latin1")
     assert not declared.is_current("Latin1")
+
+
+def test_nicknames_leave_pydicom_keywords_alone() -> None:
+    """A site may name an attribute as a public one (Orthanc accepts it): pydicom's keyword stays."""
+    user = tag_dictionary.user_dictionary({"4320,1001": ["DS", "PatientName", 1, 0]}, True, "")
+    try:
+        tag_dictionary.install(user)
+        dataset = pydicom.Dataset()
+        dataset.PatientName = "Doe^John"
+        assert 0x00100010 in dataset and tag_dictionary.attribute_name(0x43201001, None) == "PatientName"
+        assert tag_dictionary.parse_tag("PatientName") == 0x00100010
+    finally:
+        tag_dictionary.install(tag_dictionary.UserDictionary())

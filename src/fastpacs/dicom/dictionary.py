@@ -141,12 +141,21 @@ def install(user: UserDictionary) -> None:
             _installed.public[entry.tag] = (entry.name, entry.vr)
     if _installed.public:
         datadict.add_dict_entries(
-            {tag: (vr, "1-n", name, "", name) for tag, (name, vr) in _installed.public.items()}
+            {
+                tag: (vr, "1-n", name, "", _pydicom_keyword(name))
+                for tag, (name, vr) in _installed.public.items()
+            }
         )
     for creator, entries in private_for_pydicom.items():
         datadict.add_private_dict_entries(creator, entries)
     for cached in (public_entry, private_entry, _entry, _tags_by_name):
         cached.cache_clear()
+
+
+def _pydicom_keyword(name: str) -> str:
+    """The nickname as pydicom keyword, unless it is not an identifier or pydicom has it already: a
+    site naming an attribute ``PatientName`` must not move pydicom's ``Dataset.PatientName``."""
+    return name if name.isidentifier() and datadict.tag_for_keyword(name) is None else ""
 
 
 def default_private_creator() -> str:
