@@ -3,7 +3,10 @@
 Tags and header come from the JSON stored at ingest, so a request reads
 neither file nor parser. Files are read (in the worker pool) only for raw
 values under /content, the embedded PDF, ``?ignore-length``, and files
-whose strings depend on a DefaultEncoding that changed since ingest.
+whose strings depend on a DefaultEncoding that changed since ingest, or
+whose names and VRs on a user dictionary (``Dictionary``,
+``LoadPrivateDictionary``) that changed since (:attr:`StoredTags.dictionary`):
+those are read as Orthanc reads every file, at each request.
 """
 
 from collections import OrderedDict
