@@ -110,6 +110,11 @@ CASES: list[tuple[str, Any]] = [
     ("US value", {"Tags": {"Rows": "12"}}),
     ("US not a number", {"Tags": {"Rows": "abc"}}),
     ("DS values", {"Tags": {"PixelSpacing": "0.5\\0.25", "SliceThickness": ""}}),
+    (
+        "IS and DS not numbers",
+        {"Tags": {"InstanceNumber": "abc", "SliceThickness": "x y", "PatientWeight": "1e400"}},
+    ),
+    ("IS decimal", {"Tags": {"InstanceNumber": "1.5"}}),
     ("FD value", {"Tags": {"DiffusionBValue": "1000.5"}}),
     ("FD not a number", {"Tags": {"DiffusionBValue": "abc"}}),
     ("US too large", {"Tags": {"Rows": "70000"}}),

@@ -38,7 +38,7 @@ import msgspec
 import numpy
 from PIL import Image, UnidentifiedImageError
 from pydicom.charset import convert_encodings
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -238,7 +238,7 @@ class ElementWriter:
             return "UN"
         return entry[1].split(" or ")[0]
 
-    def element(self, tag: int, value: Any) -> DataElement:
+    def element(self, tag: int, value: Any) -> DataElement | RawDataElement:
         vr = self.vr(tag)
         if value is None:
             value = ""
@@ -248,7 +248,16 @@ class ElementWriter:
             return DataElement(tag, vr, Sequence([self._item(item) for item in value]))
         if not isinstance(value, str):
             raise _bad_type(tag)
+        if vr in ("IS", "DS"):
+            return self._unchecked_number(tag, vr, value)
         return DataElement(tag, vr, self._from_string(tag, vr, value))
+
+    def _unchecked_number(self, tag: int, vr: str, value: str) -> RawDataElement:
+        """An IS or DS written as given, as DCMTK does ("abc" too), which pydicom would refuse to convert."""
+        data = value.encode(self.codec or "utf-8", "ignore")
+        if len(data) % 2:
+            data += b" "
+        return RawDataElement(tag, vr, len(data), data, 0, False, True)
 
     def _item(self, item: Any) -> Dataset:
         dataset = Dataset()
