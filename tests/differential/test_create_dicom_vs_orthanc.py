@@ -130,6 +130,7 @@ CASES: list[tuple[str, Any]] = [
         {"Tags": {"0009,1001": f"{uri('application/octet-stream', b'')}@@"}, "PrivateCreator": "A"},
     ),
     ("meta tag", {"Tags": {"0002,0010": "1.2.840.10008.1.2"}}),
+    ("group lengths", {"Tags": {"0000,0000": "x", "0008,0000": "5"}}),
     ("SOPClassUID", {"Tags": {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2"}}),
     ("PixelData tag", {"Tags": {"PixelData": uri("application/octet-stream", b"\x01\x02")}}),
     ("public OB data uri", {"Tags": {"0042,0011": uri("application/octet-stream", b"\x01\x02\x03")}}),
@@ -444,3 +445,11 @@ def test_create_dicom_with_parent(pair: ServerPair) -> None:
         "parent series of images",
         "child of utf8 parent",
     } <= creator.created
+
+
+def test_item_tags_are_refused(pair: ServerPair) -> None:
+    """Item and delimitation tags are not attributes: Orthanc 1.10.1 crashes on them, fastpacs refuses."""
+    for tag in ("FFFE,E000", "FFFE,E0DD"):
+        answer = pair.fastpacs_client.post("/tools/create-dicom", json={"Tags": {tag: "x"}})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["OrthancStatus"] == 15

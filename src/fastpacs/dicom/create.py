@@ -239,6 +239,8 @@ class ElementWriter:
         return entry[1].split(" or ")[0]
 
     def element(self, tag: int, value: Any) -> DataElement | RawDataElement:
+        if tag >> 16 == 0xFFFE:  # item and delimiters: not attributes (Orthanc 1.10.1 crashes on them)
+            raise _out_of_range(tag, value if isinstance(value, str) else "")
         vr = self.vr(tag)
         if value is None:
             value = ""
@@ -267,7 +269,8 @@ class ElementWriter:
             raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE)
         for name in sorted(item):
             tag = parse_tag(name)
-            dataset[tag] = self.element(tag, item[name])
+            if not _left_to_the_writer(tag):
+                dataset[tag] = self.element(tag, item[name])
         return dataset
 
     def _from_string(self, tag: int, vr: str, value: str) -> Any:
@@ -389,11 +392,16 @@ def _new_dataset() -> Dataset:
     return dataset
 
 
+def _left_to_the_writer(tag: int) -> bool:
+    """The file meta group and group lengths: a request may name them, the file writer makes its own."""
+    return tag >> 16 == 0x0002 or tag & 0xFFFF == 0
+
+
 def _inject_tags(dataset: Dataset, tags: dict[str, Any], writer: ElementWriter, force: bool) -> None:
     """The request's tags, in the order of their names (Orthanc's InjectTags)."""
     for name in sorted(tags):
         tag = parse_tag(name)
-        if tag == SPECIFIC_CHARACTER_SET or tag >> 16 == 0x0002:
+        if tag == SPECIFIC_CHARACTER_SET or _left_to_the_writer(tag):
             continue
         if not force and tag not in OVERRIDABLE and tag in dataset:
             raise OrthancError(ErrorCode.CREATE_DICOM_OVERRIDE_TAG, name)
@@ -412,7 +420,7 @@ def _legacy_dataset(tags: dict[str, Any]) -> Dataset:
         tag = parse_tag(name)
         if tag == PIXEL_DATA:
             embed_content(dataset, value)
-        elif tag >> 16 != 0x0002:
+        elif not _left_to_the_writer(tag):
             dataset[tag] = writer.element(tag, value)
     return dataset
 
