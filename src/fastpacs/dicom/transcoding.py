@@ -82,6 +82,9 @@ def transcode(
             else:
                 dataset.compress(target, generate_instance_uid=False)
         bare = Dataset(dataset)  # the elements only: part10_file writes the file meta group
+        # Elements never decoded are then written as read, when the target encodes them alike
+        # (pydicom compares these with the target's encoding); the rest is encoded again.
+        bare.set_original_encoding(*dataset.original_encoding, dataset.original_character_set)
         output = io.BytesIO()
         dcmwrite(
             output,
