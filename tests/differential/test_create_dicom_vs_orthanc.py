@@ -258,6 +258,8 @@ CASES: list[tuple[str, Any]] = [
     ("legacy", {"PatientName": "Legacy", "PatientID": "LEGACY"}),
     ("legacy with a UID", {"PatientName": "Legacy", "SOPInstanceUID": "1.2.826.0.1.3680043.99.71"}),
     ("legacy image", {"PatientID": "LEGACY", "PixelData": uri("image/png", RGB)}),
+    ("legacy non-ascii", {"PatientName": "Müller^山", "StudyDescription": "Étude"}),
+    ("legacy character set", {"PatientName": "Müller", "SpecificCharacterSet": "ISO_IR 192"}),
     ("legacy number", {"PatientName": 5}),
     ("legacy bad image", {"PixelData": "data:image/png;base64,xx"}),
     ("empty object", {}),

@@ -215,16 +215,23 @@ def _bad_type(tag: int) -> OrthancError:
 class ElementWriter:
     """Turns JSON values into data elements, as Orthanc's conversion from JSON does."""
 
-    def __init__(self, character_set: str | None, private_creator: str, decode_binary: bool):
+    def __init__(
+        self, character_set: str, private_creator: str, decode_binary: bool, undeclared: bool = False
+    ):
+        """``undeclared``: the file does not name ``character_set`` (legacy form): text is encoded here."""
         self.private_creator = private_creator
         self.decode_binary = decode_binary
         self.codec: str | None = None
         """Python's codec for the text of single-byte character sets (what it cannot hold is dropped)."""
-        self.kanji = character_set == "ISO 2022 IR 87"
-        """Kanji text is encoded here, returning to ASCII before each delimiter as DCMTK does."""
+        self.text_codec: str | None = None
+        """The codec text values are encoded with here rather than by pydicom."""
+        if character_set == "ISO 2022 IR 87":
+            self.text_codec = "iso2022_jp"  # back to ASCII before each PN delimiter, as DCMTK
+        elif undeclared:
+            self.text_codec = convert_encodings([character_set])[0]
         if character_set == "ISO_IR 6":
             self.codec = "ascii"
-        elif character_set is not None and character_set not in _MULTI_BYTE and "2022" not in character_set:
+        elif character_set not in _MULTI_BYTE and "2022" not in character_set:
             self.codec = convert_encodings([character_set])[0]
 
     def vr(self, tag: int) -> str:
@@ -291,8 +298,8 @@ class ElementWriter:
             return self._numbers(tag, vr, value)
         if vr == "UI":
             return value.replace(" ", "")
-        if self.kanji and vr in TEXT_VRS:
-            return value.encode("iso2022_jp", "ignore")
+        if self.text_codec is not None and vr in TEXT_VRS:
+            return value.encode(self.text_codec, "ignore")
         if self.codec is not None:
             return value.encode(self.codec, "ignore").decode(self.codec)
         return value
@@ -410,9 +417,10 @@ def _inject_tags(dataset: Dataset, tags: dict[str, Any], writer: ElementWriter, 
         dataset[tag] = writer.element(tag, tags[name])
 
 
-def _legacy_dataset(tags: dict[str, Any]) -> Dataset:
+def _legacy_dataset(tags: dict[str, Any], character_set: str) -> Dataset:
+    """The legacy form: text in the default character set, which the file does not name."""
     dataset = _new_dataset()
-    writer = ElementWriter(None, "", decode_binary=False)
+    writer = ElementWriter(character_set, "", decode_binary=False, undeclared=True)
     for name in sorted(tags):
         value = tags[name]
         if not isinstance(value, str):
@@ -451,9 +459,10 @@ def create_dicom(
     request: CreateRequest, parent: tuple[Level, bytes] | None, default_encoding: str
 ) -> list[bytes]:
     """The new DICOM files (Part 10, explicit VR little endian): one, or one per element of ``Content``."""
+    default_character_set = DEFAULT_ENCODINGS.get(default_encoding, "ISO_IR 100")
     if request.legacy:
-        return [_part10(_legacy_dataset(request.tags))]
-    character_set = request.character_set or DEFAULT_ENCODINGS.get(default_encoding, "ISO_IR 100")
+        return [_part10(_legacy_dataset(request.tags, default_character_set))]
+    character_set = request.character_set or default_character_set
     inheritance = Inheritance.of(*parent) if parent is not None else None
     if inheritance is not None and inheritance.character_set is not None:
         character_set = inheritance.character_set
