@@ -128,6 +128,7 @@ CONTENT_PATHS = (
     "00e1,10c2",
     "7053,1103",
     "0029,1102",
+    "StackSequence",  # DCMTK's private name: (2001,005f), not in the file
 )
 
 
@@ -172,6 +173,8 @@ FINDS = {
     "private nickname wildcard": {"AcmeLeaf": "acme*"},
     "private tag": {"0029,1101": "acme leaf"},
     "private creator-less mismatch": {"OddNoCreator": "9"},
+    "dcmtk private name": {"VersionOfHeaderStructure": "2"},
+    "dcmtk private name wildcard": {"TextAnnotation": "a*"},
 }
 
 
@@ -244,6 +247,8 @@ MODIFICATIONS = {
     "remove public": {"Remove": ["EvenUnknown"], "Force": True},
     "remove no creator": {"Remove": ["OddNoCreator"], "Force": True},
     "remove private sequence": {"Remove": ["AcmeSequence"], "Force": True},
+    "remove dcmtk private name": {"Remove": ["StackSequence"], "Force": True},
+    "replace dcmtk private name": {"Replace": {"VersionOfHeaderStructure": "3"}, "Force": True},
 }
 ANONYMIZATIONS = {
     "keep public": {"Keep": ["EvenUnknown"]},

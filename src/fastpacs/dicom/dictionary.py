@@ -268,7 +268,8 @@ _SCANF_TAG = re.compile(r"\s*[+-]?(?:0[xX])?([0-9A-Fa-f]+)[,-]\s*[+-]?(?:0[xX])?
 
 @cache
 def _tags_by_name() -> dict[str, int]:
-    """DCMTK's attribute names (public dictionary, then repeating groups) → tag."""
+    """Attribute names → tag: DCMTK's public dictionary, its repeating groups, the user dictionary,
+    then DCMTK's private dictionary unless ``LoadPrivateDictionary`` is false."""
     dictionary = _dictionary()
     names: dict[str, int] = {}
     for tag, (name, _vr) in dictionary["public"].items():
@@ -277,7 +278,29 @@ def _tags_by_name() -> dict[str, int]:
         names.setdefault(name, (group_low << 16) | element_low)
     for entry in _installed.dictionary.entries:
         names.setdefault(entry.name, entry.tag)
+    if _installed.dictionary.load_private:
+        for name, tag in _private_tags_by_name().items():
+            names.setdefault(name, tag)
     return names
+
+
+@cache
+def _private_tags_by_name() -> dict[str, int]:
+    """The names of DCMTK's private dictionary that name one tag, as Orthanc reads them: the group and
+    the element as the dictionary gives it (its low byte: ``VersionOfHeaderStructure`` is (0029,0026)).
+
+    Of the 73 names several private tags share, Orthanc takes one in the order of DCMTK's hash table
+    (``LowerRangeOfPixels``: the 9th of 10; ``StudyType``: the first of 2; ``PixelOffset``: the last
+    of 2), which fastpacs cannot know: they stay unknown.
+    """
+    dictionary = _dictionary()
+    tags: dict[str, set[int]] = {}
+    for key, (name, _vr) in dictionary["private"].items():
+        group, _creator, element = key.split("|")
+        tags.setdefault(name, set()).add((int(group, 16) << 16) | int(element, 16))
+    for group_low, _high, _parity, _creator, element, name, _vr in dictionary["private_ranges"]:
+        tags.setdefault(name, set()).add((group_low << 16) | element)
+    return {name: next(iter(found)) for name, found in tags.items() if len(found) == 1}
 
 
 def parse_tag(text: str) -> int:
