@@ -10,15 +10,17 @@ SOP instance UIDs, the character set, the tags of the parent's modules
 written in the order of their names; a tag the instance already has
 cannot be given unless ``Force`` is true (except PatientID and the dates).
 Values are strings (``null`` is empty), arrays of objects for sequences, and
-``data:application/octet-stream;base64,`` URIs for binary values.
+``data:application/octet-stream;base64,`` URIs for binary values; text is
+written as DCMTK writes it (IS and DS unchecked, binary numbers range-checked,
+what the character set cannot hold dropped).
 
 ``Content`` is a data URI: a PDF becomes an Encapsulated PDF instance, a
-PNG or JPEG image the pixel data (8 or 16-bit grayscale, or RGB). An array
-of them makes a series, one instance per element.
+PNG or JPEG image the pixel data (8 or 16-bit grayscale, RGB; the alpha of
+RGBA dropped). An array of them makes a series, one instance per element.
 
 The legacy form (no ``Tags`` member, Orthanc 0.9.3 and before) takes the
-body's members as string tags, written as given, ``PixelData`` being the
-image; it has no character set and no dates.
+body's members as string tags, ``PixelData`` being the image; its text is in
+the default character set, which the file does not name, and it has no dates.
 
 Everything after the parent lookup runs in the worker pool
 (:func:`create_dicom`).
