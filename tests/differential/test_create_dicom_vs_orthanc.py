@@ -303,6 +303,13 @@ def parent_cases(patient: str, study: str, series: str, instance: str) -> list[t
         ("parent instance", {"Tags": {}, "Parent": instance}),
         ("utf8 parent", {"Tags": UTF8_PARENT, "Force": True}),
         ("child of utf8 parent", {"Tags": {"ImageComments": "Ünïcødé 山"}, "Parent": UTF8_PARENT_SERIES}),
+        (
+            "latin1 child of utf8 parent",
+            {
+                "Tags": {"SpecificCharacterSet": "ISO_IR 100", "ImageComments": "é 山"},
+                "Parent": UTF8_PARENT_SERIES,
+            },
+        ),
         ("parent unknown", {"Tags": {}, "Parent": "nope"}),
         ("parent number", {"Tags": {}, "Parent": 5}),
         ("parent unknown with bad option", {"Tags": {}, "Parent": "nope", "Force": "yes"}),
