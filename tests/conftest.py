@@ -12,7 +12,6 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage
 
 from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.testing import ServerProcess, fastpacs_server
@@ -89,14 +88,16 @@ def wait_for(condition: Callable[[], T], timeout: float = 15.0) -> T:
 
 
 def c_store_file(server: ServerProcess, data: bytes, calling_aet: str) -> int:
-    """C-STORE one CT file (explicit VR little endian) on an association of its own; the DIMSE status."""
+    """C-STORE one file, in its own SOP class and transfer syntax, on an association of its own; the
+    DIMSE status."""
+    dataset = pydicom.dcmread(io.BytesIO(data))
     ae = AE(ae_title=calling_aet)
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
     association = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
     assert association.is_established
     leave_answers_to_requests(association)
     try:
-        return association.send_c_store(pydicom.dcmread(io.BytesIO(data))).Status
+        return association.send_c_store(dataset).Status
     finally:
         association.release()
 

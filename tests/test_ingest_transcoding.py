@@ -23,12 +23,10 @@ import numpy
 import pydicom
 import pytest
 from pydicom.encaps import encapsulate, generate_frames
-from pynetdicom import AE
 
 from fastpacs.config import ConfigurationError, load_config
-from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.testing import ServerProcess, fastpacs_server
-from tests.conftest import orthanc_id, pydicom_file, stored_blobs
+from tests.conftest import c_store_file, orthanc_id, pydicom_file, stored_blobs
 
 pytestmark = pytest.mark.slow  # four servers
 
@@ -103,20 +101,6 @@ def upload(client: httpx.Client, data: bytes) -> dict[str, Any]:
     answer = client.post("/instances", content=data)
     assert answer.status_code == 200, answer.text
     return answer.json()
-
-
-def c_store(server: ServerProcess, data: bytes) -> int:
-    """C-STORE a file in its own transfer syntax; the DIMSE status."""
-    dataset = pydicom.dcmread(io.BytesIO(data))
-    ae = AE(ae_title="TRANSCODER")
-    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
-    association = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
-    assert association.is_established
-    leave_answers_to_requests(association)
-    try:
-        return association.send_c_store(dataset).Status
-    finally:
-        association.release()
 
 
 @dataclass
@@ -236,7 +220,7 @@ def test_zip_upload_is_converted(jpeg_ls: Running) -> None:
 
 def test_c_store_is_converted(jpeg_ls: Running) -> None:
     data = sample("MR_small_bigendian.dcm", "121")
-    assert c_store(jpeg_ls.process, data) == 0x0000
+    assert c_store_file(jpeg_ls.process, data, "TRANSCODER") == 0x0000
     instance_id = orthanc_id(*identifiers(data))
     assert stored_syntax(jpeg_ls.client, instance_id) == JPEG_LS_LOSSLESS
     assert jpeg_ls.client.get(f"/instances/{instance_id}/metadata/Origin").text == "DicomProtocol"
@@ -291,7 +275,7 @@ def test_jpeg_baseline_keeps_what_it_cannot_hold(baseline: Running) -> None:
 
 def test_jpeg_baseline_by_c_store(baseline: Running) -> None:
     data = sample("SC_rgb_rle.dcm", "211")
-    assert c_store(baseline.process, data) == 0x0000
+    assert c_store_file(baseline.process, data, "TRANSCODER") == 0x0000
     assert baseline.client.post("/tools/lookup", content=identifiers(data)[3]).json() == []
     series = baseline.client.post("/tools/lookup", content=identifiers(data)[2]).json()
     instances = baseline.client.get(f"/series/{series[0]['ID']}/instances").json()

@@ -31,12 +31,10 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
-from pynetdicom import AE
 
-from fastpacs.net.scu import leave_answers_to_requests
-from fastpacs.testing import ServerProcess
-from tests.conftest import orthanc_id, pydicom_file
+from tests.conftest import c_store_file, orthanc_id, pydicom_file
 from tests.differential.harness import ServerPair
+from tests.test_ingest_transcoding import identifiers
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 
@@ -102,16 +100,6 @@ FILES = {
 C_STORED = ("CT_small", "MR_RLE", "SC_rgb_rle", "rtdose_32_bit")
 
 
-def _identifiers(data: bytes) -> tuple[str, str, str, str]:
-    dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    return (
-        str(dataset.PatientID),
-        str(dataset.StudyInstanceUID),
-        str(dataset.SeriesInstanceUID),
-        str(dataset.SOPInstanceUID),
-    )
-
-
 def _pixels(data: bytes) -> numpy.ndarray | None:
     """The decoded pixels of a stored file; ``None`` when pydicom cannot decode them."""
     dataset = pydicom.dcmread(io.BytesIO(data))
@@ -153,11 +141,11 @@ def _documents(pair: ServerPair, sent: bytes, answers: tuple[Any, Any]) -> tuple
         documents.append(
             {
                 "Status": status,
-                "KeepsItsID": instance_id == orthanc_id(*_identifiers(sent)),
+                "KeepsItsID": instance_id == orthanc_id(*identifiers(sent)),
                 "TransferSyntax": None if found is None else found[0],
                 "KeepsItsSeries": None
                 if found is None
-                else _identifiers(found[1])[:3] == _identifiers(sent)[:3],
+                else identifiers(found[1])[:3] == identifiers(sent)[:3],
             }
         )
     if stored[0] is not None and stored[1] is not None:
@@ -167,22 +155,9 @@ def _documents(pair: ServerPair, sent: bytes, answers: tuple[Any, Any]) -> tuple
     return documents[0], documents[1]
 
 
-def _c_store(server: ServerProcess, data: bytes) -> int:
-    dataset = pydicom.dcmread(io.BytesIO(data))
-    ae = AE(ae_title="INGESTTC")
-    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
-    association = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
-    assert association.is_established
-    leave_answers_to_requests(association)
-    try:
-        return association.send_c_store(dataset).Status
-    finally:
-        association.release()
-
-
 def _series_instance(client: httpx.Client, data: bytes) -> str | None:
     """The one instance of the series of ``data`` (how a lossy conversion's new instance is found)."""
-    series = client.post("/tools/lookup", content=_identifiers(data)[2]).json()
+    series = client.post("/tools/lookup", content=identifiers(data)[2]).json()
     if not series:
         return None
     instances = client.get(f"/series/{series[0]['ID']}/instances").json()
@@ -236,7 +211,7 @@ def _compare_c_store(pair: ServerPair, label: str) -> None:
         data = FILES[name]
         answers = []
         for server, client in ((pair.orthanc, pair.orthanc_client), (pair.fastpacs, pair.fastpacs_client)):
-            status = _c_store(server, data)
+            status = c_store_file(server, data, "INGESTTC")
             answers.append((f"0x{status:04X}", _series_instance(client, data)))
         check.compare_documents(
             f"ingest-transcoding {label} c-store {name}", *_documents(pair, data, tuple(answers))
@@ -290,7 +265,7 @@ def test_jpeg_baseline_again_makes_another_instance(baseline: ServerPair) -> Non
     for client in (baseline.orthanc_client, baseline.fastpacs_client):
         first, second = (client.post("/instances", content=data).json() for _ in range(2))
         assert (first["Status"], second["Status"]) == ("Success", "Success")
-        assert len({first["ID"], second["ID"], orthanc_id(*_identifiers(data))}) == 3
+        assert len({first["ID"], second["ID"], orthanc_id(*identifiers(data))}) == 3
 
 
 @pytest.mark.parametrize("compare", [_compare_uploads, _compare_c_store], ids=["rest", "c-store"])

@@ -37,7 +37,7 @@ CONFIGURATIONS = {
 
 
 def _accepted_by_association(server: ServerProcess) -> list[str]:
-    """The transfer syntaxes of the presentation contexts the DICOM server accepts, one proposed per syntax."""
+    """The transfer syntaxes of the contexts the DICOM server accepts, one context proposed per syntax."""
     ae = AE(ae_title="GROUPS")
     contexts = [build_context(CTImageStorage, [uid]) for uid in KNOWN_TRANSFER_SYNTAXES]
     assoc = ae.associate("127.0.0.1", server.dicom_port, contexts=contexts, ae_title=server.aet)
