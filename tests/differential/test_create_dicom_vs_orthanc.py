@@ -453,6 +453,7 @@ def test_create_dicom_with_parent(pair: ServerPair) -> None:
         "parent series",
         "parent series of images",
         "child of utf8 parent",
+        "latin1 child of utf8 parent",
     } <= creator.created
 
 
