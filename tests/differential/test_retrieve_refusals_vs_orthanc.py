@@ -19,6 +19,7 @@ fastpacs's :mod:`fastpacs.net.retrieve_service`, whose docstring lists what
 these tests measured.
 """
 
+import io
 import re
 import subprocess
 import time
@@ -36,6 +37,7 @@ from pynetdicom.sop_class import (
     CTImageStorage,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
+    SecondaryCaptureImageStorage,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
@@ -52,6 +54,9 @@ pytestmark = pytest.mark.reference
 ROOT = "1.2.826.0.1.3680043.8.498.77."
 PROBE_AET = "PROBE"
 OUT_OF_RESOURCES = 0xA700
+NO_TRANSCODING_AET = "NOTRANSCODING"
+"""A C-GET caller whose modality has AllowTranscoding off."""
+COMPRESSED_SOP = ROOT + "9.1.1"
 PATIENT_GET, PATIENT_MOVE = (
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -132,12 +137,26 @@ def destinations() -> Iterator[Destinations]:
     nodes.stop()
 
 
+def _compressed_instance() -> bytes:
+    """pydicom's JPEG baseline Secondary Capture (SC_rgb_jpeg_dcmtk.dcm), a patient of its own."""
+    dataset = dcmread(pydicom.data.get_testdata_file("SC_rgb_jpeg_dcmtk.dcm", download=False))
+    dataset.PatientID = dataset.PatientName = "COMPRESSED"
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = ROOT + "9", ROOT + "9.1"
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = COMPRESSED_SOP
+    dataset.AccessionNumber = ""
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)  # in its own (JPEG baseline) transfer syntax
+    return buffer.getvalue()
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory, destinations: Destinations) -> Iterator[ServerPair]:
-    options = {**COMMON_OPTIONS, "DicomModalities": destinations.modalities}
+    no_transcoding = {"AET": NO_TRANSCODING_AET, "Host": "127.0.0.1", "Port": free_port()}
+    modalities = {**destinations.modalities, "notranscoding": {**no_transcoding, "AllowTranscoding": False}}
+    options = {**COMMON_OPTIONS, "DicomModalities": modalities}
     pair = ServerPair.start(tmp_path_factory.mktemp("retrieve-refusals"), options)
     try:
-        pair.upload_all({sop: _instance(sop) for sop in INSTANCES})
+        pair.upload_all({sop: _instance(sop) for sop in INSTANCES} | {"compressed": _compressed_instance()})
         yield pair
     finally:
         pair.stop()
@@ -153,16 +172,19 @@ def retrieve(
     destination: str = PROBE_AET,
     cancel: bool = False,
     storage: str = "role",
+    storage_class: str = CTImageStorage,
+    caller: str = PROBE_AET,
 ) -> dict[str, Any]:
     """Every response to a C-GET or C-MOVE sent by pynetdicom, and the instances the destination received.
 
     With ``cancel``, a C-CANCEL follows the first pending response. A C-GET
-    caller proposes CT Image Storage with the SCP role (``storage="role"``),
-    without it (``"no role"``), or no storage context at all (``"none"``).
+    caller proposes ``storage_class`` (uncompressed transfer syntaxes only) with
+    the SCP role (``storage="role"``), without it (``"no role"``), or no
+    storage context at all (``"none"``).
     """
     destinations.received.clear()
     model = MODELS[(operation, root)]
-    ae = AE(ae_title=PROBE_AET)
+    ae = AE(ae_title=caller)
     ae.add_requested_context(model)
     has_data_set: list[bool] = []
 
@@ -174,9 +196,9 @@ def retrieve(
     handlers: list[Any] = [(evt.EVT_DIMSE_RECV, response_received)]
     options: dict[str, Any] = {}
     if operation == "get" and storage != "none":
-        ae.add_requested_context(CTImageStorage)
+        ae.add_requested_context(storage_class)
     if operation == "get" and storage == "role":
-        options["ext_neg"] = [build_role(CTImageStorage, scp_role=True)]
+        options["ext_neg"] = [build_role(storage_class, scp_role=True)]
         handlers.append((evt.EVT_C_STORE, destinations.store))
     assoc = ae.associate("127.0.0.1", port, evt_handlers=handlers, **options)
     assert assoc.is_established
@@ -349,6 +371,29 @@ def test_get_without_storage(servers: ServerPair, destinations: Destinations, st
         for port in (servers.orthanc.dicom_port, servers.fastpacs.dicom_port)
     ]
     check.compare_documents(f"c-get storage {storage}", *answers)
+    check.verdict()
+
+
+def test_get_of_an_instance_that_cannot_be_sent(servers: ServerPair, destinations: Destinations) -> None:
+    """A JPEG baseline instance for a C-GET caller accepting uncompressed syntaxes only, whose
+    modality has AllowTranscoding off: it cannot be sent, which ends the C-GET there (0xC000, it
+    counted failed), where a C-STORE the caller refuses is a failed sub-operation the C-GET goes past."""
+    answers = [
+        retrieve(
+            destinations,
+            port,
+            "get",
+            "study",
+            _image(COMPRESSED_SOP),
+            storage_class=SecondaryCaptureImageStorage,
+            caller=NO_TRANSCODING_AET,
+        )
+        for port in (servers.orthanc.dicom_port, servers.fastpacs.dicom_port)
+    ]
+    ended = {"Status": "0xC000", "Completed": 0, "Failed": 1, "Warning": 0, "DataSet": False}
+    assert answers[0] == {"Responses": [ended], "Received": []}  # Orthanc's, as measured
+    check = servers.checker()
+    check.compare_documents("c-get of an instance that cannot be sent", *answers)
     check.verdict()
 
 

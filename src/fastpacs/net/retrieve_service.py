@@ -32,11 +32,12 @@ Answers, as measured on Orthanc 1.10.1 (tests/differential/test_retrieve_refusal
 - A refusal: one response, its status (0xC000) and zero counts; nothing sent,
   no association with a C-MOVE destination.
 - C-GET: a pending response after each sub-operation, then Success, 0xB000
-  (some failed) or 0xA702 (all failed). A sub-operation that fails goes on to
-  the next one, except for an instance whose SOP class has no presentation
-  context on the association (the retrieve ends there: 0xC000 and the counts
-  so far, it among the failed), or one deleted since the retrieve listed it
-  (0xC000 and the counts so far, it not among them).
+  (some failed) or 0xA702 (all failed). A C-STORE the caller refuses (or,
+  as Orthanc sends it anyway, one whose SCP role it did not accept) is a failed
+  sub-operation and the retrieve goes on; an instance that cannot be sent (no
+  presentation context for its SOP class, no transfer syntax it can be
+  transcoded to) ends it: 0xC000 with the counts so far, it among the failed;
+  so does one deleted since the retrieve listed it, not counted.
 - C-MOVE: the destination is associated with once the sub-operations are
   counted; one that cannot be associated with is 0xC000 with zero counts. A
   pending response after each sub-operation but the last, whose response is
@@ -145,7 +146,6 @@ class RetrieveServiceClass(QueryRetrieveServiceClass):
 
     def _get_sub_operations(self, handler: Iterator[Any], req: C_GET, cx_id: int, total: int) -> None:
         counts = _Counts(remaining=total)
-        offered = {str(cx.abstract_syntax) for cx in self.assoc.accepted_contexts}
         for sub_operation in self._sub_operations(handler, req, cx_id, counts):
             if isinstance(sub_operation, Dataset):
                 counts.count(self._store(self.assoc, sub_operation, req, total - counts.remaining))
@@ -155,13 +155,19 @@ class RetrieveServiceClass(QueryRetrieveServiceClass):
                 return
             else:
                 counts.count(None)
-                if sub_operation.sop_class_uid not in offered:
-                    logger.warning("C-GET ended: no presentation context for %s", sub_operation.sop_class_uid)
+                if not self._storage_role_refused(sub_operation.sop_class_uid):
+                    logger.warning("C-GET ended: %s cannot be sent", sub_operation.sop_instance_uid)
                     self._respond(req, cx_id, UNABLE_TO_PROCESS, counts)
                     return
             self._respond(req, cx_id, PENDING, counts, remaining=True)
         if counts.remaining == 0 and self.assoc.is_established:
             self._respond(req, cx_id, _final_status(total, counts), counts)
+
+    def _storage_role_refused(self, sop_class_uid: str) -> bool:
+        """Whether the C-GET caller accepted presentation contexts for ``sop_class_uid``, but the SCP
+        role on none of them: Orthanc sends the C-STORE all the same, the caller refuses it."""
+        contexts = [cx for cx in self.assoc.accepted_contexts if cx.abstract_syntax == sop_class_uid]
+        return bool(contexts) and not any(cx.as_scu for cx in contexts)
 
     def _move_scp(self, req: C_MOVE, context: PresentationContext) -> None:
         cx_id = cast(int, context.context_id)
