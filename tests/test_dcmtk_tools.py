@@ -266,6 +266,9 @@ def test_movescu_to_itself(
 
 
 def test_movescu_to_an_unknown_destination(server: ServerProcess, stored: dict[str, Path]) -> None:
+    """Refused with 0xC000 (Unable to process), as Orthanc 1.10.1 refuses an unknown destination
+    (tests/differential/test_retrieve_refusals_vs_orthanc.py compares it), not 0xA801."""
+    ct = dcmread(stored["CT_small.dcm"])
     result = _run(
         "movescu",
         "-S",
@@ -278,11 +281,11 @@ def test_movescu_to_an_unknown_destination(server: ServerProcess, stored: dict[s
         "-k",
         "QueryRetrieveLevel=STUDY",
         "-k",
-        "StudyInstanceUID=1.2.3",
+        f"StudyInstanceUID={ct.StudyInstanceUID}",
         "127.0.0.1",
         str(server.dicom_port),
     )
-    assert "MoveDestinationUnknown" in result.stderr + result.stdout
+    assert "Failed: UnableToProcess" in result.stderr + result.stdout
 
 
 def test_getscu_series_is_transcoded_for_a_peer_without_jpeg(
