@@ -114,7 +114,7 @@ def _start_ceiling(answers_file: Path) -> tuple[subprocess.Popen, str]:
 
 def _run(target: Target, requests: list[Request], duration: float) -> RunResult:
     with measured(target.monitor) as window:
-        result = run_wrk(target.base_url, requests, connections=CONNECTIONS, duration=duration, threads=2)
+        result = run_wrk(target.base_url, requests, connections=CONNECTIONS, duration=duration)
     result.server_cpu = window["server_cpu"]
     return result
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         for workload, workload_paths in paths.items():
             requests = [Request("GET", path) for path in workload_paths]
             for name in SERVERS:  # warm-up
-                run_wrk(targets[name].base_url, requests, connections=CONNECTIONS, duration=1, threads=2)
+                run_wrk(targets[name].base_url, requests, connections=CONNECTIONS, duration=1)
             for round_number in range(arguments.rounds):
                 for name in SERVERS if round_number % 2 == 0 else reversed(SERVERS):
                     result = _run(targets[name], requests, arguments.duration)
