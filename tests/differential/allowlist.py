@@ -565,11 +565,6 @@ ALLOWED.update(
             "The created files differ in layout before the pixels (Orthanc's file meta names DCMTK's "
             "implementation, fastpacs's its own): the offset differs, the pixels do not (frames/0/raw)."
         ),
-        ("create-dicom * metadata?expand", "$.IndexInSeries"): (
-            "An InstanceNumber that is not an integer (empty, 'abc', '1.5'; create-dicom writes IS values "
-            "as given, as Orthanc does): Orthanc records its text as IndexInSeries, fastpacs's ingest "
-            "records none (it keeps integers only)."
-        ),
         ("create-dicom public OB data uri *", "*"): (
             "A public binary attribute (EncapsulatedDocument) given as an application/octet-stream data "
             "URI: Orthanc 1.10.1 stores the decoded bytes as PixelData instead; fastpacs stores them in "

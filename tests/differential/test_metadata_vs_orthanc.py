@@ -2,10 +2,12 @@
 names declared in the configuration (UserMetadata, UserContentType), revisions, change log."""
 
 import hashlib
+import io
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from pydicom import dcmread
 
 from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.data import test_file
@@ -344,4 +346,28 @@ def test_user_content_types(checked_pair: ServerPair, checked_ct: dict[str, str]
             remove("content type delete undeclared", f"{instance}/Undeclared"),
         ]
     )
+    check.verdict()
+
+
+@pytest.mark.parametrize("text", ["007", " 12 ", "+3", "1.5", "abc", ""])
+def test_index_in_series_is_the_instance_numbers_text(pair: ServerPair, text: str) -> None:
+    """IndexInSeries (metadata) is InstanceNumber's text without its spaces, an integer or not; the
+    resource's IndexInSeries is the integer it may be."""
+    dataset = dcmread(test_file("CT_small.dcm"))
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = (
+        f"1.2.826.0.1.3680043.9.77.{ord(text[:1] or '0')}{len(text)}"
+    )
+    dataset.InstanceNumber = "7777"  # replaced in the bytes by the text, which need not be a valid IS
+    written = io.BytesIO()
+    dataset.save_as(written, enforce_file_format=True)
+    padded = text.encode() + b" " * (len(text) % 2)
+    data = written.getvalue().replace(b"IS\x04\x007777", b"IS" + len(padded).to_bytes(2, "little") + padded)
+    ids = [
+        client.post("/instances", content=data).json()["ID"]
+        for client in (pair.orthanc_client, pair.fastpacs_client)
+    ]
+    assert ids[0] == ids[1]
+    check = pair.checker()
+    check.compare(get(f"index in series {text!r} metadata", f"/instances/{ids[0]}/metadata", expand=""))
+    check.compare(get(f"index in series {text!r} instance", f"/instances/{ids[0]}"))
     check.verdict()

@@ -186,6 +186,15 @@ class IndexUpdate(IndexView):
         return self.txn.delete(metadata_key(rid, kind), db=self.dbs["metadata"])
 
 
+def index_in_series_text(summary: InstanceSummary) -> str | None:
+    """Orthanc's ``IndexInSeries`` metadata: the text of InstanceNumber, else of ImageIndex, without
+    its spaces, whatever it holds (``007``, ``1.5``, empty); the resource's IndexInSeries is the
+    integer it may be."""
+    tags = summary.main_tags[Level.INSTANCE]
+    text = tags.get("InstanceNumber", tags.get("ImageIndex"))
+    return None if text is None else text.strip()
+
+
 def add_instance(
     update: IndexUpdate,
     summary: InstanceSummary,
@@ -227,8 +236,8 @@ def add_instance(
     instance_metadata = dict(metadata)
     instance_metadata["TransferSyntax"] = summary.transfer_syntax
     instance_metadata["SopClassUid"] = summary.sop_class_uid
-    if summary.index_in_series is not None:
-        instance_metadata["IndexInSeries"] = str(summary.index_in_series)
+    if (index_text := index_in_series_text(summary)) is not None:
+        instance_metadata["IndexInSeries"] = index_text
     if summary.pixel_data_offset is not None:
         instance_metadata["PixelDataOffset"] = str(summary.pixel_data_offset)
     update.set_metadata(ids[Level.INSTANCE], instance_metadata)
@@ -448,8 +457,8 @@ def refresh_instance(update: IndexUpdate, rid: RawId, summary: InstanceSummary) 
         update.txn.put(ids[level], encode(refreshed), db=update.dbs["resources"])
         index_resource(update.txn, update.dbs, level, ids[level], refreshed)
     file_metadata = {"TransferSyntax": summary.transfer_syntax, "SopClassUid": summary.sop_class_uid}
-    if summary.index_in_series is not None:
-        file_metadata["IndexInSeries"] = str(summary.index_in_series)
+    if (index_text := index_in_series_text(summary)) is not None:
+        file_metadata["IndexInSeries"] = index_text
     if summary.pixel_data_offset is not None:
         file_metadata["PixelDataOffset"] = str(summary.pixel_data_offset)
     for name, value in file_metadata.items():
