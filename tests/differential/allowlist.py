@@ -570,11 +570,6 @@ ALLOWED.update(
             "URI: Orthanc 1.10.1 stores the decoded bytes as PixelData instead; fastpacs stores them in "
             "the attribute named."
         ),
-        ("create-dicom legacy character set tags", "$.0010,0010.Value"): (
-            "The legacy form writes text in the default character set (Latin-1) even under a "
-            "SpecificCharacterSet of ISO_IR 192, as Orthanc does: reading the invalid UTF-8 back, Orthanc "
-            "drops the byte ('Mller'), fastpacs shows U+FFFD."
-        ),
         ("create-dicom private creator element tags", "$.0009,1001.PrivateCreator"): (
             "A private attribute no dictionary knows (written UN) in a block whose creator element the "
             "request also gave: Orthanc's /tags omits its PrivateCreator, fastpacs's names it."

@@ -32,6 +32,8 @@ STRING_VRS = TEXT_VRS | frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM
 
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "UV": "Q", "SV": "q", "FL": "f", "FD": "d"}
 _TEXT_DELIMITERS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
+_UTF8 = ["UTF8"]
+"""pydicom's encodings of ``ISO_IR 192``."""
 _PERSON_NAME_DELIMITERS = {0x5C, 0x5E, 0x3D}
 
 DEFAULT_ENCODINGS = {
@@ -112,6 +114,8 @@ def format_value(
         text = _format_numbers(raw, number_format, little_endian)
     elif vr == "AT":
         text = _format_tags(raw, little_endian)
+    elif vr in TEXT_VRS and encodings == _UTF8:
+        text = finish(raw.decode("utf-8", "ignore"))  # Orthanc drops what is not UTF-8 (pydicom: U+FFFD)
     elif vr in TEXT_VRS:
         delimiters = _PERSON_NAME_DELIMITERS if vr == "PN" else _TEXT_DELIMITERS
         text = finish(decode_bytes(raw, encodings, delimiters))
