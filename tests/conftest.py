@@ -11,7 +11,9 @@ import httpx
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pynetdicom import AE
+from pynetdicom import AE, build_role, evt
+from pynetdicom.association import Association
+from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
 
 from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.testing import ServerProcess, fastpacs_server
@@ -100,6 +102,33 @@ def c_store_file(server: ServerProcess, data: bytes, calling_aet: str) -> int:
         return association.send_c_store(dataset).Status
     finally:
         association.release()
+
+
+def c_get_association(
+    server: ServerProcess,
+    calling_aet: str,
+    on_store: Callable[[evt.Event], int],
+    *,
+    timeout: float | None = None,
+    tls_args: tuple[Any, str | None] | None = None,
+) -> Association:
+    """An established association for C-GETs of CT instances: the Study Root model and CT Image
+    Storage with the SCP role, whose C-STOREs go to ``on_store``."""
+    ae = AE(ae_title=calling_aet)
+    if timeout is not None:
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    association = ae.associate(
+        "127.0.0.1",
+        server.dicom_port,
+        ae_title=server.aet,
+        ext_neg=[build_role(CTImageStorage, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+        tls_args=tls_args,
+    )
+    assert association.is_established
+    return association
 
 
 @pytest.fixture(scope="session")

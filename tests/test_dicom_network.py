@@ -19,7 +19,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, AllStoragePresentationContexts, build_context, build_role, evt
+from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     MRImageStorage,
@@ -33,7 +33,7 @@ from fastpacs.dicom.writer import IMPLEMENTATION_CLASS_UID
 from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port
-from tests.conftest import pydicom_file
+from tests.conftest import c_get_association, pydicom_file
 
 TEST_AET = "NETTEST"
 LIMITED_AET = "LIMITED"
@@ -407,17 +407,7 @@ def test_get_sends_the_series_back_on_the_same_association(server: ServerProcess
         received.append(event.dataset)
         return 0x0000
 
-    ae = AE(ae_title=TEST_AET)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate(
-        "127.0.0.1",
-        server.dicom_port,
-        ae_title=SERVER_AET,
-        ext_neg=[build_role(CTImageStorage, scp_role=True)],
-        evt_handlers=[(evt.EVT_C_STORE, on_store)],
-    )
-    assert assoc.is_established
+    assoc = c_get_association(server, TEST_AET, on_store)
     query = Dataset()
     query.QueryRetrieveLevel = "SERIES"
     query.StudyInstanceUID = dataset.StudyInstanceUID

@@ -36,7 +36,7 @@ import msgspec
 import numpy
 import pytest
 from pydicom import Dataset, dcmread
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet, Verification
 
@@ -48,7 +48,7 @@ from fastpacs.net import scu
 from fastpacs.net.tls import DicomTlsFiles, TlsConfigurationError, server_context
 from fastpacs.services.modalities import ModalityRegistry
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port, orthanc_server
-from tests.conftest import dicom_variant, wait_for
+from tests.conftest import c_get_association, dicom_variant, wait_for
 
 MAIN_AET = "FASTPACS"
 OPTIONAL_AET = "OPTIONAL"
@@ -242,19 +242,9 @@ def test_get_sends_instances_back_over_the_same_tls_association(tls_server: Serv
         received.append(event.dataset)
         return 0x0000
 
-    ae = AE(ae_title="TLSGETTER")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 15
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate(
-        "127.0.0.1",
-        tls_server.dicom_port,
-        ae_title=tls_server.aet,
-        ext_neg=[build_role(CTImageStorage, scp_role=True)],
-        evt_handlers=[(evt.EVT_C_STORE, on_store)],
-        tls_args=(pki.client_context("client"), None),
+    assoc = c_get_association(
+        tls_server, "TLSGETTER", on_store, timeout=15, tls_args=(pki.client_context("client"), None)
     )
-    assert assoc.is_established
     query = Dataset()
     query.QueryRetrieveLevel = "IMAGE"
     query.StudyInstanceUID = dataset.StudyInstanceUID

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from pydicom import Dataset
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     StudyRootQueryRetrieveInformationModelGet,
@@ -26,6 +26,7 @@ from pynetdicom.sop_class import (
 )
 
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port
+from tests.conftest import c_get_association
 from tests.reliability_helpers import InstanceMaker, instance_id
 
 CALLER_AET = "RETRIEVER"
@@ -89,18 +90,7 @@ class DeletingReceiver:
 def test_get_ends_at_the_deleted_instance(retrieving: ServerProcess) -> None:
     datasets = _stored_series(retrieving, "GET-DELETE-RACE")
     receiver = DeletingReceiver(retrieving, datasets)
-    ae = AE(ae_title=CALLER_AET)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate(
-        "127.0.0.1",
-        retrieving.dicom_port,
-        ae_title=retrieving.aet,
-        ext_neg=[build_role(CTImageStorage, scp_role=True)],
-        evt_handlers=[(evt.EVT_C_STORE, receiver)],
-    )
-    assert assoc.is_established
+    assoc = c_get_association(retrieving, CALLER_AET, receiver, timeout=30)
     try:
         query = _series_query(datasets[0])
         answers = list(assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet))

@@ -525,16 +525,20 @@ C_FIND = {
 }
 
 
-@pytest.mark.parametrize("name", C_FIND)
-def test_c_find(stored: ServerPair, name: str) -> None:
-    model, keys = C_FIND[name]
-    check = stored.checker()
+def _compare_c_find(pair: ServerPair, name: str, model: str, keys: dict[str, str]) -> None:
+    """The answers of both DICOM servers to one C-FIND identifier."""
+    check = pair.checker()
     check.compare_documents(
         f"c-find {name}",
-        c_find(stored.orthanc.dicom_port, model, keys, None),
-        c_find(stored.fastpacs.dicom_port, model, keys, None),
+        c_find(pair.orthanc.dicom_port, model, keys, None),
+        c_find(pair.fastpacs.dicom_port, model, keys, None),
     )
     check.verdict()
+
+
+@pytest.mark.parametrize("name", C_FIND)
+def test_c_find(stored: ServerPair, name: str) -> None:
+    _compare_c_find(stored, name, *C_FIND[name])
 
 
 C_FIND_NON_ASCII = [
@@ -684,11 +688,4 @@ C_FIND_LIMITED = {
 
 @pytest.mark.parametrize("name", C_FIND_LIMITED)
 def test_c_find_limited(limited: ServerPair, name: str) -> None:
-    model, keys = C_FIND_LIMITED[name]
-    check = limited.checker()
-    check.compare_documents(
-        f"c-find {name}",
-        c_find(limited.orthanc.dicom_port, model, keys, None),
-        c_find(limited.fastpacs.dicom_port, model, keys, None),
-    )
-    check.verdict()
+    _compare_c_find(limited, name, *C_FIND_LIMITED[name])
