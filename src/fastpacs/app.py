@@ -149,6 +149,7 @@ async def start_services(
     jobs = JobEngine(database, writer, config.concurrent_jobs, config.jobs_history_size, config.save_jobs)
     archives = ArchiveService(database, storage, jobs, retained_outputs=config.media_archive_size)
     rendered_cache = RenderedCache(config.rendered_cache_size * MEGABYTE)
+    content = ContentService(database, pool, default_encoding)
     services = Services(
         config=config,
         database=database,
@@ -161,8 +162,8 @@ async def start_services(
         changes=ChangeService(database, writer),
         stability=StabilityMonitor(database, writer, config.stable_age),
         default_encoding=default_encoding,
-        content=ContentService(database, pool, default_encoding),
-        creator=CreateService(database, pool, ingest, default_encoding),
+        content=content,
+        creator=CreateService(database, pool, ingest, default_encoding, content),
         metadata=MetadataService(database, writer, config.user_metadata, config.check_revisions),
         images=ImageService(database, pool, rendered_cache),
         find=FindService(database, config.limit_find_results, config.limit_find_instances),
@@ -179,7 +180,7 @@ async def start_services(
         statistics=StatisticsService(database),
         protection=ProtectionService(database, writer),
         slices=SliceService(database),
-        resource_tags=ResourceTagsService(database, pool, default_encoding),
+        resource_tags=ResourceTagsService(database, pool, default_encoding, content),
         log_levels=LogLevels(),
         bulk=BulkService(
             database,

@@ -24,13 +24,19 @@ class Created(msgspec.Struct, frozen=True):
 
 class CreateService:
     def __init__(
-        self, database: Database, pool: WorkerPool, ingest: IngestService, default_encoding: DefaultEncoding
+        self,
+        database: Database,
+        pool: WorkerPool,
+        ingest: IngestService,
+        default_encoding: DefaultEncoding,
+        content: ContentService,
     ):
         self.database = database
         self.pool = pool
         self.ingest = ingest
         self.default_encoding = default_encoding
-        self.content = ContentService(database, pool, default_encoding)
+        self.content = content
+        """Reads the tags a new instance inherits from its parent's."""
 
     def _sibling(self, parent: Any) -> tuple[Level, RawId]:
         """The parent's level and the instance whose tags the new one inherits; Orthanc's refusals."""

@@ -61,11 +61,13 @@ def _joined(parts: list[tuple[str, bytes]]) -> bytes:
 
 
 class ResourceTagsService:
-    def __init__(self, database: Database, pool: WorkerPool, default_encoding: DefaultEncoding):
+    def __init__(
+        self, database: Database, pool: WorkerPool, default_encoding: DefaultEncoding, content: ContentService
+    ):
         self.database = database
         self.pool = pool
         self.default_encoding = default_encoding
-        self.content = ContentService(database, pool, default_encoding)
+        self.content = content
 
     def _instances(self, level: Level, rid: RawId) -> list[tuple[RawId, StoredTags | None]]:
         """The instances below a resource with their stored tags; Orthanc's 404 if it does not exist."""
