@@ -99,3 +99,27 @@ def test_submitted_tasks_run_while_the_caller_goes_on_and_are_all_accounted(pool
 
     assert asyncio.run(scenario()) == [number * 2 for number in list(range(20)) + list(range(25, 30))]
     assert pool.queued == 0
+
+
+def test_a_pool_used_without_warming_up_reads_each_workers_start_before_its_answer(tmp_path: Path) -> None:
+    """The offline ingest submits at once: a worker's start message and its first answer may come
+    in one read, or the answer may wait behind it."""
+    pool = WorkerPool(2, str(tmp_path))
+    try:
+
+        async def scenario() -> list[int]:
+            return await asyncio.gather(*(pool.run(operator.add, number, 1) for number in range(6)))
+
+        assert asyncio.run(scenario()) == list(range(1, 7))
+    finally:
+        pool.close()
+
+
+def test_the_workers_share_no_named_semaphore_that_a_killed_server_would_leave_in_dev_shm(
+    pool: WorkerPool,
+) -> None:
+    """Semaphores of ``multiprocessing`` are files of /dev/shm, unlinked by its resource tracker at
+    exit: a server killed with SIGKILL would leave them behind. The workers map none."""
+    for worker in pool._workers:
+        maps = Path(f"/proc/{worker.process.pid}/maps").read_text()
+        assert [line for line in maps.splitlines() if "/dev/shm/" in line and "(deleted)" not in line] == []
