@@ -2,10 +2,10 @@
 
 The servers' 408s (a body trickled a byte at a time, through the fast lane
 and through the router) are in tests/test_limits.py; these tests pin the
-timer's behaviour with short timeouts: a body that keeps pace is never cut,
-one that stalls is cut at its deadline, the deadline counts the bytes
+deadlines' behaviour with short timeouts: a body that keeps pace is never
+cut, one that stalls is cut at its deadline, the deadline counts the bytes
 received, an outside cancellation stays a cancellation, and a complete body
-leaves no timer behind.
+or a finished request leaves nothing to check and no timer behind.
 """
 
 import asyncio
@@ -16,7 +16,7 @@ import pytest
 from litestar.types import Message
 
 from fastpacs.api import timeouts
-from fastpacs.api.timeouts import BodyDeadline
+from fastpacs.api.timeouts import BodyDeadline, BodyDeadlines
 from fastpacs.errors import BareHttpError
 
 TIMEOUT = 0.3
@@ -47,7 +47,7 @@ def test_a_body_that_keeps_coming_is_read_whole_past_the_first_deadline() -> Non
     async def scenario() -> bytes:
         # 10 pieces 0.1 s apart: 1 s in all, well past TIMEOUT, each piece moving the deadline on.
         pieces = [(0.1, bytes(timeouts.MINIMUM_RATE)) for _ in range(10)]
-        return await read_all(BodyDeadline(body_source(pieces), TIMEOUT))
+        return await read_all(BodyDeadline(body_source(pieces), TIMEOUT, BodyDeadlines()))
 
     assert asyncio.run(scenario()) == bytes(10 * timeouts.MINIMUM_RATE)
 
@@ -57,7 +57,7 @@ def test_a_stalled_body_is_cut_at_its_deadline_with_408() -> None:
         pieces = [(0.05, b"x" * 10), (5.0, b"never")]
         started = time.monotonic()
         with pytest.raises(BareHttpError) as raised:
-            await read_all(BodyDeadline(body_source(pieces), TIMEOUT))
+            await read_all(BodyDeadline(body_source(pieces), TIMEOUT, BodyDeadlines()))
         assert raised.value.http_status == 408
         assert raised.value.headers == {"Connection": "close"}
         return time.monotonic() - started
@@ -68,7 +68,7 @@ def test_a_stalled_body_is_cut_at_its_deadline_with_408() -> None:
 
 def test_a_deadline_passed_while_not_reading_fails_the_next_read() -> None:
     async def scenario() -> None:
-        receive = BodyDeadline(body_source([(0, b"a"), (0, b"b")]), TIMEOUT)
+        receive = BodyDeadline(body_source([(0, b"a"), (0, b"b")]), TIMEOUT, BodyDeadlines())
         assert (await receive())["body"] == b"a"
         await asyncio.sleep(TIMEOUT + 0.1)  # the application busy elsewhere past the deadline
         with pytest.raises(BareHttpError):
@@ -79,7 +79,8 @@ def test_a_deadline_passed_while_not_reading_fails_the_next_read() -> None:
 
 def test_an_outside_cancellation_stays_a_cancellation() -> None:
     async def scenario() -> None:
-        reader = asyncio.create_task(read_all(BodyDeadline(body_source([(5.0, b"x")]), TIMEOUT)))
+        body = BodyDeadline(body_source([(5.0, b"x")]), TIMEOUT, BodyDeadlines())
+        reader = asyncio.create_task(read_all(body))
         await asyncio.sleep(0.05)
         reader.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -99,11 +100,13 @@ def test_a_complete_body_leaves_no_timer_and_passes_receive_through() -> None:
         async def connection() -> Message:
             return messages.pop(0)
 
-        receive = BodyDeadline(connection, TIMEOUT)
+        deadlines = BodyDeadlines()
+        receive = BodyDeadline(connection, TIMEOUT, deadlines)
         assert (await receive())["body"] == b"whole"
         assert receive.complete
-        scheduled = [handle for handle in loop._scheduled if not handle.cancelled()]
-        assert scheduled == []
+        assert len(deadlines) == 0
+        await asyncio.sleep(timeouts.CHECK_SECONDS + 0.05)  # the check that found no body open
+        assert [handle for handle in loop._scheduled if not handle.cancelled()] == []
         await asyncio.sleep(TIMEOUT + 0.1)
         # Passed through once complete, even past the deadline (a streamed answer waits for the client).
         assert (await receive())["type"] == "http.disconnect"
@@ -123,8 +126,11 @@ def test_a_body_left_unread_leaves_no_timer_once_the_request_is_over() -> None:
         ) -> None:
             assert (await receive())["body"] == b"first"
 
-        middleware = timeouts.RequestBodyTimeout(answers_after_one_message, TIMEOUT)  # type: ignore[arg-type]
+        deadlines = BodyDeadlines()
+        middleware = timeouts.RequestBodyTimeout(answers_after_one_message, TIMEOUT, deadlines)  # type: ignore[arg-type]
         await middleware({"type": "http"}, pieces, None)  # type: ignore[arg-type]
+        assert len(deadlines) == 0
+        await asyncio.sleep(timeouts.CHECK_SECONDS + 0.05)
         assert [handle for handle in loop._scheduled if not handle.cancelled()] == []
 
     asyncio.run(scenario())

@@ -53,7 +53,7 @@ from fastpacs.api.security import access_control_installer
 from fastpacs.api.server_tools import SERVER_TOOL_HANDLERS
 from fastpacs.api.storage_commitment import STORAGE_COMMITMENT_HANDLERS
 from fastpacs.api.system import changes, clear_changes, statistics, system
-from fastpacs.api.timeouts import RequestBodyTimeout
+from fastpacs.api.timeouts import BodyDeadlines, RequestBodyTimeout
 from fastpacs.api.timing import RequestTiming
 from fastpacs.api.tools import create_dicom, lookup
 from fastpacs.config import CONFIG_ENVIRONMENT_VARIABLE, Config, decode_config, load_config
@@ -257,6 +257,7 @@ def create_app(config: Config | None = None) -> Litestar:
     configure_logging(config.log_level)
     limit_arenas(config.malloc_arena_max)  # before the lifespan starts the server's threads
     metrics = ServerMetrics(config.metrics_enabled)
+    body_deadlines = BodyDeadlines()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -275,7 +276,7 @@ def create_app(config: Config | None = None) -> Litestar:
         return RequestTiming(app, metrics)
 
     def request_body_timeout(app):
-        return RequestBodyTimeout(app, config.http_request_timeout)
+        return RequestBodyTimeout(app, config.http_request_timeout, body_deadlines)
 
     return Litestar(
         route_handlers=[
@@ -331,7 +332,7 @@ def create_app(config: Config | None = None) -> Litestar:
         # Wrapped in this order: HTTP conventions, then access control, then the Lua filter, then the
         # fast lane, then the router.
         on_startup=[
-            fast_lane_installer(metrics),
+            fast_lane_installer(metrics, body_deadlines),
             lua_installer(),
             access_control_installer(config),
             http_conventions_installer(config.http_compression_enabled),

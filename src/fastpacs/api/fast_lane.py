@@ -33,7 +33,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from fastpacs.api.image_lane import IMAGE_PATH_ENDINGS, image_answer
 from fastpacs.api.instances import file_answer
 from fastpacs.api.responses import JSON_MEDIA_TYPE, parse_integer
-from fastpacs.api.timeouts import BodyDeadline
+from fastpacs.api.timeouts import BodyDeadline, BodyDeadlines
 from fastpacs.dicom.ids import Level, RawId, parse_id
 from fastpacs.errors import BareHttpError, OrthancError
 from fastpacs.logs import log_request
@@ -78,10 +78,11 @@ def _query_flags(query: bytes) -> frozenset[bytes] | None:
 class FastLane:
     """ASGI middleware answering the hot routes from the index, delegating everything else."""
 
-    def __init__(self, app: ASGIApp, litestar: Litestar, metrics: ServerMetrics):
+    def __init__(self, app: ASGIApp, litestar: Litestar, metrics: ServerMetrics, deadlines: BodyDeadlines):
         self.app = app
         self.litestar = litestar
         self.metrics = metrics
+        self.deadlines = deadlines
         self._services: Services | None = None
 
     def _current_services(self) -> Services | None:
@@ -134,7 +135,7 @@ class FastLane:
             await self.app(scope, receive, send)
             return
         body = _ReadBody(receive)
-        await body.read(services.config.http_request_timeout)
+        await body.read(services.config.http_request_timeout, self.deadlines)
         if body.failure is None:
             try:
                 answer = await services.find.find(parse_find_request(body.data))
@@ -171,7 +172,7 @@ class FastLane:
         try:
             with services.ingest.pending.admit(size):
                 body = _ReadBody(receive)
-                await body.read(services.config.http_request_timeout)
+                await body.read(services.config.http_request_timeout, self.deadlines)
                 if isinstance(body.failure, BareHttpError):
                     raise body.failure
                 if body.failure is None:
@@ -384,10 +385,10 @@ class _ReadBody:
     """The deadline's 408, or the message that ended the body (a disconnection): replayed as met."""
     _replayed: bool = False
 
-    async def read(self, timeout: float) -> None:
+    async def read(self, timeout: float, deadlines: BodyDeadlines) -> None:
         # The pieces joined at the end: one copy into a bytes object (the ingest hashes slices of it,
         # which a bytearray's are not), measured cheaper than filling a buffer of the announced size.
-        deadline = BodyDeadline(self.receive, timeout) if timeout > 0 else None
+        deadline = BodyDeadline(self.receive, timeout, deadlines) if timeout > 0 else None
         receive = deadline or self.receive
         chunks = []
         try:
@@ -416,10 +417,10 @@ class _ReadBody:
         return self.failure or {"type": "http.request", "body": self.data, "more_body": False}
 
 
-def fast_lane_installer(metrics: ServerMetrics) -> Callable[[Litestar], None]:
+def fast_lane_installer(metrics: ServerMetrics, deadlines: BodyDeadlines) -> Callable[[Litestar], None]:
     """A start-up hook putting :class:`FastLane` in front of the router (after the HTTP conventions)."""
 
     def install(app: Litestar) -> None:
-        app.asgi_handler = FastLane(app.asgi_handler, app, metrics)
+        app.asgi_handler = FastLane(app.asgi_handler, app, metrics, deadlines)
 
     return install
