@@ -58,10 +58,11 @@ def test_dicom_attachment(client: httpx.Client, ct: bytes) -> None:
     assert data.headers["content-type"] == "application/dicom"
     assert data.headers["content-disposition"] == f'filename="{info["Uuid"]}.dcm"'
     assert client.get(f"{base}/dicom/compressed-data").content == ct
-    for action in ("verify-md5", "compress", "uncompress"):
+    for action in ("verify-md5", "compress", "verify-md5", "uncompress", "verify-md5"):
         answer = client.post(f"{base}/dicom/{action}")
         assert (answer.status_code, answer.json()) == (200, {})
     assert client.get(f"{base}/dicom/is-compressed").text == "0"
+    assert client.get(f"{base}/dicom/data").content == ct
 
 
 def test_system_attachments_are_read_only(client: httpx.Client, ct: bytes) -> None:

@@ -23,7 +23,7 @@ COMMENTED = """{
   "StorageDirectory" : "%(storage)s",
   "IndexDirectory" : "%(storage)s",
   "NoSuchOption" : 3,           // unknown to Orthanc and fastpacs
-  "StorageCompression" : true   // Orthanc's, not supported by fastpacs
+  "HttpVerbose" : true          // Orthanc's, not supported by fastpacs
 }
 """
 
@@ -57,7 +57,7 @@ def test_a_commented_file_with_environment_overrides(tmp_path: Path) -> None:
     assert system["DicomAet"] == "COMMENTS//KEPT"  # "//" inside a string is not a comment
     log = server.log_path.read_text()
     assert "unknown configuration option 'NoSuchOption'" in log
-    assert "'StorageCompression' is not supported" in log
+    assert "'HttpVerbose' is not supported" in log
 
 
 def test_a_bad_value_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:

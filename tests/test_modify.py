@@ -40,6 +40,7 @@ from fastpacs.services.modification_jobs import (
     RunState,
     SourceInstance,
 )
+from fastpacs.storage.blobs import StoredBlob
 from tests.conftest import pydicom_file
 from tests.differential.data import CHARSET_FILES, TEST_FILES
 
@@ -652,7 +653,12 @@ def test_a_job_saves_what_resumes_it() -> None:
     """The saved state of a job gives back the same job (after a restart, the same UIDs)."""
     request = parse_anonymize_request({"Replace": {"OtherPatientIDsSequence": [{"PatientID": "A"}]}})
     state = RunState(
-        sources=[SourceInstance(ids=(b"p" * 20, b"s" * 20, b"e" * 20, b"i" * 20), digest=b"d" * 32)],
+        sources=[
+            SourceInstance(
+                ids=(b"p" * 20, b"s" * 20, b"e" * 20, b"i" * 20), blob=StoredBlob(b"d" * 32, 9, 5)
+            ),
+            SourceInstance(ids=(b"p" * 20, b"s" * 20, b"e" * 20, b"j" * 20), blob=b"d" * 32),  # saved before
+        ],
         modification=request.modification,
         origin=Origin(kind="RestApi", remote_ip="127.0.0.1"),
         keep_source=False,
@@ -665,7 +671,7 @@ def test_a_job_saves_what_resumes_it() -> None:
     loaded = ResourceModificationJob.loader(work)(job.save())
     assert loaded.state == state and loaded.total_steps == 1
     assert loaded.content() == {
-        "Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": 1, "IsAnonymization": True
+        "Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": 2, "IsAnonymization": True
     }  # fmt: skip
 
 

@@ -38,7 +38,7 @@ def test_the_worker_stores_and_summarizes_each_modified_file(
     parsed = stored[0]
     assert parsed is not None
     expected = modify_file(modification, source, "Latin1", None)  # the UID mapping is the modification's
-    assert storage.read(parsed.blob.digest) == expected
+    assert storage.read(parsed.blob) == expected
     assert parsed.blob.size == len(expected)
     assert parsed.summary == summarize(expected, "Latin1")  # as the ingest of the same bytes would say
 

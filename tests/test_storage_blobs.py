@@ -3,10 +3,13 @@
 import hashlib
 import os
 import uuid
+import zlib
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from fastpacs.errors import OrthancError
 from fastpacs.storage.blobs import BlobStore, StoredBlob
 
 
@@ -29,7 +32,7 @@ def test_put_stores_the_bytes_under_their_digest_and_leaves_no_temporary_file(
     for data, blob in zip(files, blobs, strict=True):
         assert (blob.digest, blob.size) == (hashlib.sha256(data).digest(), len(data))
         assert blob_path(tmp_path, data).read_bytes() == data
-        assert store.read(blob.digest) == data
+        assert store.read(blob) == data
         assert oct(blob_path(tmp_path, data).stat().st_mode & 0o777) == oct(0o644 & ~_umask())
     assert list(store.temporary.iterdir()) == []
     assert sorted(digest for digest, _ in store.digests()) == sorted(blob.digest for blob in blobs)
@@ -54,6 +57,36 @@ def test_identical_bytes_linked_again_keep_the_first_file(tmp_path: Path) -> Non
     assert store.put(data) == first
     assert blob_path(tmp_path, data).stat().st_ino == inode
     assert blob_path(tmp_path, data).read_bytes() == data
+
+
+def test_compressed_blobs_hold_the_size_then_a_zlib_stream(tmp_path: Path) -> None:
+    """StorageCompression's form (Orthanc's): 8 bytes little-endian of content size, then zlib at level 6."""
+    store = BlobStore(tmp_path, compression=True)
+    data = bytes(5000) + os.urandom(500)
+    blob = store.put(data)
+    stored = store.path_of(blob.digest).read_bytes()
+    assert stored == len(data).to_bytes(8, "little") + zlib.compress(data, 6)
+    assert (blob.digest, blob.size, blob.compressed_size) == (
+        hashlib.sha256(stored).digest(),
+        len(data),
+        len(stored),
+    )
+    assert (blob.compressed, blob.stored_size) == (True, len(stored))
+    assert store.read(blob) == data
+    assert store.read_stored(blob.digest) == stored
+    assert store.put(data, compression=False) == StoredBlob(hashlib.sha256(data).digest(), len(data))
+    empty = store.put(b"")
+    assert (empty.compressed_size, store.read(empty)) == (0, b"")
+    damaged = store.put(b"not zlib at all", compression=False)
+    with pytest.raises(OrthancError):
+        store.read(StoredBlob(damaged.digest, 15, 15))
+
+
+def test_records_older_than_compression_read_as_uncompressed() -> None:
+    digest = hashlib.sha256(b"x").digest()
+    old = msgspec.msgpack.encode([digest, 1])
+    blob = msgspec.msgpack.decode(old, type=StoredBlob)
+    assert (blob.compressed, blob.stored_size) == (False, 1)
 
 
 def _umask() -> int:

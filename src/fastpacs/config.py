@@ -101,6 +101,8 @@ class Config(msgspec.Struct, rename="pascal", forbid_unknown_fields=False, kw_on
     name: str = "fastpacs"
     storage_directory: str = "fastpacs-storage"
     index_directory: str = "fastpacs-storage"
+    storage_compression: bool = False
+    """Store new attachments zlib-compressed, in Orthanc's format (see :mod:`fastpacs.storage.blobs`)."""
 
     http_server_enabled: bool = True
     http_port: int = 8042
@@ -341,7 +343,6 @@ KNOWN_OPTIONS = frozenset(field.encode_name for field in msgspec.structs.fields(
 # Orthanc 1.10.1 options that fastpacs accepts and ignores (warned about once).
 IGNORED_ORTHANC_OPTIONS = frozenset(
     {
-        "StorageCompression",
         "Plugins",
         "HttpVerbose",
         "HttpProxy",

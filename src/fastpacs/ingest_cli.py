@@ -448,7 +448,8 @@ async def opened_store(config: Config) -> AsyncIterator[IngestService]:
     except StoreInUseError as error:
         raise IngestAbortedError(f"{error}: stop the server, or import through it with --url") from error
     try:
-        storage = BlobStore(config.storage_path)
+        storage = BlobStore(config.storage_path, compression=config.storage_compression)
+        storage.hand_to_workers()
         database = Database(config.index_path, config.index_map_size)
         await asyncio.to_thread(repair_storage, database, storage)
         writer = IndexWriter(database, storage)

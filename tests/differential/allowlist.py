@@ -159,19 +159,6 @@ ALLOWED.update(
         ("anonymize*", "*.6000,4000"): _OVERLAYS_REMOVED,
     }
 )
-_STORED_UNCOMPRESSED = (
-    "POST .../compress: Orthanc zlib-compresses the stored attachment; fastpacs stores every attachment "
-    "uncompressed (content-addressed blobs, see services/attachments.py), so it stays at is-compressed 0 and "
-    "its compressed views show the attachment itself. Its content, size, MD5 and ETag are the same."
-)
-ALLOWED.update(
-    {
-        ("compressed attachment * compress*/is-compressed", "body"): _STORED_UNCOMPRESSED,
-        ("compressed attachment * compress*/compressed-size", "body"): _STORED_UNCOMPRESSED,
-        ("compressed attachment * compress*/info", "$.CompressedMD5"): _STORED_UNCOMPRESSED,
-        ("compressed attachment * compress*/info", "$.CompressedSize"): _STORED_UNCOMPRESSED,
-    }
-)
 ALLOWED.update(
     {
         ("root*", "header:content-type"): (
@@ -574,5 +561,21 @@ ALLOWED.update(
             "A private attribute no dictionary knows (written UN) in a block whose creator element the "
             "request also gave: Orthanc's /tags omits its PrivateCreator, fastpacs's names it."
         ),
+    }
+)
+
+# StorageCompression (tests/differential/test_storage_compression.py).
+_UNTIL_PIXEL_DATA = (
+    "With StorageCompression, Orthanc also stores each file's bytes up to its pixel data as a "
+    "'dicom-until-pixel-data' attachment (type 3, compressed), which its attachment lists and disk sizes "
+    "count; fastpacs does not store it yet."
+)
+KNOWN_BUGS.update(
+    {
+        ("* attachments", "$[1]"): _UNTIL_PIXEL_DATA,
+        ("*statistics*", "$.DiskSize*"): _UNTIL_PIXEL_DATA,
+        ("*statistics*", "$.UncompressedSize*"): _UNTIL_PIXEL_DATA,
+        ("*statistics*", "$.TotalDiskSize*"): _UNTIL_PIXEL_DATA,
+        ("*statistics*", "$.TotalUncompressedSize*"): _UNTIL_PIXEL_DATA,
     }
 )

@@ -65,12 +65,16 @@ async def _data(service: AttachmentService, kind: int, attachment: Attachment) -
     )
 
 
-async def _stored_data(service: AttachmentService, kind: int, attachment: Attachment) -> Response[bytes]:
-    return Response(await service.read(attachment), media_type="application/octet-stream")
+async def _stored_data(service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+    return Response(await service.read_stored(attachment), media_type="application/octet-stream")
 
 
 async def _size(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
     return text_response(str(attachment.blob.size))
+
+
+async def _stored_size(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+    return text_response(str(attachment.blob.stored_size))
 
 
 async def _md5(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
@@ -78,16 +82,21 @@ async def _md5(_service: AttachmentService, _kind: int, attachment: Attachment) 
     return text_response(attachment.md5.hex())
 
 
-async def _is_compressed(_service: AttachmentService, _kind: int, _attachment: Attachment) -> Response[bytes]:
-    return text_response("0")
+async def _stored_md5(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+    assert attachment.stored_md5 is not None
+    return text_response(attachment.stored_md5.hex())
+
+
+async def _is_compressed(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+    return text_response("1" if attachment.blob.compressed else "0")
 
 
 async def _info(_service: AttachmentService, kind: int, attachment: Attachment) -> Response[bytes]:
-    assert attachment.md5 is not None
+    assert attachment.md5 is not None and attachment.stored_md5 is not None
     return json_response(
         {
-            "CompressedMD5": attachment.md5.hex(),
-            "CompressedSize": attachment.blob.size,
+            "CompressedMD5": attachment.stored_md5.hex(),
+            "CompressedSize": attachment.blob.stored_size,
             "ContentType": kind,
             "UncompressedMD5": attachment.md5.hex(),
             "UncompressedSize": attachment.blob.size,
@@ -100,13 +109,14 @@ VIEWS: dict[str, View] = {
     "data": _data,
     "compressed-data": _stored_data,
     "size": _size,
-    "compressed-size": _size,
+    "compressed-size": _stored_size,
     "md5": _md5,
-    "compressed-md5": _md5,
+    "compressed-md5": _stored_md5,
     "is-compressed": _is_compressed,
     "info": _info,
 }
-"""The GET operations: fastpacs stores attachments uncompressed, so the compressed views equal the others."""
+"""The GET operations: the ``compressed-*`` views show the stored bytes (the content itself when the
+attachment is stored uncompressed), the others the content."""
 
 
 def _view_handler(level: Level, base: str, operation: str, view: View) -> HTTPRouteHandler:
@@ -122,7 +132,7 @@ def _view_handler(level: Level, base: str, operation: str, view: View) -> HTTPRo
 
 
 def _action_handler(level: Level, base: str, operation: str) -> HTTPRouteHandler:
-    """``verify-md5`` reads the attachment again; ``compress``/``uncompress`` only check it exists."""
+    """``verify-md5`` reads the attachment again; ``compress``/``uncompress`` store it in that form."""
 
     @post(f"{base}/{{name:str}}/{operation}", name=f"{level.plural}-attachment-{operation}", status_code=200)
     async def handler(resource_id: str, name: str, services: Services) -> Response[bytes]:
@@ -130,7 +140,7 @@ def _action_handler(level: Level, base: str, operation: str) -> HTTPRouteHandler
         if operation == "verify-md5":
             await services.attachments.verify(level, rid, name)
         else:
-            await services.attachments.get(level, rid, name)
+            await services.attachments.set_compression(level, rid, name, compression=operation == "compress")
         return empty_object()
 
     return handler

@@ -65,13 +65,12 @@ async def upload_instances(request: Request, services: Services) -> Response[byt
 @get("/instances/{resource_id:str}/file", name="instances-file")
 async def instance_file(resource_id: str, services: Services) -> Response[bytes]:
     rid = parse_id(resource_id)
-    found = None if rid is None else services.resources.instance_blob_digest(rid)
-    if found is None:
+    blob = None if rid is None else services.resources.instance_blob(rid)
+    if blob is None:
         raise unknown_resource()
-    digest, file_uuid = found
-    data = await asyncio.to_thread(services.storage.read, digest)
+    data = await asyncio.to_thread(services.storage.read, blob)
     return Response(
         data,
         media_type="application/dicom",
-        headers={"Content-Disposition": f'filename="{file_uuid}.dcm"'},
+        headers={"Content-Disposition": f'filename="{blob.uuid}.dcm"'},
     )

@@ -11,7 +11,8 @@ The ``attachments`` database keys an entry by resource ID + 2-byte type.
 The DICOM file of an instance lives in its :class:`~fastpacs.index.schema.Resource`;
 its entry here, when there is one, only caches the MD5 of the file, which
 is computed the first time a client asks for it (blobs are immutable, so
-it never goes stale).
+it never goes stale). A compressed blob (``StorageCompression``) has two
+MD5s, of its content and of its stored bytes, cached alike.
 """
 
 import struct
@@ -32,7 +33,7 @@ ID_SIZE = 20
 
 
 class Attachment(msgspec.Struct, array_like=True):
-    """One attachment: where its bytes are, their MD5 (once known) and its revision."""
+    """One attachment: where its bytes are, their MD5s (once known) and its revision."""
 
     blob: StoredBlob
     md5: bytes | None = None
@@ -40,6 +41,13 @@ class Attachment(msgspec.Struct, array_like=True):
     revision: int = 0
     """0 in the index, as in Orthanc's SQLite index, which keeps no revisions; 1 in the answer to a
     replacement, the revision Orthanc names there."""
+    compressed_md5: bytes | None = None
+    """MD5 of the stored bytes of a compressed blob, known with ``md5`` (``md5`` itself otherwise)."""
+
+    @property
+    def stored_md5(self) -> bytes | None:
+        """Orthanc's ``CompressedMD5``: of the bytes on disk."""
+        return self.compressed_md5 if self.blob.compressed else self.md5
 
 
 ATTACHMENT_DECODER = msgspec.msgpack.Decoder(Attachment)

@@ -96,7 +96,7 @@ class IndexUpdate(IndexView):
         if references == 0:
             if not self.blob_exists(blob.digest):
                 raise BlobMissingError(blob.digest.hex())
-            self.add_counter(Counter.DISK_SIZE, blob.size)
+            self.add_counter(Counter.DISK_SIZE, blob.stored_size)
             self.new_blobs |= not flushed
         self.txn.put(blob.digest, pack_u64(references + 1), db=self.dbs["blobs"])
         self.add_counter(Counter.UNCOMPRESSED_SIZE, blob.size)
@@ -105,7 +105,7 @@ class IndexUpdate(IndexView):
         references = self.blob_references(blob.digest) - 1
         if references <= 0:
             self.txn.delete(blob.digest, db=self.dbs["blobs"])
-            self.add_counter(Counter.DISK_SIZE, -blob.size)
+            self.add_counter(Counter.DISK_SIZE, -blob.stored_size)
             self.released_blobs.add(blob.digest)
         else:
             self.txn.put(blob.digest, pack_u64(references), db=self.dbs["blobs"])
@@ -394,20 +394,54 @@ def delete_attachment(
     update.log_change("UpdatedAttachment", level, rid, time.time())
 
 
-def remember_md5(update: IndexUpdate, rid: RawId, kind: int, blob: StoredBlob, md5: bytes) -> None:
-    """Cache the MD5 computed for an attachment, if the attachment still holds that blob."""
+def remember_md5(update: IndexUpdate, rid: RawId, kind: int, known: Attachment) -> None:
+    """Cache the MD5s computed for an attachment (of its content, and of its stored bytes when
+    compressed), if the attachment still holds the blob they were computed from."""
     key = attachment_key(rid, kind)
     if kind == DICOM:
         record = update.resource(rid)
-        if record is not None and record.blob is not None and record.blob.digest == blob.digest:
-            update.txn.put(key, encode(Attachment(blob=record.blob, md5=md5)), db=update.dbs["attachments"])
+        if record is not None and record.blob is not None and record.blob.digest == known.blob.digest:
+            cached = Attachment(blob=record.blob, md5=known.md5, compressed_md5=known.compressed_md5)
+            update.txn.put(key, encode(cached), db=update.dbs["attachments"])
         return
     value = update.txn.get(key, db=update.dbs["attachments"])
     if value is not None:
         current = ATTACHMENT_DECODER.decode(value)
-        if current.blob.digest == blob.digest and current.md5 is None:
-            current.md5 = md5
+        if current.blob.digest == known.blob.digest:
+            current.md5, current.compressed_md5 = known.md5, known.compressed_md5
             update.txn.put(key, encode(current), db=update.dbs["attachments"])
+
+
+def replace_attachment_blob(
+    update: IndexUpdate, rid: RawId, kind: int, current: bytes, stored: Attachment
+) -> bool:
+    """Store an attachment's content in another form (``/compress``, ``/uncompress``): its blob
+    becomes ``stored.blob``, the blob of digest ``current`` is released, nothing is logged and the
+    revision stays, as in Orthanc. False, and nothing changed, if the attachment no longer holds
+    ``current`` (replaced or deleted meanwhile). :class:`BlobMissingError` if the new blob is gone.
+    """
+    key = attachment_key(rid, kind)
+    if kind == DICOM:
+        record = update.resource(rid)
+        if record is None or record.blob is None or record.blob.digest != current:
+            return False
+        update.reference_blob(stored.blob)
+        update.txn.put(
+            rid, encode(msgspec.structs.replace(record, blob=stored.blob)), db=update.dbs["resources"]
+        )
+        update.txn.put(key, encode(stored), db=update.dbs["attachments"])
+        update.release_blob(record.blob)
+        return True
+    value = update.txn.get(key, db=update.dbs["attachments"])
+    previous = None if value is None else ATTACHMENT_DECODER.decode(value)
+    if previous is None or previous.blob.digest != current:
+        return False
+    update.reference_blob(stored.blob)
+    update.txn.put(
+        key, encode(msgspec.structs.replace(stored, revision=previous.revision)), db=update.dbs["attachments"]
+    )
+    update.release_blob(previous.blob)
+    return True
 
 
 def forget_attachments(update: IndexUpdate, rid: RawId) -> None:

@@ -36,6 +36,7 @@ from fastpacs.errors import OrthancError
 from fastpacs.jobs.job import Job
 from fastpacs.services.exports import StoreRequest
 from fastpacs.services.ingest import LUA_ORIGIN
+from fastpacs.storage.blobs import StoredBlob
 
 if TYPE_CHECKING:
     from fastpacs.services.registry import Services
@@ -230,13 +231,11 @@ class LuaOperations:
         extra = [str(argument) for argument in arguments] if isinstance(arguments, list) else []
         done = []
         for rid in instances:
-            found = self.services.resources.instance_blob_digest(rid)
-            if found is None:
+            blob = self.services.resources.instance_blob(rid)
+            if blob is None:
                 continue
             try:
-                await asyncio.to_thread(
-                    self._run_command, command, extra, self.services.storage.read, found[0]
-                )
+                await asyncio.to_thread(self._run_command, command, extra, self.services.storage.read, blob)
             except (OSError, subprocess.SubprocessError) as error:
                 logger.error("Lua: Failed system call - %s on %s: %s", command, format_id(rid), error)
             else:
@@ -244,9 +243,9 @@ class LuaOperations:
         return done
 
     @staticmethod
-    def _run_command(command: str, arguments: list[str], read, digest: bytes) -> None:
+    def _run_command(command: str, arguments: list[str], read, blob: StoredBlob) -> None:
         with tempfile.TemporaryDirectory(prefix="fastpacs-lua-") as folder:
             path = Path(folder) / "instance.dcm"
-            path.write_bytes(read(digest))
+            path.write_bytes(read(blob))
             logger.info("Lua: System call: %s %s", command, " ".join([*arguments, str(path)]))
             subprocess.run([command, *arguments, str(path)], check=True, timeout=SYSTEM_CALL_TIMEOUT)

@@ -177,7 +177,10 @@ def _sub_operation(
     unsendable = Unsendable(instance.sop_class_uid, instance.sop_instance_uid)
     try:
         dataset = dataset_to_send(instance, accepted, transcode, peer_aet, preferred=preferred)
-        return dataset if dataset is not None else dcmread(instance.path)
+        if dataset is not None:
+            return dataset
+        sendable = instance.sendable()
+        return sendable if isinstance(sendable, Dataset) else dcmread(sendable)
     except DicomNetworkError as error:
         logger.warning("C-STORE sub-operation of %s failed: %s", instance.sop_instance_uid, error)
         return unsendable

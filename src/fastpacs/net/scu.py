@@ -60,6 +60,7 @@ from fastpacs.net.transfer_syntaxes import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     UNCOMPRESSED,
 )
+from fastpacs.storage.blobs import decompress
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,20 @@ class StoredInstance:
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax: str
+    compressed: bool = False
+    """Whether the file at ``path`` is stored compressed (``StorageCompression``): read it through
+    :meth:`read_file` or :meth:`sendable`, never as a DICOM file."""
+
+    def read_file(self) -> bytes:
+        """The DICOM file (blocking I/O, and zlib for a compressed one: run it off the event loop)."""
+        assert self.path is not None
+        stored = self.path.read_bytes()
+        return decompress(stored) if self.compressed else stored
+
+    def sendable(self) -> str | Dataset:
+        """What pynetdicom sends: the file's path, or its dataset when it is stored compressed."""
+        assert self.path is not None
+        return dcmread(io.BytesIO(self.read_file())) if self.compressed else str(self.path)
 
 
 class DicomNetworkError(Exception):
@@ -365,8 +380,7 @@ def dataset_to_send(
 def _file_bytes(instance: StoredInstance, dataset: Dataset | None) -> bytes:
     """The instance as a DICOM file: the stored one, or ``dataset`` encoded."""
     if dataset is None:
-        assert instance.path is not None
-        return instance.path.read_bytes()
+        return instance.read_file()
     output = io.BytesIO()
     dcmwrite(output, dataset)
     return output.getvalue()
@@ -410,7 +424,7 @@ class StoreAssociation:
         originator_aet, originator_id = originator if originator is not None else (None, None)
         try:
             status = self.assoc.send_c_store(
-                dataset if dataset is not None else str(instance.path),
+                dataset if dataset is not None else instance.sendable(),
                 msg_id=self._message_id,
                 originator_aet=originator_aet,
                 originator_id=originator_id,

@@ -4,19 +4,20 @@ from fastpacs.dicom.content import ContentAnswer, encapsulated_document, navigat
 from fastpacs.dicom.parse import StoredTags, file_meta_tags, read_dataset, store_tags, tag_walker
 from fastpacs.dicom.tags import SPECIFIC_CHARACTER_SET
 from fastpacs.pool.tasks import read_blob
+from fastpacs.storage.blobs import StoredBlob
 
 
-def content_at(digest: bytes, path: list[str]) -> ContentAnswer:
-    return navigate(read_blob(digest), path)
+def content_at(blob: StoredBlob, path: list[str]) -> ContentAnswer:
+    return navigate(read_blob(blob), path)
 
 
-def pdf_of(digest: bytes) -> bytes:
-    return encapsulated_document(read_blob(digest))
+def pdf_of(blob: StoredBlob) -> bytes:
+    return encapsulated_document(read_blob(blob))
 
 
-def tags_of(digest: bytes, default_encoding: str, ignore_length: frozenset[int]) -> StoredTags:
+def tags_of(blob: StoredBlob, default_encoding: str, ignore_length: frozenset[int]) -> StoredTags:
     """The tag JSON of a stored file, decoded again (another DefaultEncoding, or ``ignore-length``)."""
-    dataset = read_dataset(read_blob(digest))
+    dataset = read_dataset(read_blob(blob))
     walker = tag_walker(dataset, default_encoding)
     walker.ignore_length = ignore_length
     full = walker.full(dataset)

@@ -1,6 +1,6 @@
 """Worker-side pixel work: read the stored file, decode one frame, render, encode.
 
-Only the blob digest and a few parameters cross the process boundary; the
+Only the blob's index entry and a few parameters cross the process boundary; the
 answer comes back as encoded bytes. Each worker keeps its last parsed files
 (bounded in bytes), so that walking through the frames of a multi-frame
 instance parses it once. Errors are :class:`fastpacs.imaging.decode.ImagingError`
@@ -23,6 +23,7 @@ from fastpacs.imaging.native import NativeImage, read_native
 from fastpacs.imaging.npy import npy_file, npz_file
 from fastpacs.imaging.render import render
 from fastpacs.pool.tasks import read_blob_writeable
+from fastpacs.storage.blobs import StoredBlob
 
 PARSED_FILES_BUDGET = 16 * 1024 * 1024
 """Bytes of parsed files a worker keeps for the next requests (at least the last one, whatever its
@@ -45,14 +46,15 @@ class _ParsedFiles:
         )
 
     def get(
-        self, digest: bytes, native: bool = True
+        self, blob: StoredBlob, native: bool = True
     ) -> tuple[NativeImage | Dataset, ImageDescription | None]:
         """The file, as a :class:`NativeImage` when it is one and ``native`` allows, else its dataset."""
+        digest = blob.digest
         entry = self._entries.get(digest)
         if entry is not None and (native or isinstance(entry[0], Dataset)):
             self._entries.move_to_end(digest)
             return entry[0], entry[1]
-        data = entry[0].data if entry is not None else read_blob_writeable(digest)
+        data = entry[0].data if entry is not None else read_blob_writeable(blob)
         image = read_native(data) if native else None
         if image is not None:
             return self._keep(digest, image, image.description, len(data))
@@ -83,9 +85,9 @@ class _ParsedFiles:
 _parsed = _ParsedFiles(PARSED_FILES_BUDGET)
 
 
-def _pixels(digest: bytes) -> tuple[Dataset, ImageDescription]:
+def _pixels(blob: StoredBlob) -> tuple[Dataset, ImageDescription]:
     """The parsed dataset of an image (``raw`` needs pydicom's view of the pixel data)."""
-    dataset, description = _parsed.get(digest, native=False)
+    dataset, description = _parsed.get(blob, native=False)
     assert isinstance(dataset, Dataset)
     if description is None:
         describe(dataset)  # raises the reason there is no image
@@ -93,8 +95,8 @@ def _pixels(digest: bytes) -> tuple[Dataset, ImageDescription]:
     return dataset, description
 
 
-def _image(digest: bytes) -> tuple[NativeImage | Dataset, ImageDescription]:
-    image, description = _parsed.get(digest)
+def _image(blob: StoredBlob) -> tuple[NativeImage | Dataset, ImageDescription]:
+    image, description = _parsed.get(blob)
     if description is None:
         assert isinstance(image, Dataset)
         describe(image)  # raises the reason there is no image
@@ -109,28 +111,28 @@ def _decoded(image: NativeImage | Dataset, description: ImageDescription, index:
     return decode_frame(image, description, index)
 
 
-def render_frame(digest: bytes, index: int, operation: str, image_format: str, quality: int) -> bytes:
+def render_frame(blob: StoredBlob, index: int, operation: str, image_format: str, quality: int) -> bytes:
     """``/preview``, ``/image-uint8``, ``/image-uint16``, ``/image-int16`` of one frame, encoded.
 
     The operation and the format come as their values: unpickling an enum member costs more than
     the lookup here.
     """
-    image, description = _image(digest)
+    image, description = _image(blob)
     frame = _decoded(image, description, index)
     return encode_image(render(frame, Operation(operation)), ImageFormat(image_format), quality)
 
 
-def frame_bytes(digest: bytes, index: int, compress: bool) -> tuple[bytes, str]:
+def frame_bytes(blob: StoredBlob, index: int, compress: bool) -> tuple[bytes, str]:
     """``/frames/{i}/raw`` (the stored bytes and their content type), or ``raw.gz``."""
-    dataset, description = _pixels(digest)
+    dataset, description = _pixels(blob)
     data, media_type = raw_frame(dataset, description, index)
     if compress:
         return igzip.compress(data, GZIP_LEVEL), "application/gzip"
     return data, media_type
 
 
-def frame_matlab(digest: bytes, index: int) -> bytes:
-    image, description = _image(digest)
+def frame_matlab(blob: StoredBlob, index: int) -> bytes:
+    image, description = _image(blob)
     return matlab_text(_decoded(image, description, index).pixels)
 
 
@@ -149,9 +151,9 @@ def _numpy_frame(
     return pixels[:, :, np.newaxis]
 
 
-def frames_numpy(digest: bytes, index: int | None, rescale: bool, compress: bool) -> bytes:
+def frames_numpy(blob: StoredBlob, index: int | None, rescale: bool, compress: bool) -> bytes:
     """``/numpy`` of one frame (``index``) or of every frame (``None``, with a leading frame axis)."""
-    image, description = _image(digest)
+    image, description = _image(blob)
     if index is not None:
         array = _numpy_frame(image, description, index, rescale)
     else:

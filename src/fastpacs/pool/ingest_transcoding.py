@@ -33,6 +33,7 @@ from fastpacs.dicom.parse import (
 from fastpacs.dicom.transcoding import transcode
 from fastpacs.errors import OrthancError
 from fastpacs.pool.tasks import ParsedFile, read_blob, store_parsed
+from fastpacs.storage.blobs import StoredBlob
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +68,14 @@ class IngestTranscoding(msgspec.Struct, frozen=True):
 
 
 def transcode_stored(
-    digest: bytes, transcoding: IngestTranscoding, default_encoding: str
+    blob: StoredBlob, transcoding: IngestTranscoding, default_encoding: str
 ) -> ParsedFile | None:
-    """The stored file ``digest`` converted, summarized and stored as a new blob (not yet flushed);
+    """The stored file ``blob`` converted, summarized and stored as a new blob (not yet flushed);
     ``None`` when it cannot be converted, to be indexed as it was received.
 
     ``FileNotFoundError`` if a concurrent delete of the same bytes removed the blob meanwhile.
     """
-    data = read_blob(digest)
+    data = read_blob(blob)
     try:
         converted = transcode(
             data,

@@ -1,6 +1,6 @@
 """Modification and anonymization in the worker processes.
 
-The server process sends the :class:`Modification` and the digests of the
+The server process sends the :class:`Modification` and the blobs of the
 stored files; each worker reads the files from the shared storage itself,
 and for the jobs stores the new files itself too and hands back only their
 summaries and blobs (:class:`ParsedFile`), which the server indexes
@@ -15,7 +15,8 @@ from fastpacs.dicom.ids import Level
 from fastpacs.dicom.modification import SOP_INSTANCE_UID, Modification, modify
 from fastpacs.dicom.parse import InstanceSummary, header_prefix, summarize, summarize_header
 from fastpacs.dicom.transcoding import transcode
-from fastpacs.pool.tasks import ParsedFile, read_blob, store_parsed
+from fastpacs.pool.tasks import ParsedFile, read_blob, read_uncompressed_blob, store_parsed
+from fastpacs.storage.blobs import StoredBlob
 
 
 class TranscodeTarget(msgspec.Struct, frozen=True):
@@ -28,7 +29,7 @@ class TranscodeTarget(msgspec.Struct, frozen=True):
 
 def modify_and_store(
     modification: Modification,
-    digests: list[bytes],
+    blobs: list[StoredBlob | bytes],
     default_encoding: str,
     target: TranscodeTarget | None,
 ) -> list[ParsedFile | None]:
@@ -40,9 +41,9 @@ def modify_and_store(
     :class:`~fastpacs.pool.tasks.StoreInterruptedError`, which names the blobs already written.
     """
     modified: list[tuple[bytes, InstanceSummary] | None] = []
-    for digest in digests:
+    for blob in blobs:
         try:
-            data = read_blob(digest)
+            data = read_blob(blob) if isinstance(blob, StoredBlob) else read_uncompressed_blob(blob)
         except FileNotFoundError:
             modified.append(None)
             continue
@@ -75,7 +76,7 @@ def modify_file(
 
 
 def modify_stored_file(
-    modification: Modification, digest: bytes, default_encoding: str, target: TranscodeTarget | None
+    modification: Modification, blob: StoredBlob, default_encoding: str, target: TranscodeTarget | None
 ) -> bytes:
     """The modified file of one stored instance (the instance-level /modify and /anonymize)."""
-    return modify_file(modification, read_blob(digest), default_encoding, target)
+    return modify_file(modification, read_blob(blob), default_encoding, target)

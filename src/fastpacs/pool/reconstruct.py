@@ -2,8 +2,9 @@
 
 from fastpacs.dicom.parse import InstanceSummary, summarize
 from fastpacs.pool.tasks import read_blob
+from fastpacs.storage.blobs import StoredBlob
 
 
-def summary_of(digest: bytes, default_encoding: str) -> InstanceSummary:
+def summary_of(blob: StoredBlob, default_encoding: str) -> InstanceSummary:
     """The index summary of a stored file, as ingest computes it."""
-    return summarize(read_blob(digest), default_encoding)
+    return summarize(read_blob(blob), default_encoding)

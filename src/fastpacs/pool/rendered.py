@@ -26,6 +26,7 @@ from fastpacs.imaging.encode import encode_image
 from fastpacs.imaging.formats import ImageFormat, Rendering, UnsupportedConversionError
 from fastpacs.imaging.resize import fitted
 from fastpacs.pool.images import _pixels
+from fastpacs.storage.blobs import StoredBlob
 
 
 def _first_number(dataset: Dataset, keyword: str) -> float | None:
@@ -83,9 +84,9 @@ def windowed(
 
 
 def render_windowed(
-    digest: bytes, index: int, rendering: Rendering, image_format: ImageFormat, quality: int
+    blob: StoredBlob, index: int, rendering: Rendering, image_format: ImageFormat, quality: int
 ) -> bytes:
-    dataset, description = _pixels(digest)
+    dataset, description = _pixels(blob)
     frame = decode_frame(dataset, description, index)
     image = fitted(
         windowed(frame, dataset, description, rendering), rendering.width, rendering.height, rendering.smooth

@@ -5,13 +5,14 @@ import numpy as np
 from fastpacs.imaging.formats import UndecodableImageError
 from fastpacs.imaging.npy import npy_file, npz_file
 from fastpacs.pool.images import _numpy_frame, _pixels
+from fastpacs.storage.blobs import StoredBlob
 
 
-def series_numpy(slices: list[tuple[bytes, int]], rescale: bool, compress: bool) -> bytes:
-    """``.npy`` of shape (slices, rows, columns, channels) from (blob digest, frame) pairs, in order."""
+def series_numpy(slices: list[tuple[StoredBlob, int]], rescale: bool, compress: bool) -> bytes:
+    """``.npy`` of shape (slices, rows, columns, channels) from (blob, frame) pairs, in order."""
     frames = []
-    for digest, index in slices:
-        dataset, description = _pixels(digest)
+    for blob, index in slices:
+        dataset, description = _pixels(blob)
         if description.bits_allocated > 16:
             raise UndecodableImageError()  # Orthanc 1.10.1 decodes no 32-bit image (rtdose)
         frames.append(_numpy_frame(dataset, description, index, rescale))

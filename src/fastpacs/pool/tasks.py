@@ -68,7 +68,7 @@ def initialize(storage_root: str, dictionary: UserDictionary) -> None:
     global _storage  # noqa: PLW0603 - the worker's one storage handle, set once at start
     _end_with_parent()
     install_dictionary(dictionary)
-    _storage = BlobStore(Path(storage_root))
+    _storage = BlobStore.of_server(Path(storage_root))  # compressing as the server does
     warm_worker()  # loads the kernels prepare_kernel_cache() compiled: no request compiles
 
 
@@ -102,15 +102,26 @@ def store_parsed(data: bytes, summary: InstanceSummary, stored: list[ParsedFile]
     return parsed
 
 
-def read_blob(digest: bytes) -> bytes:
-    """The content of a stored blob, read by the worker itself (only the digest crosses processes)."""
+def read_blob(blob: StoredBlob) -> bytes:
+    """The content of a stored blob, read (and decompressed) by the worker itself (only its index
+    entry crosses processes)."""
     assert _storage is not None, "worker not initialized"
-    return _storage.read(digest)
+    return _storage.read(blob)
 
 
-def read_blob_writeable(digest: bytes) -> bytearray:
+def read_uncompressed_blob(digest: bytes) -> bytes:
+    """A blob known by its digest alone, which names an uncompressed one (in records older than
+    compression)."""
+    assert _storage is not None, "worker not initialized"
+    return _storage.read_stored(digest)
+
+
+def read_blob_writeable(blob: StoredBlob) -> bytearray:
     """A stored blob read into a buffer of its own, whose arrays (pixels) are writeable without a copy."""
     assert _storage is not None, "worker not initialized"
+    if blob.compressed:
+        return bytearray(_storage.read(blob))
+    digest = blob.digest
     with _storage.path_of(digest).open("rb", buffering=0) as file:
         data = bytearray(os.fstat(file.fileno()).st_size)
         view = memoryview(data)
@@ -128,12 +139,12 @@ def is_zip(data: bytes) -> bool:
     return data.startswith(ZIP_SIGNATURES) and data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] != b"DICM"
 
 
-def summarize_blob(digest: bytes, default_encoding: str) -> InstanceSummary:
+def summarize_blob(blob: StoredBlob, default_encoding: str) -> InstanceSummary:
     """Check and summarize a file the server has just stored, read here from the storage.
 
     ``FileNotFoundError`` if a concurrent delete of the same bytes removed it meanwhile.
     """
-    return summarize(read_blob(digest), default_encoding)
+    return summarize(read_blob(blob), default_encoding)
 
 
 def parse_and_store_zip(data: bytes, default_encoding: str, max_expanded_size: int) -> list[ParsedFile]:

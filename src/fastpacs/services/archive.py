@@ -48,7 +48,7 @@ from fastpacs.index.view import IndexView
 from fastpacs.jobs.engine import JobEngine
 from fastpacs.jobs.job import Job, JobOutput
 from fastpacs.services.zip_stream import FileTarget, StreamTarget, ZipTarget, ZipWriter
-from fastpacs.storage.blobs import BlobStore
+from fastpacs.storage.blobs import BlobStore, StoredBlob
 
 MEGABYTE = 1024 * 1024
 CHUNK_SIZE = MEGABYTE
@@ -113,6 +113,12 @@ class ArchiveEntry(msgspec.Struct, array_like=True, frozen=True):
     instance: RawId
     digest: bytes
     size: int
+    compressed_size: int | None = None
+    """As in :class:`StoredBlob`: set when the file is stored compressed."""
+
+    @property
+    def blob(self) -> StoredBlob:
+        return StoredBlob(self.digest, self.size, self.compressed_size)
 
 
 def plan_archive(view: IndexView, resources: list[RawId], skip_unknown: bool = False) -> list[ArchiveEntry]:
@@ -163,9 +169,7 @@ def plan_archive(view: IndexView, resources: list[RawId], skip_unknown: bool = F
                     blob = record_of(instance).blob
                     assert blob is not None
                     name = folder + instance_filename(tags.get("Modality", ""), index)
-                    entries.append(
-                        ArchiveEntry(path=name, instance=instance, digest=blob.digest, size=blob.size)
-                    )
+                    entries.append(ArchiveEntry(name, instance, blob.digest, blob.size, blob.compressed_size))
     return entries
 
 
@@ -182,6 +186,15 @@ def entry_chunks(
     with database.read() as view:
         if view.resource(entry.instance) is None:
             return
+    if entry.compressed_size is not None:  # decompressed whole: the file was stored whole in memory too
+        try:
+            data = storage.read(entry.blob)
+        except FileNotFoundError:
+            return
+        _check_size(entry, len(data))
+        yield zip_writer.local_header(entry.path, entry.size, zlib.crc32(data))
+        yield data
+        return
     try:
         file = open(storage.path_of(entry.digest), "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:

@@ -8,11 +8,17 @@ that references them is committed, exactly as DICOM files are.
 MD5 hashes are not computed at ingest (that would cost every upload a full
 pass over the file): the MD5 of an attachment is computed in a thread the
 first time a client needs it, then cached in the index (blobs never
-change). fastpacs stores every attachment uncompressed, whatever
-``StorageCompression`` says, so the compressed views (``compressed-size``,
-``compressed-md5``, ``compressed-data``) show the attachment itself and
-``is-compressed`` is ``0``, as Orthanc answers for an uncompressed
-attachment; ``compress`` and ``uncompress`` succeed and leave it as it is.
+change); for a compressed attachment, with the MD5 of its stored bytes.
+
+With ``StorageCompression`` every new attachment is stored zlib-compressed
+in Orthanc's form (see :mod:`fastpacs.storage.blobs`): the compressed views
+(``compressed-size``, ``compressed-md5``, ``compressed-data``) show the
+stored bytes and ``is-compressed`` is ``1``. ``compress`` and ``uncompress``
+store an attachment in the other form, whatever the option says: a new blob
+replaces the old one in the index in one transaction (the old blob is
+removed once nothing references it), its revision and ETag stay (they name
+the content), and its ``Uuid`` changes, as in Orthanc; one already in the
+asked form is left as it is.
 """
 
 import asyncio
@@ -32,9 +38,10 @@ from fastpacs.index.updates import (
     delete_attachment,
     put_attachment,
     remember_md5,
+    replace_attachment_blob,
 )
 from fastpacs.index.writer import IndexWriter
-from fastpacs.storage.blobs import BlobStore
+from fastpacs.storage.blobs import BlobStore, StoredBlob, decompress
 
 DEFAULT_MIME_TYPE = "application/octet-stream"
 DICOM_MIME_TYPE = "application/dicom"
@@ -103,7 +110,12 @@ class AttachmentService:
             stored = stored_attachments(view.txn, view.dbs, rid)
         if record.blob is not None:
             cached = stored.get(DICOM)
-            stored[DICOM] = Attachment(blob=record.blob, md5=cached.md5 if cached else None)
+            same = cached is not None and cached.blob.digest == record.blob.digest
+            stored[DICOM] = Attachment(
+                blob=record.blob,
+                md5=cached.md5 if cached else None,  # the content's MD5 outlives a compress
+                compressed_md5=cached.compressed_md5 if same else None,
+            )
         return dict(sorted(stored.items()))
 
     def names(self, level: Level, rid: RawId) -> dict[str, int]:
@@ -120,25 +132,64 @@ class AttachmentService:
         attachment = None if attachments is None else attachments.get(kind)
         if attachment is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        if attachment.md5 is None:
-            data = await self.read(attachment)
-            attachment.md5 = await asyncio.to_thread(_md5, data)
-            await self.writer.run(
-                lambda update: remember_md5(update, rid, kind, attachment.blob, attachment.md5)
-            )
+        if attachment.md5 is None or attachment.stored_md5 is None:
+            hashes = await asyncio.to_thread(self._hashes, attachment.blob)
+            attachment.md5, attachment.compressed_md5 = hashes.md5, hashes.compressed_md5
+            await self.writer.run(lambda update: remember_md5(update, rid, kind, attachment))
         return kind, attachment
 
     async def read(self, attachment: Attachment) -> bytes:
         """The attachment's content; ``FileNotFoundError`` if its file is missing from the storage."""
-        return await asyncio.to_thread(self.storage.read, attachment.blob.digest)
+        return await asyncio.to_thread(self.storage.read, attachment.blob)
+
+    async def read_stored(self, attachment: Attachment) -> bytes:
+        """The attachment's bytes as stored (compressed or not)."""
+        return await asyncio.to_thread(self.storage.read_stored, attachment.blob.digest)
 
     async def verify(self, level: Level, rid: RawId, name: str) -> None:
-        """Read the attachment again and check it against its SHA-256 name and its MD5."""
+        """Read the attachment again and check it against its SHA-256 name, its size and its MD5s."""
         _, attachment = await self.get(level, rid, name)
-        data = await self.read(attachment)
-        sha256, md5 = await asyncio.to_thread(_hashes, data)
-        if sha256 != attachment.blob.digest or md5 != attachment.md5 or len(data) != attachment.blob.size:
+        hashes = await asyncio.to_thread(self._hashes, attachment.blob)
+        if (
+            hashes.sha256 != attachment.blob.digest
+            or hashes.size != attachment.blob.size
+            or (hashes.md5, hashes.compressed_md5) != (attachment.md5, attachment.compressed_md5)
+        ):
             raise OrthancError(ErrorCode.CORRUPTED_FILE)
+
+    def _hashes(self, blob: StoredBlob) -> "_Hashes":
+        """The hashes of a blob, read from the storage (on a thread: zlib and hashlib release the GIL)."""
+        stored = self.storage.read_stored(blob.digest)
+        data = decompress(stored) if blob.compressed else stored
+        return _Hashes(
+            sha256=hashlib.sha256(stored).digest(),
+            size=len(data),
+            md5=_md5(data),
+            compressed_md5=_md5(stored) if blob.compressed else None,
+        )
+
+    async def set_compression(self, level: Level, rid: RawId, name: str, compression: bool) -> None:
+        """``compress`` (``uncompress``): store the attachment compressed (uncompressed) from now on."""
+        for _ in range(MAX_BLOB_RETRIES):
+            kind, attachment = await self.get(level, rid, name)
+            if attachment.blob.compressed == compression:
+                return
+            blob = await asyncio.to_thread(self._stored_again, attachment.blob, compression)
+            stored = Attachment(blob=blob, md5=attachment.md5)
+            try:
+                replaced = await self.writer.run(
+                    lambda update, stored=stored, current=attachment.blob.digest, kind=kind: (
+                        replace_attachment_blob(update, rid, kind, current, stored)
+                    )
+                )
+            except BlobMissingError:
+                continue  # removed by a concurrent delete between its write and this commit
+            if replaced:
+                return
+        raise OrthancError(ErrorCode.CANNOT_WRITE_FILE, "The attachment changed while being converted")
+
+    def _stored_again(self, blob: StoredBlob, compression: bool) -> StoredBlob:
+        return self.storage.put(self.storage.read(blob), compression)
 
     def _writable_kind(self, name: str) -> int:
         kind = self.kind_of(name)
@@ -195,8 +246,15 @@ def _md5(data: bytes) -> bytes:
     return hashlib.md5(data, usedforsecurity=False).digest()
 
 
-def _hashes(data: bytes) -> tuple[bytes, bytes]:
-    return hashlib.sha256(data).digest(), _md5(data)
+class _Hashes(msgspec.Struct, frozen=True):
+    sha256: bytes
+    """Of the stored bytes."""
+    size: int
+    """Of the content."""
+    md5: bytes
+    """Of the content."""
+    compressed_md5: bytes | None
+    """Of the stored bytes, when compressed."""
 
 
 def _etag_of(if_match: str | None) -> str | None:

@@ -24,6 +24,7 @@ from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.pool import content as content_tasks
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.storage.blobs import StoredBlob
 
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 _encoder = msgspec.json.Encoder(order="sorted")
@@ -80,13 +81,13 @@ class ContentService:
         self.default_encoding = default_encoding
         self._inflated = InflatedForms()
 
-    def _stored(self, rid: RawId) -> tuple[StoredTags, bytes] | None:
+    def _stored(self, rid: RawId) -> tuple[StoredTags, StoredBlob] | None:
         with self.database.read() as view:
             record = view.resource_at(rid, Level.INSTANCE)
             if record is None or record.blob is None:
                 return None
             tags = view.stored_tags(rid)
-        return (tags, record.blob.digest) if tags is not None else None
+        return (tags, record.blob) if tags is not None else None
 
     def stored_tags_json(self, rid: RawId, form: TagForm) -> bytes | None:
         """The tag JSON as stored at ingest, when it is the answer (``None``: ask :meth:`tags`).
@@ -106,10 +107,10 @@ class ContentService:
         stored = self._stored(rid)
         if stored is None:
             return None
-        tags, digest = stored
+        tags, blob = stored
         encoding = self.default_encoding.name
         if ignore_length or not tags.is_current(encoding):
-            return await self.pool.run(content_tasks.tags_of, digest, encoding, ignore_length)
+            return await self.pool.run(content_tasks.tags_of, blob, encoding, ignore_length)
         return tags
 
     async def tags(
@@ -146,10 +147,10 @@ class ContentService:
                 return None
             sop_class = view.metadata_value(rid, SYSTEM_METADATA["SopClassUid"])
             is_pdf = sop_class is not None and sop_class.value == ENCAPSULATED_PDF
-            digest = record.blob.digest
+            blob = record.blob
         if not is_pdf:
             return None
-        return await self.pool.run(content_tasks.pdf_of, digest)
+        return await self.pool.run(content_tasks.pdf_of, blob)
 
 
 def _form_of(tags: StoredTags, form: TagForm) -> bytes:

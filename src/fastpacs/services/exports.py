@@ -232,6 +232,7 @@ def stored_instances(view: IndexView, storage: BlobStore, level: Level, rid: Raw
                 sop_class_uid=sop_class.value if sop_class is not None else "",
                 sop_instance_uid=record.main_tags.get("SOPInstanceUID", ""),
                 transfer_syntax=syntax.value if syntax is not None else "",
+                compressed=record.blob.compressed,
             )
         )
     return found

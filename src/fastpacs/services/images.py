@@ -26,6 +26,7 @@ from fastpacs.index.database import Database
 from fastpacs.index.schema import Resource
 from fastpacs.pool.pool import WorkerFunction, WorkerPool
 from fastpacs.services.rendered import frame_out_of_range
+from fastpacs.storage.blobs import StoredBlob
 
 _RENDER_FRAME = WorkerFunction("fastpacs.pool.images", "render_frame")
 _FRAME_BYTES = WorkerFunction("fastpacs.pool.images", "frame_bytes")
@@ -69,11 +70,11 @@ class ImageService:
         except InvalidFrameCountError:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from None
 
-    def _known_digest(self, rid: RawId) -> bytes:
+    def _known_blob(self, rid: RawId) -> StoredBlob:
         record = self._instance(rid)
         if record is None or record.blob is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        return record.blob.digest
+        return record.blob
 
     async def image(
         self, rid: RawId, frame: int, operation: Operation, image_format: ImageFormat, quality: int
@@ -90,7 +91,7 @@ class ImageService:
         except InvalidFrameCountError:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         if frame >= count:
-            await frame_out_of_range(self.database, self.pool, rid, record.blob.digest)
+            await frame_out_of_range(self.database, self.pool, rid, record.blob)
         key = (record.blob.digest, frame, operation, image_format, quality)
         cached = self.cache.get(key)
         if cached is not None:
@@ -98,7 +99,7 @@ class ImageService:
         try:
             # The enums' values: a plain string costs less to unpickle than an enum member.
             body = await self.pool.run(
-                _RENDER_FRAME, record.blob.digest, frame, operation.value, image_format.value, quality
+                _RENDER_FRAME, record.blob, frame, operation.value, image_format.value, quality
             )
         except (ImagingError, FileNotFoundError):  # the file: lost, or deleted since the lookup
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
@@ -107,16 +108,16 @@ class ImageService:
 
     async def raw(self, rid: RawId, frame: int, compress: bool) -> tuple[bytes, str]:
         """``/frames/{i}/raw`` and ``raw.gz``: the body and its content type."""
-        digest = self._known_digest(rid)
+        blob = self._known_blob(rid)
         try:
-            return await self.pool.run(_FRAME_BYTES, digest, frame, compress)
+            return await self.pool.run(_FRAME_BYTES, blob, frame, compress)
         except ImagingError as error:
             raise _not_decodable(error) from None
 
     async def matlab(self, rid: RawId, frame: int) -> bytes:
-        digest = self._known_digest(rid)
+        blob = self._known_blob(rid)
         try:
-            return await self.pool.run(_FRAME_MATLAB, digest, frame)
+            return await self.pool.run(_FRAME_MATLAB, blob, frame)
         except ImagingError as error:
             raise _not_decodable(error, bad_frame_count=ErrorCode.NOT_IMPLEMENTED) from None
 
@@ -126,9 +127,9 @@ class ImageService:
         A NumberOfFrames that is no number answers as in Orthanc: 400 "Bad file format" for all
         frames, 500 "Not implemented" for one frame (as ``matlab``).
         """
-        digest = self._known_digest(rid)
+        blob = self._known_blob(rid)
         try:
-            return await self.pool.run(_FRAMES_NUMPY, digest, frame, rescale, compress)
+            return await self.pool.run(_FRAMES_NUMPY, blob, frame, rescale, compress)
         except ImagingError as error:
             bad_frame_count = ErrorCode.BAD_FILE_FORMAT if frame is None else ErrorCode.NOT_IMPLEMENTED
             raise _not_decodable(error, bad_frame_count) from None

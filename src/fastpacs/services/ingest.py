@@ -169,9 +169,7 @@ class IngestService:
             try:
                 summary = None if parsing is None else await parsing
                 if summary is None:
-                    summary = await self.pool.run(
-                        tasks.summarize_blob, blob.digest, self.default_encoding.name
-                    )
+                    summary = await self.pool.run(tasks.summarize_blob, blob, self.default_encoding.name)
                 converted = await self._converted(summary, blob)
             except FileNotFoundError:
                 continue  # a concurrent delete of the same bytes removed the blob: store it again
@@ -289,9 +287,7 @@ class IngestService:
         ``FileNotFoundError`` if a concurrent delete of the same bytes removed ``blob``."""
         if self.transcoding is None or not self.transcoding.applies_to(summary.transfer_syntax):
             return None
-        return await self.pool.run(
-            transcode_stored, blob.digest, self.transcoding, self.default_encoding.name
-        )
+        return await self.pool.run(transcode_stored, blob, self.transcoding, self.default_encoding.name)
 
     async def _index_converted(
         self, converted: tasks.ParsedFile, received: StoredBlob, origin: Origin

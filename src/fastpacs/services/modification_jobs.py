@@ -40,6 +40,7 @@ from fastpacs.pool.tasks import ParsedFile, StoreInterruptedError
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.services.resources import resource_path
+from fastpacs.storage.blobs import StoredBlob
 
 INSTANCES_PER_WORKER = 12
 """Instances a step gives each worker to modify."""
@@ -52,7 +53,9 @@ class SourceInstance(msgspec.Struct, frozen=True, array_like=True):
     """An instance to modify: its IDs (patient, study, series, instance) and its stored file."""
 
     ids: tuple[RawId, RawId, RawId, RawId]
-    digest: bytes
+    blob: StoredBlob | bytes
+    """Its blob; the bare digest of an uncompressed file in a job saved before files could be
+    stored compressed."""
 
 
 class RunState(msgspec.Struct, kw_only=True):
@@ -155,7 +158,7 @@ class ModificationWork:
                     self.pool.run(
                         modify_and_store,
                         state.modification,
-                        [batch[index].digest for index in chunk],
+                        [batch[index].blob for index in chunk],
                         self.default_encoding.name,
                         self.transcode_target(state.transcode),
                     )

@@ -66,6 +66,7 @@ from fastpacs.services.modification_jobs import (
     SplitStudyJob,
 )
 from fastpacs.services.request_fields import boolean_field, is_synchronous, priority_field
+from fastpacs.storage.blobs import StoredBlob
 
 
 class ModifyService:
@@ -98,26 +99,26 @@ class ModifyService:
         transcode = string_member(request, "Transcode")
         if transcode is not None and not is_transfer_syntax(transcode):
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {transcode}")
-        digest = self._digest(rid)
+        blob = self._blob(rid)
         target = self.work.transcode_target(transcode)
         encoding = self.default_encoding.name
-        return await self.pool.run(modify_stored_file, modification, digest, encoding, target)
+        return await self.pool.run(modify_stored_file, modification, blob, encoding, target)
 
     async def anonymize_instance(self, rid: RawId, body: bytes) -> bytes:
         anonymization = parse_anonymize_request(decode_body(body))
-        digest = self._digest(rid)  # an unknown instance consumes no generated name
+        blob = self._blob(rid)  # an unknown instance consumes no generated name
         modification = await self._named(anonymization)
         refusal = anonymization_refusal(anonymization)  # after the name, which Orthanc's refusal consumes
         if refusal is not None:
             raise refusal
-        return await self.pool.run(modify_stored_file, modification, digest, self.default_encoding.name, None)
+        return await self.pool.run(modify_stored_file, modification, blob, self.default_encoding.name, None)
 
-    def _digest(self, rid: RawId) -> bytes:
+    def _blob(self, rid: RawId) -> StoredBlob:
         with self.database.read() as view:
             record = view.resource_at(rid, Level.INSTANCE)
             if record is None or record.blob is None:
                 raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-            return record.blob.digest
+            return record.blob
 
     async def _named(self, anonymization: AnonymizationRequest) -> Modification:
         """The anonymization, with a generated PatientName when the request leaves it to the server."""
@@ -359,9 +360,7 @@ def _instances_below(view: IndexView, rid: RawId, level: Level) -> list[SourceIn
         if node_level == Level.INSTANCE:
             record = view.resource(node)
             if record is not None and record.blob is not None:
-                found.append(
-                    SourceInstance(ids=(path[0], path[1], path[2], path[3]), digest=record.blob.digest)
-                )
+                found.append(SourceInstance(ids=(path[0], path[1], path[2], path[3]), blob=record.blob))
             return
         for child in view.children(node):
             walk(child, [*path, child], Level(node_level + 1))

@@ -452,7 +452,7 @@ class PeerService:
         _check_supported(peer)
         assert instance.path is not None
         try:
-            data = await asyncio.to_thread(instance.path.read_bytes)
+            data = await asyncio.to_thread(instance.read_file)
         except FileNotFoundError:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Instance {format_id(rid)} was deleted") from None
         if transfer_syntax is not None and transfer_syntax != instance.transfer_syntax:

@@ -24,6 +24,7 @@ from fastpacs.index.writer import IndexWriter
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.pool.reconstruct import summary_of
 from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.storage.blobs import StoredBlob
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ class ReconstructService:
         self.default_encoding = default_encoding
         self._background: asyncio.Task | None = None
 
-    def _instances(self, rid: RawId | None) -> list[tuple[RawId, bytes]]:
-        """The instances to reconstruct with their blob digests: below a resource, or all (``None``).
+    def _instances(self, rid: RawId | None) -> list[tuple[RawId, StoredBlob]]:
+        """The instances to reconstruct with their blobs: below a resource, or all (``None``).
 
         The resource is found at whatever level it is, as Orthanc does whatever route names it
         (``/series/{a study's ID}/reconstruct`` reconstructs the study).
@@ -56,12 +57,12 @@ class ReconstructService:
             for instance in instances:
                 record = view.resource(instance)
                 if record is not None and record.blob is not None:
-                    found.append((instance, record.blob.digest))
+                    found.append((instance, record.blob))
             return found
 
-    async def _reconstruct_one(self, instance: RawId, digest: bytes) -> bool:
+    async def _reconstruct_one(self, instance: RawId, blob: StoredBlob) -> bool:
         try:
-            summary = await self.pool.run(summary_of, digest, self.default_encoding.name)
+            summary = await self.pool.run(summary_of, blob, self.default_encoding.name)
         except FileNotFoundError:
             logger.warning("reconstruct: the file of instance %s is missing", instance.hex())
             return False
@@ -77,9 +78,7 @@ class ReconstructService:
         rewritten = 0
         for start in range(0, len(instances), batch):
             chunk = instances[start : start + batch]
-            done = await asyncio.gather(
-                *(self._reconstruct_one(instance, digest) for instance, digest in chunk)
-            )
+            done = await asyncio.gather(*(self._reconstruct_one(instance, blob) for instance, blob in chunk))
             rewritten += sum(done)
         return rewritten
 

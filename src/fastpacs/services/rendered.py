@@ -24,6 +24,7 @@ from fastpacs.index.database import Database
 from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.pool.pool import WorkerFunction, WorkerPool
 from fastpacs.services.slices import SliceService
+from fastpacs.storage.blobs import StoredBlob
 
 UNSUPPORTED_MEDIA_TYPE = 415
 RENDERED = "rendered"
@@ -33,7 +34,7 @@ _RENDER_WINDOWED = WorkerFunction("fastpacs.pool.rendered", "render_windowed")
 _SERIES_NUMPY = WorkerFunction("fastpacs.pool.series", "series_numpy")
 
 
-async def frame_out_of_range(database: Database, pool: WorkerPool, rid: RawId, digest: bytes) -> NoReturn:
+async def frame_out_of_range(database: Database, pool: WorkerPool, rid: RawId, blob: StoredBlob) -> NoReturn:
     """Orthanc's answer to a rendering (``preview``, ``image-*``, ``rendered``) of a frame beyond the last.
 
     An empty 415 for encapsulated pixel data and for pixels Orthanc cannot decode, else an empty 404, even
@@ -47,7 +48,7 @@ async def frame_out_of_range(database: Database, pool: WorkerPool, rid: RawId, d
     if not out_of_range_is_not_found(None if syntax is None else syntax.value):
         raise BareHttpError(UNSUPPORTED_MEDIA_TYPE)
     try:
-        await pool.run(_RENDER_WINDOWED, digest, 0, Rendering(), ImageFormat.PNG, DEFAULT_JPEG_QUALITY)
+        await pool.run(_RENDER_WINDOWED, blob, 0, Rendering(), ImageFormat.PNG, DEFAULT_JPEG_QUALITY)
     except (ImagingError, FileNotFoundError):
         raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
     raise BareHttpError(404)
@@ -73,15 +74,13 @@ class RenderedService:
         except InvalidFrameCountError:
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         if frame >= count:
-            await frame_out_of_range(self.database, self.pool, rid, record.blob.digest)
+            await frame_out_of_range(self.database, self.pool, rid, record.blob)
         key = (record.blob.digest, frame, RENDERED, rendering, image_format, quality)
         cached = self.cache.get(key)
         if cached is not None:
             return cached[0]
         try:
-            body = await self.pool.run(
-                _RENDER_WINDOWED, record.blob.digest, frame, rendering, image_format, quality
-            )
+            body = await self.pool.run(_RENDER_WINDOWED, record.blob, frame, rendering, image_format, quality)
         except (ImagingError, FileNotFoundError):  # the file: lost, or deleted since the lookup
             raise BareHttpError(UNSUPPORTED_MEDIA_TYPE) from None
         self.cache.put(key, body, image_format.value)
@@ -91,14 +90,14 @@ class RenderedService:
         """Every frame of the series in ``ordered-slices`` order, as one ``.npy`` (or ``.npz``)."""
         order = self.slices.ordered(series_id)
         with self.database.read() as view:
-            digests = {}
+            blobs = {}
             for instance, _, _ in order["SlicesShort"]:
                 record = view.resource(parse_id(instance) or b"")
                 if record is None or record.blob is None:
                     raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-                digests[instance] = record.blob.digest
+                blobs[instance] = record.blob
         slices = [
-            (digests[instance], frame)
+            (blobs[instance], frame)
             for instance, first, count in order["SlicesShort"]
             for frame in range(first, first + count)
         ]

@@ -16,6 +16,7 @@ from fastpacs.index.find import lookup_identifier
 from fastpacs.index.metadata import SYSTEM_METADATA
 from fastpacs.index.schema import Counter, Resource
 from fastpacs.index.view import IndexView
+from fastpacs.storage.blobs import StoredBlob
 
 ResourceJson = dict[str, Any]
 MEGABYTE = 1024 * 1024
@@ -182,13 +183,20 @@ class ResourceService:
                     answers.append(resource_json(view, child, record))
             return answers
 
-    def instance_blob_digest(self, rid: RawId) -> tuple[bytes, str] | None:
-        """The blob digest and FileUuid of an instance's DICOM file."""
+    def instance_blob(self, rid: RawId) -> StoredBlob | None:
+        """The blob of an instance's DICOM file (its ``uuid`` is the FileUuid)."""
         with self.database.read() as view:
             record = view.resource_at(rid, Level.INSTANCE)
-            if record is None or record.blob is None:
-                return None
-            return record.blob.digest, record.blob.uuid
+            return None if record is None else record.blob
+
+    def instance_blob_digest(self, rid: RawId) -> tuple[bytes, str] | None:
+        """The blob digest and FileUuid of an instance's DICOM file when the blob is the file itself,
+        to be sent by path (the fast lane); ``None`` as well for a file stored compressed, which only
+        :meth:`fastpacs.storage.blobs.BlobStore.read` gives back."""
+        blob = self.instance_blob(rid)
+        if blob is None or blob.compressed:
+            return None
+        return blob.digest, blob.uuid
 
     def is_blob_referenced(self, digest: bytes) -> bool:
         """Whether some stored resource still refers to the blob of this SHA-256."""

@@ -21,6 +21,16 @@ store when a blob can go. It is safe to use from several processes.
 A write that fails removes its temporary file at once; a full disk is
 Orthanc's "The file storage is full" (507), and the store serves again as
 soon as space returns.
+
+With Orthanc's ``StorageCompression``, new blobs are stored in Orthanc's
+"zlib with size" form (:func:`compress`): the content's size as 8 bytes
+little-endian, then a zlib stream at zlib's default level (6), which gives
+the same bytes (and so the same ``compressed-md5``) as Orthanc for the same
+file; empty content stays empty. The digest names the stored bytes, and the
+:class:`StoredBlob` kept in the index says whether they are compressed: a
+reader asks :meth:`BlobStore.read` for the content, never the file itself,
+unless the blob is uncompressed. Compression and decompression run where the
+store is called (a thread, or a worker process), never on the event loop.
 """
 
 import contextlib
@@ -28,7 +38,9 @@ import ctypes
 import errno
 import hashlib
 import os
+import struct
 import uuid
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -45,14 +57,39 @@ DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 _NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 """What ``open`` with ``O_TMPFILE`` raises where the kernel or the file system lacks it."""
 _UUID_VARIANT_DIGITS = "89ab"
+ZLIB_LEVEL = 6
+"""zlib's default level, Orthanc's: the stored bytes are Orthanc's for the same content."""
+_CONTENT_SIZE = struct.Struct("<Q")
+_MAX_ZLIB_RATIO = 1032
+"""Deflate cannot shrink data more than this: a size prefix beyond it is damage, not a size to allocate."""
+COMPRESSION_VARIABLE = "FASTPACS_STORAGE_COMPRESSION"
+"""How the server hands ``StorageCompression`` to its worker processes, which open the store
+themselves (their start-up arguments name only its folder): set before the pool starts."""
 
 
 class StoredBlob(msgspec.Struct, array_like=True, frozen=True):
-    """Where a blob is and what it holds."""
+    """Where a blob is and what it holds.
+
+    Records written before compression existed have no ``compressed_size``:
+    they read as uncompressed (no migration).
+    """
 
     digest: bytes
-    """SHA-256 of the content (32 bytes)."""
+    """SHA-256 of the stored bytes (32 bytes)."""
     size: int
+    """Size of the content (Orthanc's ``UncompressedSize``)."""
+    compressed_size: int | None = None
+    """Size of the stored bytes when they are the content compressed (Orthanc's ``ZlibWithSize``),
+    ``None`` when they are the content itself."""
+
+    @property
+    def compressed(self) -> bool:
+        return self.compressed_size is not None
+
+    @property
+    def stored_size(self) -> int:
+        """Bytes on disk (Orthanc's ``CompressedSize``, which is the size itself when uncompressed)."""
+        return self.size if self.compressed_size is None else self.compressed_size
 
     @property
     def uuid(self) -> str:
@@ -72,8 +109,10 @@ class StoredBlob(msgspec.Struct, array_like=True, frozen=True):
 class BlobStore:
     """Files under one root folder, named by their SHA-256."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, compression: bool = False):
         self.root = root
+        self.compression = compression
+        """Whether :meth:`put` compresses what it stores (Orthanc's ``StorageCompression``)."""
         self.temporary = root / TEMPORARY_FOLDER
         self.temporary.mkdir(parents=True, exist_ok=True)
         self._root = str(root)
@@ -90,22 +129,42 @@ class BlobStore:
         text = digest.hex()
         return os.path.exists(f"{self._root}/{text[0:2]}/{text[2:4]}/{text}")
 
-    def put(self, data: bytes) -> StoredBlob:
-        """Store bytes (if not already there) and return their address; :meth:`sync` makes them durable.
+    @classmethod
+    def of_server(cls, root: Path) -> "BlobStore":
+        """The store as the server opened it, in one of its worker processes (see
+        :data:`COMPRESSION_VARIABLE`)."""
+        return cls(root, compression=os.environ.get(COMPRESSION_VARIABLE) == "1")
+
+    def hand_to_workers(self) -> None:
+        """Let worker processes started from now on store as this store does (:meth:`of_server`)."""
+        os.environ[COMPRESSION_VARIABLE] = "1" if self.compression else "0"
+
+    def put(self, data: bytes, compression: bool | None = None) -> StoredBlob:
+        """Store ``data`` (if not already there), compressed if ``compression`` (by default the
+        store's setting), and return its address; :meth:`sync` makes it durable.
 
         Paths are plain strings and the two folder levels are created only when a rename finds them
         missing: this runs for every ingest, on a thread of the server process, and pathlib's
         objects and a ``mkdir`` per call cost more than the write's own system calls.
         """
-        digest = hashlib.sha256(data).digest()
-        blob = StoredBlob(digest=digest, size=len(data))
+        if self.compression if compression is None else compression:
+            stored = compress(data)
+            blob = StoredBlob(hashlib.sha256(stored).digest(), len(data), len(stored))
+            self._put_stored(stored, blob.digest)
+            return blob
+        blob = StoredBlob(digest=hashlib.sha256(data).digest(), size=len(data))
+        self._put_stored(data, blob.digest)
+        return blob
+
+    def _put_stored(self, data: bytes, digest: bytes) -> None:
+        """Write the bytes named ``digest`` unless they are there already."""
         text = digest.hex()
         folder = f"{self._root}/{text[0:2]}/{text[2:4]}"
         final = f"{folder}/{text}"
         if os.path.exists(final):
-            return blob
+            return
         if self._unnamed_files and self._put_unnamed(data, folder, final):
-            return blob
+            return
         temporary = f"{self._temporary}/{text}.{os.getpid()}.{uuid.uuid4().hex}"
         try:
             _write(temporary, data)
@@ -120,7 +179,6 @@ class BlobStore:
             if error.errno in DISK_FULL:
                 raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
             raise
-        return blob
 
     def _put_unnamed(self, data: bytes, folder: str, final: str) -> bool:
         """Write ``data`` to an unnamed file of the store and link it as ``final``; False (and
@@ -167,8 +225,13 @@ class BlobStore:
         finally:
             os.close(descriptor)
 
-    def read(self, digest: bytes) -> bytes:
-        """The content of a blob; ``FileNotFoundError`` if it is not stored."""
+    def read(self, blob: StoredBlob) -> bytes:
+        """The content of a blob (decompressed if stored so); ``FileNotFoundError`` if it is not stored."""
+        stored = self.read_stored(blob.digest)
+        return stored if blob.compressed_size is None else decompress(stored)
+
+    def read_stored(self, digest: bytes) -> bytes:
+        """The bytes of a blob as stored; ``FileNotFoundError`` if it is not stored."""
         return self.path_of(digest).read_bytes()
 
     def remove(self, digest: bytes) -> None:
@@ -196,6 +259,32 @@ class BlobStore:
             os.unlink(entry.path)
             count += 1
         return count
+
+
+def compress(data: bytes) -> bytes:
+    """Orthanc's "zlib with size" form: the size as 8 bytes little-endian, then the zlib stream
+    (nothing at all for empty content)."""
+    if not data:
+        return b""
+    return _CONTENT_SIZE.pack(len(data)) + zlib.compress(data, ZLIB_LEVEL)
+
+
+def decompress(stored: bytes) -> bytes:
+    """The content of bytes :func:`compress` made; :class:`OrthancError` if they are damaged."""
+    if not stored:
+        return b""
+    try:
+        if len(stored) < _CONTENT_SIZE.size:
+            raise zlib.error("shorter than its size prefix")
+        (size,) = _CONTENT_SIZE.unpack_from(stored)
+        if size > _MAX_ZLIB_RATIO * len(stored):
+            raise zlib.error(f"a size prefix of {size} bytes for {len(stored)} stored bytes")
+        data = zlib.decompress(memoryview(stored)[_CONTENT_SIZE.size :], bufsize=max(size, 1))
+    except zlib.error as error:
+        raise OrthancError(ErrorCode.CORRUPTED_FILE, f"Cannot uncompress a stored file: {error}") from error
+    if len(data) != size:
+        raise OrthancError(ErrorCode.CORRUPTED_FILE, "A stored file does not uncompress to its size")
+    return data
 
 
 def _write(path: str, data: bytes) -> None:
