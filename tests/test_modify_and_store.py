@@ -145,7 +145,7 @@ class _IndexFailingFor(IngestService):
         self.statuses.append(status)
 
     async def _index(  # type: ignore[override]
-        self, summary: object, blob: StoredBlob, data: object, origin: Origin, flushed: object
+        self, summary: object, blob: StoredBlob, data: object, origin: Origin, flushed: object, **_: object
     ) -> SimpleNamespace:
         await asyncio.sleep(blob.size / 100)
         if blob.size in self.failing:

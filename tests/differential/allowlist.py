@@ -563,19 +563,3 @@ ALLOWED.update(
         ),
     }
 )
-
-# StorageCompression (tests/differential/test_storage_compression.py).
-_UNTIL_PIXEL_DATA = (
-    "With StorageCompression, Orthanc also stores each file's bytes up to its pixel data as a "
-    "'dicom-until-pixel-data' attachment (type 3, compressed), which its attachment lists and disk sizes "
-    "count; fastpacs does not store it yet."
-)
-KNOWN_BUGS.update(
-    {
-        ("* attachments", "$[1]"): _UNTIL_PIXEL_DATA,
-        ("*statistics*", "$.DiskSize*"): _UNTIL_PIXEL_DATA,
-        ("*statistics*", "$.UncompressedSize*"): _UNTIL_PIXEL_DATA,
-        ("*statistics*", "$.TotalDiskSize*"): _UNTIL_PIXEL_DATA,
-        ("*statistics*", "$.TotalUncompressedSize*"): _UNTIL_PIXEL_DATA,
-    }
-)

@@ -1,11 +1,13 @@
 """StorageCompression compared with the reference Orthanc: attachments stored zlib-compressed.
 
 Both servers run with ``StorageCompression: true``. The stored bytes must be
-Orthanc's (``compressed-data``, ``compressed-md5``, ``compressed-size``), every
-reader must get the original file back (``/file``, ``/preview``, ``/archive``,
-C-GET), the statistics must count stored and content sizes apart, and
-``/uncompress`` and ``/compress`` must convert in place. ``/compress`` and
-``/uncompress`` without the option are compared in test_api_rest_vs_orthanc.py.
+Orthanc's, of each DICOM file and of its ``dicom-until-pixel-data``
+attachment (``compressed-data``, ``compressed-md5``, ``compressed-size``),
+every reader must get the original file back (``/file``, ``/preview``,
+``/archive``, C-GET), the statistics must count stored and content sizes
+apart, and ``/uncompress`` and ``/compress`` must convert in place.
+``/compress`` and ``/uncompress`` without the option are compared in
+test_api_rest_vs_orthanc.py.
 """
 
 import io
@@ -27,8 +29,9 @@ from tests.differential.harness import Call, ServerPair, get
 
 pytestmark = pytest.mark.reference
 
-FILES = ("CT_small.dcm", "JPEG2000.dcm", "rtdose.dcm", "SC_rgb_rle_2frame.dcm")
-"""Native CT, a compressed transfer syntax (JPEG 2000), multi-frame 32-bit and multi-frame RLE colour."""
+FILES = ("CT_small.dcm", "JPEG2000.dcm", "rtdose.dcm", "SC_rgb_rle_2frame.dcm", "rtplan.dcm")
+"""Native CT, a compressed transfer syntax (JPEG 2000), multi-frame 32-bit, multi-frame RLE colour, and
+a file without pixel data."""
 VIEWS = ("/info", "/is-compressed", "/compressed-data", "/compressed-md5", "/compressed-size")
 VIEWS += ("/data", "/md5", "/size")
 ETAG = ("content-type", "etag")
@@ -67,6 +70,9 @@ def test_stored_files_are_orthancs_bytes(pair: ServerPair, stored: dict[str, dic
         instance = f"/instances/{answer['ID']}"
         check.compare(get(f"{name} attachments", f"{instance}/attachments"))
         check.compare_all(_attachment_calls(name, f"{instance}/attachments/dicom"))
+        check.compare_all(
+            _attachment_calls(f"{name} until", f"{instance}/attachments/dicom-until-pixel-data")
+        )
         check.compare(Call(f"{name} verify-md5", "POST", f"{instance}/attachments/dicom/verify-md5"))
         check.compare(get(f"{name} file", f"{instance}/file"))
         assert pair.fastpacs_client.get(f"{instance}/file").content == test_file(name).read_bytes()
@@ -142,6 +148,32 @@ def test_readers_get_the_original_file(pair: ServerPair, stored: dict[str, dict[
     assert [(item.SOPInstanceUID, item.PixelData) for item in received] == [
         (expected.SOPInstanceUID, expected.PixelData)
     ]
+
+
+def test_files_a_worker_stores_are_compressed_alike(
+    pair: ServerPair, stored: dict[str, dict[str, str]]
+) -> None:
+    """A study anonymized by a job: the worker processes store the new files (compressed, with their
+    bytes before the pixel data), not the server's ingest thread."""
+    answers = [
+        client.post(f"/studies/{stored['CT_small.dcm']['ParentStudy']}/anonymize", json={}).json()
+        for client in (pair.orthanc_client, pair.fastpacs_client)
+    ]
+    instances = [
+        client.get(f"{answer['Path']}/instances").json()[0]["ID"]
+        for client, answer in zip((pair.orthanc_client, pair.fastpacs_client), answers, strict=True)
+    ]
+    lists = [
+        client.get(f"/instances/{instance}/attachments").json()
+        for client, instance in zip((pair.orthanc_client, pair.fastpacs_client), instances, strict=True)
+    ]
+    assert lists[1] == lists[0] == ["dicom", "dicom-until-pixel-data"]
+    client, base = pair.fastpacs_client, f"/instances/{instances[1]}"
+    file = client.get(f"{base}/file").content
+    offset = int(client.get(f"{base}/metadata/PixelDataOffset").text)
+    assert client.get(f"{base}/attachments/dicom/is-compressed").text == "1"
+    assert client.get(f"{base}/attachments/dicom-until-pixel-data/data").content == file[:offset]
+    assert client.get(f"{base}/attachments/dicom-until-pixel-data/is-compressed").text == "1"
 
 
 def test_compressed_files_survive_a_restart(pair: ServerPair, stored: dict[str, dict[str, str]]) -> None:

@@ -1,8 +1,9 @@
 """Attachments of resources: the DICOM file of each instance, and user attachments.
 
 Orthanc numbers its attachment ("content") types: 1 is the DICOM file of an
-instance, 2 and 3 are internal caches Orthanc may keep, and 1024 to 65535
-are user types, named in the configuration (``UserContentType``) or by
+instance, 2 and 3 are internal caches Orthanc may keep (3, the file's bytes
+before its pixel data, is stored with ``StorageCompression``, by fastpacs
+too), and 1024 to 65535 are user types, named in the configuration (``UserContentType``) or by
 their number. A user attachment is a content-addressed blob like any DICOM
 file: its blob is referenced once per attachment, so that identical bytes
 are stored once and removed with their last reference.
@@ -24,9 +25,16 @@ from fastpacs.dicom.ids import RawId
 from fastpacs.storage.blobs import StoredBlob
 
 DICOM = 1
+DICOM_UNTIL_PIXEL_DATA = 3
+"""The bytes of an instance's file before its PixelData, which Orthanc stores (compressed) alongside
+the file with ``StorageCompression``; fastpacs too, for the same attachments and sizes."""
 FIRST_USER_TYPE = 1024
 LAST_USER_TYPE = 65535
-SYSTEM_TYPES: dict[str, int] = {"dicom": DICOM, "dicom-as-json": 2, "dicom-until-pixel-data": 3}
+SYSTEM_TYPES: dict[str, int] = {
+    "dicom": DICOM,
+    "dicom-as-json": 2,
+    "dicom-until-pixel-data": DICOM_UNTIL_PIXEL_DATA,
+}
 
 _TYPE = struct.Struct(">H")
 ID_SIZE = 20

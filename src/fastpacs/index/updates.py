@@ -20,6 +20,7 @@ from fastpacs.dicom.parse import InstanceSummary
 from fastpacs.index.attachments import (
     ATTACHMENT_DECODER,
     DICOM,
+    DICOM_UNTIL_PIXEL_DATA,
     Attachment,
     attachment_key,
     etag,
@@ -203,15 +204,25 @@ def add_instance(
     moment: float,
     *,
     blob_flushed: bool = False,
+    until_pixel_data: StoredBlob | None = None,
 ) -> IngestOutcome:
-    """Index a new instance and whatever ancestors it creates; ``AlreadyStored`` if it exists."""
+    """Index a new instance and whatever ancestors it creates; ``AlreadyStored`` if it exists.
+
+    ``until_pixel_data``: the blob of its ``dicom-until-pixel-data`` attachment (``StorageCompression``),
+    flushed with the file's.
+    """
     ids = resource_ids(summary.identifiers)
     if update.resource(ids[Level.INSTANCE]) is not None:
-        if update.blob_references(blob.digest) == 0:
-            update.released_blobs.add(blob.digest)
+        for written in (blob, until_pixel_data):
+            if written is not None and update.blob_references(written.digest) == 0:
+                update.released_blobs.add(written.digest)
         return IngestOutcome(status="AlreadyStored", ids=ids)
 
     update.reference_blob(blob, flushed=blob_flushed)
+    if until_pixel_data is not None:
+        update.reference_blob(until_pixel_data, flushed=blob_flushed)
+        key = attachment_key(ids[Level.INSTANCE], DICOM_UNTIL_PIXEL_DATA)
+        update.txn.put(key, encode(Attachment(blob=until_pixel_data)), db=update.dbs["attachments"])
     created: list[Level] = []
     for level in Level:
         rid = ids[level]

@@ -45,6 +45,14 @@ class ParsedFile(msgspec.Struct, array_like=True):
     blob: StoredBlob
     store_seconds: float = 0.0
     """Time the worker took to store the bytes (for the storage metrics)."""
+    until_pixel_data: StoredBlob | None = None
+    """The bytes before its PixelData, stored with ``StorageCompression`` (see
+    :meth:`BlobStore.put_until_pixel_data`)."""
+
+    @property
+    def digests(self) -> list[bytes]:
+        """The blobs written for the file."""
+        return [self.blob.digest] + ([] if self.until_pixel_data is None else [self.until_pixel_data.digest])
 
 
 class StoreInterruptedError(Exception):
@@ -90,14 +98,18 @@ def store(data: bytes) -> StoredBlob:
 def store_parsed(data: bytes, summary: InstanceSummary, stored: list[ParsedFile]) -> ParsedFile:
     """Store a summarized file and add it to ``stored``, what the task has stored so far; if the
     store fails after others, :class:`StoreInterruptedError` names those for the server to release."""
+    assert _storage is not None, "worker not initialized"
     started = time.perf_counter()
     try:
         blob = store(data)
+        until_pixel_data = _storage.put_until_pixel_data(data, summary.pixel_data_offset)
     except (OSError, OrthancError) as error:
-        if not stored:
+        if not stored:  # (a blob written before the second write failed is left to the start-up repair)
             raise
-        raise StoreInterruptedError(error, [parsed.blob.digest for parsed in stored]) from error
-    parsed = ParsedFile(summary=summary, blob=blob, store_seconds=time.perf_counter() - started)
+        raise StoreInterruptedError(
+            error, [digest for parsed in stored for digest in parsed.digests]
+        ) from error
+    parsed = ParsedFile(summary, blob, time.perf_counter() - started, until_pixel_data)
     stored.append(parsed)
     return parsed
 

@@ -16,6 +16,9 @@ then converted by a worker, which reads the blob, stores the converted file
 as a new blob and summarizes it; the new file is flushed and indexed instead,
 and the received blob released (:mod:`fastpacs.pool.ingest_transcoding`).
 Files needing no conversion take the path above unchanged.
+With ``StorageCompression`` the blob is written compressed, and the file's
+bytes before its PixelData are written too (compressed) and indexed as its
+``dicom-until-pixel-data`` attachment, as Orthanc does; a flush covers both.
 REST uploads, C-STORE, and the outputs of the instance-level modify/anonymize and
 create-dicom all come through :meth:`IngestService.ingest`; the files a worker
 stores itself (a ZIP archive's, those of the modification jobs) through
@@ -275,10 +278,13 @@ class IngestService:
         except FileNotFoundError as error:
             raise BlobMissingError(parsed.blob.digest.hex()) from error
         except OrthancError:
-            await self._release(parsed.blob.digest)
+            await self._release(*parsed.digests)
             raise
         if converted is None:
-            return await self._index(parsed.summary, parsed.blob, None, origin, flushed)
+            return await self._index(
+                parsed.summary, parsed.blob, None, origin, flushed, until_pixel_data=parsed.until_pixel_data
+            )
+        await self._release(*parsed.digests[1:])  # the received file's bytes before its pixel data
         return await self._index_converted(converted, parsed.blob, origin)
 
     async def _converted(self, summary: InstanceSummary, blob: StoredBlob) -> tasks.ParsedFile | None:
@@ -296,7 +302,14 @@ class IngestService:
         blob of the file as it was received, which nothing references."""
         flushed = self.flush.begin()
         indexed, released = await asyncio.gather(
-            self._index(converted.summary, converted.blob, None, origin, flushed),
+            self._index(
+                converted.summary,
+                converted.blob,
+                None,
+                origin,
+                flushed,
+                until_pixel_data=converted.until_pixel_data,
+            ),
             self._release(received.digest),
             return_exceptions=True,
         )
@@ -312,13 +325,17 @@ class IngestService:
         data: bytes | None,
         origin: Origin,
         flushed: asyncio.Future[None],
+        *,
+        until_pixel_data: StoredBlob | None = None,
     ) -> IngestOutcome:
-        """Index a written blob once ``flushed`` (a flush begun after its write) made it durable."""
+        """Index a written blob once ``flushed`` (a flush begun after its write) made it durable;
+        ``until_pixel_data``: the ``dicom-until-pixel-data`` blob written with it, if any (else it is
+        written here from ``data`` when the storage compresses)."""
         origin = forced_origin.get() or origin
         if self.instance_filter is not None and not await self.instance_filter(summary, origin):
-            await self._release(blob.digest)
+            await self._release(blob.digest, *([] if until_pixel_data is None else [until_pixel_data.digest]))
             return IngestOutcome(status="FilteredOut", ids=resource_ids(summary.identifiers))
-        outcome = await self._add(summary, blob, data, origin, flushed)
+        outcome = await self._add(summary, blob, data, origin, flushed, until_pixel_data=until_pixel_data)
         for listener in self.stored_listeners:
             listener(outcome, summary, origin)
         return outcome
@@ -334,19 +351,27 @@ class IngestService:
         data: bytes | None,
         origin: Origin,
         flushed: asyncio.Future[None],
+        *,
+        until_pixel_data: StoredBlob | None,
     ) -> IngestOutcome:
         moment = time.time()
         metadata = origin.metadata(moment)
         for _ in range(MAX_BLOB_RETRIES):
+            if data is not None and self.writer.storage.compression:
+                until_pixel_data = await asyncio.get_running_loop().run_in_executor(
+                    None, self.writer.storage.put_until_pixel_data, data, summary.pixel_data_offset
+                )
+                if until_pixel_data is not None:
+                    flushed = self.flush.begin()  # one that covers this write too
             await flushed
             try:
                 return await self.writer.run(
-                    lambda update, blob=blob: add_instance(
-                        update, summary, blob, metadata, moment, blob_flushed=True
+                    lambda update, blob=blob, until=until_pixel_data: add_instance(
+                        update, summary, blob, metadata, moment, blob_flushed=True, until_pixel_data=until
                     )
                 )
             except BlobMissingError:
-                # The blob was removed by a concurrent delete between its write and this commit.
+                # A blob was removed by a concurrent delete between its write and this commit.
                 if data is None:
                     raise
                 blob, _ = await self._store(data)

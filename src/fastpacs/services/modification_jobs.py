@@ -191,7 +191,7 @@ class ModificationWork:
     def release(self, files: Iterable[ParsedFile | None]) -> None:
         """Release, in the background, the blobs of modified files that will not be indexed (removed
         unless an instance references the same bytes; left to the start-up repair if the server stops)."""
-        self.release_digests([parsed.blob.digest for parsed in files if parsed is not None])
+        self.release_digests([digest for parsed in files if parsed is not None for digest in parsed.digests])
 
     def release_digests(self, digests: list[bytes]) -> None:
         """:meth:`release`, of blobs named by their digests."""

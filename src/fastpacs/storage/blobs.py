@@ -156,6 +156,14 @@ class BlobStore:
         self._put_stored(data, blob.digest)
         return blob
 
+    def put_until_pixel_data(self, data: bytes, pixel_data_offset: int | None) -> StoredBlob | None:
+        """With compression, store the file's bytes before its PixelData (Orthanc's
+        ``dicom-until-pixel-data`` attachment, which it writes only then); else, or for a file
+        without pixel data, nothing."""
+        if not self.compression or not pixel_data_offset:
+            return None
+        return self.put(data[:pixel_data_offset])
+
     def _put_stored(self, data: bytes, digest: bytes) -> None:
         """Write the bytes named ``digest`` unless they are there already."""
         text = digest.hex()
