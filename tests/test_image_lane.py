@@ -15,6 +15,7 @@ import pytest
 
 from fastpacs.api.fast_lane import FastLane
 from fastpacs.api.image_lane import image_answer
+from fastpacs.api.timeouts import BodyDeadlines
 from fastpacs.imaging.formats import ImageFormat, Operation, Rendering
 from fastpacs.metrics import ServerMetrics
 from fastpacs.testing import ServerProcess
@@ -244,7 +245,7 @@ def test_the_fast_lane_sends_the_answer_and_hands_on_the_rest() -> None:
         routed.append(scope["path"])
 
     litestar = SimpleNamespace(state=SimpleNamespace(services=_Renderer()))
-    lane = FastLane(router, litestar, ServerMetrics(False))  # type: ignore[arg-type]
+    lane = FastLane(router, litestar, ServerMetrics(False), BodyDeadlines())  # type: ignore[arg-type]
 
     def get(path: str, query: bytes = b"") -> list[dict]:
         sent: list[dict] = []
