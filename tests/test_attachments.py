@@ -1,5 +1,6 @@
 """Attachments of a running fastpacs: the DICOM file, user attachments, revisions, blob references."""
 
+import asyncio
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,6 +8,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fastpacs.dicom.ids import Level, resource_ids
+from fastpacs.dicom.parse import summarize
+from fastpacs.index.attachments import DICOM, Attachment, stored_attachments
+from fastpacs.index.database import Database
+from fastpacs.index.schema import Counter
+from fastpacs.index.updates import add_instance, put_attachment, replace_attachment_blob
+from fastpacs.index.writer import IndexWriter
+from fastpacs.storage.blobs import BlobStore, StoredBlob
 from fastpacs.testing import ServerProcess, fastpacs_server
 from tests.conftest import pydicom_file
 
@@ -189,3 +198,56 @@ def test_check_revisions_requires_if_match(checked_server: ServerProcess) -> Non
         assert http.delete(base, headers={"If-Match": replaced.headers["etag"]}).status_code == 409
         current = http.get(base).headers["etag"]
         assert http.delete(base, headers={"If-Match": current}).status_code == 200
+
+
+def test_a_conversion_of_an_attachment_changed_meanwhile_changes_nothing(tmp_path: Path) -> None:
+    """/compress of an attachment replaced meanwhile: nothing changes and the new blob is released; of the
+    current one: the new blob replaces the old in the record (the DICOM file's: the instance's own), the
+    old is released, and the disk size counts the stored bytes."""
+    storage = BlobStore(tmp_path / "storage")
+    database = Database(tmp_path / "index", map_size_gb=1)
+    writer = IndexWriter(database, storage)
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    summary = summarize(data, "Latin1")
+    rid = resource_ids(summary.identifiers)[Level.INSTANCE]
+
+    def convert(kind: int, current: bytes) -> tuple[bool, Attachment]:
+        compressed = Attachment(blob=storage.put(data, compression=True))
+        done = writer.run(lambda update: replace_attachment_blob(update, rid, kind, current, compressed))
+        return asyncio.run(done), compressed
+
+    def stored_blob(kind: int) -> StoredBlob:
+        with database.read() as view:
+            record = view.resource(rid)
+            stored = stored_attachments(view.txn, view.dbs, rid)
+        return record.blob if kind == DICOM else stored[kind].blob
+
+    def disk_size() -> int:
+        with database.read() as view:
+            return view.counter(Counter.DISK_SIZE)
+
+    writer.start()
+    try:
+        plain = storage.put(data)
+        asyncio.run(writer.run(lambda update: add_instance(update, summary, plain, {}, 0.0)))
+        user = Attachment(blob=plain)
+        asyncio.run(
+            writer.run(
+                lambda update: put_attachment(
+                    update, Level.INSTANCE, rid, 1025, user, if_match=None, check_revisions=False
+                )
+            )
+        )
+        assert disk_size() == len(data)  # one blob for both
+        for kind in (DICOM, 1025):
+            done, compressed = convert(kind, bytes(32))  # changed meanwhile
+            assert not done and stored_blob(kind) == plain
+            # released, unless referenced: for the user attachment, the DICOM file holds the same bytes
+            assert storage.exists(compressed.blob.digest) == (kind != DICOM)
+            done, compressed = convert(kind, plain.digest)
+            assert done and stored_blob(kind) == compressed.blob and storage.read(compressed.blob) == data
+        assert not storage.exists(plain.digest)  # released with its last reference
+        assert disk_size() == compressed.blob.stored_size < len(data)
+    finally:
+        writer.stop()
+        database.close()

@@ -428,26 +428,26 @@ def replace_attachment_blob(
 ) -> bool:
     """Store an attachment's content in another form (``/compress``, ``/uncompress``): its blob
     becomes ``stored.blob``, the blob of digest ``current`` is released, nothing is logged and the
-    revision stays, as in Orthanc. False, and nothing changed, if the attachment no longer holds
-    ``current`` (replaced or deleted meanwhile). :class:`BlobMissingError` if the new blob is gone.
+    revision stays, as in Orthanc. False if the attachment no longer holds ``current`` (replaced or
+    deleted meanwhile): nothing changes, and the new blob is released unless something references
+    the same bytes. :class:`BlobMissingError` if the new blob is gone.
     """
     key = attachment_key(rid, kind)
+    record = update.resource(rid) if kind == DICOM else None
     if kind == DICOM:
-        record = update.resource(rid)
-        if record is None or record.blob is None or record.blob.digest != current:
-            return False
-        update.reference_blob(stored.blob)
+        previous = None if record is None or record.blob is None else Attachment(blob=record.blob)
+    else:
+        value = update.txn.get(key, db=update.dbs["attachments"])
+        previous = None if value is None else ATTACHMENT_DECODER.decode(value)
+    if previous is None or previous.blob.digest != current:
+        if update.blob_references(stored.blob.digest) == 0:
+            update.released_blobs.add(stored.blob.digest)
+        return False
+    update.reference_blob(stored.blob)
+    if record is not None:  # the DICOM file, which lives in the instance's record
         update.txn.put(
             rid, encode(msgspec.structs.replace(record, blob=stored.blob)), db=update.dbs["resources"]
         )
-        update.txn.put(key, encode(stored), db=update.dbs["attachments"])
-        update.release_blob(record.blob)
-        return True
-    value = update.txn.get(key, db=update.dbs["attachments"])
-    previous = None if value is None else ATTACHMENT_DECODER.decode(value)
-    if previous is None or previous.blob.digest != current:
-        return False
-    update.reference_blob(stored.blob)
     update.txn.put(
         key, encode(msgspec.structs.replace(stored, revision=previous.revision)), db=update.dbs["attachments"]
     )
@@ -456,7 +456,8 @@ def replace_attachment_blob(
 
 
 def forget_attachments(update: IndexUpdate, rid: RawId) -> None:
-    """Remove the attachment entries of a resource being destroyed, releasing user attachments' blobs."""
+    """Remove the attachment entries of a resource being destroyed, releasing their blobs (user
+    attachments, dicom-until-pixel-data; the DICOM file's goes with the instance's record)."""
     for kind, attachment in stored_attachments(update.txn, update.dbs, rid).items():
         update.txn.delete(attachment_key(rid, kind), db=update.dbs["attachments"])
         if kind != DICOM:
