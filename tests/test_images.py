@@ -32,6 +32,7 @@ from fastpacs.imaging.npy import npy_file
 from fastpacs.imaging.png import encode_png
 from fastpacs.imaging.warmup import CACHE_ENVIRONMENT_VARIABLE, compiled_signatures, prepare_kernel_cache
 from fastpacs.pool.pool import WorkerPool
+from fastpacs.storage.blobs import BlobStore
 from fastpacs.testing import fastpacs_server
 from tests.conftest import pydicom_file
 from tests.differential.data import TEST_FILES
@@ -202,7 +203,7 @@ def test_kernels_are_compiled_when_the_pool_starts(tmp_path: Path) -> None:
     folder = prepare_kernel_cache()
     assert any(folder.rglob("*.nbi")), f"no Numba index files in {folder}"
     assert str(folder) == os.environ[CACHE_ENVIRONMENT_VARIABLE]
-    pool = WorkerPool(1, str(tmp_path))
+    pool = WorkerPool(1, BlobStore(tmp_path))
     try:
         pool.warm_up()
         signatures = asyncio.run(pool.run(compiled_signatures))

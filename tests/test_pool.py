@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from fastpacs.pool.pool import RemoteTracebackError, WorkerPool
+from fastpacs.storage.blobs import BlobStore
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
-    started = WorkerPool(2, str(tmp_path_factory.mktemp("pool")))
+    started = WorkerPool(2, BlobStore(tmp_path_factory.mktemp("pool")))
     started.warm_up()
     yield started
     started.close()
@@ -66,7 +67,7 @@ def test_a_cancelled_caller_leaves_the_pool_working(pool: WorkerPool) -> None:
 
 
 def test_a_worker_that_dies_fails_its_task_and_the_others_go_on(tmp_path: Path) -> None:
-    pool = WorkerPool(2, str(tmp_path))
+    pool = WorkerPool(2, BlobStore(tmp_path))
     try:
         pool.warm_up()
 
@@ -104,7 +105,7 @@ def test_submitted_tasks_run_while_the_caller_goes_on_and_are_all_accounted(pool
 def test_a_pool_used_without_warming_up_reads_each_workers_start_before_its_answer(tmp_path: Path) -> None:
     """The offline ingest submits at once: a worker's start message and its first answer may come
     in one read, or the answer may wait behind it."""
-    pool = WorkerPool(2, str(tmp_path))
+    pool = WorkerPool(2, BlobStore(tmp_path))
     try:
 
         async def scenario() -> list[int]:

@@ -121,7 +121,6 @@ async def start_services(
     await asyncio.to_thread(store_lock.acquire, lock_wait)
     metrics = metrics or ServerMetrics(config.metrics_enabled)
     storage = BlobStore(config.storage_path, compression=config.storage_compression)
-    storage.hand_to_workers()
     database = Database(config.index_path, config.index_map_size)
     metrics.watch_startup_repair(await asyncio.to_thread(repair_storage, database, storage))
     writer = IndexWriter(database, storage, metrics)
@@ -129,7 +128,7 @@ async def start_services(
     await asyncio.to_thread(prepare_kernel_cache)  # before the pool: workers load the compiled kernels
     user_dictionary = config.user_dictionary
     install_dictionary(user_dictionary)  # for this process; the workers install it at their start
-    pool = WorkerPool(config.worker_processes, str(config.storage_path), user_dictionary)
+    pool = WorkerPool(config.worker_processes, storage, user_dictionary)
     await asyncio.to_thread(pool.warm_up)
     default_encoding = DefaultEncoding(config.default_encoding)
     ingest = IngestService(

@@ -449,14 +449,13 @@ async def opened_store(config: Config) -> AsyncIterator[IngestService]:
         raise IngestAbortedError(f"{error}: stop the server, or import through it with --url") from error
     try:
         storage = BlobStore(config.storage_path, compression=config.storage_compression)
-        storage.hand_to_workers()
         database = Database(config.index_path, config.index_map_size)
         await asyncio.to_thread(repair_storage, database, storage)
         writer = IndexWriter(database, storage)
         writer.start()
         try:
             await asyncio.to_thread(prepare_kernel_cache)  # the workers load the compiled kernels
-            pool = WorkerPool(config.worker_processes, str(config.storage_path), config.user_dictionary)
+            pool = WorkerPool(config.worker_processes, storage, config.user_dictionary)
             try:
                 encoding = DefaultEncoding(config.default_encoding)
                 yield IngestService(

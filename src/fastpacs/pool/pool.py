@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from fastpacs.dicom.dictionary import UserDictionary
 from fastpacs.pool import tasks
+from fastpacs.storage.blobs import BlobStore
 
 T = TypeVar("T")
 
@@ -80,15 +81,16 @@ class RemoteTracebackError(Exception):
 class WorkerPool:
     """A fixed set of worker processes sharing the blob storage."""
 
-    def __init__(self, processes: int, storage_root: str, dictionary: UserDictionary | None = None):
-        """``dictionary``: the user dictionary the workers read files with (the server's own)."""
+    def __init__(self, processes: int, storage: BlobStore, dictionary: UserDictionary | None = None):
+        """``storage``: the server's blob store (each worker gets a copy, stores and reads as it does);
+        ``dictionary``: the user dictionary the workers read files with (the server's own)."""
         self.processes = processes or default_size()
         dictionary = dictionary or UserDictionary()
         context = multiprocessing.get_context("spawn")
         # Spawn every process now, from this (the server's main) thread: a worker ends when the
         # thread that started it ends (tasks.initialize), so no short-lived thread may start one.
         self._workers = [
-            _Worker(context, storage_root, dictionary, self._worker_free) for _ in range(self.processes)
+            _Worker(context, storage, dictionary, self._worker_free) for _ in range(self.processes)
         ]
         self._idle: deque[_Worker] = deque(self._workers)
         self._waiting: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
@@ -152,14 +154,14 @@ class _Worker:
     def __init__(
         self,
         context: Any,
-        storage_root: str,
+        storage: BlobStore,
         dictionary: UserDictionary,
         on_free: Callable[["_Worker"], None],
     ):
         task_source, self._tasks = context.Pipe(duplex=False)
         self._answers, answer_sink = context.Pipe(duplex=False)
         self.process = context.Process(
-            target=_serve, args=(task_source, answer_sink, storage_root, dictionary), daemon=True
+            target=_serve, args=(task_source, answer_sink, storage, dictionary), daemon=True
         )
         self.process.start()
         task_source.close()  # the worker holds these now; closed here, its end shows as end of file
@@ -287,10 +289,10 @@ class _Worker:
 
 
 def _serve(
-    tasks_in: Connection, answers_out: Connection, storage_root: str, dictionary: UserDictionary
+    tasks_in: Connection, answers_out: Connection, storage: BlobStore, dictionary: UserDictionary
 ) -> None:
     """A worker's life: start up, say so, then run the tasks read from the pipe until its end of file."""
-    tasks.initialize(storage_root, dictionary)
+    tasks.initialize(storage, dictionary)
     source, sink = tasks_in.fileno(), answers_out.fileno()
     os.write(sink, STARTED)
     while (payload := _read_message(source)) is not None:

@@ -13,7 +13,6 @@ import signal
 import time
 import zipfile
 import zlib
-from pathlib import Path
 
 import msgspec
 
@@ -70,13 +69,13 @@ class StoreInterruptedError(Exception):
         self.digests = digests
 
 
-def initialize(storage_root: str, dictionary: UserDictionary) -> None:
-    """Worker start-up: die with the server, read tags with its dictionary, open the storage, warm the
-    Numba kernels."""
+def initialize(storage: BlobStore, dictionary: UserDictionary) -> None:
+    """Worker start-up: die with the server, read tags with its dictionary, take its storage (a copy of
+    the server's store: same folder, same compression), warm the Numba kernels."""
     global _storage  # noqa: PLW0603 - the worker's one storage handle, set once at start
     _end_with_parent()
     install_dictionary(dictionary)
-    _storage = BlobStore.of_server(Path(storage_root))  # compressing as the server does
+    _storage = storage
     warm_worker()  # loads the kernels prepare_kernel_cache() compiled: no request compiles
 
 

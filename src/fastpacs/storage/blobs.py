@@ -62,9 +62,6 @@ ZLIB_LEVEL = 6
 _CONTENT_SIZE = struct.Struct("<Q")
 _MAX_ZLIB_RATIO = 1032
 """Deflate cannot shrink data more than this: a size prefix beyond it is damage, not a size to allocate."""
-COMPRESSION_VARIABLE = "FASTPACS_STORAGE_COMPRESSION"
-"""How the server hands ``StorageCompression`` to its worker processes, which open the store
-themselves (their start-up arguments name only its folder): set before the pool starts."""
 
 
 class StoredBlob(msgspec.Struct, array_like=True, frozen=True):
@@ -128,16 +125,6 @@ class BlobStore:
         """Whether a blob is stored (a string path: the index writer asks for every new instance)."""
         text = digest.hex()
         return os.path.exists(f"{self._root}/{text[0:2]}/{text[2:4]}/{text}")
-
-    @classmethod
-    def of_server(cls, root: Path) -> "BlobStore":
-        """The store as the server opened it, in one of its worker processes (see
-        :data:`COMPRESSION_VARIABLE`)."""
-        return cls(root, compression=os.environ.get(COMPRESSION_VARIABLE) == "1")
-
-    def hand_to_workers(self) -> None:
-        """Let worker processes started from now on store as this store does (:meth:`of_server`)."""
-        os.environ[COMPRESSION_VARIABLE] = "1" if self.compression else "0"
 
     def put(self, data: bytes, compression: bool | None = None) -> StoredBlob:
         """Store ``data`` (if not already there), compressed if ``compression`` (by default the
