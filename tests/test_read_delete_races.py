@@ -10,9 +10,12 @@ with a traceback. A file lost while still indexed stays Orthanc's 500
 import threading
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import httpx
+import pytest
 
+from fastpacs.api.errors import is_lost
 from fastpacs.testing import ServerProcess
 from tests.reliability_helpers import InstanceMaker, instance_id
 
@@ -51,3 +54,27 @@ def test_reads_racing_deletes_get_no_server_error(server: ServerProcess) -> None
     assert bodies == [], bodies[:3]
     assert {status for _, status in statuses} <= {200, 404}, statuses
     assert all(statuses[(route, 200)] > 0 for route in READ_ROUTES), statuses
+
+
+def states(referenced: list[bool], stored: list[bool]) -> SimpleNamespace:
+    """Services whose index and storage answer in turn as listed (the blob changing between looks)."""
+    return SimpleNamespace(
+        resources=SimpleNamespace(is_blob_referenced=lambda digest: referenced.pop(0)),
+        storage=SimpleNamespace(exists=lambda digest: stored.pop(0)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("referenced", "stored", "lost"),
+    [
+        ([False], [], False),  # deleted
+        ([True], [True], False),  # deleted and stored again before the index was asked
+        ([True, False], [False], False),  # referenced, then deleted while the storage was asked
+        ([True, True], [False, True], False),  # stored again between the looks
+        ([True, True], [False, False], True),  # referenced and missing, twice: lost
+    ],
+)
+def test_a_missing_file_counts_as_lost_only_if_referenced_and_missing_twice(
+    referenced: list[bool], stored: list[bool], lost: bool
+) -> None:
+    assert is_lost(states(referenced, stored), b"\0" * 32) is lost  # type: ignore[arg-type]

@@ -126,12 +126,27 @@ def missing_file_response(request: Request, error: FileNotFoundError) -> Respons
     path does not point to a regular file", naming it (logged, to be seen).
     """
     digest = _blob_digest(error.filename)
-    services: Services = request.app.state.services
-    if digest is not None and not services.resources.is_blob_referenced(digest):
+    if digest is not None and not is_lost(request.app.state.services, digest):
         return orthanc_error_response(request, OrthancError(ErrorCode.UNKNOWN_RESOURCE))
     logger.warning("a stored file is missing on %s %s: %s", request.method, request.url.path, error)
     details = f"The path does not point to a regular file: {error.filename}"
     return orthanc_error_response(request, OrthancError(ErrorCode.REGULAR_FILE_EXPECTED, details))
+
+
+def is_lost(services: Services, digest: bytes) -> bool:
+    """Whether the index refers to a blob the storage does not hold.
+
+    The two are never looked at in the same instant, and meanwhile the
+    resource may be deleted (its index entries go, then its file) or the same
+    bytes stored again (the file comes, then the index entries): a blob
+    counts as lost only if it is referenced, missing, still referenced and
+    still missing. A request whose file was deleted and stored again under it
+    is answered as a deleted resource, not as a lost file.
+    """
+    for _ in range(2):
+        if not services.resources.is_blob_referenced(digest) or services.storage.exists(digest):
+            return False
+    return True
 
 
 def _blob_digest(path: object) -> bytes | None:
