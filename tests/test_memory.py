@@ -35,16 +35,16 @@ def worker_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BlobStore
 
 def test_a_worker_keeps_each_parsed_file_once_and_within_its_budget(worker_storage: BlobStore) -> None:
     files = [dicom_variant(instance=str(number)) for number in range(4)]
-    digests = [worker_storage.put(data).digest for data in files]
+    blobs = [worker_storage.put(data) for data in files]
     parsed = images._ParsedFiles(maximum_bytes=2 * len(files[0]))
-    for digest in digests:
-        dataset, description = parsed.get(digest, native=False)
+    for blob in blobs:
+        dataset, description = parsed.get(blob, native=False)
         assert description is not None and description.rows == 128
         assert dataset.buffer is None  # pydicom's copy of the file is not kept beside the parsed values
     assert len(parsed._entries) == 2 and parsed.size <= parsed.maximum_bytes
-    assert parsed.get(digests[-1])[0] is parsed.get(digests[-1])[0]  # the last file is parsed once
-    for digest in digests:  # plain native files: kept as their bytes, read without pydicom
-        assert isinstance(parsed.get(digest)[0], images.NativeImage)
+    assert parsed.get(blobs[-1])[0] is parsed.get(blobs[-1])[0]  # the last file is parsed once
+    for blob in blobs:  # plain native files: kept as their bytes, read without pydicom
+        assert isinstance(parsed.get(blob)[0], images.NativeImage)
     assert len(parsed._entries) == 2 and parsed.size <= parsed.maximum_bytes
 
 

@@ -193,14 +193,14 @@ def test_the_worker_keeps_native_files_as_bytes_and_parses_them_when_asked(
     storage = BlobStore(tmp_path / "storage")
     monkeypatch.setattr(tasks, "_storage", storage)
     data = _file(_image())
-    digest = storage.put(data).digest
+    blob = storage.put(data)
     parsed = images._ParsedFiles(maximum_bytes=10 * len(data))
-    native, description = parsed.get(digest)
+    native, description = parsed.get(blob)
     assert not isinstance(native, Dataset) and description is not None
-    dataset, again = parsed.get(digest, native=False)  # raw frames need pydicom's dataset
+    dataset, again = parsed.get(blob, native=False)  # raw frames need pydicom's dataset
     assert isinstance(dataset, Dataset) and again == description
     assert len(parsed._entries) == 1 and parsed.size == len(data)
-    png = images.render_frame(digest, 2, Operation.UINT8.value, ImageFormat.PNG.value, 90)
+    png = images.render_frame(blob, 2, Operation.UINT8.value, ImageFormat.PNG.value, 90)
     expected = encode_image(render(decode_frame(dataset, description, 2), Operation.UINT8), ImageFormat.PNG)
     assert png == expected
     pydicom.dcmread(io.BytesIO(data))  # the built file is valid DICOM
