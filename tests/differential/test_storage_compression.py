@@ -6,12 +6,16 @@ attachment (``compressed-data``, ``compressed-md5``, ``compressed-size``),
 every reader must get the original file back (``/file``, ``/preview``,
 ``/archive``, C-GET), the statistics must count stored and content sizes
 apart, and ``/uncompress`` and ``/compress`` must convert in place.
-``/compress`` and ``/uncompress`` without the option are compared in
+A client that accepts deflate gets a compressed file as it is stored (its
+zlib stream, ``Content-Encoding: deflate``), as from Orthanc. ``/compress``
+and ``/uncompress`` without the option are compared in
 test_api_rest_vs_orthanc.py.
 """
 
+import gzip
 import io
 import zipfile
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -186,3 +190,30 @@ def test_compressed_files_survive_a_restart(pair: ServerPair, stored: dict[str, 
             assert client.get(f"{instance}/attachments/dicom/is-compressed").text == "1"
             assert client.get(f"{instance}/file").content == test_file(name).read_bytes()
             assert client.post(f"{instance}/attachments/dicom/verify-md5").status_code == 200
+
+
+ACCEPTED_ENCODINGS = ("identity", "gzip", "deflate", "gzip, deflate", "deflate, gzip", "deflate;q=0")
+"""Not ``*``: Orthanc matches codings by their exact names, and gzips nothing for ``*``, which fastpacs
+reads as accepting gzip."""
+
+
+def _raw(client: httpx.Client, path: str, accepted: str) -> tuple[int, str | None, bytes]:
+    """Status, Content-Encoding and the body as it came over the wire (gzip inflated: its bytes are
+    the compressor's own)."""
+    with client.stream("GET", path, headers={"Accept-Encoding": accepted}) as answer:
+        body = b"".join(answer.iter_raw())
+        encoding = answer.headers.get("content-encoding")
+        return answer.status_code, encoding, gzip.decompress(body) if encoding == "gzip" else body
+
+
+def test_a_client_taking_deflate_gets_the_stored_zlib_stream(
+    pair: ServerPair, stored: dict[str, dict[str, str]]
+) -> None:
+    for name in ("CT_small.dcm", "JPEG2000.dcm"):
+        instance = f"/instances/{stored[name]['ID']}"
+        for path in (f"{instance}/file", f"{instance}/attachments/dicom/data"):
+            for accepted in ACCEPTED_ENCODINGS:
+                expected = _raw(pair.orthanc_client, path, accepted)
+                assert _raw(pair.fastpacs_client, path, accepted) == expected, (name, path, accepted)
+        deflated = _raw(pair.fastpacs_client, f"{instance}/file", "deflate")[2]
+        assert zlib.decompress(deflated) == test_file(name).read_bytes()

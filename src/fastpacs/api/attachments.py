@@ -12,10 +12,12 @@ from litestar.handlers import HTTPRouteHandler
 
 from fastpacs.api.etags import not_modified, with_etag
 from fastpacs.api.responses import (
+    content_response,
     empty_object,
     empty_ok,
     flag,
     json_response,
+    takes_deflate,
     text_response,
     unknown_resource,
 )
@@ -40,7 +42,9 @@ OPERATIONS = [
 ]
 """What Orthanc 1.10.1 lists for one attachment, in its order (it lists ``uuid`` but has no such route)."""
 
-View = Callable[[AttachmentService, int, Attachment], Awaitable[Response[bytes]]]
+View = Callable[[AttachmentService, int, Attachment, bool], Awaitable[Response[bytes]]]
+"""An operation's answer from the attachment; the last argument says whether the client takes a
+compressed attachment's zlib stream as it is stored (:func:`takes_deflate`)."""
 
 
 def _resource(public_id: str) -> RawId:
@@ -54,44 +58,58 @@ def _with_etag(response: Response[bytes], attachment: Attachment) -> Response[by
     return with_etag(response, etag(attachment))
 
 
-async def _data(service: AttachmentService, kind: int, attachment: Attachment) -> Response[bytes]:
+async def _data(
+    service: AttachmentService, kind: int, attachment: Attachment, deflate: bool
+) -> Response[bytes]:
     extension = ".dcm" if kind == DICOM else ""
-    return Response(
-        await service.read(attachment),
-        headers={
-            "Content-Type": service.mime_type_of(kind),
-            "Content-Disposition": f'filename="{attachment.blob.uuid}{extension}"',
-        },
-    )
+    headers = {
+        "Content-Type": service.mime_type_of(kind),
+        "Content-Disposition": f'filename="{attachment.blob.uuid}{extension}"',
+    }
+    return await content_response(service.storage, attachment.blob, headers, deflate)
 
 
-async def _stored_data(service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+async def _stored_data(
+    service: AttachmentService, _kind: int, attachment: Attachment, _deflate: bool
+) -> Response[bytes]:
     return Response(await service.read_stored(attachment), media_type="application/octet-stream")
 
 
-async def _size(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+async def _size(
+    _service: AttachmentService, _kind: int, attachment: Attachment, _deflate: bool
+) -> Response[bytes]:
     return text_response(str(attachment.blob.size))
 
 
-async def _stored_size(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+async def _stored_size(
+    _service: AttachmentService, _kind: int, attachment: Attachment, _deflate: bool
+) -> Response[bytes]:
     return text_response(str(attachment.blob.stored_size))
 
 
-async def _md5(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+async def _md5(
+    _service: AttachmentService, _kind: int, attachment: Attachment, _deflate: bool
+) -> Response[bytes]:
     assert attachment.md5 is not None
     return text_response(attachment.md5.hex())
 
 
-async def _stored_md5(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+async def _stored_md5(
+    _service: AttachmentService, _kind: int, attachment: Attachment, _deflate: bool
+) -> Response[bytes]:
     assert attachment.stored_md5 is not None
     return text_response(attachment.stored_md5.hex())
 
 
-async def _is_compressed(_service: AttachmentService, _kind: int, attachment: Attachment) -> Response[bytes]:
+async def _is_compressed(
+    _service: AttachmentService, _kind: int, attachment: Attachment, _deflate: bool
+) -> Response[bytes]:
     return text_response("1" if attachment.blob.compressed else "0")
 
 
-async def _info(_service: AttachmentService, kind: int, attachment: Attachment) -> Response[bytes]:
+async def _info(
+    _service: AttachmentService, kind: int, attachment: Attachment, _deflate: bool
+) -> Response[bytes]:
     assert attachment.md5 is not None and attachment.stored_md5 is not None
     return json_response(
         {
@@ -126,7 +144,8 @@ def _view_handler(level: Level, base: str, operation: str, view: View) -> HTTPRo
         unchanged = not_modified(request, etag(attachment))
         if unchanged is not None:
             return unchanged
-        return _with_etag(await view(services.attachments, kind, attachment), attachment)
+        answer = await view(services.attachments, kind, attachment, takes_deflate(request, services))
+        return _with_etag(answer, attachment)
 
     return handler
 

@@ -50,9 +50,23 @@ ALREADY_COMPRESSED = (b"application/zip", b"application/gzip", b"image/jpeg", b"
 
 def _accepts_gzip(header: bytes) -> bool:
     """True when ``Accept-Encoding`` lists gzip (or ``*``) with a quality above zero."""
+    return _accepts(header, (b"gzip", b"*"))
+
+
+def accepts_deflate(header: bytes) -> bool:
+    """True when ``Accept-Encoding`` names deflate with a quality above zero (``*`` is not enough).
+
+    Orthanc 1.10.1 then sends an attachment it stores compressed as its zlib
+    stream, ``Content-Encoding: deflate``, before gzip whatever the order;
+    with ``HttpCompressionEnabled`` false it never does.
+    """
+    return _accepts(header, (b"deflate",))
+
+
+def _accepts(header: bytes, codings: tuple[bytes, ...]) -> bool:
     for item in header.split(b","):
         coding, *parameters = (part.strip() for part in item.split(b";"))
-        if coding.lower() not in (b"gzip", b"*"):
+        if coding.lower() not in codings:
             continue
         for parameter in parameters:
             name, _, value = parameter.partition(b"=")

@@ -1,10 +1,14 @@
 """Uploads (POST /instances) and the stored file of an instance."""
 
-import asyncio
-
 from litestar import Request, Response, get, post
 
-from fastpacs.api.responses import json_response, parse_integer, unknown_resource
+from fastpacs.api.responses import (
+    content_response,
+    json_response,
+    parse_integer,
+    takes_deflate,
+    unknown_resource,
+)
 from fastpacs.dicom.ids import Level, format_id, parse_id
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.updates import IngestOutcome
@@ -63,14 +67,10 @@ async def upload_instances(request: Request, services: Services) -> Response[byt
 
 
 @get("/instances/{resource_id:str}/file", name="instances-file")
-async def instance_file(resource_id: str, services: Services) -> Response[bytes]:
+async def instance_file(resource_id: str, request: Request, services: Services) -> Response[bytes]:
     rid = parse_id(resource_id)
     blob = None if rid is None else services.resources.instance_blob(rid)
     if blob is None:
         raise unknown_resource()
-    data = await asyncio.to_thread(services.storage.read, blob)
-    return Response(
-        data,
-        media_type="application/dicom",
-        headers={"Content-Disposition": f'filename="{blob.uuid}.dcm"'},
-    )
+    headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{blob.uuid}.dcm"'}
+    return await content_response(services.storage, blob, headers, takes_deflate(request, services))

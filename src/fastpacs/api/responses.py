@@ -1,13 +1,17 @@
 """Answer helpers shared by the controllers: JSON and plain text as Orthanc sends them."""
 
+import asyncio
 import re
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
 
+from fastpacs.api.http_conventions import accepts_deflate
 from fastpacs.dicom.ids import RawId, parse_id
 from fastpacs.errors import BareHttpError, ErrorCode, OrthancError
+from fastpacs.services.registry import Services
+from fastpacs.storage.blobs import BlobStore, StoredBlob
 
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 _encoder = msgspec.json.Encoder(order="sorted")
@@ -81,3 +85,20 @@ def route_id(public_id: str) -> RawId:
 def unknown_resource() -> OrthancError:
     """Orthanc's JSON 404 for an unknown ID below a resource route (``/instances/{unknown}/file``)."""
     return OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+
+
+def takes_deflate(request: Request, services: Services) -> bool:
+    """Whether a compressed attachment goes to this client as its stored zlib stream (as Orthanc)."""
+    return services.config.http_compression_enabled and accepts_deflate(
+        request.headers.get("accept-encoding", "").encode("latin-1")
+    )
+
+
+async def content_response(
+    storage: BlobStore, blob: StoredBlob, headers: dict[str, str], deflate: bool
+) -> Response[bytes]:
+    """A stored file's content: for a client that takes deflate, a compressed one is sent as it is
+    stored (its zlib stream, ``Content-Encoding: deflate``) without being inflated, as Orthanc does."""
+    if deflate and (stream := await asyncio.to_thread(storage.read_zlib_stream, blob)) is not None:
+        return Response(stream, headers={**headers, "Content-Encoding": "deflate"})
+    return Response(await asyncio.to_thread(storage.read, blob), headers=headers)

@@ -225,6 +225,13 @@ class BlobStore:
         stored = self.read_stored(blob.digest)
         return stored if blob.compressed_size is None else decompress(stored)
 
+    def read_zlib_stream(self, blob: StoredBlob) -> bytes | None:
+        """The zlib stream of a compressed blob (what HTTP calls ``deflate``): its stored bytes without
+        the size prefix; ``None`` for a blob stored uncompressed or empty."""
+        if blob.compressed_size is None or blob.size == 0:
+            return None
+        return self.read_stored(blob.digest)[_CONTENT_SIZE.size :]
+
     def read_stored(self, digest: bytes) -> bytes:
         """The bytes of a blob as stored; ``FileNotFoundError`` if it is not stored."""
         return self.path_of(digest).read_bytes()
