@@ -99,6 +99,6 @@ async def content_response(
 ) -> Response[bytes]:
     """A stored file's content: for a client that takes deflate, a compressed one is sent as it is
     stored (its zlib stream, ``Content-Encoding: deflate``) without being inflated, as Orthanc does."""
-    if deflate and (stream := await asyncio.to_thread(storage.read_zlib_stream, blob)) is not None:
+    if deflate and blob.compressed and (stream := await asyncio.to_thread(storage.read_zlib_stream, blob)):
         return Response(stream, headers={**headers, "Content-Encoding": "deflate"})
     return Response(await asyncio.to_thread(storage.read, blob), headers=headers)
