@@ -28,6 +28,13 @@
   that sent its next request on it would then see the connection closed
   without an answer (httpx: "Server disconnected without sending a
   response"); told, it opens a new connection instead.
+* A body of announced length ends with its last byte. Granian hands every
+  non-empty body on with ``more_body`` set, then says it ended in an empty
+  message of its own, which costs the reader one more wait on Granian's
+  thread (measured: 330 µs against 215 µs for a one-connection
+  ``POST /tools/find``). Once ``Content-Length`` bytes are in, the message
+  that brought the last of them says the body is complete, and Granian's
+  empty one is not handed on.
 """
 
 import zlib
@@ -95,7 +102,8 @@ class HttpConventions:
         """The application's own call when no convention applies (most requests): no extra frame."""
         if scope["type"] != "http":
             return self.app(scope, receive, send)
-        accepts_gzip = gzipped = has_body = False
+        accepts_gzip = gzipped = chunked = False
+        length: int | None = 0
         override: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"content-encoding" and value.strip().lower() == b"gzip":
@@ -105,11 +113,11 @@ class HttpConventions:
             elif name == b"accept-encoding" and self.compression_enabled:
                 accepts_gzip = _accepts_gzip(value)
             elif name == b"content-length":
-                has_body = value.strip() != b"0"
+                length = int(value) if value.strip().isdigit() else None
             elif name == b"transfer-encoding":
-                has_body = True
-        if has_body:
-            body = _UnreadBodyCloser(receive, send)
+                chunked = True
+        if chunked or length != 0:
+            body = _RequestBody(receive, send, None if chunked else length)
             receive, send = body.receive, body.send
         if override is not None:
             method = OVERRIDABLE.get(override)
@@ -129,20 +137,38 @@ def _without_body_encoding(headers: list[tuple[bytes, bytes]]) -> list[tuple[byt
     return [(name, value) for name, value in headers if name not in (b"content-encoding", b"content-length")]
 
 
-class _UnreadBodyCloser:
-    """Adds ``Connection: close`` to an answer started before the request body was read to its end."""
+class _RequestBody:
+    """The request body's reader: ends a body of known length at its last byte (see the module).
 
-    __slots__ = ("_complete", "_receive", "_send")
+    It also adds ``Connection: close`` to an answer started before the body
+    was read to its end.
+    """
 
-    def __init__(self, receive: Receive, send: Send):
+    __slots__ = ("_complete", "_ended_early", "_length", "_receive", "_received", "_send")
+
+    def __init__(self, receive: Receive, send: Send, length: int | None):
+        """``length``: the announced ``Content-Length``, ``None`` when unknown (chunked)."""
         self._receive = receive
         self._send = send
+        self._length = length
+        self._received = 0
         self._complete = False
+        self._ended_early = False
 
     async def receive(self) -> Message:
         message = await self._receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
+        if self._ended_early and message["type"] == "http.request" and not message.get("body"):
+            self._ended_early = False  # Granian's own end of the body, already told
+            message = await self._receive()
+        if self._complete or message["type"] != "http.request":
             self._complete = True
+            return message
+        self._received += len(message.get("body", b""))
+        more = message.get("more_body", False)
+        if more and self._length is not None and self._received >= self._length:
+            message = {**message, "more_body": False}
+            self._ended_early, more = True, False
+        self._complete = not more
         return message
 
     async def send(self, message: Message) -> None:
@@ -161,6 +187,7 @@ class _GunzipReceiver:
         self._inflater = zlib.decompressobj(wbits=31)
         self._pending = b""
         self._last = False
+        self._ended = False
 
     async def receive(self) -> Message:
         while not self._pending and not self._last:
@@ -178,7 +205,11 @@ class _GunzipReceiver:
                 self._inflater.decompress(self._inflater.unconsumed_tail, INFLATED_PIECE),
             )
             more = bool(self._pending or self._inflater.unconsumed_tail) or not self._last
+            self._ended = not more
             return {"type": "http.request", "body": piece, "more_body": more}
+        if self._ended:  # what comes after the body (the disconnection)
+            return await self._receive()
+        self._ended = True
         return {"type": "http.request", "body": b"", "more_body": False}
 
 
