@@ -176,3 +176,28 @@ def test_a_refused_upload_is_answered_as_the_router_does_and_stores_nothing(
     assert _requests_counted(client, 400) == before + 2
     assert stored_blobs(server.directory / "storage") == blobs
     assert client.get("/instances").json() == instances
+
+
+def test_resources_and_listings_follow_every_write(client: httpx.Client) -> None:
+    """Answers the lane gives again from its cache are those of the index as it is now."""
+    first = client.post(
+        "/instances", content=dicom_variant(patient_id="cache", study="81", series="1", instance="1")
+    )
+    study_id = first.json()["ParentStudy"]
+    instance_id = first.json()["ID"]
+    for _ in range(2):  # the second answers from the cache
+        study = client.get(f"/studies/{study_id}").json()
+        listed = client.get("/studies").json()
+        instance_json = client.get(f"/instances/{instance_id}").json()
+    assert len(study["Series"]) == 1 and study_id in listed
+    second = client.post(
+        "/instances", content=dicom_variant(patient_id="cache", study="81", series="2", instance="2")
+    )
+    assert len(client.get(f"/studies/{study_id}").json()["Series"]) == 2
+    assert client.post(f"/instances/{instance_id}/attachments/dicom/compress").status_code == 200
+    assert client.get(f"/instances/{instance_id}").json()["FileUuid"] != instance_json["FileUuid"]
+    assert client.delete(f"/instances/{second.json()['ID']}").status_code == 200
+    assert len(client.get(f"/studies/{study_id}").json()["Series"]) == 1
+    assert client.delete(f"/studies/{study_id}").status_code == 200
+    assert client.get(f"/studies/{study_id}").status_code == 404
+    assert study_id not in client.get("/studies").json()

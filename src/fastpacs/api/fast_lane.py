@@ -30,6 +30,7 @@ import msgspec
 from litestar import Litestar, Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from fastpacs.api.answer_cache import AnswerCache
 from fastpacs.api.image_lane import IMAGE_PATH_ENDINGS, image_answer
 from fastpacs.api.instances import file_answer
 from fastpacs.api.responses import JSON_MEDIA_TYPE, parse_integer
@@ -83,6 +84,8 @@ class FastLane:
         self.litestar = litestar
         self.metrics = metrics
         self.deadlines = deadlines
+        self.answers: AnswerCache[Answer] = AnswerCache()
+        """Listings and resources, while the index is unchanged."""
         self._services: Services | None = None
 
     def _current_services(self) -> Services | None:
@@ -219,15 +222,10 @@ class FastLane:
             return None
         parts = scope["path"].split("/")
         query = scope["query_string"]
-        if len(parts) == 2 and parts[1] in _LEVELS:
-            return self._listing(services, _LEVELS[parts[1]], query)
+        if len(parts) <= 3 and parts[1] in _LEVELS:
+            return self._index_answer(services, parts, query)
         flags = _query_flags(query) if query else _NO_FLAGS
-        if flags is None:
-            return None
-        if len(parts) == 3 and parts[1] in _LEVELS:
-            # ?short shows a resource's main tags by number: the router formats them.
-            return None if b"short" in flags else self._resource(services, _LEVELS[parts[1]], parts[2])
-        if len(parts) != 4 or parts[1] != "instances":
+        if flags is None or len(parts) != 4 or parts[1] != "instances":
             return None
         rid = parse_id(parts[2])
         if rid is None:
@@ -237,6 +235,26 @@ class FastLane:
         if parts[3] in _TAG_ROUTES:
             return self._tags(services, rid, parts[3], flags)
         return None
+
+    def _index_answer(self, services: Services, parts: list[str], query: bytes) -> Answer | None:
+        """A level's listing or a resource, answered from the index, or from :attr:`answers`."""
+        version = services.database.version()
+        key = (parts[1], parts[2] if len(parts) == 3 else None, query)
+        answer = self.answers.get(version, key)
+        if answer is not None:
+            return answer
+        level = _LEVELS[parts[1]]
+        if len(parts) == 2:
+            answer = self._listing(services, level, query)
+        else:
+            flags = _query_flags(query) if query else _NO_FLAGS
+            # ?short shows a resource's main tags by number: the router formats them.
+            if flags is None or b"short" in flags:
+                return None
+            answer = self._resource(services, level, parts[2])
+        if answer is not None:
+            self.answers.put(version, key, answer)
+        return answer
 
     @staticmethod
     def _resource(services: Services, level: Level, public_id: str) -> Answer | None:

@@ -55,5 +55,10 @@ class Database:
         """
         return IndexView(self.env.begin(), self.dbs)
 
+    def version(self) -> int:
+        """The number of the last write transaction committed: what is read from the index at one
+        version stays true as long as the version is the same."""
+        return self.env.info()["last_txnid"]
+
     def close(self) -> None:
         self.env.close()
