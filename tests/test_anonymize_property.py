@@ -133,7 +133,7 @@ def test_anonymization_leaves_no_identifying_value(
     original = pydicom.dcmread(io.BytesIO(source))
     request = parse_anonymize_request({"DicomVersion": version})
     anonymized = pydicom.dcmread(
-        io.BytesIO(modify(with_patient_name(request.modification, "Anonymized1"), source, "Latin1"))
+        io.BytesIO(modify(with_patient_name(request.modification, "Anonymized1"), source, "Latin1").data)
     )
     assert anonymized.PatientIdentityRemoved == "YES"
     for path, (tag, before) in identifying_values(original, profile).items():

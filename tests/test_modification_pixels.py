@@ -56,7 +56,7 @@ def _modified_both_ways(
 ) -> tuple[bytes | str, bytes | str]:
     def outcome() -> bytes | str:
         try:
-            return modify(request, data, "Latin1")
+            return modify(request, data, "Latin1").data
         except OrthancError as error:
             return f"{error.code}: {error.details}"
 

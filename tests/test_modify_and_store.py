@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from fastpacs.dicom.modification import ModifiedFile
 from fastpacs.dicom.modification_request import parse_anonymize_request
 from fastpacs.dicom.parse import summarize
 from fastpacs.errors import ErrorCode, OrthancError
@@ -37,7 +38,7 @@ def test_the_worker_stores_and_summarizes_each_modified_file(
     assert stored[1] is None  # bytes(32): a blob deleted since the request was accepted
     parsed = stored[0]
     assert parsed is not None
-    expected = modify_file(modification, source, "Latin1", None)  # the UID mapping is the modification's
+    expected = modify_file(modification, source, "Latin1", None).data  # the UID mapping is the modification's
     assert storage.read(parsed.blob) == expected
     assert parsed.blob.size == len(expected)
     assert parsed.summary == summarize(expected, "Latin1")  # as the ingest of the same bytes would say
@@ -51,7 +52,7 @@ def test_a_worker_failing_half_way_stores_nothing(tmp_path: Path, monkeypatch: p
     calls = []
     real_modify_file = pool_modify.modify_file
 
-    def second_fails(*args: object) -> bytes:
+    def second_fails(*args: object) -> ModifiedFile:
         calls.append(args)
         if len(calls) == 2:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT)

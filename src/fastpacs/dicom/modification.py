@@ -43,6 +43,7 @@ import re
 import struct
 import uuid
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import msgspec
 from pydicom.charset import encode_string
@@ -63,9 +64,16 @@ from fastpacs.dicom.dictionary import (
     private_entry,
 )
 from fastpacs.dicom.ids import Level
-from fastpacs.dicom.parse import PARSER_ERRORS, bad_file, header_prefix, read_header, transfer_syntax_of
+from fastpacs.dicom.parse import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    PARSER_ERRORS,
+    bad_file,
+    header_prefix,
+    read_header,
+    transfer_syntax_of,
+)
 from fastpacs.dicom.values import DEFAULT_ENCODINGS, STRING_VRS, python_encodings
-from fastpacs.dicom.writer import DatasetWriter, part10_file
+from fastpacs.dicom.writer import DatasetWriter, part10_file, read_back_file_meta
 from fastpacs.errors import ErrorCode, OrthancError
 
 PATIENT_NAME = 0x00100010
@@ -233,8 +241,17 @@ def out_of_range(tag: int, text: str) -> OrthancError:
     )
 
 
-def modify(modification: Modification, data: bytes, default_encoding: str) -> bytes:
-    """The modified file (Part 10, same transfer syntax as ``data``)."""
+class ModifiedFile(NamedTuple):
+    data: bytes
+    """The modified file (Part 10, same transfer syntax as its source)."""
+    read_back: Dataset | None
+    """Its dataset as pydicom reads it from ``data``, known from the writing (see
+    :meth:`~fastpacs.dicom.writer.DatasetWriter.read_back`); ``None`` when only a reading can tell."""
+
+
+def modify(modification: Modification, data: bytes, default_encoding: str) -> ModifiedFile:
+    """The modified file, with the dataset a reading of it gives: summarizing that spares a job the
+    second parse of every file it modifies."""
     dataset = _read(data)
     transfer_syntax = transfer_syntax_of(dataset)
     modifier = _Modifier(modification, dataset, default_encoding)
@@ -248,7 +265,14 @@ def modify(modification: Modification, data: bytes, default_encoding: str) -> by
         _put_group_length(writer, dataset, group)
     encoded = writer.dataset(dataset)
     sop_class = _text(dataset, SOP_CLASS_UID, encodings) or _meta_sop_class(dataset)
-    return part10_file(sop_class, _text(dataset, SOP_INSTANCE_UID, encodings) or "", transfer_syntax, encoded)
+    sop_instance = _text(dataset, SOP_INSTANCE_UID, encodings) or ""
+    modified = part10_file(sop_class, sop_instance, transfer_syntax, encoded)
+    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return ModifiedFile(modified, None)  # positions are in the inflated stream
+    read_back = writer.read_back(dataset, len(modified) - sum(len(chunk) for chunk in encoded))
+    if read_back is not None:
+        read_back.file_meta = read_back_file_meta(sop_class, sop_instance, transfer_syntax)
+    return ModifiedFile(modified, read_back)
 
 
 def _put_group_length(writer: DatasetWriter, dataset: Dataset, group: int) -> None:

@@ -12,8 +12,14 @@ the new file's bytes in the answer.
 import msgspec
 
 from fastpacs.dicom.ids import Level
-from fastpacs.dicom.modification import SOP_INSTANCE_UID, Modification, modify
-from fastpacs.dicom.parse import InstanceSummary, header_prefix, summarize, summarize_header
+from fastpacs.dicom.modification import SOP_INSTANCE_UID, Modification, ModifiedFile, modify
+from fastpacs.dicom.parse import (
+    InstanceSummary,
+    header_prefix,
+    summarize,
+    summarize_dataset,
+    summarize_header,
+)
 from fastpacs.dicom.transcoding import transcode
 from fastpacs.pool.tasks import ParsedFile, read_blob, read_uncompressed_blob, store_parsed
 from fastpacs.storage.blobs import StoredBlob
@@ -48,13 +54,17 @@ def modify_and_store(
             modified.append(None)
             continue
         new = modify_file(modification, data, default_encoding, target)
-        modified.append((new, _summarize(new, default_encoding)))
+        modified.append((new.data, _summarize(new, default_encoding)))
     stored: list[ParsedFile] = []
     return [None if item is None else store_parsed(item[0], item[1], stored) for item in modified]
 
 
-def _summarize(data: bytes, default_encoding: str) -> InstanceSummary:
-    """The summary of a file just written, from its header when that suffices (as the ingest does)."""
+def _summarize(modified: ModifiedFile, default_encoding: str) -> InstanceSummary:
+    """The summary of a file just written: from the dataset its writing says a reading gives, else
+    from its header when that suffices (as the ingest does), else from the whole file."""
+    data = modified.data
+    if modified.read_back is not None:
+        return summarize_dataset(modified.read_back, len(data), default_encoding)
     prefix = header_prefix(data)
     summary = None if prefix is None else summarize_header(prefix, len(data), default_encoding)
     return summarize(data, default_encoding) if summary is None else summary
@@ -62,7 +72,7 @@ def _summarize(data: bytes, default_encoding: str) -> InstanceSummary:
 
 def modify_file(
     modification: Modification, data: bytes, default_encoding: str, target: TranscodeTarget | None
-) -> bytes:
+) -> ModifiedFile:
     """One modified file, transcoded to ``target`` when given."""
     modified = modify(modification, data, default_encoding)
     if target is None:
@@ -70,13 +80,14 @@ def modify_file(
     # As in Orthanc, a lossy image made by the modification of a series, study or patient keeps the SOP
     # Instance UID the modification gave it; one of a single instance, or whose UID is kept, gets a new one.
     new_uid = modification.level == Level.INSTANCE or SOP_INSTANCE_UID in modification.kept_identifiers
-    return transcode(
-        modified, target.transfer_syntax, lossy=True, new_instance_uid=new_uid, quality=target.quality
+    transcoded = transcode(
+        modified.data, target.transfer_syntax, lossy=True, new_instance_uid=new_uid, quality=target.quality
     )
+    return ModifiedFile(transcoded, None)
 
 
 def modify_stored_file(
     modification: Modification, blob: StoredBlob, default_encoding: str, target: TranscodeTarget | None
 ) -> bytes:
     """The modified file of one stored instance (the instance-level /modify and /anonymize)."""
-    return modify_file(modification, read_blob(blob), default_encoding, target)
+    return modify_file(modification, read_blob(blob), default_encoding, target).data
