@@ -128,3 +128,36 @@ def test_limit_arenas_bounds_the_arenas_threads_get(limit: int, expected: int) -
         check=True,
     )
     assert finished.stderr.count("Arena ") == expected
+
+
+FILES_READ_AND_WRITTEN = """
+import resource, sys
+from fastpacs.malloc import keep_file_buffers
+if sys.argv[1] == "kept":
+    assert keep_file_buffers()
+source = bytes(600_000)
+def modified_file():  # a read file, its modified copy and the two freed: what every worker task does
+    read = bytearray(source)
+    written = b"".join((bytes(read[:1000]), bytes(read[1000:])))
+    return len(written)
+for _ in range(20):
+    modified_file()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(200):
+    modified_file()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.parametrize("buffers", ["kept", "default"])
+def test_freed_file_buffers_are_reused_without_page_faults(buffers: str) -> None:
+    """With glibc's defaults each file-sized block freed goes back to the system and its memory comes
+    back as new pages (about 150 faults for 600 KB); kept, the 200 files cost next to none."""
+    finished = subprocess.run(
+        [sys.executable, "-c", FILES_READ_AND_WRITTEN, buffers], capture_output=True, text=True, check=True
+    )
+    faults = int(finished.stdout)
+    if buffers == "kept":
+        assert faults < 200
+    else:
+        assert faults > 200 * 100  # what the kept buffers spare

@@ -21,6 +21,7 @@ from fastpacs.dicom.dictionary import install as install_dictionary
 from fastpacs.dicom.parse import InstanceSummary, summarize
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.imaging.warmup import warm_worker
+from fastpacs.malloc import keep_file_buffers
 from fastpacs.storage.blobs import BlobStore, StoredBlob
 
 _storage: BlobStore | None = None
@@ -70,10 +71,12 @@ class StoreInterruptedError(Exception):
 
 
 def initialize(storage: BlobStore, dictionary: UserDictionary) -> None:
-    """Worker start-up: die with the server, read tags with its dictionary, take its storage (a copy of
-    the server's store: same folder, same compression), warm the Numba kernels."""
+    """Worker start-up: die with the server, keep the memory of the files it handles for the next ones,
+    read tags with its dictionary, take its storage (a copy of the server's store: same folder, same
+    compression), warm the Numba kernels."""
     global _storage  # noqa: PLW0603 - the worker's one storage handle, set once at start
     _end_with_parent()
+    keep_file_buffers()
     install_dictionary(dictionary)
     _storage = storage
     warm_worker()  # loads the kernels prepare_kernel_cache() compiled: no request compiles
