@@ -118,9 +118,6 @@ class DatasetWriter:
             return "UN"  # too long for its VR's 2-byte length (a 70 000-character LO): UN, as DCMTK
         return vr
 
-    def _header_size(self, written_vr: str | None) -> int:
-        return 12 if written_vr in LONG_HEADER_VRS else 8
-
     # -- reading back what is written
 
     def read_back(self, dataset: Dataset, offset: int) -> Dataset | None:
@@ -178,7 +175,7 @@ class DatasetWriter:
             return None
         if undefined and not (top_level and element.tag == PIXEL_DATA and written != "UN"):
             return None
-        value_tell = position + self._header_size(written)
+        value_tell = position + _header_size(written)
         length = UNDEFINED_LENGTH if undefined else len(value)
         read = RawDataElement(
             BaseTag(element.tag), written, length, value, value_tell, self.implicit_vr, self.little_endian
@@ -197,7 +194,7 @@ class DatasetWriter:
     def _read_back_sequence(self, tag: int, items: Sequence, position: int) -> tuple[DataElement, int] | None:
         if self.implicit_vr and not _read_as_sequence(tag, bool(items)):
             return None
-        value_tell = position + self._header_size(self._written_vr("SQ", UNDEFINED_LENGTH))
+        value_tell = position + _header_size(self._written_vr("SQ", UNDEFINED_LENGTH))
         position = value_tell
         read_items = []
         for item in items:
@@ -248,12 +245,13 @@ def _meta_elements(
             (0x0013, "SH", IMPLEMENTATION_VERSION_NAME.encode()),
         )
     ]
-    length = sum(_meta_header_size(vr) + len(value) for _, vr, value in elements)
+    length = sum(_header_size(vr) + len(value) for _, vr, value in elements)
     return [(0x0000, "UL", struct.pack("<L", length)), *elements]
 
 
-def _meta_header_size(vr: str) -> int:
-    return 12 if vr in LONG_HEADER_VRS else 8
+def _header_size(written_vr: str | None) -> int:
+    """Bytes of an element's header: tag, (VR, reserved,) length."""
+    return 12 if written_vr in LONG_HEADER_VRS else 8
 
 
 def _meta_element(element: int, vr: str, value: bytes) -> bytes:
@@ -288,7 +286,7 @@ def read_back_file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_synt
     position = len(PREAMBLE)
     for element, vr, value in _meta_elements(sop_class_uid, sop_instance_uid, transfer_syntax):
         tag = BaseTag(0x00020000 | element)
-        position += _meta_header_size(vr)
+        position += _header_size(vr)
         elements[tag] = RawDataElement(tag, vr, len(value), value, position, False, True)
         position += len(value)
     meta = FileMetaDataset(elements)
