@@ -20,6 +20,11 @@ from fastpacs.testing import ServerProcess, fastpacs_server
 
 T = TypeVar("T")
 
+STABLE_WAIT = 60.0
+"""Seconds a test lets resources take to be logged stable. StableAge is 1 to 3 s in the tests, but a
+Stable* change waits on an index commit and its sync: with the soak test loading the machine and its
+disk beside it, full runs saw 15 s (the fresh clone at fa35c58) and 20 s (CI of 1c144f6) go by."""
+
 
 def pydicom_file(name: str) -> Path:
     """A file of pydicom's own test data (shipped with pydicom, never downloaded)."""

@@ -12,7 +12,7 @@ import pytest
 
 from fastpacs.index.updates import orthanc_timestamp
 from fastpacs.testing import ServerProcess
-from tests.conftest import dicom_variant
+from tests.conftest import STABLE_WAIT, dicom_variant
 
 TIMESTAMP = re.compile(r"^\d{8}T\d{6}$")
 PLURALS = {"Patient": "patients", "Study": "studies", "Series": "series", "Instance": "instances"}
@@ -38,12 +38,6 @@ class Uploaded:
 def uploaded(shared_server: ServerProcess) -> Uploaded:
     with httpx.Client(base_url=shared_server.base_url, timeout=60) as http:
         return Uploaded(http)
-
-
-STABLE_WAIT = 60.0
-"""Seconds a resource may take to be logged stable. StableAge is 1 s, but in the fresh-clone run at
-fa35c58, with the soak test loading the machine and its disk beside this file, every patient being
-stable took more than the 15 s allowed before (a Stable* change waits on an index commit and its sync)."""
 
 
 def wait_until(condition, timeout: float = STABLE_WAIT) -> None:

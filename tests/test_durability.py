@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from fastpacs.testing import ServerProcess, fastpacs_server
-from tests.conftest import dicom_variant, pydicom_file, stored_blobs
+from tests.conftest import STABLE_WAIT, dicom_variant, pydicom_file, stored_blobs
 from tests.differential.data import zip_of
 
 LEVELS = ("patients", "studies", "series", "instances")
@@ -48,11 +48,11 @@ def snapshot(server: ServerProcess) -> dict[str, Any]:
     return state
 
 
-def wait_until_stable(server: ServerProcess, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
+def wait_until_stable(server: ServerProcess) -> None:
+    deadline = time.monotonic() + STABLE_WAIT
     with client_of(server) as http:
         while not all(p["IsStable"] for p in http.get("/patients", params={"expand": ""}).json()):
-            assert time.monotonic() < deadline, "not stable in time"
+            assert time.monotonic() < deadline, f"not stable in time; the server's log:\n{server.log_tail()}"
             time.sleep(0.2)
 
 

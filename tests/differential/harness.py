@@ -44,13 +44,13 @@ import httpx
 import pytest
 
 from fastpacs.testing import ServerProcess, fastpacs_server, orthanc_server
+from tests.conftest import STABLE_WAIT
 from tests.differential.allowlist import ALLOWED, KNOWN_BUGS
 
 COMPARED_HEADERS = ("content-type", "allow", "www-authenticate")
 TIMESTAMP_KEYS = frozenset({"LastUpdate", "Date", "ReceptionDate"})
 TIMESTAMP = re.compile(r"^\d{8}T\d{6}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-STABLE_TIMEOUT = 20.0
 
 KNOWN_BUGS_MET: set[tuple[str, str]] = set()
 """Entries of ``KNOWN_BUGS`` met during this session (the terminal summary lists the others)."""
@@ -290,7 +290,7 @@ class ServerPair:
         response.raise_for_status()
         return response.json()
 
-    def wait_until_stable(self, timeout: float = STABLE_TIMEOUT) -> None:
+    def wait_until_stable(self, timeout: float = STABLE_WAIT) -> None:
         """Wait until every patient, study and series is stable on both servers."""
         deadline = time.monotonic() + timeout
         for get_json in (self.orthanc_get, self.fastpacs_get):
