@@ -3,6 +3,7 @@ reading of the file gives: the summary a job indexes without reading its new fil
 is, field for field, the one the ingest computes from their bytes (tag JSON, identifiers, main tags,
 transfer syntax, PixelDataOffset), or the same refusal."""
 
+import io
 import json
 import zlib
 from pathlib import Path
@@ -17,11 +18,18 @@ from fastpacs.dicom.ids import Level
 from fastpacs.dicom.modification import Modification, ModifiedFile, modify
 from fastpacs.dicom.modification_request import parse_anonymize_request, parse_modify_request
 from fastpacs.dicom.parse import InstanceSummary, summarize, summarize_dataset
+from fastpacs.dicom.writer import DatasetWriter
 from fastpacs.errors import OrthancError
+from fastpacs.pool import modify as pool_modify
+from fastpacs.pool.modify import TranscodeTarget, modify_file, modify_stored_file
+from fastpacs.storage.blobs import StoredBlob
+from tests.conftest import pydicom_file
 from tests.differential.data import ALL_FILES
 from tests.test_anonymize_property import datasets, file_of
 from tests.test_modification_pixels import REQUESTS as PIXEL_REQUESTS
 
+BLOB = StoredBlob(digest=bytes(32), size=0)
+"""Stands for a stored file where the worker's read of it is replaced."""
 LONG_TEXT = "X" * 70_002
 """Longer than a 2-byte length: written with the UN VR in explicit VR, as DCMTK does."""
 REQUESTS = {
@@ -143,3 +151,20 @@ def test_an_empty_unknown_sequence_in_implicit_vr_is_left_to_a_reading() -> None
     tags = json.loads(zlib.decompress(summarize(modified.data, "Latin1").tags.full))
     assert tags["0009,1002"]["Type"] != "Sequence"
     assert tags["0008,1110"] == {"Name": "ReferencedStudySequence", "Type": "Sequence", "Value": []}
+
+
+def test_files_summarized_by_a_reading_anyway_are_written_without_a_read_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The instance-level routes answer the bytes (or ingest them, which parses them), and a
+    transcoded file is another file: neither pays for the dataset of the writing."""
+    source = pydicom_file("CT_small.dcm").read_bytes()
+    request = REQUESTS["anonymize"]()
+    assert modify(request, source, "Latin1").read_back is not None
+    monkeypatch.setattr(DatasetWriter, "read_back", lambda *_: pytest.fail("read back"))
+    assert modify(request, source, "Latin1", read_back=False).read_back is None
+    target = TranscodeTarget(transfer_syntax=pydicom.uid.ExplicitVRBigEndian, quality=90)
+    assert modify_file(request, source, "Latin1", target).read_back is None
+    monkeypatch.setattr(pool_modify, "read_blob", lambda _: source)
+    instance_file = pydicom.dcmread(io.BytesIO(modify_stored_file(request, BLOB, "Latin1", None)))
+    assert instance_file.PatientIdentityRemoved == "YES"

@@ -249,9 +249,11 @@ class ModifiedFile(NamedTuple):
     :meth:`~fastpacs.dicom.writer.DatasetWriter.read_back`); ``None`` when only a reading can tell."""
 
 
-def modify(modification: Modification, data: bytes, default_encoding: str) -> ModifiedFile:
-    """The modified file, with the dataset a reading of it gives: summarizing that spares a job the
-    second parse of every file it modifies."""
+def modify(
+    modification: Modification, data: bytes, default_encoding: str, *, read_back: bool = True
+) -> ModifiedFile:
+    """The modified file, with the dataset a reading of it gives when ``read_back``: summarizing
+    that spares a job the second parse of every file it modifies."""
     dataset = _read(data)
     transfer_syntax = transfer_syntax_of(dataset)
     modifier = _Modifier(modification, dataset, default_encoding)
@@ -267,12 +269,12 @@ def modify(modification: Modification, data: bytes, default_encoding: str) -> Mo
     sop_class = _text(dataset, SOP_CLASS_UID, encodings) or _meta_sop_class(dataset)
     sop_instance = _text(dataset, SOP_INSTANCE_UID, encodings) or ""
     modified = part10_file(sop_class, sop_instance, transfer_syntax, encoded)
-    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        return ModifiedFile(modified, None)  # positions are in the inflated stream
-    read_back = writer.read_back(dataset, len(modified) - sum(len(chunk) for chunk in encoded))
-    if read_back is not None:
-        read_back.file_meta = read_back_file_meta(sop_class, sop_instance, transfer_syntax)
-    return ModifiedFile(modified, read_back)
+    if not read_back or transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return ModifiedFile(modified, None)  # deflated: positions are in the inflated stream
+    read_back_dataset = writer.read_back(dataset, len(modified) - sum(len(chunk) for chunk in encoded))
+    if read_back_dataset is not None:
+        read_back_dataset.file_meta = read_back_file_meta(sop_class, sop_instance, transfer_syntax)
+    return ModifiedFile(modified, read_back_dataset)
 
 
 def _put_group_length(writer: DatasetWriter, dataset: Dataset, group: int) -> None:

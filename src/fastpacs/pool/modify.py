@@ -71,10 +71,16 @@ def _summarize(modified: ModifiedFile, default_encoding: str) -> InstanceSummary
 
 
 def modify_file(
-    modification: Modification, data: bytes, default_encoding: str, target: TranscodeTarget | None
+    modification: Modification,
+    data: bytes,
+    default_encoding: str,
+    target: TranscodeTarget | None,
+    *,
+    read_back: bool = True,
 ) -> ModifiedFile:
-    """One modified file, transcoded to ``target`` when given."""
-    modified = modify(modification, data, default_encoding)
+    """One modified file, transcoded to ``target`` when given; with the dataset a reading of it gives
+    when ``read_back`` (and it is not transcoded), for its summary."""
+    modified = modify(modification, data, default_encoding, read_back=read_back and target is None)
     if target is None:
         return modified
     # As in Orthanc, a lossy image made by the modification of a series, study or patient keeps the SOP
@@ -89,5 +95,6 @@ def modify_file(
 def modify_stored_file(
     modification: Modification, blob: StoredBlob, default_encoding: str, target: TranscodeTarget | None
 ) -> bytes:
-    """The modified file of one stored instance (the instance-level /modify and /anonymize)."""
-    return modify_file(modification, read_blob(blob), default_encoding, target).data
+    """The modified file of one stored instance (the instance-level /modify and /anonymize: its
+    answer, or an ingest that summarizes it)."""
+    return modify_file(modification, read_blob(blob), default_encoding, target, read_back=False).data
