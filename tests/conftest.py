@@ -83,7 +83,7 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
         yield http
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 15.0) -> T:
+def wait_for(condition: Callable[[], T], timeout: float = 60.0) -> T:
     """The first true result of ``condition``, asked every 0.2 s; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

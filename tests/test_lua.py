@@ -689,7 +689,7 @@ def test_a_failing_script_stops_the_start_up(tmp_path: Path) -> None:
     expected = f"the Lua script {script} (LuaScripts) failed: "  # the log line escapes the quotes after it
     with ThreadPoolExecutor(1) as background:
         starting = background.submit(server.start, 60)
-        wait_for(lambda: server.log_path.exists() and expected in server.log_path.read_text(), timeout=60)
+        wait_for(lambda: server.log_path.exists() and expected in server.log_path.read_text())
         assert "expected near <eof>" in server.log_path.read_text()
         server.kill()
         with pytest.raises(RuntimeError, match="exited during start-up"):
