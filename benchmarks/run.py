@@ -1,15 +1,17 @@
 """Run the benchmark suite: ``python -m benchmarks.run [options]`` (see ``--help`` and benchmarks/README.md).
 
-For each server in turn (fastpacs, the reference Orthanc, and for the C-STORE
-workloads Orthanc started with TCP_NODELAY=1), one at a time and each with
-fresh storage:
+The servers (fastpacs, the reference Orthanc, and for the C-STORE workloads
+Orthanc started with TCP_NODELAY=1) each get fresh storage, and run in two
+phases:
 
-1. start it, upload the corpus (the seed), run the read then the write
-   workloads, stop it;
-2. start it again empty, load the scale set, run the scale workloads, stop it.
+1. every server is started and seeded with the corpus; then the read, then
+   the write workloads run, each on one server after the other (the others
+   idle), before the next workload;
+2. the servers are started again, empty, and loaded with the scale set; then
+   the scale workloads run in the same way.
 
 Every workload gets a warm-up and ``--runs`` measured runs of ``--duration``
-seconds; the table shows the median of each figure. A server that answers a
+seconds on each server; the table shows the median of each figure. A server that answers a
 workload with errors only is reported n/a for it, never stops the suite; a
 server that dies is restarted (and re-seeded) for the next workload.
 """
@@ -21,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -290,24 +292,36 @@ def _restart_if_dead(server: RunningServer, context: Context, suite: Suite, seed
         context.seeded, _ = seed(server, suite.corpus)
 
 
-def _run_main(server: RunningServer, workloads: list[Workload], suite: Suite, rows: list[Row]) -> None:
-    """The read then write workloads, on a server seeded with the corpus if any of them needs it."""
+@dataclass
+class Contestant:
+    """A server started for a phase, with what its workloads need to know of it."""
+
+    server: RunningServer
+    context: Context
+    seeded: bool = False
+    """Whether it holds the corpus (uploaded again if it has to be restarted)."""
+
+
+def _prepare_main(
+    server: RunningServer, workloads: list[Workload], suite: Suite, rows: list[Row]
+) -> Contestant:
+    """The read and write phase: the server seeded with the corpus if any of its workloads needs it."""
     corpus = suite.corpus
     context = Context(server.server, corpus, suite.settings, Variants())
-    wants_seed = any(needs_seed(workload) for workload in workloads)
-    if wants_seed:
+    contestant = Contestant(server, context, seeded=any(needs_seed(workload) for workload in workloads))
+    if contestant.seeded:
         size = corpus.total_size / 1e6
         log(f"{server.name}: uploading the corpus ({len(corpus.files)} files, {size:.0f} MB)")
         context.seeded, seeding = seed(server, corpus)
         log(f"{server.name}: seed stored {seeding.operations} files, {seeding.errors} errors")
         suite.servers_record.setdefault(server.name, {})["seed"] = asdict(seeding)
-    for workload in sorted(workloads, key=lambda workload: workload.phase):
-        _restart_if_dead(server, context, suite, wants_seed)
-        rows.append(run_workload(workload, context, server, suite.settings))
+    return contestant
 
 
-def _run_scale(server: RunningServer, workloads: list[Workload], suite: Suite, rows: list[Row]) -> None:
-    """The scale load (reported as its own row), then the scale workloads."""
+def _prepare_scale(
+    server: RunningServer, workloads: list[Workload], suite: Suite, rows: list[Row]
+) -> Contestant:
+    """The scale phase: the scale set loaded (reported as its own row)."""
     scale = suite.scale_set()
     context = Context(server.server, suite.corpus, suite.settings, Variants(), scale=scale)
     if server.preloaded is not None:
@@ -319,9 +333,21 @@ def _run_scale(server: RunningServer, workloads: list[Workload], suite: Suite, r
         loading = load_scale(server, scale)
         rows.append(Row(SCALE_LOAD, server.name, "inst", summarize([loading]), [loading]))
     log(f"{server.name} {SCALE_LOAD}: {loading.per_second or 0:,.1f} inst/s, {loading.errors} errors")
-    for workload in workloads:
-        if server.alive():
-            rows.append(run_workload(workload, context, server, suite.settings))
+    return Contestant(server, context)
+
+
+def interleaved(workloads: list[Workload], servers: list[str]) -> Iterator[tuple[Workload, str]]:
+    """Each workload on each of its servers, one right after the other, in turns that alternate.
+
+    The servers take each workload back to back, so that the shared machine's
+    drift over the suite's minutes falls on every server alike instead of on
+    whichever ran later; the first of a workload alternates, so that what a
+    workload leaves behind (the disk writing back an ingest) weighs on each
+    server's next one in turn.
+    """
+    for number, workload in enumerate(workloads):
+        names = [name for name in servers if name in servers_for(workload)]
+        yield from ((workload, name) for name in (names if number % 2 == 0 else names[::-1]))
 
 
 def _unavailable_row(workload: Workload, server: str, note: str) -> Row:
@@ -336,27 +362,41 @@ def _unavailable_row(workload: Workload, server: str, note: str) -> Row:
     )
 
 
-def run_server(name: str, workloads: list[Workload], suite: Suite) -> list[Row]:
-    """Every workload of one server; if the server cannot start, its workloads are n/a."""
+def run_phase(servers: list[str], workloads: list[Workload], suite: Suite, *, scale: bool) -> list[Row]:
+    """Start every server the workloads of a phase name, seed each (or load the scale set), then run
+    the workloads :func:`interleaved`; a server that cannot start has its workloads n/a, the others
+    go on. A server that dies is started again for its next workload, and seeded again, except in
+    the scale phase, whose load is too long to repeat: its remaining scale workloads are dropped."""
     rows: list[Row] = []
-    phases = [
-        ([workload for workload in workloads if workload.phase != Phase.SCALE], _run_main),
-        ([workload for workload in workloads if workload.phase == Phase.SCALE], _run_scale),
-    ]
-    for phase_workloads, body in phases:
-        if not phase_workloads:
-            continue
-        prepare = None
-        if body is _run_scale and name == "fastpacs":
-            prepare = suite.scale_set().preload  # the bulk loader, when there is one
-        try:
-            with running(name, suite, prepare) as server:
-                body(server, phase_workloads, suite, rows)
-        except ServerStartError as failure:
-            log(f"{name} could not start: {failure}")
-            done = {row.workload for row in rows}
-            note = f"n/a: the server could not start: {failure}"[:600]
-            rows.extend(_unavailable_row(w, name, note) for w in phase_workloads if w.name not in done)
+    prepare = _prepare_scale if scale else _prepare_main
+    with ExitStack() as stack:
+        contestants: dict[str, Contestant] = {}
+        for name in servers:
+            own = [workload for workload in workloads if name in servers_for(workload)]
+            if not own:
+                continue
+            preload = suite.scale_set().preload if scale and name == "fastpacs" else None
+            try:
+                server = stack.enter_context(running(name, suite, preload))
+            except ServerStartError as failure:
+                log(f"{name} could not start: {failure}")
+                note = f"n/a: the server could not start: {failure}"[:600]
+                rows.extend(_unavailable_row(workload, name, note) for workload in own)
+                continue
+            contestants[name] = prepare(server, own, suite, rows)
+        for workload, name in interleaved(workloads, list(contestants)):
+            contestant = contestants[name]
+            if scale and not contestant.server.alive():
+                continue
+            if not scale:
+                try:
+                    _restart_if_dead(contestant.server, contestant.context, suite, contestant.seeded)
+                except ServerStartError as failure:
+                    log(f"{name} could not start again: {failure}")
+                    note = f"n/a: the server could not start: {failure}"[:600]
+                    rows.append(_unavailable_row(workload, name, note))
+                    continue
+            rows.append(run_workload(workload, contestant.context, contestant.server, suite.settings))
     return rows
 
 
@@ -471,9 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     log("preparing the corpus (generated once, then read from the cache)")
     corpus = ensure_corpus(CorpusSpec(patients=arguments.patients), arguments.cache)
     suite = Suite(corpus, settings, arguments.cache, arguments.keep, arguments.option)
-    rows: list[Row] = []
-    for name in servers:
-        rows.extend(run_server(name, [w for w in workloads if name in servers_for(w)], suite))
+    main_workloads = sorted((w for w in workloads if w.phase != Phase.SCALE), key=lambda w: w.phase)
+    rows = run_phase(servers, main_workloads, suite, scale=False)
+    rows += run_phase(servers, [w for w in workloads if w.phase == Phase.SCALE], suite, scale=True)
     rows = order_rows(rows)
     recorded_settings = {
         "runs": settings.runs,

@@ -18,7 +18,7 @@ from benchmarks.corpus import CorpusSpec, ensure_corpus, ensure_scale_set, gener
 from benchmarks.dicom_senders import set_tcp_nodelay
 from benchmarks.http_client import Request
 from benchmarks.procstats import ProcessTreeMonitor, read_process
-from benchmarks.run import ISSUE_CSTORE_FILES, cstore_files_for, parse_arguments
+from benchmarks.run import ISSUE_CSTORE_FILES, cstore_files_for, interleaved, parse_arguments
 from benchmarks.stats import RunResult, percentile, ratio, summarize
 from benchmarks.workloads import (
     ANONYMIZE_STUDY_SLICES,
@@ -296,6 +296,27 @@ def test_optional_workloads_run_only_when_named_or_by_family():
     assert _names(select(["archive-large", "get-*"])) == ["get-instance", "get-tags", "archive-large"]
     with pytest.raises(ValueError, match="archive-huge"):
         select(["archive-huge"])
+
+
+def test_servers_take_each_workload_in_turn_and_the_first_alternates():
+    """Every server runs a workload before the next workload starts (the machine's drift falls on
+    both alike), and the server that goes first changes from one workload to the next."""
+    by_name = {workload.name: workload for workload in WORKLOADS}
+    workloads = [by_name["get-instance"], by_name["cstore-storescu-a1"], by_name["get-tags"]]
+    order = [
+        (workload.name, server)
+        for workload, server in interleaved(workloads, ["fastpacs", "orthanc", "orthanc-nodelay"])
+    ]
+    assert order == [
+        ("get-instance", "fastpacs"),
+        ("get-instance", "orthanc"),
+        ("cstore-storescu-a1", "orthanc-nodelay"),
+        ("cstore-storescu-a1", "orthanc"),
+        ("cstore-storescu-a1", "fastpacs"),
+        ("get-tags", "fastpacs"),
+        ("get-tags", "orthanc"),
+    ]
+    assert [server for _, server in interleaved(workloads, ["orthanc"])] == ["orthanc"] * 3
 
 
 def test_cstore_runs_send_issue_9s_count_when_they_run_alone():
