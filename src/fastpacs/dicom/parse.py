@@ -17,6 +17,7 @@ import zlib
 
 import msgspec
 import pydicom.config
+from isal import isal_zlib
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
@@ -60,7 +61,6 @@ _REFUSED_WARNINGS = (
     "Expected explicit VR, but found implicit VR",
     "Expected implicit VR, but found explicit VR",
 )
-TAGS_COMPRESSION_LEVEL = 1
 
 _SOP_CLASS_UID = 0x00080016
 _INSTANCE_NUMBER = 0x00200013
@@ -389,6 +389,13 @@ def summarize_dataset(dataset: Dataset, size: int, default_encoding: str) -> Ins
     )
 
 
+def compress_tags(tag_json: bytes) -> bytes:
+    """The zlib stream a tag JSON form is kept as: ISA-L's level 1, about 2.5 times faster than
+    zlib's level 1 on a CT's forms (in every ingest's worker time) and a little smaller, and zlib
+    data all the same."""
+    return isal_zlib.compress(tag_json, 1)
+
+
 def store_tags(
     walker: TagWalker, full: TagJson, header: TagJson, has_character_set: bool, default_encoding: str
 ) -> StoredTags:
@@ -396,9 +403,9 @@ def store_tags(
     full_json = _encoder.encode(full)
     depends_on_default = not has_character_set and not full_json.isascii()
     return StoredTags(
-        full=zlib.compress(full_json, TAGS_COMPRESSION_LEVEL),
-        simplified=zlib.compress(_encoder.encode(simplify(full)), TAGS_COMPRESSION_LEVEL),
-        short=zlib.compress(_encoder.encode(shorten(full)), TAGS_COMPRESSION_LEVEL),
+        full=compress_tags(full_json),
+        simplified=compress_tags(_encoder.encode(simplify(full))),
+        short=compress_tags(_encoder.encode(shorten(full))),
         header=_encoder.encode(header),
         default_encoding=default_encoding if depends_on_default else None,
         dictionary=installed_fingerprint() if walker.named_by_user_dictionary else NO_USER_DICTIONARY,

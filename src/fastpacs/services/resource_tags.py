@@ -14,7 +14,7 @@ import msgspec
 
 from fastpacs.dicom.ids import Level, RawId, format_id
 from fastpacs.dicom.modules import module_tags
-from fastpacs.dicom.parse import StoredTags
+from fastpacs.dicom.parse import StoredTags, compress_tags
 from fastpacs.dicom.tags import TagJson, shorten, simplify
 from fastpacs.errors import ErrorCode, OrthancError
 from fastpacs.index.database import Database
@@ -92,7 +92,7 @@ class ResourceTagsService:
         body = await self.content.tags(instance, form)
         if body is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        return zlib.compress(body, 1)
+        return compress_tags(body)
 
     async def instances_tags(self, level: Level, rid: RawId, form: TagForm) -> bytes:
         """``{instance ID: tags}`` of every instance below the resource."""
