@@ -54,7 +54,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, SecondaryCaptureImageStorage
 
-from fastpacs.dicom.parse import TAGS_COMPRESSION_LEVEL, InstanceSummary, summarize
+from fastpacs.dicom.parse import InstanceSummary, compress_tags, summarize
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IndexUpdate, add_instance
 from fastpacs.services.ingest import Origin
@@ -259,9 +259,9 @@ class SeriesTemplate:
             index_in_series=number,
             tags=msgspec.structs.replace(
                 template.tags,
-                full=zlib.compress(full.encode(), TAGS_COMPRESSION_LEVEL),
-                simplified=zlib.compress(simplified.encode(), TAGS_COMPRESSION_LEVEL),
-                short=zlib.compress(short.encode(), TAGS_COMPRESSION_LEVEL),
+                full=compress_tags(full.encode()),
+                simplified=compress_tags(simplified.encode()),
+                short=compress_tags(short.encode()),
                 header=header.encode(),
             ),
         )

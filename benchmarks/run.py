@@ -362,12 +362,31 @@ def _unavailable_row(workload: Workload, server: str, note: str) -> Row:
     )
 
 
+def _scale_set_failure(suite: Suite) -> str | None:
+    """Why the scale set could not be made or read, if it could not: its phase is then n/a, and the
+    rows of the other phase are still reported."""
+    try:
+        suite.scale_set()
+    except Exception as failure:  # noqa: BLE001 - whatever the generator or the bulk loader raises
+        log(f"the scale set could not be prepared: {type(failure).__name__}: {failure}")
+        return f"{type(failure).__name__}: {failure}"
+    return None
+
+
 def run_phase(servers: list[str], workloads: list[Workload], suite: Suite, *, scale: bool) -> list[Row]:
     """Start every server the workloads of a phase name, seed each (or load the scale set), then run
     the workloads :func:`interleaved`; a server that cannot start has its workloads n/a, the others
     go on. A server that dies is started again for its next workload, and seeded again, except in
     the scale phase, whose load is too long to repeat: its remaining scale workloads are dropped."""
     rows: list[Row] = []
+    if scale and (failure := _scale_set_failure(suite)) is not None:
+        note = f"n/a: the scale set could not be prepared: {failure}"[:600]
+        return [
+            _unavailable_row(workload, name, note)
+            for name in servers
+            for workload in workloads
+            if name in servers_for(workload)
+        ]
     prepare = _prepare_scale if scale else _prepare_main
     with ExitStack() as stack:
         contestants: dict[str, Contestant] = {}

@@ -14,11 +14,19 @@ import pydicom
 import pytest
 from benchmarks import ceiling_app, wrk
 from benchmarks import corpus as corpus_module
+from benchmarks import run as run_module
 from benchmarks.corpus import CorpusSpec, ensure_corpus, ensure_scale_set, generation_token, variant
 from benchmarks.dicom_senders import set_tcp_nodelay
 from benchmarks.http_client import Request
 from benchmarks.procstats import ProcessTreeMonitor, read_process
-from benchmarks.run import ISSUE_CSTORE_FILES, cstore_files_for, interleaved, parse_arguments
+from benchmarks.run import (
+    ISSUE_CSTORE_FILES,
+    Suite,
+    cstore_files_for,
+    interleaved,
+    parse_arguments,
+    run_phase,
+)
 from benchmarks.stats import RunResult, percentile, ratio, summarize
 from benchmarks.workloads import (
     ANONYMIZE_STUDY_SLICES,
@@ -317,6 +325,23 @@ def test_servers_take_each_workload_in_turn_and_the_first_alternates():
         ("get-tags", "orthanc"),
     ]
     assert [server for _, server in interleaved(workloads, ["orthanc"])] == ["orthanc"] * 3
+
+
+def test_a_scale_set_that_cannot_be_made_leaves_its_phase_na_not_the_suite_stopped(
+    tiny_corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def broken(count: int, cache: Path):
+        raise ImportError("the bulk loader is broken")
+
+    monkeypatch.setattr(run_module, "scale_set", broken)
+    suite = Suite(tiny_corpus, Settings(), tmp_path, keep=False, options={})
+    workloads = [workload for workload in WORKLOADS if workload.name.startswith("scale-")]
+    rows = run_phase(["fastpacs", "orthanc"], workloads, suite, scale=True)
+    assert sorted((row.workload, row.server) for row in rows) == sorted(
+        (workload.name, server) for workload in workloads for server in ("fastpacs", "orthanc")
+    )
+    assert all("the bulk loader is broken" in row.summary.notes[0] for row in rows)
+    assert not suite.servers_record  # no server was started
 
 
 def test_cstore_runs_send_issue_9s_count_when_they_run_alone():
