@@ -5,15 +5,16 @@ Orthanc started with TCP_NODELAY=1) each get fresh storage, and run in two
 phases:
 
 1. every server is started and seeded with the corpus; then the read, then
-   the write workloads run, each on one server after the other (the others
-   idle), before the next workload;
+   the write workloads run, one after the other;
 2. the servers are started again, empty, and loaded with the scale set; then
    the scale workloads run in the same way.
 
 Every workload gets a warm-up and ``--runs`` measured runs of ``--duration``
-seconds on each server; the table shows the median of each figure. A server that answers a
-workload with errors only is reported n/a for it, never stops the suite; a
-server that dies is restarted (and re-seeded) for the next workload.
+seconds on each server, the servers taking each run in turns (the others
+idle meanwhile, see :func:`run_in_turns`); the table shows the median of
+each figure. A server that answers a workload with errors only is reported
+n/a for it, never stops the suite; a server that dies is restarted (and
+re-seeded) for the next workload, except in the scale phase.
 """
 
 import argparse
@@ -27,6 +28,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -54,6 +56,7 @@ from benchmarks.workloads import (
 )
 from fastpacs.testing import ServerProcess, fastpacs_server, orthanc_server
 
+T = TypeVar("T")
 RESULTS = Path(__file__).with_name("results")
 ISSUE_CSTORE_FILES = 2000
 """Files per C-STORE run when the C-STORE workloads run alone: issue 9's benchmark."""
@@ -240,44 +243,83 @@ def load_scale(server: RunningServer, scale: ScaleSet) -> RunResult:
     )
 
 
-def measure(plan: Plan, settings: Settings, monitor: ProcessTreeMonitor) -> tuple[Summary, list[RunResult]]:
-    """Warm-up, then the measured runs; a warm-up without a success makes the workload n/a."""
-    warm = plan.warm_up(settings.warmup)
-    if not warm.operations:
-        summary = summarize(
-            [], notes=[f"n/a: {warm.error_sample or 'no operation succeeded in the warm-up'}"]
-        )
-        summary.errors = warm.errors
-        return summary, []
-    runs = []
-    for _ in range(settings.runs):
-        plan.before_run()
-        runs.append(_measure_once(monitor, lambda: plan.run(settings.duration)))
-        plan.after_run()
-    summary = summarize(runs)
-    if summary.errors and not any(run.error_sample for run in runs):
-        summary.notes.append(f"{summary.errors} errors under load (wrk does not say which)")
-    return summary, runs
+@dataclass
+class Contestant:
+    """A server started for a phase, with what its workloads need to know of it."""
+
+    server: RunningServer
+    context: Context
+    seeded: bool = False
+    """Whether it holds the corpus (uploaded again if it has to be restarted)."""
 
 
-def run_workload(workload: Workload, context: Context, server: RunningServer, settings: Settings) -> Row:
-    reference = TUNED_REFERENCE if workload.tuned_reference else REFERENCE
-    row = Row(
-        workload.name, server.name, workload.unit, summarize([]), goal=workload.goal, reference=reference
-    )
-    try:
-        plan = workload.build(context)
-        row.summary, row.runs = measure(plan, settings, server.monitor)
-    except UnavailableError as reason:
-        row.summary.notes.append(f"n/a: {reason}")
-    except Exception as failure:  # noqa: BLE001 - one workload's failure is reported, the suite goes on
-        row.summary.notes.append(f"n/a: the benchmark failed: {type(failure).__name__}: {failure}"[:400])
-    if not server.alive():
-        row.summary.notes.append(f"the server died during this workload: {server.server.log_tail(5)}"[:600])
-    per_second = row.summary.per_second
-    figure = f"{per_second:,.1f} {workload.unit}/s" if per_second else "n/a"
-    log(f"{server.name} {workload.name}: {figure}, {row.summary.errors} errors")
-    return row
+class Trial:
+    """One workload on one server: its plan, warm-up and measured runs, and at the end its row.
+
+    A failure (the workload unavailable on this server, the client or the
+    server failing) ends the trial: its row is n/a, with the reason; the
+    trials of the other servers go on.
+    """
+
+    def __init__(self, workload: Workload, contestant: Contestant):
+        self.workload = workload
+        self.server = contestant.server
+        self.context = contestant.context
+        self.plan: Plan | None = None
+        """Set by a successful warm-up, dropped when the trial fails."""
+        self.runs: list[RunResult] = []
+        self.notes: list[str] = []
+        self.warm_up_errors = 0
+
+    def warm_up(self, settings: Settings) -> None:
+        """Build the plan and warm up; a warm-up without a success makes the workload n/a here."""
+        with self._failures_noted():
+            plan = self.workload.build(self.context)
+            warm = plan.warm_up(settings.warmup)
+            if warm.operations:
+                self.plan = plan
+            else:
+                self.warm_up_errors = warm.errors
+                self.notes.append(f"n/a: {warm.error_sample or 'no operation succeeded in the warm-up'}")
+
+    def run(self, settings: Settings) -> None:
+        """One measured run, unless the warm-up or an earlier run failed."""
+        plan, self.plan = self.plan, None  # given back once the run went through
+        if plan is None:
+            return
+        with self._failures_noted():
+            assert self.server.monitor is not None
+            plan.before_run()
+            self.runs.append(_measure_once(self.server.monitor, lambda: plan.run(settings.duration)))
+            plan.after_run()
+            self.plan = plan
+
+    @contextmanager
+    def _failures_noted(self) -> Iterator[None]:
+        try:
+            yield
+        except UnavailableError as reason:
+            self.notes.append(f"n/a: {reason}")
+            self.runs = []
+        except Exception as failure:  # noqa: BLE001 - one workload's failure is reported, the suite goes on
+            self.notes.append(f"n/a: the benchmark failed: {type(failure).__name__}: {failure}"[:400])
+            self.runs = []
+
+    def finish(self) -> Row:
+        """The row: the medians of the runs, and what went wrong if anything did."""
+        workload = self.workload
+        row = _row(workload, self.server.name, summarize(self.runs, notes=self.notes), self.runs)
+        if not self.runs:
+            row.summary.errors = self.warm_up_errors
+        elif row.summary.errors and not any(run.error_sample for run in self.runs):
+            row.summary.notes.append(f"{row.summary.errors} errors under load (wrk does not say which)")
+        if not self.server.alive():
+            tail = self.server.server.log_tail(5) if self.server.server is not None else ""
+            row.summary.notes.append(f"the server died during this workload: {tail}"[:600])
+        per_second = row.summary.per_second
+        figure = f"{per_second:,.1f} {workload.unit}/s" if per_second else "n/a"
+        log(f"{self.server.name} {workload.name}: {figure}, {row.summary.errors} errors")
+        return row
 
 
 def _restart_if_dead(server: RunningServer, context: Context, suite: Suite, seeded: bool) -> None:
@@ -292,14 +334,19 @@ def _restart_if_dead(server: RunningServer, context: Context, suite: Suite, seed
         context.seeded, _ = seed(server, suite.corpus)
 
 
-@dataclass
-class Contestant:
-    """A server started for a phase, with what its workloads need to know of it."""
-
-    server: RunningServer
-    context: Context
-    seeded: bool = False
-    """Whether it holds the corpus (uploaded again if it has to be restarted)."""
+def _unready(contestant: Contestant, suite: Suite, scale: bool) -> str | None:
+    """Why a server cannot take the next workload (``None``: it can). One that died is started
+    again (and seeded again), except in the scale phase, whose load is too long to repeat."""
+    if contestant.server.alive():
+        return None
+    if scale:
+        return "n/a: the server died earlier in the scale phase"
+    try:
+        _restart_if_dead(contestant.server, contestant.context, suite, contestant.seeded)
+    except ServerStartError as failure:
+        log(f"{contestant.server.name} could not start again: {failure}")
+        return f"n/a: the server could not start: {failure}"[:600]
+    return None
 
 
 def _prepare_main(
@@ -336,30 +383,35 @@ def _prepare_scale(
     return Contestant(server, context)
 
 
-def interleaved(workloads: list[Workload], servers: list[str]) -> Iterator[tuple[Workload, str]]:
-    """Each workload on each of its servers, one right after the other, in turns that alternate.
+def turns(servers: list[T], number: int) -> list[T]:
+    """The servers' order for the ``number``-th turn: as given, then reversed, and so on."""
+    return servers if number % 2 == 0 else servers[::-1]
 
-    The servers take each workload back to back, so that the shared machine's
-    drift over the suite's minutes falls on every server alike instead of on
-    whichever ran later; the first of a workload alternates, so that what a
-    workload leaves behind (the disk writing back an ingest) weighs on each
-    server's next one in turn.
+
+def run_in_turns(trials: list[Trial], settings: Settings, number: int) -> list[Row]:
+    """Warm up each server, then give the servers the measured runs in turns.
+
+    Each measured run of one server is followed by the same run on the
+    others, and the first of a turn alternates: the shared machine's drift
+    (from run to run, over the suite's minutes) falls on every server alike
+    instead of on whichever ran later, and what a run leaves behind (the disk
+    writing back an ingest's files) weighs on each server's next run in turn.
     """
-    for number, workload in enumerate(workloads):
-        names = [name for name in servers if name in servers_for(workload)]
-        yield from ((workload, name) for name in (names if number % 2 == 0 else names[::-1]))
+    for trial in turns(trials, number):
+        trial.warm_up(settings)
+    for run in range(settings.runs):
+        for trial in turns(trials, number + run):
+            trial.run(settings)
+    return [trial.finish() for trial in trials]
+
+
+def _row(workload: Workload, server: str, summary: Summary, runs: list[RunResult]) -> Row:
+    reference = TUNED_REFERENCE if workload.tuned_reference else REFERENCE
+    return Row(workload.name, server, workload.unit, summary, runs, goal=workload.goal, reference=reference)
 
 
 def _unavailable_row(workload: Workload, server: str, note: str) -> Row:
-    reference = TUNED_REFERENCE if workload.tuned_reference else REFERENCE
-    return Row(
-        workload.name,
-        server,
-        workload.unit,
-        summarize([], notes=[note]),
-        goal=workload.goal,
-        reference=reference,
-    )
+    return _row(workload, server, summarize([], notes=[note]), [])
 
 
 def _scale_set_failure(suite: Suite) -> str | None:
@@ -375,9 +427,9 @@ def _scale_set_failure(suite: Suite) -> str | None:
 
 def run_phase(servers: list[str], workloads: list[Workload], suite: Suite, *, scale: bool) -> list[Row]:
     """Start every server the workloads of a phase name, seed each (or load the scale set), then run
-    the workloads :func:`interleaved`; a server that cannot start has its workloads n/a, the others
-    go on. A server that dies is started again for its next workload, and seeded again, except in
-    the scale phase, whose load is too long to repeat: its remaining scale workloads are dropped."""
+    the workloads one after the other, each :func:`run_in_turns` on its servers; a server that
+    cannot start has its workloads n/a, the others go on (and :func:`_unready` says what becomes of
+    one that dies)."""
     rows: list[Row] = []
     if scale and (failure := _scale_set_failure(suite)) is not None:
         note = f"n/a: the scale set could not be prepared: {failure}"[:600]
@@ -403,19 +455,16 @@ def run_phase(servers: list[str], workloads: list[Workload], suite: Suite, *, sc
                 rows.extend(_unavailable_row(workload, name, note) for workload in own)
                 continue
             contestants[name] = prepare(server, own, suite, rows)
-        for workload, name in interleaved(workloads, list(contestants)):
-            contestant = contestants[name]
-            if scale and not contestant.server.alive():
-                continue
-            if not scale:
-                try:
-                    _restart_if_dead(contestant.server, contestant.context, suite, contestant.seeded)
-                except ServerStartError as failure:
-                    log(f"{name} could not start again: {failure}")
-                    note = f"n/a: the server could not start: {failure}"[:600]
-                    rows.append(_unavailable_row(workload, name, note))
+        for number, workload in enumerate(workloads):
+            trials = []
+            for name, contestant in contestants.items():
+                if name not in servers_for(workload):
                     continue
-            rows.append(run_workload(workload, contestant.context, contestant.server, suite.settings))
+                if (refusal := _unready(contestant, suite, scale)) is not None:
+                    rows.append(_unavailable_row(workload, name, refusal))
+                    continue
+                trials.append(Trial(workload, contestant))
+            rows += run_in_turns(trials, suite.settings, number)
     return rows
 
 

@@ -21,10 +21,12 @@ from benchmarks.http_client import Request
 from benchmarks.procstats import ProcessTreeMonitor, read_process
 from benchmarks.run import (
     ISSUE_CSTORE_FILES,
+    Contestant,
     Suite,
+    Trial,
     cstore_files_for,
-    interleaved,
     parse_arguments,
+    run_in_turns,
     run_phase,
 )
 from benchmarks.stats import RunResult, percentile, ratio, summarize
@@ -37,6 +39,7 @@ from benchmarks.workloads import (
     ContinuingWrkPlan,
     CStorePlan,
     LoadedStudy,
+    Phase,
     Settings,
     Variants,
     Workload,
@@ -306,25 +309,94 @@ def test_optional_workloads_run_only_when_named_or_by_family():
         select(["archive-huge"])
 
 
-def test_servers_take_each_workload_in_turn_and_the_first_alternates():
-    """Every server runs a workload before the next workload starts (the machine's drift falls on
-    both alike), and the server that goes first changes from one workload to the next."""
-    by_name = {workload.name: workload for workload in WORKLOADS}
-    workloads = [by_name["get-instance"], by_name["cstore-storescu-a1"], by_name["get-tags"]]
-    order = [
-        (workload.name, server)
-        for workload, server in interleaved(workloads, ["fastpacs", "orthanc", "orthanc-nodelay"])
+class _RecordedTrial:
+    """Stands for a :class:`benchmarks.run.Trial`: records what it is asked, in order."""
+
+    def __init__(self, server: str, events: list[tuple[str, str]]):
+        self.server = server
+        self.events = events
+
+    def warm_up(self, settings: Settings) -> None:
+        self.events.append(("warm-up", self.server))
+
+    def run(self, settings: Settings) -> None:
+        self.events.append(("run", self.server))
+
+    def finish(self) -> str:
+        return self.server
+
+
+def test_servers_take_each_measured_run_in_turn_and_the_first_alternates():
+    """Every server warms up, then each run of one server is followed by the same run on the others
+    (the machine's drift falls on all alike), the first of a turn alternating from run to run and
+    from one workload (``number``) to the next."""
+    events: list[tuple[str, str]] = []
+    servers = ["fastpacs", "orthanc", "orthanc-nodelay"]
+    trials = [_RecordedTrial(server, events) for server in servers]
+    assert run_in_turns(trials, Settings(runs=3), 0) == servers
+    assert events == [
+        *(("warm-up", server) for server in servers),
+        *(("run", server) for server in servers),
+        *(("run", server) for server in reversed(servers)),
+        *(("run", server) for server in servers),
     ]
-    assert order == [
-        ("get-instance", "fastpacs"),
-        ("get-instance", "orthanc"),
-        ("cstore-storescu-a1", "orthanc-nodelay"),
-        ("cstore-storescu-a1", "orthanc"),
-        ("cstore-storescu-a1", "fastpacs"),
-        ("get-tags", "fastpacs"),
-        ("get-tags", "orthanc"),
+    events.clear()
+    run_in_turns(trials[:2], Settings(runs=1), 1)
+    assert events == [
+        ("warm-up", "orthanc"),
+        ("warm-up", "fastpacs"),
+        ("run", "orthanc"),
+        ("run", "fastpacs"),
     ]
-    assert [server for _, server in interleaved(workloads, ["orthanc"])] == ["orthanc"] * 3
+
+
+class _FlakyPlan:
+    """A plan whose measured runs succeed until the ``fails_at``-th, which raises."""
+
+    def __init__(self, fails_at: int | None):
+        self.fails_at = fails_at
+        self.runs = 0
+
+    def warm_up(self, seconds: float) -> RunResult:
+        return RunResult(operations=1, errors=0, elapsed=seconds)
+
+    def before_run(self) -> None:
+        pass
+
+    def run(self, seconds: float) -> RunResult:
+        self.runs += 1
+        if self.runs == self.fails_at:
+            raise RuntimeError("the client broke")
+        return RunResult(operations=10, errors=0, elapsed=1.0)
+
+    def after_run(self) -> None:
+        pass
+
+
+class _IdleServer:
+    """Stands for a running server: this test process's own session, monitored."""
+
+    name = "fastpacs"
+    server = None
+
+    def __init__(self) -> None:
+        self.monitor = ProcessTreeMonitor(os.getsid(0))
+
+    def alive(self) -> bool:
+        return True
+
+
+def test_a_run_that_fails_makes_its_server_n_a_and_leaves_the_others_measured():
+    plans = {"fails": _FlakyPlan(fails_at=2), "works": _FlakyPlan(fails_at=None)}
+    trials = []
+    for name, plan in plans.items():
+        workload = Workload(name, "", Phase.READ, "req", lambda context, plan=plan: plan)
+        trials.append(Trial(workload, Contestant(_IdleServer(), context=None)))
+    failed, measured = run_in_turns(trials, Settings(runs=3, duration=1.0, warmup=0.0), 0)
+    assert failed.runs == [] and failed.summary.per_second is None
+    assert failed.summary.notes == ["n/a: the benchmark failed: RuntimeError: the client broke"]
+    assert plans["fails"].runs == 2  # no run after the failure
+    assert len(measured.runs) == 3 and measured.summary.per_second == 10.0
 
 
 def test_a_scale_set_that_cannot_be_made_leaves_its_phase_na_not_the_suite_stopped(
