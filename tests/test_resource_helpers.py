@@ -16,6 +16,7 @@ import pytest
 
 from fastpacs.index.database import Database
 from fastpacs.index.schema import encode
+from fastpacs.index.updates import IndexUpdate
 from fastpacs.index.view import IndexView
 from fastpacs.testing import ServerProcess, fastpacs_server
 from tests.conftest import pydicom_file
@@ -133,3 +134,31 @@ def test_reconstruct_repairs_what_the_index_derives_from_files(server: ServerPro
             == 404
         )
         assert http.post("/tools/invalidate-tags").status_code == 200
+
+
+def test_an_instance_without_sop_class_has_no_sop_class_uid_metadata(server: ServerProcess) -> None:
+    """As Orthanc: SopClassUid comes from the dataset's SOPClassUID alone, never from the file meta's
+    MediaStorageSOPClassUID; and /reconstruct drops one recorded otherwise (by an older fastpacs)."""
+    dataset = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    dataset.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.77"
+    del dataset.SOPClassUID
+    assert dataset.file_meta.MediaStorageSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=False)
+    with httpx.Client(base_url=server.base_url) as http:
+        stored = http.post("/instances", content=buffer.getvalue()).json()
+        metadata = f"/instances/{stored['ID']}/metadata"
+        assert "SopClassUid" not in http.get(metadata).json()
+        assert "TransferSyntax" in http.get(metadata).json()
+    server.stop()
+    database = Database(server.directory / "storage", 1)
+    with database.env.begin(write=True) as txn:
+        rid = bytes.fromhex(stored["ID"].replace("-", ""))
+        IndexUpdate(txn, database.dbs, lambda digest: True).set_metadata(rid, {"SopClassUid": "1.2.3"})
+    database.close()
+    server.start()
+    with httpx.Client(base_url=server.base_url) as http:
+        assert http.get(f"{metadata}/SopClassUid").text == "1.2.3"
+        assert http.post(f"/instances/{stored['ID']}/reconstruct").status_code == 200
+        assert "SopClassUid" not in http.get(metadata).json()
+        assert http.get(f"{metadata}/TransferSyntax").text == "1.2.840.10008.1.2.1"

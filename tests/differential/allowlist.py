@@ -543,11 +543,6 @@ ALLOWED.update(
 # POST /tools/create-dicom (tests/differential/test_create_dicom_vs_orthanc.py).
 ALLOWED.update(
     {
-        ("create-dicom * metadata?expand*", "$.SopClassUid"): (
-            "A created instance without SOPClassUID: Orthanc records no SopClassUid; fastpacs's ingest "
-            "takes the file meta's MediaStorageSOPClassUID instead, which create-dicom sets to Secondary "
-            "Capture (Orthanc's DCMTK writes its own 1.2.276.0.7230010.3.1.0.1 there and ignores it)."
-        ),
         ("create-dicom * metadata?expand*", "$.PixelDataOffset"): (
             "The created files differ in layout before the pixels (Orthanc's file meta names DCMTK's "
             "implementation, fastpacs's its own): the offset differs, the pixels do not (frames/0/raw)."

@@ -127,7 +127,9 @@ class InstanceSummary(msgspec.Struct, array_like=True):
     """The instances the series should have, which makes Orthanc track its completeness
     (see :func:`expected_instances`)."""
     transfer_syntax: str
-    sop_class_uid: str
+    sop_class_uid: str | None
+    """The dataset's SOPClassUID (``None`` without one: Orthanc then records no SopClassUid, even
+    where the file meta names a MediaStorageSOPClassUID)."""
     tags: StoredTags
     pixel_data_offset: int | None = None
     """Position of the PixelData element in the file (Orthanc's PixelDataOffset metadata)."""
@@ -374,16 +376,13 @@ def summarize_dataset(dataset: Dataset, size: int, default_encoding: str) -> Ins
     index_in_series = _parse_int(string_value(full, _INSTANCE_NUMBER))
     if index_in_series is None:
         index_in_series = _parse_int(string_value(full, _IMAGE_INDEX))
-    sop_class_uid = string_value(full, _SOP_CLASS_UID)
-    if sop_class_uid is None:
-        sop_class_uid = string_value(header, 0x00020002) or ""
     return InstanceSummary(
         identifiers=(identifiers[0], identifiers[1], identifiers[2], identifiers[3]),
         main_tags=main_tags,  # type: ignore[arg-type]
         index_in_series=index_in_series,
         expected_instances=expected_instances(full),
         transfer_syntax=transfer_syntax_of(dataset),
-        sop_class_uid=sop_class_uid,
+        sop_class_uid=string_value(full, _SOP_CLASS_UID),
         tags=store_tags(walker, full, header, SPECIFIC_CHARACTER_SET in dataset, default_encoding),
         pixel_data_offset=pixel_data_offset(dataset),
     )

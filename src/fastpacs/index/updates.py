@@ -246,7 +246,8 @@ def add_instance(
 
     instance_metadata = dict(metadata)
     instance_metadata["TransferSyntax"] = summary.transfer_syntax
-    instance_metadata["SopClassUid"] = summary.sop_class_uid
+    if summary.sop_class_uid is not None:
+        instance_metadata["SopClassUid"] = summary.sop_class_uid
     if (index_text := index_in_series_text(summary)) is not None:
         instance_metadata["IndexInSeries"] = index_text
     if summary.pixel_data_offset is not None:
@@ -502,7 +503,11 @@ def refresh_instance(update: IndexUpdate, rid: RawId, summary: InstanceSummary) 
         unindex_resource(update.txn, update.dbs, level, ids[level], record)
         update.txn.put(ids[level], encode(refreshed), db=update.dbs["resources"])
         index_resource(update.txn, update.dbs, level, ids[level], refreshed)
-    file_metadata = {"TransferSyntax": summary.transfer_syntax, "SopClassUid": summary.sop_class_uid}
+    file_metadata = {"TransferSyntax": summary.transfer_syntax}
+    if summary.sop_class_uid is not None:
+        file_metadata["SopClassUid"] = summary.sop_class_uid
+    else:
+        update.delete_metadata(rid, SYSTEM_METADATA["SopClassUid"])
     if (index_text := index_in_series_text(summary)) is not None:
         file_metadata["IndexInSeries"] = index_text
     if summary.pixel_data_offset is not None:
