@@ -644,6 +644,28 @@ def test_store_through_the_rest_api_logs_exports(
     assert client.get("/exports").json()["Exports"][0]["Seq"] == second["Seq"] + 1  # numbering goes on
 
 
+def test_an_instance_without_sop_class_fails_alone_in_a_permissive_store(
+    client: httpx.Client, self_modality: str
+) -> None:
+    """A file whose dataset has no SOPClassUID (whatever its file meta says) cannot be sent: no
+    presentation context names its class; the association still carries the study's other
+    instances."""
+    study = generate_uid()
+    sendable, classless = (_copy_with_new_uids(CT_FILE, study) for _ in range(2))
+    del classless.SOPClassUID
+    for dataset in (sendable, classless):
+        encoded = BytesIO()
+        dataset.save_as(encoded, enforce_file_format=False)
+        assert client.post("/instances", content=encoded.getvalue()).status_code == 200
+    study_id = client.post("/tools/lookup", content=study).json()[0]["ID"]
+    answer = client.post(
+        f"/modalities/{self_modality}/store",
+        json={"Resources": [study_id], "Synchronous": True, "Permissive": True},
+    )
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["InstancesCount"], answer.json()["FailedInstancesCount"]) == (2, 1)
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -67,7 +67,8 @@ def _series_query(dataset: Dataset) -> Dataset:
 
 
 class DeletingReceiver:
-    """A C-STORE handler that deletes, on its first sub-operation, one instance not received yet."""
+    """A C-STORE handler that deletes, on its first sub-operation, the instance to be sent next (the
+    last stored of those not received yet: the server sends a series last stored first, as Orthanc)."""
 
     def __init__(self, server: ServerProcess, datasets: list[Dataset]):
         self.server = server
@@ -80,7 +81,7 @@ class DeletingReceiver:
         self.received.append(uid)
         del self.pending[uid]
         if self.deleted is None:
-            victim = next(iter(self.pending.values()))
+            victim = next(reversed(self.pending.values()))
             answer = httpx.delete(f"{self.server.base_url}/instances/{instance_id(victim)}", timeout=30)
             assert answer.status_code == 200
             self.deleted = victim.SOPInstanceUID

@@ -17,6 +17,7 @@ then the two servers are made modalities of each other (fastpacs's modality
 C-STORE, C-FIND, C-MOVE.
 """
 
+import copy
 import json
 import time
 from collections.abc import Iterator
@@ -28,12 +29,14 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from pynetdicom import AE, build_context, evt
+from pynetdicom import AE, AllStoragePresentationContexts, build_context, build_role, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
 )
 
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
@@ -607,6 +610,125 @@ def test_c_store_metadata(pair: ServerPair) -> None:
         ]
     )
     checker.verdict()
+
+
+class _Recorder:
+    """A storage SCP (AET ``RECORDER``) noting, per C-STORE received, the SOPInstanceUID its request
+    names and the one its dataset holds."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[tuple[str, str]] = []
+        ae = AE(ae_title="RECORDER")
+        ae.supported_contexts = AllStoragePresentationContexts
+        self.server = ae.start_server(
+            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._stored)]
+        )
+
+    def _stored(self, event: evt.Event) -> int:
+        self.received.append((str(event.request.AffectedSOPInstanceUID), str(event.dataset.SOPInstanceUID)))
+        return 0x0000
+
+    def take(self) -> list[tuple[str, str]]:
+        received, self.received = self.received, []
+        return received
+
+
+def _shuffled_study() -> list[Dataset]:
+    """Two series of CT slices, stored out of order; one slice's file meta still names the slice it
+    was copied from (a file edited without its meta)."""
+    base = dcmread(test_file("CT_small.dcm"))
+    study = generate_uid()
+    slices = []
+    for series_number, count in ((1, 3), (2, 2)):
+        series = generate_uid()
+        for number in range(count):
+            dataset = copy.deepcopy(base)
+            dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
+            dataset.SeriesNumber, dataset.InstanceNumber = series_number, number + 1
+            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            slices.append(dataset)
+    slices[1].file_meta.MediaStorageSOPInstanceUID = base.SOPInstanceUID
+    return [slices[index] for index in (3, 0, 4, 1, 2)]
+
+
+def test_instances_sent_to_a_modality_come_as_orthanc_sends_them(pair: ServerPair) -> None:
+    """A store to a modality, a C-MOVE and a C-GET of a study: each server sends the same instances in
+    the same order (Orthanc's: the tree of series and instances walked in storage order, then sent
+    the last first), each C-STORE naming its dataset's instance, not the one its file meta names."""
+    recorder = _Recorder()
+    try:
+        study = _shuffled_study()
+        sent: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        servers = {
+            "orthanc": (pair.orthanc, pair.orthanc_client),
+            "fastpacs": (pair.fastpacs, pair.fastpacs_client),
+        }
+        for name, (server, client) in servers.items():
+            for dataset in study:
+                buffer = BytesIO()
+                dataset.save_as(buffer, enforce_file_format=True)
+                assert client.post("/instances", content=buffer.getvalue()).status_code == 200
+            body = {"AET": "RECORDER", "Host": "127.0.0.1", "Port": recorder.port}
+            assert client.put("/modalities/recorder", json=body).status_code == 200
+            found = client.post("/tools/lookup", content=str(study[0].StudyInstanceUID)).json()
+            answer = client.post("/modalities/recorder/store", json=[found[0]["ID"]])
+            assert answer.status_code == 200, answer.text
+            routes = {"store": recorder.take()}
+            query = Dataset()
+            query.QueryRetrieveLevel, query.StudyInstanceUID = "STUDY", study[0].StudyInstanceUID
+            mover = AE(ae_title="RECORDER")
+            association = mover.associate(
+                "127.0.0.1",
+                server.dicom_port,
+                [build_context(StudyRootQueryRetrieveInformationModelMove)],
+                ae_title=server.aet,
+            )
+            statuses = [
+                status.Status
+                for status, _ in association.send_c_move(
+                    query, "RECORDER", StudyRootQueryRetrieveInformationModelMove
+                )
+                if status
+            ]
+            association.release()
+            assert statuses[-1] == 0x0000
+            routes["c-move"] = recorder.take()
+            getter = AE(ae_title="RECORDER")
+            got: list[tuple[str, str]] = []
+
+            def stored(event: evt.Event, got: list[tuple[str, str]] = got) -> int:
+                got.append((str(event.request.AffectedSOPInstanceUID), str(event.dataset.SOPInstanceUID)))
+                return 0x0000
+
+            association = getter.associate(
+                "127.0.0.1",
+                server.dicom_port,
+                [build_context(StudyRootQueryRetrieveInformationModelGet), build_context(CTImageStorage)],
+                ae_title=server.aet,
+                ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                evt_handlers=[(evt.EVT_C_STORE, stored)],
+            )
+            statuses = [
+                status.Status
+                for status, _ in association.send_c_get(query, StudyRootQueryRetrieveInformationModelGet)
+                if status
+            ]
+            association.release()
+            assert statuses[-1] == 0x0000
+            routes["c-get"] = got
+            client.delete("/modalities/recorder")
+            client.delete(f"/studies/{found[0]['ID']}")
+            sent[name] = routes
+    finally:
+        recorder.server.shutdown()
+    by_series: dict[str, list[str]] = {}
+    for dataset in study:
+        by_series.setdefault(str(dataset.SeriesInstanceUID), []).append(str(dataset.SOPInstanceUID))
+    walked = [uid for uids in by_series.values() for uid in uids]  # series, then slices, as stored
+    expected = [(uid, uid) for uid in reversed(walked)]
+    assert sent["orthanc"] == {"store": expected, "c-move": expected, "c-get": expected}
+    assert sent["fastpacs"] == sent["orthanc"]
 
 
 # --- Orthanc and fastpacs as modalities of each other ----------------------------------------------

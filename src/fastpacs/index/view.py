@@ -87,6 +87,12 @@ class IndexView:
             current = [child for parent in current for child in self.children(parent)]
         return current
 
+    def descendants_last_first(self, rid: RawId, level: Level, target: Level) -> list[RawId]:
+        """:meth:`descendants` in the order Orthanc 1.10.1 walks a tree to send its instances (C-STORE
+        to a modality, C-MOVE, C-GET) or to list them for a storage commitment: the last stored first,
+        series included (observed)."""
+        return self.descendants(rid, level, target)[::-1]
+
     def ancestor(self, rid: RawId, level: Level, target: Level) -> RawId:
         """The ID of the ancestor at level ``target`` (``target`` <= ``level``)."""
         for _ in range(target, level):

@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
 from pydicom.filewriter import dcmwrite
 from pynetdicom import AE, _config, build_context
 from pynetdicom.association import Association
@@ -110,9 +111,21 @@ class StoredInstance:
         return decompress(stored) if self.compressed else stored
 
     def sendable(self) -> str | Dataset:
-        """What pynetdicom sends: the file's path, or its dataset when it is stored compressed."""
+        """What pynetdicom sends: the file's path, or its dataset when it is stored compressed or when
+        its file meta names another instance or SOP class than its dataset does.
+
+        From a path, pynetdicom names the C-STORE's instance and class after the file meta
+        (MediaStorageSOPInstanceUID, MediaStorageSOPClassUID), which a file edited without its meta
+        may hold stale; the request must name the dataset's, as Orthanc's does.
+        """
         assert self.path is not None
-        return dcmread(io.BytesIO(self.read_file())) if self.compressed else str(self.path)
+        if self.compressed:
+            return dcmread(io.BytesIO(self.read_file()))
+        meta = read_file_meta_info(self.path)
+        named = (meta.get("MediaStorageSOPInstanceUID"), meta.get("MediaStorageSOPClassUID"))
+        if named != (self.sop_instance_uid, self.sop_class_uid):
+            return dcmread(self.path)
+        return str(self.path)
 
 
 class DicomNetworkError(Exception):

@@ -218,9 +218,9 @@ def parse_store_request(body: bytes) -> StoreRequest:
 
 
 def stored_instances(view: IndexView, storage: BlobStore, level: Level, rid: RawId) -> list[StoredInstance]:
-    """The instances below a resource (itself for an instance), in insertion order."""
+    """The instances below a resource (itself for an instance), in the order Orthanc sends them."""
     found = []
-    for instance in view.descendants(rid, level, Level.INSTANCE):
+    for instance in view.descendants_last_first(rid, level, Level.INSTANCE):
         record = view.resource_at(instance, Level.INSTANCE)
         if record is None or record.blob is None:
             continue
@@ -428,7 +428,7 @@ class ModalityExports:
                     await self.log.log(named, name)
                     raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
                 level = Level(record.level)
-                instances.extend(view.descendants(rid, level, Level.INSTANCE))
+                instances.extend(view.descendants_last_first(rid, level, Level.INSTANCE))
             named.append((level, rid))
         await self.log.log(named, name)
         modality = self.registry.require(name)

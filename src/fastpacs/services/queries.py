@@ -270,7 +270,8 @@ class LocalQueryRetrieve:
     def instances_to_retrieve(
         self, keys: dict[int, str], *, every_value: bool = False
     ) -> list[StoredInstance]:
-        """The instances a C-MOVE or C-GET identifier names, each resource's in insertion order.
+        """The instances a C-MOVE or C-GET identifier names, each resource's in the order Orthanc sends
+        them (:meth:`~fastpacs.index.view.IndexView.descendants_last_first`).
 
         Raises :class:`QueryError` where Orthanc 1.10.1 refuses the retrieve:
         an unknown level, a wildcard, an identifier naming nothing. With

@@ -102,8 +102,7 @@ def _instances_of(view: IndexView, rid: RawId) -> list[CommitmentItem]:
     if record is None:
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
     found = []
-    # Orthanc 1.10.1 walks the tree last child first: the reverse of the insertion order (observed).
-    for instance in reversed(view.descendants(rid, Level(record.level), Level.INSTANCE)):
+    for instance in view.descendants_last_first(rid, Level(record.level), Level.INSTANCE):
         sop_class = view.metadata_value(instance, SYSTEM_METADATA["SopClassUid"])
         stored = view.resource_at(instance, Level.INSTANCE)
         if stored is not None:
