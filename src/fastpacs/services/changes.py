@@ -10,7 +10,7 @@ from fastpacs.dicom.ids import Level, RawId, format_id
 from fastpacs.index.database import Database
 from fastpacs.index.schema import UNSTABLE_DECODER, Counter
 from fastpacs.index.updates import IndexUpdate, clear_changes, log_stable_resources
-from fastpacs.index.writer import IndexWriter
+from fastpacs.index.writer import IndexWriter, WriterStoppedError
 from fastpacs.services.resources import resource_path
 
 logger = logging.getLogger(__name__)
@@ -94,13 +94,25 @@ class StabilityMonitor:
             )
 
     async def _run(self) -> None:
+        """Check every :data:`STABILITY_CHECK_INTERVAL` until stopped (or the writer is).
+
+        A check that fails (a commit refused, a listener failing) is logged and the next one tries
+        again: the task would otherwise end in silence, and no resource would become stable for
+        the rest of the server's life.
+        """
         while True:
             await asyncio.sleep(STABILITY_CHECK_INTERVAL)
-            now = time.time()
-            if self._anything_due(now):
-                stable = await self.writer.run(
-                    lambda update, now=now: _log_stable(update, now, self.stable_age)
-                )
-                for level, rid in stable:
-                    for listener in self.listeners:
-                        listener(level, rid)
+            try:
+                await self._check(time.time())
+            except WriterStoppedError:
+                return
+            except Exception:  # logged, with its traceback; the next check tries again
+                logger.exception("stability check failed")
+
+    async def _check(self, now: float) -> None:
+        if not self._anything_due(now):
+            return
+        stable = await self.writer.run(lambda update: _log_stable(update, now, self.stable_age))
+        for level, rid in stable:
+            for listener in self.listeners:
+                listener(level, rid)
