@@ -40,10 +40,11 @@ def uploaded(shared_server: ServerProcess) -> Uploaded:
         return Uploaded(http)
 
 
-def wait_until(condition, timeout: float = STABLE_WAIT) -> None:
+def wait_until(condition, timeout: float = STABLE_WAIT, explain=lambda: "") -> None:
+    """Wait for ``condition``; ``explain`` says what is wrong when it never comes."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out\n{explain()}"
         time.sleep(0.1)
 
 
@@ -141,11 +142,18 @@ def test_default_limit_is_100(shared_client: httpx.Client, uploaded: Uploaded) -
     assert len(page["Changes"]) == 100 and not page["Done"]
 
 
-def test_clearing_the_log_keeps_the_numbering(shared_client: httpx.Client, uploaded: Uploaded) -> None:
-    everything_stable = lambda: all(  # noqa: E731 - no Stable* change may slip in after ours
-        patient["IsStable"] for patient in shared_client.get("/patients", params={"expand": ""}).json()
-    )
-    wait_until(everything_stable)
+def test_clearing_the_log_keeps_the_numbering(
+    shared_server: ServerProcess, shared_client: httpx.Client, uploaded: Uploaded
+) -> None:
+    def unstable() -> list[dict]:
+        patients = shared_client.get("/patients", params={"expand": ""}).json()
+        return [patient for patient in patients if not patient["IsStable"]]
+
+    def explain() -> str:
+        last = shared_client.get("/changes", params={"last": ""}).json()
+        return f"unstable: {unstable()}\nlast change: {last}\n{shared_server.log_tail()}"
+
+    wait_until(lambda: not unstable(), explain=explain)  # no Stable* change may slip in after ours
     last = shared_client.get("/changes", params={"last": ""}).json()["Last"]
     answer = shared_client.delete("/changes")
     assert (answer.status_code, answer.content) == (200, b"")
