@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydicom import dcmread
+from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
@@ -642,6 +642,22 @@ def test_store_through_the_rest_api_logs_exports(
     assert client.get("/exports").json() == {"Done": True, "Exports": [], "Last": 0}
     client.post(f"/modalities/{self_modality}/store", json=[instance])
     assert client.get("/exports").json()["Exports"][0]["Seq"] == second["Seq"] + 1  # numbering goes on
+
+
+def test_a_file_whose_meta_lacks_its_transfer_syntax_is_sent_all_the_same(
+    client: httpx.Client, self_modality: str
+) -> None:
+    """A file with a preamble but an empty file meta group is stored (as Orthanc does); sending it
+    gives it the file meta the index knows, where pynetdicom refused the file (a 500 before)."""
+    dataset = _copy_with_new_uids(CT_FILE)
+    del dataset.file_meta
+    encoded = BytesIO()
+    dcmwrite(encoded, dataset, implicit_vr=False, little_endian=True, enforce_file_format=False)
+    assert encoded.getvalue()[128:132] == b"DICM"
+    stored = client.post("/instances", content=encoded.getvalue()).json()
+    answer = client.post(f"/modalities/{self_modality}/store", json={"Resources": [stored["ID"]]})
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["InstancesCount"], answer.json()["FailedInstancesCount"]) == (1, 0)
 
 
 def test_an_instance_without_sop_class_fails_alone_in_a_permissive_store(

@@ -51,6 +51,7 @@ from pynetdicom.sop_class import (
 )
 
 from fastpacs.dicom.transcoding import transcode
+from fastpacs.dicom.writer import file_meta
 from fastpacs.errors import OrthancError
 from fastpacs.net.datasets import dataset_of
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
@@ -91,6 +92,11 @@ _STATUS_DESCRIPTIONS = {
 }
 
 
+_NAMING_META = ("MediaStorageSOPInstanceUID", "MediaStorageSOPClassUID", "TransferSyntaxUID")
+"""The file meta elements pynetdicom names a C-STORE and chooses its presentation context by, when it
+sends a file from its path."""
+
+
 @dataclass(frozen=True)
 class StoredInstance:
     """An instance to send by C-STORE: its file and what a presentation context needs."""
@@ -111,21 +117,22 @@ class StoredInstance:
         return decompress(stored) if self.compressed else stored
 
     def sendable(self) -> str | Dataset:
-        """What pynetdicom sends: the file's path, or its dataset when it is stored compressed or when
-        its file meta names another instance or SOP class than its dataset does.
+        """What pynetdicom sends: the file's path when its file meta names the instance, SOP class and
+        transfer syntax the index knows, else its dataset with a file meta that does.
 
-        From a path, pynetdicom names the C-STORE's instance and class after the file meta
-        (MediaStorageSOPInstanceUID, MediaStorageSOPClassUID), which a file edited without its meta
-        may hold stale; the request must name the dataset's, as Orthanc's does.
+        From a path, pynetdicom names the C-STORE after the file meta, which a file edited without
+        its meta may hold stale (the request must name the dataset's instance, as Orthanc's does)
+        or incomplete (pynetdicom refuses to send it); a file stored compressed has no path to send.
         """
         assert self.path is not None
-        if self.compressed:
-            return dcmread(io.BytesIO(self.read_file()))
-        meta = read_file_meta_info(self.path)
-        named = (meta.get("MediaStorageSOPInstanceUID"), meta.get("MediaStorageSOPClassUID"))
-        if named != (self.sop_instance_uid, self.sop_class_uid):
-            return dcmread(self.path)
-        return str(self.path)
+        if not self.compressed:
+            meta = read_file_meta_info(self.path)
+            named = tuple(meta.get(keyword) for keyword in _NAMING_META)
+            if named == (self.sop_instance_uid, self.sop_class_uid, self.transfer_syntax):
+                return str(self.path)
+        dataset = dcmread(io.BytesIO(self.read_file()))
+        dataset.file_meta = file_meta(self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax)
+        return dataset
 
 
 class DicomNetworkError(Exception):
