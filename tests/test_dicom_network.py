@@ -644,16 +644,20 @@ def test_store_through_the_rest_api_logs_exports(
     assert client.get("/exports").json()["Exports"][0]["Seq"] == second["Seq"] + 1  # numbering goes on
 
 
-def test_a_file_whose_meta_lacks_its_transfer_syntax_is_sent_all_the_same(
-    client: httpx.Client, self_modality: str
+@pytest.mark.parametrize("preamble", [True, False], ids=["empty-meta", "bare-dataset"])
+def test_a_file_without_a_full_meta_is_sent_all_the_same(
+    client: httpx.Client, self_modality: str, preamble: bool
 ) -> None:
-    """A file with a preamble but an empty file meta group is stored (as Orthanc does); sending it
-    gives it the file meta the index knows, where pynetdicom refused the file (a 500 before)."""
+    """A file with a preamble but an empty file meta group, or a bare dataset, is stored (as Orthanc
+    does); sending it gives it the file meta the index knows, where pynetdicom refused the file
+    (a 500 before)."""
     dataset = _copy_with_new_uids(CT_FILE)
     del dataset.file_meta
+    if not preamble:
+        dataset.preamble = None
     encoded = BytesIO()
     dcmwrite(encoded, dataset, implicit_vr=False, little_endian=True, enforce_file_format=False)
-    assert encoded.getvalue()[128:132] == b"DICM"
+    assert (encoded.getvalue()[128:132] == b"DICM") is preamble
     stored = client.post("/instances", content=encoded.getvalue()).json()
     answer = client.post(f"/modalities/{self_modality}/store", json={"Resources": [stored["ID"]]})
     assert answer.status_code == 200, answer.text

@@ -35,7 +35,8 @@ from typing import Any
 
 import msgspec
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pydicom.filewriter import dcmwrite
 from pynetdicom import AE, _config, build_context
@@ -122,15 +123,19 @@ class StoredInstance:
 
         From a path, pynetdicom names the C-STORE after the file meta, which a file edited without
         its meta may hold stale (the request must name the dataset's instance, as Orthanc's does)
-        or incomplete (pynetdicom refuses to send it); a file stored compressed has no path to send.
+        or incomplete, or which a bare dataset lacks (pynetdicom refuses to send those); a file
+        stored compressed has no path to send.
         """
         assert self.path is not None
         if not self.compressed:
-            meta = read_file_meta_info(self.path)
+            try:
+                meta = read_file_meta_info(self.path)
+            except InvalidDicomError:  # a bare dataset, stored as it was uploaded: no meta at all
+                meta = FileMetaDataset()
             named = tuple(meta.get(keyword) for keyword in _NAMING_META)
             if named == (self.sop_instance_uid, self.sop_class_uid, self.transfer_syntax):
                 return str(self.path)
-        dataset = dcmread(io.BytesIO(self.read_file()))
+        dataset = dcmread(io.BytesIO(self.read_file()), force=True)
         dataset.file_meta = file_meta(self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax)
         return dataset
 
