@@ -374,13 +374,16 @@ class _FlakyPlan:
 
 
 class _IdleServer:
-    """Stands for a running server: this test process's own session, monitored."""
+    """Stands for a running server: this test process, monitored.
+
+    Not its session, whose leader may be another user's process (pid 1 in CI).
+    """
 
     name = "fastpacs"
     server = None
 
     def __init__(self) -> None:
-        self.monitor = ProcessTreeMonitor(os.getsid(0))
+        self.monitor = ProcessTreeMonitor(os.getpid())
 
     def alive(self) -> bool:
         return True
