@@ -104,17 +104,6 @@ class IndexWriter:
         self._queue.put(_Request(operation, loop, future))
         return await future
 
-    def run_now(self, operation: Callable[[IndexUpdate], T]) -> T:
-        """Apply one operation in its own transaction, from a thread that is not the event loop."""
-        with self.database.env.begin(write=True) as txn:
-            update = IndexUpdate(txn, self.database.dbs, self.storage.exists)
-            result = operation(update)
-            released = self._still_released(update)
-            if update.new_blobs:
-                self.storage.sync()
-        self._remove_blobs(released)
-        return result
-
     def _run(self) -> None:
         stopping = False
         while not stopping:
@@ -174,13 +163,19 @@ class IndexWriter:
             loop.call_soon_threadsafe(_deliver_all, deliveries)
 
     @staticmethod
-    def _still_released(update: IndexUpdate, candidates: set[bytes] | None = None) -> set[bytes]:
+    def _still_released(update: IndexUpdate, candidates: set[bytes]) -> set[bytes]:
         """Of the blobs released, those that no operation of the batch referenced again."""
-        candidates = update.released_blobs if candidates is None else candidates
         return {digest for digest in candidates if update.blob_references(digest) == 0}
 
     def _remove_blobs(self, digests: set[bytes]) -> None:
+        """Remove the blobs nothing refers to any more. One that cannot be removed is logged and
+        left for the start-up check, which removes unreferenced blobs: the failure must not end this
+        thread, which every write of the server waits on."""
         for digest in digests:
             started = time.perf_counter()
-            self.storage.remove(digest)
+            try:
+                self.storage.remove(digest)
+            except OSError:
+                logger.exception("could not remove the unreferenced blob %s", digest.hex())
+                continue
             self.metrics.observe_storage_remove(time.perf_counter() - started)
