@@ -48,14 +48,14 @@ def wait_until(condition, timeout: float = STABLE_WAIT, explain=lambda: "") -> N
         time.sleep(0.1)
 
 
-def stability_report(client: httpx.Client, patient: str) -> str:
+def stability_report(server: ServerProcess, client: httpx.Client, patient: str) -> str:
     """What to look at when a resource never becomes stable: the patient (its LastUpdate), the
-    server's clock, and the newest changes."""
+    server's clock, the newest changes and the server's log (a slow or failed stability check)."""
     last = client.get("/changes", params={"last": ""}).json()["Last"]
     newest = changes_since(client, max(0, last - 5))
     record = client.get(f"/patients/{patient}").json()
     now = client.get("/tools/now").text
-    return f"patient: {record}\nserver now: {now}\nnewest changes: {newest}"
+    return f"patient: {record}\nserver now: {now}\nnewest changes: {newest}\n{server.log_tail()}"
 
 
 def changes_since(client: httpx.Client, since: int) -> list[dict]:
@@ -80,11 +80,13 @@ def test_new_changes_are_logged_bottom_up_once_per_created_resource(
     assert new[6:] == [("NewInstance", answer["ID"]) for answer in uploaded.answers[2:]]
 
 
-def test_resources_become_stable_after_stable_age(shared_client: httpx.Client, uploaded: Uploaded) -> None:
+def test_resources_become_stable_after_stable_age(
+    shared_server: ServerProcess, shared_client: httpx.Client, uploaded: Uploaded
+) -> None:
     first = uploaded.first
     wait_until(
         lambda: shared_client.get(f"/patients/{first['ParentPatient']}").json()["IsStable"],
-        explain=lambda: stability_report(shared_client, first["ParentPatient"]),
+        explain=lambda: stability_report(shared_server, shared_client, first["ParentPatient"]),
     )
     for level, key in (("studies", "ParentStudy"), ("series", "ParentSeries")):
         assert shared_client.get(f"/{level}/{first[key]}").json()["IsStable"]
@@ -103,12 +105,12 @@ def test_resources_become_stable_after_stable_age(shared_client: httpx.Client, u
 
 
 def test_a_new_instance_makes_its_ancestors_unstable_again(
-    shared_client: httpx.Client, uploaded: Uploaded
+    shared_server: ServerProcess, shared_client: httpx.Client, uploaded: Uploaded
 ) -> None:
     first = uploaded.first
     wait_until(
         lambda: shared_client.get(f"/patients/{first['ParentPatient']}").json()["IsStable"],
-        explain=lambda: stability_report(shared_client, first["ParentPatient"]),
+        explain=lambda: stability_report(shared_server, shared_client, first["ParentPatient"]),
     )
     before = shared_client.get("/changes", params={"last": ""}).json()["Last"]
     data = dicom_variant(patient_id="CHANGES", series="0", instance="99")
@@ -118,7 +120,7 @@ def test_a_new_instance_makes_its_ancestors_unstable_again(
     assert shared_client.get(f"/series/{uploaded.answers[1]['ParentSeries']}").json()["IsStable"]
     wait_until(
         lambda: shared_client.get(f"/patients/{added['ParentPatient']}").json()["IsStable"],
-        explain=lambda: stability_report(shared_client, added["ParentPatient"]),
+        explain=lambda: stability_report(shared_server, shared_client, added["ParentPatient"]),
     )
     ours = {added["ID"], added["ParentSeries"], added["ParentStudy"], added["ParentPatient"]}
     later = [(c["ChangeType"], c["ID"]) for c in changes_since(shared_client, before) if c["ID"] in ours]

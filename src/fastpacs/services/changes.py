@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 STABILITY_CHECK_INTERVAL = 1.0
+SLOW_CHECK_SECONDS = 10.0
+"""A check that takes longer is logged: resources become stable that much later than StableAge."""
 
 
 class ChangeService:
@@ -94,7 +96,8 @@ class StabilityMonitor:
             )
 
     async def _run(self) -> None:
-        """Check every :data:`STABILITY_CHECK_INTERVAL` until stopped (or the writer is).
+        """Check every :data:`STABILITY_CHECK_INTERVAL` until stopped (or the writer is); say when a
+        check was slow.
 
         A check that fails (a commit refused, a listener failing) is logged and the next one tries
         again: the task would otherwise end in silence, and no resource would become stable for
@@ -102,12 +105,16 @@ class StabilityMonitor:
         """
         while True:
             await asyncio.sleep(STABILITY_CHECK_INTERVAL)
+            started = time.monotonic()
             try:
                 await self._check(time.time())
             except WriterStoppedError:
                 return
             except Exception:  # logged, with its traceback; the next check tries again
                 logger.exception("stability check failed")
+            took = time.monotonic() - started
+            if took > SLOW_CHECK_SECONDS:
+                logger.warning("stability check took %.1f s, waiting for the index writer to commit", took)
 
     async def _check(self, now: float) -> None:
         if not self._anything_due(now):
