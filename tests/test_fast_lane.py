@@ -1,6 +1,7 @@
 """The fast lane's answers carry what the router's do: lengths, types, the file as stored, metrics, ETags."""
 
 import io
+import threading
 import zipfile
 
 import httpx
@@ -201,3 +202,41 @@ def test_resources_and_listings_follow_every_write(client: httpx.Client) -> None
     assert client.delete(f"/studies/{study_id}").status_code == 200
     assert client.get(f"/studies/{study_id}").status_code == 404
     assert study_id not in client.get("/studies").json()
+
+
+def test_answers_read_while_a_write_commits_are_not_given_after_it(server: ServerProcess) -> None:
+    """Readers polling a study while its series are uploaded: each upload, once answered, is seen.
+
+    LMDB makes a commit visible to new readers only after its meta page is flushed to disk; an
+    answer read meanwhile (the old state) must not be kept for the new version of the index.
+    """
+    first = httpx.post(
+        f"{server.base_url}/instances", content=dicom_variant(patient_id="polled", study="82", series="0")
+    ).json()
+    study_path = f"/studies/{first['ParentStudy']}"
+    uploaded = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(base_url=server.base_url, timeout=60) as poller:
+            while not uploaded.is_set():
+                poller.get(study_path)
+
+    pollers = [threading.Thread(target=poll) for _ in range(3)]
+    for poller in pollers:
+        poller.start()
+    stale = []
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=60) as client:
+            for series in range(1, 41):
+                data = dicom_variant(
+                    patient_id="polled", study="82", series=str(series), instance=str(series)
+                )
+                assert client.post("/instances", content=data).status_code == 200
+                seen = len(client.get(study_path).json()["Series"])
+                if seen != series + 1:
+                    stale.append((series + 1, seen))
+    finally:
+        uploaded.set()
+        for poller in pollers:
+            poller.join()
+    assert stale == []

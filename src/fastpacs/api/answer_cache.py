@@ -5,7 +5,7 @@ the same questions between two writes; answering from the index costs most
 of such a request's time in the server (measured with wrk, 16 connections,
 GET /instances/{id}: 25,000 req/s computed, 31,000-36,000 req/s from a
 cache). An answer is kept with the index version it was computed at
-(:meth:`Database.version`, the last committed write transaction) and given
+(:meth:`Database.version`, the last write transaction readers see) and given
 again only while that is still the version: any write, of any resource,
 empties the cache. So an ingesting server gains nothing from it, and loses
 no more than a dictionary lookup per request; a server being read gains.

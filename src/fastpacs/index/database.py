@@ -56,9 +56,16 @@ class Database:
         return IndexView(self.env.begin(), self.dbs)
 
     def version(self) -> int:
-        """The number of the last write transaction committed: what is read from the index at one
-        version stays true as long as the version is the same."""
-        return self.env.info()["last_txnid"]
+        """The number of the last write transaction readers see: what is read from the index at one
+        version stays true as long as the version is the same.
+
+        Taken from a read transaction, not from ``env.info()``: a commit writes its meta page,
+        which ``info`` reads, and only once that page is flushed to disk lets new readers see it.
+        Meanwhile a reader took the old state for the new version, and an answer cached under it
+        stayed wrong until the next write (a client saw its upload missing after its answer).
+        """
+        with self.env.begin() as txn:
+            return txn.id()
 
     def close(self) -> None:
         self.env.close()
