@@ -398,6 +398,11 @@ class CreateChecker:
             right_tags, generated_right = _placeholders(self._get("fastpacs", f"/instances/{right}/tags"))
             self.check.compare_documents(f"{call.name} tags{suffix}", left_tags, right_tags)
             generated |= generated_left & generated_right
+            self.check.compare_documents(
+                f"{call.name} file meta{suffix}",
+                _classes(self._get("orthanc", f"/instances/{left}/header?simplify")),
+                _classes(self._get("fastpacs", f"/instances/{right}/header?simplify")),
+            )
             for sub in ("metadata?expand", "frames", "frames/0/raw", "pdf"):
                 self.check.compare_documents(
                     f"{call.name} {sub}{suffix}",
@@ -421,6 +426,11 @@ class CreateChecker:
                 assert re.search(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}$", right[key]), right[key]
                 left[key] = right[key] = "<generated>"
         return left, right
+
+
+def _classes(header: dict[str, str]) -> dict[str, str | None]:
+    """What a file meta says of its content (the rest names its writer, or generated UIDs)."""
+    return {name: header.get(name) for name in ("MediaStorageSOPClassUID", "TransferSyntaxUID")}
 
 
 def test_create_dicom(pair: ServerPair) -> None:

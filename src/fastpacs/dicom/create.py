@@ -61,7 +61,8 @@ from fastpacs.dicom.writer import file_meta
 from fastpacs.errors import ErrorCode, OrthancError
 
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
-SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+UNKNOWN_SOP_CLASS = "1.2.276.0.7230010.3.1.0.1"
+"""DCMTK's MediaStorageSOPClassUID for a dataset that names no class."""
 OCTET_STREAM_URI = "data:application/octet-stream;base64,"
 
 SPECIFIC_CHARACTER_SET = 0x00080005
@@ -450,7 +451,9 @@ def _dated(dataset: Dataset, parent_level: Level | None) -> None:
 
 
 def _part10(dataset: Dataset) -> bytes:
-    sop_class = dataset.get("SOPClassUID", SECONDARY_CAPTURE_STORAGE)
+    """The file: a dataset without SOPClassUID has DCMTK's placeholder class in its file meta, as
+    Orthanc's files have (nothing else would be true of it)."""
+    sop_class = dataset.get("SOPClassUID", UNKNOWN_SOP_CLASS)
     dataset.file_meta = file_meta(sop_class, dataset.SOPInstanceUID, ExplicitVRLittleEndian)
     output = io.BytesIO()
     dataset.save_as(output, enforce_file_format=True)
