@@ -1,12 +1,15 @@
 """The DICOM files the differential tests upload: pydicom's own test data, read locally."""
 
+import copy
 import io
 import zipfile
 from pathlib import Path
 
 import pydicom.data
+from pydicom.dataset import Dataset
 from pydicom.filereader import dcmread
 from pydicom.misc import is_dicom
+from pydicom.uid import generate_uid
 
 DATA_ROOT = Path(pydicom.data.__file__).parent
 TEST_FILES_ROOT = DATA_ROOT / "test_files"
@@ -59,3 +62,21 @@ def zip_of(entries: dict[str, bytes]) -> bytes:
         for name, content in entries.items():
             archive.writestr(name, content)
     return buffer.getvalue()
+
+
+def shuffled_study() -> list[Dataset]:
+    """Two series of CT slices, stored out of order; one slice's file meta still names the slice it
+    was copied from (a file edited without its meta)."""
+    base = dcmread(test_file("CT_small.dcm"))
+    study = generate_uid()
+    slices = []
+    for series_number, count in ((1, 3), (2, 2)):
+        series = generate_uid()
+        for number in range(count):
+            dataset = copy.deepcopy(base)
+            dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
+            dataset.SeriesNumber, dataset.InstanceNumber = series_number, number + 1
+            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            slices.append(dataset)
+    slices[1].file_meta.MediaStorageSOPInstanceUID = base.SOPInstanceUID
+    return [slices[index] for index in (3, 0, 4, 1, 2)]

@@ -17,7 +17,6 @@ then the two servers are made modalities of each other (fastpacs's modality
 C-STORE, C-FIND, C-MOVE.
 """
 
-import copy
 import json
 import time
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ from pynetdicom.sop_class import (
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import free_port
 from tests.differential.allowlist import ALLOWED, KNOWN_BUGS
-from tests.differential.data import CHARSET_FILES, test_file
+from tests.differential.data import CHARSET_FILES, shuffled_study, test_file
 from tests.differential.harness import (
     KNOWN_BUGS_MET,
     Answer,
@@ -634,31 +633,13 @@ class _Recorder:
         return received
 
 
-def _shuffled_study() -> list[Dataset]:
-    """Two series of CT slices, stored out of order; one slice's file meta still names the slice it
-    was copied from (a file edited without its meta)."""
-    base = dcmread(test_file("CT_small.dcm"))
-    study = generate_uid()
-    slices = []
-    for series_number, count in ((1, 3), (2, 2)):
-        series = generate_uid()
-        for number in range(count):
-            dataset = copy.deepcopy(base)
-            dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study, series
-            dataset.SeriesNumber, dataset.InstanceNumber = series_number, number + 1
-            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-            slices.append(dataset)
-    slices[1].file_meta.MediaStorageSOPInstanceUID = base.SOPInstanceUID
-    return [slices[index] for index in (3, 0, 4, 1, 2)]
-
-
 def test_instances_sent_to_a_modality_come_as_orthanc_sends_them(pair: ServerPair) -> None:
     """A store to a modality, a C-MOVE and a C-GET of a study: each server sends the same instances in
     the same order (Orthanc's: the tree of series and instances walked in storage order, then sent
     the last first), each C-STORE naming its dataset's instance, not the one its file meta names."""
     recorder = _Recorder()
     try:
-        study = _shuffled_study()
+        study = shuffled_study()
         sent: dict[str, dict[str, list[tuple[str, str]]]] = {}
         servers = {
             "orthanc": (pair.orthanc, pair.orthanc_client),

@@ -12,20 +12,27 @@ Compared:
   of malformed requests, store-straight, /peers/target/system (both pass on
   Orthanc's /system), and the /exports they log;
 - stores to a peer that is down: the synchronous error and the failed
-  job, whose ID and times vary by nature (their format is checked).
+  job, whose ID and times vary by nature (their format is checked);
+- the order in which a peer receives the instances of a store (an HTTP
+  server standing for the peer notes them).
 """
 
+import json
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pydicom import dcmread
 
 from fastpacs.testing import free_port
 from tests.differential.conftest import COMMON_OPTIONS
-from tests.differential.data import test_file
+from tests.differential.data import shuffled_study, test_file
 from tests.differential.harness import Call, ServerPair, get
 
 pytestmark = pytest.mark.reference
@@ -253,3 +260,69 @@ def _normalized_job(job: dict[str, Any]) -> dict[str, Any]:
     assert isinstance(job["EffectiveRuntime"], float)
     normalized["ID"] = normalized["EffectiveRuntime"] = "<varies>"
     return normalized
+
+
+class _Recorder:
+    """An HTTP server standing for an Orthanc peer: it notes, per upload received, who sent it (the
+    first part of the path: each server gets its own peer URL) and the instance it holds, and answers
+    as Orthanc answers an upload."""
+
+    def __init__(self) -> None:
+        received: list[tuple[str, str]] = []
+
+        class Upload(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                sender = self.path.split("/")[1]
+                received.append((sender, str(dcmread(BytesIO(data), stop_before_pixels=True).SOPInstanceUID)))
+                answer = json.dumps(
+                    {"ID": UNKNOWN_ID, "Path": f"/instances/{UNKNOWN_ID}", "Status": "Success"}
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Upload)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def sent_by(self, sender: str) -> list[str]:
+        return [uid for name, uid in self.received if name == sender]
+
+
+def test_instances_sent_to_a_peer_come_as_orthanc_sends_them(pair: ServerPair) -> None:
+    """A store to a peer of a whole study, then of its series and instances listed out of order:
+    each server sends the same instances in the same order."""
+    recorder = _Recorder()
+    study = shuffled_study()
+    try:
+        for name, client in (("orthanc", pair.orthanc_client), ("fastpacs", pair.fastpacs_client)):
+            answers = []
+            for dataset in study:
+                buffer = BytesIO()
+                dataset.save_as(buffer, enforce_file_format=True)
+                answers.append(client.post("/instances", content=buffer.getvalue()).json())
+            assert client.put("/peers/recorder", json={"Url": f"{recorder.url}/{name}/"}).status_code == 200
+            listed = [
+                answers[2]["ID"],
+                answers[0]["ParentSeries"],
+                answers[4]["ID"],
+                answers[1]["ParentSeries"],
+            ]
+            for resources in ([answers[0]["ParentStudy"]], listed):
+                answer = client.post(
+                    "/peers/recorder/store", json={"Resources": resources, "Synchronous": True}
+                )
+                assert answer.status_code == 200, answer.text
+            client.delete("/peers/recorder")
+            client.delete(f"/studies/{answers[0]['ParentStudy']}")
+    finally:
+        recorder.server.shutdown()
+    assert len(recorder.sent_by("orthanc")) == 2 * len(study) + 2
+    assert recorder.sent_by("fastpacs") == recorder.sent_by("orthanc")

@@ -60,8 +60,6 @@ logger = logging.getLogger(__name__)
 PEERS_DATABASE = "peers"
 PEER_OPERATIONS = ("configuration", "store", "store-straight", "system")
 """What ``GET /peers/{name}`` lists."""
-INSTANCES_PER_STEP = 4
-"""Instances a store job sends at once: one step of the job, its uploads in flight together."""
 GZIP_LEVEL = 1
 """``Compress``: the fastest level (DICOM pixel data gains little from a stronger one)."""
 MEGABYTE = 1024 * 1024
@@ -324,10 +322,9 @@ _state_decoder = msgspec.msgpack.Decoder(PeerStoreState)
 class PeerStoreJob(Job):
     """Sends instances to a peer, one ``POST /instances`` each: Orthanc's ``OrthancPeerStore`` job.
 
-    A step sends :data:`INSTANCES_PER_STEP` instances together over the
-    client's kept-alive connections. Without ``Permissive`` a failed
-    instance fails the job (once the other uploads of its step are done);
-    with it, failures are counted and the job goes on.
+    A step sends one instance, in Orthanc's order (:meth:`IndexView.descendants_last_first`), so
+    that the peer receives them as it would from Orthanc, one after the other. Without
+    ``Permissive`` a failed instance fails the job; with it, failures are counted and the job goes on.
     """
 
     type_name = "OrthancPeerStore"
@@ -339,7 +336,7 @@ class PeerStoreJob(Job):
 
     @property
     def total_steps(self) -> int:
-        return -(-len(self.state.instances) // INSTANCES_PER_STEP)
+        return len(self.state.instances)
 
     async def start(self, steps_done: int) -> int:
         if self._instances is None:
@@ -347,15 +344,12 @@ class PeerStoreJob(Job):
         return steps_done
 
     async def run_step(self, index: int) -> None:
-        first = index * INSTANCES_PER_STEP
-        positions = range(first, min(first + INSTANCES_PER_STEP, len(self.state.instances)))
-        sent = [self._send(position) for position in positions]
-        for result in await asyncio.gather(*sent, return_exceptions=True):
-            if result is None:
-                continue
-            if not isinstance(result, OrthancError) or not self.state.permissive:
-                raise result
-            logger.warning("store to peer %s: %s", self.state.peer.url, result.details)
+        try:
+            await self._send(index)
+        except OrthancError as error:
+            if not self.state.permissive:
+                raise
+            logger.warning("store to peer %s: %s", self.state.peer.url, error.details)
             self.state.failed += 1
 
     async def _send(self, position: int) -> None:
@@ -365,10 +359,9 @@ class PeerStoreJob(Job):
         if instance is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Instance {format_id(rid)} was deleted")
         state = self.state
-        sent = await self.service.send_instance(
+        state.size += await self.service.send_instance(
             state.peer, rid, instance, compress=state.compress, transfer_syntax=state.transcode
         )
-        state.size += sent  # after the await: the step's other uploads add to it meanwhile
 
     def reset(self) -> None:
         self.state.failed = 0
@@ -483,7 +476,7 @@ class PeerService:
                 if record is None:
                     raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
                 level = Level(record.level)
-                instances.extend(view.descendants(rid, level, Level.INSTANCE))
+                instances.extend(view.descendants_last_first(rid, level, Level.INSTANCE))
                 named.append((level, rid))
         await self.log.log(named, name)
         state = PeerStoreState(
