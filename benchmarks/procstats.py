@@ -13,6 +13,13 @@ processes whose session is the server's, ten times a second, and keeps
   single-process server such as Orthanc, PSS and RSS are the same;
 - the CPU ticks of every process ever seen, so that a window's CPU time
   counts processes that started or ended inside it.
+
+Sampling is not free: the PSS of a fastpacs tree (the page tables of each
+process walked by the kernel) costs about 5 ms of CPU, half a core's tenth
+at ten samples a second. The benchmark runner samples each server only
+inside its measured windows (``idle_sampling=False``): otherwise an idle
+fastpacs's monitor takes that CPU from the Orthanc being measured beside it.
+And the CPU the monitor spends is left out of the client's.
 """
 
 import contextlib
@@ -79,6 +86,7 @@ class Window:
     """The monitor's state when a measured window opened."""
 
     cpu_ticks: dict[tuple[int, int], int]
+    sampling_cpu: float
 
 
 class ProcessTreeMonitor:
@@ -92,15 +100,22 @@ class ProcessTreeMonitor:
 
     FULL_SCAN_EVERY = 10
 
-    def __init__(self, session: int, interval: float = 0.1):
+    def __init__(self, session: int, interval: float = 0.1, idle_sampling: bool = True):
+        """``idle_sampling``: sample between windows too (else only while one is open)."""
         self.session = session
         self.interval = interval
         self.lifetime_peak_rss = 0
+        self.sampling_cpu = 0.0
+        """CPU seconds the background samples took (this process's, not the tree's)."""
         self._window_peak_rss = 0
         self._cpu_ticks: dict[tuple[int, int], int] = {}
         self._pids: list[int] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._sampling = threading.Event()
+        if idle_sampling:
+            self._sampling.set()
+        self._idle_sampling = idle_sampling
         self._thread = threading.Thread(target=self._loop, name="process-tree-monitor", daemon=True)
 
     def start(self) -> "ProcessTreeMonitor":
@@ -115,8 +130,13 @@ class ProcessTreeMonitor:
     def _loop(self) -> None:
         samples = 0
         while not self._stopped.wait(self.interval):
+            if not self._sampling.is_set():
+                continue
             samples += 1
+            started = time.thread_time()
             self.sample(full=samples % self.FULL_SCAN_EVERY == 0)
+            with self._lock:
+                self.sampling_cpu += time.thread_time() - started
 
     def _known_processes(self) -> list[ProcessSample]:
         samples = (read_process(pid) for pid in self._pids)
@@ -138,18 +158,24 @@ class ProcessTreeMonitor:
         rss = self.sample()
         with self._lock:
             self._window_peak_rss = rss
-            return Window(dict(self._cpu_ticks))
+            window = Window(dict(self._cpu_ticks), self.sampling_cpu)
+        self._sampling.set()
+        return window
 
-    def close_window(self, window: Window) -> tuple[float, int]:
-        """CPU seconds used by the tree since ``window`` opened, and the peak memory meanwhile."""
+    def close_window(self, window: Window) -> tuple[float, int, float]:
+        """CPU seconds used by the tree since ``window`` opened, the peak memory meanwhile, and the CPU
+        seconds the monitor's background samples took meanwhile."""
+        if not self._idle_sampling:
+            self._sampling.clear()
         self.sample()
         with self._lock:
             ticks = sum(now - window.cpu_ticks.get(key, 0) for key, now in self._cpu_ticks.items())
-            return ticks / CLOCK_TICKS, self._window_peak_rss
+            return ticks / CLOCK_TICKS, self._window_peak_rss, self.sampling_cpu - window.sampling_cpu
 
 
 def client_cpu_seconds() -> float:
-    """CPU used so far by this process and by the tools it ran and waited for (wrk, storescu)."""
+    """CPU used so far by this process and by the tools it ran and waited for (wrk, storescu);
+    :func:`measured` leaves out the monitor's part."""
     total = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         usage = resource.getrusage(who)
@@ -159,7 +185,8 @@ def client_cpu_seconds() -> float:
 
 @contextlib.contextmanager
 def measured(monitor: ProcessTreeMonitor):
-    """Measure the block: yields a dict filled, on exit, with elapsed, server and client CPU, peak RSS."""
+    """Measure the block: yields a dict filled, on exit, with elapsed, server and client CPU (the
+    monitor's samples left out), peak RSS."""
     figures: dict[str, float] = {}
     window = monitor.open_window()
     client_before = client_cpu_seconds()
@@ -168,5 +195,6 @@ def measured(monitor: ProcessTreeMonitor):
         yield figures
     finally:
         figures["elapsed"] = time.perf_counter() - started
-        figures["client_cpu"] = client_cpu_seconds() - client_before
-        figures["server_cpu"], figures["server_peak_rss"] = monitor.close_window(window)
+        client_cpu = client_cpu_seconds() - client_before
+        figures["server_cpu"], figures["server_peak_rss"], sampling_cpu = monitor.close_window(window)
+        figures["client_cpu"] = max(0.0, client_cpu - sampling_cpu)

@@ -108,7 +108,7 @@ class Suite:
     keep: bool
     options: dict[str, dict]
     servers_record: dict = field(default_factory=dict)
-    """Per server: version, seed result, peak RSS over its whole life (for the JSON record)."""
+    """Per server: version, seed result, peak RSS over its measured windows (for the JSON record)."""
     _scale: ScaleSet | None = None
 
     def scale_set(self) -> ScaleSet:
@@ -154,7 +154,7 @@ class RunningServer:
         except RuntimeError as failure:  # it exited or never answered: the message holds its log
             self.stop()
             raise ServerStartError(str(failure)[-500:]) from failure
-        self.monitor = ProcessTreeMonitor(self.server.process.pid).start()
+        self.monitor = ProcessTreeMonitor(self.server.process.pid, idle_sampling=False).start()
         self.version = httpx.get(f"{self.server.base_url}/system", timeout=10).json().get("Version", "")
         return self.server
 
@@ -600,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     peaks = ", ".join(
         f"{name} {entry['peak_rss'] / 1e6:.0f} MB" for name, entry in suite.servers_record.items()
     )
-    print(f"\npeak memory (PSS) over each server's whole life: {peaks}")
+    print(f"\npeak memory (PSS) over each server's measured windows: {peaks}")
     if notes := report.notes(rows):
         print(f"\nnotes:\n{notes}")
     path = arguments.results / f"{datetime.now():%Y%m%d-%H%M%S}-{info['commit'] or 'nocommit'}.json"

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -18,7 +19,7 @@ from benchmarks import run as run_module
 from benchmarks.corpus import CorpusSpec, ensure_corpus, ensure_scale_set, generation_token, variant
 from benchmarks.dicom_senders import set_tcp_nodelay
 from benchmarks.http_client import Request
-from benchmarks.procstats import ProcessTreeMonitor, read_process
+from benchmarks.procstats import ProcessTreeMonitor, measured, read_process
 from benchmarks.run import (
     ISSUE_CSTORE_FILES,
     Contestant,
@@ -244,12 +245,29 @@ def test_monitor_measures_the_cpu_of_a_whole_session():
     monitor = ProcessTreeMonitor(parent.pid, interval=0.02).start()
     window = monitor.open_window()
     parent.wait()
-    cpu, peak = monitor.close_window(window)
+    cpu, peak, _ = monitor.close_window(window)
     monitor.stop()
     assert cpu >= 0.35
     assert peak > 4_000_000  # two Python interpreters (PSS: their shared pages counted once)
     own = read_process(os.getpid())
     assert own is not None and own.pid == os.getpid()
+
+
+def test_a_monitor_without_idle_sampling_samples_only_in_windows_and_its_cpu_is_not_the_clients():
+    """Between windows it takes no sample; inside one it samples, and ``measured`` leaves the CPU of
+    those samples out of the client's (here the client only sleeps)."""
+    monitor = ProcessTreeMonitor(os.getpid(), interval=0.005, idle_sampling=False).start()
+    try:
+        time.sleep(0.3)
+        assert monitor.sampling_cpu == 0.0
+        with measured(monitor) as figures:
+            time.sleep(0.5)
+        sampled = monitor.sampling_cpu
+        time.sleep(0.3)
+    finally:
+        monitor.stop()
+    assert sampled > 0.0 and monitor.sampling_cpu == sampled
+    assert figures["client_cpu"] < sampled / 2
 
 
 def test_pynetdicom_sender_sockets_have_tcp_nodelay():
