@@ -184,7 +184,6 @@ def _image_pixel_module(data: bytearray, position: int, implicit: bool) -> tuple
             attributes[tag] = bytes(data[value : value + length])
         position = value + length
     raise _NotPlainError()  # no PixelData: pydicom's path says so
-    return attributes, value, length
 
 
 def _skip_sequence(data: bytearray, position: int, implicit: bool, depth: int) -> int:
