@@ -359,9 +359,10 @@ class PeerStoreJob(Job):
         if instance is None:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Instance {format_id(rid)} was deleted")
         state = self.state
-        state.size += await self.service.send_instance(
+        sent = await self.service.send_instance(
             state.peer, rid, instance, compress=state.compress, transfer_syntax=state.transcode
         )
+        state.size += sent  # read after the await (``+= await`` reads the size before it)
 
     def reset(self) -> None:
         self.state.failed = 0
