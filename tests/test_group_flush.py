@@ -1,9 +1,11 @@
-"""The group flush of ingest: callers share flushes, and none is served by a flush that began before it."""
+"""The group flush of ingest: callers share flushes of all their blobs, and none is served by a flush
+that began before it."""
 
 import asyncio
 import gc
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -18,15 +20,18 @@ class GatedStore(BlobStore):
     def __init__(self, root: Path):
         super().__init__(root)
         self.flushes = 0
+        self.flushed: list[set[bytes]] = []
+        """The blobs each flush was asked for."""
         self.gate = threading.Event()
         self.failure: OSError | None = None
 
-    def sync(self) -> None:
+    def sync(self, digests: Iterable[bytes]) -> None:
         self.flushes += 1
+        self.flushed.append(set(digests))
         self.gate.wait(10)
         if self.failure is not None:
             raise self.failure
-        super().sync()
+        super().sync(self.flushed[-1])
 
 
 async def until(condition, timeout: float = 5) -> None:
@@ -39,17 +44,21 @@ def test_callers_waiting_together_share_one_flush(tmp_path: Path) -> None:
     store = GatedStore(tmp_path)
     group = GroupFlush(store)
 
+    first_blob = store.put(b"first")
+    late_blobs = [store.put(f"late {number}".encode()) for number in range(5)]
+
     async def scenario() -> None:
-        first = asyncio.create_task(group.flush())
+        first = asyncio.create_task(group.flush(first_blob.digest))
         await until(lambda: store.flushes == 1)
-        # These arrive while the first flush runs: it may have missed their blobs.
-        late = [asyncio.create_task(group.flush()) for _ in range(5)]
+        # These arrive while the first flush runs: it did not name their blobs.
+        late = [asyncio.create_task(group.flush(blob.digest)) for blob in late_blobs]
+        await asyncio.sleep(0.01)
         store.gate.set()
         await first
         await asyncio.gather(*late)
 
     asyncio.run(scenario())
-    assert store.flushes == 2
+    assert store.flushed == [{first_blob.digest}, {blob.digest for blob in late_blobs}]
 
 
 def test_a_caller_arriving_during_a_flush_waits_for_the_next(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ class _IndexFailingFor(IngestService):
         self.metrics = self  # type: ignore[assignment]
         self.flush = self  # type: ignore[assignment]
 
-    def begin(self) -> None:  # the flush, done at once
+    def begin(self, *digests: bytes) -> None:  # the flush, done at once
         return None
 
     def observe_ingest(self, status: str, *_: object) -> None:

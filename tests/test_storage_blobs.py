@@ -9,7 +9,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from fastpacs.errors import OrthancError
+from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.storage import blobs as blobs_module
 from fastpacs.storage.blobs import BlobStore, StoredBlob
 
 
@@ -27,7 +28,7 @@ def test_put_stores_the_bytes_under_their_digest_and_leaves_no_temporary_file(
     files = [os.urandom(300_000), b"", b"small"]
 
     blobs = [store.put(data) for data in files]
-    store.sync()
+    store.sync(blob.digest for blob in blobs)
 
     for data, blob in zip(files, blobs, strict=True):
         assert (blob.digest, blob.size) == (hashlib.sha256(data).digest(), len(data))
@@ -103,3 +104,95 @@ def test_file_uuid_is_the_digest_as_a_version_4_uuid() -> None:
     for digest in digests:
         expected = str(uuid.UUID(bytes=digest[:16], version=4))
         assert StoredBlob(digest=digest, size=0).uuid == expected
+
+
+class FlushSpy:
+    """Records what a store's flush asks the kernel to make durable: the files (by inode) whose data
+    it waits for, and the folders it flushes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.files: list[int] = []
+        self.folders: list[str] = []
+        fdatasync, fsync_directory = os.fdatasync, blobs_module.fsync_directory
+
+        def spied_fdatasync(descriptor: int) -> None:
+            self.files.append(os.fstat(descriptor).st_ino)
+            fdatasync(descriptor)
+
+        def spied_fsync_directory(path: str | Path) -> None:
+            self.folders.append(str(path))
+            fsync_directory(path)
+
+        monkeypatch.setattr(os, "fdatasync", spied_fdatasync)
+        monkeypatch.setattr(blobs_module, "fsync_directory", spied_fsync_directory)
+
+
+def test_sync_flushes_the_data_of_each_blob_named_and_the_folder_that_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BlobStore(tmp_path)
+    files = [os.urandom(1000) for _ in range(blobs_module._FILES_PER_SYNC_STEP + 5)]
+    written = [store.put(data) for data in files]
+    store.put(b"written, not named")
+    spy = FlushSpy(monkeypatch)
+
+    store.sync(blob.digest for blob in written)
+
+    assert sorted(spy.files) == sorted(blob_path(tmp_path, data).stat().st_ino for data in files)
+    assert blob_path(tmp_path, b"written, not named").stat().st_ino not in spy.files
+    assert set(spy.folders) == {str(blob_path(tmp_path, data).parent) for data in files}
+    assert len(spy.folders) == len(set(spy.folders))
+
+
+def _bytes_sharing_digest_prefix(data: bytes, length: int) -> bytes:
+    """Other bytes whose SHA-256 starts with the same ``length`` bytes as that of ``data``."""
+    prefix = hashlib.sha256(data).digest()[:length]
+    candidates = (number.to_bytes(4, "big") for number in range(1 << 24))
+    return next(other for other in candidates if hashlib.sha256(other).digest()[:length] == prefix)
+
+
+def test_a_new_folder_is_flushed_into_its_parent_when_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush of a blob covers its own folder only: creating folders must make them durable."""
+    store = BlobStore(tmp_path)
+    spy = FlushSpy(monkeypatch)
+    first = b"the first blob of its folders"
+    store.put(first)
+    folder = blob_path(tmp_path, first).parent
+    assert spy.folders == [str(tmp_path), str(folder.parent)]
+
+    spy.folders.clear()
+    store.put(_bytes_sharing_digest_prefix(first, 1))  # a new folder in an existing parent
+    assert spy.folders == [str(folder.parent)]
+
+    spy.folders.clear()
+    store.put(_bytes_sharing_digest_prefix(first, 2))  # an existing folder
+    assert spy.folders == []
+
+
+def test_sync_skips_a_blob_removed_meanwhile(tmp_path: Path) -> None:
+    """A concurrent delete of the same bytes may remove a blob before its flush: the index writer
+    finds it missing when it is referenced, and the other blobs of the flush are flushed."""
+    store = BlobStore(tmp_path)
+    kept, removed = store.put(b"kept"), store.put(b"removed")
+    store.remove(removed.digest)
+    store.sync([removed.digest, kept.digest])
+    assert store.read(kept) == b"kept"
+
+
+def test_sync_on_a_full_disk_is_full_storage_and_closes_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BlobStore(tmp_path)
+    blobs = [store.put(os.urandom(100)) for _ in range(3)]
+    before = set(os.listdir("/proc/self/fd"))
+
+    def full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full)
+    with pytest.raises(OrthancError) as raised:
+        store.sync(blob.digest for blob in blobs)
+    assert raised.value.code == ErrorCode.FULL_STORAGE
+    assert set(os.listdir("/proc/self/fd")) == before

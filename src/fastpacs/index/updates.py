@@ -75,8 +75,8 @@ class IndexUpdate(IndexView):
         super().__init__(txn, dbs)
         self.blob_exists = blob_exists
         self.released_blobs: set[bytes] = set()
-        self.new_blobs = False
-        """Whether a blob got its first reference: the storage must be flushed before the commit."""
+        self.new_blobs: set[bytes] = set()
+        """Blobs that got their first reference unflushed: the storage flushes them before the commit."""
 
     def add_counter(self, name: bytes, delta: int) -> int:
         value = self.counter(name) + delta
@@ -98,7 +98,8 @@ class IndexUpdate(IndexView):
             if not self.blob_exists(blob.digest):
                 raise BlobMissingError(blob.digest.hex())
             self.add_counter(Counter.DISK_SIZE, blob.stored_size)
-            self.new_blobs |= not flushed
+            if not flushed:
+                self.new_blobs.add(blob.digest)
         self.txn.put(blob.digest, pack_u64(references + 1), db=self.dbs["blobs"])
         self.add_counter(Counter.UNCOMPRESSED_SIZE, blob.size)
 

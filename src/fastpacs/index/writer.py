@@ -126,7 +126,7 @@ class IndexWriter:
         env, dbs = self.database.env, self.database.dbs
         outcomes: list[tuple[_Request, Any, BaseException | None]] = []
         released: set[bytes] = set()
-        new_blobs = False
+        new_blobs: set[bytes] = set()
         started = time.perf_counter()
         try:
             with env.begin(write=True) as txn:
@@ -146,7 +146,7 @@ class IndexWriter:
                 if released:
                     released = self._still_released(IndexUpdate(txn, dbs, self.storage.exists), released)
                 if new_blobs:  # blobs are written unflushed; flush them all before they are referenced
-                    self.storage.sync()
+                    self.storage.sync(new_blobs)
         except (lmdb.Error, OSError, OrthancError) as error:
             logger.exception("index commit failed")
             failure = _commit_failure(error)

@@ -168,7 +168,7 @@ class IngestService:
             except OrthancError:
                 self.metrics.observe_rejected(len(data))
                 raise
-            flushed = self.flush.begin()
+            flushed = self.flush.begin(blob.digest)
             try:
                 summary = None if parsing is None else await parsing
                 if summary is None:
@@ -252,7 +252,7 @@ class IngestService:
         (the others stay indexed, as files of a ZIP archive Orthanc stored
         before one failed).
         """
-        flushed = self.flush.begin()
+        flushed = self.flush.begin(*(digest for parsed in parsed_files for digest in parsed.digests))
         results = await asyncio.gather(
             *(self._index_stored(parsed, origin, flushed) for parsed in parsed_files),
             return_exceptions=True,
@@ -300,7 +300,7 @@ class IngestService:
     ) -> IngestOutcome:
         """Index a converted file once a flush begun after its write made it durable, and release the
         blob of the file as it was received, which nothing references."""
-        flushed = self.flush.begin()
+        flushed = self.flush.begin(*converted.digests)
         indexed, released = await asyncio.gather(
             self._index(
                 converted.summary,
@@ -362,7 +362,7 @@ class IngestService:
                     None, self.writer.storage.put_until_pixel_data, data, summary.pixel_data_offset
                 )
                 if until_pixel_data is not None:
-                    flushed = self.flush.begin()  # one that covers this write too
+                    flushed = self.flush.begin(blob.digest, until_pixel_data.digest)
             await flushed
             try:
                 return await self.writer.run(
@@ -375,5 +375,5 @@ class IngestService:
                 if data is None:
                     raise
                 blob, _ = await self._store(data)
-                flushed = self.flush.begin()
+                flushed = self.flush.begin(blob.digest)
         raise BlobMissingError(blob.digest.hex())

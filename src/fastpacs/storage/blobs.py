@@ -5,14 +5,16 @@ first two bytes of the digest, plus ``<root>/tmp/`` for files being written.
 A blob is written to an unnamed file (``O_TMPFILE``) and linked into place;
 where the file system cannot, to a named temporary file renamed into place
 (the unnamed file spares a name's creation, a rename and a random name per
-blob, and a crash leaves nothing of it). A blob is not
-durable until :meth:`sync` flushes the file system (``syncfs``: file data,
-new names and new folders alike). The index writer does that once per
-batch, before it commits the transaction that first references some new
-blob: one journal flush for the whole batch instead of fsyncs of every file
-and folder, 5-10 times cheaper per file here. A blob is referenced by
-nothing until that flush has succeeded, and the start-up repair removes
-unreferenced blobs, so a crash in between leaves nothing half-written in use.
+blob, and a crash leaves nothing of it). A blob is not durable until
+:meth:`sync` flushes it: the data of its file and the folder that names it
+(a new folder is flushed into its parent when it is created, once). The
+index flushes a batch's new blobs before it commits the transaction that
+first references them, so a blob is referenced by nothing until its flush
+has succeeded, and the start-up repair removes unreferenced blobs: a crash
+in between leaves nothing half-written in use. The flush names its files
+rather than flushing the whole file system (``syncfs``), which would also
+wait for every other process's dirty data: 150 ms instead of 1 ms for a
+512 KB blob here, with 100 MB of another program's writes pending.
 Identical bytes are stored once; a blob is never rewritten.
 
 The store knows nothing of references: the index counts them and tells the
@@ -41,6 +43,7 @@ import os
 import struct
 import uuid
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -49,8 +52,12 @@ from fastpacs.errors import ErrorCode, OrthancError
 
 TEMPORARY_FOLDER = "tmp"
 _LIBC = ctypes.CDLL(None, use_errno=True)
-"""For ``syncfs(2)`` and ``linkat(2)`` with ``AT_SYMLINK_FOLLOW``, which the os module does not offer
-(``os.link`` calls ``link(2)``, which cannot name an unnamed file through ``/proc/self/fd``)."""
+"""For ``linkat(2)`` with ``AT_SYMLINK_FOLLOW`` and ``sync_file_range(2)``, which the os module does not
+offer (``os.link`` calls ``link(2)``, which cannot name an unnamed file through ``/proc/self/fd``)."""
+_LIBC.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+_SYNC_FILE_RANGE_WRITE = 2
+_FILES_PER_SYNC_STEP = 64
+"""Files :meth:`BlobStore.sync` holds open at once (a ZIP upload's flush names thousands)."""
 _AT_FDCWD = -100
 _AT_SYMLINK_FOLLOW = 0x400
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -166,7 +173,7 @@ class BlobStore:
             try:
                 os.replace(temporary, final)
             except FileNotFoundError:  # the first blob of its folder
-                os.makedirs(folder, exist_ok=True)
+                self._create_folder(folder)
                 os.replace(temporary, final)
         except OSError as error:
             with contextlib.suppress(FileNotFoundError):
@@ -190,7 +197,7 @@ class BlobStore:
             source = f"/proc/self/fd/{descriptor}".encode()
             code = _link(source, final)
             if code == errno.ENOENT and not os.path.isdir(folder):  # the first blob of its folder
-                os.makedirs(folder, exist_ok=True)
+                self._create_folder(folder)
                 code = _link(source, final)
         except OSError as error:
             if error.errno in DISK_FULL:
@@ -207,18 +214,56 @@ class BlobStore:
             return False
         raise OSError(code, os.strerror(code), final)
 
-    def sync(self) -> None:
-        """Make every blob written so far durable (the whole file system is flushed)."""
-        descriptor = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+    def _create_folder(self, folder: str) -> None:
+        """Create a blob's folder (and its parent) durably: :meth:`sync` flushes only the folder that
+        names a blob, not its ancestors. This happens once per folder of the store's lifetime."""
+        parent = os.path.dirname(folder)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, exist_ok=True)
+            fsync_directory(self._root)
+        os.makedirs(folder, exist_ok=True)
+        fsync_directory(parent)
+
+    def sync(self, digests: Iterable[bytes]) -> None:
+        """Make these blobs durable: their files' data, and their names in their folders.
+
+        A blob removed meanwhile (by a concurrent delete of the same bytes) is
+        skipped: whoever references it next finds it missing. Writeback of every
+        file starts before the first is waited for, so that the disk writes them
+        together and one journal commit covers them all.
+        """
+        ordered = list(digests)
+        for start in range(0, len(ordered), _FILES_PER_SYNC_STEP):
+            self._sync_files(ordered[start : start + _FILES_PER_SYNC_STEP])
+
+    def _sync_files(self, digests: list[bytes]) -> None:
+        descriptors: list[int] = []
+        folders: set[str] = set()
         try:
-            if _LIBC.syncfs(descriptor) != 0:
-                code = ctypes.get_errno()
-                error = OSError(code, os.strerror(code))
-                if code in DISK_FULL:
-                    raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
-                raise error
+            for digest in digests:
+                text = digest.hex()
+                folder = f"{self._root}/{text[0:2]}/{text[2:4]}"
+                path = f"{folder}/{text}"
+                try:
+                    descriptor = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                descriptors.append(descriptor)
+                folders.add(folder)
+                if _LIBC.sync_file_range(descriptor, 0, 0, _SYNC_FILE_RANGE_WRITE) != 0:
+                    code = ctypes.get_errno()
+                    raise OSError(code, os.strerror(code), path)
+            for descriptor in descriptors:
+                os.fdatasync(descriptor)
+            for folder in folders:
+                fsync_directory(folder)
+        except OSError as error:
+            if error.errno in DISK_FULL:
+                raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
+            raise
         finally:
-            os.close(descriptor)
+            for descriptor in descriptors:
+                os.close(descriptor)
 
     def read(self, blob: StoredBlob) -> bytes:
         """The content of a blob (decompressed if stored so); ``FileNotFoundError`` if it is not stored."""
@@ -311,7 +356,7 @@ def _link(source: bytes, target: str) -> int:
     return ctypes.get_errno()
 
 
-def fsync_directory(path: Path) -> None:
+def fsync_directory(path: str | Path) -> None:
     descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)

@@ -1,4 +1,4 @@
-"""Group flush: one ``syncfs`` of the blob store serves every ingest waiting for one.
+"""Group flush: one flush of the blob store serves every ingest waiting for one.
 
 An instance's blob must be durable before the index references it. The
 index writer can flush in its commit (:meth:`BlobStore.sync` before the
@@ -7,12 +7,12 @@ other on the writer thread, and they are most of its time. Ingest flushes
 its blob here first instead, on a thread of its own, while the writer
 commits the previous batch: the two disk waits overlap.
 
-A caller needs a flush that *started* after its blob was written; one that
-was already running may have missed it. So callers arriving while a flush
-runs wait for it to end and then share the next. The flushing thread starts
-that next flush itself as soon as the previous one ends, and wakes each
-event loop once for all the callers a flush served: the event loop, busy
-with requests, is not a step between two flushes.
+Callers arriving while a flush runs wait for it to end and then share the
+next, which flushes all their blobs together (one journal commit for the
+group instead of one per blob). The flushing thread starts that next flush
+itself as soon as the previous one ends, and wakes each event loop once for
+all the callers a flush served: the event loop, busy with requests, is not a
+step between two flushes.
 """
 
 import asyncio
@@ -20,28 +20,25 @@ import threading
 
 from fastpacs.storage.blobs import BlobStore
 
-_Waiter = tuple[int, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+_Waiter = tuple[tuple[bytes, ...], asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
 
 class GroupFlush:
-    """Flushes the store's written blobs to disk, one flush at a time for all callers."""
+    """Flushes written blobs to disk, one flush at a time for all callers."""
 
     def __init__(self, storage: BlobStore):
         self.storage = storage
         self._lock = threading.Lock()
-        self._started = 0
-        """Number of the latest flush started."""
-        self._wanted = 0
-        """Number of the latest flush a caller waits for."""
         self._flushing = False
-        """Whether a thread is running flushes (it stops when none is wanted)."""
+        """Whether a thread is running flushes (it stops when nobody waits)."""
         self._waiting: list[_Waiter] = []
+        """The callers the next flush serves."""
 
-    async def flush(self) -> None:
-        """Return once every blob written before this call is durable; ``OSError``/``OrthancError`` if not."""
-        await self.begin()
+    async def flush(self, *digests: bytes) -> None:
+        """Return once the blobs named are durable; ``OSError``/``OrthancError`` if they cannot be."""
+        await self.begin(*digests)
 
-    def begin(self) -> "asyncio.Future[None]":
+    def begin(self, *digests: bytes) -> "asyncio.Future[None]":
         """:meth:`flush`, started now and awaited later, so that the caller works while it runs.
 
         A caller may end up not awaiting it (the file it flushes for was refused): its
@@ -51,29 +48,25 @@ class GroupFlush:
         future: asyncio.Future[None] = loop.create_future()
         future.add_done_callback(retrieve_failure)
         with self._lock:
-            self._wanted = self._started + 1
-            self._waiting.append((self._wanted, loop, future))
+            self._waiting.append((digests, loop, future))
             idle, self._flushing = not self._flushing, True
         if idle:
             loop.run_in_executor(None, self._run)
         return future
 
     def _run(self) -> None:
-        """Flush as long as flushes are wanted, then stop (on a thread of the executor)."""
+        """Flush as long as callers wait, then stop (on a thread of the executor)."""
         while True:
             with self._lock:
-                if self._wanted <= self._started:
+                served, self._waiting = self._waiting, []
+                if not served:
                     self._flushing = False
                     return
-                self._started = number = self._wanted
             failure: Exception | None = None
             try:
-                self.storage.sync()
+                self.storage.sync({digest for digests, _, _ in served for digest in digests})
             except Exception as error:  # noqa: BLE001 - handed to the waiting callers, which re-raise it
                 failure = error
-            with self._lock:
-                served = [waiter for waiter in self._waiting if waiter[0] <= number]
-                self._waiting = [waiter for waiter in self._waiting if waiter[0] > number]
             _wake(served, failure)
 
 
