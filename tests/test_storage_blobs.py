@@ -127,7 +127,7 @@ class FlushSpy:
         monkeypatch.setattr(blobs_module, "fsync_directory", spied_fsync_directory)
 
 
-def test_sync_flushes_the_data_of_each_blob_named_and_the_folder_that_names_it(
+def test_sync_flushes_the_data_of_each_blob_named_and_the_folders_that_name_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = BlobStore(tmp_path)
@@ -140,35 +140,10 @@ def test_sync_flushes_the_data_of_each_blob_named_and_the_folder_that_names_it(
 
     assert sorted(spy.files) == sorted(blob_path(tmp_path, data).stat().st_ino for data in files)
     assert blob_path(tmp_path, b"written, not named").stat().st_ino not in spy.files
-    assert set(spy.folders) == {str(blob_path(tmp_path, data).parent) for data in files}
-    assert len(spy.folders) == len(set(spy.folders))
-
-
-def _bytes_sharing_digest_prefix(data: bytes, length: int) -> bytes:
-    """Other bytes whose SHA-256 starts with the same ``length`` bytes as that of ``data``."""
-    prefix = hashlib.sha256(data).digest()[:length]
-    candidates = (number.to_bytes(4, "big") for number in range(1 << 24))
-    return next(other for other in candidates if hashlib.sha256(other).digest()[:length] == prefix)
-
-
-def test_a_new_folder_is_flushed_into_its_parent_when_created(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The flush of a blob covers its own folder only: creating folders must make them durable."""
-    store = BlobStore(tmp_path)
-    spy = FlushSpy(monkeypatch)
-    first = b"the first blob of its folders"
-    store.put(first)
-    folder = blob_path(tmp_path, first).parent
-    assert spy.folders == [str(tmp_path), str(folder.parent)]
-
-    spy.folders.clear()
-    store.put(_bytes_sharing_digest_prefix(first, 1))  # a new folder in an existing parent
-    assert spy.folders == [str(folder.parent)]
-
-    spy.folders.clear()
-    store.put(_bytes_sharing_digest_prefix(first, 2))  # an existing folder
-    assert spy.folders == []
+    folders = {blob_path(tmp_path, data).parent for data in files}
+    named = folders | {folder.parent for folder in folders} | {tmp_path}
+    assert sorted(set(spy.folders)) == sorted(str(folder) for folder in named)
+    assert spy.folders.count(str(tmp_path)) == 2  # once per step of _FILES_PER_SYNC_STEP files
 
 
 def test_sync_skips_a_blob_removed_meanwhile(tmp_path: Path) -> None:

@@ -6,8 +6,7 @@ A blob is written to an unnamed file (``O_TMPFILE``) and linked into place;
 where the file system cannot, to a named temporary file renamed into place
 (the unnamed file spares a name's creation, a rename and a random name per
 blob, and a crash leaves nothing of it). A blob is not durable until
-:meth:`sync` flushes it: the data of its file and the folder that names it
-(a new folder is flushed into its parent when it is created, once). The
+:meth:`sync` flushes it: the data of its file and the folders that name it. The
 index flushes a batch's new blobs before it commits the transaction that
 first references them, so a blob is referenced by nothing until its flush
 has succeeded, and the start-up repair removes unreferenced blobs: a crash
@@ -173,7 +172,7 @@ class BlobStore:
             try:
                 os.replace(temporary, final)
             except FileNotFoundError:  # the first blob of its folder
-                self._create_folder(folder)
+                os.makedirs(folder, exist_ok=True)
                 os.replace(temporary, final)
         except OSError as error:
             with contextlib.suppress(FileNotFoundError):
@@ -197,7 +196,7 @@ class BlobStore:
             source = f"/proc/self/fd/{descriptor}".encode()
             code = _link(source, final)
             if code == errno.ENOENT and not os.path.isdir(folder):  # the first blob of its folder
-                self._create_folder(folder)
+                os.makedirs(folder, exist_ok=True)
                 code = _link(source, final)
         except OSError as error:
             if error.errno in DISK_FULL:
@@ -214,23 +213,16 @@ class BlobStore:
             return False
         raise OSError(code, os.strerror(code), final)
 
-    def _create_folder(self, folder: str) -> None:
-        """Create a blob's folder (and its parent) durably: :meth:`sync` flushes only the folder that
-        names a blob, not its ancestors. This happens once per folder of the store's lifetime."""
-        parent = os.path.dirname(folder)
-        if not os.path.isdir(parent):
-            os.makedirs(parent, exist_ok=True)
-            fsync_directory(self._root)
-        os.makedirs(folder, exist_ok=True)
-        fsync_directory(parent)
-
     def sync(self, digests: Iterable[bytes]) -> None:
-        """Make these blobs durable: their files' data, and their names in their folders.
+        """Make these blobs durable: their files' data, their names in their folders, and those
+        folders' names in theirs (a folder is created by the first blob it holds, by whichever
+        process wrote that blob).
 
         A blob removed meanwhile (by a concurrent delete of the same bytes) is
         skipped: whoever references it next finds it missing. Writeback of every
         file starts before the first is waited for, so that the disk writes them
-        together and one journal commit covers them all.
+        together and one journal commit covers them all; the folders' flushes
+        that follow find that commit done, and cost the disk's cache flush only.
         """
         ordered = list(digests)
         for start in range(0, len(ordered), _FILES_PER_SYNC_STEP):
@@ -255,7 +247,8 @@ class BlobStore:
                     raise OSError(code, os.strerror(code), path)
             for descriptor in descriptors:
                 os.fdatasync(descriptor)
-            for folder in folders:
+            parents = {os.path.dirname(folder) for folder in folders}
+            for folder in (*folders, *parents, self._root):
                 fsync_directory(folder)
         except OSError as error:
             if error.errno in DISK_FULL:
