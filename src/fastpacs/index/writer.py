@@ -151,7 +151,10 @@ class IndexWriter:
             logger.exception("index commit failed")
             failure = _commit_failure(error)
             outcomes = [(request, None, failure) for request in batch]
-            released = set()
+            # Referenced first by this undone batch, the new blobs are referenced by nothing. Their
+            # flush may have failed, leaving data not on disk that a later flush of the same files
+            # would not report: they go, and the same bytes are written anew when stored again.
+            released = new_blobs
         self.batches += 1
         self.operations += len(batch)
         self.metrics.observe_index_commit(len(batch), time.perf_counter() - started)

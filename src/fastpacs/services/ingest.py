@@ -363,7 +363,14 @@ class IngestService:
                 )
                 if until_pixel_data is not None:
                     flushed = self.flush.begin(blob.digest, until_pixel_data.digest)
-            await flushed
+            try:
+                await flushed
+            except (OSError, OrthancError):
+                # Its data may not be on disk, and a later flush of the same file would not say so
+                # (the kernel reports a write-back error once): the same bytes must be written anew.
+                written = [blob] if until_pixel_data is None else [blob, until_pixel_data]
+                await self._release(*(each.digest for each in written))
+                raise
             try:
                 return await self.writer.run(
                     lambda update, blob=blob, until=until_pixel_data: add_instance(

@@ -1,0 +1,116 @@
+"""A blob whose flush failed is not trusted afterwards.
+
+After a failed write-back (``fdatasync`` reporting EIO or ENOSPC) the
+kernel may have dropped the file's pages, and it reports the error once: a
+later flush of the same file succeeds although its data is not on disk. A
+blob the store keeps after such a failure would be taken as stored by the
+next upload of the same bytes (the store does not write existing blobs
+again). So whoever waited for the failed flush releases the blob, and the
+next upload writes it anew.
+"""
+
+import asyncio
+import errno
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from fastpacs.index.database import Database
+from fastpacs.index.updates import IndexUpdate
+from fastpacs.index.writer import IndexWriter
+from fastpacs.pool import tasks
+from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.ingest import IngestService, Origin
+from fastpacs.storage.blobs import BlobStore
+
+CT_SMALL = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+
+
+class FailingStore(BlobStore):
+    """A real store whose next ``failures`` flushes fail as a disk that cannot write back."""
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        self.failures = 0
+
+    def sync(self, digests: Iterable[bytes]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        super().sync(digests)
+
+
+class InlinePool:
+    """The worker pool's interface, each task run at once in the test's process (whose store the
+    tasks use, as a worker uses its copy of the server's)."""
+
+    def __init__(self, store: BlobStore, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setattr(tasks, "_storage", store)
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(function(*args))
+        return future
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        return function(*args)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FailingStore:
+    return FailingStore(tmp_path / "storage")
+
+
+@pytest.fixture
+def writer(tmp_path: Path, store: FailingStore):
+    database = Database(tmp_path / "index", map_size_gb=1)
+    writer = IndexWriter(database, store)
+    writer.start()
+    yield writer
+    writer.stop()
+    database.close()
+
+
+def test_an_upload_whose_flush_fails_is_refused_and_its_blob_written_anew_by_the_next(
+    store: FailingStore, writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = InlinePool(store, monkeypatch)
+    ingest = IngestService(pool, writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
+
+    async def scenario() -> str:
+        store.failures = 1
+        with pytest.raises(OSError, match="Input/output error"):
+            await ingest.ingest(CT_SMALL, Origin())
+        assert store.digests() == []  # released, not left for the next upload to trust
+        return (await ingest.ingest(CT_SMALL, Origin())).status
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=30)) == "Success"
+    [(digest, _)] = store.digests()
+    assert store.read_stored(digest) == CT_SMALL
+
+
+def test_a_batch_whose_flush_fails_removes_the_blobs_it_referenced_first(
+    store: FailingStore, writer: IndexWriter
+) -> None:
+    """Blobs the index writer flushes itself (attachments, modified files): the batch is undone and
+    its new blobs, referenced by nothing, go."""
+    blob = store.put(b"an attachment")
+
+    def references(update: IndexUpdate) -> int:
+        return update.blob_references(blob.digest)
+
+    async def scenario() -> int:
+        store.failures = 1
+        with pytest.raises(OSError, match="Input/output error"):
+            await writer.run(lambda update: update.reference_blob(blob))
+        assert not store.exists(blob.digest)
+        assert await writer.run(references) == 0
+        assert store.put(b"an attachment") == blob  # written anew
+        await writer.run(lambda update: update.reference_blob(blob))
+        return await writer.run(references)
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=30)) == 1
+    assert store.read(blob) == b"an attachment"
