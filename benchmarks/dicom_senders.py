@@ -25,6 +25,7 @@ from pathlib import Path
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, _config, evt
 
+from benchmarks.collector import collector_paused
 from benchmarks.stats import RunResult, latencies_result
 from fastpacs.net.scu import leave_answers_to_requests
 
@@ -130,10 +131,11 @@ def send_with_pynetdicom(
         )
         for number in range(associations)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with collector_paused():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     return latencies_result(
         tally.latencies,
         operations=len(tally.latencies),

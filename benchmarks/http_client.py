@@ -10,6 +10,7 @@ httpx's request and response models double the client's CPU per upload
 (and wrk) gets them by default. A request is a success when the server answers
 2xx; anything else, including a refused connection or a time-out, is an
 error and never counts as throughput.
+Requests run with the garbage collector paused (:mod:`benchmarks.collector`).
 """
 
 import asyncio
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import httpcore
 import uvloop
 
+from benchmarks.collector import collector_paused
 from benchmarks.stats import RunResult, latencies_result
 
 REQUEST_TIMEOUT = 120.0
@@ -142,7 +144,7 @@ def run_requests(
     Requests started before the deadline finish and count. With ``keep_answers``
     the bodies of successful answers are returned too.
     """
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with collector_paused(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         tally, elapsed = runner.run(_load(base_url, source, concurrency, duration, keep_answers))
     result = latencies_result(
         tally.latencies,

@@ -2,6 +2,7 @@
 how workloads are selected and what they send and count (without running them)."""
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from benchmarks import ceiling_app, wrk
 from benchmarks import corpus as corpus_module
 from benchmarks import run as run_module
+from benchmarks.collector import collector_paused
 from benchmarks.corpus import CorpusSpec, ensure_corpus, ensure_scale_set, generation_token, variant
 from benchmarks.dicom_senders import set_tcp_nodelay
 from benchmarks.http_client import Request
@@ -525,3 +527,29 @@ def test_the_ceiling_app_answers_what_was_recorded_by_path_and_query(
     assert answer("/instances/a/tags", b"") == (200, b"{}")
     assert answer("/instances/a/tags", b"simplify") == (200, b"[]")
     assert answer("/instances/b/tags", b"") == (404, b"")
+
+
+def test_the_client_runs_without_cyclic_collections_and_collects_its_garbage_after() -> None:
+    """Full collections of the runner's large heap stalled the load client (see benchmarks.collector)."""
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.itself = self
+
+    collected: list[int] = []
+
+    def on_collection(phase: str, info: dict) -> None:
+        if phase == "stop":
+            collected.append(info["collected"])
+
+    gc.callbacks.append(on_collection)
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+            for _ in range(100_000):  # allocations that would trigger collections
+                Cycle()
+            assert collected == []
+        assert gc.isenabled()
+        assert sum(collected) >= 100_000
+    finally:
+        gc.callbacks.remove(on_collection)
