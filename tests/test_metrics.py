@@ -164,6 +164,9 @@ def test_histograms_move_under_load(http: httpx.Client, uploaded: dict) -> None:
     assert after.value("fastpacs_index_commit_batch_size_count") >= 1
     assert after.value("fastpacs_index_commit_duration_seconds_count") >= 1
     assert after.value("fastpacs_storage_write_duration_seconds_count") == len(UPLOADED) + 1
+    flushes = after.value("fastpacs_storage_flush_duration_seconds_count")
+    assert 1 <= flushes == after.value("fastpacs_storage_flush_files_count")
+    assert after.value("fastpacs_storage_flush_files_sum") >= len(UPLOADED)  # every new file, once or more
 
 
 def test_routes_are_labelled_by_template_never_by_resource(http: httpx.Client, uploaded: dict) -> None:

@@ -262,8 +262,20 @@ class ServerMetrics:
         )
         self.storage_write_seconds = Histogram(
             "fastpacs_storage_write_duration_seconds",
-            "Time to write a file durably into the storage (write, fsync, rename)",
+            "Time to write a new file into the storage, before its flush (hash, write, link)",
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.storage_flush_seconds = Histogram(
+            "fastpacs_storage_flush_duration_seconds",
+            "Time to make a group of new files durable (their data, then the folders naming them)",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.storage_flush_files = Histogram(
+            "fastpacs_storage_flush_files",
+            "New files made durable by one flush",
+            buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
         self.commit_batch_size = Histogram(
@@ -383,6 +395,12 @@ class ServerMetrics:
         if self.enabled and seconds > 0:  # 0: the blob was already stored, nothing written
             self.storage_write_seconds.observe(seconds)
             self.durations["orthanc_storage_create_duration_ms"].update(seconds * 1000, time.time())
+
+    def observe_storage_flush(self, files: int, seconds: float) -> None:
+        """One flush of new files (from the group flush of ingest, or the index writer's own)."""
+        if self.enabled:
+            self.storage_flush_files.observe(files)
+            self.storage_flush_seconds.observe(seconds)
 
     def observe_storage_remove(self, seconds: float) -> None:
         if self.enabled:

@@ -146,7 +146,9 @@ class IndexWriter:
                 if released:
                     released = self._still_released(IndexUpdate(txn, dbs, self.storage.exists), released)
                 if new_blobs:  # blobs are written unflushed; flush them all before they are referenced
+                    flush_started = time.perf_counter()
                     self.storage.sync(new_blobs)
+                    self.metrics.observe_storage_flush(len(new_blobs), time.perf_counter() - flush_started)
         except (lmdb.Error, OSError, OrthancError) as error:
             logger.exception("index commit failed")
             failure = _commit_failure(error)

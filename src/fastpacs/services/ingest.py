@@ -146,7 +146,7 @@ class IngestService:
     ):
         self.pool = pool
         self.writer = writer
-        self.flush = GroupFlush(writer.storage)
+        self.flush = GroupFlush(writer.storage, metrics.observe_storage_flush)
         self.default_encoding = default_encoding
         self.max_upload_size = max_upload_size
         self.metrics = metrics

@@ -17,6 +17,8 @@ step between two flushes.
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 
 from fastpacs.storage.blobs import BlobStore
 
@@ -26,8 +28,10 @@ _Waiter = tuple[tuple[bytes, ...], asyncio.AbstractEventLoop, "asyncio.Future[No
 class GroupFlush:
     """Flushes written blobs to disk, one flush at a time for all callers."""
 
-    def __init__(self, storage: BlobStore):
+    def __init__(self, storage: BlobStore, observe: Callable[[int, float], None] | None = None):
+        """``observe``: told the number of files and the seconds of every flush (on the flushing thread)."""
         self.storage = storage
+        self.observe = observe
         self._lock = threading.Lock()
         self._flushing = False
         """Whether a thread is running flushes (it stops when nobody waits)."""
@@ -63,10 +67,15 @@ class GroupFlush:
                     self._flushing = False
                     return
             failure: Exception | None = None
+            files = {digest for digests, _, _ in served for digest in digests}
+            started = time.perf_counter()
             try:
-                self.storage.sync({digest for digests, _, _ in served for digest in digests})
+                self.storage.sync(files)
             except Exception as error:  # noqa: BLE001 - handed to the waiting callers, which re-raise it
                 failure = error
+            else:
+                if self.observe is not None:
+                    self.observe(len(files), time.perf_counter() - started)
             _wake(served, failure)
 
 
