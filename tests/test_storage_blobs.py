@@ -143,7 +143,19 @@ def test_sync_flushes_the_data_of_each_blob_named_and_the_folders_that_name_it(
     folders = {blob_path(tmp_path, data).parent for data in files}
     named = folders | {folder.parent for folder in folders} | {tmp_path}
     assert sorted(set(spy.folders)) == sorted(str(folder) for folder in named)
-    assert spy.folders.count(str(tmp_path)) == 2  # once per step of _FILES_PER_SYNC_STEP files
+
+    spy.files.clear()
+    spy.folders.clear()
+    again = files[:3] + [os.urandom(1000) for _ in range(3)]
+    store.sync(store.put(data).digest for data in again)
+    assert sorted(spy.files) == sorted(blob_path(tmp_path, data).stat().st_ino for data in again)
+    # A folder's name, once flushed, is not flushed again: only new folders' parents are.
+    folders_again = {blob_path(tmp_path, data).parent for data in again}
+    new_folders = folders_again - folders
+    expected = folders_again | {folder.parent for folder in new_folders}
+    if any(folder.parent not in {known.parent for known in folders} for folder in new_folders):
+        expected.add(tmp_path)
+    assert sorted(spy.folders) == sorted(str(folder) for folder in expected)
 
 
 def test_sync_skips_a_blob_removed_meanwhile(tmp_path: Path) -> None:

@@ -120,6 +120,9 @@ class BlobStore:
         self.temporary.mkdir(parents=True, exist_ok=True)
         self._root = str(root)
         self._temporary = str(self.temporary)
+        self._named_folders: set[str] = set()
+        """Folders whose names this store made durable: folders are never removed, and a blob's flush
+        needs to flush its folder's name only once (at most 65,536 + 256 entries)."""
         self._unnamed_files = hasattr(os, "O_TMPFILE")
         """Whether blobs are written as unnamed files (until the file system refuses one)."""
 
@@ -222,7 +225,8 @@ class BlobStore:
         skipped: whoever references it next finds it missing. Writeback of every
         file starts before the first is waited for, so that the disk writes them
         together and one journal commit covers them all; the folders' flushes
-        that follow find that commit done, and cost the disk's cache flush only.
+        that follow find that commit done, and cost a cache flush of the disk
+        each, which is why a folder's own name is flushed only the first time.
         """
         ordered = list(digests)
         for start in range(0, len(ordered), _FILES_PER_SYNC_STEP):
@@ -247,9 +251,9 @@ class BlobStore:
                     raise OSError(code, os.strerror(code), path)
             for descriptor in descriptors:
                 os.fdatasync(descriptor)
-            parents = {os.path.dirname(folder) for folder in folders}
-            for folder in (*folders, *parents, self._root):
+            for folder in folders:
                 fsync_directory(folder)
+            self._name_folders(folders - self._named_folders)
         except OSError as error:
             if error.errno in DISK_FULL:
                 raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
@@ -257,6 +261,15 @@ class BlobStore:
         finally:
             for descriptor in descriptors:
                 os.close(descriptor)
+
+    def _name_folders(self, folders: set[str]) -> None:
+        """Make the names of these folders durable in their parents, and the parents' in the root."""
+        parents = {os.path.dirname(folder) for folder in folders}
+        for parent in parents:
+            fsync_directory(parent)
+        if parents - self._named_folders:
+            fsync_directory(self._root)
+        self._named_folders |= folders | parents
 
     def read(self, blob: StoredBlob) -> bytes:
         """The content of a blob (decompressed if stored so); ``FileNotFoundError`` if it is not stored."""
