@@ -5,12 +5,15 @@ kernel may have dropped the file's pages, and it reports the error once: a
 later flush of the same file succeeds although its data is not on disk. A
 blob the store keeps after such a failure would be taken as stored by the
 next upload of the same bytes (the store does not write existing blobs
-again). So whoever waited for the failed flush releases the blob, and the
-next upload writes it anew.
+again). So a blob whose flush failed is never left named: an upload's own
+write (flushed before its file is named) leaves nothing, and whoever waited
+for the flush of a file stored earlier (by a worker) releases it; the next
+upload writes the same bytes anew.
 """
 
 import asyncio
 import errno
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 from pydicom.data import get_testdata_file
 
+from fastpacs.dicom.parse import summarize
 from fastpacs.index.database import Database
 from fastpacs.index.updates import IndexUpdate
 from fastpacs.index.writer import IndexWriter
@@ -74,20 +78,47 @@ def writer(tmp_path: Path, store: FailingStore):
     database.close()
 
 
-def test_an_upload_whose_flush_fails_is_refused_and_its_blob_written_anew_by_the_next(
+def test_an_upload_whose_flush_fails_is_refused_and_leaves_no_blob(
     store: FailingStore, writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pool = InlinePool(store, monkeypatch)
-    ingest = IngestService(pool, writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
+    ingest = IngestService(InlinePool(store, monkeypatch), writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
+    fdatasync = os.fdatasync
+    failures = [OSError(errno.EIO, "Input/output error")]
+
+    def failing_once(descriptor: int) -> None:
+        if failures:
+            raise failures.pop()
+        fdatasync(descriptor)
 
     async def scenario() -> str:
-        store.failures = 1
+        monkeypatch.setattr(os, "fdatasync", failing_once)
         with pytest.raises(OSError, match="Input/output error"):
             await ingest.ingest(CT_SMALL, Origin())
-        assert store.digests() == []  # released, not left for the next upload to trust
+        assert store.digests() == []
         return (await ingest.ingest(CT_SMALL, Origin())).status
 
     assert asyncio.run(asyncio.wait_for(scenario(), timeout=30)) == "Success"
+    [(digest, _)] = store.digests()
+    assert store.read_stored(digest) == CT_SMALL
+
+
+def test_files_stored_by_a_worker_whose_flush_fails_are_released(
+    store: FailingStore, writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ZIP upload's files, a modification's: written unflushed, flushed together by the server."""
+    ingest = IngestService(InlinePool(store, monkeypatch), writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
+
+    def stored() -> tasks.ParsedFile:
+        return tasks.store_parsed(CT_SMALL, summarize(CT_SMALL, "Latin1"), [])
+
+    async def scenario() -> list[str]:
+        store.failures = 1
+        with pytest.raises(OSError, match="Input/output error"):
+            await ingest.ingest_stored([stored()], Origin())
+        assert store.digests() == []  # released, not left for the next upload to trust
+        return [outcome.status for outcome in await ingest.ingest_stored([stored()], Origin())]
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=30)) == ["Success"]
     [(digest, _)] = store.digests()
     assert store.read_stored(digest) == CT_SMALL
 

@@ -54,7 +54,7 @@ def test_identical_bytes_linked_again_keep_the_first_file(tmp_path: Path) -> Non
     folder = f"{tmp_path}/{text[0:2]}/{text[2:4]}"
     inode = blob_path(tmp_path, data).stat().st_ino
     if store._unnamed_files:
-        assert store._put_unnamed(data, folder, f"{folder}/{text}")
+        assert store._put_unnamed(data, folder, f"{folder}/{text}", flush=False) is False  # there already
     assert store.put(data) == first
     assert blob_path(tmp_path, data).stat().st_ino == inode
     assert blob_path(tmp_path, data).read_bytes() == data
@@ -155,7 +155,7 @@ def test_sync_flushes_the_data_of_each_blob_named_and_the_folders_that_name_it(
     expected = folders_again | {folder.parent for folder in new_folders}
     if any(folder.parent not in {known.parent for known in folders} for folder in new_folders):
         expected.add(tmp_path)
-    assert sorted(spy.folders) == sorted(str(folder) for folder in expected)
+    assert set(spy.folders) == {str(folder) for folder in expected}
 
 
 def test_sync_skips_a_blob_removed_meanwhile(tmp_path: Path) -> None:
@@ -183,3 +183,41 @@ def test_sync_on_a_full_disk_is_full_storage_and_closes_its_files(
         store.sync(blob.digest for blob in blobs)
     assert raised.value.code == ErrorCode.FULL_STORAGE
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed file", "named temporary file"])
+def test_a_put_with_flush_returns_a_durable_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    """Its data, then its folder, whose own name is flushed the first time; bytes stored already by
+    another writer (maybe not flushed yet) are flushed too."""
+    store = BlobStore(tmp_path)
+    store._unnamed_files = unnamed and store._unnamed_files
+    spy = FlushSpy(monkeypatch)
+    data = os.urandom(5000)
+
+    store.put(data, flush=True)
+
+    folder = blob_path(tmp_path, data).parent
+    assert spy.files == [blob_path(tmp_path, data).stat().st_ino]
+    assert spy.folders == [str(folder), str(folder.parent), str(tmp_path)]
+
+    spy.files.clear()
+    spy.folders.clear()
+    store.put(data, flush=True)
+    assert spy.files == [blob_path(tmp_path, data).stat().st_ino]
+    assert spy.folders == [str(folder)]
+
+
+def test_a_put_whose_flush_fails_leaves_no_blob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = BlobStore(tmp_path)
+
+    def full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full)
+    with pytest.raises(OrthancError) as raised:
+        store.put(os.urandom(5000), flush=True)
+    assert raised.value.code == ErrorCode.FULL_STORAGE
+    assert store.digests() == []
+    assert list(store.temporary.iterdir()) == []

@@ -262,13 +262,13 @@ class ServerMetrics:
         )
         self.storage_write_seconds = Histogram(
             "fastpacs_storage_write_duration_seconds",
-            "Time to write a new file into the storage, before its flush (hash, write, link)",
+            "Time to store a new file (hash, write, link; the flush too for an upload of one file)",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.storage_flush_seconds = Histogram(
             "fastpacs_storage_flush_duration_seconds",
-            "Time to make a group of new files durable (their data, then the folders naming them)",
+            "Time to make a group of files stored unflushed durable (by workers, or the index writer's)",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -397,7 +397,7 @@ class ServerMetrics:
             self.durations["orthanc_storage_create_duration_ms"].update(seconds * 1000, time.time())
 
     def observe_storage_flush(self, files: int, seconds: float) -> None:
-        """One flush of new files (from the group flush of ingest, or the index writer's own)."""
+        """One flush of files stored unflushed (the group flush of ingest, or the index writer's own)."""
         if self.enabled:
             self.storage_flush_files.observe(files)
             self.storage_flush_seconds.observe(seconds)

@@ -1,11 +1,11 @@
-"""Group flush: one flush of the blob store serves every ingest waiting for one.
+"""Group flush: one flush of the blob store serves every caller waiting for one.
 
-An instance's blob must be durable before the index references it. The
-index writer can flush in its commit (:meth:`BlobStore.sync` before the
-transaction), but then the flush and the LMDB commit run one after the
-other on the writer thread, and they are most of its time. Ingest flushes
-its blob here first instead, on a thread of its own, while the writer
-commits the previous batch: the two disk waits overlap.
+A blob must be durable before the index references it. The files the
+workers store themselves (a ZIP upload's, a modification job's, converted
+files) are written unflushed, and the server flushes them here, on a thread
+of its own, while the index writer commits earlier batches: the two disk
+waits overlap. (A single upload's file is flushed by the thread that writes
+it: :meth:`BlobStore.put` with ``flush``.)
 
 Callers arriving while a flush runs wait for it to end and then share the
 next, which flushes all their blobs together (one journal commit for the
