@@ -1,5 +1,6 @@
 """Shared fixtures: real fastpacs servers started as subprocesses, pydicom's test files, figures."""
 
+import asyncio
 import hashlib
 import io
 import time
@@ -16,6 +17,8 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
 
 from fastpacs.net.scu import leave_answers_to_requests
+from fastpacs.pool import tasks
+from fastpacs.storage.blobs import BlobStore
 from fastpacs.testing import ServerProcess, fastpacs_server
 
 T = TypeVar("T")
@@ -156,6 +159,22 @@ def shared_client(shared_server: ServerProcess) -> Iterator[httpx.Client]:
 
 FIGURE = "figure"
 """Key of the figures in a test's ``user_properties``: they travel in its reports, also from xdist workers."""
+
+
+class InlinePool:
+    """The worker pool's interface, each task run at once in the test's process (whose store the
+    tasks use, as a worker uses its copy of the server's)."""
+
+    def __init__(self, store: BlobStore, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setattr(tasks, "_storage", store)
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(function(*args))
+        return future
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        return function(*args)
 
 
 class Figures:

@@ -14,9 +14,8 @@ upload writes the same bytes anew.
 import asyncio
 import errno
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydicom.data import get_testdata_file
@@ -29,6 +28,7 @@ from fastpacs.pool import tasks
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.storage.blobs import BlobStore
+from tests.conftest import InlinePool
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm")).read_bytes()
 
@@ -45,22 +45,6 @@ class FailingStore(BlobStore):
             self.failures -= 1
             raise OSError(errno.EIO, "Input/output error")
         super().sync(digests)
-
-
-class InlinePool:
-    """The worker pool's interface, each task run at once in the test's process (whose store the
-    tasks use, as a worker uses its copy of the server's)."""
-
-    def __init__(self, store: BlobStore, monkeypatch: pytest.MonkeyPatch):
-        monkeypatch.setattr(tasks, "_storage", store)
-
-    def submit(self, function: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
-        future = asyncio.get_running_loop().create_future()
-        future.set_result(function(*args))
-        return future
-
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        return function(*args)
 
 
 @pytest.fixture

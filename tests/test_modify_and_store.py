@@ -10,19 +10,24 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from pydicom.uid import ImplicitVRLittleEndian
 
 from fastpacs.dicom.modification import ModifiedFile
 from fastpacs.dicom.modification_request import parse_anonymize_request
 from fastpacs.dicom.parse import summarize
 from fastpacs.errors import ErrorCode, OrthancError
+from fastpacs.index.database import Database
+from fastpacs.index.writer import IndexWriter
 from fastpacs.pool import modify as pool_modify
 from fastpacs.pool import tasks
+from fastpacs.pool.ingest_transcoding import IngestTranscoding
 from fastpacs.pool.modify import modify_and_store, modify_file
 from fastpacs.pool.tasks import ParsedFile, StoreInterruptedError
+from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.storage.blobs import BlobStore, StoredBlob
 from fastpacs.testing import ServerProcess
-from tests.conftest import dicom_variant, stored_blobs
+from tests.conftest import InlinePool, dicom_variant, stored_blobs
 from tests.differential.data import zip_of
 
 
@@ -96,6 +101,59 @@ def test_a_store_failing_after_others_names_the_blobs_written(
     stores_allowed = 0  # a first store that fails has nothing to name: its error as it is
     with pytest.raises(OrthancError):
         modify_and_store(modification, sources, "Latin1", None)
+
+
+def test_a_file_whose_bytes_before_pixel_data_cannot_be_stored_names_its_own_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With StorageCompression a file is two blobs: the second write failing names the first, even
+    for the first file of a task, for the server to release."""
+    storage = BlobStore(tmp_path / "storage", compression=True)
+    monkeypatch.setattr(tasks, "_storage", storage)
+    data = dicom_variant(instance="until-pixel-data")
+
+    def full(*_: object) -> None:
+        raise OrthancError(ErrorCode.FULL_STORAGE, "no space left")
+
+    monkeypatch.setattr(storage, "put_until_pixel_data", full)
+    with pytest.raises(StoreInterruptedError) as raised:
+        tasks.store_parsed(data, summarize(data, "Latin1"), [])
+    assert raised.value.digests == [digest for digest, _ in storage.digests()]
+    assert len(raised.value.digests) == 1
+    assert raised.value.error.code == ErrorCode.FULL_STORAGE  # type: ignore[union-attr]
+
+
+def test_an_ingest_conversion_whose_second_write_fails_leaves_no_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IngestTranscoding with StorageCompression: the converted file is stored, its bytes before pixel
+    data cannot be; the upload is refused as a full storage, and neither the received nor the
+    converted file's blob stays."""
+    storage = BlobStore(tmp_path / "storage", compression=True)
+    database = Database(tmp_path / "index", map_size_gb=1)
+    writer = IndexWriter(database, storage)
+    conversion = IngestTranscoding(ImplicitVRLittleEndian)
+    ingest = IngestService(
+        InlinePool(storage, monkeypatch),  # type: ignore[arg-type]
+        writer,
+        DefaultEncoding("Latin1"),
+        1 << 30,
+        transcoding=conversion,
+    )
+
+    def full(*_: object, **__: object) -> None:
+        raise OrthancError(ErrorCode.FULL_STORAGE, "no space left")
+
+    monkeypatch.setattr(storage, "put_until_pixel_data", full)
+    writer.start()
+    try:
+        with pytest.raises(OrthancError) as raised:
+            asyncio.run(asyncio.wait_for(ingest.ingest(dicom_variant(instance="converted"), Origin()), 30))
+    finally:
+        writer.stop()
+        database.close()
+    assert raised.value.code == ErrorCode.FULL_STORAGE
+    assert storage.digests() == []
 
 
 def test_a_zip_whose_store_fails_half_way_leaves_no_blob(server: ServerProcess, client: httpx.Client) -> None:

@@ -102,15 +102,15 @@ def store_parsed(data: bytes, summary: InstanceSummary, stored: list[ParsedFile]
     store fails after others, :class:`StoreInterruptedError` names those for the server to release."""
     assert _storage is not None, "worker not initialized"
     started = time.perf_counter()
+    written = [digest for parsed in stored for digest in parsed.digests]
     try:
         blob = store(data)
+        written.append(blob.digest)  # the file's, if the write of its bytes before pixel data fails
         until_pixel_data = _storage.put_until_pixel_data(data, summary.pixel_data_offset)
     except (OSError, OrthancError) as error:
-        if not stored:  # (a blob written before the second write failed is left to the start-up repair)
+        if not written:
             raise
-        raise StoreInterruptedError(
-            error, [digest for parsed in stored for digest in parsed.digests]
-        ) from error
+        raise StoreInterruptedError(error, written) from error
     parsed = ParsedFile(summary, blob, time.perf_counter() - started, until_pixel_data)
     stored.append(parsed)
     return parsed

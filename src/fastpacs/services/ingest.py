@@ -299,7 +299,11 @@ class IngestService:
         ``FileNotFoundError`` if a concurrent delete of the same bytes removed ``blob``."""
         if self.transcoding is None or not self.transcoding.applies_to(summary.transfer_syntax):
             return None
-        return await self.pool.run(transcode_stored, blob, self.transcoding, self.default_encoding.name)
+        try:
+            return await self.pool.run(transcode_stored, blob, self.transcoding, self.default_encoding.name)
+        except tasks.StoreInterruptedError as interrupted:  # the converted file stored, not the rest
+            await self._release(*interrupted.digests)
+            raise interrupted.error from interrupted
 
     async def _index_converted(
         self, converted: tasks.ParsedFile, received: StoredBlob, origin: Origin
