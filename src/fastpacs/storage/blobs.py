@@ -179,8 +179,10 @@ class BlobStore:
         if self._unnamed_files:
             linked = self._put_unnamed(data, folder, final, flush)
             if linked is not None:
-                if flush:
-                    self._flush_written(digest, folder, linked)
+                if flush and linked:
+                    self._flush_name(folder)
+                elif flush:  # the same bytes, another writer's: maybe not flushed yet
+                    self.sync([digest])
                 return
         temporary = f"{self._temporary}/{text}.{os.getpid()}.{uuid.uuid4().hex}"
         try:
@@ -197,7 +199,7 @@ class BlobStore:
                 raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
             raise
         if flush:
-            self._flush_written(digest, folder, written=True)
+            self._flush_name(folder)
 
     def _put_unnamed(self, data: bytes, folder: str, final: str, flush: bool) -> bool | None:
         """Write ``data`` to an unnamed file of the store (flushed if ``flush``) and link it as
@@ -234,12 +236,8 @@ class BlobStore:
             return None
         raise OSError(code, os.strerror(code), final)
 
-    def _flush_written(self, digest: bytes, folder: str, written: bool) -> None:
-        """After a write with ``flush``: the name of the blob, whose data was flushed before it was
-        named if this call ``written`` it, else (another writer's) its data too."""
-        if not written:
-            self.sync([digest])
-            return
+    def _flush_name(self, folder: str) -> None:
+        """Make the name of a blob just written and flushed durable (its folder's, the first time)."""
         try:
             self._flush_folder(folder)
         except OSError as error:
