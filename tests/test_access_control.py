@@ -24,6 +24,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_context, build_role, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.sop_class import (
     CTImageStorage,
     StudyRootQueryRetrieveInformationModelGet,
@@ -33,7 +34,7 @@ from pynetdicom.sop_class import (
 
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port
-from tests.conftest import pydicom_file
+from tests.conftest import association_answer, pydicom_file
 
 pytestmark = pytest.mark.slow
 
@@ -170,8 +171,8 @@ def study_query() -> Dataset:
 
 
 def test_unknown_or_miscalled_callers_cannot_associate(guarded: ServerProcess) -> None:
-    assert associate(guarded, "STRANGER", [build_context(Verification)]).is_rejected
-    assert associate(guarded, FULL_AET, [build_context(Verification)], called="SOMEONEELSE").is_rejected
+    for calling, called in (("STRANGER", SERVER_AET), (FULL_AET, "SOMEONEELSE")):
+        assert isinstance(association_answer(guarded, calling, called, Verification), A_ASSOCIATE_RJ)
     assoc = associate(guarded, FULL_AET, [build_context(Verification)])
     assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
     assoc.release()

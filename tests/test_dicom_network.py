@@ -20,6 +20,7 @@ from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.sop_class import (
     CTImageStorage,
     MRImageStorage,
@@ -33,7 +34,7 @@ from fastpacs.dicom.writer import IMPLEMENTATION_CLASS_UID
 from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.net.tcp import NO_DELAY_HANDLERS
 from fastpacs.testing import ServerProcess, fastpacs_server, free_port
-from tests.conftest import c_get_association, pydicom_file
+from tests.conftest import association_answer, c_get_association, pydicom_file
 
 TEST_AET = "NETTEST"
 LIMITED_AET = "LIMITED"
@@ -148,10 +149,10 @@ def test_echo_from_an_unknown_aet_is_allowed(server: ServerProcess) -> None:
 
 
 def test_wrong_called_aet_is_rejected(server: ServerProcess) -> None:
-    assoc = _associate(server, [build_context(Verification)], called="SOMEONE")
-    assert assoc.is_rejected
-    assert assoc.acceptor.primitive.result_source == 0x01
-    assert assoc.acceptor.primitive.diagnostic == 0x07  # called AE title not recognised
+    answer = association_answer(server, TEST_AET, "SOMEONE", Verification)
+    assert isinstance(answer, A_ASSOCIATE_RJ)
+    assert (answer.result, answer.source) == (0x01, 0x01)  # rejected permanently, by the service user
+    assert answer.reason_diagnostic == 0x07  # called AE title not recognised
 
 
 def test_called_aet_is_compared_case_insensitively(server: ServerProcess) -> None:
