@@ -209,8 +209,12 @@ def test_a_put_with_flush_returns_a_durable_blob(
     assert spy.folders == [str(folder)]
 
 
-def test_a_put_whose_flush_fails_leaves_no_blob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed file", "named temporary file"])
+def test_a_put_whose_flush_fails_leaves_no_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
     store = BlobStore(tmp_path)
+    store._unnamed_files = unnamed and store._unnamed_files
 
     def full(descriptor: int) -> None:
         raise OSError(28, "No space left on device")

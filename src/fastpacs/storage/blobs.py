@@ -42,7 +42,7 @@ import os
 import struct
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -180,26 +180,26 @@ class BlobStore:
             linked = self._put_unnamed(data, folder, final, flush)
             if linked is not None:
                 if flush and linked:
-                    self._flush_name(folder)
+                    with full_disk_as_full_storage():
+                        self._flush_folder(folder)
                 elif flush:  # the same bytes, another writer's: maybe not flushed yet
                     self.sync([digest])
                 return
         temporary = f"{self._temporary}/{text}.{os.getpid()}.{uuid.uuid4().hex}"
-        try:
-            _write(temporary, data, flush)
+        with full_disk_as_full_storage():
             try:
-                os.replace(temporary, final)
-            except FileNotFoundError:  # the first blob of its folder
-                os.makedirs(folder, exist_ok=True)
-                os.replace(temporary, final)
-        except OSError as error:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            if error.errno in DISK_FULL:
-                raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
-            raise
-        if flush:
-            self._flush_name(folder)
+                _write(temporary, data, flush)
+                try:
+                    os.replace(temporary, final)
+                except FileNotFoundError:  # the first blob of its folder
+                    os.makedirs(folder, exist_ok=True)
+                    os.replace(temporary, final)
+            except OSError:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
+                raise
+            if flush:
+                self._flush_folder(folder)
 
     def _put_unnamed(self, data: bytes, folder: str, final: str, flush: bool) -> bool | None:
         """Write ``data`` to an unnamed file of the store (flushed if ``flush``) and link it as
@@ -213,18 +213,15 @@ class BlobStore:
             self._unnamed_files = False
             return None
         try:
-            _write_all(descriptor, data)
-            if flush:
-                os.fdatasync(descriptor)
-            source = f"/proc/self/fd/{descriptor}".encode()
-            code = _link(source, final)
-            if code == errno.ENOENT and not os.path.isdir(folder):  # the first blob of its folder
-                os.makedirs(folder, exist_ok=True)
+            with full_disk_as_full_storage():
+                _write_all(descriptor, data)
+                if flush:
+                    os.fdatasync(descriptor)
+                source = f"/proc/self/fd/{descriptor}".encode()
                 code = _link(source, final)
-        except OSError as error:
-            if error.errno in DISK_FULL:
-                raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
-            raise
+                if code == errno.ENOENT and not os.path.isdir(folder):  # the first blob of its folder
+                    os.makedirs(folder, exist_ok=True)
+                    code = _link(source, final)
         finally:
             os.close(descriptor)  # an unlinked file vanishes with its descriptor
         if code in (0, errno.EEXIST):
@@ -235,15 +232,6 @@ class BlobStore:
             self._unnamed_files = False
             return None
         raise OSError(code, os.strerror(code), final)
-
-    def _flush_name(self, folder: str) -> None:
-        """Make the name of a blob just written and flushed durable (its folder's, the first time)."""
-        try:
-            self._flush_folder(folder)
-        except OSError as error:
-            if error.errno in DISK_FULL:
-                raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
-            raise
 
     def sync(self, digests: Iterable[bytes]) -> None:
         """Make these blobs durable: their files' data, their names in their folders, and those
@@ -264,31 +252,28 @@ class BlobStore:
     def _sync_files(self, digests: list[bytes]) -> None:
         descriptors: list[int] = []
         folders: set[str] = set()
-        try:
-            for digest in digests:
-                text = digest.hex()
-                folder = f"{self._root}/{text[0:2]}/{text[2:4]}"
-                path = f"{folder}/{text}"
-                try:
-                    descriptor = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:
-                    continue
-                descriptors.append(descriptor)
-                folders.add(folder)
-                if _LIBC.sync_file_range(descriptor, 0, 0, _SYNC_FILE_RANGE_WRITE) != 0:
-                    code = ctypes.get_errno()
-                    raise OSError(code, os.strerror(code), path)
-            for descriptor in descriptors:
-                os.fdatasync(descriptor)
+        with full_disk_as_full_storage():
+            try:
+                for digest in digests:
+                    text = digest.hex()
+                    folder = f"{self._root}/{text[0:2]}/{text[2:4]}"
+                    path = f"{folder}/{text}"
+                    try:
+                        descriptor = os.open(path, os.O_RDONLY)
+                    except FileNotFoundError:
+                        continue
+                    descriptors.append(descriptor)
+                    folders.add(folder)
+                    if _LIBC.sync_file_range(descriptor, 0, 0, _SYNC_FILE_RANGE_WRITE) != 0:
+                        code = ctypes.get_errno()
+                        raise OSError(code, os.strerror(code), path)
+                for descriptor in descriptors:
+                    os.fdatasync(descriptor)
+            finally:
+                for descriptor in descriptors:
+                    os.close(descriptor)
             for folder in folders:
                 self._flush_folder(folder)
-        except OSError as error:
-            if error.errno in DISK_FULL:
-                raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
-            raise
-        finally:
-            for descriptor in descriptors:
-                os.close(descriptor)
 
     def _flush_folder(self, folder: str) -> None:
         """Make the names in a blob folder durable, and the folder's own name the first time."""
@@ -342,6 +327,17 @@ class BlobStore:
             os.unlink(entry.path)
             count += 1
         return count
+
+
+@contextlib.contextmanager
+def full_disk_as_full_storage() -> Iterator[None]:
+    """A full disk (or quota) met inside is Orthanc's "The file storage is full" (507)."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in DISK_FULL:
+            raise OrthancError(ErrorCode.FULL_STORAGE, str(error)) from error
+        raise
 
 
 def compress(data: bytes) -> bytes:
