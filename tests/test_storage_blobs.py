@@ -1,5 +1,6 @@
 """The blob store on a real folder: where blobs land, how they are written, what a write leaves behind."""
 
+import errno
 import hashlib
 import os
 import uuid
@@ -58,6 +59,95 @@ def test_identical_bytes_linked_again_keep_the_first_file(tmp_path: Path) -> Non
     assert store.put(data) == first
     assert blob_path(tmp_path, data).stat().st_ino == inode
     assert blob_path(tmp_path, data).read_bytes() == data
+
+
+class OpenSpy:
+    """Records the flags of the files the store opens for writing, by the size of the data."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, refuse_direct: bool = False):
+        self.flags: list[int] = []
+        real_open = os.open
+
+        def spied_open(path: str, flags: int, mode: int = 0o777) -> int:
+            if not flags & os.O_WRONLY:
+                return real_open(path, flags, mode)
+            self.flags.append(flags)
+            descriptor = real_open(path, flags, mode)
+            if refuse_direct and flags & os.O_DIRECT:  # as Linux does: a named file is created first
+                os.close(descriptor)
+                raise OSError(errno.EINVAL, "Invalid argument", path)
+            return descriptor
+
+        monkeypatch.setattr(os, "open", spied_open)
+
+    def direct(self) -> list[bool]:
+        return [bool(flags & os.O_DIRECT) for flags in self.flags]
+
+
+SIZES_AROUND_DIRECT_BLOCKS = [
+    blobs_module._DIRECT_MIN_SIZE - 1,
+    blobs_module._DIRECT_MIN_SIZE,
+    100_001,
+    blobs_module._DIRECT_CHUNK,
+    blobs_module._DIRECT_CHUNK + 1,
+    5 * blobs_module._DIRECT_CHUNK // 2 + 7,
+]
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed file", "named temporary file"])
+@pytest.mark.parametrize("flush", [True, False], ids=["flushed", "flushed later"])
+def test_large_blobs_are_written_around_the_page_cache_whatever_their_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool, flush: bool
+) -> None:
+    """From 64 KB, O_DIRECT from an aligned buffer, the last block padded and cut off again; the
+    bytes read back are the bytes given, as long as the content and no longer."""
+    store = BlobStore(tmp_path)
+    store._unnamed_files = unnamed and store._unnamed_files
+    spy = OpenSpy(monkeypatch)
+    files = [os.urandom(size) for size in SIZES_AROUND_DIRECT_BLOCKS]
+
+    blobs = [store.put(data, flush=flush) for data in files]
+
+    assert store._direct_writes
+    assert spy.direct() == [len(data) >= blobs_module._DIRECT_MIN_SIZE for data in files]
+    for data, blob in zip(files, blobs, strict=True):
+        assert blob_path(tmp_path, data).stat().st_size == len(data)
+        assert store.read(blob) == data
+    assert list(store.temporary.iterdir()) == []
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed file", "named temporary file"])
+def test_a_file_system_without_direct_writes_gets_them_through_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    """Refused when the file is opened (EINVAL): opened again without; refused by the write (blocks
+    larger than the buffer's alignment): the file written again through the cache. Either way the
+    store writes through the cache from then on."""
+    data = os.urandom(300_000)
+    refused_open = BlobStore(tmp_path / "refused open")
+    refused_open._unnamed_files = unnamed and refused_open._unnamed_files
+    spy = OpenSpy(monkeypatch, refuse_direct=True)
+    blob = refused_open.put(data, flush=True)
+    assert spy.direct() == [True, False]
+    assert (refused_open.read(blob), refused_open._direct_writes) == (data, False)
+    assert list(refused_open.temporary.iterdir()) == []
+
+    monkeypatch.undo()
+    refused_write = BlobStore(tmp_path / "refused write")
+    refused_write._unnamed_files = unnamed and refused_write._unnamed_files
+    real_write_direct = blobs_module._write_direct
+
+    def longer_then_refused(descriptor: int, content: bytes) -> None:
+        real_write_direct(descriptor, bytes(len(content) + 5000))
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(blobs_module, "_write_direct", longer_then_refused)
+    spy = OpenSpy(monkeypatch)
+    blob = refused_write.put(data, flush=True)
+    assert (refused_write.read(blob), refused_write._direct_writes) == (data, False)
+    refused_write.put(os.urandom(300_000))
+    assert spy.direct() == [True, False]
+    assert list(refused_write.temporary.iterdir()) == []
 
 
 def test_compressed_blobs_hold_the_size_then_a_zlib_stream(tmp_path: Path) -> None:

@@ -16,6 +16,13 @@ wait for every other process's dirty data: 150 ms instead of 1 ms for a
 512 KB blob here, with 100 MB of another program's writes pending.
 Identical bytes are stored once; a blob is never rewritten.
 
+Large blobs are written around the page cache (``O_DIRECT``, from an aligned
+buffer): a 512 KB file written through the cache took here 0.8-1.2 ms of CPU
+and 1.4-1.8 ms before its flush returned, nearly all of it the kernel taking
+fresh pages for the cache as it grows; written directly, 0.2 ms and 0.6-0.9 ms.
+A stored file is seldom read again soon, and caching it would push out what
+is. Where the file system refuses direct writes, blobs go through the cache.
+
 The store knows nothing of references: the index counts them and tells the
 store when a blob can go. It is safe to use from several processes.
 
@@ -37,9 +44,12 @@ store is called (a thread, or a worker process), never on the event loop.
 import contextlib
 import ctypes
 import errno
+import fcntl
 import hashlib
+import mmap
 import os
 import struct
+import threading
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator
@@ -57,6 +67,14 @@ _LIBC.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, 
 _SYNC_FILE_RANGE_WRITE = 2
 _FILES_PER_SYNC_STEP = 64
 """Files :meth:`BlobStore.sync` holds open at once (a ZIP upload's flush names thousands)."""
+_DIRECT_MIN_SIZE = 64 * 1024
+"""Blobs from this size are written with ``O_DIRECT``; smaller ones cost less through the cache."""
+_DIRECT_BLOCK = 4096
+"""What a direct write's buffer address, file offset and length are multiples of: the largest
+logical block size of disks (the file's last block is padded, then the file cut to its size)."""
+_DIRECT_CHUNK = 1024 * 1024
+"""Bytes copied to the aligned buffer and written at a time."""
+_aligned_buffers = threading.local()
 _AT_FDCWD = -100
 _AT_SYMLINK_FOLLOW = 0x400
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -125,6 +143,8 @@ class BlobStore:
         needs to flush its folder's name only once (at most 65,536 + 256 entries)."""
         self._unnamed_files = hasattr(os, "O_TMPFILE")
         """Whether blobs are written as unnamed files (until the file system refuses one)."""
+        self._direct_writes = hasattr(os, "O_DIRECT")
+        """Whether large blobs are written around the page cache (until the file system refuses it)."""
 
     def path_of(self, digest: bytes) -> Path:
         text = digest.hex()
@@ -188,7 +208,7 @@ class BlobStore:
         temporary = f"{self._temporary}/{text}.{os.getpid()}.{uuid.uuid4().hex}"
         with full_disk_as_full_storage():
             try:
-                _write(temporary, data, flush)
+                self._write_new(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, data, flush)
                 try:
                     os.replace(temporary, final)
                 except FileNotFoundError:  # the first blob of its folder
@@ -206,7 +226,7 @@ class BlobStore:
         ``final``: True; False if the same bytes were linked there meanwhile; ``None`` (and unnamed
         files no more) where the system offers none, or cannot link one."""
         try:
-            descriptor = os.open(self._temporary, os.O_WRONLY | os.O_TMPFILE, 0o644)
+            descriptor, direct = self._open_new(self._temporary, os.O_WRONLY | os.O_TMPFILE, len(data))
         except OSError as error:
             if error.errno not in _NO_UNNAMED_FILES:
                 raise
@@ -214,7 +234,7 @@ class BlobStore:
             return None
         try:
             with full_disk_as_full_storage():
-                _write_all(descriptor, data)
+                self._write_open(descriptor, direct, data)
                 if flush:
                     os.fdatasync(descriptor)
                 source = f"/proc/self/fd/{descriptor}".encode()
@@ -232,6 +252,49 @@ class BlobStore:
             self._unnamed_files = False
             return None
         raise OSError(code, os.strerror(code), final)
+
+    def _open_new(self, path: str, flags: int, size: int) -> tuple[int, bool]:
+        """Open a new file for ``size`` bytes, with ``O_DIRECT`` if it is large enough and the
+        file system allows; also say whether it is direct."""
+        if not (self._direct_writes and size >= _DIRECT_MIN_SIZE):
+            return os.open(path, flags, 0o644), False
+        try:
+            return os.open(path, flags | os.O_DIRECT, 0o644), True
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+        if flags & os.O_CREAT:  # the kernel creates a named file before it refuses O_DIRECT
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        descriptor = os.open(path, flags, 0o644)  # EINVAL again: the other flags were refused
+        self._direct_writes = False
+        return descriptor, False
+
+    def _write_open(self, descriptor: int, direct: bool, data: bytes) -> None:
+        """Write ``data`` to a new file :meth:`_open_new` opened; a direct write the file system
+        refuses (its blocks are larger than :data:`_DIRECT_BLOCK`) is done again through the cache."""
+        if direct:
+            try:
+                _write_direct(descriptor, data)
+                return
+            except OSError as error:
+                if error.errno != errno.EINVAL:
+                    raise
+            self._direct_writes = False
+            fcntl.fcntl(descriptor, fcntl.F_SETFL, fcntl.fcntl(descriptor, fcntl.F_GETFL) & ~os.O_DIRECT)
+            os.ftruncate(descriptor, 0)
+            os.lseek(descriptor, 0, os.SEEK_SET)
+        _write_all(descriptor, data)
+
+    def _write_new(self, path: str, flags: int, data: bytes, flush: bool) -> None:
+        """Write ``data`` to a new file named ``path`` (flushed if ``flush``)."""
+        descriptor, direct = self._open_new(path, flags, len(data))
+        try:
+            self._write_open(descriptor, direct, data)
+            if flush:
+                os.fdatasync(descriptor)
+        finally:
+            os.close(descriptor)
 
     def sync(self, digests: Iterable[bytes]) -> None:
         """Make these blobs durable: their files' data, their names in their folders, and those
@@ -366,21 +429,35 @@ def decompress(stored: bytes) -> bytes:
     return data
 
 
-def _write(path: str, data: bytes, flush: bool) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        _write_all(descriptor, data)
-        if flush:
-            os.fdatasync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _write_all(descriptor: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         written = os.write(descriptor, view)
         view = view[written:]
+
+
+def _write_direct(descriptor: int, data: bytes) -> None:
+    """Write ``data`` through a descriptor opened with ``O_DIRECT``: copied piece by piece to an
+    aligned buffer, the last block padded with zeros, then the file cut back to the data's size."""
+    buffer = _aligned_buffer()
+    view = memoryview(data)
+    for start in range(0, len(view), _DIRECT_CHUNK):
+        piece = view[start : start + _DIRECT_CHUNK]
+        end = len(piece)
+        padded = -(-end // _DIRECT_BLOCK) * _DIRECT_BLOCK
+        buffer[:end] = piece
+        buffer[end:padded] = bytes(padded - end)
+        with memoryview(buffer) as whole:
+            _write_all(descriptor, whole[:padded])
+    os.ftruncate(descriptor, len(data))
+
+
+def _aligned_buffer() -> mmap.mmap:
+    """This thread's buffer for direct writes (an anonymous mapping: page-aligned), kept for its next."""
+    buffer: mmap.mmap | None = getattr(_aligned_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _aligned_buffers.buffer = mmap.mmap(-1, _DIRECT_CHUNK)
+    return buffer
 
 
 def _link(source: bytes, target: str) -> int:
