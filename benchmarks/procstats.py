@@ -15,11 +15,18 @@ processes whose session is the server's, ten times a second, and keeps
   counts processes that started or ended inside it.
 
 Sampling is not free: the PSS of a fastpacs tree (the page tables of each
-process walked by the kernel) costs about 5 ms of CPU, half a core's tenth
-at ten samples a second. The benchmark runner samples each server only
-inside its measured windows (``idle_sampling=False``): otherwise an idle
-fastpacs's monitor takes that CPU from the Orthanc being measured beside it.
-And the CPU the monitor spends is left out of the client's.
+process walked by the kernel) costs 5-10 ms of CPU, up to a tenth of a core
+at ten samples a second, taken from the server being measured on a 2-core
+machine. So a sample between a window's edges reads the PSS only when the
+tree's resident size (``/proc/PID/statm``, 0.1 ms for the tree) exceeds the
+largest one for which the PSS was read in the window: memory cannot have
+risen above the peak PSS found so far without the resident size rising too
+(PSS is the resident size less the shares of pages that other processes
+hold, a part that changes little while a server runs). The benchmark runner
+samples each server only inside its measured windows
+(``idle_sampling=False``): otherwise an idle fastpacs's monitor takes CPU
+from the Orthanc being measured beside it. And the CPU the monitor spends
+is left out of the client's.
 """
 
 import contextlib
@@ -31,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PROC = Path("/proc")
 
 
@@ -44,6 +52,15 @@ def proportional_memory(pid: int) -> int:
     except (FileNotFoundError, ProcessLookupError):
         return 0
     return 0
+
+
+def resident_memory(pid: int) -> int:
+    """RSS of one process in bytes (``/proc/PID/statm``, which walks no page table); 0 if it has exited."""
+    try:
+        with open(PROC / str(pid) / "statm") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,8 @@ class ProcessTreeMonitor:
         self.sampling_cpu = 0.0
         """CPU seconds the background samples took (this process's, not the tree's)."""
         self._window_peak_rss = 0
+        self._window_checked_resident = 0
+        """The largest resident size of the tree for which the window's samples read the PSS."""
         self._cpu_ticks: dict[tuple[int, int], int] = {}
         self._pids: list[int] = []
         self._lock = threading.Lock()
@@ -134,7 +153,7 @@ class ProcessTreeMonitor:
                 continue
             samples += 1
             started = time.thread_time()
-            self.sample(full=samples % self.FULL_SCAN_EVERY == 0)
+            self.sample(full=samples % self.FULL_SCAN_EVERY == 0, exact=False)
             with self._lock:
                 self.sampling_cpu += time.thread_time() - started
 
@@ -142,22 +161,30 @@ class ProcessTreeMonitor:
         samples = (read_process(pid) for pid in self._pids)
         return [sample for sample in samples if sample is not None and sample.session == self.session]
 
-    def sample(self, full: bool = True) -> int:
-        """Read the tree now (``full``: look for new processes too); returns its memory (PSS) in bytes."""
+    def sample(self, full: bool = True, exact: bool = True) -> tuple[int, int] | None:
+        """Read the tree now (``full``: look for new processes too): its memory (PSS) and resident
+        size in bytes; unless ``exact``, ``None`` instead of reading the PSS when the resident size
+        is not above the window's largest so far (see the module's documentation)."""
         processes = session_processes(self.session) if full else self._known_processes()
         self._pids = [process.pid for process in processes]
-        rss = sum(proportional_memory(process.pid) for process in processes)
+        resident = sum(resident_memory(process.pid) for process in processes)
         with self._lock:
             for process in processes:
                 self._cpu_ticks[(process.pid, process.start_time)] = process.cpu_ticks
-            self._window_peak_rss = max(self._window_peak_rss, rss)
-            self.lifetime_peak_rss = max(self.lifetime_peak_rss, rss)
-        return rss
+            if not exact and resident <= self._window_checked_resident:
+                return None
+        memory = sum(proportional_memory(process.pid) for process in processes)
+        with self._lock:
+            self._window_checked_resident = max(self._window_checked_resident, resident)
+            self._window_peak_rss = max(self._window_peak_rss, memory)
+            self.lifetime_peak_rss = max(self.lifetime_peak_rss, memory)
+        return memory, resident
 
     def open_window(self) -> Window:
-        rss = self.sample()
+        sampled = self.sample()
+        assert sampled is not None
         with self._lock:
-            self._window_peak_rss = rss
+            self._window_peak_rss, self._window_checked_resident = sampled
             window = Window(dict(self._cpu_ticks), self.sampling_cpu)
         self._sampling.set()
         return window

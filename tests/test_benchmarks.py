@@ -14,7 +14,7 @@ import msgspec
 import numpy as np
 import pydicom
 import pytest
-from benchmarks import ceiling_app, wrk
+from benchmarks import ceiling_app, procstats, wrk
 from benchmarks import corpus as corpus_module
 from benchmarks import run as run_module
 from benchmarks.collector import collector_paused
@@ -270,6 +270,48 @@ def test_a_monitor_without_idle_sampling_samples_only_in_windows_and_its_cpu_is_
         monitor.stop()
     assert sampled > 0.0 and monitor.sampling_cpu == sampled
     assert figures["client_cpu"] < sampled / 2
+
+
+def test_a_monitor_reads_the_costly_pss_only_when_resident_memory_reaches_a_new_high(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process whose memory stays flat is sampled by its resident size alone; memory it then takes
+    shows in the peak, read from the PSS as soon as the resident size passes its last high."""
+    grow = (
+        "import sys\nblocks = []\n"
+        "for line in sys.stdin:\n    blocks.append(b'x' * int(line))\n    print(flush=True)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", grow],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    pss_reads = 0
+    real_proportional_memory = procstats.proportional_memory
+
+    def counted(pid: int) -> int:
+        nonlocal pss_reads
+        pss_reads += 1
+        return real_proportional_memory(pid)
+
+    monkeypatch.setattr(procstats, "proportional_memory", counted)
+    monitor = ProcessTreeMonitor(child.pid, interval=0.01).start()
+    try:
+        time.sleep(0.5)
+        flat_reads, flat_peak = pss_reads, monitor.lifetime_peak_rss
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(f"{60 << 20}\n")
+        child.stdin.flush()
+        child.stdout.readline()
+        time.sleep(0.3)
+    finally:
+        monitor.stop()
+        child.kill()
+        child.wait()
+    assert flat_reads <= 10  # of about 50 samples: the start's, and the odd page the interpreter touches
+    assert monitor.lifetime_peak_rss >= flat_peak + (55 << 20)
 
 
 def test_pynetdicom_sender_sockets_have_tcp_nodelay():
