@@ -63,7 +63,8 @@ def test_a_stalled_body_is_cut_at_its_deadline_with_408() -> None:
         return time.monotonic() - started
 
     elapsed = asyncio.run(scenario())
-    assert TIMEOUT <= elapsed < TIMEOUT + 0.5
+    # Cut at its deadline, long before the piece 5 s away; the margin is for a loaded CI machine.
+    assert TIMEOUT <= elapsed < TIMEOUT + 2.0
 
 
 def test_a_deadline_passed_while_not_reading_fails_the_next_read() -> None:
