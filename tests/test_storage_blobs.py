@@ -55,7 +55,7 @@ def test_identical_bytes_linked_again_keep_the_first_file(tmp_path: Path) -> Non
     folder = f"{tmp_path}/{text[0:2]}/{text[2:4]}"
     inode = blob_path(tmp_path, data).stat().st_ino
     if store._unnamed_files:
-        assert store._put_unnamed(data, folder, f"{folder}/{text}", flush=False) is False  # there already
+        assert store._put_unnamed(data, folder, f"{folder}/{text}", flush=False, direct=False) is False
     assert store.put(data) == first
     assert blob_path(tmp_path, data).stat().st_ino == inode
     assert blob_path(tmp_path, data).read_bytes() == data
@@ -114,6 +114,21 @@ def test_large_blobs_are_written_around_the_page_cache_whatever_their_size(
         assert blob_path(tmp_path, data).stat().st_size == len(data)
         assert store.read(blob) == data
     assert list(store.temporary.iterdir()) == []
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed file", "named temporary file"])
+def test_a_blob_asked_for_cached_is_written_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    """For a caller about to read it back (a worker summarizing or converting an upload)."""
+    store = BlobStore(tmp_path)
+    store._unnamed_files = unnamed and store._unnamed_files
+    spy = OpenSpy(monkeypatch)
+    data = os.urandom(300_000)
+    blob = store.put(data, flush=True, cached=True)
+    assert spy.direct() == [False]
+    assert store.read(blob) == data
+    assert store._direct_writes
 
 
 @pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed file", "named temporary file"])

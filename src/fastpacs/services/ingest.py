@@ -166,9 +166,11 @@ class IngestService:
         """Store one DICOM file; ``OrthancError`` if it is not acceptable."""
         started = time.perf_counter()
         parsing = self._parse_header(data)
+        # Without a header to summarize it from, or with IngestTranscoding, the pool reads it back.
+        read_back = parsing is None or self.transcoding is not None
         for _ in range(MAX_BLOB_RETRIES):
             try:
-                blob, store_seconds = await self._store(data, parsing)
+                blob, store_seconds = await self._store(data, parsing, read_back=read_back)
             except OrthancError:
                 self.metrics.observe_rejected(len(data))
                 raise
@@ -206,25 +208,31 @@ class IngestService:
         return parsing
 
     async def _store(
-        self, data: bytes, parsing: "asyncio.Future[InstanceSummary | None] | None" = None
+        self,
+        data: bytes,
+        parsing: "asyncio.Future[InstanceSummary | None] | None" = None,
+        *,
+        read_back: bool = False,
     ) -> tuple[StoredBlob, float]:
         """Write the blob durably (on a thread) and say how long that took.
 
         A full storage refuses the file, but a file that is no DICOM is still
         refused as such first, as Orthanc checks before it writes.
+        ``read_back``: the pool is to read the file back, so it is written
+        through the page cache (see :meth:`BlobStore.put`).
         """
         started = time.perf_counter()
         try:
             # run_in_executor rather than to_thread: the write needs no copy of the context variables
-            blob = await asyncio.get_running_loop().run_in_executor(None, self._put_flushed, data)
+            blob = await asyncio.get_running_loop().run_in_executor(None, self._put_flushed, data, read_back)
         except OrthancError:
             if parsing is None or await parsing is None:
                 await self.pool.run(summarize, data, self.default_encoding.name)
             raise
         return blob, time.perf_counter() - started
 
-    def _put_flushed(self, data: bytes) -> StoredBlob:
-        return self.writer.storage.put(data, flush=True)
+    def _put_flushed(self, data: bytes, cached: bool) -> StoredBlob:
+        return self.writer.storage.put(data, flush=True, cached=cached)
 
     async def ingest_admitted(self, data: bytes, origin: Origin) -> IngestOutcome:
         """:meth:`ingest` counted in :attr:`pending`, for producers that hold their bytes already

@@ -21,7 +21,8 @@ buffer): a 512 KB file written through the cache took here 0.8-1.2 ms of CPU
 and 1.4-1.8 ms before its flush returned, nearly all of it the kernel taking
 fresh pages for the cache as it grows; written directly, 0.2 ms and 0.6-0.9 ms.
 A stored file is seldom read again soon, and caching it would push out what
-is. Where the file system refuses direct writes, blobs go through the cache.
+is; one its writer is about to read back is written through the cache
+(``cached``), and so is every blob where the file system refuses direct writes.
 
 The store knows nothing of references: the index counts them and tells the
 store when a blob can go. It is safe to use from several processes.
@@ -155,7 +156,9 @@ class BlobStore:
         text = digest.hex()
         return os.path.exists(f"{self._root}/{text[0:2]}/{text[2:4]}/{text}")
 
-    def put(self, data: bytes, compression: bool | None = None, *, flush: bool = False) -> StoredBlob:
+    def put(
+        self, data: bytes, compression: bool | None = None, *, flush: bool = False, cached: bool = False
+    ) -> StoredBlob:
         """Store ``data`` (if not already there), compressed if ``compression`` (by default the
         store's setting), and return its address.
 
@@ -164,6 +167,11 @@ class BlobStore:
         side on their threads, and the kernel joins their journal commits. Else :meth:`sync` makes
         it durable later (the files a worker stores, which the server flushes together).
 
+        ``cached``: written through the page cache whatever its size, for a caller that is about
+        to read the blob back (a worker summarizing a file from its whole content, or converting
+        it): read from the disk instead, a 512 KB file cost that worker more than the direct
+        write saved.
+
         Paths are plain strings and the two folder levels are created only when a rename finds them
         missing: this runs for every ingest, on a thread of the server process, and pathlib's
         objects and a ``mkdir`` per call cost more than the write's own system calls.
@@ -171,10 +179,10 @@ class BlobStore:
         if self.compression if compression is None else compression:
             stored = compress(data)
             blob = StoredBlob(hashlib.sha256(stored).digest(), len(data), len(stored))
-            self._put_stored(stored, blob.digest, flush)
+            self._put_stored(stored, blob.digest, flush, cached)
             return blob
         blob = StoredBlob(digest=hashlib.sha256(data).digest(), size=len(data))
-        self._put_stored(data, blob.digest, flush)
+        self._put_stored(data, blob.digest, flush, cached)
         return blob
 
     def put_until_pixel_data(
@@ -187,8 +195,9 @@ class BlobStore:
             return None
         return self.put(data[:pixel_data_offset], flush=flush)
 
-    def _put_stored(self, data: bytes, digest: bytes, flush: bool) -> None:
-        """Write the bytes named ``digest`` unless they are there already (flushed if ``flush``)."""
+    def _put_stored(self, data: bytes, digest: bytes, flush: bool, cached: bool) -> None:
+        """Write the bytes named ``digest`` unless they are there already (flushed if ``flush``;
+        through the page cache if ``cached`` or small)."""
         text = digest.hex()
         folder = f"{self._root}/{text[0:2]}/{text[2:4]}"
         final = f"{folder}/{text}"
@@ -196,8 +205,9 @@ class BlobStore:
             if flush:  # another writer's, maybe not flushed yet
                 self.sync([digest])
             return
+        direct = not cached and len(data) >= _DIRECT_MIN_SIZE
         if self._unnamed_files:
-            linked = self._put_unnamed(data, folder, final, flush)
+            linked = self._put_unnamed(data, folder, final, flush, direct)
             if linked is not None:
                 if flush and linked:
                     with full_disk_as_full_storage():
@@ -208,7 +218,7 @@ class BlobStore:
         temporary = f"{self._temporary}/{text}.{os.getpid()}.{uuid.uuid4().hex}"
         with full_disk_as_full_storage():
             try:
-                self._write_new(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, data, flush)
+                self._write_new(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, data, flush, direct)
                 try:
                     os.replace(temporary, final)
                 except FileNotFoundError:  # the first blob of its folder
@@ -221,12 +231,13 @@ class BlobStore:
             if flush:
                 self._flush_folder(folder)
 
-    def _put_unnamed(self, data: bytes, folder: str, final: str, flush: bool) -> bool | None:
-        """Write ``data`` to an unnamed file of the store (flushed if ``flush``) and link it as
+    def _put_unnamed(self, data: bytes, folder: str, final: str, flush: bool, direct: bool) -> bool | None:
+        """Write ``data`` to an unnamed file of the store (flushed if ``flush``, with ``O_DIRECT``
+        if ``direct`` and the file system allows) and link it as
         ``final``: True; False if the same bytes were linked there meanwhile; ``None`` (and unnamed
         files no more) where the system offers none, or cannot link one."""
         try:
-            descriptor, direct = self._open_new(self._temporary, os.O_WRONLY | os.O_TMPFILE, len(data))
+            descriptor, direct = self._open_new(self._temporary, os.O_WRONLY | os.O_TMPFILE, direct)
         except OSError as error:
             if error.errno not in _NO_UNNAMED_FILES:
                 raise
@@ -253,10 +264,10 @@ class BlobStore:
             return None
         raise OSError(code, os.strerror(code), final)
 
-    def _open_new(self, path: str, flags: int, size: int) -> tuple[int, bool]:
-        """Open a new file for ``size`` bytes, with ``O_DIRECT`` if it is large enough and the
-        file system allows; also say whether it is direct."""
-        if not (self._direct_writes and size >= _DIRECT_MIN_SIZE):
+    def _open_new(self, path: str, flags: int, direct: bool) -> tuple[int, bool]:
+        """Open a new file, with ``O_DIRECT`` if ``direct`` and the file system allows; also say
+        whether it is direct."""
+        if not (direct and self._direct_writes):
             return os.open(path, flags, 0o644), False
         try:
             return os.open(path, flags | os.O_DIRECT, 0o644), True
@@ -286,9 +297,10 @@ class BlobStore:
             os.lseek(descriptor, 0, os.SEEK_SET)
         _write_all(descriptor, data)
 
-    def _write_new(self, path: str, flags: int, data: bytes, flush: bool) -> None:
-        """Write ``data`` to a new file named ``path`` (flushed if ``flush``)."""
-        descriptor, direct = self._open_new(path, flags, len(data))
+    def _write_new(self, path: str, flags: int, data: bytes, flush: bool, direct: bool) -> None:
+        """Write ``data`` to a new file named ``path`` (flushed if ``flush``, direct if ``direct`` and
+        the file system allows)."""
+        descriptor, direct = self._open_new(path, flags, direct)
         try:
             self._write_open(descriptor, direct, data)
             if flush:
