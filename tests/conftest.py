@@ -6,6 +6,7 @@ import io
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
 
+from fastpacs.index.database import Database
+from fastpacs.index.writer import IndexWriter
 from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.pool import tasks
 from fastpacs.storage.blobs import BlobStore
@@ -208,6 +211,19 @@ def _received(connection: socket.socket, length: int) -> bytes:
         assert chunk, "the server closed the connection before answering"
         data += chunk
     return data
+
+
+@contextmanager
+def running_index_writer(folder: Path, storage: BlobStore) -> Iterator[IndexWriter]:
+    """An index writer over a new database in ``folder``, running until the block ends."""
+    database = Database(folder, map_size_gb=1)
+    writer = IndexWriter(database, storage)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.stop()
+        database.close()
 
 
 class InlinePool:

@@ -14,21 +14,20 @@ upload writes the same bytes anew.
 import asyncio
 import errno
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 from pydicom.data import get_testdata_file
 
 from fastpacs.dicom.parse import summarize
-from fastpacs.index.database import Database
 from fastpacs.index.updates import IndexUpdate
 from fastpacs.index.writer import IndexWriter
 from fastpacs.pool import tasks
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.storage.blobs import BlobStore
-from tests.conftest import InlinePool
+from tests.conftest import InlinePool, running_index_writer
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm")).read_bytes()
 
@@ -53,13 +52,9 @@ def store(tmp_path: Path) -> FailingStore:
 
 
 @pytest.fixture
-def writer(tmp_path: Path, store: FailingStore):
-    database = Database(tmp_path / "index", map_size_gb=1)
-    writer = IndexWriter(database, store)
-    writer.start()
-    yield writer
-    writer.stop()
-    database.close()
+def writer(tmp_path: Path, store: FailingStore) -> Iterator[IndexWriter]:
+    with running_index_writer(tmp_path / "index", store) as writer:
+        yield writer
 
 
 def test_an_upload_whose_flush_fails_is_refused_and_leaves_no_blob(

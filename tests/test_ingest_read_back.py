@@ -19,13 +19,12 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ImplicitVRLittleEndian
 
 from fastpacs.dicom.parse import header_prefix
-from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
 from fastpacs.pool.ingest_transcoding import IngestTranscoding
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.storage.blobs import BlobStore, StoredBlob
-from tests.conftest import InlinePool
+from tests.conftest import InlinePool, running_index_writer
 from tests.reliability_helpers import InstanceMaker
 
 
@@ -48,12 +47,8 @@ def store(tmp_path: Path) -> CachedSpy:
 
 @pytest.fixture
 def writer(tmp_path: Path, store: CachedSpy) -> Iterator[IndexWriter]:
-    database = Database(tmp_path / "index", map_size_gb=1)
-    writer = IndexWriter(database, store)
-    writer.start()
-    yield writer
-    writer.stop()
-    database.close()
+    with running_index_writer(tmp_path / "index", store) as writer:
+        yield writer
 
 
 def headed_file() -> bytes:

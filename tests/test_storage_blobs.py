@@ -20,12 +20,18 @@ def blob_path(root: Path, data: bytes) -> Path:
     return root / text[0:2] / text[2:4] / text
 
 
+def store_writing(root: Path, unnamed: bool) -> BlobStore:
+    """A store writing unnamed files (where the system allows them) or named temporary files."""
+    store = BlobStore(root)
+    store._unnamed_files = unnamed and store._unnamed_files
+    return store
+
+
 @pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed file", "named temporary file"])
 def test_put_stores_the_bytes_under_their_digest_and_leaves_no_temporary_file(
     tmp_path: Path, unnamed: bool
 ) -> None:
-    store = BlobStore(tmp_path)
-    store._unnamed_files = unnamed and store._unnamed_files
+    store = store_writing(tmp_path, unnamed)
     files = [os.urandom(300_000), b"", b"small"]
 
     blobs = [store.put(data) for data in files]
@@ -101,8 +107,7 @@ def test_large_blobs_are_written_around_the_page_cache_whatever_their_size(
 ) -> None:
     """From 64 KB, O_DIRECT from an aligned buffer, the last block padded and cut off again; the
     bytes read back are the bytes given, as long as the content and no longer."""
-    store = BlobStore(tmp_path)
-    store._unnamed_files = unnamed and store._unnamed_files
+    store = store_writing(tmp_path, unnamed)
     spy = OpenSpy(monkeypatch)
     files = [os.urandom(size) for size in SIZES_AROUND_DIRECT_BLOCKS]
 
@@ -121,8 +126,7 @@ def test_a_blob_asked_for_cached_is_written_through_the_page_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
 ) -> None:
     """For a caller about to read it back (a worker summarizing or converting an upload)."""
-    store = BlobStore(tmp_path)
-    store._unnamed_files = unnamed and store._unnamed_files
+    store = store_writing(tmp_path, unnamed)
     spy = OpenSpy(monkeypatch)
     data = os.urandom(300_000)
     blob = store.put(data, flush=True, cached=True)
@@ -139,8 +143,7 @@ def test_a_file_system_without_direct_writes_gets_them_through_the_cache(
     larger than the buffer's alignment): the file written again through the cache. Either way the
     store writes through the cache from then on."""
     data = os.urandom(300_000)
-    refused_open = BlobStore(tmp_path / "refused open")
-    refused_open._unnamed_files = unnamed and refused_open._unnamed_files
+    refused_open = store_writing(tmp_path / "refused open", unnamed)
     spy = OpenSpy(monkeypatch, refuse_direct=True)
     blob = refused_open.put(data, flush=True)
     assert spy.direct() == [True, False]
@@ -148,8 +151,7 @@ def test_a_file_system_without_direct_writes_gets_them_through_the_cache(
     assert list(refused_open.temporary.iterdir()) == []
 
     monkeypatch.undo()
-    refused_write = BlobStore(tmp_path / "refused write")
-    refused_write._unnamed_files = unnamed and refused_write._unnamed_files
+    refused_write = store_writing(tmp_path / "refused write", unnamed)
     real_write_direct = blobs_module._write_direct
 
     def longer_then_refused(descriptor: int, content: bytes) -> None:
@@ -296,8 +298,7 @@ def test_a_put_with_flush_returns_a_durable_blob(
 ) -> None:
     """Its data, then its folder, whose own name is flushed the first time; bytes stored already by
     another writer (maybe not flushed yet) are flushed too."""
-    store = BlobStore(tmp_path)
-    store._unnamed_files = unnamed and store._unnamed_files
+    store = store_writing(tmp_path, unnamed)
     spy = FlushSpy(monkeypatch)
     data = os.urandom(5000)
 
@@ -318,8 +319,7 @@ def test_a_put_with_flush_returns_a_durable_blob(
 def test_a_put_whose_flush_fails_leaves_no_blob(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
 ) -> None:
-    store = BlobStore(tmp_path)
-    store._unnamed_files = unnamed and store._unnamed_files
+    store = store_writing(tmp_path, unnamed)
 
     def full(descriptor: int) -> None:
         raise OSError(28, "No space left on device")
