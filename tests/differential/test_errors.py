@@ -112,6 +112,11 @@ def bad_upload_calls() -> list[Call]:
         Call("upload CT_small without its last byte", "POST", "/instances", body=ct[:-1]),
         Call("upload CT_small header only", "POST", "/instances", body=ct[:400]),
     ]
+    for name in ("MR_small_RLE.dcm", "JPEG2000.dcm"):  # encapsulated pixels cut before their delimiter
+        data = test_file(name).read_bytes()
+        calls.append(
+            Call(f"upload {name} cut in its pixels", "POST", "/instances", body=data[: len(data) - 100])
+        )
     return calls
 
 

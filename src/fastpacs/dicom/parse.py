@@ -60,6 +60,9 @@ DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 _REFUSED_WARNINGS = (
     "Expected explicit VR, but found implicit VR",
     "Expected implicit VR, but found explicit VR",
+    # An element of undefined length cut before its delimiter (encapsulated pixels, a sequence):
+    # pydicom then drops the whole dataset, and Orthanc refuses the file as a bad one.
+    "End of file reached before delimiter",
 )
 
 _SOP_CLASS_UID = 0x00080016
