@@ -111,6 +111,10 @@ def bad_upload_calls() -> list[Call]:
         Call("upload CT_small cut in the middle", "POST", "/instances", body=ct[: len(ct) // 2]),
         Call("upload CT_small without its last byte", "POST", "/instances", body=ct[:-1]),
         Call("upload CT_small header only", "POST", "/instances", body=ct[:400]),
+        Call("upload CT_small cut in its meta group", "POST", "/instances", body=ct[:300]),
+        Call("upload CT_small then 3 bytes", "POST", "/instances", body=ct + b"abc"),
+        Call("upload CT_small then 7 zero bytes", "POST", "/instances", body=ct + bytes(7)),
+        Call("upload CT_small then 8 zero bytes", "POST", "/instances", body=ct + bytes(8)),
     ]
     for name in ("MR_small_RLE.dcm", "JPEG2000.dcm"):  # encapsulated pixels cut before their delimiter
         data = test_file(name).read_bytes()

@@ -72,6 +72,11 @@ _CARDIAC_NUMBER_OF_IMAGES = 0x00181090
 _IMAGES_IN_ACQUISITION = 0x00201002
 _NUMBER_OF_TEMPORAL_POSITIONS = 0x00200105
 _PIXEL_DATA = 0x7FE00010
+_ELEMENT_HEADER_SIZE = 8
+"""The shortest element header (implicit VR, or explicit VR with a 2-byte length)."""
+_DELIMITATION_ITEMS = {True: b"\xfe\xff\xdd\xe0" + bytes(4), False: b"\xff\xfe\xe0\xdd" + bytes(4)}
+"""The Sequence Delimitation Item (FFFE,E0DD) of length 0 that ends a value of undefined length,
+little and big endian."""
 _IDENTIFIER_TAGS = (0x00100020, 0x0020000D, 0x0020000E, 0x00080018)
 _PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"
 _LONG_LENGTH_PIXEL_VRS_BYTES = frozenset({b"OB", b"OW", b"UN"})
@@ -163,7 +168,7 @@ def read_dataset(data: bytes) -> Dataset:
             dataset = dcmread(io.BytesIO(data), force=True)
             deflated = transfer_syntax_of(dataset) == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
             # Positions in a deflated file are in the inflated stream; zlib reports truncation itself.
-            complete = _is_complete(dataset, None if deflated else len(data))
+            complete = _is_complete(dataset, None if deflated else data)
         except PARSER_ERRORS as error:
             raise bad_file(data) from error
     if not complete or _refused(caught):
@@ -220,7 +225,12 @@ def read_header(prefix: bytes, size: int) -> Dataset | None:
             pixels = _final_pixel_data(file, dataset, size)
         except PARSER_ERRORS:
             return None
-    if pixels is None or file.tell() != len(prefix) or _refused(caught) or not _is_complete(dataset, start):
+    if (
+        pixels is None
+        or file.tell() != len(prefix)
+        or _refused(caught)
+        or not _is_complete(dataset, memoryview(prefix)[:start])
+    ):
         return None
     dataset[_PIXEL_DATA] = pixels
     return dataset
@@ -247,18 +257,36 @@ def _final_pixel_data(file: io.BytesIO, dataset: Dataset, size: int) -> RawDataE
     return RawDataElement(BaseTag(_PIXEL_DATA), vr, length, None, value_tell, implicit_vr, True)
 
 
-def _is_complete(dataset: Dataset, size: int | None) -> bool:
-    """True when the file has a meta group or content, and no element claims bytes beyond its end."""
-    has_content = bool(getattr(dataset, "file_meta", None))
-    for tag, element in dataset.items():  # the elements as read, none converted
+def _is_complete(dataset: Dataset, read: bytes | memoryview | None) -> bool:
+    """True when the file has a meta group or content and nothing of it was cut off: no element
+    (of the meta group too) claims bytes beyond the end of ``read`` (the bytes the dataset was
+    read from; ``None`` where positions do not apply), no part of an element's header follows
+    its last element, and a last value of undefined length (encapsulated pixels) ends with its
+    delimiter.
+
+    pydicom stops quietly at a header cut short (fewer than 8 bytes left),
+    reads what it can of a cut meta group, and takes a delimiter whose length
+    is cut off as found; Orthanc refuses all of them as bad files.
+    """
+    meta = getattr(dataset, "file_meta", None)
+    has_content = bool(meta)
+    last: object = None
+    for tag, element in [*(meta.items() if meta else ()), *dataset.items()]:  # as read, none converted
         if tag >> 16 >= 0x0008:
             has_content = True
+        last = element
         if (
-            size is not None
+            read is not None
             and isinstance(element, RawDataElement)
             and element.length != UNDEFINED_LENGTH
-            and element.value_tell + element.length > size
+            and element.value_tell + element.length > len(read)
         ):
+            return False
+    if read is not None and isinstance(last, RawDataElement):
+        if last.length == UNDEFINED_LENGTH:
+            little_endian = dataset.original_encoding[1] is not False
+            return has_content and bytes(read[-8:]) == _DELIMITATION_ITEMS[little_endian]
+        if 0 < len(read) - (last.value_tell + last.length) < _ELEMENT_HEADER_SIZE:
             return False
     return has_content
 
