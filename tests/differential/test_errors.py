@@ -121,6 +121,11 @@ def bad_upload_calls() -> list[Call]:
         calls.append(
             Call(f"upload {name} cut in its pixels", "POST", "/instances", body=data[: len(data) - 100])
         )
+    jpeg = test_file("JPEG-lossy.dcm").read_bytes()
+    calls += [  # the Sequence Delimitation Item that ends the pixels: its tag, then a length cut short
+        Call(f"upload JPEG-lossy.dcm cut {cut} bytes short", "POST", "/instances", body=jpeg[:-cut])
+        for cut in (1, 4)
+    ]
     return calls
 
 
