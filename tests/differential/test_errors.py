@@ -126,6 +126,8 @@ def bad_upload_calls() -> list[Call]:
         Call(f"upload JPEG-lossy.dcm cut {cut} bytes short", "POST", "/instances", body=jpeg[:-cut])
         for cut in (1, 4)
     ]
+    nested = test_file("nested_priv_SQ.dcm").read_bytes()  # its sequence whole, the pixels' header cut
+    calls.append(Call("upload nested_priv_SQ.dcm cut 8 bytes short", "POST", "/instances", body=nested[:-8]))
     return calls
 
 

@@ -261,12 +261,13 @@ def _is_complete(dataset: Dataset, read: bytes | memoryview | None) -> bool:
     """True when the file has a meta group or content and nothing of it was cut off: no element
     (of the meta group too) claims bytes beyond the end of ``read`` (the bytes the dataset was
     read from; ``None`` where positions do not apply), no part of an element's header follows
-    its last element, and a last value of undefined length (encapsulated pixels) ends with its
-    delimiter.
+    its last element, and a last value of undefined length (encapsulated pixels, a sequence)
+    ends with its delimiter.
 
     pydicom stops quietly at a header cut short (fewer than 8 bytes left),
-    reads what it can of a cut meta group, and takes a delimiter whose length
-    is cut off as found; Orthanc refuses all of them as bad files.
+    reads what it can of a cut meta group, reads a sequence without its
+    delimiter to the end, and takes a delimiter whose length is cut off as
+    found; Orthanc refuses all of them as bad files.
     """
     meta = getattr(dataset, "file_meta", None)
     has_content = bool(meta)
@@ -282,13 +283,25 @@ def _is_complete(dataset: Dataset, read: bytes | memoryview | None) -> bool:
             and element.value_tell + element.length > len(read)
         ):
             return False
-    if read is not None and isinstance(last, RawDataElement):
-        if last.length == UNDEFINED_LENGTH:
-            little_endian = dataset.original_encoding[1] is not False
-            return has_content and bytes(read[-8:]) == _DELIMITATION_ITEMS[little_endian]
-        if 0 < len(read) - (last.value_tell + last.length) < _ELEMENT_HEADER_SIZE:
-            return False
+    if read is None:
+        return has_content
+    if _of_undefined_length(last):
+        little_endian = dataset.original_encoding[1] is not False
+        return has_content and bytes(read[-8:]) == _DELIMITATION_ITEMS[little_endian]
+    if (
+        isinstance(last, RawDataElement)
+        and 0 < len(read) - (last.value_tell + last.length) < _ELEMENT_HEADER_SIZE
+    ):
+        return False
     return has_content
+
+
+def _of_undefined_length(element: object) -> bool:
+    """Whether an element as read has a value of undefined length: raw bytes (encapsulated pixels)
+    or a sequence, either read by pydicom up to its delimiter or, without one, to the end."""
+    if isinstance(element, RawDataElement):
+        return element.length == UNDEFINED_LENGTH
+    return getattr(element, "VR", None) == "SQ" and bool(getattr(element, "is_undefined_length", False))
 
 
 def transfer_syntax_of(dataset: Dataset) -> str:
