@@ -6,7 +6,6 @@ import io
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -213,17 +212,16 @@ def _received(connection: socket.socket, length: int) -> bytes:
     return data
 
 
-@contextmanager
-def running_index_writer(folder: Path, storage: BlobStore) -> Iterator[IndexWriter]:
-    """An index writer over a new database in ``folder``, running until the block ends."""
-    database = Database(folder, map_size_gb=1)
-    writer = IndexWriter(database, storage)
+@pytest.fixture
+def index_writer(tmp_path: Path, store: BlobStore) -> Iterator[IndexWriter]:
+    """A running index writer over a new database, for the blob store of the test module's
+    ``store`` fixture (in-process tests of the ingest)."""
+    database = Database(tmp_path / "index", map_size_gb=1)
+    writer = IndexWriter(database, store)
     writer.start()
-    try:
-        yield writer
-    finally:
-        writer.stop()
-        database.close()
+    yield writer
+    writer.stop()
+    database.close()
 
 
 class InlinePool:

@@ -14,7 +14,7 @@ upload writes the same bytes anew.
 import asyncio
 import errno
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from fastpacs.pool import tasks
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.storage.blobs import BlobStore
-from tests.conftest import InlinePool, running_index_writer
+from tests.conftest import InlinePool
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm")).read_bytes()
 
@@ -51,16 +51,10 @@ def store(tmp_path: Path) -> FailingStore:
     return FailingStore(tmp_path / "storage")
 
 
-@pytest.fixture
-def writer(tmp_path: Path, store: FailingStore) -> Iterator[IndexWriter]:
-    with running_index_writer(tmp_path / "index", store) as writer:
-        yield writer
-
-
 def test_an_upload_whose_flush_fails_is_refused_and_leaves_no_blob(
-    store: FailingStore, writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
+    store: FailingStore, index_writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingest = IngestService(InlinePool(store, monkeypatch), writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
+    ingest = IngestService(InlinePool(store, monkeypatch), index_writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
     fdatasync = os.fdatasync
     failures = [OSError(errno.EIO, "Input/output error")]
 
@@ -82,10 +76,10 @@ def test_an_upload_whose_flush_fails_is_refused_and_leaves_no_blob(
 
 
 def test_files_stored_by_a_worker_whose_flush_fails_are_released(
-    store: FailingStore, writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
+    store: FailingStore, index_writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A ZIP upload's files, a modification's: written unflushed, flushed together by the server."""
-    ingest = IngestService(InlinePool(store, monkeypatch), writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
+    ingest = IngestService(InlinePool(store, monkeypatch), index_writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
 
     def stored() -> tasks.ParsedFile:
         return tasks.store_parsed(CT_SMALL, summarize(CT_SMALL, "Latin1"), [])
@@ -103,7 +97,7 @@ def test_files_stored_by_a_worker_whose_flush_fails_are_released(
 
 
 def test_a_batch_whose_flush_fails_removes_the_blobs_it_referenced_first(
-    store: FailingStore, writer: IndexWriter
+    store: FailingStore, index_writer: IndexWriter
 ) -> None:
     """Blobs the index writer flushes itself (attachments, modified files): the batch is undone and
     its new blobs, referenced by nothing, go."""
@@ -115,12 +109,12 @@ def test_a_batch_whose_flush_fails_removes_the_blobs_it_referenced_first(
     async def scenario() -> int:
         store.failures = 1
         with pytest.raises(OSError, match="Input/output error"):
-            await writer.run(lambda update: update.reference_blob(blob))
+            await index_writer.run(lambda update: update.reference_blob(blob))
         assert not store.exists(blob.digest)
-        assert await writer.run(references) == 0
+        assert await index_writer.run(references) == 0
         assert store.put(b"an attachment") == blob  # written anew
-        await writer.run(lambda update: update.reference_blob(blob))
-        return await writer.run(references)
+        await index_writer.run(lambda update: update.reference_blob(blob))
+        return await index_writer.run(references)
 
     assert asyncio.run(asyncio.wait_for(scenario(), timeout=30)) == 1
     assert store.read(blob) == b"an attachment"

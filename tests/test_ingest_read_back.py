@@ -10,7 +10,6 @@ the worker finds them.
 
 import asyncio
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from fastpacs.pool.ingest_transcoding import IngestTranscoding
 from fastpacs.services.encoding import DefaultEncoding
 from fastpacs.services.ingest import IngestService, Origin
 from fastpacs.storage.blobs import BlobStore, StoredBlob
-from tests.conftest import InlinePool, running_index_writer
+from tests.conftest import InlinePool
 from tests.reliability_helpers import InstanceMaker
 
 
@@ -45,12 +44,6 @@ def store(tmp_path: Path) -> CachedSpy:
     return CachedSpy(tmp_path / "storage")
 
 
-@pytest.fixture
-def writer(tmp_path: Path, store: CachedSpy) -> Iterator[IndexWriter]:
-    with running_index_writer(tmp_path / "index", store) as writer:
-        yield writer
-
-
 def headed_file() -> bytes:
     """An uncompressed CT whose PixelData ends the file (CT_small's trailing padding removed)."""
     dataset = InstanceMaker().dataset("READBACK", 1, 1)
@@ -67,9 +60,9 @@ def ingested(ingest: IngestService, data: bytes) -> str:
 
 
 def test_only_files_the_pool_reads_back_are_written_through_the_cache(
-    store: CachedSpy, writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
+    store: CachedSpy, index_writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ingest = IngestService(InlinePool(store, monkeypatch), writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
+    ingest = IngestService(InlinePool(store, monkeypatch), index_writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
     encapsulated = Path(get_testdata_file("MR_small_RLE.dcm")).read_bytes()
     assert header_prefix(encapsulated) is None
 
@@ -79,11 +72,11 @@ def test_only_files_the_pool_reads_back_are_written_through_the_cache(
 
 
 def test_files_to_convert_are_written_through_the_cache(
-    store: CachedSpy, writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
+    store: CachedSpy, index_writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ingest = IngestService(
         InlinePool(store, monkeypatch),  # type: ignore[arg-type]
-        writer,
+        index_writer,
         DefaultEncoding("Latin1"),
         1 << 30,
         transcoding=IngestTranscoding(ImplicitVRLittleEndian),
