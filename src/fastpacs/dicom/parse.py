@@ -60,8 +60,8 @@ DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 _REFUSED_WARNINGS = (
     "Expected explicit VR, but found implicit VR",
     "Expected implicit VR, but found explicit VR",
-    # An element of undefined length cut before its delimiter (encapsulated pixels, a sequence):
-    # pydicom then drops the whole dataset, and Orthanc refuses the file as a bad one.
+    # A value of undefined length other than a sequence's (encapsulated pixels) cut before its
+    # delimiter: pydicom then drops the whole dataset, and Orthanc refuses the file as a bad one.
     "End of file reached before delimiter",
 )
 
