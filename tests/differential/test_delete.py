@@ -10,11 +10,13 @@ gone.
 """
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
 
+from tests.differential.conftest import COMMON_OPTIONS
 from tests.differential.data import test_file
 from tests.differential.harness import Call, Checker, ServerPair, get
 
@@ -32,6 +34,18 @@ BURST = (
     "rtplan.dcm",
 )
 CT_SECOND_SERIES = "CT_small second series"
+STABLE_AGE = 5
+"""Seconds without a new instance before a resource is stable: the burst must end well within it on
+both servers. With the other modules' 1 s, a loaded machine's slow uploads let Orthanc log a
+StableSeries between two New* changes and not fastpacs (or the reverse), and every later /changes
+differed."""
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPair]:
+    servers = ServerPair.start(tmp_path_factory.mktemp("delete"), {**COMMON_OPTIONS, "StableAge": STABLE_AGE})
+    yield servers
+    servers.stop()
 
 
 def ct_second_series() -> bytes:
