@@ -1,7 +1,7 @@
 """CPU and memory of the server's whole process tree, and CPU of the benchmark client.
 
 fastpacs runs as several processes (Granian's parent, its worker, the
-spawned pool processes and their resource tracker), so one PID says little.
+pool's fork server, its workers and the resource tracker), so one PID says little.
 ``fastpacs.testing`` starts every server in a new session, and every process
 it spawns stays in that session: the monitor reads ``/proc/PID/stat`` of the
 processes whose session is the server's, ten times a second, and keeps

@@ -35,5 +35,5 @@ def test_a_component_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     assert "fastpacs could not start" in server.log_path.read_text()
     deadline = time.monotonic() + 10
     while _processes_of_session(server.process.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)  # the pool's workers end with the server (PR_SET_PDEATHSIG)
+        time.sleep(0.2)  # the pool's fork server ends with the server, its workers with it (PDEATHSIG)
     assert _processes_of_session(server.process.pid) == []

@@ -1,7 +1,10 @@
 """The worker pool, started once with the server.
 
-Processes are started with ``spawn`` (forking a process that already runs
-threads, LMDB or LLVM is unsafe) and live as long as the server. The event
+Processes are forked from multiprocessing's fork server, a process of its
+own that has loaded what they need (:mod:`fastpacs.pool.preload`): forking
+the server itself, which already runs threads and LMDB, is unsafe, and
+spawning each worker from scratch made each import and load everything
+again. They live as long as the server. The event
 loop awaits their results; a task that fails raises its exception in the
 caller.
 
@@ -47,6 +50,7 @@ FIRST_READ = 1 << 16
 """Bytes asked for by the first read of an answer (most fit); the rest, if any, is read by its length.
 A read of a megabyte cost about 0.1 ms whatever came: the allocation of its buffer."""
 STARTUP_POLL_SECONDS = 0.2
+PRELOAD_MODULE = "fastpacs.pool.preload"
 STARTED = _HEADER.pack(0)
 """A worker's first message, once it has started: an empty one (no answer is empty)."""
 
@@ -86,7 +90,8 @@ class WorkerPool:
         ``dictionary``: the user dictionary the workers read files with (the server's own)."""
         self.processes = processes or default_size()
         dictionary = dictionary or UserDictionary()
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([PRELOAD_MODULE])
         # Spawn every process now, from this (the server's main) thread: a worker ends when the
         # thread that started it ends (tasks.initialize), so no short-lived thread may start one.
         self._workers = [

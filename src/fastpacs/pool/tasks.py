@@ -79,15 +79,19 @@ def initialize(storage: BlobStore, dictionary: UserDictionary) -> None:
     keep_file_buffers()
     install_dictionary(dictionary)
     _storage = storage
-    warm_worker()  # loads the kernels prepare_kernel_cache() compiled: no request compiles
+    # Loads the kernels prepare_kernel_cache() compiled, so that no request compiles: done in the fork
+    # server already (fastpacs.pool.preload), and then takes milliseconds here; a worker started another way
+    # (or whose fork server could not import the preload) loads them here.
+    warm_worker()
 
 
 _PR_SET_PDEATHSIG = 1
 
 
 def _end_with_parent() -> None:
-    """Ask Linux to end this worker when the server process dies, however it dies (SIGKILL, a failed
-    start): an idle worker would otherwise wait on its task queue forever, orphaned."""
+    """Ask Linux to end this worker when its parent dies, however it dies (SIGKILL, a failed start):
+    an idle worker would otherwise wait on its task queue forever, orphaned. The parent is the pool's
+    fork server, which ends when the server process does (its pipe from the server closes)."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
