@@ -1,17 +1,24 @@
-"""The worker pool: answers, failures, big messages, more tasks than workers, cancellation, a worker's end."""
+"""The worker pool: answers, failures, big messages, more tasks than workers, cancellation, a worker's end
+and its replacement (in the pool alone, and in a running server)."""
 
 import asyncio
 import operator
 import os
+import select
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import httpx
 import pytest
+from benchmarks.procstats import session_processes
 
 from fastpacs.pool.pool import PRELOAD_MODULE, RemoteTracebackError, WorkerFunction, WorkerPool
 from fastpacs.storage.blobs import BlobStore
+from fastpacs.testing import ServerProcess
+from tests.conftest import pydicom_file
 
 
 @pytest.fixture(scope="module")
@@ -66,21 +73,44 @@ def test_a_cancelled_caller_leaves_the_pool_working(pool: WorkerPool) -> None:
     asyncio.run(scenario())
 
 
-def test_a_worker_that_dies_fails_its_task_and_the_others_go_on(tmp_path: Path) -> None:
+def test_a_worker_that_dies_fails_its_task_and_is_replaced(tmp_path: Path) -> None:
+    """The task that ended its worker fails (it would end the next one too); the pool starts another
+    worker in its place and keeps its size, even when every worker has died."""
     pool = WorkerPool(2, BlobStore(tmp_path))
     try:
         pool.warm_up()
+        first = {worker.process.pid for worker in pool._workers}
 
         async def scenario() -> None:
-            with pytest.raises(BrokenProcessPool):
-                await pool.run(os._exit, 3)
-            assert await pool.run(operator.add, 1, 2) == 3
-            with pytest.raises(BrokenProcessPool):
-                await pool.run(os._exit, 3)
-            with pytest.raises(BrokenProcessPool):
-                await pool.run(operator.add, 1, 2)
+            for _ in range(3):
+                with pytest.raises(BrokenProcessPool):
+                    await pool.run(os._exit, 3)
+                assert await asyncio.gather(*(pool.run(operator.add, 1, n) for n in range(4))) == [1, 2, 3, 4]
 
         asyncio.run(scenario())
+        assert len(pool._workers) == 2 and all(worker.alive for worker in pool._workers)
+        assert not first & {worker.process.pid for worker in pool._workers}
+        assert pool.queued == 0
+    finally:
+        pool.close()
+
+
+def test_tasks_sent_to_workers_killed_while_idle_run_on_their_replacements(tmp_path: Path) -> None:
+    """A worker that ended while idle (the OOM killer, an operator's kill) never read the task sent to
+    it: the task runs on another worker instead of failing."""
+    pool = WorkerPool(2, BlobStore(tmp_path))
+    try:
+        pool.warm_up()
+        for worker in pool._workers:
+            os.kill(worker.process.pid, signal.SIGKILL)
+            worker.process.join()
+
+        async def scenario() -> list[int]:
+            return await asyncio.gather(*(pool.run(operator.mul, n, 3) for n in range(6)))
+
+        assert asyncio.run(scenario()) == [0, 3, 6, 9, 12, 15]
+        assert all(worker.alive for worker in pool._workers)
+        assert pool.queued == 0
     finally:
         pool.close()
 
@@ -137,3 +167,32 @@ def test_the_workers_are_forked_from_a_fork_server_that_loaded_their_modules(poo
     assert fork_server != os.getpid()
     command = Path(f"/proc/{fork_server}/cmdline").read_bytes().decode()
     assert "multiprocessing.forkserver" in command and PRELOAD_MODULE in command
+
+
+def _pool_workers(server: ServerProcess) -> list[int]:
+    """PIDs of a server's pool workers: the children of its fork server."""
+    assert server.process is not None
+    for process in session_processes(server.process.pid):
+        if b"multiprocessing.forkserver" in Path(f"/proc/{process.pid}/cmdline").read_bytes():
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            if children:
+                return sorted(int(child) for child in children)
+    return []
+
+
+def test_a_server_whose_workers_were_killed_goes_on_with_new_ones(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    killed = _pool_workers(server)
+    assert killed
+    for pid in killed:  # each gone (its pipes closed) before the requests
+        descriptor = os.pidfd_open(pid)
+        signal.pidfd_send_signal(descriptor, signal.SIGKILL)
+        assert select.select([descriptor], [], [], 30)[0]
+        os.close(descriptor)
+    upload = client.post("/instances", content=pydicom_file("CT_small.dcm").read_bytes())
+    assert upload.status_code == 200
+    assert client.get(f"/instances/{upload.json()['ID']}/preview").status_code == 200
+    replacements = _pool_workers(server)
+    assert len(replacements) == len(killed) and not set(replacements) & set(killed)
+    assert server.log_path.read_text().count("ended (exit code -9): starting another") == len(killed)

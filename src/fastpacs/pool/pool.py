@@ -4,7 +4,8 @@ Processes are forked from multiprocessing's fork server, a process of its
 own that has loaded what they need (:mod:`fastpacs.pool.preload`): forking
 the server itself, which already runs threads and LMDB, is unsafe, and
 spawning each worker from scratch made each import and load everything
-again. They live as long as the server. The event
+again. They live as long as the server; one that ends (a crash in a decoder,
+the kernel's OOM killer) is replaced by a new one. The event
 loop awaits their results; a task that fails raises its exception in the
 caller.
 
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import fcntl
 import importlib
+import logging
 import multiprocessing
 import os
 import pickle
@@ -41,6 +43,8 @@ from fastpacs.pool import tasks
 from fastpacs.storage.blobs import BlobStore
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<Q")
 """Every message on a pipe: its length, then the pickle."""
@@ -83,20 +87,17 @@ class RemoteTracebackError(Exception):
 
 
 class WorkerPool:
-    """A fixed set of worker processes sharing the blob storage."""
+    """A fixed number of worker processes sharing the blob storage."""
 
     def __init__(self, processes: int, storage: BlobStore, dictionary: UserDictionary | None = None):
         """``storage``: the server's blob store (each worker gets a copy, stores and reads as it does);
         ``dictionary``: the user dictionary the workers read files with (the server's own)."""
         self.processes = processes or default_size()
-        dictionary = dictionary or UserDictionary()
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([PRELOAD_MODULE])
-        # Spawn every process now, from this (the server's main) thread: a worker ends when the
-        # thread that started it ends (tasks.initialize), so no short-lived thread may start one.
-        self._workers = [
-            _Worker(context, storage, dictionary, self._worker_free) for _ in range(self.processes)
-        ]
+        self._storage = storage
+        self._dictionary = dictionary or UserDictionary()
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload([PRELOAD_MODULE])
+        self._workers = [self._new_worker() for _ in range(self.processes)]
         self._idle: deque[_Worker] = deque(self._workers)
         self._waiting: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
         self.queued = 0
@@ -130,10 +131,15 @@ class WorkerPool:
             else:
                 self._idle.popleft().start(payload, future)
 
+    def _new_worker(self) -> "_Worker":
+        return _Worker(self._context, self._storage, self._dictionary, self._worker_free, self._undelivered)
+
     def _worker_free(self, worker: "_Worker") -> None:
         self.queued -= 1  # the task it answered
         if worker.alive:
             self._idle.append(worker)
+        elif worker.started:
+            self._replace(worker)
         elif not any(other.alive for other in self._workers):
             while self._waiting:
                 _, future = self._waiting.popleft()
@@ -141,6 +147,26 @@ class WorkerPool:
                 if not future.done():
                     future.set_exception(BrokenProcessPool("every worker process has ended"))
         self._dispatch()
+
+    def _replace(self, ended: "_Worker") -> None:
+        """Start a worker in place of one that ended after its start (one that could not start would
+        only fail again)."""
+        process = ended.process
+        logger.warning(
+            "worker process %d ended (exit code %s): starting another", process.pid, process.exitcode
+        )
+        try:
+            replacement = self._new_worker()
+        except OSError:
+            logger.exception("no worker process could be started in place of process %d", process.pid)
+            return
+        self._workers[self._workers.index(ended)] = replacement
+        self._idle.append(replacement)
+
+    def _undelivered(self, payload: bytes, future: asyncio.Future[Any]) -> None:
+        """Give back, first in line, a task whose worker ended before reading it (it never ran)."""
+        self.queued += 1  # counted again until a worker answers it
+        self._waiting.appendleft((payload, future))
 
     def warm_up(self) -> None:
         """Wait until every process has started and warmed up, so that no request pays for it."""
@@ -162,7 +188,10 @@ class _Worker:
         storage: BlobStore,
         dictionary: UserDictionary,
         on_free: Callable[["_Worker"], None],
+        on_undelivered: Callable[[bytes, asyncio.Future[Any]], None],
     ):
+        """``on_free``: called once the worker's task is settled (the worker may have ended);
+        ``on_undelivered``: called instead of settling the task when the worker ended before reading it."""
         task_source, self._tasks = context.Pipe(duplex=False)
         self._answers, answer_sink = context.Pipe(duplex=False)
         self.process = context.Process(
@@ -176,11 +205,16 @@ class _Worker:
                 fcntl.fcntl(connection.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
             os.set_blocking(connection.fileno(), False)
         self._on_free = on_free
+        self._on_undelivered = on_undelivered
         self.alive = True
         self.started = False
         """Whether the worker's :data:`STARTED` message was read (by :meth:`wait_ready`, or else
         ahead of its first answer)."""
         self._future: asyncio.Future[Any] | None = None
+        self._payload = b""
+        """The task being sent, kept until the worker has read it all."""
+        self._undelivered = False
+        """Whether the worker ended before it read the whole task (a write found no reader)."""
         self._unsent: list[memoryview] = []
         self._received = bytearray()
         self._watcher: asyncio.AbstractEventLoop | None = None
@@ -190,7 +224,7 @@ class _Worker:
 
     def start(self, payload: bytes, future: asyncio.Future[Any]) -> None:
         """Send one task; its answer (or the worker's end) settles ``future``."""
-        self._future = future
+        self._future, self._payload = future, payload
         loop = future.get_loop()
         if self._watcher is not loop:
             loop.add_reader(self._answers.fileno(), self._readable)
@@ -207,8 +241,11 @@ class _Worker:
         except BlockingIOError:
             return
         except BrokenPipeError:  # the worker ended: its answer pipe reports it to _readable
+            self._undelivered = True
             written = sum(len(buffer) for buffer in self._unsent)
         self._unsent = _after(self._unsent, written)
+        if not self._unsent and not self._undelivered:
+            self._payload = b""
         if not self._unsent and self._writing and self._future is not None:
             self._future.get_loop().remove_writer(self._tasks.fileno())
             self._writing = False
@@ -254,7 +291,9 @@ class _Worker:
             loop.remove_writer(self._tasks.fileno())
             self._writing = False
         self._received = bytearray()
-        if not future.done():
+        if self._undelivered and not future.done():
+            self._on_undelivered(self._payload, future)
+        elif not future.done():
             if succeeded:
                 future.set_result(value)
             else:
@@ -271,6 +310,8 @@ class _Worker:
         self.process.join(1)
         error = BrokenProcessPool(f"a worker process ended abruptly (exit code {self.process.exitcode})")
         self._finish(False, error, None)
+        self._tasks.close()
+        self._answers.close()
 
     def wait_ready(self) -> None:
         """Block until the worker has started (before any task is given to it)."""
