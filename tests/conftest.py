@@ -261,7 +261,7 @@ def figures(request: pytest.FixtureRequest) -> Figures:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The soak, the longest test by far, first: a parallel run (``-n 3``) then ends soonest."""
+    """The soak, the longest test by far, first: a parallel run (``-n 4``) then ends soonest."""
     items.sort(key=lambda item: item.path.name != "test_soak.py")
 
 
