@@ -79,9 +79,9 @@ def initialize(storage: BlobStore, dictionary: UserDictionary) -> None:
     keep_file_buffers()
     install_dictionary(dictionary)
     _storage = storage
-    # Loads the kernels prepare_kernel_cache() compiled, so that no request compiles: done in the fork
-    # server already (fastpacs.pool.preload), and then takes milliseconds here; a worker started another way
-    # (or whose fork server could not import the preload) loads them here.
+    # Loads the kernels prepare_kernel_cache() compiled, so that no request compiles. The fork server has
+    # done so already (fastpacs.pool.preload), which leaves milliseconds of work here; but multiprocessing
+    # ignores a preload that fails to import, and then each worker loads them itself.
     warm_worker()
 
 
