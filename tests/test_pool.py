@@ -95,6 +95,32 @@ def test_a_worker_that_dies_fails_its_task_and_is_replaced(tmp_path: Path) -> No
         pool.close()
 
 
+def test_the_waiting_tasks_fail_when_no_worker_can_replace_the_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = WorkerPool(1, BlobStore(tmp_path))
+    try:
+        pool.warm_up()
+
+        def no_fork_server() -> None:
+            raise OSError("the fork server cannot be reached")
+
+        monkeypatch.setattr(pool, "_new_worker", no_fork_server)
+
+        async def scenario() -> None:
+            ending = pool.submit(os._exit, 3)
+            waiting = pool.submit(operator.add, 1, 2)
+            async with asyncio.timeout(10):
+                for task in (ending, waiting):
+                    with pytest.raises(BrokenProcessPool):
+                        await task
+
+        asyncio.run(scenario())
+        assert pool.queued == 0
+    finally:
+        pool.close()
+
+
 def test_tasks_sent_to_workers_killed_while_idle_run_on_their_replacements(tmp_path: Path) -> None:
     """A worker that ended while idle (the OOM killer, an operator's kill) never read the task sent to
     it: the task runs on another worker instead of failing."""

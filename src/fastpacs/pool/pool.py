@@ -4,10 +4,9 @@ Processes are forked from multiprocessing's fork server, a process of its
 own that has loaded what they need (:mod:`fastpacs.pool.preload`): forking
 the server itself, which already runs threads and LMDB, is unsafe, and
 spawning each worker from scratch made each import and load everything
-again. They live as long as the server; one that ends (a crash in a decoder,
-the kernel's OOM killer) is replaced by a new one. The event
-loop awaits their results; a task that fails raises its exception in the
-caller.
+again. They live as long as the server; one that ends (a crash in a
+decoder, the kernel's OOM killer) is replaced by a new one. The event loop
+awaits their results; a task that fails raises its exception in the caller.
 
 Each worker has a pipe of its own in each direction, and the event loop
 reads and writes them itself (non-blocking, as other sockets), one task per
@@ -138,26 +137,31 @@ class WorkerPool:
         self.queued -= 1  # the task it answered
         if worker.alive:
             self._idle.append(worker)
-        elif worker.started:
+        else:
+            self._worker_ended(worker)
+        self._dispatch()
+
+    def _worker_ended(self, worker: "_Worker") -> None:
+        """Replace a worker that ended after its start; with no worker left, fail the tasks waiting."""
+        if worker.started:
             self._replace(worker)
-        elif not any(other.alive for other in self._workers):
+        if not any(other.alive for other in self._workers):
             while self._waiting:
                 _, future = self._waiting.popleft()
                 self.queued -= 1
                 if not future.done():
                     future.set_exception(BrokenProcessPool("every worker process has ended"))
-        self._dispatch()
 
     def _replace(self, ended: "_Worker") -> None:
-        """Start a worker in place of one that ended after its start (one that could not start would
-        only fail again)."""
+        """Start a worker in place of ``ended`` (not of one that could not start: it would only fail
+        again)."""
         process = ended.process
         logger.warning(
             "worker process %d ended (exit code %s): starting another", process.pid, process.exitcode
         )
         try:
             replacement = self._new_worker()
-        except OSError:
+        except (OSError, EOFError):  # EOFError: the fork server ended while forking it
             logger.exception("no worker process could be started in place of process %d", process.pid)
             return
         self._workers[self._workers.index(ended)] = replacement
