@@ -1,26 +1,12 @@
 """A server that cannot start stops with an error, leaving no process behind, instead of hanging."""
 
-import os
 import time
 from pathlib import Path
 
 import pytest
+from benchmarks.procstats import session_processes
 
 from fastpacs.testing import fastpacs_server
-
-
-def _processes_of_session(session: int) -> list[int]:
-    """PIDs of the processes of a session (fastpacs.testing starts every server in its own)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[3]) == session:
-                found.append(int(entry))
-    return found
 
 
 def test_a_component_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
@@ -34,6 +20,6 @@ def test_a_component_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     assert server.process is not None and server.process.returncode != 0
     assert "fastpacs could not start" in server.log_path.read_text()
     deadline = time.monotonic() + 10
-    while _processes_of_session(server.process.pid) and time.monotonic() < deadline:
+    while session_processes(server.process.pid) and time.monotonic() < deadline:
         time.sleep(0.2)  # the pool's fork server ends with the server, its workers with it (PDEATHSIG)
-    assert _processes_of_session(server.process.pid) == []
+    assert session_processes(server.process.pid) == []
