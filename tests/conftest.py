@@ -232,8 +232,12 @@ class InlinePool:
         monkeypatch.setattr(tasks, "_storage", store)
 
     def submit(self, function: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+        """As the pool's: the task's failure comes with its future."""
         future = asyncio.get_running_loop().create_future()
-        future.set_result(function(*args))
+        try:
+            future.set_result(function(*args))
+        except Exception as error:  # noqa: BLE001 - handed to the future, as the pool does
+            future.set_exception(error)
         return future
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:

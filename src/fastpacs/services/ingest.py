@@ -38,6 +38,7 @@ already stored (``OnStoredInstance``).
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -183,6 +184,9 @@ class IngestService:
                 continue  # a concurrent delete of the same bytes removed the blob: store it again
             except OrthancError:
                 self.metrics.observe_rejected(len(data))
+                await self._release(blob.digest)
+                raise
+            except BrokenProcessPool:  # the worker reading the file ended (the pool starts another)
                 await self._release(blob.digest)
                 raise
             if converted is None:
