@@ -28,6 +28,8 @@ from fastpacs.index.database import Database
 from fastpacs.index.writer import IndexWriter
 from fastpacs.net.scu import leave_answers_to_requests
 from fastpacs.pool import tasks
+from fastpacs.services.encoding import DefaultEncoding
+from fastpacs.services.ingest import IngestService
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.testing import ServerProcess, fastpacs_server
 
@@ -242,6 +244,15 @@ class InlinePool:
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         return function(*args)
+
+
+@pytest.fixture
+def inline_ingest(
+    store: BlobStore, index_writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
+) -> IngestService:
+    """An ingest over the test module's ``store`` and a new index, its pool's tasks run in the test's
+    process (:class:`InlinePool`)."""
+    return IngestService(InlinePool(store, monkeypatch), index_writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
 
 
 class Figures:

@@ -60,14 +60,13 @@ def ingested(ingest: IngestService, data: bytes) -> str:
 
 
 def test_only_files_the_pool_reads_back_are_written_through_the_cache(
-    store: CachedSpy, index_writer: IndexWriter, monkeypatch: pytest.MonkeyPatch
+    store: CachedSpy, inline_ingest: IngestService
 ) -> None:
-    ingest = IngestService(InlinePool(store, monkeypatch), index_writer, DefaultEncoding("Latin1"), 1 << 30)  # type: ignore[arg-type]
     encapsulated = Path(get_testdata_file("MR_small_RLE.dcm")).read_bytes()
     assert header_prefix(encapsulated) is None
 
-    assert ingested(ingest, headed_file()) == "Success"
-    assert ingested(ingest, encapsulated) == "Success"
+    assert ingested(inline_ingest, headed_file()) == "Success"
+    assert ingested(inline_ingest, encapsulated) == "Success"
     assert store.cached == [False, True]
 
 
