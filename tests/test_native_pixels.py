@@ -7,6 +7,7 @@ frame and the same encoded renderings, byte for byte.
 """
 
 import io
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,25 @@ def test_the_worker_keeps_native_files_as_bytes_and_parses_them_when_asked(
     expected = encode_image(render(decode_frame(dataset, description, 2), Operation.UINT8), ImageFormat.PNG)
     assert png == expected
     pydicom.dcmread(io.BytesIO(data))  # the built file is valid DICOM
+
+
+def test_a_large_stored_file_is_mapped_copy_on_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker maps a large blob instead of copying it; writing into a frame never reaches the file."""
+    storage = BlobStore(tmp_path / "storage")
+    monkeypatch.setattr(tasks, "_storage", storage)
+    pixels = np.tile(np.arange(-128, 128, dtype="<i2"), 512)
+    data = _file(_image(Rows=512, Columns=256, NumberOfFrames=1, PixelData=pixels.tobytes()))
+    assert len(data) >= tasks.MAPPED_MIN_SIZE
+    large, small = storage.put(data), storage.put(_file(_image()))
+    assert isinstance(tasks.read_blob_writeable(small), bytearray)
+    mapped = tasks.read_blob_writeable(large)
+    assert isinstance(mapped, mmap.mmap) and mapped[:] == data
+    image = read_native(mapped)
+    assert image is not None
+    frame = image.frame(0).pixels
+    assert frame.flags.writeable and frame[0, 1] == -127
+    frame[:] = 0
+    assert storage.read(large) == data
+    png = images.render_frame(large, 0, Operation.UINT8.value, ImageFormat.PNG.value, 90)
+    expected = render(decode_frame(*_pydicom_view(data), 0), Operation.UINT8)
+    assert png == encode_image(expected, ImageFormat.PNG)

@@ -14,6 +14,7 @@ files read here (what ``decode._plain_grayscale`` reads from pydicom's
 dataset, this reads from the file).
 """
 
+import mmap
 import re
 import struct
 from dataclasses import dataclass
@@ -73,6 +74,10 @@ _SHORT_LENGTH = struct.Struct("<H")
 _LONG_LENGTH = struct.Struct("<L")
 
 
+FileBytes = bytearray | mmap.mmap
+"""A stored file as a worker holds it: read into memory, or mapped copy-on-write."""
+
+
 class _NotPlainError(Exception):
     """The file is not one this reader takes (pydicom's path decides what it is)."""
 
@@ -81,8 +86,9 @@ class _NotPlainError(Exception):
 class NativeImage:
     """A plain native grayscale file: its description and where its frames are in ``data``."""
 
-    data: bytearray
-    """The whole file, writeable, so that frames are views the kernels take as they are."""
+    data: FileBytes
+    """The whole file, writeable (a copy-on-write mapping), so that frames are views the kernels take
+    as they are."""
     description: ImageDescription
     pixel_offset: int
 
@@ -103,7 +109,7 @@ class NativeImage:
         )
 
 
-def read_native(data: bytearray) -> NativeImage | None:
+def read_native(data: FileBytes) -> NativeImage | None:
     """The file as a :class:`NativeImage`, or ``None`` when pydicom's path must read it."""
     try:
         syntax, start = _transfer_syntax(data)
@@ -118,7 +124,7 @@ def read_native(data: bytearray) -> NativeImage | None:
     return NativeImage(data, description, pixel_offset)
 
 
-def _transfer_syntax(data: bytearray) -> tuple[UID, int]:
+def _transfer_syntax(data: FileBytes) -> tuple[UID, int]:
     """The transfer syntax of the file meta group, and where the dataset starts."""
     if data[PREAMBLE_LENGTH : PREAMBLE_LENGTH + 4] != MAGIC:
         raise _NotPlainError()
@@ -139,7 +145,7 @@ def _transfer_syntax(data: bytearray) -> tuple[UID, int]:
     return syntax, position
 
 
-def _explicit_header(data: bytearray, position: int, vr: bytes) -> tuple[int, int]:
+def _explicit_header(data: FileBytes, position: int, vr: bytes) -> tuple[int, int]:
     """Where the value of the explicit VR element at ``position`` (whose VR is ``vr``) starts, and its
     length."""
     if vr in LONG_HEADER_VRS:
@@ -147,7 +153,7 @@ def _explicit_header(data: bytearray, position: int, vr: bytes) -> tuple[int, in
     return position + 8, _SHORT_LENGTH.unpack_from(data, position + 6)[0]
 
 
-def _image_pixel_module(data: bytearray, position: int, implicit: bool) -> tuple[dict[int, bytes], int, int]:
+def _image_pixel_module(data: FileBytes, position: int, implicit: bool) -> tuple[dict[int, bytes], int, int]:
     """The wanted attributes (raw values), and the offset and length of the PixelData value."""
     attributes: dict[int, bytes] = {}
     previous = -1
@@ -186,7 +192,7 @@ def _image_pixel_module(data: bytearray, position: int, implicit: bool) -> tuple
     raise _NotPlainError()  # no PixelData: pydicom's path says so
 
 
-def _skip_sequence(data: bytearray, position: int, implicit: bool, depth: int) -> int:
+def _skip_sequence(data: FileBytes, position: int, implicit: bool, depth: int) -> int:
     """Where the sequence of undefined length whose items start at ``position`` ends."""
     if depth > MAX_DEPTH:
         raise _NotPlainError()
@@ -207,7 +213,7 @@ def _skip_sequence(data: bytearray, position: int, implicit: bool, depth: int) -
     raise _NotPlainError()
 
 
-def _skip_item(data: bytearray, position: int, implicit: bool, depth: int) -> int:
+def _skip_item(data: FileBytes, position: int, implicit: bool, depth: int) -> int:
     """Where the item of undefined length whose elements start at ``position`` ends."""
     end = len(data)
     while position + 8 <= end:
