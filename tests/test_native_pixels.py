@@ -19,6 +19,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from fastpacs.dicom.parse import read_dataset
 from fastpacs.errors import OrthancError
+from fastpacs.imaging import kernels
 from fastpacs.imaging.decode import decode_frame, describe
 from fastpacs.imaging.encode import encode_image
 from fastpacs.imaging.formats import ImageFormat, ImagingError, Operation
@@ -227,3 +228,97 @@ def test_a_large_stored_file_is_mapped_copy_on_write(tmp_path: Path, monkeypatch
     png = images.render_frame(large, 0, Operation.UINT8.value, ImageFormat.PNG.value, 90)
     expected = render(decode_frame(*_pydicom_view(data), 0), Operation.UINT8)
     assert png == encode_image(expected, ImageFormat.PNG)
+
+
+def _nested_sequences(levels: int) -> Dataset:
+    """The image with a chain of ``levels`` sequences, each in the only item of the one before."""
+    dataset = _image()
+    inner = Dataset()
+    inner.CodeValue = "deepest"
+    for _ in range(levels):
+        outer = Dataset()
+        outer.ContentSequence = Sequence([inner])
+        inner = outer
+    dataset.ContentSequence = inner.ContentSequence
+    return dataset
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_nested_sequences_are_skipped_down_to_a_limit(syntax: str) -> None:
+    deepest = kernels.MAX_SEQUENCE_DEPTH + 1  # the top-level sequence is at depth 0
+    assert _assert_alike(_file(_nested_sequences(deepest), undefined_lengths=True))
+    assert read_native(bytearray(_file(_nested_sequences(deepest + 1), undefined_lengths=True))) is None
+
+
+def _after_delimiters(data: bytes, start: int, count: int) -> int:
+    """Where the ``count``-th sequence delimiter after ``start`` ends."""
+    for _ in range(count):
+        start = data.index(b"\xfe\xff\xdd\xe0", start) + 8
+    return start
+
+
+def _as_unknown(explicit: bytes, implicit: bytes, tag: bytes, delimiters: int) -> bytes:
+    """``explicit`` with its sequence ``tag`` (of undefined length, ending at its ``delimiters``-th
+    sequence delimiter) written as UN, its items taken from ``implicit`` (the same structure in
+    implicit VR), as a file may carry a sequence it cannot name."""
+    start = explicit.index(tag + b"SQ")
+    end = _after_delimiters(explicit, start, delimiters)
+    items_start = implicit.index(tag + b"\xff\xff\xff\xff") + 8
+    items_end = _after_delimiters(implicit, items_start, delimiters)
+    unknown = tag + b"UN\x00\x00\xff\xff\xff\xff" + implicit[items_start:items_end]
+    return explicit[:start] + unknown + explicit[end:]
+
+
+REFERENCED_IMAGE_SEQUENCE = b"\x08\x00\x40\x11"
+CONCEPT_NAME_CODE_SEQUENCE = b"\x40\x00\x43\xa0"
+
+
+@pytest.mark.parametrize(
+    ("tag", "delimiters"),
+    [(REFERENCED_IMAGE_SEQUENCE, 2), (CONCEPT_NAME_CODE_SEQUENCE, 1)],
+    ids=["top", "nested"],
+)
+def test_a_sequence_of_unknown_vr_is_skipped_as_implicit_vr(tag: bytes, delimiters: int) -> None:
+    """An explicit VR file may carry a sequence as UN of undefined length, its items in implicit VR."""
+    explicit = _file(_with_sequences(_image()), undefined_lengths=True)
+    implicit = _file(_with_sequences(_image(ImplicitVRLittleEndian)), undefined_lengths=True)
+    assert _assert_alike(_as_unknown(explicit, implicit, tag, delimiters))
+
+
+def test_a_wanted_attribute_of_undefined_length_is_left_to_pydicom() -> None:
+    data = _file(_image(ImplicitVRLittleEndian))
+    start = data.index(b"\x28\x00\x53\x10")  # RescaleSlope, implicit VR: tag, 4-byte length, value
+    end = start + 8 + int.from_bytes(data[start + 4 : start + 8], "little")
+    empty_sequence = b"\x28\x00\x53\x10\xff\xff\xff\xff\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    assert read_native(bytearray(data)) is not None
+    assert read_native(bytearray(data[:start] + empty_sequence + data[end:])) is None
+
+
+def test_damaged_headers_never_fail_the_reader() -> None:
+    """Random truncations and changed bytes in the header: declined or read, never an error."""
+    data = _file(_with_sequences(_image()), undefined_lengths=True)
+    header_end = data.index(b"\xe0\x7f\x10\x00")
+    random = np.random.default_rng(20261129)
+    taken = 0
+    for attempt in range(2000):
+        damaged = bytearray(data)
+        if attempt % 2:
+            del damaged[random.integers(140, len(data)) :]
+        else:
+            for position in random.integers(132, header_end, size=random.integers(1, 4)):
+                damaged[position] = random.integers(0, 256)
+        image = read_native(damaged)
+        if image is not None:
+            image.frame(0)
+            taken += 1
+    assert 0 < taken < 1000  # some changed bytes are in values, and leave a readable file
+
+
+def test_elements_out_of_order_or_in_an_unusual_vr_are_left_to_pydicom() -> None:
+    data = _file(_image())
+    start = data.index(b"\x10\x00\x20\x00LO")  # PatientID: tag, VR, 2-byte length, value
+    end = start + 8 + int.from_bytes(data[start + 6 : start + 8], "little")
+    assert read_native(bytearray(data)) is not None
+    assert read_native(bytearray(data[:end] + data[start:end] + data[end:])) is None  # twice
+    rows = data.index(b"\x28\x00\x10\x00US")
+    assert read_native(bytearray(data[: rows + 4] + b"SS" + data[rows + 6 :])) is None

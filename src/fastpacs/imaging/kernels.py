@@ -1,4 +1,5 @@
-"""Numba kernels for the per-pixel work of rendering: one pass over the pixels each.
+"""Numba kernels for the per-pixel work of rendering (one pass over the pixels each), and for the walk
+over a native file's element headers to its pixels.
 
 Every kernel is compiled ahead of the first request (see
 :mod:`fastpacs.imaging.warmup`) for every pixel type it is used with, and
@@ -10,6 +11,8 @@ import numpy as np
 from numba import njit
 
 _KERNEL_OPTIONS = {"cache": True, "nogil": True, "boundscheck": False}
+_PARSER_OPTIONS = {**_KERNEL_OPTIONS, "boundscheck": True}
+"""The element walk reads uploaded files: an index out of bounds must raise, never read beyond."""
 
 
 @njit(**_KERNEL_OPTIONS)
@@ -128,3 +131,149 @@ def png_up_filter(rows):  # pragma: no cover - compiled
             for column in range(width):
                 out[row, column + 1] = np.uint8((np.int32(rows[row, column]) - rows[row - 1, column]) & 0xFF)
     return out
+
+
+ELEMENTS_REACHED_PIXEL_DATA = 0
+""":func:`walk_elements` found the top-level PixelData element."""
+ELEMENTS_NOT_PLAIN = 1
+""":func:`walk_elements` found what the native reader does not take (pydicom's path reads the file)."""
+MAX_SEQUENCE_DEPTH = 16
+"""Nested sequences of undefined length :func:`walk_elements` skips before giving up (a pathological file)."""
+_PIXEL_DATA = 0x7FE00010
+_FLOAT_PIXEL_DATA = 0x7FE00008
+_ITEM = 0xFFFEE000
+_ITEM_DELIMITER = 0xFFFEE00D
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def vr_code(vr: bytes) -> int:
+    """A two-letter VR as the element walk compares it: one 16-bit little-endian number."""
+    return vr[0] | vr[1] << 8
+
+
+_VR_OB, _VR_OW, _VR_SQ, _VR_UN = (vr_code(vr) for vr in (b"OB", b"OW", b"SQ", b"UN"))
+LONG_HEADER_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+"""Explicit VRs whose header has two reserved bytes and a 4-byte length (PS3.5 7.1.2)."""
+_LONG_HEADER_VR_CODES = np.array(sorted(vr_code(vr) for vr in LONG_HEADER_VRS))
+
+
+@njit(**_PARSER_OPTIONS)
+def _unsigned(data, position, size):  # pragma: no cover - compiled
+    """The little-endian unsigned integer of ``size`` bytes at ``position``."""
+    value = np.int64(0)
+    for index in range(size):
+        value |= np.int64(data[position + index]) << (8 * index)
+    return value
+
+
+@njit(**_PARSER_OPTIONS)
+def _element_header(data, position, implicit):  # pragma: no cover - compiled
+    """The VR (0 when implicit), the value's offset and its length of the element at ``position``;
+    a length of -1 when the header runs past the end of ``data``."""
+    if implicit:
+        return 0, position + 8, _unsigned(data, position + 4, 4)
+    vr = _unsigned(data, position + 4, 2)
+    for long_vr in _LONG_HEADER_VR_CODES:
+        if vr == long_vr:
+            if position + 12 > data.size:
+                return vr, position + 12, np.int64(-1)
+            return vr, position + 12, _unsigned(data, position + 8, 4)
+    return vr, position + 8, _unsigned(data, position + 6, 2)
+
+
+@njit(**_PARSER_OPTIONS)
+def _skip_sequence(data, position, implicit):  # pragma: no cover - compiled
+    """Where the sequence of undefined length whose items start at ``position`` ends; -1 if it does not
+    end well (or nests deeper than :data:`MAX_SEQUENCE_DEPTH`). Items and nested sequences are
+    followed without recursion: ``implicit_at[depth]`` says how the elements of the sequence open at
+    each depth are encoded (those of a UN sequence are implicit)."""
+    end = data.size
+    implicit_at = np.empty(MAX_SEQUENCE_DEPTH + 1, np.bool_)
+    implicit_at[0] = implicit
+    depth = 0
+    in_item = False
+    while position + 8 <= end:
+        tag = _unsigned(data, position, 2) << 16 | _unsigned(data, position + 2, 2)
+        if not in_item:  # between the items of the sequence open at ``depth``
+            length = _unsigned(data, position + 4, 4)
+            position += 8
+            if tag == _SEQUENCE_DELIMITER:
+                if depth == 0:
+                    return position
+                depth -= 1
+                in_item = True  # back among the elements of the enclosing item
+            elif tag != _ITEM:
+                return -1
+            elif length == _UNDEFINED_LENGTH:
+                in_item = True
+            else:
+                position += length
+        elif tag == _ITEM_DELIMITER:
+            position += 8
+            in_item = False
+        else:
+            vr, value, length = _element_header(data, position, implicit_at[depth])
+            if length < 0:
+                return -1
+            if length != _UNDEFINED_LENGTH:
+                position = value + length
+            elif depth == MAX_SEQUENCE_DEPTH or not (implicit_at[depth] or vr in (_VR_SQ, _VR_UN)):
+                return -1
+            else:
+                depth += 1
+                implicit_at[depth] = implicit_at[depth - 1] or vr == _VR_UN
+                in_item = False
+                position = value
+    return -1
+
+
+@njit(**_PARSER_OPTIONS)
+def walk_elements(data, position, implicit, wanted, found):  # pragma: no cover - compiled
+    """Walk the little-endian element headers of ``data`` (a file's bytes) from ``position`` to PixelData.
+
+    Tags must increase. ``wanted`` holds rows of a tag and its VR
+    (:func:`vr_code`), which an explicit VR file must give it; the value
+    offset and length of each wanted element found go to the same row of
+    ``found``. Sequences of undefined length are skipped (a wanted element
+    must not be one). Answers ``(outcome, value, length)``: the offset and
+    length of the pixels when :data:`ELEMENTS_REACHED_PIXEL_DATA`.
+    """
+    end = data.size
+    previous = -1
+    while position + 8 <= end:
+        tag = _unsigned(data, position, 2) << 16 | _unsigned(data, position + 2, 2)
+        if tag <= previous:
+            break
+        previous = tag
+        vr, value, length = _element_header(data, position, implicit)
+        if length < 0:
+            break
+        if tag >= _FLOAT_PIXEL_DATA:  # FloatPixelData, DoubleFloatPixelData or PixelData
+            if tag != _PIXEL_DATA or length == _UNDEFINED_LENGTH or value + length > end:
+                break
+            if not (implicit or vr in (_VR_OB, _VR_OW)):
+                break
+            return ELEMENTS_REACHED_PIXEL_DATA, value, length
+        wanted_row = -1
+        for row in range(wanted.shape[0]):
+            if wanted[row, 0] == tag:
+                wanted_row = row
+        if length == _UNDEFINED_LENGTH:
+            if wanted_row >= 0 or not (implicit or vr in (_VR_SQ, _VR_UN)):
+                break
+            position = _skip_sequence(data, value, implicit or vr == _VR_UN)
+            if position < 0:
+                break
+            continue
+        if value + length > end:
+            break
+        if wanted_row >= 0:
+            if not implicit and vr != wanted[wanted_row, 1]:
+                break
+            found[wanted_row, 0] = value
+            found[wanted_row, 1] = length
+        position = value + length
+    return ELEMENTS_NOT_PLAIN, 0, 0

@@ -22,23 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from fastpacs.imaging import kernels
 from fastpacs.imaging.decode import DecodedFrame, ImageDescription, check_frame_index
 
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
 UNDEFINED_LENGTH = 0xFFFFFFFF
 TRANSFER_SYNTAX_UID = 0x00020010
-PIXEL_DATA = 0x7FE00010
-FLOAT_PIXEL_DATA = 0x7FE00008
-ITEM = 0xFFFEE000
-ITEM_DELIMITER = 0xFFFEE00D
-SEQUENCE_DELIMITER = 0xFFFEE0DD
-LONG_HEADER_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-"""Explicit VRs whose header has two reserved bytes and a 4-byte length."""
-MAX_DEPTH = 16
-"""Nested sequences skipped before giving up (to pydicom) on a pathological file."""
 
 SAMPLES_PER_PIXEL = 0x00280002
 PHOTOMETRIC_INTERPRETATION = 0x00280004
@@ -62,6 +52,8 @@ _WANTED_VRS = {
     RESCALE_INTERCEPT: b"DS",
     RESCALE_SLOPE: b"DS",
 }
+_WANTED = np.array([(tag, kernels.vr_code(vr)) for tag, vr in _WANTED_VRS.items()], np.int64)
+"""The attributes :func:`kernels.walk_elements` is to find, as it takes them."""
 _SYNTAXES = {
     ImplicitVRLittleEndian.encode(): ImplicitVRLittleEndian,
     ExplicitVRLittleEndian.encode(): ExplicitVRLittleEndian,
@@ -148,92 +140,29 @@ def _transfer_syntax(data: FileBytes) -> tuple[UID, int]:
 def _explicit_header(data: FileBytes, position: int, vr: bytes) -> tuple[int, int]:
     """Where the value of the explicit VR element at ``position`` (whose VR is ``vr``) starts, and its
     length."""
-    if vr in LONG_HEADER_VRS:
+    if vr in kernels.LONG_HEADER_VRS:
         return position + 12, _LONG_LENGTH.unpack_from(data, position + 8)[0]
     return position + 8, _SHORT_LENGTH.unpack_from(data, position + 6)[0]
 
 
 def _image_pixel_module(data: FileBytes, position: int, implicit: bool) -> tuple[dict[int, bytes], int, int]:
-    """The wanted attributes (raw values), and the offset and length of the PixelData value."""
-    attributes: dict[int, bytes] = {}
-    previous = -1
-    end = len(data)
-    while position + 8 <= end:
-        group, element = _TAG.unpack_from(data, position)
-        tag = group << 16 | element
-        if tag <= previous:
-            raise _NotPlainError()
-        previous = tag
-        vr = b""
-        if implicit:
-            value, length = position + 8, _LONG_LENGTH.unpack_from(data, position + 4)[0]
-        else:
-            vr = bytes(data[position + 4 : position + 6])
-            value, length = _explicit_header(data, position, vr)
-        if tag >= FLOAT_PIXEL_DATA:  # FloatPixelData, DoubleFloatPixelData or PixelData
-            if tag != PIXEL_DATA or length == UNDEFINED_LENGTH or value + length > end:
-                raise _NotPlainError()
-            if not (implicit or vr in (b"OB", b"OW")):
-                raise _NotPlainError()
-            return attributes, value, length
-        if length == UNDEFINED_LENGTH:
-            if tag in _WANTED_VRS or not (implicit or vr in (b"SQ", b"UN")):
-                raise _NotPlainError()
-            position = _skip_sequence(data, value, implicit or vr == b"UN", 0)
-            continue
-        if value + length > end:
-            raise _NotPlainError()
-        expected_vr = _WANTED_VRS.get(tag)
-        if expected_vr is not None:
-            if vr and vr != expected_vr:
-                raise _NotPlainError()
-            attributes[tag] = bytes(data[value : value + length])
-        position = value + length
-    raise _NotPlainError()  # no PixelData: pydicom's path says so
+    """The wanted attributes (raw values), and the offset and length of the PixelData value.
 
-
-def _skip_sequence(data: FileBytes, position: int, implicit: bool, depth: int) -> int:
-    """Where the sequence of undefined length whose items start at ``position`` ends."""
-    if depth > MAX_DEPTH:
+    The walk is a kernel's: in Python it took about 0.1 ms per CT slice of the benchmark (this
+    function and the kernel now 16 µs), a sixth of a worker's time per uncached render.
+    """
+    found = np.full((len(_WANTED), 2), -1, np.int64)
+    outcome, value, length = kernels.walk_elements(
+        np.frombuffer(data, np.uint8), position, implicit, _WANTED, found
+    )
+    if outcome != kernels.ELEMENTS_REACHED_PIXEL_DATA:
         raise _NotPlainError()
-    end = len(data)
-    while position + 8 <= end:
-        group, element = _TAG.unpack_from(data, position)
-        tag = group << 16 | element
-        length = _LONG_LENGTH.unpack_from(data, position + 4)[0]
-        position += 8
-        if tag == SEQUENCE_DELIMITER:
-            return position
-        if tag != ITEM:
-            raise _NotPlainError()
-        if length == UNDEFINED_LENGTH:
-            position = _skip_item(data, position, implicit, depth)
-        else:
-            position += length
-    raise _NotPlainError()
-
-
-def _skip_item(data: FileBytes, position: int, implicit: bool, depth: int) -> int:
-    """Where the item of undefined length whose elements start at ``position`` ends."""
-    end = len(data)
-    while position + 8 <= end:
-        group, element = _TAG.unpack_from(data, position)
-        tag = group << 16 | element
-        if tag == ITEM_DELIMITER:
-            return position + 8
-        if implicit:
-            value, length = position + 8, _LONG_LENGTH.unpack_from(data, position + 4)[0]
-            vr = b""
-        else:
-            vr = bytes(data[position + 4 : position + 6])
-            value, length = _explicit_header(data, position, vr)
-        if length == UNDEFINED_LENGTH:
-            if not (implicit or vr in (b"SQ", b"UN")):
-                raise _NotPlainError()
-            position = _skip_sequence(data, value, implicit or vr == b"UN", depth + 1)
-        else:
-            position = value + length
-    raise _NotPlainError()
+    attributes = {
+        tag: bytes(data[start : start + size])
+        for (tag, _), (start, size) in zip(_WANTED.tolist(), found.tolist(), strict=True)
+        if start >= 0
+    }
+    return attributes, value, length
 
 
 def _unsigned_short(attributes: dict[int, bytes], tag: int, default: int | None) -> int:
