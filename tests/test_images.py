@@ -30,7 +30,12 @@ from fastpacs.imaging.encode import encode_pam
 from fastpacs.imaging.formats import ImageFormat, UndecodableImageError
 from fastpacs.imaging.npy import npy_file
 from fastpacs.imaging.png import encode_png
-from fastpacs.imaging.warmup import CACHE_ENVIRONMENT_VARIABLE, compiled_signatures, prepare_kernel_cache
+from fastpacs.imaging.warmup import (
+    CACHE_ENVIRONMENT_VARIABLE,
+    GRAY_TYPES,
+    compiled_signatures,
+    prepare_kernel_cache,
+)
 from fastpacs.pool.pool import WorkerPool
 from fastpacs.storage.blobs import BlobStore
 from fastpacs.testing import fastpacs_server
@@ -59,6 +64,20 @@ def decoded(body: bytes) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- kernels and encoders
+
+
+@pytest.mark.parametrize("gray", GRAY_TYPES, ids=lambda gray: gray.__name__)
+def test_min_max_kernel_over_the_whole_range_of_each_pixel_type(gray: type) -> None:
+    info = np.iinfo(gray)
+    values = np.random.default_rng(2).integers(info.min, info.max, 4099, endpoint=True).astype(gray)
+    for sample in (
+        values,
+        values[:1],
+        np.array([info.max, info.min], gray),
+        np.array([info.min, info.max], gray),
+    ):
+        low, high = kernels.min_max(sample)
+        assert (low, high) == (sample.min(), sample.max()) and type(low) is type(high) is int
 
 
 def test_stretch_kernel_follows_orthanc_rounding() -> None:
