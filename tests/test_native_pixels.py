@@ -6,6 +6,7 @@ reads the file) or gives the same description, the same pixels of each
 frame and the same encoded renderings, byte for byte.
 """
 
+import errno
 import io
 import mmap
 from pathlib import Path
@@ -228,6 +229,13 @@ def test_a_large_stored_file_is_mapped_copy_on_write(tmp_path: Path, monkeypatch
     png = images.render_frame(large, 0, Operation.UINT8.value, ImageFormat.PNG.value, 90)
     expected = render(decode_frame(*_pydicom_view(data), 0), Operation.UINT8)
     assert png == encode_image(expected, ImageFormat.PNG)
+
+    def unmappable(*_: object, **__: object) -> mmap.mmap:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(mmap, "mmap", unmappable)  # a file system that cannot map files: read instead
+    read = tasks.read_blob_writeable(large)
+    assert isinstance(read, bytearray) and read == data
 
 
 def _nested_sequences(levels: int) -> Dataset:

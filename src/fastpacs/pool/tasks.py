@@ -6,6 +6,7 @@ msgspec structs, never pydicom objects, so that little crosses the process
 boundary.
 """
 
+import contextlib
 import ctypes
 import io
 import mmap
@@ -154,7 +155,8 @@ def read_blob_writeable(blob: StoredBlob) -> FileBytes:
     with _storage.path_of(digest).open("rb", buffering=0) as file:
         size = os.fstat(file.fileno()).st_size
         if size >= MAPPED_MIN_SIZE:
-            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+            with contextlib.suppress(OSError):  # a file system that cannot map files (some FUSE ones)
+                return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
         data = bytearray(size)
         view = memoryview(data)
         received = 0
