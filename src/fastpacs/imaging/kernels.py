@@ -263,6 +263,7 @@ def walk_elements(data, position, implicit, wanted, found):  # pragma: no cover 
         for row in range(wanted.shape[0]):
             if wanted[row, 0] == tag:
                 wanted_row = row
+                break
         if length == _UNDEFINED_LENGTH:
             if wanted_row >= 0 or not (implicit or vr in (_VR_SQ, _VR_UN)):
                 break

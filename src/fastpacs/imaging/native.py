@@ -79,8 +79,8 @@ class NativeImage:
     """A plain native grayscale file: its description and where its frames are in ``data``."""
 
     data: FileBytes
-    """The whole file, writeable (a copy-on-write mapping), so that frames are views the kernels take
-    as they are."""
+    """The whole file, writeable (a buffer of its own, or a copy-on-write mapping), so that frames are
+    views the kernels take as they are."""
     description: ImageDescription
     pixel_offset: int
 
