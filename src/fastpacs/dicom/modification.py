@@ -429,10 +429,11 @@ class _Modifier:
                 self._put_text(self.dataset, tag, "UI", self.mapper.uid(original, level))
 
     def _anonymize_identifiers(self) -> None:
-        for tag in self._top_tags():
+        for key, element in list(self.dataset.items()):  # a copy: elements are replaced
+            tag = int(key)
             if tag in self.modification.uid_tags:
                 self._map_identifier(self.dataset, tag, ())
-            elif self._is_sequence(self.dataset, tag) and not self._kept((), tag):
+            elif self._is_sequence(self.dataset, tag, element) and not self._kept((), tag):
                 self._anonymize_sequence(self.dataset, tag, ())
 
     def _anonymize_sequence(
@@ -442,7 +443,8 @@ class _Modifier:
         m = self.modification
         for index, item in enumerate(dataset[sequence_tag].value):
             item_steps = (*steps, (sequence_tag, index))
-            for tag in [int(key) for key in item.keys()]:  # noqa: SIM118 - a copy, elements are deleted
+            for key, element in list(item.items()):  # a copy: elements are deleted
+                tag = int(key)
                 if self._kept(item_steps, tag):
                     continue
                 if (
@@ -460,7 +462,7 @@ class _Modifier:
                         del item[tag]
                 elif tag in IDENTIFIER_TAGS.values() or tag in m.uid_tags:
                     self._map_identifier(item, tag, item_steps)
-                elif self._is_sequence(item, tag):
+                elif self._is_sequence(item, tag, element):
                     self._anonymize_sequence(item, tag, item_steps)
 
     def _map_identifier(self, dataset: Dataset, tag: int, steps: tuple[tuple[int, int], ...]) -> None:
@@ -502,8 +504,13 @@ class _Modifier:
 
     # -- writing values
 
-    def _is_sequence(self, dataset: Dataset, tag: int) -> bool:
-        element = dataset.get_item(tag)
+    def _is_sequence(
+        self, dataset: Dataset, tag: int, element: RawDataElement | DataElement | None = None
+    ) -> bool:
+        """Whether ``dataset``'s element ``tag`` is a sequence; ``element``: that element as stored, when
+        the caller walks the elements (most are not sequences, known without a lookup by tag)."""
+        if element is None:
+            element = dataset.get_item(tag)
         if element is None or (element.VR and element.VR != "SQ"):
             return False
         return self._vr(dataset, tag) == "SQ" and isinstance(dataset[tag].value, Sequence)
