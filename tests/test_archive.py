@@ -300,7 +300,16 @@ def _job(client: httpx.Client, job_id: str) -> dict[str, Any]:
 
 
 def _wait_state(client: httpx.Client, job_id: str, *states: str) -> dict[str, Any]:
-    return _wait(lambda: (job := _job(client, job_id))["State"] in states and job, f"{job_id} in {states}")
+    seen: list[dict[str, Any]] = []
+
+    def reached() -> dict[str, Any] | None:
+        seen[:] = [_job(client, job_id)]
+        return seen[0] if seen[0]["State"] in states else None
+
+    try:
+        return _wait(reached, f"{job_id} in {states}")
+    except AssertionError as timeout:  # say where the job was instead
+        raise AssertionError(f"{timeout}; last seen: {seen[0] if seen else None}") from None
 
 
 def _action(client: httpx.Client, job_id: str, action: str) -> httpx.Response:
