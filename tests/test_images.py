@@ -236,6 +236,7 @@ def test_kernels_are_compiled_when_the_pool_starts(tmp_path: Path) -> None:
         "ybr_full_to_rgb": 1,
         "palette_to_rgb": 6,
         "png_up_filter": 1,
+        "walk_file_meta": 1,
         "walk_elements": 1,
     }
 

@@ -10,6 +10,15 @@ Arrays are flat, C-contiguous and in native byte order; callers reshape.
 import numpy as np
 from numba import njit
 
+from fastpacs.dicom.writer import (
+    ITEM,
+    ITEM_DELIMITER,
+    LONG_HEADER_VRS,
+    PIXEL_DATA,
+    SEQUENCE_DELIMITER,
+    UNDEFINED_LENGTH,
+)
+
 _KERNEL_OPTIONS = {"cache": True, "nogil": True, "boundscheck": False}
 _PARSER_OPTIONS = {**_KERNEL_OPTIONS, "boundscheck": True}
 """The element walk reads uploaded files: an index out of bounds must raise, never read beyond."""
@@ -141,12 +150,7 @@ ELEMENTS_NOT_PLAIN = 1
 """:func:`walk_elements` found what the native reader does not take (pydicom's path reads the file)."""
 MAX_SEQUENCE_DEPTH = 16
 """Nested sequences of undefined length :func:`walk_elements` skips before giving up (a pathological file)."""
-_PIXEL_DATA = 0x7FE00010
 _FLOAT_PIXEL_DATA = 0x7FE00008
-_ITEM = 0xFFFEE000
-_ITEM_DELIMITER = 0xFFFEE00D
-_SEQUENCE_DELIMITER = 0xFFFEE0DD
-_UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 def vr_code(vr: bytes) -> int:
@@ -155,11 +159,9 @@ def vr_code(vr: bytes) -> int:
 
 
 _VR_OB, _VR_OW, _VR_SQ, _VR_UN = (vr_code(vr) for vr in (b"OB", b"OW", b"SQ", b"UN"))
-LONG_HEADER_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-"""Explicit VRs whose header has two reserved bytes and a 4-byte length (PS3.5 7.1.2)."""
-_LONG_HEADER_VR_CODES = np.array(sorted(vr_code(vr) for vr in LONG_HEADER_VRS))
+_LONG_HEADER_VR_CODES = np.array(sorted(vr_code(vr.encode()) for vr in LONG_HEADER_VRS))
+"""The writer's explicit VRs with a 4-byte length, as the walks compare them (a constant of the compiled
+code: ``writer.py`` is among the sources the kernel cache's stamp covers)."""
 
 
 @njit(**_PARSER_OPTIONS)
@@ -202,25 +204,25 @@ def _skip_sequence(data, position, implicit):  # pragma: no cover - compiled
         if not in_item:  # between the items of the sequence open at ``depth``
             length = _unsigned(data, position + 4, 4)
             position += 8
-            if tag == _SEQUENCE_DELIMITER:
+            if tag == SEQUENCE_DELIMITER:
                 if depth == 0:
                     return position
                 depth -= 1
                 in_item = True  # back among the elements of the enclosing item
-            elif tag != _ITEM:
+            elif tag != ITEM:
                 return -1
-            elif length == _UNDEFINED_LENGTH:
+            elif length == UNDEFINED_LENGTH:
                 in_item = True
             else:
                 position += length
-        elif tag == _ITEM_DELIMITER:
+        elif tag == ITEM_DELIMITER:
             position += 8
             in_item = False
         else:
             vr, value, length = _element_header(data, position, implicit_at[depth])
             if length < 0:
                 return -1
-            if length != _UNDEFINED_LENGTH:
+            if length != UNDEFINED_LENGTH:
                 position = value + length
             elif depth == MAX_SEQUENCE_DEPTH or not (implicit_at[depth] or vr in (_VR_SQ, _VR_UN)):
                 return -1
@@ -230,6 +232,29 @@ def _skip_sequence(data, position, implicit):  # pragma: no cover - compiled
                 in_item = False
                 position = value
     return -1
+
+
+@njit(**_PARSER_OPTIONS)
+def walk_file_meta(data, position):  # pragma: no cover - compiled
+    """Walk the file meta group (group 0002, explicit VR little endian) from ``position``.
+
+    Answers ``(value, length, end)``: the offset and length of its
+    TransferSyntaxUID value (-1 and -1 when absent, or when an element has an
+    undefined length or a header past the end of ``data``), and where the
+    dataset starts.
+    """
+    end = data.size
+    syntax_value = np.int64(-1)
+    syntax_length = np.int64(-1)
+    while position + 8 <= end and _unsigned(data, position, 2) == 0x0002:
+        _, value, length = _element_header(data, position, False)
+        if length < 0 or length == UNDEFINED_LENGTH:
+            return np.int64(-1), np.int64(-1), position
+        if _unsigned(data, position + 2, 2) == 0x0010:  # TransferSyntaxUID
+            syntax_value = value
+            syntax_length = length
+        position = value + length
+    return syntax_value, syntax_length, position
 
 
 @njit(**_PARSER_OPTIONS)
@@ -254,7 +279,7 @@ def walk_elements(data, position, implicit, wanted, found):  # pragma: no cover 
         if length < 0:
             break
         if tag >= _FLOAT_PIXEL_DATA:  # FloatPixelData, DoubleFloatPixelData or PixelData
-            if tag != _PIXEL_DATA or length == _UNDEFINED_LENGTH or value + length > end:
+            if tag != PIXEL_DATA or length == UNDEFINED_LENGTH or value + length > end:
                 break
             if not (implicit or vr in (_VR_OB, _VR_OW)):
                 break
@@ -264,7 +289,7 @@ def walk_elements(data, position, implicit, wanted, found):  # pragma: no cover 
             if wanted[row, 0] == tag:
                 wanted_row = row
                 break
-        if length == _UNDEFINED_LENGTH:
+        if length == UNDEFINED_LENGTH:
             if wanted_row >= 0 or not (implicit or vr in (_VR_SQ, _VR_UN)):
                 break
             position = _skip_sequence(data, value, implicit or vr == _VR_UN)

@@ -32,6 +32,7 @@ STAMP_NAME = "fastpacs-kernels.stamp"
 KERNEL_SOURCES = (
     Path(__file__).with_name("kernels.py"),
     Path(__file__).parent.parent / "dicom" / "jpeg_lossless.py",
+    Path(__file__).parent.parent / "dicom" / "writer.py",
 )
 GRAY_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
 """Stored grayscale pixel types the kernels are compiled for."""
@@ -65,6 +66,7 @@ def compile_kernels() -> None:
             kernels.clip_into(values, np.empty(4, target), 0, 1)
     kernels.ybr_full_to_rgb(np.zeros(3, np.uint8))
     kernels.png_up_filter(np.zeros((2, 2), np.uint8))
+    kernels.walk_file_meta(np.zeros(8, np.uint8), 0)
     kernels.walk_elements(
         np.zeros(8, np.uint8), 0, False, np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64)
     )
@@ -103,7 +105,7 @@ def compiled_signatures() -> dict[str, int]:
     from fastpacs.imaging import kernels  # noqa: PLC0415
 
     names = ("min_max", "stretch_to_uint8", "clip_into", "rescale_to_float32", "ybr_full_to_rgb")
-    names += ("palette_to_rgb", "png_up_filter", "walk_elements")
+    names += ("palette_to_rgb", "png_up_filter", "walk_file_meta", "walk_elements")
     return {name: len(getattr(kernels, name).signatures) for name in names}
 
 
